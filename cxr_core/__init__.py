@@ -1,0 +1,15 @@
+"""cxr_core: everything the CXR pneumonia app, the CLI and the training code share.
+
+Pure functions and small classes; no Streamlit import anywhere in this package.
+TensorFlow is imported lazily (only by the modules that build or run models) so that
+`import cxr_core` and image loading stay fast.
+"""
+
+CLASSES = ("NORMAL", "BACTERIAL", "VIRAL")
+BINARY_CLASSES = ("NORMAL", "PNEUMONIA")
+INTENDED_USE = (
+    "Research decision support for pediatric chest radiographs (frontal view). "
+    "Not a diagnosis and not a medical device: every result must be reviewed by a qualified clinician."
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""Metrics from per-image scores (scikit-learn underneath), thresholds and calibration.
+
+Everything works from two arrays: `y` (3-class truth, 0 NORMAL / 1 BACTERIAL / 2 VIRAL) and
+`probs` (N x 3 softmax probabilities). The binary view is NORMAL vs PNEUMONIA with
+P(pneumonia) = 1 - P(normal). The same functions serve training, `evaluate` and the dashboards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from . import CLASSES
+
+
+def pneumonia_probability(probs: np.ndarray) -> np.ndarray:
+    return 1.0 - np.asarray(probs)[:, 0]
+
+
+def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Accuracy, sensitivity, specificity, PPV, NPV and confusion matrix [[TN, FP], [FN, TP]]."""
+    pred = (p >= threshold).astype(int)
+    cm = skm.confusion_matrix(y_binary, pred, labels=[0, 1])
+    tn, fp, fn, tp = (int(v) for v in cm.ravel())
+    div = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
+    return {
+        "threshold": float(threshold),
+        "accuracy": div(tp + tn, tn + fp + fn + tp),
+        "sensitivity": div(tp, tp + fn),
+        "specificity": div(tn, tn + fp),
+        "ppv": div(tp, tp + fp),
+        "npv": div(tn, tn + fn),
+        "f1": div(2 * tp, 2 * tp + fp + fn),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def safe_auc(y: np.ndarray, score: np.ndarray) -> float:
+    return float(skm.roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
+    """3-class accuracy, macro-F1, per-class recall, confusion matrix and bacterial-vs-viral AUC.
+
+    With a threshold, the class is NORMAL when P(pneumonia) < threshold, else the likelier of
+    BACTERIAL / VIRAL: the same decision the product shows.
+    """
+    pred = predict_classes(probs, threshold)
+    cm = skm.confusion_matrix(y, pred, labels=[0, 1, 2])
+    recall = skm.recall_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
+    pneu = y > 0
+    bv_auc = safe_auc((y[pneu] == 2).astype(int), probs[pneu, 2] / np.clip(probs[pneu, 1] + probs[pneu, 2], 1e-12, None)) \
+        if pneu.any() else float("nan")
+    return {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "macro_f1": float(skm.f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)),
+        "recall": {c: float(r) for c, r in zip(CLASSES, recall)},
+        "bacterial_vs_viral_auc": bv_auc,
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def predict_classes(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    probs = np.asarray(probs)
+    if threshold is None:
+        return probs.argmax(axis=1)
+    subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
+    return np.where(pneumonia_probability(probs) >= threshold, subtype, 0)
+
+
+def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden",
+                     target_sensitivity: float = 0.95) -> float:
+    """Operating threshold from validation scores only.
+
+    youden: maximises sensitivity + specificity - 1. sensitivity: the highest threshold whose
+    sensitivity is still >= target (the fewest false alarms at that sensitivity).
+    """
+    fpr, tpr, thr = skm.roc_curve(y_binary, p)
+    thr = np.clip(thr, 0.0, 1.0)
+    if policy == "youden":
+        best = int(np.argmax(tpr - fpr))
+    elif policy == "sensitivity":
+        ok = np.flatnonzero(tpr >= target_sensitivity)
+        best = int(ok[0]) if len(ok) else len(thr) - 1
+    else:
+        raise ValueError(f"unknown threshold policy {policy!r}")
+    return float(thr[best])
+
+
+def expected_calibration_error(y_binary: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
+    """ECE of P(pneumonia): the bin-weighted gap between mean confidence and observed frequency."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(p[m].mean() - y_binary[m].mean())
+    return float(ece)
+
+
+def reliability_curve(y_binary: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    from sklearn.calibration import calibration_curve
+
+    frac, mean = calibration_curve(y_binary, p, n_bins=bins, strategy="uniform")
+    return {"mean_predicted": mean.tolist(), "fraction_positive": frac.tolist()}
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising validation NLL of softmax(z/T)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        p = softmax(logits, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int = 1000,
+                 seed: int = 0, alpha: float = 0.05) -> dict[str, list[float]]:
+    """Percentile bootstrap 95 % CIs (resampling images) for binary accuracy and AUC and 3-class accuracy."""
+    rng = np.random.default_rng(seed)
+    yb = (y > 0).astype(int)
+    p = pneumonia_probability(probs)
+    pred_b = (p >= threshold).astype(int)
+    pred_3 = predict_classes(probs, threshold)
+    acc, auc, acc3 = [], [], []
+    n = len(y)
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        acc.append(np.mean(pred_b[i] == yb[i]))
+        acc3.append(np.mean(pred_3[i] == y[i]))
+        if 0 < yb[i].sum() < n:
+            auc.append(skm.roc_auc_score(yb[i], p[i]))
+    q = lambda v: [float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))] if v else [float("nan")] * 2  # noqa: E731
+    return {"binary_accuracy": q(acc), "binary_auc": q(auc), "three_class_accuracy": q(acc3)}
+
+
+def evaluation_summary(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int = 1000) -> dict[str, Any]:
+    """The full report `evaluate --json` prints and the model card stores."""
+    y = np.asarray(y, dtype=int)
+    probs = np.asarray(probs, dtype=np.float64)
+    yb = (y > 0).astype(int)
+    p = pneumonia_probability(probs)
+    binary = binary_at_threshold(yb, p, threshold)
+    binary["auc"] = safe_auc(yb, p)
+    binary["ece"] = expected_calibration_error(yb, p)
+    ci = bootstrap_ci(y, probs, threshold, n_boot=n_boot)
+    binary["accuracy_ci95"], binary["auc_ci95"] = ci["binary_accuracy"], ci["binary_auc"]
+    three = three_class(y, probs, threshold)
+    three["accuracy_ci95"] = ci["three_class_accuracy"]
+    return {"n": int(len(y)), "class_counts": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
+            "binary": binary, "three_class": three}
+
+
+def roc_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
+    fpr, tpr, thr = skm.roc_curve(y_binary, p)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": np.clip(thr, 0, 1).tolist()}
+
+
+def pr_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
+    prec, rec, thr = skm.precision_recall_curve(y_binary, p)
+    return {"precision": prec.tolist(), "recall": rec.tolist(), "threshold": thr.tolist()}
+
+
+def classification_report(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
+    return skm.classification_report(y, predict_classes(probs, threshold), labels=[0, 1, 2],
+                                     target_names=list(CLASSES), output_dict=True, zero_division=0)

@@ -1,0 +1,207 @@
+"""The model registry: a folder of model folders plus a pointer to the active one.
+
+    <root>/<model_id>/model.keras             weights + architecture (no optimizer)
+    <root>/<model_id>/model_card.json         config, data, metrics, threshold, temperature, command
+    <root>/<model_id>/MODEL_CARD.md           the same for people
+    <root>/<model_id>/validation_scores.csv   per-image internal-validation scores (dashboards)
+    <root>/<model_id>/evaluations/<name>/     saved `evaluate` runs (scores.csv, summary.json)
+    <root>/ACTIVE                             {"model_id": ...}
+
+Writes are atomic: a model folder is assembled under a hidden temporary name, fsynced and then
+renamed into place; ACTIVE is replaced with os.replace. A half-written model is never listed and
+the active model only changes by an explicit `activate`. Models load with `safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError, RegistryError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REGISTRY = PROJECT_ROOT / "assets" / "models"
+CARD_JSON = "model_card.json"
+MODEL_FILE = "model.keras"
+ACTIVE_FILE = "ACTIVE"
+
+
+def default_registry_root() -> Path:
+    return Path(os.environ.get("CXR_REGISTRY", DEFAULT_REGISTRY))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    model_id: str
+    path: Path
+    card: dict[str, Any]
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.card.get('name', self.model_id)} v{self.card.get('version', '?')}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise RegistryError(_os_message(exc, path)) from None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode("utf-8"))
+
+
+class Registry:
+    """List, register, activate and load models under one root folder."""
+
+    _load_lock = threading.Lock()
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_registry_root()
+
+    # ---- reading
+    def list(self) -> list[ModelEntry]:
+        if not self.root.is_dir():
+            return []
+        entries = []
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            card = _read_card(folder)
+            if card is not None and (folder / MODEL_FILE).is_file():
+                entries.append(ModelEntry(folder.name, folder, card))
+        return entries
+
+    def get(self, model_id: str) -> ModelEntry:
+        for entry in self.list():
+            if entry.model_id == model_id:
+                return entry
+        known = ", ".join(e.model_id for e in self.list()) or "none"
+        raise ModelError(f"No model {model_id!r} in the registry at {str(self.root)!r} (registered: {known}).")
+
+    def active_id(self) -> str | None:
+        try:
+            data = json.loads((self.root / ACTIVE_FILE).read_text(encoding="utf-8"))
+            model_id = data.get("model_id")
+        except (OSError, ValueError, AttributeError):
+            model_id = None
+        if model_id and (self.root / model_id / MODEL_FILE).is_file():
+            return model_id
+        listed = self.list()  # no (valid) pointer: fall back to the newest registered model
+        return listed[-1].model_id if listed else None
+
+    def active(self) -> ModelEntry | None:
+        model_id = self.active_id()
+        return self.get(model_id) if model_id else None
+
+    # ---- writing
+    def register(self, source_dir: str | Path, model_id: str) -> ModelEntry:
+        """Copy a finished model folder in atomically. Does not change the active model."""
+        source_dir = Path(source_dir)
+        if _read_card(source_dir) is None or not (source_dir / MODEL_FILE).is_file():
+            raise RegistryError(f"{str(source_dir)!r} is not a complete model folder ({MODEL_FILE} and {CARD_JSON}).")
+        if not all(c.isalnum() or c in "-_." for c in model_id) or model_id.startswith("."):
+            raise RegistryError(f"Model id {model_id!r} may only contain letters, digits, '-', '_' and '.'.")
+        target = self.root / model_id
+        if target.exists():
+            raise RegistryError(f"A model {model_id!r} is already registered.")
+        tmp = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".incoming-{model_id}-"))
+            shutil.copytree(source_dir, tmp, dirs_exist_ok=True)
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            os.rename(tmp, target)
+            _fsync_dir(self.root)
+        except OSError as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise RegistryError(_os_message(exc, self.root)) from None
+        return self.get(model_id)
+
+    def activate(self, model_id: str) -> None:
+        self.get(model_id)  # must exist and be complete
+        write_json_atomic(self.root / ACTIVE_FILE, {"model_id": model_id})
+
+    # ---- loading
+    def load_keras(self, model_id: str) -> Any:
+        return load_keras_model(self.get(model_id).path / MODEL_FILE)
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """Load a `.keras` file with safe_mode=True (no arbitrary code), uncompiled."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    try:
+        with Registry._load_lock:
+            return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"The model file {str(path)!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+
+
+def _read_card(folder: Path) -> dict[str, Any] | None:
+    try:
+        card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
+        return card if isinstance(card, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _os_message(exc: OSError, path: Path) -> str:
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return f"The disk is full: cannot write to {str(path)!r}. Nothing was changed; free some space and retry."
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"The registry at {str(path)!r} is read-only (or not writable by this user). Nothing was changed."
+    return f"Cannot write to {str(path)!r}: {exc.strerror or exc}. Nothing was changed."
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,63 @@
+"""`python -m train --config train/configs/NAME.toml [--budget NAME] [--set section.key=value ...]`
+
+Runs (or resumes) a training run or, for a config with an [experiment] table, a whole experiment.
+Exit status: 0 done, 1 training failed, 2 bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="a TOML file under train/configs/")
+    parser.add_argument("--budget", help="apply the config's [budget.NAME] overrides (reduced size, subset, epochs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one field, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--runs-dir", default=None, help="where runs live (default: runs/)")
+    parser.add_argument("--registry", default=None, help="model registry folder (default: assets/models or $CXR_REGISTRY)")
+    parser.add_argument("--no-register", action="store_true", help="do not add the finished model to the registry")
+    parser.add_argument("--activate", action="store_true", help="make the model active if it passes its validation gate")
+    args = parser.parse_args(argv)
+
+    from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
+    from cxr_core.errors import CXRError
+
+    command = "python -m train " + " ".join(shlex.quote(a) for a in argv)
+    try:
+        config = load_config(args.config)
+        if args.budget:
+            config = apply_budget(config, args.budget)
+        if args.set:
+            config = apply_overrides(config, dict(parse_override(s) for s in args.set))
+        from cxr_core.registry import Registry
+        from train import experiments
+        from train.pipeline import DEFAULT_RUNS_DIR, train
+
+        registry = Registry(args.registry) if args.registry else Registry()
+        runs_dir = args.runs_dir or DEFAULT_RUNS_DIR
+        spec = experiments.read_experiment(args.config)
+        if spec is not None:
+            experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)
+            return 0
+        result = train(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
+                       activate=args.activate, command=command)
+    except CXRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Stopped. Rerun the same command to resume from the last finished epoch.", file=sys.stderr)
+        return 1
+    b = result.metrics.get("binary", {})
+    if b:
+        print(f"Internal validation: binary accuracy {b['accuracy']:.3f}, AUC {b['auc']:.3f}, "
+              f"3-class accuracy {result.metrics['three_class']['accuracy']:.3f}; run folder {result.run_dir}")
+    return 0 if result.state == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""One training run, end to end: data -> fit -> calibrate -> threshold -> model card -> registry.
+
+A run lives in `runs/<name>-<config fingerprint>/`:
+    config.json        the exact resolved config
+    status.json        state (running / finished / failed / stopped), epoch, ETA: the app follows it
+    history.csv        per-epoch metrics (keras.callbacks.CSVLogger)
+    tensorboard/       the same for TensorBoard
+    backup/            keras.callbacks.BackupAndRestore: a killed run resumes at its last epoch
+    best.weights.h5    best epoch by validation AUC (ModelCheckpoint)
+    model/             the finished model folder, then copied into the registry
+    STOP               created by the app (or a user) to stop the run after the current batch
+
+Rerunning the same command continues the same run. The active model is never changed here unless
+`activate=True`, and then only after the run finished and passed its validation gate.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cxr_core import CLASSES, INTENDED_USE, __version__
+from cxr_core.config import TrainConfig
+from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, grouped_split, index_dataset, subset
+from cxr_core.errors import CXRError
+from cxr_core.model_card import render_markdown
+from cxr_core.preprocess import load_for_model
+from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry, write_atomic, write_json_atomic
+
+DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
+LOCK_NAME = ".train.lock"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    state: str
+    model_id: str | None
+    metrics: dict[str, Any]
+
+
+def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / f"{config.name}-{config.fingerprint()}"
+
+
+def train(config: TrainConfig, runs_dir: str | Path = DEFAULT_RUNS_DIR, registry: Registry | None = None,
+          register: bool = True, activate: bool = False, command: str | None = None,
+          split: tuple[list[Record], list[Record]] | None = None, log: Callable[[str], None] = print) -> RunResult:
+    """Run (or resume) one training run. Only one run at a time per runs folder."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with _single_run_lock(runs_dir):
+        return _train_locked(config, runs_dir, registry, register, activate, command, split, log)
+
+
+def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None, register: bool, activate: bool,
+                  command: str | None, split: tuple[list[Record], list[Record]] | None,
+                  log: Callable[[str], None]) -> RunResult:
+    run_dir = run_dir_for(config, runs_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = read_status(run_dir)
+    if status.get("state") == "finished":
+        log(f"Run {run_dir.name} already finished (model {status.get('model_id')}); nothing to do.")
+        return RunResult(run_dir, "finished", status.get("model_id"), status.get("metrics", {}))
+    (run_dir / "STOP").unlink(missing_ok=True)
+    command = command or "python -m train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_json_atomic(run_dir / "config.json", {**config.to_dict(), "command": command})
+    started = time.time() - float(status.get("elapsed_s", 0.0))
+    _status(run_dir, state="running", pid=os.getpid(), epoch=status.get("epoch", 0), epochs=config.train.epochs,
+            started=started, message="loading data")
+    try:
+        train_recs, val_recs, data_info = _split(config, split)
+        log(f"Data: {data_info['n_train']} train / {data_info['n_val']} validation images "
+            f"(patient-grouped), fingerprint {data_info['fingerprint']}.")
+        size, pad = config.data.image_size, config.data.pad_to_square
+        x_train, y_train = load_arrays(train_recs, size, pad)
+        x_val, y_val = load_arrays(val_recs, size, pad)
+        _status(run_dir, message="training")
+        model, epochs_run = _fit(config, run_dir, x_train, y_train, x_val, y_val, started, log)
+        if (run_dir / "STOP").exists():
+            _status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
+            return RunResult(run_dir, "stopped", None, {})
+        _status(run_dir, message="evaluating on internal validation")
+        card = _evaluate_and_write_model(config, run_dir, model, x_val, y_val, val_recs, data_info,
+                                         time.time() - started, epochs_run, command)
+    except BaseException as exc:
+        state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
+        raise
+    metrics = card["internal_validation"]
+    model_id = None
+    gate = config.train.min_val_auc_to_register
+    passed = metrics["binary"]["auc"] >= gate
+    if register and passed:
+        registry = registry or Registry()
+        model_id = card["model_id"]
+        if model_id not in {e.model_id for e in registry.list()}:
+            registry.register(run_dir / "model", model_id)
+        if activate:
+            registry.activate(model_id)
+        log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
+    elif register:
+        log(f"Validation AUC {metrics['binary']['auc']:.3f} is below the gate {gate}: not registered.")
+    _status(run_dir, state="finished", message="finished", model_id=model_id, metrics=_headline(metrics),
+            passed_gate=passed, elapsed_s=time.time() - started)
+    return RunResult(run_dir, "finished", model_id, metrics)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _split(config: TrainConfig, split: tuple[list[Record], list[Record]] | None) -> tuple[list[Record], list[Record], dict]:
+    d = config.data
+    if split is None:
+        records = subset(index_dataset(d.root), d.subset_fraction, d.split_seed)
+        tr, va = grouped_split(records, d.val_fraction, d.split_seed)
+        train_recs, val_recs = [records[i] for i in tr], [records[i] for i in va]
+    else:
+        train_recs, val_recs = split
+    info = {"root": d.root, "fingerprint": fingerprint(train_recs + val_recs), "n_train": len(train_recs),
+            "n_val": len(val_recs), "train_counts": class_counts(train_recs), "val_counts": class_counts(val_recs),
+            "split_seed": d.split_seed, "val_fraction": d.val_fraction, "subset_fraction": d.subset_fraction,
+            "val_patients": len({r.patient for r in val_recs})}
+    return train_recs, val_recs, info
+
+
+def load_arrays(records: list[Record], size: int, pad: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decode with the shared preprocessing, in parallel (OpenCV/PIL release the GIL)."""
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        images = list(pool.map(lambda r: load_for_model(r.path, size, pad).astype(np.float16), records))
+    return np.stack(images), np.array([r.label for r in records], dtype=np.int32)
+
+
+def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
+    """tf.data: balanced/oversampled indices -> shuffle -> batch -> gather -> augment -> prefetch."""
+    import tensorflow as tf
+
+    from cxr_core.augment import build_augmenter
+
+    aug_config = config.augment
+    if config.data.balancing == "balanced_strong":
+        aug_config = type(aug_config)(**{**aug_config.__dict__, "strength": aug_config.strength * 1.5})
+    augmenter = build_augmenter(aug_config, seed=config.train.seed)
+    num_classes = config.model.num_classes
+    labels = y if num_classes == 3 else (y > 0).astype(np.int32)
+    weights = _class_weights(labels, num_classes) if config.train.class_weights else np.ones(num_classes, np.float32)
+    idx = balanced_indices(labels, config.data.balancing, config.train.seed)
+    xs, ys, ws = tf.constant(x), tf.constant(labels), tf.constant(weights)
+
+    def gather(i: Any) -> Any:
+        xb = tf.cast(tf.gather(xs, i), tf.float32)
+        yb = tf.gather(ys, i)
+        return xb, tf.one_hot(yb, num_classes), tf.gather(ws, yb)
+
+    ds = tf.data.Dataset.from_tensor_slices(idx).shuffle(len(idx), seed=config.train.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.train.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    if augmenter is not None:
+        ds = ds.map(lambda a, b, c: (tf.clip_by_value(augmenter(a, training=True), 0.0, 1.0), b, c),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return (len(labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- fit
+def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+         y_val: np.ndarray, started: float, log: Callable[[str], None]) -> tuple[Any, int]:
+    import keras
+
+    from cxr_core.models import build_model
+    from train.callbacks import LearningRateLogger, StatusWriter, StopFile, ValidationMetrics
+
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config.model, config.data.image_size)
+    t = config.train
+    steps = int(np.ceil(len(balanced_indices(y_train if config.model.num_classes == 3 else (y_train > 0).astype(int),
+                                             config.data.balancing, t.seed)) / t.batch_size))
+    lr: Any = t.learning_rate
+    if t.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=max(1, steps * t.epochs), alpha=0.02,
+                                                    warmup_target=None)
+    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
+                  metrics=["accuracy"])
+    best = run_dir / "best.weights.h5"
+    fit_done = run_dir / "fit_done"
+    if fit_done.exists() and best.exists():
+        log("Training already complete; evaluating the best checkpoint.")
+        model.load_weights(best)
+        return model, int(read_status(run_dir).get("epoch", t.epochs))
+    callbacks: list[Any] = [
+        ValidationMetrics(x_val, y_val, config.model.num_classes),  # first: adds val_* to the logs
+        LearningRateLogger(),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        StatusWriter(run_dir, t.epochs, started),
+        StopFile(run_dir / "STOP"),
+    ]
+    if t.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
+                                                       patience=t.early_stopping_patience))
+    if t.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                           patience=t.plateau_patience, min_lr=1e-7))
+    # Last, so a restored run restores after the other callbacks were set up.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False))
+    history = model.fit(make_train_dataset(config, x_train, y_train), epochs=t.epochs, callbacks=callbacks, verbose=2)
+    epochs_run = int(read_status(run_dir).get("epoch", len(history.epoch)))
+    if (run_dir / "STOP").exists():
+        return model, epochs_run
+    if best.exists():
+        model.load_weights(best)
+    write_atomic(fit_done, b"done\n")
+    return model, epochs_run
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_val: np.ndarray, y_val: np.ndarray,
+                              val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
+                              command: str) -> dict[str, Any]:
+    from cxr_core import metrics as M
+    from cxr_core.models import LOGITS_LAYER, build_model
+
+    logits = predict_logits(model, x_val)
+    labels3 = y_val
+    if config.model.num_classes == 2:  # a binary model: fill the 3-class view as NORMAL vs PNEUMONIA
+        labels_fit = (y_val > 0).astype(int)
+    else:
+        labels_fit = labels3
+    ece_raw = M.expected_calibration_error((labels3 > 0).astype(int), M.pneumonia_probability(_as3(M.softmax(logits))))
+    temperature = M.fit_temperature(logits, labels_fit)
+    probs = _as3(M.softmax(logits, temperature))
+    p = M.pneumonia_probability(probs)
+    t = config.train
+    threshold = M.choose_threshold((labels3 > 0).astype(int), p, t.threshold_policy, t.target_sensitivity)
+    summary = M.evaluation_summary(labels3, probs, threshold)
+    summary["threshold_at_95_sensitivity"] = M.choose_threshold((labels3 > 0).astype(int), p, "sensitivity", 0.95)
+
+    out = run_dir / "model"
+    out.mkdir(exist_ok=True)
+    clean = build_model(config.model.__class__(**{**config.model.__dict__, "init_from": ""}), config.data.image_size)
+    clean.set_weights(model.get_weights())  # uncompiled copy: saved without the optimizer
+    assert clean.get_layer(LOGITS_LAYER) is not None
+    clean.save(out / MODEL_FILE)
+    write_scores(out / "validation_scores.csv", [str(r.path.parent.name + "/" + r.path.name) for r in val_recs],
+                 labels3, probs)
+    if (run_dir / "history.csv").exists():
+        (out / "history.csv").write_bytes((run_dir / "history.csv").read_bytes())
+    version = time.strftime("%Y.%m.%d")
+    card = {
+        "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
+        "name": config.name, "version": version, "description": config.description,
+        "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
+        "input": {"image_size": config.data.image_size, "pad_to_square": config.data.pad_to_square,
+                  "channels": 1, "range": [0.0, 1.0]},
+        "threshold": threshold, "threshold_policy": t.threshold_policy, "temperature": temperature,
+        "ece_uncalibrated": ece_raw,
+        "internal_validation": summary, "data": data_info, "config": config.to_dict(),
+        "training_time_s": elapsed, "epochs_run": epochs_run,
+        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
+        "git_commit": _git_commit(), "cxr_core_version": __version__,
+        "reproduce_command": command, "parameters": int(clean.count_params()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(out / CARD_JSON, card)
+    write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
+    return card
+
+
+def predict_logits(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    import keras
+
+    from cxr_core.models import LOGITS_LAYER
+
+    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+    out = [np.asarray(logit_model(np.asarray(x[i:i + batch_size], np.float32), training=False))
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def _as3(probs: np.ndarray) -> np.ndarray:
+    """Binary-model probabilities [P(normal), P(pneumonia)] as 3 columns with an unknown subtype split."""
+    if probs.shape[1] == 3:
+        return probs
+    return np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
+
+
+def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
+    rows = ["file,label,p_normal,p_bacterial,p_viral"]
+    rows += [f"{f},{CLASSES[int(y)]},{p[0]:.6f},{p[1]:.6f},{p[2]:.6f}" for f, y, p in zip(files, labels, probs)]
+    write_atomic(path, ("\n".join(rows) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------------------------- status
+def read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _status(run_dir: Path, **fields: Any) -> None:
+    status = read_status(run_dir)
+    status.update(fields, updated=time.time())
+    write_json_atomic(run_dir / "status.json", status)
+
+
+def _headline(summary: dict[str, Any]) -> dict[str, float]:
+    return {"val_binary_accuracy": summary["binary"]["accuracy"], "val_auc": summary["binary"]["auc"],
+            "val_sensitivity": summary["binary"]["sensitivity"], "val_specificity": summary["binary"]["specificity"],
+            "val_3class_accuracy": summary["three_class"]["accuracy"], "val_macro_f1": summary["three_class"]["macro_f1"],
+            "val_normal_recall": summary["three_class"]["recall"]["NORMAL"]}
+
+
+class _single_run_lock:
+    """An exclusive flock on runs/.train.lock: a second training is refused, a killed one releases it."""
+
+    def __init__(self, runs_dir: Path):
+        self.path = runs_dir / LOCK_NAME
+
+    def __enter__(self) -> "_single_run_lock":
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            raise CXRError("Another training run is in progress (only one at a time); stop it or wait for it to finish.") from None
+        self.fh.truncate(0)
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def training_in_progress(runs_dir: Path) -> bool:
+    path = Path(runs_dir) / LOCK_NAME
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _gpu_note() -> str:
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f", {len(gpus)} GPU(s)" if gpus else ", no GPU"
+    except Exception:
+        return ""
