@@ -113,7 +113,11 @@ def _load_raster(data: bytes, kind: str) -> LoadedImage:
         raise InputImageError(f"{kind} images are not supported; export the radiograph as PNG, JPEG or DICOM.")
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
-        img = Image.open(io.BytesIO(data))
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise InputImageError("The image header claims an enormous size; it was not decoded (it may be a "
+                                  "decompression bomb).") from None
         _check_pixel_count(*img.size)  # header only: nothing decoded yet
         warnings: list[str] = []
         if getattr(img, "n_frames", 1) > 1:

@@ -170,7 +170,7 @@ def _application_features(inputs: Any, config: ModelConfig, image_size: int) -> 
                 layer.momentum = 0.9
     features = layers.Activation("linear", name=CAM_LAYER)(base.get_layer(spec["last"]).output)
     first = base.layers.index(base.get_layer("backbone_preprocess")) + 1 if _has(base, "backbone_preprocess") else 0
-    return features, [l for l in base.layers[first:] if l.weights]
+    return features, [layer for layer in base.layers[first:] if not isinstance(layer, layers.InputLayer)]
 
 
 def _has(model: Any, name: str) -> bool:
@@ -199,11 +199,14 @@ def _head(features: Any, config: ModelConfig) -> Any:
 
 
 def _set_trainable(backbone_layers: list[Any], config: ModelConfig) -> None:
-    """Freeze the bottom of a transfer backbone: by layer name (`freeze_until`) or top-N count."""
+    """Freeze the bottom of a transfer backbone: up to a layer (`freeze_until`: a name, or a number of
+    layers as in seed 000's "freeze up to layer 144") or all but the top N layers (`trainable_layers`)."""
     if not backbone_layers:
         return
-    if config.freeze_until:
-        names = [l.name for l in backbone_layers]
+    if config.freeze_until.isdigit():  # counted as in the standalone application, whose input layer is layer 0
+        cut = min(max(0, int(config.freeze_until) - 1), len(backbone_layers))
+    elif config.freeze_until:
+        names = [layer.name for layer in backbone_layers]
         if config.freeze_until not in names:
             raise ConfigError(f"model.freeze_until = {config.freeze_until!r} is not a layer of {config.backbone}.")
         cut = names.index(config.freeze_until) + 1
@@ -212,6 +215,4 @@ def _set_trainable(backbone_layers: list[Any], config: ModelConfig) -> None:
     else:
         cut = max(0, len(backbone_layers) - config.trainable_layers)
     for i, layer in enumerate(backbone_layers):
-        layer.trainable = i >= cut
-        if not layer.trainable and isinstance(layer, _keras().layers.BatchNormalization):
-            layer.trainable = False  # frozen BN runs in inference mode in Keras 3
+        layer.trainable = i >= cut  # a frozen BatchNormalization also runs in inference mode (Keras 3)

@@ -35,6 +35,7 @@ from cxr_core import CLASSES, INTENDED_USE, __version__
 from cxr_core.config import TrainConfig
 from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, grouped_split, index_dataset, subset
 from cxr_core.errors import CXRError
+from cxr_core.evaluation import write_scores
 from cxr_core.model_card import render_markdown
 from cxr_core.preprocess import load_for_model
 from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry, write_atomic, write_json_atomic
@@ -93,7 +94,7 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
             _status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
             return RunResult(run_dir, "stopped", None, {})
         _status(run_dir, message="evaluating on internal validation")
-        card = _evaluate_and_write_model(config, run_dir, model, x_val, y_val, val_recs, data_info,
+        card = _evaluate_and_write_model(config, run_dir, model, x_train, x_val, y_val, val_recs, data_info,
                                          time.time() - started, epochs_run, command)
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -218,8 +219,11 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
     if t.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=t.plateau_patience, min_lr=1e-7))
-    # Last, so a restored run restores after the other callbacks were set up.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False))
+    # Keras keeps the previous checkpoint too (double_checkpoint) and falls back to it when a SIGKILL
+    # left the latest half-written; if neither is readable, the run restarts from epoch 0.
+    _discard_unreadable_backup(run_dir / "backup", log)
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False,
+                                                      double_checkpoint=True))
     history = model.fit(make_train_dataset(config, x_train, y_train), epochs=t.epochs, callbacks=callbacks, verbose=2)
     epochs_run = int(read_status(run_dir).get("epoch", len(history.epoch)))
     if (run_dir / "STOP").exists():
@@ -230,12 +234,31 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
     return model, epochs_run
 
 
+def _discard_unreadable_backup(backup: Path, log: Callable[[str], None]) -> None:
+    import h5py
+
+    files = sorted(backup.glob("*.weights.h5"))
+    for f in files:
+        try:
+            with h5py.File(f, "r"):
+                return  # at least one readable checkpoint: Keras restores from it
+        except OSError:
+            continue
+    if files:
+        import shutil
+
+        log("The training checkpoint was damaged (killed while saving); restarting this run from epoch 1.")
+        shutil.rmtree(backup, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------- evaluate
-def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_val: np.ndarray, y_val: np.ndarray,
+def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray, x_val: np.ndarray,
+                              y_val: np.ndarray,
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str) -> dict[str, Any]:
     from cxr_core import metrics as M
     from cxr_core.models import LOGITS_LAYER, build_model
+    from cxr_core.ood import OODDetector
 
     logits = predict_logits(model, x_val)
     labels3 = y_val
@@ -262,6 +285,9 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                  labels3, probs)
     if (run_dir / "history.csv").exists():
         (out / "history.csv").write_bytes((run_dir / "history.csv").read_bytes())
+    ood = OODDetector.fit(x_train, pooled_features(model, x_train))
+    ood.save(out)
+    ood_false_alarm = float(ood.flags(x_val, pooled_features(model, x_val)).mean())
     version = time.strftime("%Y.%m.%d")
     card = {
         "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
@@ -270,7 +296,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "input": {"image_size": config.data.image_size, "pad_to_square": config.data.pad_to_square,
                   "channels": 1, "range": [0.0, 1.0]},
         "threshold": threshold, "threshold_policy": t.threshold_policy, "temperature": temperature,
-        "ece_uncalibrated": ece_raw,
+        "ece_uncalibrated": ece_raw, "ood_val_false_alarm_rate": ood_false_alarm,
         "internal_validation": summary, "data": data_info, "config": config.to_dict(),
         "training_time_s": elapsed, "epochs_run": epochs_run,
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
@@ -294,17 +320,20 @@ def predict_logits(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarra
     return np.concatenate(out).astype(np.float64)
 
 
+def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The pooled last-conv features (the "gap" layer) that the OOD detector models."""
+    import keras
+
+    feat_model = keras.Model(model.inputs, model.get_layer("gap").output)
+    return np.concatenate([np.asarray(feat_model(np.asarray(x[i:i + batch_size], np.float32), training=False))
+                           for i in range(0, len(x), batch_size)])
+
+
 def _as3(probs: np.ndarray) -> np.ndarray:
     """Binary-model probabilities [P(normal), P(pneumonia)] as 3 columns with an unknown subtype split."""
     if probs.shape[1] == 3:
         return probs
     return np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
-
-
-def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
-    rows = ["file,label,p_normal,p_bacterial,p_viral"]
-    rows += [f"{f},{CLASSES[int(y)]},{p[0]:.6f},{p[1]:.6f},{p[2]:.6f}" for f, y, p in zip(files, labels, probs)]
-    write_atomic(path, ("\n".join(rows) + "\n").encode())
 
 
 # ---------------------------------------------------------------------------------------------- status

@@ -1,0 +1,213 @@
+"""`python -m cxr_core {predict, evaluate, models, fit-ood}`: the command-line interface.
+
+Exit status: 0 success; 2 when any input failed or the arguments are bad. No traceback is ever
+shown for a user error: every failure is one line on stderr (or an "error" field with --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import CXRError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CXRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cxr_core", description="Chest X-ray pneumonia assistant (research use only).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("predict", help="predict NORMAL / PNEUMONIA (and subtype) for images or folders")
+    pr.add_argument("inputs", nargs="+", help="image files (JPEG, PNG, DICOM) or folders")
+    pr.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    pr.add_argument("--cam-out", help="write a Grad-CAM overlay PNG per input into this folder")
+    pr.add_argument("--json", action="store_true", help="one JSON object per input line")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="evaluate on a labelled folder (NORMAL/ and PNEUMONIA/)")
+    ev.add_argument("data_dir")
+    ev.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    ev.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    ev.add_argument("--out", help="also write the summary JSON to this file")
+    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
+    ev.set_defaults(func=cmd_evaluate)
+
+    mo = sub.add_parser("models", help="list registered models, or activate one")
+    mo.add_argument("--activate", metavar="MODEL_ID")
+    mo.add_argument("--registry", help="registry folder (default: assets/models or $CXR_REGISTRY)")
+    mo.set_defaults(func=cmd_models)
+
+    fo = sub.add_parser("fit-ood", help="fit the out-of-distribution detector of a model on its training split")
+    fo.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    fo.add_argument("--data", help="training data folder (default: the one in the model card)")
+    fo.set_defaults(func=cmd_fit_ood)
+    return p
+
+
+def resolve_model_dir(model: str | None) -> Path:
+    """A folder path, a registered id, or (None) the active model."""
+    from .registry import Registry
+
+    if model and Path(model).is_dir():
+        return Path(model)
+    registry = Registry()
+    entry = registry.get(model) if model else registry.active()
+    if entry is None:
+        raise CXRError(f"No model is registered in {str(registry.root)!r}; pass --model DIR or train one with `python -m train`.")
+    return entry.path
+
+
+# ----------------------------------------------------------------------------------------------- predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Predictor, collect_inputs
+
+    if args.batch_size < 1:
+        raise CXRError(f"--batch-size {args.batch_size!r} must be a positive integer.")
+    inputs = collect_inputs(args.inputs)
+    if not inputs:
+        raise CXRError("No image files found in the given folders.")
+    cam_dir = _prepare_dir(args.cam_out) if args.cam_out else None
+    predictor = Predictor(resolve_model_dir(args.model))
+    progress = _Progress(len(inputs)) if len(inputs) > 5 else None
+    failed = 0
+    rows = []
+    for i, pred in enumerate(predictor.predict_many(inputs, batch_size=args.batch_size, keep_images=cam_dir is not None,
+                                                    progress=progress)):
+        failed += pred.error is not None
+        if cam_dir is not None and pred.error is None:
+            _write_cam(cam_dir, i, pred)
+        if args.json:
+            print(json.dumps(pred.to_json()), flush=True)
+        else:
+            rows.append(pred)
+    if progress:
+        progress.close()
+    if not args.json:
+        _print_table(rows, predictor)
+    return 2 if failed else 0
+
+
+def _write_cam(cam_dir: Path, index: int, pred: Any) -> None:
+    """PNG overlay named after the input's stem (no metadata, no identifiers in the file)."""
+    import cv2
+
+    from .gradcam import overlay
+
+    picture = overlay(pred.image.pixels, pred.heatmap)
+    name = f"{index:04d}_{Path(pred.file).stem[:60]}_cam.png"
+    ok = cv2.imwrite(str(cam_dir / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    if not ok:
+        pred.warnings.append(f"The Grad-CAM overlay could not be written to {cam_dir}.")
+    pred.image = None
+
+
+def _print_table(rows: list[Any], predictor: Any) -> None:
+    print(f"Model: {predictor.name}  threshold on P(pneumonia): {predictor.threshold:.3f}  (research use only)")
+    width = min(60, max([len(r.file) for r in rows] + [4]))
+    print(f"{'file':<{width}}  {'label':<9}  {'P(pneu)':>7}  {'subtype':<9}  note")
+    for r in rows:
+        name = r.file if len(r.file) <= width else "..." + r.file[-(width - 3):]
+        if r.error:
+            print(f"{name:<{width}}  {'ERROR':<9}  {'':>7}  {'':<9}  {r.error}")
+        else:
+            print(f"{name:<{width}}  {r.label:<9}  {r.pneumonia_probability:7.3f}  {r.subtype or '-':<9}  {'; '.join(r.warnings)}")
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only when it is a terminal, or always for > 5 files)."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def __call__(self, done: int) -> None:
+        filled = int(30 * done / self.total)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _prepare_dir(path: str) -> Path:
+    d = Path(path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CXRError(f"Cannot create the folder {path!r}: {exc.strerror}.") from None
+    return d
+
+
+# ----------------------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_folder
+
+    if args.bootstrap < 0:
+        raise CXRError(f"--bootstrap {args.bootstrap!r} must be >= 0.")
+    model_dir = resolve_model_dir(args.model)
+    result = evaluate_folder(model_dir, args.data_dir, n_boot=args.bootstrap,
+                             progress=None if args.json else _Progress)
+    summary = result.summary
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        b, t = summary["binary"], summary["three_class"]
+        print(f"n = {summary['n']}  model {summary['model']}  threshold {b['threshold']:.3f}")
+        print(f"binary: accuracy {b['accuracy']:.3f} {_ci(b['accuracy_ci95'])}  AUC {b['auc']:.3f} {_ci(b['auc_ci95'])}  "
+              f"sensitivity {b['sensitivity']:.3f}  specificity {b['specificity']:.3f}")
+        print(f"3-class: accuracy {t['accuracy']:.3f} {_ci(t['accuracy_ci95'])}  macro-F1 {t['macro_f1']:.3f}  "
+              f"bacterial-vs-viral AUC {t['bacterial_vs_viral_auc']:.3f}")
+        if summary.get("failed"):
+            print(f"{len(summary['failed'])} file(s) could not be read and were left out.")
+        print(f"Per-image scores saved to {result.saved_to}" if result.saved_to else "Per-image scores were not saved.")
+    return 2 if summary.get("failed") else 0
+
+
+def _ci(v: list[float]) -> str:
+    return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+# ----------------------------------------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import Registry
+
+    registry = Registry(args.registry) if args.registry else Registry()
+    if args.activate:
+        registry.activate(args.activate)
+        print(f"Active model: {args.activate}")
+        return 0
+    active = registry.active_id()
+    entries = registry.list()
+    if not entries:
+        print(f"No models in {registry.root}.")
+    for e in entries:
+        iv = e.card.get("internal_validation", {}).get("binary", {})
+        print(f"{'*' if e.model_id == active else ' '} {e.model_id}  {e.display_name}  "
+              f"val AUC {iv.get('auc', float('nan')):.3f}  val acc {iv.get('accuracy', float('nan')):.3f}")
+    return 0
+
+
+def cmd_fit_ood(args: argparse.Namespace) -> int:
+    from .evaluation import fit_ood_for_model
+
+    model_dir = resolve_model_dir(args.model)
+    report = fit_ood_for_model(model_dir, args.data)
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,200 @@
+"""Prediction with Grad-CAM from a registered model: what the CLI, the app and the benchmarks call.
+
+`Predictor` loads a model folder once and answers, for each image, the label against the model's
+operating threshold, calibrated probabilities (temperature from the model card), the subtype and
+a heatmap, all from a single forward pass (see gradcam.py for why CAM equals Grad-CAM here).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import CLASSES
+from .errors import CXRError, InputImageError, ModelError
+from .imaging import IMAGE_SUFFIXES, LoadedImage, load_image
+from .preprocess import to_model_input
+from .registry import CARD_JSON, MODEL_FILE, ModelEntry, Registry, load_keras_model
+
+
+@dataclass
+class Prediction:
+    """One input's result. `to_json` is what leaves the process: no identifiers, no pixels."""
+
+    file: str
+    label: str | None = None
+    pneumonia_probability: float | None = None
+    subtype: str | None = None
+    class_probabilities: dict[str, float | None] = field(default_factory=dict)
+    threshold: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    out_of_distribution: bool = False
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    image: LoadedImage | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "label": self.label, "pneumonia_probability": self.pneumonia_probability,
+                "subtype": self.subtype, "class_probabilities": self.class_probabilities,
+                "threshold": self.threshold, "warnings": list(self.warnings), "error": self.error,
+                "out_of_distribution": self.out_of_distribution}
+
+
+class Predictor:
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        import json
+
+        try:
+            self.card: dict[str, Any] = json.loads((self.model_dir / CARD_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ModelError(f"{str(self.model_dir)!r} is not a model folder (no readable {CARD_JSON}).") from None
+        self.model = load_keras_model(self.model_dir / MODEL_FILE)
+        self.image_size = int(self.card["input"]["image_size"])
+        self.pad = bool(self.card["input"].get("pad_to_square", False))
+        self.threshold = float(self.card.get("threshold", 0.5))
+        self.temperature = float(self.card.get("temperature", 1.0))
+        self.num_classes = int(self.model.output_shape[-1])
+        self._build_forward()
+        from .ood import OODDetector
+
+        self.ood = OODDetector.load(self.model_dir)
+
+    @classmethod
+    def from_registry(cls, registry: Registry | None = None, model_id: str | None = None) -> "Predictor":
+        registry = registry or Registry()
+        entry: ModelEntry | None = registry.get(model_id) if model_id else registry.active()
+        if entry is None:
+            raise ModelError(f"No model is registered in {str(registry.root)!r}. Train one with `python -m train`.")
+        return cls(entry.path)
+
+    @property
+    def name(self) -> str:
+        return f"{self.card.get('name')} v{self.card.get('version')}"
+
+    # ---- core: arrays in, probabilities and heatmaps out
+    def _build_forward(self) -> None:
+        import keras
+        import tensorflow as tf
+
+        from .gradcam import has_linear_head
+        from .models import CAM_LAYER, LOGITS_LAYER
+
+        graph = keras.Model(self.model.inputs, [self.model.get_layer(CAM_LAYER).output,
+                                                self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
+        self._linear_head = has_linear_head(self.model)
+        self._kernel = np.asarray(self.model.get_layer(LOGITS_LAYER).kernel) if self._linear_head else None
+        self._forward = tf.function(lambda x: graph(x, training=False), reduce_retracing=True)
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(calibrated probabilities n x 3, heatmaps n x h x w, pooled features n x k) for a batch."""
+        from .gradcam import cam_from_features, gradcam_reference
+        from .metrics import softmax
+
+        features, logits, pooled = (np.asarray(t) for t in self._forward(np.asarray(batch, np.float32)))
+        probs = softmax(logits, self.temperature)
+        if probs.shape[1] == 2:
+            probs = np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
+        cls = self._explained_class(probs)
+        if self._linear_head:
+            heat = cam_from_features(features, self._kernel, cls)
+        else:
+            heat = np.stack([gradcam_reference(self.model, b, int(c)) for b, c in zip(batch, cls)])
+        return probs, heat, pooled
+
+    def _explained_class(self, probs: np.ndarray) -> np.ndarray:
+        """The class the heatmap explains: NORMAL below the threshold, else the likelier subtype."""
+        if self.num_classes == 2:
+            return (1.0 - probs[:, 0] >= self.threshold).astype(int)
+        subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
+        return np.where(1.0 - probs[:, 0] >= self.threshold, subtype, 0)
+
+    # ---- one image
+    def predict(self, source: str | Path | bytes | LoadedImage, name: str | None = None) -> Prediction:
+        name = name if name is not None else (str(source) if isinstance(source, (str, Path)) else "upload")
+        try:
+            image = source if isinstance(source, LoadedImage) else load_image(source)
+        except InputImageError as exc:
+            return Prediction(file=name, error=str(exc))
+        return self._finish(name, image, *self._run([to_model_input(image.pixels, self.image_size, self.pad)]))[0]
+
+    def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        batch = np.stack(inputs)
+        probs, heat, pooled = self.forward(batch)
+        return probs, heat, pooled, batch
+
+    def _finish(self, name: str, image: LoadedImage, probs: np.ndarray, heat: np.ndarray, pooled: np.ndarray,
+                batch: np.ndarray) -> list[Prediction]:
+        return [self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0])]
+
+    def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
+                       pooled: np.ndarray, model_input: np.ndarray) -> Prediction:
+        p = float(1.0 - probs[0])
+        label = "PNEUMONIA" if p >= self.threshold else "NORMAL"
+        three = self.num_classes == 3
+        subtype = (CLASSES[2] if probs[2] > probs[1] else CLASSES[1]) if label == "PNEUMONIA" and three else None
+        warnings = list(image.warnings) if image is not None else []
+        ood_reasons = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else []
+        warnings += ood_reasons
+        return Prediction(
+            file=name, label=label, pneumonia_probability=round(p, 6), subtype=subtype,
+            class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
+            threshold=round(self.threshold, 6), warnings=warnings, out_of_distribution=bool(ood_reasons),
+            heatmap=heat, image=image)
+
+    # ---- many files
+    def predict_many(self, sources: Iterable[tuple[str, str | Path | bytes]], batch_size: int = 32,
+                     keep_images: bool = False, progress: Callable[[int], None] | None = None) -> Iterator[Prediction]:
+        """Decode in parallel threads, batch, and predict; yields in input order. Failures yield errors."""
+        items = list(sources)
+        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
+
+        def decode(item: tuple[str, Any]) -> tuple[str, LoadedImage | None, np.ndarray | None, str | None]:
+            name, src = item
+            try:
+                img = load_image(src)
+                return name, img, to_model_input(img.pixels, self.image_size, self.pad), None
+            except InputImageError as exc:
+                return name, None, None, str(exc)
+            except Exception as exc:  # never let one file stop the batch
+                return name, None, None, f"The file could not be read ({type(exc).__name__})."
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(0, len(items), batch_size):
+                decoded = list(pool.map(decode, items[start:start + batch_size]))
+                ok = [d for d in decoded if d[3] is None]
+                results: dict[int, Prediction] = {}
+                if ok:
+                    probs, heat, pooled, batch = self._run([d[2] for d in ok])  # type: ignore[misc]
+                    for j, d in enumerate(ok):
+                        pred = self._to_prediction(d[0], d[1], probs[j], heat[j], pooled[j], batch[j])
+                        if not keep_images:
+                            pred.image = None
+                        results[id(d)] = pred
+                for d in decoded:
+                    done += 1
+                    if progress:
+                        progress(done)
+                    yield results.get(id(d)) or Prediction(file=d[0], error=d[3])
+
+
+def collect_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """Files as given, folders walked recursively for image files (by extension, sorted)."""
+    out: list[tuple[str, Path]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    out.append((str(f), f))
+        else:
+            out.append((str(p), p))
+    return out
+
+
+__all__ = ["Prediction", "Predictor", "collect_inputs", "CXRError"]

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny synthetic dataset, a tiny model trained by the real pipeline, and the
+path of the real training data (tests that need it skip with a message where it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_TRAIN = PROJECT_ROOT.parent / "shared" / "data" / "kermany-cxr-224" / "train"
+SHIPPED_REGISTRY = PROJECT_ROOT / "assets" / "models"
+
+TINY_CONFIG = {
+    "name": "tiny",
+    "data": {"image_size": 48, "val_fraction": 0.25, "split_seed": 0},
+    "model": {"backbone": "cxrnet", "filters": [8, 16, 16], "dropout": 0.1},
+    "augment": {"strength": 0.5},
+    "train": {"epochs": 3, "batch_size": 16, "learning_rate": 3e-3, "lr_schedule": "constant"},
+}
+
+
+def tiny_config(root: Path, **sections):
+    from cxr_core.config import config_from_dict
+
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
+    raw["data"]["root"] = str(root)
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return config_from_dict(raw)
+
+
+def shared_data_or_skip() -> Path:
+    if not SHARED_TRAIN.is_dir():
+        pytest.skip(f"real training data not found at {SHARED_TRAIN} (see README: 'Data')")
+    return SHARED_TRAIN
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    from cxr_core.synthetic import write_kaggle_folder
+
+    return write_kaggle_folder(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory, tiny_data):
+    """A registry holding one tiny 3-class model, trained and registered by train.pipeline."""
+    from cxr_core.registry import Registry
+    from train.pipeline import train
+
+    root = tmp_path_factory.mktemp("registry")
+    registry = Registry(root)
+    result = train(tiny_config(tiny_data), runs_dir=root.parent / "runs", registry=registry, activate=True,
+                   command="pytest tiny", log=lambda s: None)
+    assert result.model_id is not None
+    return registry
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_registry) -> Path:
+    return tiny_registry.active().path
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_model_dir):
+    from cxr_core.predict import Predictor
+
+    return Predictor(tiny_model_dir)

@@ -1,0 +1,113 @@
+"""Builders of tiny test inputs, as bytes: every image variant the loaders must handle."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+from cxr_core.synthetic import phantom_cxr
+
+SIZE = 96
+
+
+def gray(seed: int = 0, size: int = SIZE) -> np.ndarray:
+    return phantom_cxr(size, np.random.default_rng(seed), 0)
+
+
+def pil_bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def jpeg_gray() -> bytes:
+    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L"), "JPEG")
+
+
+def jpeg_rgb() -> bytes:
+    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L").convert("RGB"), "JPEG")
+
+
+def jpeg_cmyk() -> bytes:
+    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L").convert("CMYK"), "JPEG")
+
+
+def png_gray8() -> bytes:
+    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L"), "PNG")
+
+
+def png_gray16() -> bytes:
+    arr = (gray() * 4095).astype(np.uint16)  # 12-bit data in a 16-bit container
+    return pil_bytes(Image.fromarray(arr), "PNG")
+
+
+def png_rgb() -> bytes:
+    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L").convert("RGB"), "PNG")
+
+
+def png_rgba() -> bytes:
+    img = Image.fromarray((gray() * 255).astype(np.uint8), "L").convert("RGBA")
+    return pil_bytes(img, "PNG")
+
+
+def png_palette() -> bytes:
+    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L").convert("P"), "PNG")
+
+
+def jpeg_exif_rotated() -> tuple[bytes, tuple[int, int]]:
+    """A 96x64 (w x h) JPEG with EXIF orientation 6 (rotate 90): loads as 64 wide, 96 high."""
+    img = Image.fromarray((gray(size=96)[:64] * 255).astype(np.uint8), "L")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return pil_bytes(img, "JPEG", exif=exif), (96, 64)
+
+
+def png_animated() -> bytes:
+    frames = [Image.fromarray((gray(s) * 255).astype(np.uint8), "L") for s in range(3)]
+    return pil_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:])
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (the body is tiny): a decompression-bomb shape."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def dicom(photometric: str = "MONOCHROME2", window: tuple[float, float] | None = (2048.0, 4096.0), frames: int = 1,
+          pixels: bool = True, slope: float = 1.0, intercept: float = 0.0, compress: str | None = None,
+          patient: str = "Doe^Jane") -> bytes:
+    """A minimal DX DICOM file with 12-bit pixels and identifying tags."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    arr = (gray() * 4095).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.StudyDate = "DX", "CHEST", "PA", "20240102"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient, "ID-12345", "20200101"
+    if pixels:
+        ds.Rows, ds.Columns = arr.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        if window:
+            ds.WindowCenter, ds.WindowWidth = window
+        data = np.stack([arr] * frames) if frames > 1 else arr
+        if frames > 1:
+            ds.NumberOfFrames = frames
+        ds.PixelData = data.tobytes()
+        if compress:
+            ds.compress(compress, data)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

@@ -1,0 +1,86 @@
+"""`python -m cxr_core predict / evaluate / models`, run as a user would, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from . import inputs
+from .conftest import PROJECT_ROOT
+
+
+def run_cli(args, registry, **kw):
+    env = {**os.environ, "CXR_REGISTRY": str(registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mixed")
+    (d / "a_gray.jpeg").write_bytes(inputs.jpeg_gray())
+    (d / "b_16bit.png").write_bytes(inputs.png_gray16())
+    (d / "c_scan.dcm").write_bytes(inputs.dicom())
+    (d / "d_cmyk.jpg").write_bytes(inputs.jpeg_cmyk())
+    (d / "e_empty.png").write_bytes(b"")
+    (d / "f_notes.jpg").write_bytes(b"not an image at all" * 10)
+    (d / "g_truncated.jpeg").write_bytes(inputs.jpeg_gray()[:300])
+    return d
+
+
+def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_folder, tmp_path):
+    res = run_cli(["predict", str(mixed_folder), "--json", "--cam-out", str(tmp_path / "cams")], tiny_registry)
+    assert res.returncode == 2, res.stderr  # some inputs failed
+    assert "Traceback" not in res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [os.path.basename(r["file"]) for r in lines] == sorted(os.listdir(mixed_folder))
+    good = [r for r in lines if r["error"] is None]
+    bad = [r for r in lines if r["error"] is not None]
+    assert len(good) == 4 and len(bad) == 3
+    for r in good:
+        assert r["label"] in ("NORMAL", "PNEUMONIA")
+        assert 0.0 <= r["pneumonia_probability"] <= 1.0
+        assert set(r["class_probabilities"]) == {"NORMAL", "BACTERIAL", "VIRAL"}
+        assert abs(sum(r["class_probabilities"].values()) - 1.0) < 1e-3
+        assert r["subtype"] in (("BACTERIAL", "VIRAL") if r["label"] == "PNEUMONIA" else (None,))
+        assert r["pneumonia_probability"] >= r["threshold"] if r["label"] == "PNEUMONIA" else r["pneumonia_probability"] < r["threshold"]
+    assert "empty" in bad[0]["error"] and "not an image" in bad[1]["error"] and "truncated" in bad[2]["error"]
+    cams = sorted(os.listdir(tmp_path / "cams"))
+    assert len(cams) == 4 and all(c.endswith("_cam.png") for c in cams)
+    assert "Doe" not in res.stdout and "ID-12345" not in res.stdout  # DICOM identifiers never printed
+
+
+def test_predict_table_and_clean_errors(tiny_registry, mixed_folder):
+    res = run_cli(["predict", str(mixed_folder / "a_gray.jpeg")], tiny_registry)
+    assert res.returncode == 0 and "a_gray.jpeg" in res.stdout and "research use only" in res.stdout
+    missing = run_cli(["predict", "/nonexistent/file.png", "--json"], tiny_registry)
+    assert missing.returncode == 2 and "does not exist" in json.loads(missing.stdout)["error"]
+    bad_model = run_cli(["predict", str(mixed_folder), "--model", "no-such-model"], tiny_registry)
+    assert bad_model.returncode == 2 and bad_model.stderr.startswith("error: No model") and "Traceback" not in bad_model.stderr
+
+
+def test_evaluate_json_keys_and_saved_scores(tiny_registry, tiny_data, tmp_path):
+    out = tmp_path / "summary.json"
+    res = run_cli(["evaluate", str(tiny_data), "--json", "--out", str(out), "--bootstrap", "100"], tiny_registry)
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert s["n"] == 48 and json.loads(out.read_text()) == s
+    for key in ("accuracy", "auc", "sensitivity", "specificity", "threshold", "confusion_matrix", "accuracy_ci95", "auc_ci95"):
+        assert key in s["binary"]
+    for key in ("accuracy", "macro_f1", "bacterial_vs_viral_auc", "confusion_matrix", "accuracy_ci95"):
+        assert key in s["three_class"]
+    from cxr_core.evaluation import read_scores, saved_evaluations
+
+    evals = saved_evaluations(tiny_registry.active().path)
+    saved = [v for k, v in evals.items() if k.startswith("tiny-")]
+    files, labels, probs = read_scores(saved[0])
+    assert len(files) == 48 and probs.shape == (48, 3)
+
+
+def test_models_lists_the_active_model(tiny_registry):
+    res = run_cli(["models"], tiny_registry)
+    assert res.returncode == 0 and res.stdout.startswith("* ")
