@@ -1,0 +1,16 @@
+"""CXR pneumonia assistant: `streamlit run app.py`. Navigation and the always-visible model panel."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="CXR pneumonia assistant", page_icon=":material/radiology:", layout="wide")
+
+pages = [
+    st.Page("pages/viewer.py", title="Viewer", icon=":material/radiology:", default=True),
+    st.Page("pages/dashboards.py", title="Dashboards", icon=":material/monitoring:"),
+    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+]
+st.navigation(pages).run()  # each page draws the model panel (cxr_app.state.sidebar_model_panel)

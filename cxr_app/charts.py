@@ -1,0 +1,79 @@
+"""Plotly figures for the dashboards, viewer and training page (no Streamlit import)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from cxr_core import CLASSES
+
+HEIGHT = 360
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, margin=dict(l=50, r=20, t=50, b=45),
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35))
+    return fig
+
+
+def roc(curves: dict[str, tuple[dict[str, list[float]], float]], point: tuple[float, float] | None = None) -> go.Figure:
+    """ROC curves {name: (roc_points, auc)}; `point` = (1 - specificity, sensitivity) at the threshold."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="gray"), name="chance"))
+    for name, (pts, auc) in curves.items():
+        fig.add_trace(go.Scatter(x=pts["fpr"], y=pts["tpr"], mode="lines", name=f"{name} (AUC {auc:.3f})",
+                                 customdata=pts["threshold"], hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}"))
+    if point is not None:
+        fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="red", symbol="x"),
+                                 name="operating point"))
+    return _layout(fig, "ROC: pneumonia vs normal", "1 - specificity", "sensitivity")
+
+
+def precision_recall(pts: dict[str, list[float]], point: tuple[float, float] | None = None) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=pts["recall"], y=pts["precision"], mode="lines", name="PR curve"))
+    if point is not None:
+        fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="red", symbol="x"),
+                                 name="operating point"))
+    return _layout(fig, "Precision-recall (pneumonia)", "recall (sensitivity)", "precision (PPV)")
+
+
+def confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], normalise: bool, title: str) -> go.Figure:
+    m = np.asarray(cm, dtype=float)
+    shown = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalise else m
+    text = [[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in shown]
+    fig = go.Figure(go.Heatmap(z=shown, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
+                               colorscale="Blues", showscale=False, hovertemplate="true %{y}<br>predicted %{x}<br>%{text}"))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, "predicted", "true", height=320)
+
+
+def reliability(curve: dict[str, list[float]], ece: float) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="gray"), name="perfect"))
+    fig.add_trace(go.Scatter(x=curve["mean_predicted"], y=curve["fraction_positive"], mode="lines+markers", name="model"))
+    return _layout(fig, f"Calibration (ECE {ece:.3f})", "mean predicted P(pneumonia)", "observed fraction with pneumonia")
+
+
+def class_bars(probs: dict[str, float | None], threshold: float | None = None) -> go.Figure:
+    names = [c for c in CLASSES if probs.get(c) is not None]
+    fig = go.Figure(go.Bar(x=[probs[c] for c in names], y=names, orientation="h", text=[f"{probs[c]:.2f}" for c in names],
+                           textposition="auto", marker_color=["#4c78a8", "#e45756", "#f58518"][:len(names)]))
+    fig.update_xaxes(range=[0, 1])
+    return _layout(fig, "Class probabilities", "probability", "", height=200)
+
+
+def training_curves(history: list[dict[str, float]], pairs: Sequence[tuple[str, str]], title: str) -> go.Figure:
+    fig = go.Figure()
+    epochs = [int(r.get("epoch", i)) + 1 for i, r in enumerate(history)]
+    for key, label in pairs:
+        if any(key in r for r in history):
+            fig.add_trace(go.Scatter(x=epochs, y=[r.get(key) for r in history], mode="lines+markers", name=label))
+    return _layout(fig, title, "epoch", "", height=300)
+
+
+def grid_heatmap(rows: list[Any], cols: list[Any], values: np.ndarray, title: str, row_name: str, col_name: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=values, x=[str(c) for c in cols], y=[str(r) for r in rows], colorscale="Viridis",
+                               text=[[f"{v:.3f}" for v in row] for row in values], texttemplate="%{text}"))
+    return _layout(fig, title, col_name, row_name, height=340)

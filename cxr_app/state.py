@@ -1,0 +1,91 @@
+"""Model and registry state for the app: one model load per process, a per-session choice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from cxr_core.errors import CXRError
+from cxr_core.registry import ModelEntry, Registry
+
+SESSION_MODEL = "model_id"
+
+
+def registry() -> Registry:
+    return Registry()
+
+
+@st.cache_resource(show_spinner="Loading the model (once per server)...")
+def _load_predictor(model_dir: str, stamp: float):
+    """Shared by every session: the model is loaded once per process (per model version)."""
+    from cxr_core.predict import Predictor
+
+    predictor = Predictor(model_dir)
+    import numpy as np
+
+    predictor.forward(np.zeros((1, predictor.image_size, predictor.image_size, 1), np.float32))  # warm up
+    return predictor
+
+
+def predictor_for(entry: ModelEntry):
+    stamp = (entry.path / "model.keras").stat().st_mtime
+    return _load_predictor(str(entry.path), stamp)
+
+
+def current_entry() -> ModelEntry | None:
+    """This session's model: the one picked in the sidebar, else the registry's active model."""
+    reg = registry()
+    chosen = st.session_state.get(SESSION_MODEL)
+    if chosen:
+        try:
+            return reg.get(chosen)
+        except CXRError:
+            st.session_state.pop(SESSION_MODEL, None)
+    return reg.active()
+
+
+def sidebar_model_panel() -> ModelEntry | None:
+    """The model in use, always visible: name, version, internal-validation figures; a switcher."""
+    reg = registry()
+    entries = reg.list()
+    with st.sidebar:
+        st.markdown("### Model in use")
+        if not entries:
+            st.warning(f"No model is registered in `{reg.root}`. Train one on the Training page or with `python -m train`.")
+            return None
+        ids = [e.model_id for e in entries]
+        current = current_entry()
+        index = ids.index(current.model_id) if current and current.model_id in ids else 0
+        active = reg.active_id()
+        picked = st.selectbox("Model", ids, index=index, key="model_picker",
+                              format_func=lambda i: f"{reg.get(i).display_name}{' (active)' if i == active else ''}")
+        st.session_state[SESSION_MODEL] = picked
+        entry = reg.get(picked)
+        iv = entry.card.get("internal_validation", {})
+        b, t = iv.get("binary", {}), iv.get("three_class", {})
+        st.caption(f"`{entry.model_id}`")
+        c1, c2 = st.columns(2)
+        c1.metric("Val. AUC", f"{b.get('auc', float('nan')):.3f}")
+        c2.metric("Val. accuracy", f"{b.get('accuracy', float('nan')):.3f}")
+        c1.metric("Sensitivity", f"{b.get('sensitivity', float('nan')):.3f}")
+        c2.metric("Specificity", f"{b.get('specificity', float('nan')):.3f}")
+        st.caption(f"3-class accuracy {t.get('accuracy', float('nan')):.3f}. Threshold {entry.card.get('threshold', 0.5):.3f}. "
+                   "Internal validation: patient-grouped split of the training data (flatters).")
+        st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")
+        return entry
+
+
+def data_dir_default() -> str:
+    return os.environ.get("CXR_DATA_DIR", "")
+
+
+def resolve_data_dir(text: str) -> Path:
+    """A typed dataset path: resolved, and it must be an existing folder (raises CXRError)."""
+    if not text.strip():
+        raise CXRError("Enter the path of a folder holding NORMAL/ and PNEUMONIA/.")
+    path = Path(text.strip()).expanduser().resolve()
+    if not path.is_dir():
+        raise CXRError(f"{str(path)!r} is not an existing folder.")
+    return path

@@ -1,0 +1,79 @@
+"""One-page PDF report per image (fpdf2): image, Grad-CAM overlay, probabilities, model, threshold
+and the intended-use disclaimer. Deliberately carries no patient identifier and no file name
+(file names often contain patient names): the image is called by its position in the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from . import CLASSES, INTENDED_USE
+from .predict import Prediction
+
+
+def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, Any], image_label: str = "Image 1") -> bytes:
+    """PDF bytes for one successful prediction (pred.image must hold the pixels)."""
+    from fpdf import FPDF
+    from PIL import Image
+
+    if pred.error or pred.image is None:
+        raise ValueError("a report needs a successful prediction with its image")
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_auto_page_break(False)
+    pdf.add_page()
+    pdf.set_title("Chest X-ray pneumonia assistant report")
+    pdf.set_creator("cxr_core")  # no author / subject metadata: nothing identifying
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, "Chest X-ray pneumonia assistant - research report", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 9)
+    pdf.multi_cell(0, 4.5, f"{INTENDED_USE}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+
+    gray = Image.fromarray((np.clip(pred.image.pixels, 0, 1) * 255).astype(np.uint8), "L")
+    over = Image.fromarray(overlay_rgb, "RGB")
+    w = 88
+    h = w * gray.height / gray.width
+    y = pdf.get_y()
+    pdf.image(gray, x=10, y=y, w=w, h=min(h, 110))
+    pdf.image(over, x=110, y=y, w=w, h=min(h, 110))
+    pdf.set_y(y + min(h, 110) + 1)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.cell(100, 4, f"{image_label}: radiograph")
+    pdf.cell(0, 4, "Grad-CAM: regions that most raised the shown class", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+
+    pdf.set_font("Helvetica", "B", 13)
+    if pred.out_of_distribution:
+        pdf.cell(0, 8, "No finding reported: the input does not look like a frontal chest radiograph.", new_x="LMARGIN", new_y="NEXT")
+    else:
+        subtype = f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else ""
+        pdf.cell(0, 8, f"Model output: {pred.label}{subtype}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f}",
+             new_x="LMARGIN", new_y="NEXT")
+    for c in CLASSES:
+        v = pred.class_probabilities.get(c)
+        pdf.cell(0, 5, f"  P({c.lower()}) = {v:.3f}" if v is not None else f"  P({c.lower()}) = n/a", new_x="LMARGIN", new_y="NEXT")
+    for w_ in pred.warnings:
+        pdf.set_text_color(170, 60, 0)
+        pdf.multi_cell(0, 5, f"Warning: {w_}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0, 0, 0)
+    pdf.ln(2)
+    iv = model_card.get("internal_validation", {}).get("binary", {})
+    pdf.set_font("Helvetica", "", 9)
+    pdf.multi_cell(0, 4.5, (
+        f"Model: {model_card.get('name')} version {model_card.get('version')} ({model_card.get('model_id')}). "
+        f"Internal validation (patient-grouped split of the training data; flatters real-world performance): "
+        f"AUC {iv.get('auc', float('nan')):.3f}, accuracy {iv.get('accuracy', float('nan')):.3f}, "
+        f"sensitivity {iv.get('sensitivity', float('nan')):.3f}, specificity {iv.get('specificity', float('nan')):.3f}."),
+        new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(1)
+    pdf.multi_cell(0, 4.5, "Trained on pediatric chest radiographs from a single centre. Not validated for adults, "
+                   "other views or other hospitals. Not a diagnosis.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_y(-15)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.cell(0, 5, f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", align="R")
+    return bytes(pdf.output())

@@ -1,0 +1,136 @@
+"""Dashboards: test-set metrics of the model in use, from its saved per-image scores."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cxr_app import charts
+from cxr_app.state import data_dir_default, predictor_for, registry, resolve_data_dir, sidebar_model_panel
+from cxr_core import CLASSES, metrics
+from cxr_core.errors import CXRError
+from cxr_core.evaluation import evaluate_folder, read_scores, saved_evaluations
+from cxr_core.gradcam import overlay
+
+st.title("Dashboards")
+entry = sidebar_model_panel()
+if entry is None:
+    st.warning("No model is available: there is nothing to show. Train one on the Training page.")
+    st.stop()
+
+evals = saved_evaluations(entry.path)
+if not evals:
+    st.info("This model has no saved evaluation yet. Run one below.")
+else:
+    name = st.selectbox("Evaluation", list(evals), help="'internal validation' is the patient-grouped split held out "
+                        "from the training data; other entries are folders evaluated with `evaluate`.")
+    files, y, probs = read_scores(evals[name])
+    if name == "internal validation":
+        st.caption("Internal validation: same hospital and period as the training data, so these figures flatter.")
+    yb, p = (y > 0).astype(int), metrics.pneumonia_probability(probs)
+    default_t = float(entry.card.get("threshold", 0.5))
+    threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, round(default_t, 3), 0.001, key="threshold",
+                          help=f"The model's own threshold, chosen on internal validation, is {default_t:.3f}.")
+    b = metrics.binary_at_threshold(yb, p, threshold)
+    auc = metrics.safe_auc(yb, p)
+    cols = st.columns(6)
+    for col, (label, value) in zip(cols, [("AUC", auc), ("Accuracy", b["accuracy"]), ("Sensitivity", b["sensitivity"]),
+                                          ("Specificity", b["specificity"]), ("PPV", b["ppv"]), ("NPV", b["npv"])]):
+        col.metric(label, f"{value:.3f}")
+    st.caption(f"n = {len(y)} images: {', '.join(f'{c} {int((y == i).sum())}' for i, c in enumerate(CLASSES))}.")
+
+    tab_roc, tab_cm, tab_cal, tab_rep = st.tabs(["ROC and PR", "Confusion matrices", "Calibration", "Classification report"])
+    with tab_roc:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(charts.roc({name: (metrics.roc_points(yb, p), auc)}, (1 - b["specificity"], b["sensitivity"])),
+                        width="stretch")
+        c2.plotly_chart(charts.precision_recall(metrics.pr_points(yb, p), (b["sensitivity"], b["ppv"])),
+                        width="stretch")
+    with tab_cm:
+        normalise = st.toggle("Normalise by true class", value=False)
+        three = metrics.three_class(y, probs, threshold)
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(charts.confusion(b["confusion_matrix"], ["NORMAL", "PNEUMONIA"], normalise, "Binary"),
+                        width="stretch")
+        c2.plotly_chart(charts.confusion(three["confusion_matrix"], CLASSES, normalise, "3-class"), width="stretch")
+        st.caption(f"3-class accuracy {three['accuracy']:.3f}, macro-F1 {three['macro_f1']:.3f}, "
+                   f"bacterial-vs-viral AUC {three['bacterial_vs_viral_auc']:.3f}.")
+    with tab_cal:
+        st.plotly_chart(charts.reliability(metrics.reliability_curve(yb, p), metrics.expected_calibration_error(yb, p)),
+                        width="stretch")
+    with tab_rep:
+        report = metrics.classification_report(y, probs, threshold)
+        st.dataframe(pd.DataFrame(report).T.round(3), width="stretch")
+
+    # ---- misclassified images (needs the images: the folder an evaluation was run on)
+    summary_path = evals[name].parent / "summary.json"
+    data_root = json.loads(summary_path.read_text()).get("data") if summary_path.is_file() else entry.card.get("data", {}).get("root")
+    with st.expander("Browse misclassified images"):
+        pred3 = metrics.predict_classes(probs, threshold)
+        c1, c2 = st.columns(2)
+        true_c = c1.selectbox("True class", CLASSES, index=0)
+        pred_c = c2.selectbox("Predicted class", CLASSES, index=1)
+        cell = [f for f, t, q in zip(files, y, pred3) if CLASSES[t] == true_c and CLASSES[q] == pred_c]
+        st.caption(f"{len(cell)} image(s) in this cell.")
+        try:
+            root = resolve_data_dir(str(data_root or ""))
+        except CXRError:
+            root = None
+            st.info("The images of this evaluation are not on disk here; the list above is all that can be shown.")
+        if root is not None and cell:
+            predictor = predictor_for(entry)
+            grid = st.columns(4)
+            for i, f in enumerate(cell[:8]):
+                pred = predictor.predict(root / f, name=f)
+                if pred.error is None:
+                    grid[i % 4].image(overlay(pred.image.pixels, pred.heatmap), clamp=True,
+                                      caption=f"{f} P(pneu) {pred.pneumonia_probability:.2f}", width="stretch")
+
+st.divider()
+st.subheader("Run a fresh evaluation")
+path_text = st.text_input("Labelled folder (NORMAL/ and PNEUMONIA/)", value=data_dir_default(),
+                          help="Set CXR_DATA_DIR to pre-fill this field.")
+if st.button("Evaluate", icon=":material/play_arrow:"):
+    try:
+        folder = resolve_data_dir(path_text)
+        bar = st.progress(0.0, text="Evaluating...")
+
+        def progress(total):
+            return lambda done: bar.progress(done / total, text=f"{done} / {total} images")
+
+        result = evaluate_folder(entry.path, folder, progress=progress, predictor=predictor_for(entry))
+        bar.empty()
+        s = result.summary
+        st.success(f"Evaluated {s['n']} images: AUC {s['binary']['auc']:.3f}, accuracy {s['binary']['accuracy']:.3f}."
+                   + (f" {len(s['failed'])} unreadable file(s) left out." if s["failed"] else ""))
+        if result.saved_to is None:
+            st.warning("The model folder is read-only: the scores could not be saved for later.")
+    except CXRError as exc:
+        st.error(str(exc))
+
+st.divider()
+st.subheader("Compare models")
+reg = registry()
+entries = reg.list()
+chosen = st.multiselect("Models (internal validation)", [e.model_id for e in entries],
+                        default=[e.model_id for e in entries][:2], max_selections=4)
+if chosen:
+    curves, table = {}, []
+    for model_id in chosen:
+        e = reg.get(model_id)
+        scores = saved_evaluations(e.path).get("internal validation")
+        if scores is None:
+            continue
+        _, yy, pp = read_scores(scores)
+        yy_b, p_p = (yy > 0).astype(int), metrics.pneumonia_probability(pp)
+        auc_m = metrics.safe_auc(yy_b, p_p)
+        curves[e.display_name + f" [{model_id[-10:]}]"] = (metrics.roc_points(yy_b, p_p), auc_m)
+        bt = metrics.binary_at_threshold(yy_b, p_p, float(e.card.get("threshold", 0.5)))
+        table.append({"model": model_id, "AUC": auc_m, "accuracy": bt["accuracy"], "sensitivity": bt["sensitivity"],
+                      "specificity": bt["specificity"], "3-class accuracy": metrics.three_class(yy, pp, bt["threshold"])["accuracy"],
+                      "threshold": bt["threshold"], "n": len(yy)})
+    if curves:
+        st.plotly_chart(charts.roc(curves), width="stretch")
+        st.dataframe(pd.DataFrame(table).round(3), hide_index=True, width="stretch")
+        st.caption("Each model on its own internal-validation split: compare with care when the splits differ.")

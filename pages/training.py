@@ -1,0 +1,127 @@
+"""Training: pick a stage config, adjust it, run it in its own process and follow it live."""
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from cxr_app import charts
+from cxr_app.state import registry, sidebar_model_panel
+from cxr_core.config import BACKBONES, BALANCING
+from cxr_core.errors import CXRError
+from train import launcher
+from train.pipeline import DEFAULT_RUNS_DIR, training_in_progress
+
+RUNS_DIR = Path(os.environ.get("CXR_RUNS_DIR", DEFAULT_RUNS_DIR))
+
+st.title("Training")
+sidebar_model_panel()
+configs = launcher.list_configs()
+if not configs:
+    st.error("No configs found under train/configs/.")
+    st.stop()
+names = [str(p.relative_to(launcher.CONFIG_DIR)) for p in configs]
+picked = st.selectbox("Stage config", names, index=names.index("shipped.toml") if "shipped.toml" in names else 0)
+try:
+    base = launcher.resolve_config(launcher.CONFIG_DIR / picked, {})
+except CXRError as exc:
+    st.error(str(exc))
+    st.stop()
+st.caption(base.description or "")
+
+with st.form("config_form"):
+    c1, c2, c3, c4 = st.columns(4)
+    form = {
+        "model.backbone": c1.selectbox("Backbone", BACKBONES, index=BACKBONES.index(base.model.backbone)),
+        "model.weights": c2.text_input("Weights", base.model.weights, help='"none", "imagenet" or a weights file path'),
+        "data.image_size": c3.number_input("Image size (px)", 16, 1024, base.data.image_size, step=16),
+        "model.trainable_layers": c4.number_input("Trainable top layers (-1 = all)", -1, 1000, base.model.trainable_layers),
+        "train.epochs": c1.number_input("Epochs", 1, 1000, base.train.epochs),
+        "train.batch_size": c2.number_input("Batch size", 1, 1024, base.train.batch_size),
+        "train.learning_rate": c3.number_input("Learning rate", 1e-7, 1.0, base.train.learning_rate, format="%.6f"),
+        "train.label_smoothing": c4.number_input("Label smoothing", 0.0, 0.49, base.train.label_smoothing, step=0.05),
+        "augment.strength": c1.number_input("Augmentation strength", 0.0, 5.0, base.augment.strength, step=0.25),
+        "data.balancing": c2.selectbox("Balancing case", BALANCING, index=BALANCING.index(base.data.balancing)),
+        "train.class_weights": c3.checkbox("Class weights", base.train.class_weights),
+        "data.root": c4.text_input("Training data folder", base.data.root),
+    }
+    activate = st.checkbox("Make the model active when it finishes and passes its validation gate", value=False)
+    submitted = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
+
+if submitted:
+    try:
+        overrides = launcher.changed_fields(base, form)
+        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, activate=activate)
+        st.session_state["followed_run"] = str(run_dir)
+        st.success(f"Started {run_dir.name}" + (f" with {overrides}" if overrides else ""))
+    except CXRError as exc:
+        st.error(str(exc))
+
+runs = launcher.list_runs(RUNS_DIR)
+
+
+@st.fragment(run_every=2)
+def live_run() -> None:
+    """Follows the newest (or the just-started) run from its folder: survives refreshes and restarts."""
+    followed = st.session_state.get("followed_run")
+    current = next((r for r in launcher.list_runs(RUNS_DIR) if str(r.run_dir) == followed), None)
+    if current is None:
+        latest = launcher.list_runs(RUNS_DIR)
+        current = latest[0] if latest else None
+    if current is None:
+        st.info("No training run yet.")
+        return
+    s = current.status
+    state = current.state
+    st.subheader(f"Run {current.name}: {state}")
+    epoch, epochs = int(s.get("epoch", 0)), int(s.get("epochs", 1))
+    eta = s.get("eta_s")
+    text = f"epoch {epoch} / {epochs}" + (f", ETA {eta / 60:.1f} min" if state == "running" and eta else "")
+    st.progress(min(1.0, epoch / max(1, epochs)), text=text)
+    st.caption(s.get("message", ""))
+    if state == "running":
+        if st.button("Stop this run", icon=":material/stop:", key="stop"):
+            launcher.stop(current.run_dir)
+            st.toast("Stop requested: the run stops after its current batch and can be resumed later.")
+    history = launcher.read_history(current.run_dir)
+    if history:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(charts.training_curves(history, [("loss", "train loss"), ("val_loss", "validation loss")], "Loss"),
+                        width="stretch", key="loss_curve")
+        c2.plotly_chart(charts.training_curves(history, [("accuracy", "train accuracy"), ("val_accuracy", "validation accuracy"),
+                                                         ("val_auc", "validation AUC (binary)")], "Accuracy and AUC"),
+                        width="stretch", key="acc_curve")
+        st.plotly_chart(charts.training_curves(history, [("learning_rate", "learning rate")], "Learning rate"),
+                        width="stretch", key="lr_curve")
+
+
+live_run()
+
+st.divider()
+st.subheader("Run history")
+if not runs:
+    st.caption("No runs yet.")
+else:
+    rows = []
+    for r in runs:
+        m = r.status.get("metrics", {})
+        rows.append({"run": r.name, "state": r.state, "model": r.status.get("model_id"), "backbone": r.config.get("model", {}).get("backbone"),
+                     "size": r.config.get("data", {}).get("image_size"), "epochs": r.status.get("epoch"),
+                     "val AUC": m.get("val_auc"), "val accuracy": m.get("val_binary_accuracy"),
+                     "val 3-class acc.": m.get("val_3class_accuracy"), "command": r.config.get("command")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    finished = [r.status.get("model_id") for r in runs if r.state == "finished" and r.status.get("model_id")]
+    if finished:
+        reg = registry()
+        c1, c2 = st.columns([3, 1])
+        target = c1.selectbox("Finished model", finished)
+        if c2.button("Make active", icon=":material/check_circle:"):
+            try:
+                reg.activate(target)
+                st.success(f"{target} is now the active model.")
+            except CXRError as exc:
+                st.error(str(exc))
+if training_in_progress(RUNS_DIR):
+    st.caption(f"A run is in progress ({time.strftime('%H:%M:%S')}); starting another is refused until it ends.")

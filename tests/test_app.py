@@ -1,0 +1,114 @@
+"""Headless app tests (streamlit.testing.v1.AppTest): every page, with and without a model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from .conftest import PROJECT_ROOT
+
+PAGES = ["pages/viewer.py", "pages/dashboards.py", "pages/training.py"]
+APP = str(PROJECT_ROOT / "app.py")
+
+
+@pytest.fixture
+def app_env(monkeypatch, tiny_registry, tmp_path):
+    monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(PROJECT_ROOT)
+    return tiny_registry
+
+
+def _run(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_model(app_env, page):
+    at = _run(page)
+    assert not at.exception, at.exception
+    assert any("Model in use" in m.value for m in at.sidebar.markdown)
+    assert at.sidebar.metric[0].label == "Val. AUC"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_any_model(monkeypatch, tmp_path, page):
+    monkeypatch.setenv("CXR_REGISTRY", str(tmp_path / "empty"))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    at = _run(page)
+    assert not at.exception, at.exception
+    assert any("No model" in w.value for w in at.sidebar.warning)
+
+
+def test_dashboards_without_the_dataset_on_disk(app_env, monkeypatch):
+    monkeypatch.setenv("CXR_DATA_DIR", "/nonexistent/data")
+    at = _run("pages/dashboards.py")
+    assert not at.exception
+    assert any(m.label == "AUC" for m in at.metric)  # from the saved scores alone
+    at.button[0].click().run()  # "Evaluate" with a missing folder: a message, not a traceback
+    assert not at.exception and any("not an existing folder" in e.value for e in at.error)
+
+
+def test_threshold_slider_moves_the_metrics(app_env):
+    at = _run("pages/dashboards.py")
+    sens = lambda: next(m.value for m in at.metric if m.label == "Sensitivity")  # noqa: E731
+    spec = lambda: next(m.value for m in at.metric if m.label == "Specificity")  # noqa: E731
+    at.slider(key="threshold").set_value(0.0).run()
+    assert sens() == "1.000" and spec() == "0.000"
+    at.slider(key="threshold").set_value(1.0).run()
+    assert float(sens()) < 1.0 and float(spec()) == 1.0
+
+
+def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
+    def page(model_dir: str) -> None:
+        import streamlit as st
+
+        from cxr_app.viewer_ui import prediction_panel, results_table
+        from cxr_core.predict import Predictor
+        from tests import inputs
+
+        predictor = Predictor(model_dir)
+        preds = [predictor.predict(inputs.dicom(), name="scan.dcm"), predictor.predict(b"", name="empty.png")]
+        st.dataframe(results_table(preds))
+        for i, p in enumerate(preds):
+            prediction_panel(p, i, predictor.card, 0.4, "jet", True, False)
+
+    at = AppTest.from_function(page, args=(str(tiny_predictor.model_dir),), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(x.value for x in list(at.success) + list(at.error))
+    assert "NORMAL" in shown or "PNEUMONIA" in shown or "Not presented as a finding" in shown
+    assert len(at.get("image")) >= 2  # radiograph and Grad-CAM overlay
+    assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
+    assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
+    assert "Doe" not in str(at.get("arrow_data_frame")) and "Doe" not in " ".join(t.value for t in at.markdown)
+
+
+def test_training_page_runs_a_tiny_config_to_the_end(app_env, tiny_data, tmp_path):
+    at = _run("pages/training.py")
+    assert not at.exception
+    by_label = lambda seq, label: next(w for w in seq if w.label == label)  # noqa: E731
+    by_label(at.text_input, "Training data folder").input(str(tiny_data))
+    by_label(at.number_input, "Image size (px)").set_value(64)
+    by_label(at.number_input, "Epochs").set_value(2)
+    by_label(at.number_input, "Batch size").set_value(16)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and any("Started" in s.value for s in at.success), [e.value for e in at.error]
+    at.button[0].click().run()  # a second start while the first runs is refused
+    refused = any("already in progress" in e.value for e in at.error)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        at.run()
+        if any("finished" in h.value for h in at.subheader):
+            break
+        time.sleep(2)
+    assert any("finished" in h.value for h in at.subheader), [h.value for h in at.subheader]
+    assert refused, "a second concurrent start must be refused"
+    assert len(at.get("plotly_chart")) >= 3  # loss, accuracy/AUC and learning-rate curves
+    assert any(r for r in at.dataframe)

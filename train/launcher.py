@@ -1,0 +1,137 @@
+"""Start, follow and stop training runs as separate processes (used by the app's training page).
+
+A run started here is `python -m train --config FILE --set ...` in its own process session, so it
+survives a browser refresh or a restart of the Streamlit server; its state is read back from the
+run folder (status.json, history.csv), never from the process that started it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cxr_core.config import TrainConfig, apply_overrides, load_config
+from cxr_core.errors import CXRError
+from cxr_core.registry import PROJECT_ROOT
+from train.pipeline import read_status, run_dir_for, training_in_progress
+
+CONFIG_DIR = PROJECT_ROOT / "train" / "configs"
+
+
+@dataclass
+class RunInfo:
+    run_dir: Path
+    name: str
+    status: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def state(self) -> str:
+        state = self.status.get("state", "unknown")
+        if state == "running" and not _alive(self.status.get("pid")):
+            return "interrupted"  # killed: rerun the same command to resume
+        return state
+
+
+def list_configs() -> list[Path]:
+    return sorted(CONFIG_DIR.rglob("*.toml"))
+
+
+def resolve_config(path: str | Path, overrides: dict[str, Any]) -> TrainConfig:
+    """Load and validate a config with the form's overrides (raises ConfigError quoting bad values)."""
+    config = load_config(path)
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def changed_fields(config: TrainConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """The form's values that differ from the config, as dotted overrides (numbers coerced to the field's type)."""
+    out = {}
+    for dotted, value in values.items():
+        section, key = dotted.split(".", 1)
+        current = getattr(getattr(config, section), key)
+        if isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value != current:
+            out[dotted] = value
+    return out
+
+
+def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path | None = None,
+          activate: bool = False) -> Path:
+    """Launch a run in a new process session; refuses if another run is in progress."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if training_in_progress(runs_dir):
+        raise CXRError("A training run is already in progress: only one at a time. Stop it or wait for it to finish.")
+    config = resolve_config(config_path, overrides)
+    cmd = [sys.executable, "-m", "train", "--config", str(config_path), "--runs-dir", str(runs_dir)]
+    for key, value in overrides.items():
+        cmd += ["--set", f"{key}={_toml_value(value)}"]
+    if registry:
+        cmd += ["--registry", str(registry)]
+    if activate:
+        cmd.append("--activate")
+    run_dir = run_dir_for(config, runs_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "train.log", "ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                     env=env, start_new_session=True)
+    log.close()
+    return run_dir
+
+
+def stop(run_dir: str | Path) -> None:
+    """Ask a run to stop after its current batch (it can be resumed later by starting it again)."""
+    (Path(run_dir) / "STOP").touch()
+
+
+def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    runs_dir = Path(runs_dir)
+    out = []
+    for d in sorted(runs_dir.glob("*/status.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            config = json.loads((d.parent / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        out.append(RunInfo(d.parent, d.parent.name, read_status(d.parent), config))
+    return out
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, float]]:
+    """Per-epoch rows of history.csv (CSVLogger), as floats; [] before the first epoch."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+            except ValueError:
+                continue  # a line being written right now
+    return rows
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (TypeError, ValueError, ProcessLookupError, PermissionError):
+        return False
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value).replace("'", '"') if isinstance(value, list) else str(value)
