@@ -14,7 +14,8 @@ HEIGHT = 360
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height, margin=dict(l=50, r=20, t=50, b=45),
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.35))
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35),
+                      modebar=dict(orientation="v"))  # a vertical tool bar never covers the title
     return fig
 
 

@@ -21,7 +21,7 @@ def results_table(preds: list[Prediction]) -> pd.DataFrame:
     for p in preds:
         rows.append({"file": p.file,
                      "label": ("ERROR" if p.error else ("not assessed (OOD)" if p.out_of_distribution else p.label)),
-                     "P(pneumonia)": p.pneumonia_probability, "subtype": p.subtype,
+                     "P(pneumonia)": p.pneumonia_probability, "subtype": None if p.out_of_distribution else p.subtype,
                      "P(normal)": p.class_probabilities.get("NORMAL"), "P(bacterial)": p.class_probabilities.get("BACTERIAL"),
                      "P(viral)": p.class_probabilities.get("VIRAL"), "threshold": p.threshold,
                      "warning": p.error or "; ".join(p.warnings)})

@@ -30,7 +30,7 @@ else:
         st.caption("Internal validation: same hospital and period as the training data, so these figures flatter.")
     yb, p = (y > 0).astype(int), metrics.pneumonia_probability(probs)
     default_t = float(entry.card.get("threshold", 0.5))
-    threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, round(default_t, 3), 0.001, key="threshold",
+    threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, default_t, 0.001, key="threshold", format="%.3f",
                           help=f"The model's own threshold, chosen on internal validation, is {default_t:.3f}.")
     b = metrics.binary_at_threshold(yb, p, threshold)
     auc = metrics.safe_auc(yb, p)

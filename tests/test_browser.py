@@ -1,0 +1,137 @@
+"""Real-browser test: `streamlit run app.py` on a free loopback port, driven by Debian's chromium.
+
+Uploads a JPEG and a DICOM through the viewer's file input, checks that the label and the Grad-CAM
+overlay appear, and saves a 1280x800 screenshot of each page to artifacts/screenshots/.
+Skips (with the reason) where chromium / chromedriver are not installed; .ci/run installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from . import inputs
+from .conftest import PROJECT_ROOT
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+ARTIFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_registry, tmp_path_factory):
+    port = free_port()
+    registry_root = os.environ.get("CXR_BROWSER_REGISTRY", str(tiny_registry.root))  # screenshots: the shipped model
+    env = {**os.environ, "CXR_REGISTRY": registry_root, "CXR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the app did not start within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_window_size(1280, 800)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, predicate, timeout=90, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; page text: {driver.find_element('tag name', 'body').text[:1500]}")
+
+
+def screenshot(driver, name: str, full_page: bool = False) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    if full_page:
+        height = driver.execute_script("return document.querySelector('section.main, [data-testid=stMain]').scrollHeight")
+        driver.set_window_size(1280, max(800, min(int(height) + 100, 4000)))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1280, 800)
+    return path
+
+
+def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    jpeg = tmp_path / "child_cxr.jpeg"
+    jpeg.write_bytes(inputs.jpeg_gray())
+    sample = os.environ.get("CXR_BROWSER_SAMPLE")  # a real X-ray for the README screenshot, if given
+    if sample:
+        shutil.copy(sample, jpeg)
+    dcm = tmp_path / "study.dcm"
+    dcm.write_bytes(inputs.dicom())
+    browser.get(app_url)
+    wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
+    screenshot(browser, "viewer_empty")
+    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(f"{jpeg}\n{dcm}")
+    body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    wait_for(browser, lambda: "Download results (CSV)" in body() and body().count("Download PDF report") == 2,
+             what="both results")
+    text = body()
+    assert "child_cxr.jpeg" in text and "study.dcm" in text
+    assert ("NORMAL" in text or "PNEUMONIA" in text or "Not presented as a finding" in text)
+    captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImageCaption], [data-testid=caption]")]
+    assert sum("Grad-CAM" in c for c in captions) == 2 or text.count("Grad-CAM: regions") == 2
+    images = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img, [data-testid=stFullScreenFrame] img")
+    assert len(images) >= 4  # two radiographs and two overlays
+    assert "Doe^Jane" not in text and "ID-12345" not in text  # identifiers hidden by default
+    time.sleep(1)
+    screenshot(browser, "viewer_results", full_page=True)
+
+
+@pytest.mark.parametrize("path, marker", [("dashboards", "Run a fresh evaluation"), ("training", "Run history")])
+def test_other_pages_render_in_the_browser(app_url, browser, path, marker):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{app_url}/{path}")
+    wait_for(browser, lambda: marker in browser.find_element(By.TAG_NAME, "body").text, what=marker)
+    time.sleep(2)
+    assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
+    screenshot(browser, path)
