@@ -23,7 +23,11 @@ def _load_predictor(model_dir: str, stamp: float):
     from cxr_core.predict import Predictor
 
     predictor = Predictor(model_dir)
+    import sys
+
     import numpy as np
+
+    print(f"cxr: model loaded ({predictor.card.get('model_id')})", file=sys.stderr, flush=True)  # no patient data
 
     predictor.forward(np.zeros((1, predictor.image_size, predictor.image_size, 1), np.float32))  # warm up
     return predictor

@@ -49,11 +49,10 @@ def build_model(config: ModelConfig, image_size: int) -> Any:
     inputs = keras.Input((image_size, image_size, 1), name=INPUT_LAYER)
     if config.backbone == "cxrnet":
         features = _cxrnet_features(inputs, config.filters)
-        backbone_layers: list[Any] = []
     else:
-        features, backbone_layers = _application_features(inputs, config, image_size)
+        features = _application_features(inputs, config, image_size)
     model = keras.Model(inputs, _head(features, config), name=f"{config.backbone}_{config.num_classes}class")
-    _set_trainable(backbone_layers, config)
+    _set_trainable(_feature_layers(model), config)
     if config.init_from:
         load_weights_from(model, config.init_from)
     return model
@@ -168,13 +167,27 @@ def _application_features(inputs: Any, config: ModelConfig, image_size: int) -> 
         for layer in base.layers:  # from scratch: faster-adapting BN statistics (see module docstring)
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = 0.9
-    features = layers.Activation("linear", name=CAM_LAYER)(base.get_layer(spec["last"]).output)
-    first = base.layers.index(base.get_layer("backbone_preprocess")) + 1 if _has(base, "backbone_preprocess") else 0
-    return features, [layer for layer in base.layers[first:] if not isinstance(layer, layers.InputLayer)]
+    return layers.Activation("linear", name=CAM_LAYER)(base.get_layer(spec["last"]).output)
 
 
-def _has(model: Any, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers)
+_INPUT_ADAPTERS = ("gray_to_rgb", "backbone_preprocess", "scale")
+
+
+def _feature_layers(model: Any) -> list[Any]:
+    """The feature extractor's layers in order (input adapters excluded), up to the CAM layer.
+
+    For a Keras application this is the application's own layer list without its input layer, so
+    `freeze_until = "143"` means what it means on keras.applications.ResNet50.
+    """
+    layers = _keras().layers
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer) or layer.name in _INPUT_ADAPTERS:
+            continue
+        out.append(layer)
+        if layer.name == CAM_LAYER:
+            break
+    return out
 
 
 def _resolve_weights(weights: str) -> str | None:
@@ -201,8 +214,6 @@ def _head(features: Any, config: ModelConfig) -> Any:
 def _set_trainable(backbone_layers: list[Any], config: ModelConfig) -> None:
     """Freeze the bottom of a transfer backbone: up to a layer (`freeze_until`: a name, or a number of
     layers as in seed 000's "freeze up to layer 144") or all but the top N layers (`trainable_layers`)."""
-    if not backbone_layers:
-        return
     if config.freeze_until.isdigit():  # counted as in the standalone application, whose input layer is layer 0
         cut = min(max(0, int(config.freeze_until) - 1), len(backbone_layers))
     elif config.freeze_until:

@@ -9,81 +9,35 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from cxr_app.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
+
 from . import inputs
 from .conftest import PROJECT_ROOT
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tiny_registry, tmp_path_factory):
-    port = free_port()
     registry_root = os.environ.get("CXR_BROWSER_REGISTRY", str(tiny_registry.root))  # screenshots: the shipped model
-    env = {**os.environ, "CXR_REGISTRY": registry_root, "CXR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    server = start_app({"CXR_REGISTRY": registry_root, "CXR_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))})
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1280, 800)
+    driver = make_browser()
     yield driver
     driver.quit()
-
-
-def wait_for(driver, predicate, timeout=90, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; page text: {driver.find_element('tag name', 'body').text[:1500]}")
 
 
 def screenshot(driver, name: str, full_page: bool = False) -> Path:
@@ -110,11 +64,9 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
     browser.get(app_url)
     wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
     screenshot(browser, "viewer_empty")
-    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(f"{jpeg}\n{dcm}")
-    body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
-    wait_for(browser, lambda: "Download results (CSV)" in body() and body().count("Download PDF report") == 2,
-             what="both results")
-    text = body()
+    upload(browser, [jpeg, dcm])
+    wait_for(browser, lambda: results_shown(browser, 2) and "Download results (CSV)" in body_text(browser), what="both results")
+    text = body_text(browser)
     assert "child_cxr.jpeg" in text and "study.dcm" in text
     assert ("NORMAL" in text or "PNEUMONIA" in text or "Not presented as a finding" in text)
     captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImageCaption], [data-testid=caption]")]
@@ -131,7 +83,7 @@ def test_other_pages_render_in_the_browser(app_url, browser, path, marker):
     from selenium.webdriver.common.by import By
 
     browser.get(f"{app_url}/{path}")
-    wait_for(browser, lambda: marker in browser.find_element(By.TAG_NAME, "body").text, what=marker)
+    wait_for(browser, lambda: marker in body_text(browser), what=marker)
     time.sleep(2)
-    assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
+    assert "Traceback" not in body_text(browser)
     screenshot(browser, path)

@@ -106,9 +106,10 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     return out
 
 
-def read_history(run_dir: str | Path) -> list[dict[str, float]]:
-    """Per-epoch rows of history.csv (CSVLogger), as floats; [] before the first epoch."""
-    path = Path(run_dir) / "history.csv"
+def read_history(run_dir_or_csv: str | Path) -> list[dict[str, float]]:
+    """Per-epoch rows of a run's history.csv (CSVLogger), as floats; [] before the first epoch."""
+    path = Path(run_dir_or_csv)
+    path = path / "history.csv" if path.is_dir() else path
     if not path.is_file():
         return []
     rows = []

@@ -257,7 +257,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str) -> dict[str, Any]:
     from cxr_core import metrics as M
-    from cxr_core.models import LOGITS_LAYER, build_model
+    from cxr_core.models import LOGITS_LAYER, build_model, trainable_parameter_count
     from cxr_core.ood import OODDetector
 
     logits = predict_logits(model, x_val)
@@ -302,6 +302,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
         "git_commit": _git_commit(), "cxr_core_version": __version__,
         "reproduce_command": command, "parameters": int(clean.count_params()),
+        "trainable_parameters": trainable_parameter_count(model),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json_atomic(out / CARD_JSON, card)

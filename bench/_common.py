@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmark scripts: sample images and simple statistics."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED_TRAIN = ROOT.parent / "shared" / "data" / "kermany-cxr-224" / "train"
+
+
+def sample_images(n: int, seed: int = 0) -> tuple[Path, str]:
+    """A folder of n 224-px JPEGs: real training images when ../shared is present, else phantoms."""
+    import cv2
+
+    from cxr_core.synthetic import phantom_cxr
+
+    out = Path(tempfile.mkdtemp(prefix="cxr_bench_"))
+    if SHARED_TRAIN.is_dir():
+        files = sorted(SHARED_TRAIN.rglob("*.jpeg"))
+        rng = np.random.default_rng(seed)
+        for i, f in enumerate(rng.choice(files, size=min(n, len(files)), replace=False)):
+            (out / f"{i:04d}.jpeg").write_bytes(Path(f).read_bytes())
+        return out, "real 224-px training JPEGs"
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        cv2.imwrite(str(out / f"{i:04d}.jpeg"), (phantom_cxr(224, rng, i % 3) * 255).astype(np.uint8))
+    return out, "synthetic 224-px phantoms"
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(name: str, value: float | str, unit: str = "") -> None:
+    print(f"{name}: {value:.4g}{(' ' + unit) if unit else ''}" if isinstance(value, float) else f"{name}: {value}", flush=True)

@@ -1,0 +1,95 @@
+"""Inference speed of the active model on this machine: cold start, warm latency, batch throughput, memory.
+
+    python bench/inference.py [--n 200] [--model DIR_OR_ID]
+
+Prints one figure per line, `name: value unit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from _common import ROOT, emit, peak_rss_mb, pct, sample_images  # noqa: E402
+
+COLD = """
+import time, sys
+t0 = time.perf_counter()
+from cxr_core.cli import resolve_model_dir
+from cxr_core.predict import Predictor
+p = Predictor(resolve_model_dir(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None))
+r = p.predict(sys.argv[2])
+assert r.error is None and r.heatmap is not None
+print(time.perf_counter() - t0)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200, help="images for the batch and latency figures")
+    ap.add_argument("--model", default="")
+    args = ap.parse_args()
+    folder, kind = sample_images(args.n)
+    files = sorted(folder.glob("*.jpeg"))
+    emit("images", f"{len(files)} {kind}")
+    emit("cpu_cores", str(os.cpu_count()))
+
+    # Cold start: a new process, imports included, to the first prediction with its heatmap.
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", COLD, args.model, str(files[0])], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(out.stderr[-2000:])
+    emit("cold_start_to_first_prediction_with_gradcam_s", wall, "s")
+    emit("cold_start_in_process_s", float(out.stdout.strip().splitlines()[-1]), "s")
+
+    from cxr_core.cli import resolve_model_dir
+    from cxr_core.predict import Predictor
+
+    predictor = Predictor(resolve_model_dir(args.model or None))
+    emit("model", predictor.card.get("model_id", "?"))
+    predictor.predict(files[0])  # warm-up
+
+    # Warm latency: one file's bytes to label + probabilities + heatmap (decode included).
+    lat = []
+    for f in files[:100]:
+        data = f.read_bytes()
+        t = time.perf_counter()
+        r = predictor.predict(data, name=f.name)
+        lat.append(time.perf_counter() - t)
+        assert r.heatmap is not None
+    emit("warm_predict_with_gradcam_p50_s", pct(lat, 50), "s")
+    emit("warm_predict_with_gradcam_p95_s", pct(lat, 95), "s")
+
+    # Prediction only: the Keras model's forward pass on one preprocessed image.
+    import numpy as np
+
+    from cxr_core.preprocess import load_for_model
+
+    x = load_for_model(files[0], predictor.image_size, predictor.pad)[None]
+    predictor.model(x, training=False)
+    lat = []
+    for _ in range(100):
+        t = time.perf_counter()
+        np.asarray(predictor.model(x, training=False))
+        lat.append(time.perf_counter() - t)
+    emit("warm_prediction_only_p50_s", pct(lat, 50), "s")
+    emit("warm_prediction_only_p95_s", pct(lat, 95), "s")
+
+    # Batch: predict_many over the folder (parallel decode, batches of 32, heatmaps included).
+    items = [(f.name, f) for f in files]
+    list(predictor.predict_many(items[:32]))
+    t = time.perf_counter()
+    n = sum(1 for r in predictor.predict_many(items, batch_size=32) if r.error is None)
+    emit("batch_predict_throughput_img_per_s", n / (time.perf_counter() - t), "img/s")
+    emit("peak_resident_memory_mb", peak_rss_mb(), "MB")
+
+
+if __name__ == "__main__":
+    main()
