@@ -12,5 +12,6 @@ pages = [
     st.Page("pages/viewer.py", title="Viewer", icon=":material/radiology:", default=True),
     st.Page("pages/dashboards.py", title="Dashboards", icon=":material/monitoring:"),
     st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 st.navigation(pages).run()  # each page draws the model panel (cxr_app.state.sidebar_model_panel)

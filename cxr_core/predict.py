@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import CLASSES
-from .errors import CXRError, InputImageError, ModelError
+from .errors import InputImageError, ModelError
 from .imaging import IMAGE_SUFFIXES, LoadedImage, load_image
 from .preprocess import to_model_input
 from .registry import CARD_JSON, MODEL_FILE, ModelEntry, Registry, load_keras_model
@@ -121,16 +121,13 @@ class Predictor:
             image = source if isinstance(source, LoadedImage) else load_image(source)
         except InputImageError as exc:
             return Prediction(file=name, error=str(exc))
-        return self._finish(name, image, *self._run([to_model_input(image.pixels, self.image_size, self.pad)]))[0]
+        probs, heat, pooled, batch = self._run([to_model_input(image.pixels, self.image_size, self.pad)])
+        return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0])
 
     def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         batch = np.stack(inputs)
         probs, heat, pooled = self.forward(batch)
         return probs, heat, pooled, batch
-
-    def _finish(self, name: str, image: LoadedImage, probs: np.ndarray, heat: np.ndarray, pooled: np.ndarray,
-                batch: np.ndarray) -> list[Prediction]:
-        return [self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0])]
 
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray) -> Prediction:
@@ -197,4 +194,4 @@ def collect_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
     return out
 
 
-__all__ = ["Prediction", "Predictor", "collect_inputs", "CXRError"]
+__all__ = ["Prediction", "Predictor", "collect_inputs"]

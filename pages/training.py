@@ -25,11 +25,16 @@ if not configs:
 names = [str(p.relative_to(launcher.CONFIG_DIR)) for p in configs]
 picked = st.selectbox("Stage config", names, index=names.index("shipped.toml") if "shipped.toml" in names else 0)
 try:
-    base = launcher.resolve_config(launcher.CONFIG_DIR / picked, {})
+    budgets = ["(full)"] + sorted(launcher.resolve_config(launcher.CONFIG_DIR / picked, {}).budgets)
+    budget = st.selectbox("Budget", budgets, help="A config's [budget.NAME] table: reduced image size, subset and epochs.")
+    budget = None if budget == "(full)" else budget
+    base = launcher.resolve_config(launcher.CONFIG_DIR / picked, {}, budget)
 except CXRError as exc:
     st.error(str(exc))
     st.stop()
 st.caption(base.description or "")
+if picked.startswith("experiments"):
+    st.caption("An experiment: several runs; results appear on the Experiments page.")
 
 with st.form("config_form"):
     c1, c2, c3, c4 = st.columns(4)
@@ -53,7 +58,7 @@ with st.form("config_form"):
 if submitted:
     try:
         overrides = launcher.changed_fields(base, form)
-        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, activate=activate)
+        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, activate=activate, budget=budget)
         st.session_state["followed_run"] = str(run_dir)
         st.success(f"Started {run_dir.name}" + (f" with {overrides}" if overrides else ""))
     except CXRError as exc:

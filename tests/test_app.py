@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from .conftest import PROJECT_ROOT
 
-PAGES = ["pages/viewer.py", "pages/dashboards.py", "pages/training.py"]
+PAGES = ["pages/viewer.py", "pages/dashboards.py", "pages/training.py", "pages/experiments.py"]
 APP = str(PROJECT_ROOT / "app.py")
 
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
 def app_url(tiny_registry, tmp_path_factory):
     registry_root = os.environ.get("CXR_BROWSER_REGISTRY", str(tiny_registry.root))  # screenshots: the shipped model
     server = start_app({"CXR_REGISTRY": registry_root, "CXR_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))})
-    yield server.url
+    yield server
     server.stop()
 
 
@@ -52,6 +52,7 @@ def screenshot(driver, name: str, full_page: bool = False) -> Path:
 
 
 def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_path):
+    """Also: after the uploads, the server log holds neither file names nor patient identifiers."""
     from selenium.webdriver.common.by import By
 
     jpeg = tmp_path / "child_cxr.jpeg"
@@ -61,7 +62,7 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
         shutil.copy(sample, jpeg)
     dcm = tmp_path / "study.dcm"
     dcm.write_bytes(inputs.dicom())
-    browser.get(app_url)
+    browser.get(app_url.url)
     wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
     screenshot(browser, "viewer_empty")
     upload(browser, [jpeg, dcm])
@@ -76,13 +77,17 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
     assert "Doe^Jane" not in text and "ID-12345" not in text  # identifiers hidden by default
     time.sleep(1)
     screenshot(browser, "viewer_results", full_page=True)
+    log = app_url.log_path.read_text(errors="replace")
+    for secret in ("child_cxr", "study.dcm", "Doe", "ID-12345"):
+        assert secret not in log
 
 
-@pytest.mark.parametrize("path, marker", [("dashboards", "Run a fresh evaluation"), ("training", "Run history")])
+@pytest.mark.parametrize("path, marker", [("dashboards", "Run a fresh evaluation"), ("training", "Run history"),
+                                          ("experiments", "Experiments")])
 def test_other_pages_render_in_the_browser(app_url, browser, path, marker):
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{app_url}/{path}")
+    browser.get(f"{app_url.url}/{path}")
     wait_for(browser, lambda: marker in body_text(browser), what=marker)
     time.sleep(2)
     assert "Traceback" not in body_text(browser)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxr_core.config import TrainConfig, apply_overrides, load_config
+from cxr_core.config import TrainConfig, apply_budget, apply_overrides, load_config
 from cxr_core.errors import CXRError
 from cxr_core.registry import PROJECT_ROOT
 from train.pipeline import read_status, run_dir_for, training_in_progress
@@ -43,9 +43,11 @@ def list_configs() -> list[Path]:
     return sorted(CONFIG_DIR.rglob("*.toml"))
 
 
-def resolve_config(path: str | Path, overrides: dict[str, Any]) -> TrainConfig:
-    """Load and validate a config with the form's overrides (raises ConfigError quoting bad values)."""
+def resolve_config(path: str | Path, overrides: dict[str, Any], budget: str | None = None) -> TrainConfig:
+    """Load and validate a config with a budget and the form's overrides (ConfigError quotes bad values)."""
     config = load_config(path)
+    if budget:
+        config = apply_budget(config, budget)
     return apply_overrides(config, overrides) if overrides else config
 
 
@@ -65,14 +67,16 @@ def changed_fields(config: TrainConfig, values: dict[str, Any]) -> dict[str, Any
 
 
 def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path | None = None,
-          activate: bool = False) -> Path:
+          activate: bool = False, budget: str | None = None) -> Path:
     """Launch a run in a new process session; refuses if another run is in progress."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     if training_in_progress(runs_dir):
         raise CXRError("A training run is already in progress: only one at a time. Stop it or wait for it to finish.")
-    config = resolve_config(config_path, overrides)
+    config = resolve_config(config_path, overrides, budget)
     cmd = [sys.executable, "-m", "train", "--config", str(config_path), "--runs-dir", str(runs_dir)]
+    if budget:
+        cmd += ["--budget", budget]
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={_toml_value(value)}"]
     if registry:

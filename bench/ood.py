@@ -1,0 +1,61 @@
+"""Out-of-distribution detector of the active model: false alarms on internal-validation X-rays and
+detection of inputs that are not chest radiographs.
+
+    python bench/ood.py [--per-kind 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from _common import SHARED_TRAIN, emit  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--per-kind", type=int, default=40)
+    args = ap.parse_args()
+    from cxr_core.dataset import grouped_split, index_dataset, subset
+    from cxr_core.predict import Predictor
+    from cxr_core.preprocess import load_for_model, to_model_input
+    from cxr_core.registry import Registry
+    from cxr_core.synthetic import NON_XRAY_KINDS, non_xray
+
+    entry = Registry().active()
+    predictor = Predictor(entry.path)
+    if predictor.ood is None:
+        raise SystemExit("the active model has no OOD detector; run python -m cxr_core fit-ood")
+    emit("model", entry.model_id)
+    size = predictor.image_size
+
+    def flags(batch: np.ndarray) -> np.ndarray:
+        _, _, pooled = predictor.forward(batch)
+        return predictor.ood.flags(batch, pooled)
+
+    if SHARED_TRAIN.is_dir():
+        d = entry.card["data"]
+        records = subset(index_dataset(SHARED_TRAIN), d.get("subset_fraction", 1.0), d["split_seed"])
+        _, va = grouped_split(records, d["val_fraction"], d["split_seed"])
+        x = np.stack([load_for_model(records[i].path, size) for i in va])
+        fa = np.concatenate([flags(x[i:i + 64]) for i in range(0, len(x), 64)])
+        emit("false_alarm_rate_internal_validation_xrays", float(fa.mean()))
+        emit("internal_validation_images", str(len(x)))
+    else:
+        emit("false_alarm_rate_internal_validation_xrays", "skipped: ../shared data not found")
+    rng = np.random.default_rng(0)
+    total, caught = 0, 0
+    for kind in NON_XRAY_KINDS:
+        batch = np.stack([to_model_input(non_xray(kind, 256, rng), size) for _ in range(args.per_kind)])
+        f = flags(batch)
+        emit(f"detection_rate_{kind}", float(f.mean()))
+        total, caught = total + len(f), caught + int(f.sum())
+    emit("detection_rate_all_non_xrays", caught / total)
+
+
+if __name__ == "__main__":
+    main()
