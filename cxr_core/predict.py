@@ -46,8 +46,10 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, jit_compile: bool = False):
+        """`jit_compile` (XLA) is off by default: bench/inference.py measured it slower here (bench/README.md)."""
         self.model_dir = Path(model_dir)
+        self.jit_compile = jit_compile
         import json
 
         try:
@@ -89,7 +91,7 @@ class Predictor:
                                                 self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
         self._linear_head = has_linear_head(self.model)
         self._kernel = np.asarray(self.model.get_layer(LOGITS_LAYER).kernel) if self._linear_head else None
-        self._forward = tf.function(lambda x: graph(x, training=False), reduce_retracing=True)
+        self._forward = tf.function(lambda x: graph(x, training=False), reduce_retracing=True, jit_compile=self.jit_compile)
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probabilities n x 3, heatmaps n x h x w, pooled features n x k) for a batch."""

@@ -57,6 +57,7 @@ def write_atomic(path: Path, data: bytes) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600: registry files are meant to be readable
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
