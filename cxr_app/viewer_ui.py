@@ -52,7 +52,8 @@ def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], opacity
             st.metric("P(pneumonia)", f"{pred.pneumonia_probability:.3f}",
                       delta=f"{pred.pneumonia_probability - pred.threshold:+.3f} vs threshold {pred.threshold:.3f}",
                       delta_color="inverse")
-        st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}")
+        st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
+                        config={"displayModeBar": False})
         for w in pred.warnings:
             st.warning(w, icon=":material/warning:")
         meta = pred.image.metadata

@@ -34,7 +34,7 @@ class EvalResult:
 
 def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
     rows = [SCORES_HEADER]
-    rows += [f"{f},{CLASSES[int(y)]},{p[0]:.6f},{p[1]:.6f},{p[2]:.6f}" for f, y, p in zip(files, labels, probs)]
+    rows += [f"{f},{CLASSES[int(y)]},{p[0]!r},{p[1]!r},{p[2]!r}" for f, y, p in zip(files, labels, map(lambda q: [float(v) for v in q], probs))]
     write_atomic(Path(path), ("\n".join(rows) + "\n").encode())
 
 

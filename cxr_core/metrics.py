@@ -76,6 +76,9 @@ def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden"
 
     youden: maximises sensitivity + specificity - 1. sensitivity: the highest threshold whose
     sensitivity is still >= target (the fewest false alarms at that sensitivity).
+    The threshold is placed halfway between the chosen score and the next lower one: the same
+    decisions on validation, without an image sitting exactly on the threshold (where rounding of
+    a saved score, or float noise in another preprocessing run, would flip it).
     """
     fpr, tpr, thr = skm.roc_curve(y_binary, p)
     thr = np.clip(thr, 0.0, 1.0)
@@ -86,7 +89,9 @@ def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden"
         best = int(ok[0]) if len(ok) else len(thr) - 1
     else:
         raise ValueError(f"unknown threshold policy {policy!r}")
-    return float(thr[best])
+    chosen = float(thr[best])
+    below = np.asarray(p)[np.asarray(p) < chosen]
+    return (chosen + float(below.max())) / 2 if len(below) else chosen
 
 
 def expected_calibration_error(y_binary: np.ndarray, p: np.ndarray, bins: int = 15) -> float:

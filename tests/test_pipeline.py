@@ -42,6 +42,19 @@ def test_rerunning_a_finished_run_does_nothing(tiny_data, tmp_path):
     assert again.model_id == first.model_id and len(registry.list()) == 1
 
 
+def test_reevaluate_redoes_only_the_last_stage_as_a_new_model(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, train={"epochs": 1})
+    registry = Registry(tmp_path / "reg")
+    first = train(cfg, runs_dir=tmp_path / "runs", registry=registry, activate=True, log=lambda s: None)
+    history = (first.run_dir / "history.csv").read_text()
+    time.sleep(1.1)  # model ids carry a timestamp to the second
+    again = train(cfg, runs_dir=tmp_path / "runs", registry=registry, reevaluate=True, log=lambda s: None)
+    assert again.model_id != first.model_id and len(registry.list()) == 2
+    assert (first.run_dir / "history.csv").read_text() == history  # no further training
+    assert registry.active_id() == first.model_id  # not activated without --activate
+    assert again.metrics["binary"]["auc"] == pytest.approx(first.metrics["binary"]["auc"])
+
+
 def test_a_run_below_the_validation_gate_is_not_registered(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, train={"epochs": 1, "min_val_auc_to_register": 1.01 - 1e-9})
     registry = Registry(tmp_path / "reg")

@@ -22,12 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default=None, help="model registry folder (default: assets/models or $CXR_REGISTRY)")
     parser.add_argument("--no-register", action="store_true", help="do not add the finished model to the registry")
     parser.add_argument("--activate", action="store_true", help="make the model active if it passes its validation gate")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="for a finished run: redo only calibration, threshold, OOD fit and model card from its best "
+                             "checkpoint, and register the result as a new model")
     args = parser.parse_args(argv)
 
     from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
     from cxr_core.errors import CXRError
 
-    command = "python -m train " + " ".join(shlex.quote(a) for a in argv)
+    # The command that reproduces the model: --reevaluate only redoes the last stage of the same run.
+    command = "python -m train " + " ".join(shlex.quote(a) for a in argv if a != "--reevaluate")
     try:
         config = load_config(args.config)
         if args.budget:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)
             return 0
         result = train(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
-                       activate=args.activate, command=command)
+                       activate=args.activate, command=command, reevaluate=args.reevaluate)
     except CXRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -58,21 +58,29 @@ def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:
 
 def train(config: TrainConfig, runs_dir: str | Path = DEFAULT_RUNS_DIR, registry: Registry | None = None,
           register: bool = True, activate: bool = False, command: str | None = None,
-          split: tuple[list[Record], list[Record]] | None = None, log: Callable[[str], None] = print) -> RunResult:
-    """Run (or resume) one training run. Only one run at a time per runs folder."""
+          split: tuple[list[Record], list[Record]] | None = None, log: Callable[[str], None] = print,
+          reevaluate: bool = False) -> RunResult:
+    """Run (or resume) one training run. Only one run at a time per runs folder.
+
+    `reevaluate`: for a run whose training finished, redo only the evaluation stage (calibration,
+    threshold, OOD detector, model card) from its best checkpoint and register the result as a new
+    model; for use after a change to that stage's code.
+    """
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     with _single_run_lock(runs_dir):
-        return _train_locked(config, runs_dir, registry, register, activate, command, split, log)
+        return _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate)
 
 
 def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None, register: bool, activate: bool,
                   command: str | None, split: tuple[list[Record], list[Record]] | None,
-                  log: Callable[[str], None]) -> RunResult:
+                  log: Callable[[str], None], reevaluate: bool = False) -> RunResult:
     run_dir = run_dir_for(config, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir)
-    if status.get("state") == "finished":
+    if reevaluate and not (run_dir / "fit_done").exists():
+        raise CXRError(f"--reevaluate needs a run whose training finished; {run_dir.name} has not.")
+    if status.get("state") == "finished" and not reevaluate:
         log(f"Run {run_dir.name} already finished (model {status.get('model_id')}); nothing to do.")
         return RunResult(run_dir, "finished", status.get("model_id"), status.get("metrics", {}))
     (run_dir / "STOP").unlink(missing_ok=True)
