@@ -83,4 +83,5 @@ def test_evaluate_json_keys_and_saved_scores(tiny_registry, tiny_data, tmp_path)
 
 def test_models_lists_the_active_model(tiny_registry):
     res = run_cli(["models"], tiny_registry)
-    assert res.returncode == 0 and res.stdout.startswith("* ")
+    assert res.returncode == 0 and f"* {tiny_registry.active_id()} " in res.stdout
+    assert res.stdout.count("* ") == 1
