@@ -102,9 +102,11 @@ lr_schedule = "constant"
 
     run_dir = run_dir_for(load_config(config_path), runs)
     deadline = time.time() + 240
-    while time.time() < deadline and read_status(run_dir).get("epoch", 0) < 2:
-        time.sleep(0.2)
-    time.sleep(0.5)  # into epoch 3
+    # "epoch 3/4" is written at the start of epoch 3, after epoch 2's checkpoint was saved: the kill
+    # lands inside epoch 3's training steps, not inside a checkpoint write.
+    while time.time() < deadline and read_status(run_dir).get("message") != "epoch 3/4":
+        time.sleep(0.01)
+    time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     status = read_status(run_dir)
