@@ -19,6 +19,14 @@ def pneumonia_probability(probs: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(probs)[:, 0]
 
 
+def as_three_class(probs: np.ndarray) -> np.ndarray:
+    """Binary-model probabilities [P(normal), P(pneumonia)] as 3 columns, the subtype split unknown (halves)."""
+    probs = np.asarray(probs)
+    if probs.shape[1] == 3:
+        return probs
+    return np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
+
+
 def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity, PPV, NPV and confusion matrix [[TN, FP], [FN, TP]]."""
     pred = (p >= threshold).astype(int)

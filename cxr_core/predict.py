@@ -96,12 +96,10 @@ class Predictor:
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probabilities n x 3, heatmaps n x h x w, pooled features n x k) for a batch."""
         from .gradcam import cam_from_features, gradcam_reference
-        from .metrics import softmax
+        from .metrics import as_three_class, softmax
 
         features, logits, pooled = (np.asarray(t) for t in self._forward(np.asarray(batch, np.float32)))
-        probs = softmax(logits, self.temperature)
-        if probs.shape[1] == 2:
-            probs = np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
+        probs = as_three_class(softmax(logits, self.temperature))
         cls = self._explained_class(probs)
         if self._linear_head:
             heat = cam_from_features(features, self._kernel, cls)

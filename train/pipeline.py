@@ -274,9 +274,9 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         labels_fit = (y_val > 0).astype(int)
     else:
         labels_fit = labels3
-    ece_raw = M.expected_calibration_error((labels3 > 0).astype(int), M.pneumonia_probability(_as3(M.softmax(logits))))
+    ece_raw = M.expected_calibration_error((labels3 > 0).astype(int), M.pneumonia_probability(M.as_three_class(M.softmax(logits))))
     temperature = M.fit_temperature(logits, labels_fit)
-    probs = _as3(M.softmax(logits, temperature))
+    probs = M.as_three_class(M.softmax(logits, temperature))
     p = M.pneumonia_probability(probs)
     t = config.train
     threshold = M.choose_threshold((labels3 > 0).astype(int), p, t.threshold_policy, t.target_sensitivity)
@@ -336,13 +336,6 @@ def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarr
     feat_model = keras.Model(model.inputs, model.get_layer("gap").output)
     return np.concatenate([np.asarray(feat_model(np.asarray(x[i:i + batch_size], np.float32), training=False))
                            for i in range(0, len(x), batch_size)])
-
-
-def _as3(probs: np.ndarray) -> np.ndarray:
-    """Binary-model probabilities [P(normal), P(pneumonia)] as 3 columns with an unknown subtype split."""
-    if probs.shape[1] == 3:
-        return probs
-    return np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------- status
