@@ -78,9 +78,7 @@ def main() -> None:
     # Prediction only (no decode, no heatmap): the compiled forward pass, and for comparison the eager Keras call.
     import numpy as np
 
-    from cxr_core.preprocess import load_for_model
-
-    x = load_for_model(files[0], predictor.image_size, predictor.pad)[None]
+    x = predictor.preprocess.load(files[0])[None]
     predictor._forward(x)
     lat = []
     for _ in range(100):

@@ -20,9 +20,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-kind", type=int, default=40)
     args = ap.parse_args()
-    from cxr_core.dataset import grouped_split, index_dataset, subset
+    from cxr_core.dataset import index_dataset, split_for
     from cxr_core.predict import Predictor
-    from cxr_core.preprocess import load_for_model, to_model_input
     from cxr_core.registry import Registry
     from cxr_core.synthetic import NON_XRAY_KINDS, non_xray
 
@@ -31,17 +30,14 @@ def main() -> None:
     if predictor.ood is None:
         raise SystemExit("the active model has no OOD detector; run python -m cxr_core fit-ood")
     emit("model", entry.model_id)
-    size = predictor.image_size
 
     def flags(batch: np.ndarray) -> np.ndarray:
         _, _, pooled = predictor.forward(batch)
         return predictor.ood.flags(batch, pooled)
 
     if SHARED_TRAIN.is_dir():
-        d = entry.card["data"]
-        records = subset(index_dataset(SHARED_TRAIN), d.get("subset_fraction", 1.0), d["split_seed"])
-        _, va = grouped_split(records, d["val_fraction"], d["split_seed"])
-        x = np.stack([load_for_model(records[i].path, size) for i in va])
+        _, va = split_for(index_dataset(SHARED_TRAIN), entry.card["data"])
+        x = np.stack([predictor.preprocess.load(r.path) for r in va])
         fa = np.concatenate([flags(x[i:i + 64]) for i in range(0, len(x), 64)])
         emit("false_alarm_rate_internal_validation_xrays", float(fa.mean()))
         emit("internal_validation_images", str(len(x)))
@@ -50,7 +46,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     total, caught = 0, 0
     for kind in NON_XRAY_KINDS:
-        batch = np.stack([to_model_input(non_xray(kind, 256, rng), size) for _ in range(args.per_kind)])
+        batch = np.stack([predictor.preprocess(non_xray(kind, 256, rng)) for _ in range(args.per_kind)])
         f = flags(batch)
         emit(f"detection_rate_{kind}", float(f.mean()))
         total, caught = total + len(f), caught + int(f.sum())

@@ -20,7 +20,8 @@ from .errors import ConfigError
 BACKBONES = ("cxrnet", "resnet50", "efficientnetb0", "mobilenetv2", "densenet121")
 BALANCING = ("none", "augment_x2", "augment_x4", "balanced", "balanced_strong")
 LR_SCHEDULES = ("constant", "plateau", "cosine")
-THRESHOLD_POLICIES = ("youden", "sensitivity")
+THRESHOLD_POLICIES = ("youden", "sensitivity", "robust_sensitivity")
+INTENSITY_POLICIES = ("none", "percentile")  # see cxr_core.preprocess
 
 
 @dataclass
@@ -28,7 +29,10 @@ class DataConfig:
     root: str = "../shared/data/kermany-cxr-224/train"
     image_size: int = 224
     pad_to_square: bool = False
-    val_fraction: float = 0.15
+    intensity: str = "percentile"  # per-image intensity policy, see cxr_core.preprocess
+    val_fraction: float = 0.15  # with folds = 0: one patient-grouped split of about this size
+    folds: int = 0  # >= 2: k-fold cross-validation; the run trains on all folds but `fold`
+    fold: int = 0  # which fold is this run's validation (0-based)
     split_seed: int = 42
     subset_fraction: float = 1.0
     balancing: str = "none"
@@ -36,8 +40,18 @@ class DataConfig:
     def validate(self) -> None:
         _check(16 <= self.image_size <= 1024, "data.image_size", self.image_size, "an integer from 16 to 1024")
         _check(0.02 <= self.val_fraction <= 0.5, "data.val_fraction", self.val_fraction, "a number from 0.02 to 0.5")
+        _check(self.intensity in INTENSITY_POLICIES, "data.intensity", self.intensity, f"one of {INTENSITY_POLICIES}")
+        _check(self.folds == 0 or 2 <= self.folds <= 20, "data.folds", self.folds, "0 (one split) or an integer from 2 to 20")
+        _check(0 <= self.fold < max(1, self.folds), "data.fold", self.fold,
+               f"an integer from 0 to {max(0, self.folds - 1)} (data.folds = {self.folds})")
         _check(0.0 < self.subset_fraction <= 1.0, "data.subset_fraction", self.subset_fraction, "a number in (0, 1]")
         _check(self.balancing in BALANCING, "data.balancing", self.balancing, f"one of {BALANCING}")
+
+    def preprocess(self) -> Any:
+        """The `Preprocess` callable this data section describes (the model card stores the same)."""
+        from .preprocess import Preprocess
+
+        return Preprocess(self.image_size, self.pad_to_square, self.intensity)
 
 
 @dataclass
@@ -131,6 +145,9 @@ class TrainConfig:
         )
         for part in (self.data, self.model, self.augment, self.train):
             part.validate()
+        if self.train.threshold_policy == "robust_sensitivity" and self.data.folds < 2:
+            raise ConfigError("train.threshold_policy = 'robust_sensitivity' is invalid with data.folds = "
+                              f"{self.data.folds!r}: it is chosen from out-of-fold stress scores, so data.folds must be >= 2.")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,10 +99,19 @@ def grouped_folds(records: list[Record], k: int, seed: int) -> list[tuple[np.nda
     return [(tr, va) for tr, va in splitter.split(np.zeros(len(records)), labels, groups)]
 
 
-def grouped_split(records: list[Record], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One patient-grouped, stratified train/validation split (the first of round(1/f) folds)."""
-    k = max(2, round(1.0 / val_fraction))
-    return grouped_folds(records, k, seed)[0]
+def grouped_split(records: list[Record], val_fraction: float, seed: int, folds: int = 0,
+                  fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A run's patient-grouped, stratified (train_idx, val_idx): fold `fold` of `folds`, or with
+    folds = 0 the first of round(1 / val_fraction) folds. Training, `fit-ood` and bench all call this."""
+    k = folds if folds >= 2 else max(2, round(1.0 / val_fraction))
+    return grouped_folds(records, k, seed)[fold if folds >= 2 else 0]
+
+
+def split_for(records: list[Record], data: dict[str, Any]) -> tuple[list[Record], list[Record]]:
+    """(train, validation) records of a run from its data section (a config's or a model card's)."""
+    records = subset(records, data.get("subset_fraction", 1.0), data["split_seed"])
+    tr, va = grouped_split(records, data["val_fraction"], data["split_seed"], data.get("folds", 0), data.get("fold", 0))
+    return [records[i] for i in tr], [records[i] for i in va]
 
 
 def subset(records: list[Record], fraction: float, seed: int) -> list[Record]:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import CLASSES
-from .dataset import fingerprint, grouped_split, index_dataset, subset
+from .dataset import fingerprint, index_dataset, split_for
 from .errors import CXRError, RegistryError
 from .registry import write_atomic, write_json_atomic
 
@@ -112,19 +112,15 @@ def fit_ood_for_model(model_dir: str | Path, data_dir: str | Path | None = None)
     """Fit the OOD detector on the model's own training split; report the internal-validation false-alarm rate."""
     from .ood import OODDetector
     from .predict import Predictor
-    from .preprocess import load_for_model
 
     model_dir = Path(model_dir)
     card = json.loads((model_dir / "model_card.json").read_text())
     d = card["data"]
-    root = Path(data_dir or d["root"])
-    records = subset(index_dataset(root), d.get("subset_fraction", 1.0), d["split_seed"])
-    tr, va = grouped_split(records, d["val_fraction"], d["split_seed"])
+    tr, va = split_for(index_dataset(Path(data_dir or d["root"])), d)
     predictor = Predictor(model_dir)
-    size, pad = predictor.image_size, predictor.pad
 
-    def arrays(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.stack([load_for_model(records[i].path, size, pad) for i in idx])
+    def arrays(records: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        x = np.stack([predictor.preprocess.load(r.path) for r in records])
         pooled = np.concatenate([predictor.forward(x[i:i + 64])[2] for i in range(0, len(x), 64)])
         return x, pooled
 

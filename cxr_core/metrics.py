@@ -55,7 +55,7 @@ def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None
     With a threshold, the class is NORMAL when P(pneumonia) < threshold, else the likelier of
     BACTERIAL / VIRAL: the same decision the product shows.
     """
-    pred = predict_classes(probs, threshold)
+    pred = decide(probs, threshold)
     cm = skm.confusion_matrix(y, pred, labels=[0, 1, 2])
     recall = skm.recall_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
     pneu = y > 0
@@ -70,8 +70,10 @@ def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None
     }
 
 
-def predict_classes(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    probs = np.asarray(probs)
+def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """The product's decision, the one rule every surface uses: NORMAL (0) when P(pneumonia) is below
+    the threshold, else the likelier subtype (1 BACTERIAL, 2 VIRAL). Without a threshold: argmax."""
+    probs = as_three_class(np.asarray(probs))
     if threshold is None:
         return probs.argmax(axis=1)
     subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
@@ -147,7 +149,7 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int
     yb = (y > 0).astype(int)
     p = pneumonia_probability(probs)
     pred_b = (p >= threshold).astype(int)
-    pred_3 = predict_classes(probs, threshold)
+    pred_3 = decide(probs, threshold)
     acc, auc, acc3 = [], [], []
     n = len(y)
     for _ in range(n_boot):
@@ -188,5 +190,5 @@ def pr_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
 
 
 def classification_report(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
-    return skm.classification_report(y, predict_classes(probs, threshold), labels=[0, 1, 2],
+    return skm.classification_report(y, decide(probs, threshold), labels=[0, 1, 2],
                                      target_names=list(CLASSES), output_dict=True, zero_division=0)

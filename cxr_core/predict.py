@@ -18,7 +18,7 @@ import numpy as np
 from . import CLASSES
 from .errors import InputImageError, ModelError
 from .imaging import IMAGE_SUFFIXES, LoadedImage, load_image
-from .preprocess import to_model_input
+from .preprocess import Preprocess
 from .registry import CARD_JSON, MODEL_FILE, ModelEntry, Registry, load_keras_model
 
 
@@ -57,8 +57,8 @@ class Predictor:
         except (OSError, ValueError):
             raise ModelError(f"{str(self.model_dir)!r} is not a model folder (no readable {CARD_JSON}).") from None
         self.model = load_keras_model(self.model_dir / MODEL_FILE)
-        self.image_size = int(self.card["input"]["image_size"])
-        self.pad = bool(self.card["input"].get("pad_to_square", False))
+        self.preprocess = Preprocess.from_card(self.card)
+        self.image_size = self.preprocess.size
         self.threshold = float(self.card.get("threshold", 0.5))
         self.temperature = float(self.card.get("temperature", 1.0))
         self.num_classes = int(self.model.output_shape[-1])
@@ -96,23 +96,16 @@ class Predictor:
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(calibrated probabilities n x 3, heatmaps n x h x w, pooled features n x k) for a batch."""
         from .gradcam import cam_from_features, gradcam_reference
-        from .metrics import as_three_class, softmax
+        from .metrics import as_three_class, decide, softmax
 
         features, logits, pooled = (np.asarray(t) for t in self._forward(np.asarray(batch, np.float32)))
         probs = as_three_class(softmax(logits, self.temperature))
-        cls = self._explained_class(probs)
+        cls = decide(probs, self.threshold)  # the heatmap explains the class the product shows
         if self._linear_head:
             heat = cam_from_features(features, self._kernel, cls)
         else:
             heat = np.stack([gradcam_reference(self.model, b, int(c)) for b, c in zip(batch, cls)])
         return probs, heat, pooled
-
-    def _explained_class(self, probs: np.ndarray) -> np.ndarray:
-        """The class the heatmap explains: NORMAL below the threshold, else the likelier subtype."""
-        if self.num_classes == 2:
-            return (1.0 - probs[:, 0] >= self.threshold).astype(int)
-        subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
-        return np.where(1.0 - probs[:, 0] >= self.threshold, subtype, 0)
 
     # ---- one image
     def predict(self, source: str | Path | bytes | LoadedImage, name: str | None = None) -> Prediction:
@@ -121,7 +114,7 @@ class Predictor:
             image = source if isinstance(source, LoadedImage) else load_image(source)
         except InputImageError as exc:
             return Prediction(file=name, error=str(exc))
-        probs, heat, pooled, batch = self._run([to_model_input(image.pixels, self.image_size, self.pad)])
+        probs, heat, pooled, batch = self._run([self.preprocess(image.pixels)])
         return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0])
 
     def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -131,10 +124,13 @@ class Predictor:
 
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray) -> Prediction:
+        from .metrics import decide
+
         p = float(1.0 - probs[0])
-        label = "PNEUMONIA" if p >= self.threshold else "NORMAL"
+        decided = int(decide(probs[None], self.threshold)[0])
+        label = "PNEUMONIA" if decided else "NORMAL"
         three = self.num_classes == 3
-        subtype = (CLASSES[2] if probs[2] > probs[1] else CLASSES[1]) if label == "PNEUMONIA" and three else None
+        subtype = CLASSES[decided] if decided and three else None
         warnings = list(image.warnings) if image is not None else []
         ood_reasons = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else []
         warnings += ood_reasons
@@ -155,7 +151,7 @@ class Predictor:
             name, src = item
             try:
                 img = load_image(src)
-                return name, img, to_model_input(img.pixels, self.image_size, self.pad), None
+                return name, img, self.preprocess(img.pixels), None
             except InputImageError as exc:
                 return name, None, None, str(exc)
             except Exception as exc:  # never let one file stop the batch

@@ -67,7 +67,7 @@ else:
     summary_path = evals[name].parent / "summary.json"
     data_root = json.loads(summary_path.read_text()).get("data") if summary_path.is_file() else entry.card.get("data", {}).get("root")
     with st.expander("Browse misclassified images"):
-        pred3 = metrics.predict_classes(probs, threshold)
+        pred3 = metrics.decide(probs, threshold)
         c1, c2 = st.columns(2)
         true_c = c1.selectbox("True class", CLASSES, index=0)
         pred_c = c2.selectbox("Predicted class", CLASSES, index=1)

@@ -80,12 +80,12 @@ def png_with_size(width: int, height: int) -> bytes:
 
 def dicom(photometric: str = "MONOCHROME2", window: tuple[float, float] | None = (2048.0, 4096.0), frames: int = 1,
           pixels: bool = True, slope: float = 1.0, intercept: float = 0.0, compress: str | None = None,
-          patient: str = "Doe^Jane") -> bytes:
-    """A minimal DX DICOM file with 12-bit pixels and identifying tags."""
+          patient: str = "Doe^Jane", array: np.ndarray | None = None) -> bytes:
+    """A minimal DX DICOM file with 12-bit pixels (or `array`, uint16) and identifying tags."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    arr = (gray() * 4095).astype(np.uint16)
+    arr = (gray() * 4095).astype(np.uint16) if array is None else np.asarray(array, np.uint16)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
     meta.MediaStorageSOPInstanceUID = generate_uid()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from cxr_core.errors import InputImageError
 from cxr_core.imaging import load_image, sniff_format
-from cxr_core.preprocess import load_for_model, pad_to_square, to_model_input
+from cxr_core.preprocess import Preprocess, pad_to_square
 
 from . import inputs
 
@@ -166,16 +166,40 @@ def test_random_shapes_and_dtypes_either_load_or_raise_input_error(h, w, dtype):
 
 
 # ------------------------------------------------------------------------------------------ preprocessing
-def test_to_model_input_shape_range_and_padding():
+def test_preprocess_shape_range_and_padding():
     rect = np.ones((50, 100), np.float32)
-    out = to_model_input(rect, 32)
+    out = Preprocess(32, intensity="none")(rect)
     assert out.shape == (32, 32, 1) and out.dtype == np.float32
-    padded = to_model_input(rect, 32, pad=True)
+    padded = Preprocess(32, pad=True, intensity="none")(rect)
     assert padded[0, 16, 0] == 0.0 and padded[16, 16, 0] == pytest.approx(1.0)
     assert pad_to_square(rect).shape == (100, 100)
+
+
+@pytest.mark.parametrize("bad", [{"size": 8}, {"size": 64.0}, {"size": 64, "intensity": "zscore"}])
+def test_preprocess_rejects_bad_values_quoting_them(bad):
+    with pytest.raises(ValueError, match=repr(list(bad.values())[-1]).replace(".", r"\.")):
+        Preprocess(**bad)
+
+
+def test_preprocess_round_trips_through_the_model_card():
+    p = Preprocess(64, pad=True, intensity="percentile")
+    assert Preprocess.from_card({"input": p.card_input()}) == p
+    assert Preprocess.from_card({"input": {"image_size": 64}}).intensity == "none"  # cards from before the policy
 
 
 def test_every_entry_point_shares_one_preprocessing(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(inputs.png_gray8())
-    np.testing.assert_array_equal(load_for_model(path, 40), to_model_input(load_image(path.read_bytes()).pixels, 40))
+    p = Preprocess(40)
+    np.testing.assert_array_equal(p.load(path), p(load_image(path.read_bytes()).pixels))
+
+
+def test_jpeg_and_unwindowed_dicom_of_the_same_pixels_give_the_same_model_input():
+    """One intensity path: DICOM without a window is stretched over its own range, JPEG is not;
+    the percentile policy makes both the same model input."""
+    jpeg = load_image(inputs.jpeg_gray())
+    eight_bit = np.round(jpeg.pixels * 255).astype(np.uint16)
+    dicom = load_image(inputs.dicom(window=None, array=eight_bit))
+    assert not np.allclose(dicom.pixels, jpeg.pixels, atol=0.01)  # the loaders do differ
+    p = Preprocess(64)
+    np.testing.assert_allclose(p(dicom.pixels), p(jpeg.pixels), atol=1e-5)

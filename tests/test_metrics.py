@@ -19,8 +19,8 @@ def test_binary_confusion_and_rates():
 
 def test_three_class_decision_uses_the_threshold():
     probs = np.array([[0.7, 0.2, 0.1], [0.4, 0.2, 0.4], [0.1, 0.8, 0.1]])
-    assert M.predict_classes(probs).tolist() == [0, 0, 1]
-    assert M.predict_classes(probs, threshold=0.5).tolist() == [0, 2, 1]  # P(pneu)=0.6 >= 0.5: viral
+    assert M.decide(probs).tolist() == [0, 0, 1]
+    assert M.decide(probs, threshold=0.5).tolist() == [0, 2, 1]  # P(pneu)=0.6 >= 0.5: viral
 
 
 def test_threshold_policies():

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default=None, help="model registry folder (default: assets/models or $CXR_REGISTRY)")
     parser.add_argument("--no-register", action="store_true", help="do not add the finished model to the registry")
     parser.add_argument("--activate", action="store_true", help="make the model active if it passes its validation gate")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="for a config with data.folds >= 2: train only this member (0-based fold index)")
     parser.add_argument("--reevaluate", action="store_true",
                         help="for a finished run: redo only calibration, threshold, OOD fit and model card from its best "
                              "checkpoint, and register the result as a new model")
@@ -48,8 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         if spec is not None:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)
             return 0
-        result = train(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
-                       activate=args.activate, command=command, reevaluate=args.reevaluate)
+        if args.fold is not None:
+            from train.ensemble import member_config
+
+            result = train(member_config(config, args.fold), runs_dir=runs_dir, register=False, command=command)
+        elif config.data.folds >= 2:
+            from train.ensemble import train_ensemble
+
+            result = train_ensemble(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
+                                    activate=args.activate, command=command)
+        else:
+            result = train(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
+                           activate=args.activate, command=command, reevaluate=args.reevaluate)
     except CXRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,15 +33,16 @@ import numpy as np
 
 from cxr_core import CLASSES, INTENDED_USE, __version__
 from cxr_core.config import TrainConfig
-from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, grouped_split, index_dataset, subset
+from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, index_dataset, split_for
 from cxr_core.errors import CXRError
 from cxr_core.evaluation import write_scores
 from cxr_core.model_card import render_markdown
-from cxr_core.preprocess import load_for_model
+from cxr_core.preprocess import Preprocess
 from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry, write_atomic, write_json_atomic
 
 DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
 LOCK_NAME = ".train.lock"
+VAL_LOGITS = "val_logits.npy"
 
 
 @dataclass
@@ -93,9 +94,9 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         train_recs, val_recs, data_info = _split(config, split)
         log(f"Data: {data_info['n_train']} train / {data_info['n_val']} validation images "
             f"(patient-grouped), fingerprint {data_info['fingerprint']}.")
-        size, pad = config.data.image_size, config.data.pad_to_square
-        x_train, y_train = load_arrays(train_recs, size, pad)
-        x_val, y_val = load_arrays(val_recs, size, pad)
+        preprocess = config.data.preprocess()
+        x_train, y_train = load_arrays(train_recs, preprocess)
+        x_val, y_val = load_arrays(val_recs, preprocess)
         _status(run_dir, message="training")
         model, epochs_run = _fit(config, run_dir, x_train, y_train, x_val, y_val, started, log)
         if (run_dir / "STOP").exists():
@@ -131,22 +132,21 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
 def _split(config: TrainConfig, split: tuple[list[Record], list[Record]] | None) -> tuple[list[Record], list[Record], dict]:
     d = config.data
     if split is None:
-        records = subset(index_dataset(d.root), d.subset_fraction, d.split_seed)
-        tr, va = grouped_split(records, d.val_fraction, d.split_seed)
-        train_recs, val_recs = [records[i] for i in tr], [records[i] for i in va]
+        train_recs, val_recs = split_for(index_dataset(d.root), d.__dict__)
     else:
         train_recs, val_recs = split
     info = {"root": d.root, "fingerprint": fingerprint(train_recs + val_recs), "n_train": len(train_recs),
             "n_val": len(val_recs), "train_counts": class_counts(train_recs), "val_counts": class_counts(val_recs),
-            "split_seed": d.split_seed, "val_fraction": d.val_fraction, "subset_fraction": d.subset_fraction,
+            "split_seed": d.split_seed, "val_fraction": d.val_fraction, "folds": d.folds, "fold": d.fold,
+            "subset_fraction": d.subset_fraction,
             "val_patients": len({r.patient for r in val_recs})}
     return train_recs, val_recs, info
 
 
-def load_arrays(records: list[Record], size: int, pad: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Decode with the shared preprocessing, in parallel (OpenCV/PIL release the GIL)."""
+def load_arrays(records: list[Record], preprocess: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """Decode with the shared preprocessing, in parallel (OpenCV/PIL release the GIL); float32, as served."""
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        images = list(pool.map(lambda r: load_for_model(r.path, size, pad).astype(np.float16), records))
+        images = list(pool.map(lambda r: preprocess.load(r.path), records))
     return np.stack(images), np.array([r.label for r in records], dtype=np.int32)
 
 
@@ -167,7 +167,7 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any
     xs, ys, ws = tf.constant(x), tf.constant(labels), tf.constant(weights)
 
     def gather(i: Any) -> Any:
-        xb = tf.cast(tf.gather(xs, i), tf.float32)
+        xb = tf.gather(xs, i)
         yb = tf.gather(ys, i)
         return xb, tf.one_hot(yb, num_classes), tf.gather(ws, yb)
 
@@ -269,6 +269,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     from cxr_core.ood import OODDetector
 
     logits = predict_logits(model, x_val)
+    np.save(run_dir / VAL_LOGITS, logits)  # out-of-fold logits: what a cross-validated ensemble calibrates on
     labels3 = y_val
     if config.model.num_classes == 2:  # a binary model: fill the 3-class view as NORMAL vs PNEUMONIA
         labels_fit = (y_val > 0).astype(int)
@@ -301,8 +302,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
         "name": config.name, "version": version, "description": config.description,
         "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
-        "input": {"image_size": config.data.image_size, "pad_to_square": config.data.pad_to_square,
-                  "channels": 1, "range": [0.0, 1.0]},
+        "input": config.data.preprocess().card_input(),
         "threshold": threshold, "threshold_policy": t.threshold_policy, "temperature": temperature,
         "ece_uncalibrated": ece_raw, "ood_val_false_alarm_rate": ood_false_alarm,
         "internal_validation": summary, "data": data_info, "config": config.to_dict(),
