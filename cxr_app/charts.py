@@ -78,3 +78,20 @@ def grid_heatmap(rows: list[Any], cols: list[Any], values: np.ndarray, title: st
     fig = go.Figure(go.Heatmap(z=values, x=[str(c) for c in cols], y=[str(r) for r in rows], colorscale="Viridis",
                                text=[[f"{v:.3f}" for v in row] for row in values], texttemplate="%{text}"))
     return _layout(fig, title, col_name, row_name, height=340)
+
+
+def stress_bars(rows: list[dict[str, Any]], metric: str, threshold_line: float | None = None) -> go.Figure:
+    """One bar per stress condition (grouped by shift, coloured by severity) for `metric`."""
+    colours = {0: "#4c78a8", 1: "#72b7b2", 2: "#f58518", 3: "#e45756"}
+    fig = go.Figure()
+    for severity in sorted({r["severity"] for r in rows}):
+        sub = [r for r in rows if r["severity"] == severity]
+        fig.add_trace(go.Bar(x=[r["shift"] for r in sub], y=[r[metric] for r in sub], marker_color=colours.get(severity),
+                             name=sub[0]["severity_name"] if severity else "clean",
+                             hovertemplate="%{x}<br>" + metric + " %{y:.3f}"))
+    if threshold_line is not None:
+        fig.add_hline(y=threshold_line, line_dash="dot", line_color="gray")
+    fig.update_layout(barmode="group")
+    low = min([r[metric] for r in rows if r[metric] == r[metric]] + [1.0])
+    fig.update_yaxes(range=[max(0.0, low - 0.05), 1.0])
+    return _layout(fig, f"{metric} under acquisition shifts", "shift", metric, height=340)

@@ -1,4 +1,4 @@
-"""`python -m cxr_core {predict, evaluate, models, fit-ood}`: the command-line interface.
+"""`python -m cxr_core {predict, evaluate, stress, models, fit-ood}`: the command-line interface.
 
 Exit status: 0 success; 2 when any input failed or the arguments are bad. No traceback is ever
 shown for a user error: every failure is one line on stderr (or an "error" field with --json).
@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="also write the summary JSON to this file")
     ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
     ev.set_defaults(func=cmd_evaluate)
+
+    st = sub.add_parser("stress", help="re-score a labelled folder under acquisition shifts (robustness)")
+    st.add_argument("data_dir", help="a labelled folder (NORMAL/ and PNEUMONIA/)")
+    st.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    st.add_argument("--shifts", help="comma-separated shift names (default: all)")
+    st.add_argument("--severities", default="1,2,3", help="comma-separated severities from 1 (mild) to 3 (severe)")
+    st.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    st.set_defaults(func=cmd_stress)
 
     mo = sub.add_parser("models", help="list registered models, or activate one")
     mo.add_argument("--activate", metavar="MODEL_ID")
@@ -182,6 +190,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _ci(v: list[float]) -> str:
     return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+# ----------------------------------------------------------------------------------------------- stress
+def cmd_stress(args: argparse.Namespace) -> int:
+    from .predict import Predictor
+    from .stress import conditions, stress_folder
+
+    shifts = [s.strip() for s in args.shifts.split(",")] if args.shifts else None
+    try:
+        severities = [int(s) for s in args.severities.split(",")]
+        conditions(shifts, severities)
+    except ValueError as exc:
+        raise CXRError(f"--shifts/--severities: {exc}.") from None
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise CXRError(f"{args.data_dir!r} is not a folder.")
+    predictor = Predictor(resolve_model_dir(args.model))
+    note = None if args.json else (lambda key: print(f"  scoring {key} ...", file=sys.stderr, flush=True))
+    result = stress_folder(predictor, data_dir, shifts, severities, progress=note)
+    if args.json:
+        print(json.dumps(result))
+        return 2 if result["failed"] else 0
+    print(f"n = {result['n']}  model {result['model']}  threshold {result['threshold']:.3f}")
+    print(f"{'condition':<18} {'aug.':<4} {'AUC':>6} {'sens.':>6} {'spec.':>6} {'acc.':>6}")
+    for r in result["conditions"]:
+        aug = "" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
+        print(f"{r['condition']:<18} {aug:<4} {r['auc']:6.3f} {r['sensitivity']:6.3f} {r['specificity']:6.3f} {r['accuracy']:6.3f}")
+    for label, key in (("moderate", "worst_moderate"), ("severe", "worst_severe")):
+        w = result[key]
+        print(f"worst up to {label}: " + ", ".join(f"{m} {w[m]['value']:.3f} ({w[m]['condition']})"
+                                                   for m in ("auc", "sensitivity", "specificity")))
+    if result["failed"]:
+        print(f"{len(result['failed'])} file(s) could not be read and were left out.")
+    return 2 if result["failed"] else 0
 
 
 # ----------------------------------------------------------------------------------------------- models

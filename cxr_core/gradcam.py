@@ -21,16 +21,6 @@ COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "viridis"
              "turbo": cv2.COLORMAP_TURBO, "hot": cv2.COLORMAP_HOT}
 
 
-def has_linear_head(model: Any) -> bool:
-    """True when logits = Dense(GAP(cam_features)) with nothing but dropout between."""
-    names = [layer.name for layer in model.layers]
-    try:
-        tail = names[names.index(CAM_LAYER) + 1:names.index(LOGITS_LAYER)]
-    except ValueError:
-        return False
-    return tail == ["gap", "head_dropout"]
-
-
 def gradcam_reference(model: Any, image: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM of `class_index`'s logit for one `(H, W, 1)` image, by GradientTape."""
     import keras
@@ -77,10 +67,3 @@ def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, colormap:
     heat = upsample(heatmap, gray.shape[:2])
     colour = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(colour, alpha, base, 1.0 - alpha, 0.0)
-
-
-def peak_location(heatmap: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
-    """(row, col) of the heatmap's maximum, in the coordinates of an image of `shape`."""
-    up = upsample(heatmap, shape)
-    r, c = np.unravel_index(int(np.argmax(up)), up.shape)
-    return int(r), int(c)

@@ -104,6 +104,26 @@ def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden"
     return (chosen + float(below.max())) / 2 if len(below) else chosen
 
 
+def robust_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], target_sensitivity: float = 0.95,
+                     max_severity: int = 2) -> tuple[float, dict[str, Any]]:
+    """The "robust_sensitivity" policy: the highest threshold that keeps sensitivity >= target on the
+    clean scores and under every shift up to `max_severity` (keys "clean" or "<shift>:<severity>").
+
+    Returns (threshold, evidence): each condition's own sensitivity-target threshold and the one that binds.
+    """
+    per_condition = {}
+    for key, p in p_by_condition.items():
+        severity = 0 if key == "clean" else int(key.rpartition(":")[2])
+        if severity <= max_severity:
+            per_condition[key] = choose_threshold(y_binary, np.asarray(p), "sensitivity", target_sensitivity)
+    if not per_condition:
+        raise ValueError(f"no condition up to severity {max_severity!r} among {sorted(p_by_condition)}")
+    binding = min(per_condition, key=per_condition.get)
+    evidence = {"name": "robust_sensitivity", "target_sensitivity": target_sensitivity, "max_severity": max_severity,
+                "binding_condition": binding, "per_condition_thresholds": per_condition}
+    return per_condition[binding], evidence
+
+
 def expected_calibration_error(y_binary: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
     """ECE of P(pneumonia): the bin-weighted gap between mean confidence and observed frequency."""
     edges = np.linspace(0, 1, bins + 1)

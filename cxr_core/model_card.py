@@ -26,8 +26,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- Operating threshold on P(pneumonia): **{card.get('threshold', float('nan')):.3f}** "
         f"(policy `{card.get('threshold_policy')}`, chosen on internal validation).",
         f"- Temperature scaling T = {card.get('temperature', 1.0):.3f} (fitted on internal validation).",
+        *_policy_lines(card),
         "",
-        "## Internal validation (patient-grouped split of the official training set)",
+        f"## {card.get('internal_validation_kind', 'Internal validation (patient-grouped split of the official training set)')}",
         f"n = {m.get('n')} images ({m.get('class_counts')}). These figures flatter: same hospital and period as training.",
         "",
         "| metric | value | 95 % CI |",
@@ -41,8 +42,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"| 3-class macro-F1 | {t.get('macro_f1', float('nan')):.3f} | |",
         f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} | |",
         "",
-        f"ECE before calibration: {card.get('ece_uncalibrated', float('nan')):.3f}.",
+        f"ECE before calibration: {card.get('ece_uncalibrated', float('nan')):.3f}. "
+        "CIs: percentile bootstrap over images (1,000 resamples).",
         "",
+        *_stress_lines(card),
         "## Training data",
         f"- Folder: `{data.get('root')}` (fingerprint `{data.get('fingerprint')}`)",
         f"- Train: {data.get('n_train')} images {data.get('train_counts')}; validation: {data.get('n_val')} images "
@@ -56,6 +59,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "```",
         card.get("reproduce_command", ""),
         "```",
+        *(["", "Each member alone (the same runs the command above trains in turn):", "", "```",
+           *card["member_commands"], "```"] if card.get("member_commands") else []),
         "",
         "## Config",
         "",
@@ -65,6 +70,40 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _policy_lines(card: dict[str, Any]) -> list[str]:
+    ev = card.get("threshold_evidence")
+    if not ev:
+        return []
+    lines = [f"- Threshold policy `{ev['name']}`: the highest threshold that keeps sensitivity >= "
+             f"{ev['target_sensitivity']:.2f} on the clean out-of-fold scores and under every shift up to severity "
+             f"{ev.get('max_severity', '?')}; binding condition: `{ev.get('binding_condition')}`."]
+    if "youden_threshold_for_comparison" in ev:
+        y = ev.get("at_youden", {})
+        lines.append(f"- For comparison, Youden's threshold on the same scores would be "
+                     f"{ev['youden_threshold_for_comparison']:.3f} (sensitivity {y.get('sensitivity', float('nan')):.3f}, "
+                     f"specificity {y.get('specificity', float('nan')):.3f}).")
+    return lines
+
+
+def _stress_lines(card: dict[str, Any]) -> list[str]:
+    stress = card.get("stress")
+    if not stress:
+        return []
+    lines = ["## Stress suite (acquisition shifts)", "",
+             f"Scores on {stress.get('note', 'the validation images')}, at the operating threshold. "
+             "'in aug.' says whether training augmentation varies that property.", "",
+             "| condition | in aug. | AUC | sensitivity | specificity |", "|---|---|---|---|---|"]
+    for r in stress["conditions"]:
+        aug = "-" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
+        lines.append(f"| {r['condition']} | {aug} | {r['auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |")
+    for label, key in (("moderate (severity <= 2)", "worst_moderate"), ("severe (all)", "worst_severe")):
+        w = stress[key]
+        lines.append("")
+        lines.append(f"Worst case, {label}: " + "; ".join(
+            f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)" for m in ("auc", "sensitivity", "specificity")) + ".")
+    return lines + [""]
 
 
 def _json(obj: Any) -> str:

@@ -58,24 +58,48 @@ def build_model(config: ModelConfig, image_size: int) -> Any:
     return model
 
 
-def build_cxrnet(image_size: int = 224, num_classes: int = 3, **kwargs: Any) -> Any:
-    return build_model(ModelConfig(backbone="cxrnet", num_classes=num_classes, **kwargs), image_size)
+def has_linear_head(model: Any) -> bool:
+    """True when logits = Dense(GAP(cam_features)) with nothing but dropout between (Grad-CAM = CAM)."""
+    names = [layer.name for layer in model.layers]
+    try:
+        tail = names[names.index(CAM_LAYER) + 1:names.index(LOGITS_LAYER)]
+    except ValueError:
+        return False
+    return tail == ["gap", "head_dropout"]
 
 
-def build_resnet50(image_size: int = 224, num_classes: int = 3, **kwargs: Any) -> Any:
-    return build_model(ModelConfig(backbone="resnet50", num_classes=num_classes, **kwargs), image_size)
+def merge_members(members: list[Any], name: str = "ensemble") -> Any:
+    """One model whose logits are the mean of the members' logits, with the same contract as a single one.
 
+    Each member's trunk (input to its CAM layer) is nested as `member<i>`; their feature maps are
+    concatenated as `CAM_LAYER`, and one linear layer holds the stacked member kernels / M and the
+    mean bias. So logits = mean_i(W_i . GAP(F_i) + b_i) exactly, and the CAM of the merged model is the
+    mean of the members' CAMs: Grad-CAM averaged across members, from one forward pass.
+    """
+    import numpy as np
 
-def build_efficientnetb0(image_size: int = 224, num_classes: int = 3, **kwargs: Any) -> Any:
-    return build_model(ModelConfig(backbone="efficientnetb0", num_classes=num_classes, **kwargs), image_size)
-
-
-def build_mobilenetv2(image_size: int = 224, num_classes: int = 3, **kwargs: Any) -> Any:
-    return build_model(ModelConfig(backbone="mobilenetv2", num_classes=num_classes, **kwargs), image_size)
-
-
-def build_densenet121(image_size: int = 224, num_classes: int = 3, **kwargs: Any) -> Any:
-    return build_model(ModelConfig(backbone="densenet121", num_classes=num_classes, **kwargs), image_size)
+    if not members:
+        raise ModelError("An ensemble needs at least one member.")
+    if not all(has_linear_head(m) for m in members):
+        raise ModelError("Only members with a linear head (model.dense_units = 0) can be merged.")
+    keras = _keras()
+    layers = keras.layers
+    inputs = keras.Input(tuple(members[0].inputs[0].shape[1:]), name=INPUT_LAYER)
+    features, kernels, biases = [], [], []
+    for i, member in enumerate(members):
+        trunk = keras.Model(member.inputs, member.get_layer(CAM_LAYER).output, name=f"member{i + 1}")
+        features.append(trunk(inputs))
+        kernel, bias = member.get_layer(LOGITS_LAYER).get_weights()
+        kernels.append(kernel)
+        biases.append(bias)
+    x = layers.Concatenate(name=CAM_LAYER)(features) if len(features) > 1 else layers.Activation("linear", name=CAM_LAYER)(features[0])
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(0.0, name="head_dropout")(x)
+    dense = layers.Dense(kernels[0].shape[1], name=LOGITS_LAYER)
+    logits = dense(x)
+    dense.set_weights([np.concatenate(kernels, axis=0) / len(members), np.mean(biases, axis=0)])
+    outputs = layers.Softmax(name=OUTPUT_LAYER, dtype="float32")(logits)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def trainable_parameter_count(model: Any) -> int:

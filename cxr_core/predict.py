@@ -19,7 +19,7 @@ from . import CLASSES
 from .errors import InputImageError, ModelError
 from .imaging import IMAGE_SUFFIXES, LoadedImage, load_image
 from .preprocess import Preprocess
-from .registry import CARD_JSON, MODEL_FILE, ModelEntry, Registry, load_keras_model
+from .registry import CARD_JSON, MODEL_FILE, load_keras_model
 
 
 @dataclass
@@ -67,14 +67,6 @@ class Predictor:
 
         self.ood = OODDetector.load(self.model_dir)
 
-    @classmethod
-    def from_registry(cls, registry: Registry | None = None, model_id: str | None = None) -> "Predictor":
-        registry = registry or Registry()
-        entry: ModelEntry | None = registry.get(model_id) if model_id else registry.active()
-        if entry is None:
-            raise ModelError(f"No model is registered in {str(registry.root)!r}. Train one with `python -m train`.")
-        return cls(entry.path)
-
     @property
     def name(self) -> str:
         return f"{self.card.get('name')} v{self.card.get('version')}"
@@ -84,8 +76,7 @@ class Predictor:
         import keras
         import tensorflow as tf
 
-        from .gradcam import has_linear_head
-        from .models import CAM_LAYER, LOGITS_LAYER
+        from .models import CAM_LAYER, LOGITS_LAYER, has_linear_head
 
         graph = keras.Model(self.model.inputs, [self.model.get_layer(CAM_LAYER).output,
                                                 self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])

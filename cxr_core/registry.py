@@ -146,10 +146,6 @@ class Registry:
         self.get(model_id)  # must exist and be complete
         write_json_atomic(self.root / ACTIVE_FILE, {"model_id": model_id})
 
-    # ---- loading
-    def load_keras(self, model_id: str) -> Any:
-        return load_keras_model(self.get(model_id).path / MODEL_FILE)
-
 
 def load_keras_model(path: str | Path) -> Any:
     """Load a `.keras` file with safe_mode=True (no arbitrary code), uncompiled."""

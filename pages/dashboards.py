@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
+from cxr_app.robustness import robustness_view
 from cxr_app.state import data_dir_default, predictor_for, registry, resolve_data_dir, sidebar_model_panel
 from cxr_core import CLASSES, metrics
 from cxr_core.errors import CXRError
@@ -40,7 +41,8 @@ else:
         col.metric(label, f"{value:.3f}")
     st.caption(f"n = {len(y)} images: {', '.join(f'{c} {int((y == i).sum())}' for i, c in enumerate(CLASSES))}.")
 
-    tab_roc, tab_cm, tab_cal, tab_rep = st.tabs(["ROC and PR", "Confusion matrices", "Calibration", "Classification report"])
+    tab_roc, tab_cm, tab_cal, tab_rep, tab_rob = st.tabs(["ROC and PR", "Confusion matrices", "Calibration",
+                                                          "Classification report", "Robustness"])
     with tab_roc:
         c1, c2 = st.columns(2)
         c1.plotly_chart(charts.roc({name: (metrics.roc_points(yb, p), auc)}, (1 - b["specificity"], b["sensitivity"])),
@@ -62,6 +64,9 @@ else:
     with tab_rep:
         report = metrics.classification_report(y, probs, threshold)
         st.dataframe(pd.DataFrame(report).T.round(3), width="stretch")
+
+    with tab_rob:
+        robustness_view(entry.card)
 
     # ---- misclassified images (needs the images: the folder an evaluation was run on)
     summary_path = evals[name].parent / "summary.json"

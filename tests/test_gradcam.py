@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cxr_core.config import ModelConfig
-from cxr_core.gradcam import cam_from_features, gradcam_reference, has_linear_head, overlay, peak_location
+from cxr_core.gradcam import cam_from_features, gradcam_reference, overlay, upsample
+from cxr_core.models import has_linear_head
 from cxr_core.models import build_model
 from cxr_core.synthetic import blob_image
 
@@ -29,6 +30,13 @@ def blob_model():
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(np.stack(xs), np.array(ys), epochs=8, batch_size=32, verbose=0)
     return model
+
+
+def peak_location(heatmap: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
+    """(row, col) of the heatmap's maximum, in the coordinates of an image of `shape`."""
+    up = upsample(heatmap, shape)
+    r, c = np.unravel_index(int(np.argmax(up)), up.shape)
+    return int(r), int(c)
 
 
 def test_heatmap_peak_falls_on_the_blob(blob_model):

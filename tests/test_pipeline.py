@@ -14,7 +14,8 @@ import pytest
 
 from cxr_core.errors import CXRError
 from cxr_core.registry import Registry
-from train.pipeline import read_status, run_dir_for, train, training_in_progress
+from train.pipeline import run_dir_for, train, training_in_progress
+from train.status import read_status
 
 from .conftest import PROJECT_ROOT, tiny_config
 

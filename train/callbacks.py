@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from train.status import write_status
+
 
 class ValidationMetrics(keras.callbacks.Callback):
     def __init__(self, x_val: np.ndarray, y_val: np.ndarray, num_classes: int, batch_size: int = 64):
@@ -68,9 +70,7 @@ class StatusWriter(keras.callbacks.Callback):
                     elapsed_s=time.time() - self.started, last={k: float(v) for k, v in (logs or {}).items()})
 
     def _write(self, **fields: Any) -> None:
-        from train.pipeline import _status
-
-        _status(self.run_dir, **fields)
+        write_status(self.run_dir, **fields)
 
 
 class StopFile(keras.callbacks.Callback):

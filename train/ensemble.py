@@ -41,3 +41,199 @@ def train_members(config: TrainConfig, runs_dir: Any, command: str, log: Callabl
         if results[-1].state != "finished":
             break
     return results
+
+
+def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, register: bool = True,
+                   activate: bool = False, command: str = "", log: Callable[[str], None] = print) -> Any:
+    """Every member (resumable), then the ensemble assembled from OOF evidence, registered as one model."""
+    from pathlib import Path
+
+    from train.pipeline import RunResult, single_run_lock
+
+    members = train_members(config, runs_dir, command, log)
+    if len(members) < config.data.folds or members[-1].state != "finished":
+        return RunResult(members[-1].run_dir, members[-1].state, None, {})
+    run_dir = Path(runs_dir) / f"{config.name}-{config.fingerprint()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with single_run_lock(Path(runs_dir)):
+        return _assemble(config, run_dir, [m.run_dir for m in members], registry, register, activate, command, log)
+
+
+def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registry: Any, register: bool,
+              activate: bool, command: str, log: Callable[[str], None]) -> Any:
+    import time
+
+    from cxr_core.registry import Registry
+    from train.pipeline import RunResult, headline
+    from train.status import read_status, write_status
+
+    status = read_status(run_dir)
+    if status.get("state") == "finished":
+        log(f"Ensemble {run_dir.name} already finished (model {status.get('model_id')}); nothing to do.")
+        return RunResult(run_dir, "finished", status.get("model_id"), status.get("metrics", {}))
+    started = time.time()
+    write_status(run_dir, state="running", message="assembling the ensemble from out-of-fold evidence", started=started)
+    try:
+        evidence = out_of_fold_evidence(config, member_dirs, log)
+        card = write_ensemble_model(config, run_dir, member_dirs, evidence, command, time.time() - started, log)
+    except BaseException as exc:
+        write_status(run_dir, state="failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+    metrics = card["internal_validation"]
+    model_id = None
+    passed = metrics["binary"]["auc"] >= config.train.min_val_auc_to_register
+    if register and passed:
+        registry = registry or Registry()
+        model_id = card["model_id"]
+        registry.register(run_dir / "model", model_id)
+        if activate:
+            registry.activate(model_id)
+        log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
+    elif register:
+        log(f"Out-of-fold AUC {metrics['binary']['auc']:.3f} is below the gate: not registered.")
+    write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
+                 passed_gate=passed)
+    return RunResult(run_dir, "finished", model_id, metrics)
+
+
+def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """OOF labels, files and logits under every stress condition: each image scored by the one member
+    that never trained on it. Clean logits are the ones each member saved at its own evaluation."""
+    import numpy as np
+
+    from cxr_core.dataset import index_dataset, split_for
+    from cxr_core.imaging import load_image
+    from cxr_core.registry import MODEL_FILE, load_keras_model
+    from cxr_core.stress import CLEAN, conditions, score_conditions
+    from train.pipeline import VAL_LOGITS, logit_function
+
+    preprocess = config.data.preprocess()
+    records = index_dataset(config.data.root)
+    keys = [k for k in conditions() if k != CLEAN]
+    labels, files, logits = [], [], {CLEAN: [], **{k: [] for k in keys}}
+    for fold, member_dir in enumerate(member_dirs):
+        _, val = split_for(records, member_config(config, fold).data.__dict__)
+        log(f"[{config.name}] stress suite on member {fold + 1}'s {len(val)} out-of-fold images")
+        model = load_keras_model(member_dir / "model" / MODEL_FILE)
+        images = [load_image(r.path).pixels for r in val]
+        clean = np.load(member_dir / VAL_LOGITS)
+        if len(clean) != len(val):
+            raise ConfigError(f"Member {fold + 1}'s saved logits ({len(clean)}) do not match its fold ({len(val)}).")
+        logits[CLEAN].append(clean)
+        for key, value in score_conditions(images, preprocess, logit_function(model), keys).items():
+            logits[key].append(value)
+        labels += [r.label for r in val]
+        files += [f"{r.path.parent.name}/{r.path.name}" for r in val]
+    return {"labels": np.array(labels), "files": files, "logits": {k: np.concatenate(v) for k, v in logits.items()},
+            "records": records}
+
+
+def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[Any], evidence: dict[str, Any],
+                         command: str, assembly_s: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """Calibrate, choose the threshold, merge, fit the OOD detector and write the model folder + card."""
+    import json
+    import os
+    import platform
+    import time
+
+    import numpy as np
+
+    from cxr_core import CLASSES, INTENDED_USE, __version__
+    from cxr_core import metrics as M
+    from cxr_core.dataset import class_counts, fingerprint, split_for
+    from cxr_core.evaluation import write_scores
+    from cxr_core.model_card import render_markdown
+    from cxr_core.models import merge_members
+    from cxr_core.ood import OODDetector
+    from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model, write_atomic, write_json_atomic
+    from cxr_core.stress import CLEAN, stress_table, worst_case
+    from train.pipeline import git_commit, gpu_note, pooled_features
+    from train.status import read_status
+
+    y, logits = evidence["labels"], evidence["logits"]
+    yb = (y > 0).astype(int)
+    t = config.train
+    temperature = M.fit_temperature(logits[CLEAN], y)
+    probs = {k: M.as_three_class(M.softmax(v, temperature)) for k, v in logits.items()}
+    p = {k: M.pneumonia_probability(v) for k, v in probs.items()}
+    if t.threshold_policy == "robust_sensitivity":
+        threshold, policy = M.robust_threshold(yb, p, t.target_sensitivity, max_severity=2)
+    else:
+        threshold = M.choose_threshold(yb, p[CLEAN], t.threshold_policy, t.target_sensitivity)
+        policy = {"name": t.threshold_policy, "target_sensitivity": t.target_sensitivity}
+    youden = M.choose_threshold(yb, p[CLEAN], "youden")
+    policy["youden_threshold_for_comparison"] = youden
+    policy["at_youden"] = {k: M.binary_at_threshold(yb, p[CLEAN], youden)[k] for k in ("sensitivity", "specificity")}
+    summary = M.evaluation_summary(y, probs[CLEAN], threshold)
+    rows = stress_table(yb, p, threshold)
+
+    out = run_dir / "model"
+    out.mkdir(exist_ok=True)
+    log(f"[{config.name}] merging {len(member_dirs)} members")
+    members = [load_keras_model(d / "model" / MODEL_FILE) for d in member_dirs]
+    merged = merge_members(members, name=config.name.replace("-", "_"))
+    merged.save(out / MODEL_FILE)
+    write_scores(out / "validation_scores.csv", evidence["files"], y, probs[CLEAN])
+    _write_member_histories(member_dirs, out / "history.csv")
+
+    # OOD detector: fitted on the images of every fold but the last, false alarms counted on the last.
+    # Four of five members trained on those images, so the feature-based rate is optimistic.
+    log(f"[{config.name}] fitting the OOD detector")
+    records = evidence["records"]
+    fit_recs, check_recs = split_for(records, member_config(config, config.data.folds - 1).data.__dict__)
+    preprocess = config.data.preprocess()
+    x_fit = np.stack([preprocess.load(r.path) for r in fit_recs])
+    ood = OODDetector.fit(x_fit, pooled_features(merged, x_fit))
+    del x_fit
+    x_check = np.stack([preprocess.load(r.path) for r in check_recs])
+    ood_false_alarm = float(ood.flags(x_check, pooled_features(merged, x_check)).mean())
+    ood.save(out)
+
+    member_cards = [json.loads((d / "model" / CARD_JSON).read_text()) for d in member_dirs]
+    training_s = sum(float(read_status(d).get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s
+    card = {
+        "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
+        "name": config.name, "version": time.strftime("%Y.%m.%d"), "description": config.description,
+        "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
+        "input": preprocess.card_input(),
+        "threshold": threshold, "threshold_policy": policy["name"], "threshold_evidence": policy,
+        "temperature": temperature,
+        "ece_uncalibrated": M.expected_calibration_error(yb, M.pneumonia_probability(M.as_three_class(M.softmax(logits[CLEAN])))),
+        "ood_val_false_alarm_rate": ood_false_alarm,
+        "internal_validation": summary,
+        "internal_validation_kind": f"Internal (cross-validated): out-of-fold scores of {len(member_dirs)} patient-grouped folds",
+        "stress": {"conditions": rows, "worst_moderate": worst_case(rows, 2), "worst_severe": worst_case(rows, 3),
+                   "note": "out-of-fold images, each scored by the member that never trained on it"},
+        "ensemble": {"members": len(member_dirs), "combination": "mean of member logits, then temperature",
+                     "member_runs": [d.name for d in member_dirs],
+                     "member_val_auc": [c["internal_validation"]["binary"]["auc"] for c in member_cards],
+                     "member_commits": sorted({c.get("git_commit", "unknown") for c in member_cards})},
+        "data": {"root": config.data.root, "fingerprint": fingerprint(records), "n": len(records),
+                 "counts": class_counts(records), "folds": config.data.folds, "split_seed": config.data.split_seed,
+                 "n_train": len(records), "n_val": len(y), "val_fraction": config.data.val_fraction,
+                 "subset_fraction": config.data.subset_fraction,
+                 "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs)},
+        "config": config.to_dict(), "training_time_s": training_s,
+        "epochs_run": int(np.mean([c.get("epochs_run", 0) for c in member_cards])),
+        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
+        "git_commit": git_commit(), "cxr_core_version": __version__,
+        "reproduce_command": command,
+        "member_commands": [f"{command} --fold {i}" for i in range(len(member_dirs))],
+        "parameters": int(merged.count_params()), "trainable_parameters": int(merged.count_params()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(out / CARD_JSON, card)
+    write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
+    return card
+
+
+def _write_member_histories(member_dirs: list[Any], path: Any) -> None:
+    """Every member's per-epoch log in one CSV, with a `member` column (1-based)."""
+    import pandas as pd
+
+    from cxr_core.registry import write_atomic
+
+    frames = [pd.read_csv(d / "history.csv").assign(member=i + 1) for i, d in enumerate(member_dirs)
+              if (d / "history.csv").is_file()]
+    if frames:
+        write_atomic(path, pd.concat(frames, ignore_index=True).to_csv(index=False).encode())

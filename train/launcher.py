@@ -19,7 +19,8 @@ from typing import Any
 from cxr_core.config import TrainConfig, apply_budget, apply_overrides, load_config
 from cxr_core.errors import CXRError
 from cxr_core.registry import PROJECT_ROOT
-from train.pipeline import read_status, run_dir_for, training_in_progress
+from train.pipeline import run_dir_for, training_in_progress
+from train.status import read_status
 
 CONFIG_DIR = PROJECT_ROOT / "train" / "configs"
 

@@ -39,6 +39,7 @@ from cxr_core.evaluation import write_scores
 from cxr_core.model_card import render_markdown
 from cxr_core.preprocess import Preprocess
 from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry, write_atomic, write_json_atomic
+from train.status import read_status, write_status
 
 DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
 LOCK_NAME = ".train.lock"
@@ -69,7 +70,7 @@ def train(config: TrainConfig, runs_dir: str | Path = DEFAULT_RUNS_DIR, registry
     """
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    with _single_run_lock(runs_dir):
+    with single_run_lock(runs_dir):
         return _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate)
 
 
@@ -88,7 +89,7 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
     command = command or "python -m train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     write_json_atomic(run_dir / "config.json", {**config.to_dict(), "command": command})
     started = time.time() - float(status.get("elapsed_s", 0.0))
-    _status(run_dir, state="running", pid=os.getpid(), epoch=status.get("epoch", 0), epochs=config.train.epochs,
+    write_status(run_dir, state="running", pid=os.getpid(), epoch=status.get("epoch", 0), epochs=config.train.epochs,
             started=started, message="loading data")
     try:
         train_recs, val_recs, data_info = _split(config, split)
@@ -97,17 +98,17 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         preprocess = config.data.preprocess()
         x_train, y_train = load_arrays(train_recs, preprocess)
         x_val, y_val = load_arrays(val_recs, preprocess)
-        _status(run_dir, message="training")
+        write_status(run_dir, message="training")
         model, epochs_run = _fit(config, run_dir, x_train, y_train, x_val, y_val, started, log)
         if (run_dir / "STOP").exists():
-            _status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
+            write_status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
             return RunResult(run_dir, "stopped", None, {})
-        _status(run_dir, message="evaluating on internal validation")
+        write_status(run_dir, message="evaluating on internal validation")
         card = _evaluate_and_write_model(config, run_dir, model, x_train, x_val, y_val, val_recs, data_info,
                                          time.time() - started, epochs_run, command)
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
-        _status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
+        write_status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
         raise
     metrics = card["internal_validation"]
     model_id = None
@@ -123,7 +124,7 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
     elif register:
         log(f"Validation AUC {metrics['binary']['auc']:.3f} is below the gate {gate}: not registered.")
-    _status(run_dir, state="finished", message="finished", model_id=model_id, metrics=_headline(metrics),
+    write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
             passed_gate=passed, elapsed_s=time.time() - started)
     return RunResult(run_dir, "finished", model_id, metrics)
 
@@ -307,8 +308,8 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "ece_uncalibrated": ece_raw, "ood_val_false_alarm_rate": ood_false_alarm,
         "internal_validation": summary, "data": data_info, "config": config.to_dict(),
         "training_time_s": elapsed, "epochs_run": epochs_run,
-        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
-        "git_commit": _git_commit(), "cxr_core_version": __version__,
+        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
+        "git_commit": git_commit(), "cxr_core_version": __version__,
         "reproduce_command": command, "parameters": int(clean.count_params()),
         "trainable_parameters": trainable_parameter_count(model),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -318,15 +319,23 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     return card
 
 
+def logit_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """batch (n, s, s, 1) -> float64 logits (n, classes), in inference mode."""
+    import keras
+
+    from cxr_core.models import LOGITS_LAYER
+
+    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+    return lambda x: np.asarray(logit_model.predict_on_batch(np.asarray(x, np.float32)), np.float64)
+
+
 def predict_logits(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     import keras
 
     from cxr_core.models import LOGITS_LAYER
 
     logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
-    out = [np.asarray(logit_model(np.asarray(x[i:i + batch_size], np.float32), training=False))
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out).astype(np.float64)
+    return np.asarray(logit_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0), np.float64)
 
 
 def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -334,38 +343,24 @@ def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarr
     import keras
 
     feat_model = keras.Model(model.inputs, model.get_layer("gap").output)
-    return np.concatenate([np.asarray(feat_model(np.asarray(x[i:i + batch_size], np.float32), training=False))
-                           for i in range(0, len(x), batch_size)])
+    return np.asarray(feat_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0))
 
 
 # ---------------------------------------------------------------------------------------------- status
-def read_status(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _status(run_dir: Path, **fields: Any) -> None:
-    status = read_status(run_dir)
-    status.update(fields, updated=time.time())
-    write_json_atomic(run_dir / "status.json", status)
-
-
-def _headline(summary: dict[str, Any]) -> dict[str, float]:
+def headline(summary: dict[str, Any]) -> dict[str, float]:
     return {"val_binary_accuracy": summary["binary"]["accuracy"], "val_auc": summary["binary"]["auc"],
             "val_sensitivity": summary["binary"]["sensitivity"], "val_specificity": summary["binary"]["specificity"],
             "val_3class_accuracy": summary["three_class"]["accuracy"], "val_macro_f1": summary["three_class"]["macro_f1"],
             "val_normal_recall": summary["three_class"]["recall"]["NORMAL"]}
 
 
-class _single_run_lock:
+class single_run_lock:
     """An exclusive flock on runs/.train.lock: a second training is refused, a killed one releases it."""
 
     def __init__(self, runs_dir: Path):
         self.path = runs_dir / LOCK_NAME
 
-    def __enter__(self) -> "_single_run_lock":
+    def __enter__(self) -> "single_run_lock":
         self.fh = open(self.path, "a+")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -395,7 +390,7 @@ def training_in_progress(runs_dir: Path) -> bool:
     return False
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
@@ -405,7 +400,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _gpu_note() -> str:
+def gpu_note() -> str:
     try:
         import tensorflow as tf
 

@@ -1,0 +1,40 @@
+"""The Dashboards page's Robustness view: the model card's stress-suite results and threshold policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from cxr_app import charts
+
+
+def robustness_view(card: dict[str, Any]) -> None:
+    stress = card.get("stress")
+    if not stress:
+        st.info("This model's card holds no stress-suite results (it predates them). Measure it on a labelled folder "
+                "with `python -m cxr_core stress DATA_DIR`.", icon=":material/info:")
+        return
+    rows = stress["conditions"]
+    st.caption(f"Scores on {stress.get('note', 'validation images')}, at the model's threshold "
+               f"{card.get('threshold', float('nan')):.3f}. Shifts marked 'no' are not in training augmentation: "
+               "they measure generalisation.")
+    cols = st.columns(3)
+    for col, metric in zip(cols, ("auc", "sensitivity", "specificity")):
+        w = stress["worst_moderate"][metric]
+        col.metric(f"Worst {metric} (moderate shifts)", f"{w['value']:.3f}", help=f"at {w['condition']}")
+    metric = st.radio("Metric", ["auc", "sensitivity", "specificity"], horizontal=True, key="stress_metric")
+    clean = next((r[metric] for r in rows if r["severity"] == 0), None)
+    st.plotly_chart(charts.stress_bars(rows, metric, clean), width="stretch")
+    table = pd.DataFrame(rows)[["condition", "severity_name", "in_training_augmentation", "auc", "sensitivity",
+                                "specificity", "accuracy", "n"]]
+    st.dataframe(table.round(3), hide_index=True, width="stretch")
+    ev = card.get("threshold_evidence")
+    if ev and ev.get("name") == "robust_sensitivity":
+        st.markdown(f"**Threshold policy `robust_sensitivity`**: the highest threshold keeping sensitivity >= "
+                    f"{ev['target_sensitivity']:.2f} on clean scores and under every shift up to severity "
+                    f"{ev['max_severity']}. Binding condition: `{ev['binding_condition']}`.")
+        thresholds = pd.DataFrame({"condition": list(ev["per_condition_thresholds"]),
+                                   "threshold for the target": list(ev["per_condition_thresholds"].values())})
+        st.dataframe(thresholds.round(4), hide_index=True, width="stretch")
