@@ -61,9 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--registry", help="registry folder (default: assets/models or $CXR_REGISTRY)")
     mo.set_defaults(func=cmd_models)
 
-    fo = sub.add_parser("fit-ood", help="fit the out-of-distribution detector of a model on its training split")
+    fo = sub.add_parser("fit-ood", help="refit a model's out-of-distribution detector and population check "
+                                        "(writes ood.npz and population.npz into the model folder)")
     fo.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
     fo.add_argument("--data", help="training data folder (default: the one in the model card)")
+    fo.add_argument("--adult-data", help="adult reference set for the population check "
+                                         "(default: ../shared/data/adult-cxr-reference)")
     fo.set_defaults(func=cmd_fit_ood)
     return p
 
@@ -83,22 +86,25 @@ def resolve_model_dir(model: str | None) -> Path:
 
 # ----------------------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import Predictor, collect_inputs
+    from .discovery import collect_inputs
+    from .predict import Predictor
 
     if args.batch_size < 1:
         raise CXRError(f"--batch-size {args.batch_size!r} must be a positive integer.")
-    inputs = collect_inputs(args.inputs)
+    found = collect_inputs(args.inputs)
+    inputs = found.items
     if not inputs:
-        raise CXRError("No image files found in the given folders.")
+        raise CXRError(f"No image files found in the given folders ({found.skipped} other file(s) skipped).")
     cam_dir = _prepare_dir(args.cam_out) if args.cam_out else None
     predictor = Predictor(resolve_model_dir(args.model))
     progress = _Progress(len(inputs)) if len(inputs) > 5 else None
-    failed = 0
+    failed = refused = 0
     rows = []
     for i, pred in enumerate(predictor.predict_many(inputs, batch_size=args.batch_size, keep_images=cam_dir is not None,
                                                     progress=progress)):
         failed += pred.error is not None
-        if cam_dir is not None and pred.error is None:
+        refused += pred.error is None and not pred.assessed
+        if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             _write_cam(cam_dir, i, pred)
         if args.json:
             print(json.dumps(pred.to_json()), flush=True)
@@ -108,6 +114,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         progress.close()
     if not args.json:
         _print_table(rows, predictor)
+    print(f"{len(inputs)} file(s) found: {len(inputs) - failed - refused} analysed, {refused} not assessed "
+          f"(outside the intended use), {failed} failed; {found.skipped} non-image file(s) skipped.", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -133,6 +141,8 @@ def _print_table(rows: list[Any], predictor: Any) -> None:
         name = r.file if len(r.file) <= width else "..." + r.file[-(width - 3):]
         if r.error:
             print(f"{name:<{width}}  {'ERROR':<9}  {'':>7}  {'':<9}  {r.error}")
+        elif not r.assessed:
+            print(f"{name:<{width}}  {'NOT ASSESSED':<9}  {'':>7}  {'':<9}  {'; '.join(r.not_assessed_reasons + r.warnings)}")
         else:
             print(f"{name:<{width}}  {r.label:<9}  {r.pneumonia_probability:7.3f}  {r.subtype or '-':<9}  {'; '.join(r.warnings)}")
 
@@ -250,6 +260,6 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
     from .evaluation import fit_ood_for_model
 
     model_dir = resolve_model_dir(args.model)
-    report = fit_ood_for_model(model_dir, args.data)
+    report = fit_ood_for_model(model_dir, args.data, args.adult_data)
     print(json.dumps(report, indent=2))
     return 0

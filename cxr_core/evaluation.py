@@ -108,9 +108,12 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     return EvalResult(summary, files, y, P, saved_to)
 
 
-def fit_ood_for_model(model_dir: str | Path, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Fit the OOD detector on the model's own training split; report the internal-validation false-alarm rate."""
+def fit_ood_for_model(model_dir: str | Path, data_dir: str | Path | None = None,
+                      adult_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fit the OOD detector and the population check on the model's own training split (plus the adult
+    reference set); report the internal-validation false-alarm rate and the check's cross-validated rates."""
     from .ood import OODDetector
+    from .population import DEFAULT_ADULT_REFERENCE, fit_for_model
     from .predict import Predictor
 
     model_dir = Path(model_dir)
@@ -126,9 +129,14 @@ def fit_ood_for_model(model_dir: str | Path, data_dir: str | Path | None = None)
 
     x_tr, f_tr = arrays(tr)
     detector = OODDetector.fit(x_tr, f_tr)
+    check, population = fit_for_model(x_tr, [r.patient for r in tr], predictor.preprocess,
+                                      adult_dir or DEFAULT_ADULT_REFERENCE)
     x_va, f_va = arrays(va)
     false_alarm = float(detector.flags(x_va, f_va).mean())
     detector.save(model_dir)
+    if check is not None:
+        population["val_pediatric_false_alarm_rate"] = float(check.flags(x_va).mean())
+        check.save(model_dir)
     return {"model": card.get("model_id"), "n_train": len(tr), "n_val": len(va),
             "val_false_alarm_rate": false_alarm, "pixel_threshold": detector.pixel_threshold,
-            "feature_threshold": detector.feature_threshold}
+            "feature_threshold": detector.feature_threshold, "population_check": population}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputImageError
+from .population import dicom_age_years
 
 MAX_PIXELS = 50_000_000  # ~7000 x 7000; larger than any radiograph detector
 MAX_BYTES = 200 * 1024 * 1024
@@ -23,8 +24,8 @@ MIN_SIDE = 64  # below this a file cannot be a usable radiograph
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
 
 # DICOM tags shown to the user, and the identifying ones kept apart (never exported or logged).
-DICOM_DISPLAY_TAGS = ("Modality", "ViewPosition", "BodyPartExamined", "StudyDate", "PhotometricInterpretation",
-                      "Manufacturer", "Rows", "Columns")
+DICOM_DISPLAY_TAGS = ("Modality", "SOPClassUID", "ViewPosition", "BodyPartExamined", "StudyDate",
+                      "PhotometricInterpretation", "Manufacturer", "Rows", "Columns")
 DICOM_IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
                           "AccessionNumber", "InstitutionName", "ReferringPhysicianName", "OtherPatientIDs")
 
@@ -126,7 +127,8 @@ def _load_raster(data: bytes, kind: str) -> LoadedImage:
         img = ImageOps.exif_transpose(img) or img
         pixels = _pil_to_gray(img, warnings)
     return LoadedImage(pixels=pixels, format=kind, metadata={"width": pixels.shape[1], "height": pixels.shape[0],
-                                                             "mode": img.mode}, warnings=warnings)
+                                                             "mode": img.mode, "colourfulness": colourfulness(img)},
+                       warnings=warnings)
 
 
 def _pil_to_gray(img: Any, warnings: list[str]) -> np.ndarray:
@@ -143,6 +145,16 @@ def _pil_to_gray(img: Any, warnings: list[str]) -> np.ndarray:
         img = img.convert("RGB")
     gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     return gray
+
+
+def colourfulness(img: Any) -> float:
+    """Mean channel disagreement in [0, 1] of a PIL image (0 for gray content, even stored as RGB)."""
+    if img.mode not in ("RGB", "RGBA", "CMYK", "P", "YCbCr"):
+        return 0.0
+    small = img.convert("RGB")
+    small.thumbnail((128, 128))
+    rgb = np.asarray(small, dtype=np.float32) / 255.0
+    return float(np.mean(np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])) / 2)
 
 
 def _pil() -> Any:
@@ -179,6 +191,7 @@ def _load_dicom(data: bytes) -> LoadedImage:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception:
         raise InputImageError("The DICOM file is damaged and its header cannot be read.") from None
+    _ensure_transfer_syntax(ds)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputImageError("The DICOM file contains no image (no pixel data): it may be a report or structured document.")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -210,14 +223,27 @@ def _load_dicom(data: bytes) -> LoadedImage:
             values = 1.0 - values
     metadata = {tag: str(ds.get(tag)) for tag in DICOM_DISPLAY_TAGS if tag in ds and ds.get(tag) not in (None, "")}
     identifiers = {tag: str(ds.get(tag)) for tag in DICOM_IDENTIFYING_TAGS if tag in ds and str(ds.get(tag))}
-    modality = metadata.get("Modality", "")
-    if modality and modality not in ("CR", "DX", "DR", "RG", "OT", "PX"):
-        warnings.append(f"DICOM modality is {modality!r}, not a radiograph (CR/DX expected).")
-    body = metadata.get("BodyPartExamined", "").upper()
-    if body and "CHEST" not in body and "THORAX" not in body and "LUNG" not in body:
-        warnings.append(f"DICOM body part is {body!r}, not the chest.")
+    age = dicom_age_years(str(ds.get("PatientAge", "") or ""), str(ds.get("PatientBirthDate", "") or ""),
+                          str(ds.get("StudyDate", "") or ""))
+    if age is not None:  # not an identifier below 90 (HIPAA Safe Harbor); capped above
+        metadata["age_years"] = round(min(age, 90.0), 1)
     return LoadedImage(pixels=values.astype(np.float32), format="DICOM", metadata=metadata,
                        identifiers=identifiers, warnings=warnings)
+
+
+def _ensure_transfer_syntax(ds: Any) -> None:
+    """A dataset written without file meta (no preamble, no transfer syntax): take the encoding the
+    parser detected, so that its pixels decode (uncompressed data only)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    ds.file_meta = meta if meta is not None else FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian) if little \
+        else ExplicitVRBigEndian
 
 
 def _dicom_decode_message(ds: Any, exc: Exception) -> str:
@@ -237,5 +263,4 @@ def _check_usable(image: LoadedImage) -> None:
     ratio = max(h, w) / min(h, w)
     if ratio > 3.0:
         image.warnings.append(f"Unusual shape ({w} x {h}, aspect ratio {ratio:.1f}): not the shape of a chest radiograph.")
-    if float(image.pixels.std()) < 0.01:
-        image.warnings.append("The image is almost uniform (blank frame?).")
+

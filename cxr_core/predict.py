@@ -17,7 +17,7 @@ import numpy as np
 
 from . import CLASSES
 from .errors import InputImageError, ModelError
-from .imaging import IMAGE_SUFFIXES, LoadedImage, load_image
+from .imaging import LoadedImage, load_image
 from .preprocess import Preprocess
 from .registry import CARD_JSON, MODEL_FILE, load_keras_model
 
@@ -35,14 +35,25 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     out_of_distribution: bool = False
+    assessed: bool = False  # False for errors and for inputs outside the intended use (cxr_core.intended_use)
+    not_assessed_reasons: list[str] = field(default_factory=list)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     image: LoadedImage | None = field(default=None, repr=False)
 
+    @property
+    def raw_pneumonia_probability(self) -> float | None:
+        """1 - P(NORMAL) from the raw model output, also for unassessed inputs: research use, not a finding."""
+        normal = self.class_probabilities.get("NORMAL")
+        return None if normal is None else round(1.0 - normal, 6)
+
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "label": self.label, "pneumonia_probability": self.pneumonia_probability,
-                "subtype": self.subtype, "class_probabilities": self.class_probabilities,
-                "threshold": self.threshold, "warnings": list(self.warnings), "error": self.error,
-                "out_of_distribution": self.out_of_distribution}
+        out = {"file": self.file, "assessed": self.assessed, "not_assessed_reasons": list(self.not_assessed_reasons),
+               "label": self.label, "pneumonia_probability": self.pneumonia_probability, "subtype": self.subtype,
+               "class_probabilities": self.class_probabilities, "threshold": self.threshold,
+               "warnings": list(self.warnings), "error": self.error, "out_of_distribution": self.out_of_distribution}
+        if self.error is None and not self.assessed:
+            out["class_probabilities_note"] = "raw model output for research; not a finding (input not assessed)"
+        return out
 
 
 class Predictor:
@@ -64,8 +75,16 @@ class Predictor:
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
         from .ood import OODDetector
+        from .population import AdultImageCheck
 
         self.ood = OODDetector.load(self.model_dir)
+        self.adult_check = AdultImageCheck.load(self.model_dir)
+        # A missing guard is said on every result, never silently skipped.
+        self.guard_warnings = [text for guard, text in (
+            (self.ood, "This model has no out-of-distribution detector (ood.npz): inputs were not screened; "
+                       "run `python -m cxr_core fit-ood`."),
+            (self.adult_check, "This model has no population check (population.npz): adult films are not flagged "
+                               "unless the DICOM gives an age; run `python -m cxr_core fit-ood`.")) if guard is None]
 
     @property
     def name(self) -> str:
@@ -115,21 +134,31 @@ class Predictor:
 
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray) -> Prediction:
+        from .intended_use import assess
         from .metrics import decide
 
-        p = float(1.0 - probs[0])
-        decided = int(decide(probs[None], self.threshold)[0])
-        label = "PNEUMONIA" if decided else "NORMAL"
-        three = self.num_classes == 3
-        subtype = CLASSES[decided] if decided and three else None
-        warnings = list(image.warnings) if image is not None else []
         ood_reasons = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else []
-        warnings += ood_reasons
+        verdict = assess(image, ood_reasons, self._population_warning(image, model_input))
+        decided = int(decide(probs[None], self.threshold)[0])
+        three = self.num_classes == 3
         return Prediction(
-            file=name, label=label, pneumonia_probability=round(p, 6), subtype=subtype,
+            file=name, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
+            pneumonia_probability=round(float(1.0 - probs[0]), 6) if verdict.assessed else None,
+            subtype=CLASSES[decided] if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
-            threshold=round(self.threshold, 6), warnings=warnings, out_of_distribution=bool(ood_reasons),
-            heatmap=heat, image=image)
+            threshold=round(self.threshold, 6), warnings=list(verdict.warnings) + self.guard_warnings,
+            out_of_distribution=bool(ood_reasons), assessed=verdict.assessed,
+            not_assessed_reasons=list(verdict.reasons), heatmap=heat, image=image)
+
+    def _population_warning(self, image: LoadedImage, model_input: np.ndarray) -> str | None:
+        """A known DICOM age decides; otherwise the image-based adult check (when the model has one)."""
+        from .population import ADULT_IMAGE_REASON, age_warning
+
+        if "age_years" in image.metadata:
+            return age_warning(float(image.metadata["age_years"]))
+        if self.adult_check is not None and bool(self.adult_check.flags(model_input[None])[0]):
+            return ADULT_IMAGE_REASON
+        return None
 
     # ---- many files
     def predict_many(self, sources: Iterable[tuple[str, str | Path | bytes]], batch_size: int = 32,
@@ -168,17 +197,4 @@ class Predictor:
                     yield results.get(id(d)) or Prediction(file=d[0], error=d[3])
 
 
-def collect_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
-    """Files as given, folders walked recursively for image files (by extension, sorted)."""
-    out: list[tuple[str, Path]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                    out.append((str(f), f))
-        else:
-            out.append((str(p), p))
-    return out
-
-
-__all__ = ["Prediction", "Predictor", "collect_inputs"]
+__all__ = ["Prediction", "Predictor"]

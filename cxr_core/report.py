@@ -15,7 +15,8 @@ from .predict import Prediction
 
 
 def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, Any], image_label: str = "Image 1") -> bytes:
-    """PDF bytes for one successful prediction (pred.image must hold the pixels)."""
+    """PDF bytes for one decoded input (pred.image must hold the pixels). An input that was not assessed
+    gets its reasons, no probability and no heatmap."""
     from fpdf import FPDF
     from PIL import Image
 
@@ -38,28 +39,35 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
     h = w * gray.height / gray.width
     y = pdf.get_y()
     pdf.image(gray, x=10, y=y, w=w, h=min(h, 110))
-    pdf.image(over, x=110, y=y, w=w, h=min(h, 110))
+    if pred.assessed:
+        pdf.image(over, x=110, y=y, w=w, h=min(h, 110))
     pdf.set_y(y + min(h, 110) + 1)
     pdf.set_font("Helvetica", "I", 8)
     pdf.cell(100, 4, f"{image_label}: radiograph")
-    pdf.cell(0, 4, "Grad-CAM: regions that most raised the shown class", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 4, "Grad-CAM: regions that most raised the shown class" if pred.assessed else "", new_x="LMARGIN",
+             new_y="NEXT")
     pdf.ln(3)
 
     pdf.set_font("Helvetica", "B", 13)
-    if pred.out_of_distribution:
-        pdf.cell(0, 8, "No finding reported: the input does not look like a frontal chest radiograph.", new_x="LMARGIN", new_y="NEXT")
+    if not pred.assessed:
+        pdf.cell(0, 8, "Not assessed: this input is outside the intended use. No finding is reported.",
+                 new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 10)
+        for reason in pred.not_assessed_reasons:
+            pdf.multi_cell(0, 5, f"Reason: {_latin1(reason)}", new_x="LMARGIN", new_y="NEXT")
     else:
         subtype = f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else ""
         pdf.cell(0, 8, f"Model output: {pred.label}{subtype}", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f}",
-             new_x="LMARGIN", new_y="NEXT")
-    for c in CLASSES:
-        v = pred.class_probabilities.get(c)
-        pdf.cell(0, 5, f"  P({c.lower()}) = {v:.3f}" if v is not None else f"  P({c.lower()}) = n/a", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 10)
+        pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f}",
+                 new_x="LMARGIN", new_y="NEXT")
+        for c in CLASSES:
+            v = pred.class_probabilities.get(c)
+            pdf.cell(0, 5, f"  P({c.lower()}) = {v:.3f}" if v is not None else f"  P({c.lower()}) = n/a",
+                     new_x="LMARGIN", new_y="NEXT")
     for w_ in pred.warnings:
         pdf.set_text_color(170, 60, 0)
-        pdf.multi_cell(0, 5, f"Warning: {w_}", new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, f"Warning: {_latin1(w_)}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
     pdf.ln(2)
     iv = model_card.get("internal_validation", {}).get("binary", {})
@@ -77,3 +85,8 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
     pdf.set_font("Helvetica", "I", 8)
     pdf.cell(0, 5, f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", align="R")
     return bytes(pdf.output())
+
+
+def _latin1(text: str) -> str:
+    """The core fonts are Latin-1: replace what they cannot draw rather than fail the report."""
+    return text.encode("latin-1", "replace").decode("latin-1")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cxr_core.synthetic import phantom_cxr
 
-SIZE = 96
+SIZE = 64
 
 
 def gray(seed: int = 0, size: int = SIZE) -> np.ndarray:
@@ -71,6 +71,16 @@ def png_animated() -> bytes:
     return pil_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:])
 
 
+def photo_like() -> bytes:
+    """A colour JPEG with smooth shapes, like a photograph."""
+    rng = np.random.default_rng(5)
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[..., 0] = np.linspace(30, 220, 160)[None, :]
+    img[..., 1] = np.linspace(200, 40, 120)[:, None]
+    img[..., 2] = rng.integers(60, 120)
+    return pil_bytes(Image.fromarray(img, "RGB"), "JPEG")
+
+
 def png_with_size(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (the body is tiny): a decompression-bomb shape."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
@@ -80,21 +90,28 @@ def png_with_size(width: int, height: int) -> bytes:
 
 def dicom(photometric: str = "MONOCHROME2", window: tuple[float, float] | None = (2048.0, 4096.0), frames: int = 1,
           pixels: bool = True, slope: float = 1.0, intercept: float = 0.0, compress: str | None = None,
-          patient: str = "Doe^Jane", array: np.ndarray | None = None) -> bytes:
-    """A minimal DX DICOM file with 12-bit pixels (or `array`, uint16) and identifying tags."""
+          patient: str = "Doe^Jane", array: np.ndarray | None = None, modality: str = "DX",
+          sop_class: str = "1.2.840.10008.5.1.4.1.1.1.1", view: str = "PA", body_part: str = "CHEST",
+          age: str | None = None, file_meta: bool = True) -> bytes:
+    """A minimal DICOM file (default: DX chest PA) with 12-bit pixels (or `array`, uint16) and identifying
+    tags. `file_meta=False` writes the bare dataset: no preamble, no file meta (implicit VR little endian)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     arr = (gray() * 4095).astype(np.uint16) if array is None else np.asarray(array, np.uint16)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.StudyDate = "DX", "CHEST", "PA", "20240102"
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.StudyDate = modality, body_part, view, "20240102"
     ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient, "ID-12345", "20200101"
+    if age is not None:
+        ds.PatientAge = age
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "101500", "1", 1, 1
     if pixels:
         ds.Rows, ds.Columns = arr.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
@@ -109,5 +126,14 @@ def dicom(photometric: str = "MONOCHROME2", window: tuple[float, float] | None =
         if compress:
             ds.compress(compress, data)
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    if file_meta:
+        ds.save_as(buf, enforce_file_format=True)
+    else:
+        from pydicom.filebase import DicomFileLike
+        from pydicom.filewriter import write_dataset
+
+        del ds.file_meta
+        fp = DicomFileLike(buf)
+        fp.is_little_endian, fp.is_implicit_VR = True, True  # as written without file meta
+        write_dataset(fp, ds)
     return buf.getvalue()

@@ -75,7 +75,7 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
 
         predictor = Predictor(model_dir)
         preds = [predictor.predict(inputs.dicom(), name="scan.dcm"), predictor.predict(b"", name="empty.png")]
-        st.dataframe(results_table(preds))
+        st.dataframe(results_table(preds, ["a", "b"], "model", "2026-01-01T00:00:00Z"))
         for i, p in enumerate(preds):
             prediction_panel(p, i, predictor.card, 0.4, "jet", True, False)
 
@@ -83,7 +83,7 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     at.run()
     assert not at.exception, at.exception
     shown = " ".join(x.value for x in list(at.success) + list(at.error))
-    assert "NORMAL" in shown or "PNEUMONIA" in shown or "Not presented as a finding" in shown
+    assert "NORMAL" in shown or "PNEUMONIA" in shown or "Not assessed" in shown
     assert len(at.get("image")) >= 2  # radiograph and Grad-CAM overlay
     assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
     assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)

@@ -20,8 +20,9 @@ def run_cli(args, registry, **kw):
 
 
 @pytest.fixture(scope="module")
-def mixed_folder(tmp_path_factory):
+def mixed_folder(tmp_path_factory, tiny_data):
     d = tmp_path_factory.mktemp("mixed")
+    (d / "h_training_like.jpeg").write_bytes(sorted((tiny_data / "NORMAL").iterdir())[0].read_bytes())
     (d / "a_gray.jpeg").write_bytes(inputs.jpeg_gray())
     (d / "b_16bit.png").write_bytes(inputs.png_gray16())
     (d / "c_scan.dcm").write_bytes(inputs.dicom())
@@ -37,20 +38,31 @@ def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_fo
     assert res.returncode == 2, res.stderr  # some inputs failed
     assert "Traceback" not in res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [os.path.basename(r["file"]) for r in lines] == sorted(os.listdir(mixed_folder))
+    # A walked folder is read by content: the empty file and the text file are not images and are skipped.
+    assert [os.path.basename(r["file"]) for r in lines] == ["a_gray.jpeg", "b_16bit.png", "c_scan.dcm", "d_cmyk.jpg",
+                                                            "g_truncated.jpeg", "h_training_like.jpeg"]
+    assert "6 file(s) found" in res.stderr and "2 non-image file(s) skipped" in res.stderr
     good = [r for r in lines if r["error"] is None]
     bad = [r for r in lines if r["error"] is not None]
-    assert len(good) == 4 and len(bad) == 3
+    assert len(good) == 5 and len(bad) == 1 and not bad[0]["assessed"]
+    assert good[-1]["assessed"]  # an image like the training images is assessed
     for r in good:
+        if not r["assessed"]:  # refused by the OOD check: a reason, no finding, raw output kept
+            assert r["not_assessed_reasons"] and r["label"] is None and r["pneumonia_probability"] is None
+            assert set(r["class_probabilities"]) == {"NORMAL", "BACTERIAL", "VIRAL"} and r["class_probabilities_note"]
+            continue
         assert r["label"] in ("NORMAL", "PNEUMONIA")
         assert 0.0 <= r["pneumonia_probability"] <= 1.0
         assert set(r["class_probabilities"]) == {"NORMAL", "BACTERIAL", "VIRAL"}
         assert abs(sum(r["class_probabilities"].values()) - 1.0) < 1e-3
         assert r["subtype"] in (("BACTERIAL", "VIRAL") if r["label"] == "PNEUMONIA" else (None,))
         assert r["pneumonia_probability"] >= r["threshold"] if r["label"] == "PNEUMONIA" else r["pneumonia_probability"] < r["threshold"]
-    assert "empty" in bad[0]["error"] and "not an image" in bad[1]["error"] and "truncated" in bad[2]["error"]
+    assert "truncated" in bad[0]["error"]
+    named = run_cli(["predict", str(mixed_folder / "e_empty.png"), str(mixed_folder / "f_notes.jpg"), "--json"], tiny_registry)
+    errors = [json.loads(line)["error"] for line in named.stdout.splitlines()]
+    assert named.returncode == 2 and "empty" in errors[0] and "not an image" in errors[1]  # named files get their error
     cams = sorted(os.listdir(tmp_path / "cams"))
-    assert len(cams) == 4 and all(c.endswith("_cam.png") for c in cams)
+    assert len(cams) == sum(r["assessed"] for r in good) and all(c.endswith("_cam.png") for c in cams)
     assert "Doe" not in res.stdout and "ID-12345" not in res.stdout  # DICOM identifiers never printed
 
 

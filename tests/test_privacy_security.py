@@ -59,8 +59,12 @@ def test_csv_export_and_cam_png_carry_no_identifier(dicom_prediction, tmp_path):
     from cxr_app.viewer_ui import csv_bytes, results_table
     from cxr_core.cli import _write_cam
 
-    csv = csv_bytes(results_table([dicom_prediction]))
+    csv = csv_bytes(results_table([dicom_prediction], ["0123456789ab"], "model-x", "2026-01-01T00:00:00Z"))
     assert b"Secretname^" not in csv and SECRET_ID.encode() not in csv
+    assert b"Secretname_Patient" not in csv  # no original file name by default
+    assert b"0123456789ab" in csv and b"model-x" in csv and b"2026-01-01T00:00:00Z" in csv
+    opted_in = csv_bytes(results_table([dicom_prediction], ["0123456789ab"], "model-x", "t", include_file_name=True))
+    assert b"Secretname_Patient.dcm" in opted_in
     import copy
 
     _write_cam(tmp_path, 0, copy.copy(dicom_prediction))

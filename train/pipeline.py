@@ -104,7 +104,8 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
             write_status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
             return RunResult(run_dir, "stopped", None, {})
         write_status(run_dir, message="evaluating on internal validation")
-        card = _evaluate_and_write_model(config, run_dir, model, x_train, x_val, y_val, val_recs, data_info,
+        card = _evaluate_and_write_model(config, run_dir, model, x_train, [r.patient for r in train_recs], x_val,
+                                         y_val, val_recs, data_info,
                                          time.time() - started, epochs_run, command)
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -261,13 +262,15 @@ def _discard_unreadable_backup(backup: Path, log: Callable[[str], None]) -> None
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
-def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray, x_val: np.ndarray,
+def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray,
+                              train_patients: list[str], x_val: np.ndarray,
                               y_val: np.ndarray,
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str) -> dict[str, Any]:
     from cxr_core import metrics as M
     from cxr_core.models import LOGITS_LAYER, build_model, trainable_parameter_count
     from cxr_core.ood import OODDetector
+    from cxr_core.population import fit_for_model as fit_population
 
     logits = predict_logits(model, x_val)
     np.save(run_dir / VAL_LOGITS, logits)  # out-of-fold logits: what a cross-validated ensemble calibrates on
@@ -298,6 +301,10 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     ood = OODDetector.fit(x_train, pooled_features(model, x_train))
     ood.save(out)
     ood_false_alarm = float(ood.flags(x_val, pooled_features(model, x_val)).mean())
+    adult_check, population = fit_population(x_train, train_patients, config.data.preprocess())
+    if adult_check is not None:
+        population["val_pediatric_false_alarm_rate"] = float(adult_check.flags(x_val).mean())
+        adult_check.save(out)
     version = time.strftime("%Y.%m.%d")
     card = {
         "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
@@ -305,7 +312,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
         "input": config.data.preprocess().card_input(),
         "threshold": threshold, "threshold_policy": t.threshold_policy, "temperature": temperature,
-        "ece_uncalibrated": ece_raw, "ood_val_false_alarm_rate": ood_false_alarm,
+        "ece_uncalibrated": ece_raw, "ood_val_false_alarm_rate": ood_false_alarm, "population_check": population,
         "internal_validation": summary, "data": data_info, "config": config.to_dict(),
         "training_time_s": elapsed, "epochs_run": epochs_run,
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
