@@ -47,7 +47,11 @@ def current_entry() -> ModelEntry | None:
             return reg.get(chosen)
         except CXRError:
             st.session_state.pop(SESSION_MODEL, None)
-    return reg.active()
+    try:
+        return reg.active()
+    except CXRError as exc:  # a damaged ACTIVE pointer: say so, and let the user pick a model
+        st.error(str(exc), icon=":material/error:")
+        return None
 
 
 def sidebar_model_panel() -> ModelEntry | None:
@@ -62,7 +66,7 @@ def sidebar_model_panel() -> ModelEntry | None:
         ids = [e.model_id for e in entries]
         current = current_entry()
         index = ids.index(current.model_id) if current and current.model_id in ids else 0
-        active = reg.active_id()
+        active = current.model_id if current and current.model_id == _active_or_none(reg) else None
         picked = st.selectbox("Model", ids, index=index, key="model_picker",
                               format_func=lambda i: f"{reg.get(i).display_name}{' (active)' if i == active else ''}")
         st.session_state[SESSION_MODEL] = picked
@@ -79,6 +83,13 @@ def sidebar_model_panel() -> ModelEntry | None:
                    "Internal validation: patient-grouped split of the training data (flatters).")
         st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")
         return entry
+
+
+def _active_or_none(reg: Registry) -> str | None:
+    try:
+        return reg.active_id()
+    except CXRError:
+        return None
 
 
 def data_dir_default() -> str:

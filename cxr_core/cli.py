@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list registered models, or activate one")
     mo.add_argument("--activate", metavar="MODEL_ID")
     mo.add_argument("--registry", help="registry folder (default: assets/models or $CXR_REGISTRY)")
+    mo.add_argument("--markdown", action="store_true",
+                    help="print the README's shipped-model section, generated from the active model's card")
     mo.set_defaults(func=cmd_models)
 
     fo = sub.add_parser("fit-ood", help="refit a model's out-of-distribution detector and population check "
@@ -182,7 +184,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              progress=None if args.json else _Progress)
     summary = result.summary
     if args.out:
-        Path(args.out).write_text(json.dumps(summary, indent=2))
+        from .registry import write_json_atomic
+
+        write_json_atomic(Path(args.out), summary)  # atomic; an unwritable path is a one-line error
     if args.json:
         print(json.dumps(summary))
     else:
@@ -238,14 +242,27 @@ def cmd_stress(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import Registry
+    from .registry import PROJECT_ROOT, Registry
 
     registry = Registry(args.registry) if args.registry else Registry()
+    if args.markdown:
+        from .model_card import readme_section
+
+        entry = registry.active()
+        if entry is None:
+            raise CXRError(f"No model is registered in {str(registry.root)!r}.")
+        shown = entry.path.relative_to(PROJECT_ROOT) if PROJECT_ROOT in entry.path.parents else entry.path
+        print(readme_section(entry.card, f"{shown}/"), end="")
+        return 0
     if args.activate:
         registry.activate(args.activate)
         print(f"Active model: {args.activate}")
         return 0
-    active = registry.active_id()
+    try:
+        active = registry.active_id()
+    except CXRError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        active = None
     entries = registry.list()
     if not entries:
         print(f"No models in {registry.root}.")

@@ -220,7 +220,8 @@ def apply_budget(config: TrainConfig, budget: str) -> TrainConfig:
     if budget not in config.budgets:
         raise ConfigError(f"Budget {budget!r} is not defined in this config; defined: {sorted(config.budgets) or 'none'}.")
     flat = _flatten(config.budgets[budget])
-    return apply_overrides(config, flat)
+    # A reduced run gets its own name, so it never registers under the full recipe's name.
+    return apply_overrides(config, {"name": f"{config.name}-{budget}", **flat})
 
 
 def parse_override(text: str) -> tuple[str, Any]:

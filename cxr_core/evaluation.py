@@ -1,8 +1,9 @@
 """Evaluate a model on a labelled folder and keep the per-image scores for the dashboards.
 
-Scores are saved as `<model>/evaluations/<folder>-<data fingerprint>/{scores.csv, summary.json}`,
-and the internal-validation scores written at training time use the same CSV format
-(`validation_scores.csv`), so every chart can be redrawn later without the images.
+Scores are saved outside the model folder (a registered model never changes), under
+`$CXR_HOME/evaluations/<model id>/<folder>-<data fingerprint>/{scores.csv, summary.json}`. The
+internal-validation scores written at training time use the same CSV format (`validation_scores.csv`
+in the model folder), so every chart can be redrawn later without the images.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from . import CLASSES
 from .dataset import fingerprint, index_dataset, split_for
 from .errors import CXRError, RegistryError
+from .paths import evaluations_dir
 from .registry import write_atomic, write_json_atomic
 
 SCORES_HEADER = "file,label,p_normal,p_bacterial,p_viral"
@@ -52,14 +54,22 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return files, np.array(labels, dtype=int), np.array(probs, dtype=np.float64).reshape(-1, 3)
 
 
-def saved_evaluations(model_dir: str | Path) -> dict[str, Path]:
-    """Name -> scores.csv of every saved evaluation, internal validation first."""
+def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dict[str, Path]:
+    """Name -> scores.csv of every saved evaluation, internal validation first, then the newest first.
+    A saved evaluation is named by its folder, date and size: "chest_xray/test (2026-11-22 14:05 UTC, n = 624)"."""
     model_dir = Path(model_dir)
     out: dict[str, Path] = {}
     if (model_dir / "validation_scores.csv").is_file():
         out["internal validation"] = model_dir / "validation_scores.csv"
-    for d in sorted((model_dir / "evaluations").glob("*/scores.csv")):
-        out[d.parent.name] = d
+    saved = []
+    for scores in evaluations_dir(model_id or model_dir.name).glob("*/scores.csv"):
+        try:
+            s = json.loads((scores.parent / "summary.json").read_text(encoding="utf-8"))
+            saved.append((s["evaluated"], f"{s['data']} ({s['evaluated'][:16].replace('T', ' ')} UTC, n = {s['n']})", scores))
+        except (OSError, ValueError, KeyError):
+            continue  # a half-written or foreign folder: not listed
+    for _, name, scores in sorted(saved, reverse=True):
+        out[name] = scores
     return out
 
 
@@ -92,19 +102,19 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
         raise CXRError(f"None of the {len(records)} images in {str(data_dir)!r} could be read.")
     y, P = np.array(labels), np.array(probs)
     summary = evaluation_summary(y, P, predictor.threshold, n_boot=n_boot)
-    summary.update(model=predictor.card.get("model_id", str(model_dir)), data=str(data_dir),
+    summary.update(model=predictor.card.get("model_id", Path(model_dir).name), data=str(data_dir.resolve()),
                    data_fingerprint=fingerprint(records), failed=failed,
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     saved_to = None
     if save:
-        folder = Path(model_dir) / "evaluations" / f"{data_dir.name}-{summary['data_fingerprint']}"
+        folder = evaluations_dir(summary["model"]) / f"{data_dir.name}-{summary['data_fingerprint']}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_scores(folder / "scores.csv", files, y, P)
             write_json_atomic(folder / "summary.json", summary)
             saved_to = folder
         except (OSError, RegistryError):
-            saved_to = None  # a read-only model folder: the summary is still printed
+            saved_to = None  # an unwritable $CXR_HOME: the summary is still printed
     return EvalResult(summary, files, y, P, saved_to)
 
 

@@ -72,6 +72,59 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+README_START, README_END = "<!-- shipped-model:start -->", "<!-- shipped-model:end -->"
+
+
+def readme_section(card: dict[str, Any], model_dir: str) -> str:
+    """The README's "shipped model" figures, generated from the card (`python -m cxr_core models --markdown`)."""
+    m = card.get("internal_validation", {})
+    b, t = m.get("binary", {}), m.get("three_class", {})
+    ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
+    kind = card.get("internal_validation_kind", "Internal validation (patient-grouped split of the training set)")
+    lines = [
+        f"`{model_dir}` (active): {card.get('description', '')}",
+        "",
+        f"Trained in {card.get('training_time_s', 0) / 60:.0f} min on {card.get('hardware', '?')} "
+        f"(git commit `{str(card.get('git_commit', '?'))[:12]}`). Reproduce with:",
+        "",
+        "```bash",
+        card.get("reproduce_command", ""),
+        "```",
+        "",
+        f"{kind}: n = {m.get('n')} images, 95 % bootstrap CIs. These figures flatter: the images share the hospital "
+        "and period of training.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| binary accuracy (threshold {card.get('threshold', float('nan')):.3f}, policy `{card.get('threshold_policy')}`) "
+        f"| {b.get('accuracy', float('nan')):.3f}{ci(b.get('accuracy_ci95'))} |",
+        f"| binary AUC | {b.get('auc', float('nan')):.3f}{ci(b.get('auc_ci95'))} |",
+        f"| sensitivity / specificity | {b.get('sensitivity', float('nan')):.3f} / {b.get('specificity', float('nan')):.3f} |",
+        f"| 3-class accuracy | {t.get('accuracy', float('nan')):.3f}{ci(t.get('accuracy_ci95'))} |",
+        f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} |",
+        f"| ECE after temperature scaling (T = {card.get('temperature', 1.0):.2f}) | {b.get('ece', float('nan')):.3f} "
+        f"({card.get('ece_uncalibrated', float('nan')):.3f} before) |",
+        f"| OOD detector false alarms on held-out training-split X-rays | {_pct(card.get('ood_val_false_alarm_rate'))} |",
+    ]
+    pop = card.get("population_check") or {}
+    if pop.get("fitted"):
+        lines.append(f"| adult-film check: detection / pediatric false alarms (patient-grouped {pop['folds']}-fold CV) | "
+                     f"{pop['cv_adult_detection_rate']:.1%} / {pop['cv_pediatric_false_alarm_rate']:.1%} |")
+    stress = card.get("stress")
+    if stress:
+        w = stress["worst_moderate"]
+        lines += ["", "Stress suite (out-of-fold, at the operating threshold), worst case over every shift up to "
+                  f"moderate severity: AUC {w['auc']['value']:.3f} (`{w['auc']['condition']}`), sensitivity "
+                  f"{w['sensitivity']['value']:.3f} (`{w['sensitivity']['condition']}`), specificity "
+                  f"{w['specificity']['value']:.3f} (`{w['specificity']['condition']}`). The full table is in the model "
+                  "card and on the Dashboards page (Robustness)."]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: Any) -> str:
+    return "not measured" if value is None else f"{value:.1%}"
+
+
 def _policy_lines(card: dict[str, Any]) -> list[str]:
     ev = card.get("threshold_evidence")
     if not ev:

@@ -4,12 +4,14 @@
     <root>/<model_id>/model_card.json         config, data, metrics, threshold, temperature, command
     <root>/<model_id>/MODEL_CARD.md           the same for people
     <root>/<model_id>/validation_scores.csv   per-image internal-validation scores (dashboards)
-    <root>/<model_id>/evaluations/<name>/     saved `evaluate` runs (scores.csv, summary.json)
+    <root>/<model_id>/ood.npz, population.npz the input guards (refitted only by `fit-ood`)
     <root>/ACTIVE                             {"model_id": ...}
 
 Writes are atomic: a model folder is assembled under a hidden temporary name, fsynced and then
 renamed into place; ACTIVE is replaced with os.replace. A half-written model is never listed and
 the active model only changes by an explicit `activate`. Models load with `safe_mode=True`.
+A registered folder is never written to afterwards (evaluations live under $CXR_HOME), except by
+the explicit maintenance command `fit-ood`.
 """
 
 from __future__ import annotations
@@ -100,15 +102,20 @@ class Registry:
         raise ModelError(f"No model {model_id!r} in the registry at {str(self.root)!r} (registered: {known}).")
 
     def active_id(self) -> str | None:
+        """The ACTIVE pointer's model. Without a pointer: the most recently created model (None when the
+        registry is empty). A damaged or dangling pointer is an error, never a silent substitute."""
+        pointer = self.root / ACTIVE_FILE
+        if not pointer.exists():
+            listed = sorted(self.list(), key=lambda e: str(e.card.get("created", "")))
+            return listed[-1].model_id if listed else None
         try:
-            data = json.loads((self.root / ACTIVE_FILE).read_text(encoding="utf-8"))
-            model_id = data.get("model_id")
+            model_id = json.loads(pointer.read_text(encoding="utf-8")).get("model_id")
         except (OSError, ValueError, AttributeError):
             model_id = None
-        if model_id and (self.root / model_id / MODEL_FILE).is_file():
+        if isinstance(model_id, str) and (self.root / model_id / MODEL_FILE).is_file() and _read_card(self.root / model_id):
             return model_id
-        listed = self.list()  # no (valid) pointer: fall back to the newest registered model
-        return listed[-1].model_id if listed else None
+        raise RegistryError(f"The active-model pointer {str(pointer)!r} is damaged or names a model that is not registered "
+                            f"({model_id!r}). Choose one with `python -m cxr_core models --activate MODEL_ID`.")
 
     def active(self) -> ModelEntry | None:
         model_id = self.active_id()

@@ -20,7 +20,7 @@ if entry is None:
     st.warning("No model is available: there is nothing to show. Train one on the Training page.")
     st.stop()
 
-evals = saved_evaluations(entry.path)
+evals = saved_evaluations(entry.path, entry.model_id)
 if not evals:
     st.info("This model has no saved evaluation yet. Run one below.")
 else:
@@ -96,6 +96,8 @@ st.divider()
 st.subheader("Run a fresh evaluation")
 path_text = st.text_input("Labelled folder (NORMAL/ and PNEUMONIA/)", value=data_dir_default(),
                           help="Set CXR_DATA_DIR to pre-fill this field.")
+if message := st.session_state.pop("evaluation_message", None):
+    st.success(message)
 if st.button("Evaluate", icon=":material/play_arrow:"):
     try:
         folder = resolve_data_dir(path_text)
@@ -107,11 +109,16 @@ if st.button("Evaluate", icon=":material/play_arrow:"):
         result = evaluate_folder(entry.path, folder, progress=progress, predictor=predictor_for(entry))
         bar.empty()
         s = result.summary
-        st.success(f"Evaluated {s['n']} images: AUC {s['binary']['auc']:.3f}, accuracy {s['binary']['accuracy']:.3f}."
-                   + (f" {len(s['failed'])} unreadable file(s) left out." if s["failed"] else ""))
-        if result.saved_to is None:
-            st.warning("The model folder is read-only: the scores could not be saved for later.")
-    except CXRError as exc:
+        b, t = s["binary"], s["three_class"]
+        ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
+        st.session_state["evaluation_message"] = (f"Evaluated {s['n']} images of `{s['data']}`: AUC {b['auc']:.3f} {ci(b['auc_ci95'])}, accuracy "
+                   f"{b['accuracy']:.3f} {ci(b['accuracy_ci95'])}, sensitivity {b['sensitivity']:.3f}, specificity "
+                   f"{b['specificity']:.3f}, 3-class accuracy {t['accuracy']:.3f} {ci(t['accuracy_ci95'])} "
+                   "(95 % bootstrap CIs)." + (f" {len(s['failed'])} unreadable file(s) left out." if s["failed"] else "")
+                   + (" Saved: pick it in the Evaluation box at the top of this page." if result.saved_to else
+                      " The app's data folder ($CXR_HOME) is not writable: the scores were not saved."))
+        st.rerun()  # the new evaluation is listed at the top at once
+    except CXRError as exc:  # st.rerun() above raises its own exception, which is not caught here
         st.error(str(exc))
 
 st.divider()
@@ -124,7 +131,7 @@ if chosen:
     curves, table = {}, []
     for model_id in chosen:
         e = reg.get(model_id)
-        scores = saved_evaluations(e.path).get("internal validation")
+        scores = saved_evaluations(e.path, e.model_id).get("internal validation")
         if scores is None:
             continue
         _, yy, pp = read_scores(scores)

@@ -23,10 +23,16 @@ if not configs:
     st.error("No configs found under train/configs/.")
     st.stop()
 names = [str(p.relative_to(launcher.CONFIG_DIR)) for p in configs]
-picked = st.selectbox("Stage config", names, index=names.index("shipped.toml") if "shipped.toml" in names else 0)
+# The config and budget live in the URL's query parameters, so a reload keeps them.
+wanted = st.query_params.get("config", "shipped.toml")
+picked = st.selectbox("Stage config", names, index=names.index(wanted) if wanted in names else 0)
+st.query_params["config"] = picked
 try:
     budgets = ["(full)"] + sorted(launcher.resolve_config(launcher.CONFIG_DIR / picked, {}).budgets)
-    budget = st.selectbox("Budget", budgets, help="A config's [budget.NAME] table: reduced image size, subset and epochs.")
+    wanted_budget = st.query_params.get("budget", "(full)")
+    budget = st.selectbox("Budget", budgets, index=budgets.index(wanted_budget) if wanted_budget in budgets else 0,
+                          help="A config's [budget.NAME] table: reduced image size, subset and epochs.")
+    st.query_params["budget"] = budget
     budget = None if budget == "(full)" else budget
     base = launcher.resolve_config(launcher.CONFIG_DIR / picked, {}, budget)
 except CXRError as exc:
@@ -58,7 +64,8 @@ with st.form("config_form"):
 if submitted:
     try:
         overrides = launcher.changed_fields(base, form)
-        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, activate=activate, budget=budget)
+        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().root,
+                                 activate=activate, budget=budget)
         st.session_state["followed_run"] = str(run_dir)
         st.success(f"Started {run_dir.name}" + (f" with {overrides}" if overrides else ""))
     except CXRError as exc:

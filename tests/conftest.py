@@ -42,6 +42,13 @@ def shared_data_or_skip() -> Path:
     return SHARED_TRAIN
 
 
+@pytest.fixture(autouse=True)
+def own_app_home(monkeypatch, tmp_path):
+    """Every test gets its own $CXR_HOME (saved evaluations...), never the user's."""
+    monkeypatch.setenv("CXR_HOME", str(tmp_path / "cxr_home"))
+    return tmp_path / "cxr_home"
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     from cxr_core.synthetic import write_kaggle_folder

@@ -90,9 +90,26 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     assert "Doe" not in str(at.get("arrow_data_frame")) and "Doe" not in " ".join(t.value for t in at.markdown)
 
 
-def test_training_page_runs_a_tiny_config_to_the_end(app_env, tiny_data, tmp_path):
+@pytest.fixture
+def own_registry(monkeypatch, tiny_registry, tmp_path):
+    """A private copy of the tiny registry: a test that trains registers only here."""
+    import shutil
+
+    from cxr_core.registry import Registry
+
+    root = tmp_path / "registry"
+    shutil.copytree(tiny_registry.root, root)
+    monkeypatch.setenv("CXR_REGISTRY", str(root))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(PROJECT_ROOT)
+    return Registry(root)
+
+
+def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path):
+    before = {e.model_id for e in own_registry.list()}
     at = _run("pages/training.py")
     assert not at.exception
+    next(s for s in at.selectbox if s.label == "Stage config").set_value("single.toml").run()
     by_label = lambda seq, label: next(w for w in seq if w.label == label)  # noqa: E731
     by_label(at.text_input, "Training data folder").input(str(tiny_data))
     by_label(at.number_input, "Image size (px)").set_value(64)
@@ -112,3 +129,17 @@ def test_training_page_runs_a_tiny_config_to_the_end(app_env, tiny_data, tmp_pat
     assert refused, "a second concurrent start must be refused"
     assert len(at.get("plotly_chart")) >= 3  # loss, accuracy/AUC and learning-rate curves
     assert any(r for r in at.dataframe)
+    new = {e.model_id for e in own_registry.list()} - before  # registered here (if it passed its gate), nowhere else
+    assert all(m.startswith("cxrnet-single-") for m in new) and not any("shipped" in m for m in new)
+
+
+def test_training_page_keeps_the_config_and_budget_in_the_url(app_env):
+    at = _run("pages/training.py")
+    next(s for s in at.selectbox if s.label == "Stage config").set_value("shipped.toml").run()
+    next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
+    assert at.query_params["config"] == ["shipped.toml"] and at.query_params["budget"] == ["tiny"]
+    reloaded = AppTest.from_file(APP, default_timeout=120)  # a browser reload: a new session, the same URL
+    reloaded.query_params.update({"config": "shipped.toml", "budget": "tiny"})
+    reloaded.run()
+    reloaded.switch_page("pages/training.py").run()
+    assert next(s for s in reloaded.selectbox if s.label == "Budget").value == "tiny"

@@ -84,3 +84,50 @@ def test_models_load_in_safe_mode_and_refuse_lambda_layers(tmp_path):
 
     with pytest.raises(ModelError, match="cannot be loaded"):
         load_keras_model(tmp_path / "evil.keras")
+
+
+def _folder_digest(folder):
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_evaluate_and_the_pages_leave_a_registered_model_folder_unchanged(tiny_registry, tiny_data, own_app_home,
+                                                                          monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from cxr_core.evaluation import evaluate_folder, saved_evaluations
+
+    from .conftest import PROJECT_ROOT
+
+    entry = tiny_registry.active()
+    before = _folder_digest(entry.path)
+    result = evaluate_folder(entry.path, tiny_data, n_boot=20)
+    assert result.saved_to is not None and own_app_home in result.saved_to.parents
+    assert len(saved_evaluations(entry.path, entry.model_id)) == 2  # internal validation + this one
+    monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+    at.run()
+    for page in ("pages/dashboards.py", "pages/viewer.py", "pages/training.py", "pages/experiments.py"):
+        at.switch_page(page).run()
+        assert not at.exception
+    assert _folder_digest(entry.path) == before
+
+
+def test_a_damaged_active_pointer_is_an_error_not_a_silent_substitute(tiny_data, tmp_path):
+    import json
+
+    from cxr_core.errors import RegistryError
+
+    registry = Registry(tmp_path / "reg")
+    assert registry.active_id() is None
+    (tmp_path / "reg").mkdir()
+    (tmp_path / "reg" / "ACTIVE").write_text("{not json")
+    with pytest.raises(RegistryError, match="damaged"):
+        registry.active_id()
+    (tmp_path / "reg" / "ACTIVE").write_text(json.dumps({"model_id": "gone"}))
+    with pytest.raises(RegistryError, match="'gone'"):
+        registry.active()

@@ -67,7 +67,7 @@ def changed_fields(config: TrainConfig, values: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path | None = None,
+def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path,
           activate: bool = False, budget: str | None = None) -> Path:
     """Launch a run in a new process session; refuses if another run is in progress."""
     runs_dir = Path(runs_dir)
@@ -80,8 +80,7 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
         cmd += ["--budget", budget]
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={_toml_value(value)}"]
-    if registry:
-        cmd += ["--registry", str(registry)]
+    cmd += ["--registry", str(Path(registry).resolve())]  # explicit: the child never guesses from its environment
     if activate:
         cmd.append("--activate")
     run_dir = run_dir_for(config, runs_dir)
