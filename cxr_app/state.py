@@ -17,7 +17,7 @@ def registry() -> Registry:
     return Registry()
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server)...")
+@st.cache_resource(show_spinner="Loading the model (once per server)...", max_entries=2)
 def _load_predictor(model_dir: str, stamp: float):
     """Shared by every session: the model is loaded once per process (per model version)."""
     from cxr_core.predict import Predictor

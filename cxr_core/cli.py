@@ -184,7 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              progress=None if args.json else _Progress)
     summary = result.summary
     if args.out:
-        from .registry import write_json_atomic
+        from .fileio import write_json_atomic
 
         write_json_atomic(Path(args.out), summary)  # atomic; an unwritable path is a one-line error
     if args.json:

@@ -20,7 +20,7 @@ from . import CLASSES
 from .dataset import fingerprint, index_dataset, split_for
 from .errors import CXRError, RegistryError
 from .paths import evaluations_dir
-from .registry import write_atomic, write_json_atomic
+from .fileio import write_atomic, write_json_atomic
 
 SCORES_HEADER = "file,label,p_normal,p_bacterial,p_viral"
 

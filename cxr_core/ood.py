@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .fileio import read_npz, write_npz_atomic
+
 OOD_FILE = "ood.npz"
 THUMB = 32
 MIN_STD = 0.02
@@ -90,22 +92,14 @@ class OODDetector:
         return reasons
 
     def save(self, model_dir: str | Path) -> Path:
-        from .registry import write_atomic
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, pca_mean=self.pca_mean, pca_components=self.pca_components,
-                 pixel_threshold=self.pixel_threshold, feat_mean=self.feat_mean,
-                 feat_precision=self.feat_precision, feature_threshold=self.feature_threshold)
-        path = Path(model_dir) / OOD_FILE
-        write_atomic(path, buf.getvalue())
-        return path
+        return write_npz_atomic(Path(model_dir) / OOD_FILE, pca_mean=self.pca_mean, pca_components=self.pca_components,
+                                pixel_threshold=self.pixel_threshold, feat_mean=self.feat_mean,
+                                feat_precision=self.feat_precision, feature_threshold=self.feature_threshold)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "OODDetector | None":
-        path = Path(model_dir) / OOD_FILE
-        if not path.is_file():
+        z = read_npz(Path(model_dir) / OOD_FILE)
+        if z is None:
             return None
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["pca_mean"], z["pca_components"], float(z["pixel_threshold"]), z["feat_mean"],
-                       z["feat_precision"], float(z["feature_threshold"]))
+        return cls(z["pca_mean"], z["pca_components"], float(z["pixel_threshold"]), z["feat_mean"],
+                   z["feat_precision"], float(z["feature_threshold"]))

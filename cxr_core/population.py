@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .fileio import read_npz, write_npz_atomic
 from .ood import thumbnails
 
 POPULATION_FILE = "population.npz"
@@ -74,25 +75,17 @@ class AdultImageCheck:
         return self.scores(images) > self.threshold
 
     def save(self, model_dir: str | Path) -> Path:
-        import io
-
-        from .registry import write_atomic
-
-        buf = io.BytesIO()
-        np.savez(buf, pca_mean=self.pca_mean, pca_components=self.pca_components, scale_mean=self.scale_mean,
-                 scale_std=self.scale_std, coef=self.coef, intercept=self.intercept, threshold=self.threshold)
-        path = Path(model_dir) / POPULATION_FILE
-        write_atomic(path, buf.getvalue())
-        return path
+        return write_npz_atomic(Path(model_dir) / POPULATION_FILE, pca_mean=self.pca_mean,
+                                pca_components=self.pca_components, scale_mean=self.scale_mean, scale_std=self.scale_std,
+                                coef=self.coef, intercept=self.intercept, threshold=self.threshold)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "AdultImageCheck | None":
-        path = Path(model_dir) / POPULATION_FILE
-        if not path.is_file():
+        z = read_npz(Path(model_dir) / POPULATION_FILE)
+        if z is None:
             return None
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["pca_mean"], z["pca_components"], z["scale_mean"], z["scale_std"], z["coef"],
-                       float(z["intercept"]), float(z["threshold"]))
+        return cls(z["pca_mean"], z["pca_components"], z["scale_mean"], z["scale_std"], z["coef"],
+                   float(z["intercept"]), float(z["threshold"]))
 
 
 def _fit_pipeline(x: np.ndarray, y: np.ndarray, n_components: int, c: float) -> Any:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError, RegistryError
+from .fileio import fsync_dir, os_message, write_json_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = PROJECT_ROOT / "assets" / "models"
@@ -47,30 +48,6 @@ class ModelEntry:
     @property
     def display_name(self) -> str:
         return f"{self.card.get('name', self.model_id)} v{self.card.get('version', '?')}"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600: registry files are meant to be readable
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise RegistryError(_os_message(exc, path)) from None
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode("utf-8"))
 
 
 class Registry:
@@ -142,11 +119,11 @@ class Registry:
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
             os.rename(tmp, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as exc:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise RegistryError(_os_message(exc, self.root)) from None
+            raise RegistryError(os_message(exc, self.root)) from None
         return self.get(model_id)
 
     def activate(self, model_id: str) -> None:
@@ -172,40 +149,3 @@ def _read_card(folder: Path) -> dict[str, Any] | None:
         return card if isinstance(card, dict) else None
     except (OSError, ValueError):
         return None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _os_message(exc: OSError, path: Path) -> str:
-    import errno
-
-    if exc.errno == errno.ENOSPC:
-        return f"The disk is full: cannot write to {str(path)!r}. Nothing was changed; free some space and retry."
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"The registry at {str(path)!r} is read-only (or not writable by this user). Nothing was changed."
-    return f"Cannot write to {str(path)!r}: {exc.strerror or exc}. Nothing was changed."
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

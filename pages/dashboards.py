@@ -14,6 +14,13 @@ from cxr_core.errors import CXRError
 from cxr_core.evaluation import evaluate_folder, read_scores, saved_evaluations
 from cxr_core.gradcam import overlay
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _cam_picture(model_dir: str, model_id: str, path: str):
+    """(Grad-CAM overlay, raw P(pneumonia)) of one evaluated image; cached so slider moves never re-predict."""
+    pred = predictor_for(registry().get(model_id)).predict(path, name=path)
+    return None if pred.error else (overlay(pred.image.pixels, pred.heatmap), pred.raw_pneumonia_probability)
+
+
 st.title("Dashboards")
 entry = sidebar_model_panel()
 if entry is None:
@@ -63,7 +70,9 @@ else:
                         width="stretch")
     with tab_rep:
         report = metrics.classification_report(y, probs, threshold)
+        accuracy = report.pop("accuracy")  # a scalar: as a table row it would show under "support"
         st.dataframe(pd.DataFrame(report).T.round(3), width="stretch")
+        st.caption(f"3-class accuracy {accuracy:.3f} (n = {len(y)}).")
 
     with tab_rob:
         robustness_view(entry.card)
@@ -83,14 +92,12 @@ else:
         except CXRError:
             root = None
             st.info("The images of this evaluation are not on disk here; the list above is all that can be shown.")
-        if root is not None and cell:
-            predictor = predictor_for(entry)
+        if root is not None and cell and st.toggle("Show the images with Grad-CAM", key="show_misclassified"):
             grid = st.columns(4)
             for i, f in enumerate(cell[:8]):
-                pred = predictor.predict(root / f, name=f)
-                if pred.error is None:
-                    grid[i % 4].image(overlay(pred.image.pixels, pred.heatmap), clamp=True,
-                                      caption=f"{f} P(pneu) {pred.pneumonia_probability:.2f}", width="stretch")
+                picture = _cam_picture(str(entry.path), entry.model_id, str(root / f))
+                if picture is not None:
+                    grid[i % 4].image(picture[0], clamp=True, caption=f"{f} P(pneu) {picture[1]:.2f}", width="stretch")
 
 st.divider()
 st.subheader("Run a fresh evaluation")

@@ -96,7 +96,8 @@ def live_run() -> None:
     if state == "running":
         if st.button("Stop this run", icon=":material/stop:", key="stop"):
             launcher.stop(current.run_dir)
-            st.toast("Stop requested: the run stops after its current batch and can be resumed later.")
+            st.toast("Stop requested: the run stops after its current batch. Start the same config again (same "
+                     "fields) to resume it from its last finished epoch.")
     history = launcher.read_history(current.run_dir)
     if history:
         c1, c2 = st.columns(2)
@@ -129,7 +130,9 @@ else:
         reg = registry()
         c1, c2 = st.columns([3, 1])
         target = c1.selectbox("Finished model", finished)
-        if c2.button("Make active", icon=":material/check_circle:"):
+        confirmed = st.checkbox(f"I confirm: every user of this server will get {target} by default",
+                                key="confirm_activate")
+        if c2.button("Make active", icon=":material/check_circle:", disabled=not confirmed):
             try:
                 reg.activate(target)
                 st.success(f"{target} is now the active model.")

@@ -87,10 +87,12 @@ def test_evaluate_json_keys_and_saved_scores(tiny_registry, tiny_data, tmp_path)
         assert key in s["three_class"]
     from cxr_core.evaluation import read_scores, saved_evaluations
 
-    evals = saved_evaluations(tiny_registry.active().path)
-    saved = [v for k, v in evals.items() if k.startswith("tiny-")]
+    entry = tiny_registry.active()
+    evals = saved_evaluations(entry.path, entry.model_id)
+    saved = [v for k, v in evals.items() if k.startswith(str(tiny_data.resolve()))]
     files, labels, probs = read_scores(saved[0])
     assert len(files) == 48 and probs.shape == (48, 3)
+    assert not (entry.path / "evaluations").exists()  # the registered folder is left as it was
 
 
 def test_models_lists_the_active_model(tiny_registry):

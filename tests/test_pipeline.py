@@ -64,11 +64,11 @@ def test_a_run_below_the_validation_gate_is_not_registered(tiny_data, tmp_path):
 
 
 def test_only_one_training_at_a_time(tiny_data, tmp_path):
-    from train.pipeline import _single_run_lock
+    from train.pipeline import single_run_lock
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    with _single_run_lock(runs):
+    with single_run_lock(runs):
         assert training_in_progress(runs)
         with pytest.raises(CXRError, match="Another training run is in progress"):
             train(tiny_config(tiny_data), runs_dir=runs, log=lambda s: None)

@@ -98,10 +98,10 @@ def test_concurrent_predictions_equal_sequential_and_the_model_loads_once(tiny_p
 
     images = [inputs.pil_bytes(__import__("PIL.Image").Image.fromarray((phantom_cxr(96, rng, i % 3) * 255).astype(np.uint8)), "PNG")
               for i in range(16)]
-    sequential = [tiny_predictor.predict(b).pneumonia_probability for b in images]
+    sequential = [tiny_predictor.predict(b).raw_pneumonia_probability for b in images]
     state._load_predictor.clear()
     with ThreadPoolExecutor(8) as pool:
         predictors = list(pool.map(lambda _: state._load_predictor(str(tiny_model_dir), 0.0), range(8)))
-        concurrent = list(pool.map(lambda b: predictors[0].predict(b).pneumonia_probability, images))
+        concurrent = list(pool.map(lambda b: predictors[0].predict(b).raw_pneumonia_probability, images))
     assert len({id(p) for p in predictors}) == 1  # one model object shared by every session
     np.testing.assert_allclose(concurrent, sequential, atol=1e-6)

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from cxr_core.errors import ModelError, RegistryError
-from cxr_core.registry import Registry, write_atomic
+from cxr_core.fileio import write_atomic
+from cxr_core.registry import Registry
 
 
 def test_tiny_model_is_registered_and_active(tiny_registry):

@@ -63,8 +63,7 @@ def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registr
               activate: bool, command: str, log: Callable[[str], None]) -> Any:
     import time
 
-    from cxr_core.registry import Registry
-    from train.pipeline import RunResult, headline
+    from train.pipeline import RunResult, headline, register_if_passed
     from train.status import read_status, write_status
 
     status = read_status(run_dir)
@@ -80,17 +79,7 @@ def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registr
         write_status(run_dir, state="failed", message=f"{type(exc).__name__}: {exc}")
         raise
     metrics = card["internal_validation"]
-    model_id = None
-    passed = metrics["binary"]["auc"] >= config.train.min_val_auc_to_register
-    if register and passed:
-        registry = registry or Registry()
-        model_id = card["model_id"]
-        registry.register(run_dir / "model", model_id)
-        if activate:
-            registry.activate(model_id)
-        log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
-    elif register:
-        log(f"Out-of-fold AUC {metrics['binary']['auc']:.3f} is below the gate: not registered.")
+    model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)
     write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
                  passed_gate=passed)
     return RunResult(run_dir, "finished", model_id, metrics)
@@ -146,7 +135,8 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     from cxr_core.models import merge_members
     from cxr_core.ood import OODDetector
     from cxr_core.population import fit_for_model as fit_population
-    from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model, write_atomic, write_json_atomic
+    from cxr_core.fileio import write_atomic, write_json_atomic
+    from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model
     from cxr_core.stress import CLEAN, stress_table, worst_case
     from train.pipeline import git_commit, gpu_note, pooled_features
     from train.status import read_status
@@ -236,7 +226,7 @@ def _write_member_histories(member_dirs: list[Any], path: Any) -> None:
     """Every member's per-epoch log in one CSV, with a `member` column (1-based)."""
     import pandas as pd
 
-    from cxr_core.registry import write_atomic
+    from cxr_core.fileio import write_atomic
 
     frames = [pd.read_csv(d / "history.csv").assign(member=i + 1) for i, d in enumerate(member_dirs)
               if (d / "history.csv").is_file()]

@@ -23,6 +23,7 @@ from train.pipeline import run_dir_for, training_in_progress
 from train.status import read_status
 
 CONFIG_DIR = PROJECT_ROOT / "train" / "configs"
+_CHILDREN: list[subprocess.Popen] = []  # runs this process started: polled, so an ended child never lingers as a zombie
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RunInfo:
 
     @property
     def state(self) -> str:
+        _reap()
         state = self.status.get("state", "unknown")
         if state == "running" and not _alive(self.status.get("pid")):
             return "interrupted"  # killed: rerun the same command to resume
@@ -69,7 +71,8 @@ def changed_fields(config: TrainConfig, values: dict[str, Any]) -> dict[str, Any
 
 def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path,
           activate: bool = False, budget: str | None = None) -> Path:
-    """Launch a run in a new process session; refuses if another run is in progress."""
+    """Launch a run in a new process session. The run's own lock decides (a second run exits at once
+    with "already in progress"); the check here only gives the message without starting a process."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     if training_in_progress(runs_dir):
@@ -87,8 +90,8 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "train.log", "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                     env=env, start_new_session=True)
+    _CHILDREN.append(subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True))
     log.close()
     return run_dir
 
@@ -124,6 +127,11 @@ def read_history(run_dir_or_csv: str | Path) -> list[dict[str, float]]:
             except ValueError:
                 continue  # a line being written right now
     return rows
+
+
+def _reap() -> None:
+    """Collect the exit status of finished children (poll waits without blocking)."""
+    _CHILDREN[:] = [p for p in _CHILDREN if p.poll() is None]
 
 
 def _alive(pid: Any) -> bool:

@@ -38,7 +38,8 @@ from cxr_core.errors import CXRError
 from cxr_core.evaluation import write_scores
 from cxr_core.model_card import render_markdown
 from cxr_core.preprocess import Preprocess
-from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry, write_atomic, write_json_atomic
+from cxr_core.fileio import write_atomic, write_json_atomic
+from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry
 from train.status import read_status, write_status
 
 DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
@@ -112,22 +113,31 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         write_status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
         raise
     metrics = card["internal_validation"]
-    model_id = None
-    gate = config.train.min_val_auc_to_register
-    passed = metrics["binary"]["auc"] >= gate
-    if register and passed:
-        registry = registry or Registry()
-        model_id = card["model_id"]
-        if model_id not in {e.model_id for e in registry.list()}:
-            registry.register(run_dir / "model", model_id)
-        if activate:
-            registry.activate(model_id)
-        log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
-    elif register:
-        log(f"Validation AUC {metrics['binary']['auc']:.3f} is below the gate {gate}: not registered.")
+    model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)
     write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
             passed_gate=passed, elapsed_s=time.time() - started)
     return RunResult(run_dir, "finished", model_id, metrics)
+
+
+def register_if_passed(card: dict[str, Any], model_dir: Path, config: TrainConfig, registry: Registry | None,
+                       register: bool, activate: bool, log: Callable[[str], None]) -> tuple[str | None, bool]:
+    """The validation gate, then (if asked) registration and activation: (registered model id, passed)."""
+    auc = card["internal_validation"]["binary"]["auc"]
+    gate = config.train.min_val_auc_to_register
+    passed = auc >= gate
+    if not register:
+        return None, passed
+    if not passed:
+        log(f"Validation AUC {auc:.3f} is below the gate {gate}: not registered.")
+        return None, passed
+    registry = registry or Registry()
+    model_id = card["model_id"]
+    if model_id not in {e.model_id for e in registry.list()}:
+        registry.register(model_dir, model_id)
+    if activate:
+        registry.activate(model_id)
+    log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
+    return model_id, passed
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cxr_core.registry import write_json_atomic
+from cxr_core.fileio import write_json_atomic
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
