@@ -23,7 +23,7 @@ def main() -> None:
     from cxr_core.dataset import index_dataset, split_for
     from cxr_core.predict import Predictor
     from cxr_core.registry import Registry
-    from cxr_core.synthetic import NON_XRAY_KINDS, non_xray
+    from tests.synthetic import NON_XRAY_KINDS, non_xray
 
     entry = Registry().active()
     predictor = Predictor(entry.path)

@@ -51,7 +51,7 @@ def own_app_home(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from cxr_core.synthetic import write_kaggle_folder
+    from .synthetic import write_kaggle_folder
 
     return write_kaggle_folder(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=64, seed=0)
 

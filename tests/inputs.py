@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from cxr_core.synthetic import phantom_cxr
+from .synthetic import phantom_cxr
 
 SIZE = 64
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cxr_app.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
+from .harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
 
 from . import inputs
 from .conftest import PROJECT_ROOT
@@ -51,34 +51,39 @@ def screenshot(driver, name: str, full_page: bool = False) -> Path:
     return path
 
 
-def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_path):
-    """Also: after the uploads, the server log holds neither file names nor patient identifiers."""
+def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_path, tiny_data):
+    """A training-like JPEG and a DICOM of the same pixels are assessed; a colour photograph is refused.
+    Also: after the uploads, the server log holds neither file names nor patient identifiers."""
+    import cv2
     from selenium.webdriver.common.by import By
 
     jpeg = tmp_path / "child_cxr.jpeg"
-    jpeg.write_bytes(inputs.jpeg_gray())
+    jpeg.write_bytes(sorted((tiny_data / "NORMAL").iterdir())[0].read_bytes())
     sample = os.environ.get("CXR_BROWSER_SAMPLE")  # a real X-ray for the README screenshot, if given
     if sample:
         shutil.copy(sample, jpeg)
     dcm = tmp_path / "study.dcm"
-    dcm.write_bytes(inputs.dicom())
+    dcm.write_bytes(inputs.dicom(array=cv2.imread(str(jpeg), cv2.IMREAD_GRAYSCALE).astype("uint16") * 16, age="003Y"))
+    photo = tmp_path / "holiday.jpg"
+    photo.write_bytes(inputs.photo_like())
     browser.get(app_url.url)
     wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
     screenshot(browser, "viewer_empty")
-    upload(browser, [jpeg, dcm])
-    wait_for(browser, lambda: results_shown(browser, 2) and "Download results (CSV)" in body_text(browser), what="both results")
+    upload(browser, [jpeg, dcm, photo])
+    wait_for(browser, lambda: results_shown(browser, 3) and "Download results (CSV)" in body_text(browser), what="all results")
     text = body_text(browser)
-    assert "child_cxr.jpeg" in text and "study.dcm" in text
-    assert ("NORMAL" in text or "PNEUMONIA" in text or "Not presented as a finding" in text)
+    assert "child_cxr.jpeg" in text and "study.dcm" in text and "holiday.jpg" in text
+    assert "NORMAL" in text or "PNEUMONIA" in text
+    assert "Not assessed" in text and "colour image" in text  # the photograph: a reason, no finding
     captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImageCaption], [data-testid=caption]")]
     assert sum("Grad-CAM" in c for c in captions) == 2 or text.count("Grad-CAM: regions") == 2
     images = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img, [data-testid=stFullScreenFrame] img")
-    assert len(images) >= 4  # two radiographs and two overlays
+    assert len(images) >= 5  # three radiographs/photos and two overlays
     assert "Doe^Jane" not in text and "ID-12345" not in text  # identifiers hidden by default
     time.sleep(1)
     screenshot(browser, "viewer_results", full_page=True)
     log = app_url.log_path.read_text(errors="replace")
-    for secret in ("child_cxr", "study.dcm", "Doe", "ID-12345"):
+    for secret in ("child_cxr", "study.dcm", "holiday", "Doe", "ID-12345"):
         assert secret not in log
 
 

@@ -9,7 +9,7 @@ from cxr_core.config import ModelConfig
 from cxr_core.gradcam import cam_from_features, gradcam_reference, overlay, upsample
 from cxr_core.models import has_linear_head
 from cxr_core.models import build_model
-from cxr_core.synthetic import blob_image
+from .synthetic import blob_image
 
 SIZE = 96
 
@@ -70,7 +70,7 @@ def test_fast_cam_equals_reference_gradcam(blob_model):
 
 def test_predictor_fast_path_matches_reference(tiny_predictor):
     rng = np.random.default_rng(3)
-    from cxr_core.synthetic import phantom_cxr
+    from .synthetic import phantom_cxr
 
     size = tiny_predictor.image_size
     batch = np.stack([phantom_cxr(size, rng, i % 3)[..., None] for i in range(4)])

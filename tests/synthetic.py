@@ -1,4 +1,4 @@
-"""Synthetic images for tests, benchmarks and the OOD measurement: never for training a product.
+"""Synthetic images for tests and benchmarks (bench/ imports this module): never for training a product.
 
 - `blob_image`: a noisy background with, optionally, a bright Gaussian blob (Grad-CAM must find it).
 - `phantom_cxr`: a crude chest-radiograph-like picture (two dark lung fields, bright mediastinum),
