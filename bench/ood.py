@@ -7,7 +7,6 @@ detection of inputs that are not chest radiographs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

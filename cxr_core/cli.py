@@ -274,9 +274,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_ood(args: argparse.Namespace) -> int:
-    from .evaluation import fit_ood_for_model
+    from .guards import refit_model_guards
 
     model_dir = resolve_model_dir(args.model)
-    report = fit_ood_for_model(model_dir, args.data, args.adult_data)
+    report = refit_model_guards(model_dir, args.data, args.adult_data)
     print(json.dumps(report, indent=2))
     return 0

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import CLASSES
-from .dataset import fingerprint, index_dataset, split_for
+from .dataset import fingerprint, index_dataset
 from .errors import CXRError, RegistryError
 from .paths import evaluations_dir
 from .fileio import write_atomic, write_json_atomic
@@ -35,23 +35,27 @@ class EvalResult:
 
 
 def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
-    rows = [SCORES_HEADER]
-    rows += [f"{f},{CLASSES[int(y)]},{p[0]!r},{p[1]!r},{p[2]!r}" for f, y, p in zip(files, labels, map(lambda q: [float(v) for v in q], probs))]
-    write_atomic(Path(path), ("\n".join(rows) + "\n").encode())
+    """Per-image scores at full float precision (pandas writes the shortest exact repr)."""
+    import pandas as pd
+
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, 3)
+    frame = pd.DataFrame({"file": files, "label": [CLASSES[int(y)] for y in labels], "p_normal": probs[:, 0],
+                          "p_bacterial": probs[:, 1], "p_viral": probs[:, 2]})
+    write_atomic(Path(path), frame.to_csv(index=False, lineterminator="\n").encode())
 
 
 def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(files, 3-class labels, N x 3 probabilities) from a scores CSV."""
-    lines = Path(path).read_text(encoding="utf-8").strip().splitlines()
-    if not lines or lines[0] != SCORES_HEADER:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype={"file": str, "label": str}, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise CXRError(f"{str(path)!r} cannot be read as a scores file ({type(exc).__name__}).") from None
+    if ",".join(frame.columns) != SCORES_HEADER or not frame["label"].isin(CLASSES).all():
         raise CXRError(f"{str(path)!r} is not a scores file (expected header {SCORES_HEADER!r}).")
-    files, labels, probs = [], [], []
-    for line in lines[1:]:
-        f, lab, *ps = line.rsplit(",", 4)
-        files.append(f)
-        labels.append(CLASSES.index(lab))
-        probs.append([float(v) for v in ps])
-    return files, np.array(labels, dtype=int), np.array(probs, dtype=np.float64).reshape(-1, 3)
+    labels = frame["label"].map(CLASSES.index).to_numpy(dtype=int)
+    return frame["file"].tolist(), labels, frame[["p_normal", "p_bacterial", "p_viral"]].to_numpy(dtype=np.float64)
 
 
 def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dict[str, Path]:
@@ -116,37 +120,3 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
         except (OSError, RegistryError):
             saved_to = None  # an unwritable $CXR_HOME: the summary is still printed
     return EvalResult(summary, files, y, P, saved_to)
-
-
-def fit_ood_for_model(model_dir: str | Path, data_dir: str | Path | None = None,
-                      adult_dir: str | Path | None = None) -> dict[str, Any]:
-    """Fit the OOD detector and the population check on the model's own training split (plus the adult
-    reference set); report the internal-validation false-alarm rate and the check's cross-validated rates."""
-    from .ood import OODDetector
-    from .population import DEFAULT_ADULT_REFERENCE, fit_for_model
-    from .predict import Predictor
-
-    model_dir = Path(model_dir)
-    card = json.loads((model_dir / "model_card.json").read_text())
-    d = card["data"]
-    tr, va = split_for(index_dataset(Path(data_dir or d["root"])), d)
-    predictor = Predictor(model_dir)
-
-    def arrays(records: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        x = np.stack([predictor.preprocess.load(r.path) for r in records])
-        pooled = np.concatenate([predictor.forward(x[i:i + 64])[2] for i in range(0, len(x), 64)])
-        return x, pooled
-
-    x_tr, f_tr = arrays(tr)
-    detector = OODDetector.fit(x_tr, f_tr)
-    check, population = fit_for_model(x_tr, [r.patient for r in tr], predictor.preprocess,
-                                      adult_dir or DEFAULT_ADULT_REFERENCE)
-    x_va, f_va = arrays(va)
-    false_alarm = float(detector.flags(x_va, f_va).mean())
-    detector.save(model_dir)
-    if check is not None:
-        population["val_pediatric_false_alarm_rate"] = float(check.flags(x_va).mean())
-        check.save(model_dir)
-    return {"model": card.get("model_id"), "n_train": len(tr), "n_val": len(va),
-            "val_false_alarm_rate": false_alarm, "pixel_threshold": detector.pixel_threshold,
-            "feature_threshold": detector.feature_threshold, "population_check": population}

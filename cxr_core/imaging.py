@@ -8,7 +8,9 @@ checked from the header before any decoding, so a decompression bomb never alloc
 from __future__ import annotations
 
 import io
+import re
 import warnings as _warnings
+from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .errors import InputImageError
-from .population import dicom_age_years
 
 MAX_PIXELS = 50_000_000  # ~7000 x 7000; larger than any radiograph detector
 MAX_BYTES = 200 * 1024 * 1024
@@ -26,6 +27,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
 # DICOM tags shown to the user, and the identifying ones kept apart (never exported or logged).
 DICOM_DISPLAY_TAGS = ("Modality", "SOPClassUID", "ViewPosition", "BodyPartExamined", "StudyDate",
                       "PhotometricInterpretation", "Manufacturer", "Rows", "Columns")
+_AGE_RE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
+_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 DICOM_IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
                           "AccessionNumber", "InstitutionName", "ReferringPhysicianName", "OtherPatientIDs")
 
@@ -95,6 +98,21 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
         raise InputImageError("The file cannot be read (permission denied).") from None
     except OSError as exc:
         raise InputImageError(f"The file cannot be read ({exc.strerror or type(exc).__name__}).") from None
+
+
+def dicom_age_years(patient_age: str | None, birth_date: str | None, study_date: str | None) -> float | None:
+    """Age in years from DICOM PatientAge ("034Y", "010M", "003W", "020D"), else from the birth and study
+    dates (YYYYMMDD); None when neither gives a plausible age."""
+    m = _AGE_RE.match(patient_age or "")
+    if m:
+        return int(m.group(1)) * _UNIT_YEARS[m.group(2).upper()]
+    try:
+        born = date(int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:8]))  # type: ignore[index]
+        seen = date(int(study_date[:4]), int(study_date[4:6]), int(study_date[6:8]))  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+    years = (seen - born).days / 365.25
+    return years if 0 <= years < 130 else None
 
 
 def _check_pixel_count(width: int, height: int) -> None:

@@ -45,7 +45,8 @@ def assess(image: LoadedImage, ood_reasons: Sequence[str] = (), population_warni
     if float(np.std(image.pixels)) < MIN_STD:
         reasons.append("The image is almost uniform (blank or failed exposure).")
     reasons += [r for r in ood_reasons if r not in reasons]
-    warnings = list(image.warnings) + ([population_warning] if population_warning else [])
+    # The population warning is about a film the model may read; for a refused input it would only add noise.
+    warnings = list(image.warnings) + ([population_warning] if population_warning and not reasons else [])
     return Assessment(not reasons, tuple(reasons), tuple(warnings))
 
 

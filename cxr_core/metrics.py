@@ -144,10 +144,9 @@ def reliability_curve(y_binary: np.ndarray, p: np.ndarray, bins: int = 10) -> di
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    from scipy.special import softmax as _softmax
+
+    return _softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

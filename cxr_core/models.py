@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from .config import BACKBONES, ModelConfig
 from .errors import ConfigError, ModelError, WeightsUnavailableError
@@ -68,6 +70,26 @@ def has_linear_head(model: Any) -> bool:
     return tail == ["gap", "head_dropout"]
 
 
+def logit_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """batch (n, s, s, 1) -> float64 logits (n, classes), in inference mode."""
+    keras = _keras()
+    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+    return lambda x: np.asarray(logit_model.predict_on_batch(np.asarray(x, np.float32)), np.float64)
+
+
+def predict_logits(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    keras = _keras()
+    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+    return np.asarray(logit_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0), np.float64)
+
+
+def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The pooled last-conv features (the "gap" layer) that the OOD detector models."""
+    keras = _keras()
+    feat_model = keras.Model(model.inputs, model.get_layer("gap").output)
+    return np.asarray(feat_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0))
+
+
 def merge_members(members: list[Any], name: str = "ensemble") -> Any:
     """One model whose logits are the mean of the members' logits, with the same contract as a single one.
 
@@ -76,8 +98,6 @@ def merge_members(members: list[Any], name: str = "ensemble") -> Any:
     mean bias. So logits = mean_i(W_i . GAP(F_i) + b_i) exactly, and the CAM of the merged model is the
     mean of the members' CAMs: Grad-CAM averaged across members, from one forward pass.
     """
-    import numpy as np
-
     if not members:
         raise ModelError("An ensemble needs at least one member.")
     if not all(has_linear_head(m) for m in members):

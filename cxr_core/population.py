@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .fileio import read_npz, write_npz_atomic
+from .imaging import load_image
 from .ood import thumbnails
 
 POPULATION_FILE = "population.npz"
@@ -28,23 +28,6 @@ DEFAULT_ADULT_REFERENCE = Path(__file__).resolve().parent.parent.parent / "share
 PEDIATRIC_FALSE_ALARM_QUANTILE = 0.99
 ADULT_IMAGE_REASON = ("Outside the validated population (children aged 1 to 5 years): this image looks like an adult "
                       "chest radiograph. The model was not validated on adults.")
-_AGE_RE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
-_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
-
-
-def dicom_age_years(patient_age: str | None, birth_date: str | None, study_date: str | None) -> float | None:
-    """Age in years from DICOM PatientAge ("034Y", "010M", "003W", "020D"), else from the birth and study
-    dates (YYYYMMDD); None when neither gives a plausible age."""
-    m = _AGE_RE.match(patient_age or "")
-    if m:
-        return int(m.group(1)) * _UNIT_YEARS[m.group(2).upper()]
-    try:
-        born = date(int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:8]))  # type: ignore[index]
-        seen = date(int(study_date[:4]), int(study_date[4:6]), int(study_date[6:8]))  # type: ignore[index]
-    except (TypeError, ValueError, IndexError):
-        return None
-    years = (seen - born).days / 365.25
-    return years if 0 <= years < 130 else None
 
 
 def age_warning(age_years: float | None) -> str | None:
@@ -129,7 +112,6 @@ def load_adult_reference(folder: str | Path, preprocess: Any) -> tuple[np.ndarra
     import csv
 
     from .errors import CXRError
-    from .imaging import load_image
 
     folder = Path(folder)
     meta = folder / "metadata.csv"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from cxr_core.discovery import collect_inputs
-from cxr_core.imaging import load_image
+from cxr_core.imaging import dicom_age_years, load_image
 from cxr_core.intended_use import assess
-from cxr_core.population import AdultImageCheck, age_warning, dicom_age_years, fit_adult_check
+from cxr_core.population import AdultImageCheck, age_warning, fit_adult_check
 
 from . import inputs
 from .conftest import PROJECT_ROOT

@@ -94,7 +94,8 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
     from cxr_core.imaging import load_image
     from cxr_core.registry import MODEL_FILE, load_keras_model
     from cxr_core.stress import CLEAN, conditions, score_conditions
-    from train.pipeline import VAL_LOGITS, logit_function
+    from cxr_core.models import logit_function
+    from train.pipeline import VAL_LOGITS
 
     preprocess = config.data.preprocess()
     records = index_dataset(config.data.root)
@@ -133,12 +134,11 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     from cxr_core.evaluation import write_scores
     from cxr_core.model_card import render_markdown
     from cxr_core.models import merge_members
-    from cxr_core.ood import OODDetector
-    from cxr_core.population import fit_for_model as fit_population
+    from cxr_core.guards import fit_guards
     from cxr_core.fileio import write_atomic, write_json_atomic
     from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model
     from cxr_core.stress import CLEAN, stress_table, worst_case
-    from train.pipeline import git_commit, gpu_note, pooled_features
+    from train.pipeline import git_commit, gpu_note
     from train.status import read_status
 
     y, logits = evidence["labels"], evidence["logits"]
@@ -174,15 +174,9 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     fit_recs, check_recs = split_for(records, member_config(config, config.data.folds - 1).data.__dict__)
     preprocess = config.data.preprocess()
     x_fit = np.stack([preprocess.load(r.path) for r in fit_recs])
-    ood = OODDetector.fit(x_fit, pooled_features(merged, x_fit))
-    adult_check, population = fit_population(x_fit, [r.patient for r in fit_recs], preprocess)
-    del x_fit
     x_check = np.stack([preprocess.load(r.path) for r in check_recs])
-    ood_false_alarm = float(ood.flags(x_check, pooled_features(merged, x_check)).mean())
-    ood.save(out)
-    if adult_check is not None:
-        population["val_pediatric_false_alarm_rate"] = float(adult_check.flags(x_check).mean())
-        adult_check.save(out)
+    guards = fit_guards(merged, x_fit, [r.patient for r in fit_recs], x_check, preprocess, out)
+    del x_fit, x_check
 
     member_cards = [json.loads((d / "model" / CARD_JSON).read_text()) for d in member_dirs]
     training_s = sum(float(read_status(d).get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s
@@ -194,7 +188,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
         "threshold": threshold, "threshold_policy": policy["name"], "threshold_evidence": policy,
         "temperature": temperature,
         "ece_uncalibrated": M.expected_calibration_error(yb, M.pneumonia_probability(M.as_three_class(M.softmax(logits[CLEAN])))),
-        "ood_val_false_alarm_rate": ood_false_alarm, "population_check": population,
+        **guards,
         "internal_validation": summary,
         "internal_validation_kind": f"Internal (cross-validated): out-of-fold scores of {len(member_dirs)} patient-grouped folds",
         "stress": {"conditions": rows, "worst_moderate": worst_case(rows, 2), "worst_severe": worst_case(rows, 3),

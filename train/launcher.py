@@ -7,7 +7,6 @@ run folder (status.json, history.csv), never from the process that started it.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -115,18 +114,16 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
 
 def read_history(run_dir_or_csv: str | Path) -> list[dict[str, float]]:
     """Per-epoch rows of a run's history.csv (CSVLogger), as floats; [] before the first epoch."""
+    import pandas as pd
+
     path = Path(run_dir_or_csv)
     path = path / "history.csv" if path.is_dir() else path
-    if not path.is_file():
+    try:
+        frame = pd.read_csv(path).apply(pd.to_numeric, errors="coerce")
+    except (OSError, ValueError):  # not there yet, or empty
         return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
-            except ValueError:
-                continue  # a line being written right now
-    return rows
+    frame = frame.dropna(how="any", subset=[c for c in ("epoch", "loss") if c in frame])  # a line being written
+    return [{k: float(v) for k, v in row.items() if v == v} for row in frame.to_dict("records")]
 
 
 def _reap() -> None:

@@ -16,8 +16,8 @@ Rerunning the same command continues the same run. The active model is never cha
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import json
 import os
 import platform
 import shlex
@@ -170,11 +170,11 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any
 
     aug_config = config.augment
     if config.data.balancing == "balanced_strong":
-        aug_config = type(aug_config)(**{**aug_config.__dict__, "strength": aug_config.strength * 1.5})
+        aug_config = dataclasses.replace(aug_config, strength=aug_config.strength * 1.5)
     augmenter = build_augmenter(aug_config, seed=config.train.seed)
     num_classes = config.model.num_classes
     labels = y if num_classes == 3 else (y > 0).astype(np.int32)
-    weights = _class_weights(labels, num_classes) if config.train.class_weights else np.ones(num_classes, np.float32)
+    weights = class_weights(labels, num_classes) if config.train.class_weights else np.ones(num_classes, np.float32)
     idx = balanced_indices(labels, config.data.balancing, config.train.seed)
     xs, ys, ws = tf.constant(x), tf.constant(labels), tf.constant(weights)
 
@@ -191,9 +191,14 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return (len(labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """scikit-learn's "balanced" weights, n / (classes x count); 1 for a class absent from `labels`."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.ones(num_classes, np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels) * len(present) / num_classes
+    return weights
 
 
 # ---------------------------------------------------------------------------------------------- fit
@@ -278,9 +283,8 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str) -> dict[str, Any]:
     from cxr_core import metrics as M
-    from cxr_core.models import LOGITS_LAYER, build_model, trainable_parameter_count
-    from cxr_core.ood import OODDetector
-    from cxr_core.population import fit_for_model as fit_population
+    from cxr_core.guards import fit_guards
+    from cxr_core.models import LOGITS_LAYER, build_model, predict_logits, trainable_parameter_count
 
     logits = predict_logits(model, x_val)
     np.save(run_dir / VAL_LOGITS, logits)  # out-of-fold logits: what a cross-validated ensemble calibrates on
@@ -300,7 +304,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
 
     out = run_dir / "model"
     out.mkdir(exist_ok=True)
-    clean = build_model(config.model.__class__(**{**config.model.__dict__, "init_from": ""}), config.data.image_size)
+    clean = build_model(dataclasses.replace(config.model, init_from=""), config.data.image_size)
     clean.set_weights(model.get_weights())  # uncompiled copy: saved without the optimizer
     assert clean.get_layer(LOGITS_LAYER) is not None
     clean.save(out / MODEL_FILE)
@@ -308,13 +312,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                  labels3, probs)
     if (run_dir / "history.csv").exists():
         (out / "history.csv").write_bytes((run_dir / "history.csv").read_bytes())
-    ood = OODDetector.fit(x_train, pooled_features(model, x_train))
-    ood.save(out)
-    ood_false_alarm = float(ood.flags(x_val, pooled_features(model, x_val)).mean())
-    adult_check, population = fit_population(x_train, train_patients, config.data.preprocess())
-    if adult_check is not None:
-        population["val_pediatric_false_alarm_rate"] = float(adult_check.flags(x_val).mean())
-        adult_check.save(out)
+    guards = fit_guards(model, x_train, train_patients, x_val, config.data.preprocess(), out)
     version = time.strftime("%Y.%m.%d")
     card = {
         "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
@@ -322,7 +320,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
         "input": config.data.preprocess().card_input(),
         "threshold": threshold, "threshold_policy": t.threshold_policy, "temperature": temperature,
-        "ece_uncalibrated": ece_raw, "ood_val_false_alarm_rate": ood_false_alarm, "population_check": population,
+        "ece_uncalibrated": ece_raw, **guards,
         "internal_validation": summary, "data": data_info, "config": config.to_dict(),
         "training_time_s": elapsed, "epochs_run": epochs_run,
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
@@ -334,33 +332,6 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     write_json_atomic(out / CARD_JSON, card)
     write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
     return card
-
-
-def logit_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """batch (n, s, s, 1) -> float64 logits (n, classes), in inference mode."""
-    import keras
-
-    from cxr_core.models import LOGITS_LAYER
-
-    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
-    return lambda x: np.asarray(logit_model.predict_on_batch(np.asarray(x, np.float32)), np.float64)
-
-
-def predict_logits(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    import keras
-
-    from cxr_core.models import LOGITS_LAYER
-
-    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
-    return np.asarray(logit_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0), np.float64)
-
-
-def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The pooled last-conv features (the "gap" layer) that the OOD detector models."""
-    import keras
-
-    feat_model = keras.Model(model.inputs, model.get_layer("gap").output)
-    return np.asarray(feat_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0))
 
 
 # ---------------------------------------------------------------------------------------------- status
