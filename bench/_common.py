@@ -10,6 +10,32 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_RECORDED: list[str] = []
+
+
+def _save_at_exit() -> None:
+    """With --save: the printed figures go to bench/results/<script>.txt, from which README.md is generated."""
+    import atexit
+    import os
+    import time
+
+    if "--save" not in sys.argv:
+        return
+    sys.argv.remove("--save")
+    script = Path(sys.argv[0]).stem
+    command = " ".join(["python", f"bench/{script}.py", *sys.argv[1:]])
+
+    def write() -> None:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        header = [f"command: {command}", f"measured_utc: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
+                  f"machine: {os.cpu_count()} CPU cores"]
+        (RESULTS_DIR / f"{script}.txt").write_text("\n".join(header + _RECORDED) + "\n")
+
+    atexit.register(write)
+
+
+_save_at_exit()
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "kermany-cxr-224" / "train"
 
 
@@ -43,4 +69,6 @@ def peak_rss_mb() -> float:
 
 
 def emit(name: str, value: float | str, unit: str = "") -> None:
-    print(f"{name}: {value:.4g}{(' ' + unit) if unit else ''}" if isinstance(value, float) else f"{name}: {value}", flush=True)
+    line = f"{name}: {value:.4g}{(' ' + unit) if unit else ''}" if isinstance(value, float) else f"{name}: {value}"
+    _RECORDED.append(line)
+    print(line, flush=True)

@@ -20,6 +20,8 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=40)
     args = ap.parse_args()
     from cxr_core.dataset import index_dataset, split_for
+    from cxr_core.population import DEFAULT_ADULT_REFERENCE as ADULT_REFERENCE
+    from cxr_core.population import load_adult_reference
     from cxr_core.predict import Predictor
     from cxr_core.registry import Registry
     from tests.synthetic import NON_XRAY_KINDS, non_xray
@@ -40,8 +42,19 @@ def main() -> None:
         fa = np.concatenate([flags(x[i:i + 64]) for i in range(0, len(x), 64)])
         emit("false_alarm_rate_internal_validation_xrays", float(fa.mean()))
         emit("internal_validation_images", str(len(x)))
+        if predictor.adult_check is not None:
+            emit("population_check_false_alarm_rate_internal_validation_xrays", float(predictor.adult_check.flags(x).mean()))
     else:
         emit("false_alarm_rate_internal_validation_xrays", "skipped: ../shared data not found")
+    if ADULT_REFERENCE.is_dir() and predictor.adult_check is not None:
+        # The check was fitted on these films: this in-sample rate flatters; the model card holds the
+        # patient-grouped cross-validated rate, which is the one to quote.
+        adults, _ = load_adult_reference(ADULT_REFERENCE, predictor.preprocess)
+        emit("population_check_adult_detection_in_sample", float(predictor.adult_check.flags(adults).mean()))
+    pop = entry.card.get("population_check") or {}
+    if pop.get("fitted"):
+        emit("population_check_cv_adult_detection_rate", float(pop["cv_adult_detection_rate"]))
+        emit("population_check_cv_pediatric_false_alarm_rate", float(pop["cv_pediatric_false_alarm_rate"]))
     rng = np.random.default_rng(0)
     total, caught = 0, 0
     for kind in NON_XRAY_KINDS:

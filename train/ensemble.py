@@ -199,6 +199,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
                      "member_commits": sorted({c.get("git_commit", "unknown") for c in member_cards})},
         "data": {"root": config.data.root, "fingerprint": fingerprint(records), "n": len(records),
                  "counts": class_counts(records), "folds": config.data.folds, "split_seed": config.data.split_seed,
+                 "fold": config.data.folds - 1,  # the input guards' held-out fold (fit-ood and bench/ood.py use it)
                  "n_train": len(records), "n_val": len(y), "val_fraction": config.data.val_fraction,
                  "subset_fraction": config.data.subset_fraction,
                  "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs)},
