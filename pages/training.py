@@ -71,8 +71,6 @@ if submitted:
     except CXRError as exc:
         st.error(str(exc))
 
-runs = launcher.list_runs(RUNS_DIR)
-
 
 @st.fragment(run_every=2)
 def live_run() -> None:
@@ -114,29 +112,38 @@ live_run()
 
 st.divider()
 st.subheader("Run history")
-if not runs:
-    st.caption("No runs yet.")
-else:
+
+
+@st.fragment(run_every=5)
+def run_history() -> None:
+    """Re-reads the run folders every few seconds: a run that ends shows "finished" without a reload."""
+    runs = launcher.list_runs(RUNS_DIR)
+    if not runs:
+        st.caption("No runs yet.")
+        return
     rows = []
     for r in runs:
         m = r.status.get("metrics", {})
-        rows.append({"run": r.name, "state": r.state, "model": r.status.get("model_id"), "backbone": r.config.get("model", {}).get("backbone"),
-                     "size": r.config.get("data", {}).get("image_size"), "epochs": r.status.get("epoch"),
+        rows.append({"run": r.name, "state": r.state, "model": r.status.get("model_id"),
+                     "backbone": r.config.get("model", {}).get("backbone"), "size": r.config.get("data", {}).get("image_size"),
+                     "epochs done": f"{r.status.get('epoch', 0)} / {r.status.get('epochs', '?')}",
                      "val AUC": m.get("val_auc"), "val accuracy": m.get("val_binary_accuracy"),
                      "val 3-class acc.": m.get("val_3class_accuracy"), "command": r.config.get("command")})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     finished = [r.status.get("model_id") for r in runs if r.state == "finished" and r.status.get("model_id")]
     if finished:
-        reg = registry()
         c1, c2 = st.columns([3, 1])
         target = c1.selectbox("Finished model", finished)
         confirmed = st.checkbox(f"I confirm: every user of this server will get {target} by default",
                                 key="confirm_activate")
         if c2.button("Make active", icon=":material/check_circle:", disabled=not confirmed):
             try:
-                reg.activate(target)
+                registry().activate(target)
                 st.success(f"{target} is now the active model.")
             except CXRError as exc:
                 st.error(str(exc))
-if training_in_progress(RUNS_DIR):
-    st.caption(f"A run is in progress ({time.strftime('%H:%M:%S')}); starting another is refused until it ends.")
+    if training_in_progress(RUNS_DIR):
+        st.caption(f"A run is in progress ({time.strftime('%H:%M:%S')}); starting another is refused until it ends.")
+
+
+run_history()
