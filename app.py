@@ -9,9 +9,9 @@ import streamlit as st  # noqa: E402
 st.set_page_config(page_title="CXR pneumonia assistant", page_icon=":material/radiology:", layout="wide")
 
 pages = [
-    st.Page("pages/viewer.py", title="Viewer", icon=":material/radiology:", default=True),
-    st.Page("pages/dashboards.py", title="Dashboards", icon=":material/monitoring:"),
-    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("app_pages/viewer.py", title="Viewer", icon=":material/radiology:", default=True),
+    st.Page("app_pages/dashboards.py", title="Dashboards", icon=":material/monitoring:"),
+    st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 st.navigation(pages).run()  # each page draws the model panel (cxr_app.state.sidebar_model_panel)

@@ -12,20 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import CXRError
+from .errors import CXRError, report_errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except CXRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    args = _parser().parse_args(argv)
+    return report_errors(lambda: int(args.func(args)))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,6 +1,11 @@
 """The project's own exceptions: every user-facing failure is one of these, with a sentence a
 clinician can read. Nothing else should reach a user."""
 
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
 
 class CXRError(Exception):
     """Base class: the message is shown to the user as is."""
@@ -24,3 +29,15 @@ class WeightsUnavailableError(ModelError):
 
 class RegistryError(CXRError):
     """The model registry cannot be read or written (read-only disk, disk full, corrupt)."""
+
+
+def report_errors(command: Callable[[], int], interrupted: str = "interrupted", interrupted_status: int = 130) -> int:
+    """Run a command-line body: a CXRError becomes one line on stderr and exit status 2, Ctrl-C a message."""
+    try:
+        return command()
+    except CXRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return interrupted_status

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from .conftest import PROJECT_ROOT
 
-PAGES = ["pages/viewer.py", "pages/dashboards.py", "pages/training.py", "pages/experiments.py"]
+PAGES = ["app_pages/viewer.py", "app_pages/dashboards.py", "app_pages/training.py", "app_pages/experiments.py"]
 APP = str(PROJECT_ROOT / "app.py")
 
 
@@ -48,7 +48,7 @@ def test_every_page_renders_without_any_model(monkeypatch, tmp_path, page):
 
 def test_dashboards_without_the_dataset_on_disk(app_env, monkeypatch):
     monkeypatch.setenv("CXR_DATA_DIR", "/nonexistent/data")
-    at = _run("pages/dashboards.py")
+    at = _run("app_pages/dashboards.py")
     assert not at.exception
     assert any(m.label == "AUC" for m in at.metric)  # from the saved scores alone
     at.button[0].click().run()  # "Evaluate" with a missing folder: a message, not a traceback
@@ -56,7 +56,7 @@ def test_dashboards_without_the_dataset_on_disk(app_env, monkeypatch):
 
 
 def test_threshold_slider_moves_the_metrics(app_env):
-    at = _run("pages/dashboards.py")
+    at = _run("app_pages/dashboards.py")
     sens = lambda: next(m.value for m in at.metric if m.label == "Sensitivity")  # noqa: E731
     spec = lambda: next(m.value for m in at.metric if m.label == "Specificity")  # noqa: E731
     at.slider(key="threshold").set_value(0.0).run()
@@ -107,7 +107,7 @@ def own_registry(monkeypatch, tiny_registry, tmp_path):
 
 def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path):
     before = {e.model_id for e in own_registry.list()}
-    at = _run("pages/training.py")
+    at = _run("app_pages/training.py")
     assert not at.exception
     next(s for s in at.selectbox if s.label == "Stage config").set_value("single.toml").run()
     by_label = lambda seq, label: next(w for w in seq if w.label == label)  # noqa: E731
@@ -134,12 +134,12 @@ def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tm
 
 
 def test_training_page_keeps_the_config_and_budget_in_the_url(app_env):
-    at = _run("pages/training.py")
+    at = _run("app_pages/training.py")
     next(s for s in at.selectbox if s.label == "Stage config").set_value("shipped.toml").run()
     next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
     assert at.query_params["config"] in ("shipped.toml", ["shipped.toml"]) and at.query_params["budget"] in ("tiny", ["tiny"])
     reloaded = AppTest.from_file(APP, default_timeout=120)  # a browser reload: a new session, the same URL
     reloaded.query_params.update({"config": "shipped.toml", "budget": "tiny"})
     reloaded.run()
-    reloaded.switch_page("pages/training.py").run()
+    reloaded.switch_page("app_pages/training.py").run()
     assert next(s for s in reloaded.selectbox if s.label == "Budget").value == "tiny"

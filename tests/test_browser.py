@@ -95,4 +95,6 @@ def test_other_pages_render_in_the_browser(app_url, browser, path, marker):
     wait_for(browser, lambda: marker in body_text(browser), what=marker)
     time.sleep(2)
     assert "Traceback" not in body_text(browser)
+    nav = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebarNav]").text.splitlines()
+    assert "Viewer" in nav and "app" not in nav  # the app's own navigation, not Streamlit's legacy page list
     screenshot(browser, path)

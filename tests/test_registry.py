@@ -112,7 +112,7 @@ def test_evaluate_and_the_pages_leave_a_registered_model_folder_unchanged(tiny_r
     monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
     at.run()
-    for page in ("pages/dashboards.py", "pages/viewer.py", "pages/training.py", "pages/experiments.py"):
+    for page in ("app_pages/dashboards.py", "app_pages/viewer.py", "app_pages/training.py", "app_pages/experiments.py"):
         at.switch_page(page).run()
         assert not at.exception
     assert _folder_digest(entry.path) == before

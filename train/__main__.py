@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
-    from cxr_core.errors import CXRError
+    from cxr_core.errors import report_errors
 
     # The command that reproduces the model: --reevaluate only redoes the last stage of the same run.
     command = "python -m train " + " ".join(shlex.quote(a) for a in argv if a != "--reevaluate")
-    try:
+
+    def run() -> int:
         config = load_config(args.config)
         if args.budget:
             config = apply_budget(config, args.budget)
@@ -62,17 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = train(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
                            activate=args.activate, command=command, reevaluate=args.reevaluate)
-    except CXRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("Stopped. Rerun the same command to resume from the last finished epoch.", file=sys.stderr)
-        return 1
-    b = result.metrics.get("binary", {})
-    if b:
-        print(f"Internal validation: binary accuracy {b['accuracy']:.3f}, AUC {b['auc']:.3f}, "
-              f"3-class accuracy {result.metrics['three_class']['accuracy']:.3f}; run folder {result.run_dir}")
-    return 0 if result.state == "finished" else 1
+        b = result.metrics.get("binary", {})
+        if b:
+            print(f"Internal validation: binary accuracy {b['accuracy']:.3f}, AUC {b['auc']:.3f}, "
+                  f"3-class accuracy {result.metrics['three_class']['accuracy']:.3f}; run folder {result.run_dir}")
+        return 0 if result.state == "finished" else 1
+
+    return report_errors(run, "Stopped. Rerun the same command to resume from the last finished epoch.", 1)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         from sklearn.metrics import roc_auc_score
 
         logs = logs if logs is not None else {}
-        probs = np.concatenate([
-            np.asarray(self.model(np.asarray(self.x_val[i:i + self.batch_size], np.float32), training=False))
-            for i in range(0, len(self.x_val), self.batch_size)])
+        probs = np.asarray(self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
         y = self.y_val if self.num_classes == 3 else (self.y_val > 0).astype(int)
         yb = (self.y_val > 0).astype(int)
         p = 1.0 - probs[:, 0]
