@@ -59,9 +59,15 @@ with st.form("config_form"):
         "data.root": c4.text_input("Training data folder", base.data.root),
     }
     activate = st.checkbox("Make the model active when it finishes and passes its validation gate", value=False)
+    minutes = launcher.estimate_minutes(base, launcher.list_runs(RUNS_DIR))
+    st.caption(f"Estimated time: about {minutes:.0f} min on this machine (from earlier runs at this size)." if minutes
+               else "No earlier run at this image size and backbone to estimate the time from.")
+    confirmed = st.checkbox("I understand: training uses this machine's CPU until it ends (one run at a time)")
     submitted = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
 
-if submitted:
+if submitted and not confirmed:
+    st.warning("Tick the confirmation above the Start button to start.")
+elif submitted:
     try:
         overrides = launcher.changed_fields(base, form)
         run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().root,

@@ -115,6 +115,9 @@ def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tm
     by_label(at.number_input, "Image size (px)").set_value(64)
     by_label(at.number_input, "Epochs").set_value(2)
     by_label(at.number_input, "Batch size").set_value(16)
+    at.button[0].click().run()  # not confirmed: nothing starts
+    assert any("Tick the confirmation" in w.value for w in at.warning) and not any("Started" in s.value for s in at.success)
+    by_label(at.checkbox, "I understand: training uses this machine's CPU until it ends (one run at a time)").check()
     at.button[0].click().run()  # the form's submit button
     assert not at.exception and any("Started" in s.value for s in at.success), [e.value for e in at.error]
     at.button[0].click().run()  # a second start while the first runs is refused

@@ -95,6 +95,20 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
     return run_dir
 
 
+def estimate_minutes(config: TrainConfig, runs: list[RunInfo]) -> float | None:
+    """Minutes for `config` from earlier runs' seconds per epoch with the same data subset, image size and
+    backbone (times the members of an ensemble); None without such a run."""
+    def same(r: RunInfo) -> bool:
+        data, model = r.config.get("data", {}), r.config.get("model", {})
+        return (data.get("image_size"), data.get("subset_fraction"), model.get("backbone")) == \
+            (config.data.image_size, config.data.subset_fraction, config.model.backbone)
+
+    seconds = sorted(r.status["epoch_s"] for r in runs if r.status.get("epoch_s") and same(r))
+    if not seconds:
+        return None
+    return seconds[len(seconds) // 2] * config.train.epochs * max(1, config.data.folds) / 60
+
+
 def stop(run_dir: str | Path) -> None:
     """Ask a run to stop after its current batch (it can be resumed later by starting it again)."""
     (Path(run_dir) / "STOP").touch()
