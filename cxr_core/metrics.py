@@ -163,7 +163,10 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int = 1000,
                  seed: int = 0, alpha: float = 0.05) -> dict[str, list[float]]:
-    """Percentile bootstrap 95 % CIs (resampling images) for binary accuracy and AUC and 3-class accuracy."""
+    """Percentile bootstrap 95 % CIs (resampling images) for binary accuracy and AUC and 3-class accuracy.
+
+    One shared set of resamples for all three (scipy.stats.bootstrap draws per statistic and fails on the
+    resamples that hold one class only, where AUC is undefined; those are skipped here)."""
     rng = np.random.default_rng(seed)
     yb = (y > 0).astype(int)
     p = pneumonia_probability(probs)

@@ -149,3 +149,17 @@ def test_cli_app_table_csv_and_pdf_agree_on_a_refused_input(tiny_registry, tmp_p
     assert b"not assessed" in csv_bytes(table)
     text = pdf_text(build_pdf(pred, overlay(pred.image.pixels, pred.heatmap), tiny_registry.active().card))
     assert b"Not assessed" in text and b"'CT'" in text and b"P(pneumonia)" not in text
+
+
+def test_a_model_without_its_guards_says_so_on_every_result(tiny_model_dir, tmp_path):
+    import shutil
+
+    from cxr_core.predict import Predictor
+
+    bare = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, bare)
+    (bare / "ood.npz").unlink()
+    (bare / "population.npz").unlink(missing_ok=True)
+    pred = Predictor(bare).predict(inputs.jpeg_gray())
+    assert any("no out-of-distribution detector" in w for w in pred.warnings)
+    assert any("no population check" in w for w in pred.warnings)
