@@ -29,7 +29,10 @@ def roc(curves: dict[str, tuple[dict[str, list[float]], float]], point: tuple[fl
     if point is not None:
         fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", marker=dict(size=13, color="red", symbol="x"),
                                  name="operating point"))
-    return _layout(fig, "ROC: pneumonia vs normal", "1 - specificity", "sensitivity")
+    fig = _layout(fig, "ROC: pneumonia vs normal", "1 - specificity", "sensitivity")
+    # Inside the empty lower-right corner of an ROC plot: below it, a long legend covered the axis title.
+    return fig.update_layout(legend=dict(orientation="v", x=0.98, y=0.02, xanchor="right", yanchor="bottom",
+                                         bgcolor="rgba(255,255,255,0.8)"))
 
 
 def precision_recall(pts: dict[str, list[float]], point: tuple[float, float] | None = None) -> go.Figure:
