@@ -100,8 +100,14 @@ def live_run() -> None:
     if state == "running":
         if st.button("Stop this run", icon=":material/stop:", key="stop"):
             launcher.stop(current.run_dir)
-            st.toast("Stop requested: the run stops after its current batch. Start the same config again (same "
-                     "fields) to resume it from its last finished epoch.")
+            st.toast("Stop requested: the run stops after its current batch; Resume continues it from its last epoch.")
+    elif state in ("stopped", "interrupted", "failed"):
+        if st.button("Resume this run", icon=":material/play_arrow:", key="resume"):
+            try:
+                launcher.resume(current)
+                st.toast("Resumed: it continues from its last finished epoch.")
+            except CXRError as exc:
+                st.error(str(exc))
     history = launcher.read_history(current.run_dir)
     if history:
         c1, c2 = st.columns(2)

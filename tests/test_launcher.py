@@ -21,3 +21,22 @@ def test_estimate_uses_the_median_epoch_of_comparable_runs_times_members(tiny_da
     ensemble = tiny_config(tiny_data, data={"image_size": 64, "folds": 3}, train={"epochs": 4})
     assert estimate_minutes(ensemble, runs) == 20.0 * 4 * 3 / 60
     assert estimate_minutes(config, [_run(10.0, 128)]) is None
+
+
+def test_resume_restarts_the_recorded_command_and_refuses_a_finished_run(monkeypatch, tmp_path):
+    import sys
+
+    import pytest
+
+    from cxr_core.errors import CXRError
+    from train import launcher
+
+    started = []
+    monkeypatch.setattr(launcher, "_spawn", lambda cmd, run_dir: started.append((cmd, run_dir)))
+    command = "python -m train --config train/configs/single.toml --runs-dir /x/runs --set 'train.epochs=2'"
+    run = RunInfo(tmp_path / "run", "run", {"state": "stopped"}, {"command": command})
+    launcher.resume(run)
+    assert started == [([sys.executable, "-m", "train", "--config", "train/configs/single.toml", "--runs-dir", "/x/runs",
+                         "--set", "train.epochs=2"], tmp_path / "run")]
+    with pytest.raises(CXRError, match="finished"):
+        launcher.resume(RunInfo(tmp_path / "run", "run", {"state": "finished"}, {"command": command}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -86,13 +87,30 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
     if activate:
         cmd.append("--activate")
     run_dir = run_dir_for(config, runs_dir)
+    _spawn(cmd, run_dir)
+    return run_dir
+
+
+def resume(run: RunInfo) -> None:
+    """Start a stopped or interrupted run again with its recorded command: it continues from its last epoch."""
+    if run.state not in ("stopped", "interrupted", "failed"):
+        raise CXRError(f"Run {run.name} is {run.state}: only a stopped, interrupted or failed run can be resumed.")
+    if training_in_progress(run.run_dir.parent):
+        raise CXRError("A training run is already in progress: only one at a time. Stop it or wait for it to finish.")
+    words = shlex.split(str(run.config.get("command", "")))
+    if words[:3] != ["python", "-m", "train"]:
+        raise CXRError(f"Run {run.name} has no recorded `python -m train` command to resume with.")
+    _spawn([sys.executable, *words[1:]], run.run_dir)
+
+
+def _spawn(cmd: list[str], run_dir: Path) -> None:
+    """The child runs in its own process session, logging to the run folder; we keep it to reap it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / "train.log", "ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     _CHILDREN.append(subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True))
     log.close()
-    return run_dir
 
 
 def estimate_minutes(config: TrainConfig, runs: list[RunInfo]) -> float | None:
