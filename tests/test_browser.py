@@ -92,7 +92,6 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
 def test_other_pages_render_in_the_browser(app_url, browser, path, marker):
     from selenium.webdriver.common.by import By
 
-
     browser.get(f"{app_url.url}/{path}")
     wait_for(browser, lambda: marker in body_text(browser), what=marker)
     time.sleep(2)
