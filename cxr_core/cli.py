@@ -30,7 +30,29 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--cam-out", help="write a Grad-CAM overlay PNG per input into this folder")
     pr.add_argument("--json", action="store_true", help="one JSON object per input line")
     pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--save", action="store_true", help="also store each decoded input as a case (the worklist)")
     pr.set_defaults(func=cmd_predict)
+
+    ca = sub.add_parser("cases", help="the case store: list, review, export, audit")
+    csub = ca.add_subparsers(dest="cases_command", required=True)
+    cl = csub.add_parser("list", help="every case, newest first")
+    cl.add_argument("--status", help="new, reviewed or disagreed")
+    cl.add_argument("--json", action="store_true", help="one JSON object per case")
+    cl.set_defaults(func=cmd_cases_list)
+    cr = csub.add_parser("review", help="record a reader's verdict on a case")
+    cr.add_argument("case_id", type=int)
+    cr.add_argument("--decision", required=True, help="agree or disagree")
+    cr.add_argument("--label", required=True, help="NORMAL, BACTERIAL, VIRAL, OTHER or UNREADABLE")
+    cr.add_argument("--reader", required=True)
+    cr.add_argument("--comment", default="")
+    cr.set_defaults(func=cmd_cases_review)
+    ce = csub.add_parser("export", help="a Kaggle-layout folder with the readers' labels (for evaluate)")
+    ce.add_argument("folder")
+    ce.add_argument("--reviewed-only", action="store_true", help="only reader-labelled cases (local validation)")
+    ce.set_defaults(func=cmd_cases_export)
+    cu = csub.add_parser("audit", help="the audit trail")
+    cu.add_argument("--json", action="store_true")
+    cu.set_defaults(func=cmd_cases_audit)
 
     ev = sub.add_parser("evaluate", help="evaluate on a labelled folder (NORMAL/ and PNEUMONIA/)")
     ev.add_argument("data_dir")
@@ -91,15 +113,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CXRError(f"No image files found in the given folders ({found.skipped} other file(s) skipped).")
     cam_dir = _prepare_dir(args.cam_out) if args.cam_out else None
     predictor = Predictor(resolve_model_dir(args.model))
+    store = None
+    if args.save:
+        from .cases import CaseStore
+
+        store = CaseStore.open()
     progress = _Progress(len(inputs)) if len(inputs) > 5 else None
     failed = refused = 0
     rows = []
-    for i, pred in enumerate(predictor.predict_many(inputs, batch_size=args.batch_size, keep_images=cam_dir is not None,
+    keep = cam_dir is not None or store is not None
+    for i, pred in enumerate(predictor.predict_many(inputs, batch_size=args.batch_size, keep_images=keep,
                                                     progress=progress)):
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
+        if store is not None and pred.error is None:
+            store.add(pred, inputs[i][1].read_bytes(), predictor.card.get("model_id", ""), actor="cli")
         if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             _write_cam(cam_dir, i, pred)
+        pred.image = None
         if args.json:
             print(json.dumps(pred.to_json()), flush=True)
         else:
@@ -124,7 +155,6 @@ def _write_cam(cam_dir: Path, index: int, pred: Any) -> None:
     ok = cv2.imwrite(str(cam_dir / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     if not ok:
         pred.warnings.append(f"The Grad-CAM overlay could not be written to {cam_dir}.")
-    pred.image = None
 
 
 def _print_table(rows: list[Any], predictor: Any) -> None:
@@ -196,6 +226,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _ci(v: list[float]) -> str:
     return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+# ----------------------------------------------------------------------------------------------- cases
+def cmd_cases_list(args: argparse.Namespace) -> int:
+    from .cases import CaseStore
+
+    rows = CaseStore.open().list(args.status)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'case':>6}  {'created':<19}  {'label':<12}  {'P(pneu)':>7}  {'status':<9}  model")
+    for r in rows:
+        label = r["label"] or "not assessed"
+        p = "" if r["pneumonia_probability"] is None else f"{r['pneumonia_probability']:.3f}"
+        print(f"{r['case_id']:>6}  {r['created'][:19]:<19}  {label:<12}  {p:>7}  {r['status']:<9}  {r['model_id']}")
+    return 0
+
+
+def cmd_cases_review(args: argparse.Namespace) -> int:
+    from .cases import CaseStore
+
+    CaseStore.open().review(args.case_id, args.decision, args.label, args.reader, args.comment)
+    print(f"Case {args.case_id}: review recorded.")
+    return 0
+
+
+def cmd_cases_export(args: argparse.Namespace) -> int:
+    from .cases import CaseStore
+
+    counts = CaseStore.open().export(_prepare_dir(args.folder), args.reviewed_only, actor="cli")
+    print(f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to {args.folder} "
+          f"({counts['left out']} left out); evaluate with: python -m cxr_core evaluate {args.folder}")
+    return 0
+
+
+def cmd_cases_audit(args: argparse.Namespace) -> int:
+    from .cases import CaseStore
+
+    for event in CaseStore.open().audit():
+        print(json.dumps(event) if args.json else
+              f"{event['time'][:19]}  {event['actor']:<12}  {event['action']:<7}  case {event['case_id']}  {event['details']}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- stress

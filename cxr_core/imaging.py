@@ -26,7 +26,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
 
 # DICOM tags shown to the user, and the identifying ones kept apart (never exported or logged).
 DICOM_DISPLAY_TAGS = ("Modality", "SOPClassUID", "ViewPosition", "BodyPartExamined", "StudyDate",
-                      "PhotometricInterpretation", "Manufacturer", "Rows", "Columns")
+                      "PhotometricInterpretation", "Manufacturer", "Rows", "Columns",
+                      "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")  # the UIDs: for the case store and PACS
 _AGE_RE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
 _UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 DICOM_IDENTIFYING_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",

@@ -1,0 +1,131 @@
+"""The case database: SQLAlchemy 2 tables, the engine for $CXR_DATABASE_URL, and its Alembic migrations.
+
+Default: SQLite (WAL) at $CXR_HOME/cases.db; `CXR_DATABASE_URL` (e.g. postgresql+psycopg://user@host/db)
+points several workstations at one server. `open_engine` brings the schema to Alembic's head first.
+The audit table is append-only: the ORM refuses to update or delete its rows (`_refuse_audit_changes`),
+and nothing in the code issues such a statement.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from .paths import app_home
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    """One analysed image: a de-identified PNG copy, the result, and how it was produced."""
+
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    image_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the input bytes
+    image_file: Mapped[str] = mapped_column(String(200))  # the PNG under $CXR_HOME/images/
+    source_format: Mapped[str] = mapped_column(String(16))
+    assessed: Mapped[bool] = mapped_column(Boolean)
+    label: Mapped[str | None] = mapped_column(String(16), index=True)
+    subtype: Mapped[str | None] = mapped_column(String(16))
+    pneumonia_probability: Mapped[float | None] = mapped_column(Float, index=True)
+    class_probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    threshold: Mapped[float] = mapped_column(Float)
+    threshold_source: Mapped[str] = mapped_column(String(8), default="model")  # "model" or "site"
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    not_assessed_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    model_id: Mapped[str] = mapped_column(String(200), index=True)
+    cam_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_uid: Mapped[str | None] = mapped_column(String(64))
+    identifiers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # only with CXR_STORE_IDENTIFIERS=1
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    reviews: Mapped[list["Review"]] = relationship(back_populates="case", order_by="Review.id")
+
+
+class Review(Base):
+    """A reader's verdict on a case; the latest one counts."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    decision: Mapped[str] = mapped_column(String(10))  # agree / disagree
+    label: Mapped[str] = mapped_column(String(12))  # NORMAL / BACTERIAL / VIRAL / OTHER / UNREADABLE
+    reader: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    case: Mapped[Case] = relationship(back_populates="reviews")
+
+
+class AuditEvent(Base):
+    """Who did what, when, with which model. Append-only."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))  # create / review / delete / export
+    case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    model_id: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, flush_context: Any, instances: Any) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent):
+            raise PermissionError("The audit trail is append-only: its rows cannot be changed or deleted.")
+
+
+def database_url() -> str:
+    """`$CXR_DATABASE_URL`, else SQLite in the app's data folder (never the checkout)."""
+    url = os.environ.get("CXR_DATABASE_URL")
+    if url:
+        return url
+    home = app_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'cases.db'}"
+
+
+def open_engine(url: str | None = None) -> Engine:
+    """An engine on the case database, migrated to the latest schema."""
+    url = url or database_url()
+    sqlite = url.startswith("sqlite")
+    engine = create_engine(url, connect_args={"timeout": 30} if sqlite else {}, pool_pre_ping=not sqlite)
+    if sqlite:
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; crash-safe commits
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    migrate(engine)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Alembic upgrade to head on this engine's database (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -1,0 +1,248 @@
+"""The case store (worklist): cases, reviews, audit, export, crash safety; SQLite and, where installed, PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from cxr_core.errors import CXRError
+
+from . import inputs
+from .conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def store(own_app_home):
+    from cxr_core.cases import CaseStore
+
+    return CaseStore.open()
+
+
+def _training_like(tiny_data, i: int) -> bytes:
+    folder = "NORMAL" if i % 2 == 0 else "PNEUMONIA"
+    return sorted((tiny_data / folder).iterdir())[i // 2].read_bytes()
+
+
+def _database_bytes(home) -> bytes:
+    """Everything SQLite holds on disk, the write-ahead log included."""
+    return b"".join(p.read_bytes() for p in home.glob("cases.db*"))
+
+
+def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(store, tiny_predictor, own_app_home):
+    data = inputs.dicom(patient="Secret^Name")
+    pred = tiny_predictor.predict(data, name="Secret_Name.dcm")
+    case_id, created = store.add(pred, data, "model-x", actor="tester")
+    again, created_again = store.add(tiny_predictor.predict(data, name="copy.dcm"), data, "model-x")
+    assert created and not created_again and again == case_id
+    png = store.image_path(case_id)
+    assert png.parent == own_app_home / "images" and cv2.imread(str(png)) is not None
+    assert b"Secret" not in png.read_bytes()
+    db = _database_bytes(own_app_home)
+    assert b"Secret" not in db and b"ID-12345" not in db  # no identifiers or file names without the opt-in
+    [row] = store.list()
+    assert row["case_id"] == case_id and row["status"] == "new" and row["review"] is None
+    assert set(row) >= {"case_id", "created", "label", "assessed", "pneumonia_probability", "model_id", "status", "review"}
+    store.review(case_id, "disagree", "VIRAL", "Dr Who", "ground glass")
+    assert store.list("disagreed")[0]["review"]["label"] == "VIRAL" and store.list("new") == []
+    store.review(case_id, "agree", "VIRAL", "Dr Who")
+    assert store.list("reviewed")[0]["review"]["decision"] == "agree"
+    assert [e["action"] for e in store.audit()] == ["create", "review", "review"]
+    with pytest.raises(CXRError, match="'MAYBE'"):
+        store.review(case_id, "agree", "MAYBE", "Dr Who")
+    with pytest.raises(CXRError, match="'perhaps'"):
+        store.review(case_id, "perhaps", "VIRAL", "Dr Who")
+    with pytest.raises(CXRError, match="No case 999"):
+        store.review(999, "agree", "VIRAL", "Dr Who")
+    store.delete(case_id, "Dr Who")
+    assert store.list() == [] and store.audit()[-1]["action"] == "delete"
+
+
+def test_identifiers_are_stored_only_with_the_deployment_opt_in(store, tiny_predictor, own_app_home, monkeypatch):
+    monkeypatch.setenv("CXR_STORE_IDENTIFIERS", "1")
+    data = inputs.dicom(patient="Secret^Name")
+    store.add(tiny_predictor.predict(data, name="Secret_Name.dcm"), data, "model-x")
+    assert b"Secret_Name.dcm" in _database_bytes(own_app_home) and b"Secret^Name" in _database_bytes(own_app_home)
+
+
+def test_the_audit_trail_is_append_only(store, tiny_predictor):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from cxr_core.casedb import AuditEvent
+
+    data = inputs.png_gray8()
+    store.add(tiny_predictor.predict(data), data, "model-x")
+    with Session(store.engine) as session:
+        event = session.scalars(select(AuditEvent)).first()
+        event.actor = "someone else"
+        with pytest.raises(PermissionError, match="append-only"):
+            session.commit()
+    with Session(store.engine) as session:
+        session.delete(session.scalars(select(AuditEvent)).first())
+        with pytest.raises(PermissionError, match="append-only"):
+            session.commit()
+    assert [e["actor"] for e in store.audit()] == ["system"]
+
+
+def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor, tiny_data, tiny_model_dir, tmp_path):
+    from cxr_core.evaluation import evaluate_folder
+
+    for i in range(8):
+        data = _training_like(tiny_data, i)
+        case_id, _ = store.add(tiny_predictor.predict(data), data, "model-x")
+        store.review(case_id, "agree", "NORMAL" if i % 2 == 0 else ("BACTERIAL" if i % 4 == 1 else "VIRAL"), "Dr A")
+    other = inputs.jpeg_gray()
+    case_id, _ = store.add(tiny_predictor.predict(other), other, "model-x")
+    store.review(case_id, "disagree", "UNREADABLE", "Dr A")
+    counts = store.export(tmp_path / "site", reviewed_only=True)
+    assert counts == {"NORMAL": 4, "PNEUMONIA": 4, "left out": 1}
+    result = evaluate_folder(tiny_model_dir, tmp_path / "site", n_boot=20)
+    assert result.summary["n"] == 8 and result.summary["class_counts"] == {"NORMAL": 4, "BACTERIAL": 2, "VIRAL": 2}
+
+
+def _cli(args, env):
+    return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _cli_round_trip(tiny_registry, tiny_data, tmp_path, env) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"img{i}.jpeg").write_bytes(_training_like(tiny_data, i))
+    saved = _cli(["predict", str(folder), "--save", "--json"], env)
+    assert saved.returncode == 0, saved.stderr
+    listed = [json.loads(line) for line in _cli(["cases", "list", "--json"], env).stdout.splitlines()]
+    assert len(listed) == 4 and all(c["status"] == "new" for c in listed)
+    assert _cli(["predict", str(folder), "--save", "--json"], env).returncode == 0  # the same images: no new cases
+    assert len(_cli(["cases", "list", "--json"], env).stdout.splitlines()) == 4
+    for c, label in zip(listed, ["NORMAL", "BACTERIAL", "NORMAL", "VIRAL"]):
+        res = _cli(["cases", "review", str(c["case_id"]), "--decision", "agree", "--label", label, "--reader", "Dr B"], env)
+        assert res.returncode == 0, res.stderr
+    bad = _cli(["cases", "review", str(listed[0]["case_id"]), "--decision", "agree", "--label", "X", "--reader", "B"], env)
+    assert bad.returncode == 2 and "'X'" in bad.stderr and "Traceback" not in bad.stderr
+    assert _cli(["cases", "list", "--status", "reviewed", "--json"], env).stdout.count("case_id") == 4
+    export = _cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only"], env)
+    assert export.returncode == 0 and "Exported 2 NORMAL and 2 PNEUMONIA" in export.stdout
+    evaluated = _cli(["evaluate", str(tmp_path / "site"), "--json", "--bootstrap", "10"], env)
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["n"] == 4
+    actions = [json.loads(line)["action"] for line in _cli(["cases", "audit", "--json"], env).stdout.splitlines()]
+    assert actions.count("create") == 4 and actions.count("review") == 4 and actions[-1] == "export"
+
+
+def test_the_cases_commands_round_trip_on_sqlite(tiny_registry, tiny_data, tmp_path):
+    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    _cli_round_trip(tiny_registry, tiny_data, tmp_path, env)
+
+
+def _postgres_bin():
+    """Debian's PostgreSQL server binaries (newest version), or None."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if found:
+        return os.path.dirname(found[-1])
+    postgres = shutil.which("postgres")
+    return os.path.dirname(os.path.realpath(postgres)) if postgres else None
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on a free loopback port in a temp folder, stopped by its pid."""
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); the SQLite tests still ran")
+    from .harness import free_port
+
+    folder = tempfile.mkdtemp(prefix="cxr-pg-")  # not under pytest's root-only tmp folder
+    data, port = os.path.join(folder, "data"), free_port()
+    user = {"preexec_fn": _as_postgres_user(folder)} if os.geteuid() == 0 else {}
+    init = subprocess.run([f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "cxr"], capture_output=True,
+                          text=True, **user)
+    assert init.returncode == 0, init.stderr
+    server = subprocess.Popen([f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+                               "-k", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **user)
+    try:
+        for _ in range(150):
+            if subprocess.run([f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        subprocess.run([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "cxr", "cases"], check=True,
+                       capture_output=True)
+        yield f"postgresql+psycopg://cxr@127.0.0.1:{port}/cases"
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _as_postgres_user(folder):
+    """PostgreSQL refuses to run as root: run it as the Debian `postgres` user, owning the temp folder."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("Running as root without a `postgres` user: PostgreSQL cannot be started for the test")
+    shutil.chown(folder, entry.pw_uid, entry.pw_gid)
+
+    def demote():
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    return demote
+
+
+def test_the_cases_commands_round_trip_on_postgresql(tiny_registry, tiny_data, tmp_path, postgres_url):
+    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "CXR_DATABASE_URL": postgres_url}
+    _cli_round_trip(tiny_registry, tiny_data, tmp_path, env)
+
+
+def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_registry, tiny_data, tmp_path,
+                                                                       own_app_home):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):  # 40 distinct images
+        img = cv2.imdecode(np.frombuffer(_training_like(tiny_data, i % 32), np.uint8), cv2.IMREAD_GRAYSCALE)
+        noisy = np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), noisy)
+    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "cxr_core", "predict", str(folder), "--save", "--json",
+                             "--batch-size", "1"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    lines = 0
+    while lines < 12:  # let it store a dozen cases, then kill it mid-batch
+        if not proc.stdout.readline():
+            break
+        lines += 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    db = own_app_home / "cases.db"
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        cases = con.execute("SELECT id, image_file FROM cases").fetchall()
+        created = con.execute("SELECT case_id FROM audit WHERE action = 'create'").fetchall()
+    assert 10 <= len(cases) < 40
+    assert sorted(c[0] for c in cases) == sorted(c[0] for c in created)  # each case with its audit event
+    for _, png in cases:
+        assert cv2.imread(str(own_app_home / "images" / png)) is not None  # and its image
+    resumed = subprocess.run([sys.executable, "-m", "cxr_core", "predict", str(folder), "--save", "--json"],
+                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM cases").fetchone()[0] == 40  # the rest added, none twice
