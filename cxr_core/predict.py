@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import CLASSES
-from .errors import InputImageError, ModelError
+from .errors import CXRError, InputImageError, ModelError
 from .imaging import LoadedImage, load_image
 from .preprocess import Preprocess
 from .registry import CARD_JSON, MODEL_FILE, load_keras_model
@@ -32,6 +32,7 @@ class Prediction:
     subtype: str | None = None
     class_probabilities: dict[str, float | None] = field(default_factory=dict)
     threshold: float | None = None
+    threshold_source: str = "model"  # "model" (the card's) or "site" (a site operating point, cxr_core.site)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     out_of_distribution: bool = False
@@ -50,7 +51,7 @@ class Prediction:
         out = {"file": self.file, "assessed": self.assessed, "not_assessed_reasons": list(self.not_assessed_reasons),
                "label": self.label, "pneumonia_probability": self.pneumonia_probability, "subtype": self.subtype,
                "class_probabilities": self.class_probabilities, "threshold": self.threshold,
-               "warnings": list(self.warnings), "error": self.error, "out_of_distribution": self.out_of_distribution}
+               "threshold_source": self.threshold_source, "warnings": list(self.warnings), "error": self.error, "out_of_distribution": self.out_of_distribution}
         if self.error is None and not self.assessed:
             out["class_probabilities_note"] = "raw model output for research; not a finding (input not assessed)"
         return out
@@ -71,6 +72,7 @@ class Predictor:
         self.preprocess = Preprocess.from_card(self.card)
         self.image_size = self.preprocess.size
         self.threshold = float(self.card.get("threshold", 0.5))
+        self.threshold_source = "model"
         self.temperature = float(self.card.get("temperature", 1.0))
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
@@ -85,6 +87,15 @@ class Predictor:
                        "run `python -m cxr_core fit-ood`."),
             (self.adult_check, "This model has no population check (population.npz): adult films are not flagged "
                                "unless the DICOM gives an age; run `python -m cxr_core fit-ood`.")) if guard is None]
+
+    def set_operating_point(self, threshold: float | None, source: str = "site") -> None:
+        """Decide at a site operating point (`None`: back to the model card's threshold)."""
+        if threshold is None:
+            self.threshold, self.threshold_source = float(self.card.get("threshold", 0.5)), "model"
+            return
+        if not 0.0 < float(threshold) < 1.0:
+            raise CXRError(f"threshold {threshold!r} is invalid: expected a probability strictly between 0 and 1.")
+        self.threshold, self.threshold_source = float(threshold), source
 
     @property
     def name(self) -> str:
@@ -146,7 +157,7 @@ class Predictor:
             pneumonia_probability=round(float(1.0 - probs[0]), 6) if verdict.assessed else None,
             subtype=CLASSES[decided] if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
-            threshold=round(self.threshold, 6), warnings=list(verdict.warnings) + self.guard_warnings,
+            threshold=round(self.threshold, 6), threshold_source=self.threshold_source, warnings=list(verdict.warnings) + self.guard_warnings,
             out_of_distribution=bool(ood_reasons), assessed=verdict.assessed,
             not_assessed_reasons=list(verdict.reasons), heatmap=heat, image=image)
 
