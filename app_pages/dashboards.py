@@ -7,7 +7,9 @@ import streamlit as st
 
 from cxr_app import charts
 from cxr_app.robustness import robustness_view
-from cxr_app.state import data_dir_default, predictor_for, registry, resolve_data_dir, sidebar_model_panel
+from cxr_app.site_point import site_operating_point_form
+from cxr_app.state import (case_store, data_dir_default, predictor_for, reader_name, registry, resolve_data_dir,
+                           sidebar_model_panel, threshold_in_use)
 from cxr_core import CLASSES, metrics
 from cxr_core.errors import CXRError
 from cxr_core.evaluation import evaluate_folder, read_scores, saved_evaluations
@@ -25,6 +27,9 @@ entry = sidebar_model_panel()
 if entry is None:
     st.warning("No model is available: there is nothing to show. Train one on the Training page.")
     st.stop()
+store = case_store()
+reader = reader_name()
+threshold_in_use(entry, store)
 
 evals = saved_evaluations(entry.path, entry.model_id)
 if not evals:
@@ -33,8 +38,12 @@ else:
     name = st.selectbox("Evaluation", list(evals), help="'internal validation' is the patient-grouped split held out "
                         "from the training data; other entries are folders evaluated with `evaluate`.")
     files, y, probs = read_scores(evals[name])
+    summary_path = evals[name].parent / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if name == "internal validation":
         st.caption("Internal validation: same hospital and period as the training data, so these figures flatter.")
+    elif (summary.get("overlap") or {}).get("warning"):
+        st.warning(summary["overlap"]["warning"], icon=":material/warning:")
     yb, p = (y > 0).astype(int), metrics.pneumonia_probability(probs)
     default_t = float(entry.card.get("threshold", 0.5))
     threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, default_t, 0.001, key="threshold", format="%.3f",
@@ -76,9 +85,11 @@ else:
     with tab_rob:
         robustness_view(entry.card)
 
+    if name != "internal validation":
+        site_operating_point_form(store, entry, yb, p, threshold, summary, reader)
+
     # ---- misclassified images (needs the images: the folder an evaluation was run on)
-    summary_path = evals[name].parent / "summary.json"
-    data_root = json.loads(summary_path.read_text()).get("data") if summary_path.is_file() else entry.card.get("data", {}).get("root")
+    data_root = summary.get("data") if summary else entry.card.get("data", {}).get("root")
     with st.expander("Browse misclassified images"):
         pred3 = metrics.decide(probs, threshold)
         c1, c2 = st.columns(2)
@@ -100,8 +111,9 @@ else:
 
 st.divider()
 st.subheader("Run a fresh evaluation")
-path_text = st.text_input("Labelled folder (NORMAL/ and PNEUMONIA/)", value=data_dir_default(),
-                          help="Set CXR_DATA_DIR to pre-fill this field.")
+path_text = st.text_input("Labelled folder (NORMAL/ and PNEUMONIA/)",
+                          value=st.session_state.get("evaluation_path") or data_dir_default(),
+                          help="Set CXR_DATA_DIR to pre-fill this field; a Worklist export fills it too.")
 if message := st.session_state.pop("evaluation_message", None):
     st.success(message)
 if st.button("Evaluate", icon=":material/play_arrow:"):
@@ -121,6 +133,7 @@ if st.button("Evaluate", icon=":material/play_arrow:"):
                    f"{b['accuracy']:.3f} {ci(b['accuracy_ci95'])}, sensitivity {b['sensitivity']:.3f}, specificity "
                    f"{b['specificity']:.3f}, 3-class accuracy {t['accuracy']:.3f} {ci(t['accuracy_ci95'])} "
                    "(95 % bootstrap CIs)." + (f" {len(s['failed'])} unreadable file(s) left out." if s["failed"] else "")
+                   + (f" Warning: {s['overlap']['warning']}" if s["overlap"]["warning"] else "")
                    + (" Saved: pick it in the Evaluation box at the top of this page." if result.saved_to else
                       " The app's data folder ($CXR_HOME) is not writable: the scores were not saved."))
         st.rerun()  # the new evaluation is listed at the top at once

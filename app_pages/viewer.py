@@ -1,59 +1,117 @@
-"""Viewer: drop chest X-rays, get the label, probabilities, Grad-CAM and a report per image."""
+"""Viewer: drop chest X-rays, get the label, probabilities, Grad-CAM, a review form and a report per image.
+
+Every upload becomes a case in the worklist at once (cxr_core.cases), so it survives page switches and
+restarts; `?case=N` (the Worklist's "Open") shows a stored case.
+"""
 
 import streamlit as st
 
-from cxr_app.state import predictor_for, sidebar_model_panel
-from cxr_app.viewer_ui import csv_bytes, prediction_panel, results_table
+from cxr_app.state import case_store, predictor_for, reader_name, sidebar_model_panel, threshold_in_use
+from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
+from cxr_core.cases import apply_site_threshold
+from cxr_core.errors import CXRError
 from cxr_core.export import FILE_NAME_NOTE, content_hash, utc_now
+
+SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (survives page switches)
 
 st.title("Chest X-ray viewer")
 st.caption("Pediatric frontal chest radiographs. Research decision support only: every result needs a clinician's review.")
 
 entry = sidebar_model_panel()
+store = case_store()
+reader = reader_name()
 uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many)", accept_multiple_files=True,
                            key="uploads")
 with st.expander("Display", expanded=False):
     c1, c2, c3, c4 = st.columns(4)
-    opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05)
-    colormap = c2.selectbox("Colour map", ["jet", "inferno", "viridis", "turbo", "hot"])
-    show_overlay = c3.toggle("Show Grad-CAM", value=True)
-    show_ids = c4.toggle("Show patient identifiers", value=False, help="DICOM patient tags; shown on screen only, never exported.")
-    with_names = st.toggle("Include original file names in exports", value=False, help=FILE_NAME_NOTE)
+    display = Display(opacity=c1.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity"),
+                      colormap=c2.selectbox("Colour map", ["jet", "inferno", "viridis", "turbo", "hot"], key="colormap"),
+                      show_overlay=c3.toggle("Show Grad-CAM", value=True, key="show_overlay"),
+                      level=c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key="level",
+                                      help="The centre of the displayed grey range; display only, the model is unaffected."),
+                      width=c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key="width",
+                                      help="The grey range shown from black to white: narrower is more contrast."))
+    show_ids = c4.toggle("Show patient identifiers", value=False, key="show_ids",
+                         help="DICOM patient tags; shown on screen only, never exported.")
+    with_names = c4.toggle("Include original file names in exports", value=False, key="with_names", help=FILE_NAME_NOTE)
 
 if entry is None:
     st.warning("No model is available, so nothing can be predicted. Train one on the Training page.")
     st.stop()
-if not uploads:
-    st.info("Drop one or more images above to start.", icon=":material/upload:")
-    st.stop()
-
 predictor = predictor_for(entry)
-cache = st.session_state.setdefault("predictions", {})  # this session only, in memory
-digests: dict[str, object] = {}  # content hash -> first upload with that content: a file dropped twice is one row
-for u in uploads:
-    digests.setdefault(content_hash(u.getvalue()), u)
-todo = [(d, u) for d, u in digests.items() if (d, entry.model_id) not in cache]
+threshold_in_use(entry, store)
+apply_site_threshold(predictor, store)
+if message := st.session_state.pop("review_message", None):
+    st.success(message, icon=":material/check:")
+
+# ---- new uploads: predicted once, stored as cases at once (or kept for this session when the store is down)
+memory = st.session_state.setdefault("unstored", {})  # content hash -> Prediction, only without a case store
+case_ids: list[int] = st.session_state.setdefault(SESSION_CASES, [])
+seen = st.session_state.setdefault("uploaded_hashes", {})  # (content hash, model id) -> case id or None
+identifiers = st.session_state.setdefault("identifiers", {})  # case id -> DICOM identifiers, on screen only
+todo = [u for u in (uploads or []) if (content_hash(u.getvalue()), entry.model_id) not in seen]
 if todo:
     bar = st.progress(0.0, text=f"Analysing {len(todo)} image(s)...")
-    for i, (digest, upload) in enumerate(todo):
-        cache[(digest, entry.model_id)] = predictor.predict(upload.getvalue(), name=upload.name)
+    for i, upload in enumerate(todo):
+        data, digest = upload.getvalue(), content_hash(upload.getvalue())
+        pred = predictor.predict(data, name=upload.name)
+        case_id = None
+        if store is not None and pred.error is None:
+            case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "viewer",
+                                   cam_settings={"opacity": display.opacity, "colormap": display.colormap})
+            identifiers[case_id] = pred.image.identifiers
+            if case_id not in case_ids:
+                case_ids.append(case_id)
+        else:
+            memory[digest] = pred
+        seen[(digest, entry.model_id)] = case_id
         bar.progress((i + 1) / len(todo), text=f"Analysed {i + 1} of {len(todo)}")
     bar.empty()
-for key in [k for k in cache if k[0] not in digests]:
-    del cache[key]  # forget removed uploads
-preds = [cache[(d, entry.model_id)] for d in digests]
-if len(digests) < len(uploads):
-    st.caption(f"{len(uploads) - len(digests)} duplicate upload(s) (same content) shown once.")
 
-if len(preds) > 1:
+opened = st.query_params.get("case")
+if opened is not None and store is not None:
+    try:
+        opened_id = int(opened)
+        store.get(opened_id)
+        if opened_id not in case_ids:
+            case_ids.insert(0, opened_id)
+    except (ValueError, CXRError):
+        st.error(f"There is no case {opened!r} in the worklist.", icon=":material/error:")
+
+shown = []  # (prediction, case JSON or None, content hash)
+for case_id in list(case_ids):
+    try:
+        case = store.get(case_id) if store is not None else None
+    except CXRError:  # removed from the worklist in another session
+        case_ids.remove(case_id)
+        continue
+    if case is not None:
+        pred = store.prediction(case_id)
+        pred.image.identifiers = pred.image.identifiers or identifiers.get(case_id, {})
+        shown.append((pred, case, case["image_hash"][:12]))
+shown += [(pred, None, digest) for digest, pred in memory.items()]
+
+if not shown:
+    st.info("Drop one or more images above to start, or open a case from the Worklist.", icon=":material/upload:")
+    st.stop()
+c1, c2 = st.columns([4, 1])
+c1.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
+if c2.button("Clear the Viewer", icon=":material/clear_all:", help="The cases stay in the Worklist."):
+    for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "uploads"):
+        st.session_state.pop(key, None)
+    st.query_params.pop("case", None)
+    st.rerun()
+
+if len(shown) > 1:
     st.subheader("Results")
-    table = results_table(preds, list(digests), entry.model_id, utc_now(), include_file_name=with_names)
+    table = results_table([p for p, _, _ in shown], [d for _, _, d in shown], entry.model_id, utc_now(),
+                          include_file_name=with_names, case_numbers=[c["case_id"] if c else None for _, c, _ in shown])
     st.dataframe(table, hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     c1.download_button("Download results (CSV)", csv_bytes(table), "cxr_results.csv", "text/csv", icon=":material/download:")
     c2.download_button("Download results (JSON)", table.to_json(orient="records", indent=1), "cxr_results.json",
                        "application/json", icon=":material/download:")
     st.divider()
-for i, pred in enumerate(preds):
-    prediction_panel(pred, i, entry.card, opacity, colormap, show_overlay, show_ids)
+for i, (pred, case, _) in enumerate(shown):
+    prediction_panel(pred, i, entry.card, display, show_ids, case=case, store=store, reader=reader)
     st.divider()

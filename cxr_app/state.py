@@ -38,6 +38,45 @@ def predictor_for(entry: ModelEntry):
     return _load_predictor(str(entry.path), stamp)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _open_store(url: str | None, home: str):
+    """One case store (engine and connection pool) per database per process, shared by every session."""
+    from cxr_core.cases import CaseStore
+
+    return CaseStore.open(url)
+
+
+def case_store():
+    """The worklist's case store, or None with the reason shown (results are then not kept)."""
+    from cxr_core.paths import app_home
+
+    try:
+        return _open_store(os.environ.get("CXR_DATABASE_URL"), str(app_home()))
+    except CXRError as exc:  # an unreachable or damaged database must not take the Viewer down
+        st.error(f"{exc} Results are shown but not kept: fix CXR_DATABASE_URL or $CXR_HOME and reload.",
+                 icon=":material/error:")
+        return None
+
+
+def reader_name() -> str:
+    """The reader's name for reviews and the audit trail (this session; asked once in the sidebar)."""
+    return st.sidebar.text_input("Your name (reviews and audit)", key="reader", placeholder="e.g. Dr A. Smith").strip()
+
+
+def threshold_in_use(entry: ModelEntry, store) -> dict | None:
+    """Say in the sidebar which threshold decides: the site's operating point or the model's; the site point."""
+    point = store.site_threshold(entry.model_id) if store is not None else None
+    with st.sidebar:
+        if point:
+            ev = point["evidence"]
+            st.caption(f"Threshold in use: **{point['threshold']:.3f}, the site's operating point** (n = {ev.get('n')}, "
+                       f"set by {point['author']} on {point['created'][:10]}). Model threshold "
+                       f"{entry.card.get('threshold', 0.5):.3f}.")
+        else:
+            st.caption(f"Threshold in use: {entry.card.get('threshold', 0.5):.3f}, the model's own.")
+    return point
+
+
 def current_entry() -> ModelEntry | None:
     """This session's model: the one picked in the sidebar, else the registry's active model."""
     reg = registry()

@@ -3,79 +3,142 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
+from cxr_app.radiograph import radiograph_figure
 from cxr_core.gradcam import overlay
 from cxr_core.export import result_row
 from cxr_core.predict import Prediction
+from cxr_core.report import threshold_wording
 
 NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
 
 
 def results_table(preds: list[Prediction], digests: list[str], model_id: str, exported: str,
-                  include_file_name: bool = False) -> pd.DataFrame:
-    """The sortable batch table; also the CSV and JSON exports (cxr_core.export.result_row)."""
-    return pd.DataFrame([result_row(p, i + 1, d, model_id, exported, include_file_name)
-                         for i, (p, d) in enumerate(zip(preds, digests))])
+                  include_file_name: bool = False, case_numbers: list[int | None] | None = None) -> pd.DataFrame:
+    """The sortable batch table; also the CSV and JSON exports (cxr_core.export.result_row). Rows are named
+    by their worklist case number where stored, else by their position."""
+    numbers = case_numbers or [None] * len(preds)
+    return pd.DataFrame([result_row(p, n if n is not None else i + 1, d, model_id, exported, include_file_name)
+                         for i, (p, d, n) in enumerate(zip(preds, digests, numbers))])
 
 
-def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], opacity: float, colormap: str,
-                     show_overlay: bool, show_identifiers: bool) -> None:
-    st.markdown(f"#### {index + 1}. {pred.file}")
+@dataclass(frozen=True)
+class Display:
+    """The Viewer's display settings; the PDF uses the same overlay settings."""
+
+    opacity: float = 0.4
+    colormap: str = "jet"
+    show_overlay: bool = True
+    level: float = 0.5
+    width: float = 1.0
+
+
+def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display: Display,
+                     show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
+                     reader: str = "") -> None:
+    """One input: the radiograph (zoom, pan, window/level, Grad-CAM with its colour scale) beside the result
+    and, for a stored case, the review form."""
+    title = f"Case {case['case_id']}" if case else pred.file
+    st.markdown(f"#### {index + 1}. {title}")
     if pred.error:
         st.error(f"Could not read this file: {pred.error}", icon=":material/error:")
         return
     assert pred.image is not None and pred.heatmap is not None
-    col_img, col_cam, col_info = st.columns([1, 1, 1.1], gap="medium")
-    col_img.image(pred.image.pixels, caption="Radiograph", clamp=True, width="stretch")
-    if not pred.assessed:
-        col_cam.caption("No heatmap: the input was not assessed.")
-    elif show_overlay:
-        col_cam.image(overlay(pred.image.pixels, pred.heatmap, alpha=opacity, colormap=colormap),
-                      caption="Grad-CAM: regions that raised the shown class", width="stretch")
-    else:
-        col_cam.caption("Overlay hidden.")
+    col_img, col_info = st.columns([1.3, 1], gap="medium")
+    with col_img:
+        heat = pred.heatmap if pred.assessed and display.show_overlay else None
+        st.plotly_chart(radiograph_figure(pred.image.pixels, heat, display.level, display.width, display.opacity,
+                                          display.colormap), width="stretch", key=f"radiograph_{index}",
+                        config={"scrollZoom": True, "displaylogo": False})
+        st.caption(("Grad-CAM: regions that raised the shown class. " if heat is not None else
+                    "No heatmap: the input was not assessed. " if not pred.assessed else "Overlay hidden. ")
+                   + "Scroll to zoom, drag to pan, double-click to reset.")
     with col_info:
-        if not pred.assessed:
-            st.error(NOT_ASSESSED_NOTE, icon=":material/block:")
-            for reason in pred.not_assessed_reasons:
-                st.markdown(f"- {reason}")
-            with st.expander("Raw model output (research only, not a finding)"):
-                st.caption(f"P(pneumonia) = {pred.raw_pneumonia_probability:.3f}: not a finding for this input.")
-                st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
-                                config={"displayModeBar": False})
-        else:
-            verdict = pred.label + (f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else "")
-            (st.error if pred.label == "PNEUMONIA" else st.success)(f"**{verdict}**")
-            st.metric("P(pneumonia)", f"{pred.pneumonia_probability:.3f}",
-                      delta=f"{pred.pneumonia_probability - pred.threshold:+.3f} vs threshold {pred.threshold:.3f}",
-                      delta_color="inverse")
-            st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
-                            config={"displayModeBar": False})
+        _result(pred, index)
         for w in pred.warnings:
             st.warning(w, icon=":material/warning:")
-        meta = pred.image.metadata
-        if pred.image.format == "DICOM":
-            st.caption("DICOM tags")
-            st.table(pd.DataFrame({"tag": list(meta), "value": list(meta.values())}))
-            if pred.image.identifiers:
-                if show_identifiers:
-                    st.caption("Patient identifiers (shown on screen only; never exported)")
-                    st.table(pd.DataFrame({"tag": list(pred.image.identifiers), "value": list(pred.image.identifiers.values())}))
-                else:
-                    st.caption(f"{len(pred.image.identifiers)} identifying tag(s) hidden.")
-        from cxr_core.report import build_pdf
+        _tags(pred, show_identifiers)
+        if case is not None and store is not None:
+            review_form(case, store, reader, index)
+        _downloads(pred, index, card, display)
 
-        def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
-            return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=opacity, colormap=colormap), card,
-                             image_label=f"Image {index + 1}")
 
-        st.download_button("Download PDF report", data=pdf, file_name=f"cxr_report_{index + 1}.pdf",
-                           mime="application/pdf", key=f"pdf_{index}", icon=":material/picture_as_pdf:")
+def _result(pred: Prediction, index: int) -> None:
+    if not pred.assessed:
+        st.error(NOT_ASSESSED_NOTE, icon=":material/block:")
+        for reason in pred.not_assessed_reasons:
+            st.markdown(f"- {reason}")
+        with st.expander("Raw model output (research only, not a finding)"):
+            st.caption(f"P(pneumonia) = {pred.raw_pneumonia_probability:.3f}: not a finding for this input.")
+            st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
+                            config={"displayModeBar": False})
+        return
+    verdict = pred.label + (f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else "")
+    (st.error if pred.label == "PNEUMONIA" else st.success)(f"**{verdict}**")
+    st.metric("P(pneumonia)", f"{pred.pneumonia_probability:.3f}",
+              delta=f"{pred.pneumonia_probability - pred.threshold:+.3f} vs threshold {pred.threshold:.3f}",
+              delta_color="inverse")
+    st.caption(f"Decided at {threshold_wording(pred.threshold_source)} ({pred.threshold:.3f}).")
+    st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
+                    config={"displayModeBar": False})
+
+
+def _tags(pred: Prediction, show_identifiers: bool) -> None:
+    meta = pred.image.metadata
+    if pred.image.format != "DICOM":
+        return
+    with st.expander("DICOM tags"):
+        st.table(pd.DataFrame({"tag": list(meta), "value": [str(v) for v in meta.values()]}))
+    if pred.image.identifiers:
+        if show_identifiers:
+            st.caption("Patient identifiers (shown on screen only; never exported)")
+            st.table(pd.DataFrame({"tag": list(pred.image.identifiers), "value": list(pred.image.identifiers.values())}))
+        else:
+            st.caption(f"{len(pred.image.identifiers)} identifying tag(s) hidden.")
+
+
+def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> None:
+    """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
+    from cxr_core.cases import REVIEW_LABELS
+    from cxr_core.errors import CXRError
+
+    review = case.get("review")
+    if review:
+        st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): {review['decision']}, "
+                f"{review['label']}" + (f". {review['comment']}" if review["comment"] else ""), icon=":material/rate_review:")
+    model_label = case.get("subtype") or case.get("label") or "UNREADABLE"
+    with st.form(f"review_{case['case_id']}", border=True):
+        st.markdown("**Reader review**" if not review else "**Change the review**")
+        decision = st.radio("Do you agree with the model?", ["agree", "disagree"], horizontal=True,
+                            key=f"decision_{index}")
+        label = st.selectbox("Final label", REVIEW_LABELS, key=f"final_{index}",
+                             index=REVIEW_LABELS.index(model_label) if model_label in REVIEW_LABELS else 0)
+        comment = st.text_input("Comment", key=f"comment_{index}")
+        st.caption(f"Reader: {reader}" if reader else "Enter your name in the sidebar: every review is signed and audited.")
+        if st.form_submit_button("Save review", icon=":material/save:"):
+            try:
+                store.review(case["case_id"], decision, label, reader, comment)
+                st.session_state["review_message"] = f"Case {case['case_id']}: review saved."
+                st.rerun()
+            except CXRError as exc:
+                st.error(str(exc))
+
+
+def _downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display) -> None:
+    from cxr_core.report import build_pdf
+
+    def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
+        return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap),
+                         card, image_label=f"Image {index + 1}")
+
+    st.download_button("Download PDF report", data=pdf, file_name=f"cxr_report_{index + 1}.pdf",
+                       mime="application/pdf", key=f"pdf_{index}", icon=":material/picture_as_pdf:")
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:

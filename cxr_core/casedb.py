@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -34,10 +34,13 @@ class Case(Base):
     """One analysed image: a de-identified PNG copy, the result, and how it was produced."""
 
     __tablename__ = "cases"
+    # One case per image and model: the same image dropped twice is one case; another model, another case.
+    __table_args__ = (UniqueConstraint("image_hash", "model_id", name="uq_case_image_model"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
-    image_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the input bytes
+    image_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the input bytes
     image_file: Mapped[str] = mapped_column(String(200))  # the PNG under $CXR_HOME/images/
+    heatmap_file: Mapped[str | None] = mapped_column(String(200))  # the Grad-CAM (8-bit PNG) beside it, if assessed
     source_format: Mapped[str] = mapped_column(String(16))
     assessed: Mapped[bool] = mapped_column(Boolean)
     label: Mapped[str | None] = mapped_column(String(16), index=True)
@@ -50,6 +53,7 @@ class Case(Base):
     not_assessed_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     model_id: Mapped[str] = mapped_column(String(200), index=True)
     cam_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    image_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # display tags, none identifying
     study_uid: Mapped[str | None] = mapped_column(String(64))
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
@@ -83,6 +87,19 @@ class AuditEvent(Base):
     case_id: Mapped[int | None] = mapped_column(Integer, index=True)
     model_id: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SiteOperatingPoint(Base):
+    """A site's own threshold for one model, chosen on its local evaluation. The latest row counts;
+    a row without a threshold returns the site to the model card's threshold."""
+
+    __tablename__ = "site_operating_points"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    model_id: Mapped[str] = mapped_column(String(200), index=True)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    author: Mapped[str] = mapped_column(String(100))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # n, sensitivity/specificity with CIs, data
 
 
 @event.listens_for(Session, "before_flush")

@@ -2,7 +2,7 @@
 
 A case holds a de-identified PNG copy of the pixels (under $CXR_HOME/images/, no metadata), the result
 (label or not assessed, probabilities, warnings), the model id, threshold and CAM settings, a content
-hash (the same image is stored once) and, for DICOM, the study/series/SOP UIDs. Patient names and IDs
+hash (the same image is one case per model) and, for DICOM, the study/series/SOP UIDs. Patient names and IDs
 and file names are stored only where the deployment opts in (`CXR_STORE_IDENTIFIERS=1`).
 
 Crash safety: the PNG is written atomically first, then the case and its audit event commit in one
@@ -24,10 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from .casedb import AuditEvent, Case, Review, open_engine
+from .casedb import AuditEvent, Case, Review, SiteOperatingPoint, database_url, open_engine
 from .errors import CXRError
 from .fileio import write_atomic
 from .paths import app_home
+from .imaging import LoadedImage
 from .predict import Prediction
 
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
@@ -48,35 +49,48 @@ class CaseStore:
 
     @classmethod
     def open(cls, url: str | None = None) -> "CaseStore":
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
         images = app_home() / "images"
-        images.mkdir(parents=True, exist_ok=True)
-        return cls(open_engine(url), images)
+        try:
+            images.mkdir(parents=True, exist_ok=True)
+            return cls(open_engine(url), images)
+        except (SQLAlchemyError, OSError) as exc:
+            where = make_url(url or database_url()).render_as_string(hide_password=True)
+            raise CXRError(f"The case database {where} is unavailable ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200]}).") from None
 
     # ---- writing
     def add(self, pred: Prediction, data: bytes, model_id: str, actor: str = "system",
             cam_settings: dict[str, Any] | None = None) -> tuple[int, bool]:
-        """Store one decoded prediction; (case id, True) when new, (existing id, False) for known content."""
+        """Store one decoded prediction; (case id, True) when new, (existing id, False) when this image was
+        already analysed by this model (the first result stands)."""
         if pred.error or pred.image is None:
             raise CXRError("Only a decoded image can become a case (this input failed to load).")
         digest = hashlib.sha256(data).hexdigest()
-        existing = self._id_for_hash(digest)
+        existing = self._id_for(digest, model_id)
         if existing is not None:
+            self._restore_if_deleted(existing, actor)
             return existing, False
         png = f"{digest}.png"
-        ok, encoded = cv2.imencode(".png", (np.clip(pred.image.pixels, 0, 1) * 255).round().astype(np.uint8))
-        if not ok:
-            raise CXRError("The image could not be encoded for the case store.")
-        write_atomic(self.images_dir / png, encoded.tobytes())  # first: a case never points to a missing file
+        # The files first: a case never points to a missing file (a kill leaves at most an orphan PNG).
+        write_atomic(self.images_dir / png, _png_bytes(pred.image.pixels))
+        cam = None
+        if pred.assessed and pred.heatmap is not None:
+            cam = f"{digest}.cam.png"
+            write_atomic(self.images_dir / cam, _png_bytes(pred.heatmap))
         meta = pred.image.metadata
         identifiers = {"file_name": pred.file, **pred.image.identifiers} if store_identifiers() else None
-        case = Case(image_hash=digest, image_file=png, source_format=pred.image.format, assessed=pred.assessed,
-                    label=pred.label, subtype=pred.subtype, pneumonia_probability=pred.pneumonia_probability,
+        case = Case(image_hash=digest, image_file=png, heatmap_file=cam, source_format=pred.image.format,
+                    assessed=pred.assessed, label=pred.label, subtype=pred.subtype,
+                    pneumonia_probability=pred.pneumonia_probability,
                     class_probabilities=dict(pred.class_probabilities), threshold=float(pred.threshold or 0.0),
-                    threshold_source="model", warnings=list(pred.warnings),
+                    threshold_source=pred.threshold_source, warnings=list(pred.warnings),
                     not_assessed_reasons=list(pred.not_assessed_reasons), model_id=model_id,
-                    cam_settings=dict(cam_settings or {}), study_uid=meta.get("StudyInstanceUID"),
-                    series_uid=meta.get("SeriesInstanceUID"), sop_uid=meta.get("SOPInstanceUID"),
-                    identifiers=identifiers, deleted=False)
+                    cam_settings=dict(cam_settings or {}), image_metadata=_jsonable(meta),
+                    study_uid=meta.get("StudyInstanceUID"), series_uid=meta.get("SeriesInstanceUID"),
+                    sop_uid=meta.get("SOPInstanceUID"), identifiers=identifiers, deleted=False)
         try:
             with Session(self.engine) as session, session.begin():
                 session.add(case)
@@ -85,12 +99,13 @@ class CaseStore:
                                        details={"label": pred.label, "assessed": pred.assessed}))
                 return case.id, True
         except IntegrityError:  # another session stored the same image a moment ago
-            existing = self._id_for_hash(digest)
+            existing = self._id_for(digest, model_id)
             if existing is None:
                 raise
             return existing, False
 
     def review(self, case_id: int, decision: str, label: str, reader: str, comment: str = "") -> None:
+        """Record a reader's verdict (the latest counts; earlier ones stay, and the audit says what changed)."""
         if decision not in DECISIONS:
             raise CXRError(f"decision {decision!r} is invalid: expected one of {DECISIONS}.")
         if label not in REVIEW_LABELS:
@@ -99,9 +114,13 @@ class CaseStore:
             raise CXRError("A review needs the reader's name.")
         with Session(self.engine) as session, session.begin():
             case = self._case(session, case_id)
+            previous = case.reviews[-1] if case.reviews else None
             session.add(Review(case_id=case.id, decision=decision, label=label, reader=reader.strip(), comment=comment))
-            session.add(AuditEvent(actor=reader.strip(), action="review", case_id=case.id, model_id=case.model_id,
-                                   details={"decision": decision, "label": label, "comment": comment}))
+            details = {"decision": decision, "label": label, "comment": comment}
+            if previous is not None:
+                details["previous"] = {"decision": previous.decision, "label": previous.label, "reader": previous.reader}
+            session.add(AuditEvent(actor=reader.strip(), action="change" if previous else "review", case_id=case.id,
+                                   model_id=case.model_id, details=details))
 
     def delete(self, case_id: int, actor: str) -> None:
         """Soft delete: the case leaves the worklist; its row, image and audit trail stay."""
@@ -121,9 +140,56 @@ class CaseStore:
             rows = [case_json(c) for c in cases]
         return [r for r in rows if status is None or r["status"] == status]
 
+    def get(self, case_id: int) -> dict[str, Any]:
+        """One case's JSON object (as in `list`)."""
+        with Session(self.engine) as session:
+            return case_json(self._case(session, case_id))
+
     def image_path(self, case_id: int) -> Path:
         with Session(self.engine) as session:
             return self.images_dir / self._case(session, case_id).image_file
+
+    def prediction(self, case_id: int) -> Prediction:
+        """The stored result rebuilt for display and reports: the de-identified pixels, the stored heatmap,
+        the result as it was decided (never re-predicted). Identifiers only where the deployment keeps them."""
+        with Session(self.engine) as session:
+            case = self._case(session, case_id)
+            pixels = _read_png(self.images_dir / case.image_file)
+            heat = _read_png(self.images_dir / case.heatmap_file) if case.heatmap_file else np.zeros((7, 7), np.float32)
+            ids = dict(case.identifiers or {})
+            name = ids.pop("file_name", None) or f"Case {case.id}"
+            image = LoadedImage(pixels=pixels, format=case.source_format, metadata=dict(case.image_metadata or {}),
+                                identifiers={k: str(v) for k, v in ids.items()})
+            return Prediction(file=name, label=case.label, pneumonia_probability=case.pneumonia_probability,
+                              subtype=case.subtype, class_probabilities=dict(case.class_probabilities),
+                              threshold=case.threshold, threshold_source=case.threshold_source,
+                              warnings=list(case.warnings), assessed=case.assessed,
+                              not_assessed_reasons=list(case.not_assessed_reasons), heatmap=heat, image=image)
+
+    # ---- the site operating point (never in the model card)
+    def set_site_threshold(self, model_id: str, threshold: float | None, author: str,
+                           evidence: dict[str, Any] | None = None) -> None:
+        """Save the site's threshold for `model_id` with its evidence (n, CIs, data, date); None reverts to the
+        model's own threshold."""
+        if threshold is not None and not 0.0 < float(threshold) < 1.0:
+            raise CXRError(f"threshold {threshold!r} is invalid: expected a probability strictly between 0 and 1.")
+        if not author.strip():
+            raise CXRError("A site operating point needs its author's name.")
+        with Session(self.engine) as session, session.begin():
+            session.add(SiteOperatingPoint(model_id=model_id, threshold=None if threshold is None else float(threshold),
+                                           author=author.strip(), evidence=_jsonable(evidence or {})))
+            session.add(AuditEvent(actor=author.strip(), action="site-threshold", case_id=None, model_id=model_id,
+                                   details={"threshold": threshold, **_jsonable(evidence or {})}))
+
+    def site_threshold(self, model_id: str) -> dict[str, Any] | None:
+        """The site's current operating point for `model_id`: {threshold, author, created, evidence}, or None."""
+        with Session(self.engine) as session:
+            row = session.scalars(select(SiteOperatingPoint).where(SiteOperatingPoint.model_id == model_id)
+                                  .order_by(SiteOperatingPoint.id.desc()).limit(1)).first()
+            if row is None or row.threshold is None:
+                return None
+            return {"threshold": row.threshold, "author": row.author, "created": row.created.isoformat(),
+                    "evidence": row.evidence}
 
     def audit(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
@@ -137,7 +203,10 @@ class CaseStore:
         unassessed unreviewed cases are left out."""
         folder = Path(folder)
         counts = {"NORMAL": 0, "PNEUMONIA": 0, "left out": 0}
+        exported: set[str] = set()  # an image analysed by two models is two cases but one exported file
         for row in self.list():
+            if row["image_hash"] in exported:
+                continue
             review = row["review"]
             label = review["label"] if review else (None if reviewed_only else _model_class(row))
             if label not in EXPORT_FOLDERS:
@@ -148,6 +217,7 @@ class CaseStore:
                     else f"person{row['case_id']}_{'bacteria' if label == 'BACTERIAL' else 'virus'}_1.png")
             (folder / sub).mkdir(parents=True, exist_ok=True)
             write_atomic(folder / sub / name, self.image_path(row["case_id"]).read_bytes())
+            exported.add(row["image_hash"])
             counts[sub] += 1
         with Session(self.engine) as session, session.begin():
             session.add(AuditEvent(actor=actor, action="export", case_id=None, model_id=None,
@@ -155,9 +225,17 @@ class CaseStore:
         return counts
 
     # ----
-    def _id_for_hash(self, digest: str) -> int | None:
+    def _id_for(self, digest: str, model_id: str) -> int | None:
         with Session(self.engine) as session:
-            return session.scalar(select(Case.id).where(Case.image_hash == digest))
+            return session.scalar(select(Case.id).where(Case.image_hash == digest, Case.model_id == model_id))
+
+    def _restore_if_deleted(self, case_id: int, actor: str) -> None:
+        """A removed case whose image comes back returns to the worklist (audited)."""
+        with Session(self.engine) as session, session.begin():
+            case = session.get(Case, case_id)
+            if case is not None and case.deleted:
+                case.deleted = False
+                session.add(AuditEvent(actor=actor, action="restore", case_id=case.id, model_id=case.model_id, details={}))
 
     @staticmethod
     def _case(session: Session, case_id: int) -> Case:
@@ -167,12 +245,44 @@ class CaseStore:
         return case
 
 
+def apply_site_threshold(predictor: Any, store: "CaseStore | None") -> dict[str, Any] | None:
+    """Point `predictor` at the site's operating point for its model (or back at the card's); the point used."""
+    point = store.site_threshold(predictor.card.get("model_id", "")) if store is not None else None
+    predictor.set_operating_point(point["threshold"] if point else None)
+    return point
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    """An 8-bit grayscale PNG of a [0, 1] array: pixels only, no metadata."""
+    ok, encoded = cv2.imencode(".png", (np.clip(array, 0, 1) * 255).round().astype(np.uint8))
+    if not ok:
+        raise CXRError("The image could not be encoded for the case store.")
+    return encoded.tobytes()
+
+
+def _read_png(path: Path) -> np.ndarray:
+    arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if arr is None:
+        raise CXRError(f"The stored image {path.name!r} is missing or unreadable.")
+    return arr.astype(np.float32) / 255.0
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """Metadata values as JSON-safe scalars (DICOM values can be pydicom types)."""
+    import json
+
+    return json.loads(json.dumps(d, default=str))
+
+
 def case_json(case: Case) -> dict[str, Any]:
     latest = case.reviews[-1] if case.reviews else None
     status = "new" if latest is None else ("disagreed" if latest.decision == "disagree" else "reviewed")
-    return {"case_id": case.id, "created": case.created.isoformat(), "label": case.label, "assessed": case.assessed,
+    return {"case_id": case.id, "created": case.created.isoformat(), "image_hash": case.image_hash,
+            "label": case.label, "assessed": case.assessed,
             "subtype": case.subtype, "pneumonia_probability": case.pneumonia_probability, "model_id": case.model_id,
             "threshold": case.threshold, "threshold_source": case.threshold_source, "status": status,
+            "view": (case.image_metadata or {}).get("ViewPosition"), "study_date": (case.image_metadata or {}).get("StudyDate"),
+            "study_uid": case.study_uid, "series_uid": case.series_uid, "sop_uid": case.sop_uid,
             "warnings": case.warnings, "not_assessed_reasons": case.not_assessed_reasons,
             "review": None if latest is None else {"decision": latest.decision, "label": latest.label,
                                                    "reader": latest.reader, "comment": latest.comment,

@@ -113,11 +113,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CXRError(f"No image files found in the given folders ({found.skipped} other file(s) skipped).")
     cam_dir = _prepare_dir(args.cam_out) if args.cam_out else None
     predictor = Predictor(resolve_model_dir(args.model))
-    store = None
-    if args.save:
-        from .cases import CaseStore
+    from .cases import CaseStore, apply_site_threshold
 
+    try:  # the case store holds the site's operating point, if one was saved, and --save's cases
         store = CaseStore.open()
+    except CXRError as exc:
+        if args.save:
+            raise
+        store = None
+        print(f"Note: {exc} The model's own threshold decides.", file=sys.stderr)
+    point = apply_site_threshold(predictor, store)
+    if point:
+        print(f"Threshold: {point['threshold']:.3f}, the site's operating point (set by {point['author']} on "
+              f"{point['created'][:10]}).", file=sys.stderr)
     progress = _Progress(len(inputs)) if len(inputs) > 5 else None
     failed = refused = 0
     rows = []
@@ -126,7 +134,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                     progress=progress)):
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
-        if store is not None and pred.error is None:
+        if args.save and pred.error is None:
             store.add(pred, inputs[i][1].read_bytes(), predictor.card.get("model_id", ""), actor="cli")
         if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             _write_cam(cam_dir, i, pred)
@@ -205,6 +213,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folder(model_dir, args.data_dir, n_boot=args.bootstrap,
                              progress=None if args.json else _Progress)
     summary = result.summary
+    if summary["overlap"]["warning"]:
+        print(f"Warning: {summary['overlap']['warning']}", file=sys.stderr)
     if args.out:
         from .fileio import write_json_atomic
 

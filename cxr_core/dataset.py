@@ -80,11 +80,10 @@ def class_counts(records: list[Record]) -> dict[str, int]:
 
 
 def fingerprint(records: list[Record]) -> str:
-    """Hash of (relative name, size, label) of every record: identifies the exact data used."""
-    h = hashlib.sha256()
-    for r in records:
-        h.update(f"{r.path.parent.name}/{r.path.name}:{r.path.stat().st_size}:{r.label}\n".encode())
-    return h.hexdigest()[:16]
+    """Hash of (relative name, size, label) of every record, in any order: identifies the exact data used
+    (a training run's train + validation records and `evaluate` on the same folder give the same value)."""
+    lines = sorted(f"{r.path.parent.name}/{r.path.name}:{r.path.stat().st_size}:{r.label}\n" for r in records)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
 def grouped_folds(records: list[Record], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

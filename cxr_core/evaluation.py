@@ -82,6 +82,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
                     predictor: Any | None = None) -> EvalResult:
     """Predict every labelled image of `data_dir` and summarise. Unreadable files are listed, not fatal."""
     from .metrics import evaluation_summary
+    from .overlap import overlap_report, pixel_hash
     from .predict import Predictor
 
     data_dir = Path(data_dir)
@@ -90,12 +91,14 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     records = index_dataset(data_dir)
     predictor = predictor or Predictor(model_dir)
     bar = progress(len(records)) if progress else None
-    files, labels, probs, failed = [], [], [], []
+    files, labels, probs, failed, hashes = [], [], [], [], []
     items = [(f"{r.path.parent.name}/{r.path.name}", r.path) for r in records]
-    for rec, pred in zip(records, predictor.predict_many(items, progress=bar)):
+    for rec, pred in zip(records, predictor.predict_many(items, progress=bar, keep_images=True)):
         if pred.error:
             failed.append({"file": pred.file, "error": pred.error})
             continue
+        hashes.append(pixel_hash(pred.image.pixels))  # for the training-overlap check
+        pred.image = None
         files.append(pred.file)
         labels.append(rec.label)
         cp = pred.class_probabilities
@@ -108,6 +111,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     summary = evaluation_summary(y, P, predictor.threshold, n_boot=n_boot)
     summary.update(model=predictor.card.get("model_id", Path(model_dir).name), data=str(data_dir.resolve()),
                    data_fingerprint=fingerprint(records), failed=failed,
+                   overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     saved_to = None
     if save:

@@ -43,7 +43,7 @@ def result_row(pred: Prediction, case: int, digest: str, model_id: str, exported
         "P(normal)": pred.class_probabilities.get("NORMAL") if pred.assessed else None,
         "P(bacterial)": pred.class_probabilities.get("BACTERIAL") if pred.assessed else None,
         "P(viral)": pred.class_probabilities.get("VIRAL") if pred.assessed else None,
-        "threshold": pred.threshold,
+        "threshold": pred.threshold, "threshold_source": pred.threshold_source,
         "not assessed because": "; ".join(pred.not_assessed_reasons) or None,
         "warnings": pred.error or "; ".join(pred.warnings) or None,
         "model_id": model_id, "exported_utc": exported,

@@ -11,6 +11,7 @@ import numpy as np
 
 from .models import pooled_features
 from .ood import OODDetector
+from .overlap import write_training_hashes
 from .population import DEFAULT_ADULT_REFERENCE, fit_for_model
 
 
@@ -31,7 +32,8 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_check: 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,
                        adult_dir: str | Path | None = None) -> dict[str, Any]:
-    """`fit-ood`: refit a registered model's guards on its own training split (from its card)."""
+    """`fit-ood`: refit a registered model's guards on its own training split (from its card), and list the
+    pixel hashes of its training data (cxr_core.overlap)."""
     from .dataset import index_dataset, split_for
     from .predict import Predictor
 
@@ -43,4 +45,5 @@ def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None
     x_val = np.stack([predictor.preprocess.load(r.path) for r in val])
     report = fit_guards(predictor.model, x_train, [r.patient for r in train], x_val, predictor.preprocess, model_dir,
                         adult_dir or DEFAULT_ADULT_REFERENCE)
-    return {"model": card.get("model_id"), "n_train": len(train), "n_val": len(val), **report}
+    hashed = write_training_hashes(model_dir, [r.path for r in train + val])  # every image the model was built on
+    return {"model": card.get("model_id"), "n_train": len(train), "n_val": len(val), "training_hashes": hashed, **report}

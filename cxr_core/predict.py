@@ -32,7 +32,7 @@ class Prediction:
     subtype: str | None = None
     class_probabilities: dict[str, float | None] = field(default_factory=dict)
     threshold: float | None = None
-    threshold_source: str = "model"  # "model" (the card's) or "site" (a site operating point, cxr_core.site)
+    threshold_source: str = "model"  # "model" (the card's) or "site" (a site operating point, cxr_core.cases)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     out_of_distribution: bool = False

@@ -43,7 +43,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
         pdf.image(over, x=110, y=y, w=w, h=min(h, 110))
     pdf.set_y(y + min(h, 110) + 1)
     pdf.set_font("Helvetica", "I", 8)
-    pdf.cell(100, 4, f"{image_label}: radiograph")
+    pdf.cell(100, 4, _latin1(f"{image_label}: radiograph{acquisition_note(pred.image.metadata)}"))
     pdf.cell(0, 4, "Grad-CAM: regions that most raised the shown class" if pred.assessed else "", new_x="LMARGIN",
              new_y="NEXT")
     pdf.ln(3)
@@ -59,8 +59,8 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
         subtype = f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else ""
         pdf.cell(0, 8, f"Model output: {pred.label}{subtype}", new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 10)
-        pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f}",
-                 new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f} "
+                 f"({threshold_wording(pred.threshold_source)})", new_x="LMARGIN", new_y="NEXT")
         for c in CLASSES:
             v = pred.class_probabilities.get(c)
             pdf.cell(0, 5, f"  P({c.lower()}) = {v:.3f}" if v is not None else f"  P({c.lower()}) = n/a",
@@ -85,6 +85,22 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
     pdf.set_font("Helvetica", "I", 8)
     pdf.cell(0, 5, f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", align="R")
     return bytes(pdf.output())
+
+
+def threshold_wording(source: str) -> str:
+    """How every surface names the threshold that decided a result."""
+    return "the site's operating point" if source == "site" else "the model's threshold"
+
+
+def acquisition_note(metadata: dict[str, Any]) -> str:
+    """", view PA, study date 2026-01-31" from the DICOM tags when known, else ""."""
+    parts = []
+    if metadata.get("ViewPosition"):
+        parts.append(f"view {metadata['ViewPosition']}")
+    date = str(metadata.get("StudyDate") or "")
+    if len(date) == 8 and date.isdigit():
+        parts.append(f"study date {date[:4]}-{date[4:6]}-{date[6:]}")
+    return "".join(f", {p}" for p in parts)
 
 
 def _latin1(text: str) -> str:

@@ -36,8 +36,8 @@ def jpeg_cmyk() -> bytes:
     return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L").convert("CMYK"), "JPEG")
 
 
-def png_gray8() -> bytes:
-    return pil_bytes(Image.fromarray((gray() * 255).astype(np.uint8), "L"), "PNG")
+def png_gray8(seed: int = 0) -> bytes:
+    return pil_bytes(Image.fromarray((gray(seed) * 255).astype(np.uint8), "L"), "PNG")
 
 
 def png_gray16() -> bytes:

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from .conftest import PROJECT_ROOT
 
-PAGES = ["app_pages/viewer.py", "app_pages/dashboards.py", "app_pages/training.py", "app_pages/experiments.py"]
+PAGES = ["app_pages/viewer.py", "app_pages/worklist.py", "app_pages/dashboards.py", "app_pages/training.py", "app_pages/experiments.py"]
 APP = str(PROJECT_ROOT / "app.py")
 
 
@@ -69,7 +69,7 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     def page(model_dir: str) -> None:
         import streamlit as st
 
-        from cxr_app.viewer_ui import prediction_panel, results_table
+        from cxr_app.viewer_ui import Display, prediction_panel, results_table
         from cxr_core.predict import Predictor
         from tests import inputs
 
@@ -77,14 +77,15 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
         preds = [predictor.predict(inputs.dicom(), name="scan.dcm"), predictor.predict(b"", name="empty.png")]
         st.dataframe(results_table(preds, ["a", "b"], "model", "2026-01-01T00:00:00Z"))
         for i, p in enumerate(preds):
-            prediction_panel(p, i, predictor.card, 0.4, "jet", True, False)
+            prediction_panel(p, i, predictor.card, Display(), False)
 
     at = AppTest.from_function(page, args=(str(tiny_predictor.model_dir),), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     shown = " ".join(x.value for x in list(at.success) + list(at.error))
     assert "NORMAL" in shown or "PNEUMONIA" in shown or "Not assessed" in shown
-    assert len(at.get("image")) >= 2  # radiograph and Grad-CAM overlay
+    figure = at.get("plotly_chart")[0].proto.spec  # the radiograph with its Grad-CAM layer and colour bar
+    assert '"type":"heatmap"' in figure.replace(" ", "") and "Grad-CAM" in figure
     assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
     assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
     assert "Doe" not in str(at.get("arrow_data_frame")) and "Doe" not in " ".join(t.value for t in at.markdown)

@@ -19,6 +19,7 @@ from cxr_core.errors import CXRError
 
 from . import inputs
 from .conftest import PROJECT_ROOT
+from .test_privacy_security import pdf_text
 
 
 @pytest.fixture
@@ -56,7 +57,8 @@ def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(sto
     assert store.list("disagreed")[0]["review"]["label"] == "VIRAL" and store.list("new") == []
     store.review(case_id, "agree", "VIRAL", "Dr Who")
     assert store.list("reviewed")[0]["review"]["decision"] == "agree"
-    assert [e["action"] for e in store.audit()] == ["create", "review", "review"]
+    assert [e["action"] for e in store.audit()] == ["create", "review", "change"]
+    assert store.audit()[-1]["details"]["previous"] == {"decision": "disagree", "label": "VIRAL", "reader": "Dr Who"}
     with pytest.raises(CXRError, match="'MAYBE'"):
         store.review(case_id, "agree", "MAYBE", "Dr Who")
     with pytest.raises(CXRError, match="'perhaps'"):
@@ -65,6 +67,79 @@ def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(sto
         store.review(999, "agree", "VIRAL", "Dr Who")
     store.delete(case_id, "Dr Who")
     assert store.list() == [] and store.audit()[-1]["action"] == "delete"
+    assert store.add(pred, data, "model-x", actor="tester") == (case_id, False)  # dropped again: back, audited
+    assert [r["case_id"] for r in store.list()] == [case_id] and store.audit()[-1]["action"] == "restore"
+
+
+def test_a_stored_case_rebuilds_its_result_without_re_predicting(store, tiny_predictor):
+    data = inputs.dicom()
+    pred = tiny_predictor.predict(data, name="scan.dcm")
+    case_id, _ = store.add(pred, data, "model-x")
+    again = store.prediction(case_id)
+    assert again.file == f"Case {case_id}" and again.label == pred.label and again.threshold == pred.threshold
+    assert again.pneumonia_probability == pred.pneumonia_probability
+    assert again.image.pixels.shape == pred.image.pixels.shape and again.image.identifiers == {}
+    assert np.abs(again.image.pixels - pred.image.pixels).max() <= 0.5 / 255 + 1e-6  # 8-bit PNG copy
+    assert again.heatmap.shape == pred.heatmap.shape and np.abs(again.heatmap - pred.heatmap).max() <= 0.5 / 255 + 1e-6
+    assert again.image.metadata.get("Modality") == pred.image.metadata.get("Modality")
+    other_model, created = store.add(pred, data, "model-y")
+    assert created and other_model != case_id  # the same image under another model is another case
+
+
+def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_model_dir):
+    from cxr_core.cases import apply_site_threshold
+    from cxr_core.export import result_row
+    from cxr_core.predict import Predictor
+    from cxr_core.report import build_pdf
+
+    predictor = Predictor(tiny_model_dir)  # its own: the session-wide predictor is shared
+    model_id = predictor.card["model_id"]
+    with pytest.raises(CXRError, match="1.5"):
+        store.set_site_threshold(model_id, 1.5, "Dr Site")
+    with pytest.raises(CXRError, match="author"):
+        store.set_site_threshold(model_id, 0.3, " ")
+    assert apply_site_threshold(predictor, store) is None and predictor.threshold_source == "model"
+    store.set_site_threshold(model_id, 0.987, "Dr Site", {"n": 40})
+    point = apply_site_threshold(predictor, store)
+    assert point["threshold"] == 0.987 and point["evidence"] == {"n": 40}
+    pred = predictor.predict(inputs.png_gray8())
+    assert (pred.threshold, pred.threshold_source) == (0.987, "site")
+    assert result_row(pred, 1, "abc", model_id, "now")["threshold_source"] == "site"
+    assert pred.to_json()["threshold_source"] == "site"
+    assert b"threshold = 0.987 \\(the site's operating point\\)" in pdf_text(build_pdf(pred, np.zeros((8, 8, 3), np.uint8), predictor.card))
+    store.set_site_threshold(model_id, None, "Dr Site")
+    assert apply_site_threshold(predictor, store) is None
+    assert predictor.threshold == predictor.card["threshold"] and predictor.threshold_source == "model"
+    assert [e["action"] for e in store.audit()] == ["site-threshold", "site-threshold"]
+
+
+def test_a_database_made_by_the_first_schema_upgrades_in_place(own_app_home):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, inspect, text
+
+    from cxr_core.casedb import MIGRATIONS
+    from cxr_core.cases import CaseStore
+
+    own_app_home.mkdir(parents=True)
+    engine = create_engine(f"sqlite:///{own_app_home / 'cases.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO cases (created, image_hash, image_file, source_format, assessed, class_probabilities, threshold,"
+            " threshold_source, warnings, not_assessed_reasons, model_id, cam_settings, deleted) VALUES ('2026-11-22 10:00',"
+            " 'h1', 'h1.png', 'PNG', 1, '{}', 0.5, 'model', '[]', '[]', 'model-x', '{}', 0)"))
+    store = CaseStore.open()
+    [row] = store.list()
+    assert row["case_id"] == 1 and row["model_id"] == "model-x" and row["view"] is None
+    inspector = inspect(store.engine)
+    assert {"heatmap_file", "image_metadata"} <= {c["name"] for c in inspector.get_columns("cases")}
+    assert "ix_cases_created" in {i["name"] for i in inspector.get_indexes("cases")}
+    assert inspector.get_unique_constraints("cases") == [{"name": "uq_case_image_model",
+                                                          "column_names": ["image_hash", "model_id"]}]
 
 
 def test_identifiers_are_stored_only_with_the_deployment_opt_in(store, tiny_predictor, own_app_home, monkeypatch):

@@ -1,0 +1,49 @@
+"""The Viewer's radiograph: a Plotly figure with zoom and pan, window/level, and the Grad-CAM overlay
+drawn with a colour scale (its colour bar says what the colours mean)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+
+from cxr_core.gradcam import upsample
+
+DISPLAY_MAX = 768  # pixels on the long side sent to the browser: enough on screen, light on the wire
+# cv2 colour map (the PDF's overlay) -> the same Plotly colour scale (the screen's)
+COLOR_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "turbo": "Turbo", "hot": "Hot"}
+
+
+def window(pixels: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Window/level on [0, 1] pixels: `level` is the centre, `width` the range mapped to black..white."""
+    if not 0.0 < width <= 1.0:
+        raise ValueError(f"window width {width!r} must be in (0, 1]")
+    low = level - width / 2
+    return np.clip((pixels - low) / width, 0.0, 1.0)
+
+
+def _display_size(shape: tuple[int, int]) -> tuple[int, int]:
+    h, w = shape
+    scale = min(1.0, DISPLAY_MAX / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: float = 0.5, width: float = 1.0,
+                      opacity: float = 0.4, colormap: str = "jet", height: int = 520) -> go.Figure:
+    """The windowed radiograph (zoom/pan with the mouse) and, when `heatmap` is given, Grad-CAM on top."""
+    if colormap not in COLOR_SCALES:
+        raise ValueError(f"colormap {colormap!r} is not one of {sorted(COLOR_SCALES)}")
+    h, w = _display_size(pixels.shape[:2])
+    shown = cv2.resize(window(pixels, level, width), (w, h), interpolation=cv2.INTER_AREA)
+    fig = px.imshow((shown * 255).astype(np.uint8), color_continuous_scale="gray", binary_string=True)
+    if heatmap is not None:
+        heat = upsample(heatmap, (h, w))
+        fig.add_trace(go.Heatmap(z=heat, colorscale=COLOR_SCALES[colormap], zmin=0, zmax=1, opacity=opacity,
+                                 hovertemplate="Grad-CAM %{z:.2f}<extra></extra>",
+                                 colorbar=dict(title=dict(text="Grad-CAM", side="right"), thickness=12,
+                                               tickvals=[0, 0.5, 1], ticktext=["low", "", "high"])))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig
