@@ -49,6 +49,7 @@ memory = st.session_state.setdefault("unstored", {})  # content hash -> Predicti
 case_ids: list[int] = st.session_state.setdefault(SESSION_CASES, [])
 seen = st.session_state.setdefault("uploaded_hashes", {})  # (content hash, model id) -> case id or None
 identifiers = st.session_state.setdefault("identifiers", {})  # case id -> DICOM identifiers, on screen only
+names = st.session_state.setdefault("names", {})  # case id -> the uploaded file's name, on screen only
 todo = [u for u in (uploads or []) if (content_hash(u.getvalue()), entry.model_id) not in seen]
 if todo:
     bar = st.progress(0.0, text=f"Analysing {len(todo)} image(s)...")
@@ -59,7 +60,7 @@ if todo:
         if store is not None and pred.error is None:
             case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "viewer",
                                    cam_settings={"opacity": display.opacity, "colormap": display.colormap})
-            identifiers[case_id] = pred.image.identifiers
+            identifiers[case_id], names[case_id] = pred.image.identifiers, upload.name
             if case_id not in case_ids:
                 case_ids.append(case_id)
         else:
@@ -88,6 +89,7 @@ for case_id in list(case_ids):
     if case is not None:
         pred = store.prediction(case_id)
         pred.image.identifiers = pred.image.identifiers or identifiers.get(case_id, {})
+        pred.file = names.get(case_id, pred.file)
         shown.append((pred, case, case["image_hash"][:12]))
 shown += [(pred, None, digest) for digest, pred in memory.items()]
 
@@ -97,7 +99,7 @@ if not shown:
 c1, c2 = st.columns([4, 1])
 c1.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
 if c2.button("Clear the Viewer", icon=":material/clear_all:", help="The cases stay in the Worklist."):
-    for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "uploads"):
+    for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "names", "uploads"):
         st.session_state.pop(key, None)
     st.query_params.pop("case", None)
     st.rerun()

@@ -44,7 +44,8 @@ def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display
                      reader: str = "") -> None:
     """One input: the radiograph (zoom, pan, window/level, Grad-CAM with its colour scale) beside the result
     and, for a stored case, the review form."""
-    title = f"Case {case['case_id']}" if case else pred.file
+    title = (f"Case {case['case_id']}" + ("" if pred.file == f"Case {case['case_id']}" else f": {pred.file}")
+             if case else pred.file)
     st.markdown(f"#### {index + 1}. {title}")
     if pred.error:
         st.error(f"Could not read this file: {pred.error}", icon=":material/error:")

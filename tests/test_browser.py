@@ -25,10 +25,19 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
 
 
+def _app_env(tiny_registry, tmp_path_factory) -> dict[str, str]:
+    return {"CXR_REGISTRY": os.environ.get("CXR_BROWSER_REGISTRY", str(tiny_registry.root)),  # screenshots: shipped
+            "CXR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "CXR_HOME": str(tmp_path_factory.mktemp("home"))}
+
+
 @pytest.fixture(scope="module")
-def app_url(tiny_registry, tmp_path_factory):
-    registry_root = os.environ.get("CXR_BROWSER_REGISTRY", str(tiny_registry.root))  # screenshots: the shipped model
-    server = start_app({"CXR_REGISTRY": registry_root, "CXR_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))})
+def app_env(tiny_registry, tmp_path_factory):
+    return _app_env(tiny_registry, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_env):
+    server = start_app(app_env)
     yield server
     server.stop()
 
@@ -75,11 +84,12 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
     assert "child_cxr.jpeg" in text and "study.dcm" in text and "holiday.jpg" in text
     assert "NORMAL" in text or "PNEUMONIA" in text
     assert "Not assessed" in text and "colour image" in text  # the photograph: a reason, no finding
-    captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImageCaption], [data-testid=caption]")]
-    assert sum("Grad-CAM" in c for c in captions) == 2 or text.count("Grad-CAM: regions") == 2
-    images = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stImage] img, [data-testid=stFullScreenFrame] img")
-    assert len(images) >= 5  # three radiographs/photos and two overlays
+    assert text.count("Grad-CAM: regions") == 2  # two overlays; none for the refused photograph
+    figures = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
+    assert len(figures) >= 3  # the three zoomable radiographs (and the probability bars)
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) >= 2  # Grad-CAM colour scales
     assert "Doe^Jane" not in text and "ID-12345" not in text  # identifiers hidden by default
+    assert text.count("Reader review") == 3 and "Case 1" in text  # each upload is a case with its review form
     time.sleep(1)
     screenshot(browser, "viewer_results", full_page=True)
     log = app_url.log_path.read_text(errors="replace")
@@ -99,3 +109,38 @@ def test_other_pages_render_in_the_browser(app_url, browser, path, marker):
     nav = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebarNav]").text.splitlines()
     assert "Viewer" in nav and "app" not in nav  # the app's own navigation, not Streamlit's legacy page list
     screenshot(browser, path)
+
+
+def test_uploaded_cases_survive_a_page_switch_and_an_app_restart(tiny_registry, tmp_path_factory, browser, tmp_path):
+    """Upload, switch to the Worklist (in the same session), restart the server: the cases are still listed."""
+    from selenium.webdriver.common.by import By
+
+    env = _app_env(tiny_registry, tmp_path_factory)  # its own server and case database
+    first = start_app(env)
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"kept_{i}.png")
+        files[-1].write_bytes(inputs.png_gray8(seed=100 + i))
+    try:
+        browser.get(first.url)
+        wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
+        upload(browser, files)
+        wait_for(browser, lambda: "kept_1.png" in body_text(browser) and results_shown(browser, 2), what="both results")
+        nav = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a")
+        next(a for a in nav if "Worklist" in a.text).click()  # a page switch inside the same session
+        wait_for(browser, lambda: "case(s). Click a column header" in body_text(browser), what="the worklist")
+        listed = body_text(browser)
+        time.sleep(1)
+        screenshot(browser, "worklist")
+    finally:
+        first.stop()
+    restarted = start_app(env)
+    try:
+        browser.get(f"{restarted.url}/worklist")
+        wait_for(browser, lambda: "case(s). Click a column header" in body_text(browser), what="the worklist after a restart")
+        after = body_text(browser)
+        count = lambda t: t.split(" case(s). Click")[0].split()[-1]  # noqa: E731  "N of M case(s)" -> M
+        assert count(after) == count(listed) and int(count(after)) >= 2
+        assert "kept_0.png" not in after  # no file names in the stored cases
+    finally:
+        restarted.stop()

@@ -183,6 +183,8 @@ def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor,
     assert counts == {"NORMAL": 4, "PNEUMONIA": 4, "left out": 1}
     result = evaluate_folder(tiny_model_dir, tmp_path / "site", n_boot=20)
     assert result.summary["n"] == 8 and result.summary["class_counts"] == {"NORMAL": 4, "BACTERIAL": 2, "VIRAL": 2}
+    overlap = result.summary["overlap"]  # the exported PNGs are the tiny model's training JPEGs, decoded
+    assert overlap["images_in_training"] == 8 and "8 of 8 images" in overlap["warning"]
 
 
 def _cli(args, env):

@@ -135,6 +135,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     from cxr_core.model_card import render_markdown
     from cxr_core.models import merge_members
     from cxr_core.guards import fit_guards
+    from cxr_core.overlap import write_training_hashes
     from cxr_core.fileio import write_atomic, write_json_atomic
     from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model
     from cxr_core.stress import CLEAN, stress_table, worst_case
@@ -177,6 +178,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     x_check = np.stack([preprocess.load(r.path) for r in check_recs])
     guards = fit_guards(merged, x_fit, [r.patient for r in fit_recs], x_check, preprocess, out)
     del x_fit, x_check
+    write_training_hashes(out, [r.path for r in records])  # evaluate's overlap check: every member's data
 
     member_cards = [json.loads((d / "model" / CARD_JSON).read_text()) for d in member_dirs]
     training_s = sum(float(read_status(d).get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s

@@ -105,7 +105,7 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
             write_status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
             return RunResult(run_dir, "stopped", None, {})
         write_status(run_dir, message="evaluating on internal validation")
-        card = _evaluate_and_write_model(config, run_dir, model, x_train, [r.patient for r in train_recs], x_val,
+        card = _evaluate_and_write_model(config, run_dir, model, x_train, train_recs, x_val,
                                          y_val, val_recs, data_info,
                                          time.time() - started, epochs_run, command)
     except BaseException as exc:
@@ -278,12 +278,13 @@ def _discard_unreadable_backup(backup: Path, log: Callable[[str], None]) -> None
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray,
-                              train_patients: list[str], x_val: np.ndarray,
+                              train_recs: list[Record], x_val: np.ndarray,
                               y_val: np.ndarray,
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str) -> dict[str, Any]:
     from cxr_core import metrics as M
     from cxr_core.guards import fit_guards
+    from cxr_core.overlap import write_training_hashes
     from cxr_core.models import LOGITS_LAYER, build_model, predict_logits, trainable_parameter_count
 
     logits = predict_logits(model, x_val)
@@ -312,7 +313,8 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                  labels3, probs)
     if (run_dir / "history.csv").exists():
         (out / "history.csv").write_bytes((run_dir / "history.csv").read_bytes())
-    guards = fit_guards(model, x_train, train_patients, x_val, config.data.preprocess(), out)
+    guards = fit_guards(model, x_train, [r.patient for r in train_recs], x_val, config.data.preprocess(), out)
+    write_training_hashes(out, [r.path for r in train_recs + val_recs])  # evaluate's overlap check
     version = time.strftime("%Y.%m.%d")
     card = {
         "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
