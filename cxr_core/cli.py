@@ -1,4 +1,5 @@
-"""`python -m cxr_core {predict, evaluate, stress, models, fit-ood}`: the command-line interface.
+"""`python -m cxr_core {predict, cases, evaluate, stress, models, export-dicom, pacs, listen, fit-ood}`: the
+command-line interface.
 
 Exit status: 0 success; 2 when any input failed or the arguments are bad. No traceback is ever
 shown for a user error: every failure is one line on stderr (or an "error" field with --json).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,6 +79,39 @@ def _parser() -> argparse.ArgumentParser:
                     help="print the README's shipped-model section, generated from the active model's card")
     mo.set_defaults(func=cmd_models)
 
+    ed = sub.add_parser("export-dicom", help="write the DICOM results of one DICOM image: a structured report "
+                                             "and a Grad-CAM secondary capture, in its study")
+    ed.add_argument("file", help="a DICOM image (CR / DX)")
+    ed.add_argument("--out", required=True, help="folder for SR-<uid>.dcm and SC-<uid>.dcm")
+    ed.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    ed.set_defaults(func=cmd_export_dicom)
+
+    pa = sub.add_parser("pacs", help="DICOMweb: list CR/DX studies, analyse one and send the results back")
+    pa.add_argument("--url", required=True, help="the DICOMweb root, e.g. http://pacs:8042/dicom-web")
+    pa.add_argument("--user", help="basic-auth user; the password comes from $CXR_PACS_PASSWORD")
+    pa.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    psub = pa.add_subparsers(dest="pacs_command", required=True)
+    ps = psub.add_parser("studies", help="CR/DX studies, newest first (no patient identifiers printed)")
+    ps.add_argument("--since", help="only studies on or after this date (YYYY-MM-DD)")
+    ps.add_argument("--json", action="store_true", help="one JSON object per study")
+    ps.set_defaults(func=cmd_pacs_studies)
+    pn = psub.add_parser("analyse", help="retrieve a study, predict each image (stored as cases), print the results")
+    pn.add_argument("study_uid")
+    pn.add_argument("--send", action="store_true", help="store each image's SR and secondary capture in the study")
+    pn.add_argument("--json", action="store_true", help="one JSON object per instance (predict's, plus UIDs)")
+    pn.set_defaults(func=cmd_pacs_analyse)
+
+    li = sub.add_parser("listen", help="a DICOM C-STORE node: analyse each CR/DX image received, store the case, "
+                                       "optionally forward the SR and secondary capture (DICOMweb)")
+    li.add_argument("--port", type=int, default=11112)
+    li.add_argument("--aet", default="CXRAI", help="this node's AE title")
+    li.add_argument("--address", default="0.0.0.0", help="the interface to listen on (127.0.0.1: this machine only)")
+    li.add_argument("--forward", metavar="URL", help="DICOMweb root to send the results to (user: --forward-user, "
+                                                     "password: $CXR_PACS_PASSWORD)")
+    li.add_argument("--forward-user")
+    li.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    li.set_defaults(func=cmd_listen)
+
     fo = sub.add_parser("fit-ood", help="refit a model's out-of-distribution detector and population check "
                                         "(writes ood.npz and population.npz into the model folder)")
     fo.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
@@ -113,19 +148,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CXRError(f"No image files found in the given folders ({found.skipped} other file(s) skipped).")
     cam_dir = _prepare_dir(args.cam_out) if args.cam_out else None
     predictor = Predictor(resolve_model_dir(args.model))
-    from .cases import CaseStore, apply_site_threshold
-
-    try:  # the case store holds the site's operating point, if one was saved, and --save's cases
-        store = CaseStore.open()
-    except CXRError as exc:
-        if args.save:
-            raise
-        store = None
-        print(f"Note: {exc} The model's own threshold decides.", file=sys.stderr)
-    point = apply_site_threshold(predictor, store)
-    if point:
-        print(f"Threshold: {point['threshold']:.3f}, the site's operating point (set by {point['author']} on "
-              f"{point['created'][:10]}).", file=sys.stderr)
+    store = _store_and_site_threshold(predictor)  # the site's operating point, if one was saved; --save's cases
+    if args.save and store is None:
+        raise CXRError("--save needs the case database, which is unavailable (see the note above).")
+    if predictor.threshold_source == "site":
+        print(f"Threshold: {predictor.threshold:.3f}, the site's operating point.", file=sys.stderr)
     progress = _Progress(len(inputs)) if len(inputs) > 5 else None
     failed = refused = 0
     rows = []
@@ -354,4 +381,109 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
     model_dir = resolve_model_dir(args.model)
     report = refit_model_guards(model_dir, args.data, args.adult_data)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- DICOM and PACS
+def _pacs_server(url: str, user: str | None) -> Any:
+    from .pacs import PacsServer
+
+    return PacsServer(url, user, os.environ.get("CXR_PACS_PASSWORD") if user else None)
+
+
+def _store_and_site_threshold(predictor: Any) -> Any:
+    """The case store (or None, said on stderr, where it does not open) with the site's operating point, if
+    any, applied to `predictor`."""
+    from .cases import CaseStore, apply_site_threshold
+
+    try:
+        store = CaseStore.open()
+    except CXRError as exc:
+        print(f"Note: {exc} Results are not kept as cases; the model's own threshold decides.", file=sys.stderr)
+        return None
+    apply_site_threshold(predictor, store)
+    return store
+
+
+def cmd_export_dicom(args: argparse.Namespace) -> int:
+    from .dicom_results import result_objects, write_objects
+    from .gradcam import overlay
+    from .predict import Predictor
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise CXRError(f"{args.file!r} is not a file.")
+    predictor = Predictor(resolve_model_dir(args.model))
+    _store_and_site_threshold(predictor)
+    data = source.read_bytes()
+    pred = predictor.predict(data, name=source.name)
+    if pred.error:
+        raise CXRError(f"{source.name}: {pred.error}")
+    if pred.image.format != "DICOM":
+        raise CXRError(f"{source.name} is not DICOM ({pred.image.format}): DICOM results need the source's study.")
+    objects = result_objects(data, pred, predictor.card, overlay(pred.image.pixels, pred.heatmap) if pred.assessed else None)
+    for path in write_objects(objects, _prepare_dir(args.out)):
+        print(path)
+    print(f"{'assessed: ' + pred.label if pred.assessed else 'not assessed'}; {len(objects)} object(s) written.",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_pacs_studies(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .pacs import find_studies
+
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise CXRError(f"--since {args.since!r} is invalid: expected a date as YYYY-MM-DD.") from None
+    studies = find_studies(_pacs_server(args.url, args.user), since)
+    for s in studies:
+        print(json.dumps(s) if args.json else
+              f"{s['date'] or '?':<8}  {','.join(s['modalities'] or []):<6}  {s['instances'] or '?':>4}  {s['study_uid']}  "
+              f"{s['description'] or ''}")
+    if not args.json:
+        print(f"{len(studies)} CR/DX stud{'y' if len(studies) == 1 else 'ies'}.", file=sys.stderr)
+    return 0
+
+
+def cmd_pacs_analyse(args: argparse.Namespace) -> int:
+    from .pacs import analyse_study
+    from .predict import Predictor
+
+    server = _pacs_server(args.url, args.user)
+    predictor = Predictor(resolve_model_dir(args.model))
+    store = _store_and_site_threshold(predictor)
+    counts = {"analysed": 0, "not assessed": 0, "skipped": 0, "failed": 0, "sent": 0}
+    for result in analyse_study(server, args.study_uid, predictor, send=args.send, store=store):
+        pred = result.prediction
+        key = ("skipped" if result.skipped else "failed" if pred.error else
+               "analysed" if pred.assessed else "not assessed")
+        counts[key] += 1
+        counts["sent"] += len(result.results) if args.send else 0
+        if args.json:
+            print(json.dumps(result.to_json()), flush=True)
+        else:
+            print(f"{result.sop_uid}: " + (f"skipped ({result.skipped})" if result.skipped else pred.error or
+                  (f"{pred.label} P(pneumonia) {pred.pneumonia_probability:.3f}" if pred.assessed else
+                   "not assessed: " + "; ".join(pred.not_assessed_reasons))))
+    print(", ".join(f"{v} {k}" for k, v in counts.items() if k != "sent" or args.send)
+          + (" result object(s) stored in the study" if args.send else "") + ".", file=sys.stderr)
+    return 2 if counts["failed"] else 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    import logging
+
+    from .listener import Listener, ListenerConfig
+    from .predict import Predictor
+
+    config = ListenerConfig(port=args.port, ae_title=args.aet, address=args.address)
+    forward = _pacs_server(args.forward, args.forward_user) if args.forward else None
+    predictor = Predictor(resolve_model_dir(args.model))
+    store = _store_and_site_threshold(predictor)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    Listener(config, predictor, store, forward).serve_forever()
     return 0

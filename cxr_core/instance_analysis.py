@@ -1,0 +1,66 @@
+"""One received DICOM instance through the product: predict (the intended-use rule included), store the case,
+build the SR and Secondary Capture. Shared by `pacs analyse` (DICOMweb) and `listen` (C-STORE)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from .dicom_results import MANUFACTURER, result_objects
+from .predict import Prediction
+
+IMAGE_MODALITIES = ("CR", "DX", "DR")
+
+
+@dataclass
+class AnalysedInstance:
+    sop_uid: str
+    prediction: Prediction | None = None  # None: skipped (not an image, or our own result)
+    skipped: str | None = None
+    case_id: int | None = None
+    results: list[Dataset] = field(default_factory=list)  # SR (+ SC) to send back
+
+    def to_json(self) -> dict[str, Any]:
+        """What `pacs analyse --json` prints: `predict --json`'s object plus the instance and case."""
+        base = self.prediction.to_json() if self.prediction else {"file": f"instance {self.sop_uid}"}
+        return {**base, "sop_instance_uid": self.sop_uid, "skipped": self.skipped, "case_id": self.case_id,
+                "results": [f"{'SR' if d.Modality == 'SR' else 'SC'} {d.SOPInstanceUID}" for d in self.results]}
+
+
+def dataset_bytes(ds: Dataset) -> bytes:
+    """A received dataset as a DICOM file's bytes (what the predictor and the case store read)."""
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=ds.get("file_meta") is not None and "TransferSyntaxUID" in ds.file_meta)
+    return buf.getvalue()
+
+
+def skip_reason(ds: Dataset) -> str | None:
+    """Why an instance is not analysed at all, or None: non-image objects and this product's own results."""
+    if ds.get("Manufacturer") == MANUFACTURER:
+        return "this assistant's own result"
+    if "PixelData" not in ds:
+        return f"not an image (Modality {ds.get('Modality', '?')}, SOP class {ds.get('SOPClassUID', '?')})"
+    return None
+
+
+def analyse_instance(ds: Dataset, predictor: Any, store: Any = None, actor: str = "pacs") -> AnalysedInstance:
+    """Predict one instance, store it as a case (when a store is given), and build its results."""
+    from .gradcam import overlay
+
+    out = AnalysedInstance(sop_uid=str(ds.get("SOPInstanceUID", "?")))
+    out.skipped = skip_reason(ds)
+    if out.skipped:
+        return out
+    data = dataset_bytes(ds)
+    pred = predictor.predict(data, name=f"instance {out.sop_uid}")
+    out.prediction = pred
+    if pred.error:
+        return out
+    if store is not None:
+        out.case_id, _ = store.add(pred, data, predictor.card.get("model_id", ""), actor=actor)
+    cam = overlay(pred.image.pixels, pred.heatmap) if pred.assessed else None
+    out.results = result_objects(ds, pred, predictor.card, cam)
+    return out

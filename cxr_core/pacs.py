@@ -1,0 +1,118 @@
+"""Studies in and results back over DICOMweb (dicomweb-client): QIDO-RS to list CR/DX studies, WADO-RS to
+retrieve a study's instances, STOW-RS to store the SR and Secondary Capture back into the same study.
+
+Every failure becomes a CXRError whose message names the server without credentials: unreachable, refused
+credentials, unknown study, empty study. Instances that cannot be analysed are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Callable, Iterator
+
+from .errors import CXRError
+from .instance_analysis import AnalysedInstance, analyse_instance
+
+STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
+                "NumberOfStudyRelatedInstances")
+
+
+@dataclass(frozen=True)
+class PacsServer:
+    """A DICOMweb endpoint (e.g. Orthanc's http://host:8042/dicom-web) and optional basic-auth credentials."""
+
+    url: str
+    user: str | None = None
+    password: str | None = None
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise CXRError(f"PACS URL {self.url!r} is invalid: expected http://... or https://... (the DICOMweb root).")
+        if self.password and not self.user:
+            raise CXRError("A PACS password was given without a user name.")
+
+    def __repr__(self) -> str:  # never print the password
+        return f"PacsServer(url={self.url!r}, user={self.user!r})"
+
+    def client(self) -> Any:
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        session = requests.Session()
+        if self.user:
+            session.auth = (self.user, self.password or "")
+        return DICOMwebClient(self.url.rstrip("/"), session=session, timeout=self.timeout_s)
+
+    def store(self, datasets: list[Any], study_uid: str) -> None:
+        """STOW-RS `datasets` into study `study_uid`."""
+        client = self.client()
+        _call(self, f"storing results into study {study_uid}",
+              lambda: client.store_instances(datasets, study_instance_uid=study_uid))
+
+
+def _call(server: PacsServer, what: str, fn: Callable[[], Any]) -> Any:
+    """Run one DICOMweb request; turn transport and HTTP failures into one clear sentence."""
+    import requests
+
+    try:
+        return fn()
+    except requests.exceptions.HTTPError as exc:
+        code = exc.response.status_code if exc.response is not None else None
+        if code in (401, 403):
+            raise CXRError(f"The PACS at {server.url} refused the credentials (HTTP {code}) while {what}: "
+                           "check the user name and password.") from None
+        if code == 404:
+            raise CXRError(f"The PACS at {server.url} has nothing at that address (HTTP 404) while {what}: "
+                           "check the DICOMweb root (Orthanc: http://host:8042/dicom-web) and the study UID.") from None
+        raise CXRError(f"The PACS at {server.url} answered HTTP {code} while {what}.") from None
+    except requests.exceptions.RequestException as exc:
+        raise CXRError(f"Cannot reach the PACS at {server.url} while {what} ({type(exc).__name__}): check the URL, "
+                       "that the server runs and that this machine may connect to it.") from None
+
+
+def _value(study: dict[str, Any], keyword: str) -> Any:
+    from pydicom.datadict import tag_for_keyword
+
+    element = study.get(f"{tag_for_keyword(keyword):08X}", {})
+    values = element.get("Value") or []
+    return values if keyword == "ModalitiesInStudy" else (values[0] if values else None)
+
+
+def find_studies(server: PacsServer, since: date | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """CR/DX studies, newest first: {study_uid, date, time, modalities, description, instances}. No patient
+    identifiers (names, IDs, accession numbers) are returned."""
+    client = server.client()
+    found: dict[str, dict[str, Any]] = {}
+    for modality in ("CR", "DX"):
+        filters: dict[str, Any] = {"ModalitiesInStudy": modality}
+        if since is not None:
+            filters["StudyDate"] = f"{since:%Y%m%d}-"
+        studies = _call(server, "searching for studies", lambda: client.search_for_studies(
+            search_filters=filters, fields=list(STUDY_FIELDS), limit=limit))
+        for s in studies:
+            uid = _value(s, "StudyInstanceUID")
+            found[uid] = {"study_uid": uid, "date": _value(s, "StudyDate"), "time": _value(s, "StudyTime"),
+                          "modalities": _value(s, "ModalitiesInStudy"), "description": _value(s, "StudyDescription"),
+                          "instances": _value(s, "NumberOfStudyRelatedInstances")}
+    return sorted(found.values(), key=lambda s: (s["date"] or "", s["time"] or ""), reverse=True)
+
+
+def analyse_study(server: PacsServer, study_uid: str, predictor: Any, send: bool = False, store: Any = None,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[AnalysedInstance]:
+    """Retrieve a study, analyse each instance and (with `send`) store its SR and SC back into the study.
+    Yields one AnalysedInstance per retrieved instance; raises CXRError for an empty or unknown study."""
+    if not study_uid.strip():
+        raise CXRError("A study UID is needed.")
+    client = server.client()
+    instances = _call(server, f"retrieving study {study_uid}", lambda: client.retrieve_study(study_uid))
+    if not instances:
+        raise CXRError(f"Study {study_uid} has no instances on the PACS at {server.url}.")
+    for i, ds in enumerate(instances):
+        result = analyse_instance(ds, predictor, store, actor="pacs")
+        if send and result.results:
+            server.store(result.results, study_uid)
+        if progress:
+            progress(i + 1, len(instances))
+        yield result
