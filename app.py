@@ -11,6 +11,7 @@ st.set_page_config(page_title="CXR pneumonia assistant", page_icon=":material/ra
 pages = [
     st.Page("app_pages/viewer.py", title="Viewer", icon=":material/radiology:", default=True),
     st.Page("app_pages/worklist.py", title="Worklist", icon=":material/list_alt:"),
+    st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:"),
     st.Page("app_pages/dashboards.py", title="Dashboards", icon=":material/monitoring:"),
     st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),

@@ -50,6 +50,7 @@ case_ids: list[int] = st.session_state.setdefault(SESSION_CASES, [])
 seen = st.session_state.setdefault("uploaded_hashes", {})  # (content hash, model id) -> case id or None
 identifiers = st.session_state.setdefault("identifiers", {})  # case id -> DICOM identifiers, on screen only
 names = st.session_state.setdefault("names", {})  # case id -> the uploaded file's name, on screen only
+sources = st.session_state.setdefault("dicom_sources", {})  # case id -> the DICOM file (for its DICOM results)
 todo = [u for u in (uploads or []) if (content_hash(u.getvalue()), entry.model_id) not in seen]
 if todo:
     bar = st.progress(0.0, text=f"Analysing {len(todo)} image(s)...")
@@ -61,6 +62,8 @@ if todo:
             case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "viewer",
                                    cam_settings={"opacity": display.opacity, "colormap": display.colormap})
             identifiers[case_id], names[case_id] = pred.image.identifiers, upload.name
+            if pred.image.format == "DICOM":
+                sources[case_id] = data
             if case_id not in case_ids:
                 case_ids.append(case_id)
         else:
@@ -99,7 +102,8 @@ if not shown:
 c1, c2 = st.columns([4, 1])
 c1.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
 if c2.button("Clear the Viewer", icon=":material/clear_all:", help="The cases stay in the Worklist."):
-    for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "names", "uploads"):
+    for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "names", "dicom_sources",
+                "uploads"):
         st.session_state.pop(key, None)
     st.query_params.pop("case", None)
     st.rerun()
@@ -115,5 +119,6 @@ if len(shown) > 1:
                        "application/json", icon=":material/download:")
     st.divider()
 for i, (pred, case, _) in enumerate(shown):
-    prediction_panel(pred, i, entry.card, display, show_ids, case=case, store=store, reader=reader)
+    prediction_panel(pred, i, entry.card, display, show_ids, case=case, store=store, reader=reader,
+                     dicom_source=sources.get(case["case_id"]) if case else None)
     st.divider()

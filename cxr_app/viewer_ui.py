@@ -41,7 +41,7 @@ class Display:
 
 def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display: Display,
                      show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
-                     reader: str = "") -> None:
+                     reader: str = "", dicom_source: bytes | None = None) -> None:
     """One input: the radiograph (zoom, pan, window/level, Grad-CAM with its colour scale) beside the result
     and, for a stored case, the review form."""
     title = (f"Case {case['case_id']}" + ("" if pred.file == f"Case {case['case_id']}" else f": {pred.file}")
@@ -68,6 +68,8 @@ def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display
         if case is not None and store is not None:
             review_form(case, store, reader, index)
         _downloads(pred, index, card, display)
+        if pred.image.format == "DICOM":
+            _dicom_downloads(pred, index, card, display, dicom_source)
 
 
 def _result(pred: Prediction, index: int) -> None:
@@ -146,3 +148,22 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
     buf = io.StringIO()
     df.to_csv(buf, index=False)
     return buf.getvalue().encode()
+
+
+def _dicom_downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display,
+                     source: bytes | None) -> None:
+    """The DICOM results for the PACS (cxr_core.dicom_results), built only when downloaded."""
+    from cxr_core.dicom_results import overlay_sc, read_source, result_sr, to_bytes
+
+    if source is None:
+        st.caption("DICOM results (SR, secondary capture) need the original file: drop it on the Viewer again.")
+        return
+    c1, c2 = st.columns(2)
+    c1.download_button("DICOM structured report", data=lambda: to_bytes(result_sr(read_source(source), pred, card)),
+                       file_name=f"cxr_result_{index + 1}_SR.dcm", mime="application/dicom", key=f"sr_{index}",
+                       icon=":material/description:")
+    if pred.assessed:
+        c2.download_button("DICOM Grad-CAM capture", key=f"sc_{index}", icon=":material/image:",
+                           data=lambda: to_bytes(overlay_sc(read_source(source), overlay(
+                               pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap))),
+                           file_name=f"cxr_result_{index + 1}_SC.dcm", mime="application/dicom")

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from .conftest import PROJECT_ROOT
 
-PAGES = ["app_pages/viewer.py", "app_pages/worklist.py", "app_pages/dashboards.py", "app_pages/training.py", "app_pages/experiments.py"]
+PAGES = ["app_pages/viewer.py", "app_pages/worklist.py", "app_pages/pacs.py", "app_pages/dashboards.py", "app_pages/training.py", "app_pages/experiments.py"]
 APP = str(PROJECT_ROOT / "app.py")
 
 
@@ -74,10 +74,11 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
         from tests import inputs
 
         predictor = Predictor(model_dir)
-        preds = [predictor.predict(inputs.dicom(), name="scan.dcm"), predictor.predict(b"", name="empty.png")]
+        dicom = inputs.dicom()
+        preds = [predictor.predict(dicom, name="scan.dcm"), predictor.predict(b"", name="empty.png")]
         st.dataframe(results_table(preds, ["a", "b"], "model", "2026-01-01T00:00:00Z"))
         for i, p in enumerate(preds):
-            prediction_panel(p, i, predictor.card, Display(), False)
+            prediction_panel(p, i, predictor.card, Display(), False, dicom_source=dicom if i == 0 else None)
 
     at = AppTest.from_function(page, args=(str(tiny_predictor.model_dir),), default_timeout=60)
     at.run()
@@ -88,6 +89,8 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     assert '"type":"heatmap"' in figure.replace(" ", "") and "Grad-CAM" in figure
     assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
     assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert "DICOM structured report" in downloads  # the DICOM input's results for the PACS
     assert "Doe" not in str(at.get("arrow_data_frame")) and "Doe" not in " ".join(t.value for t in at.markdown)
 
 

@@ -271,3 +271,39 @@ def test_listen_analyses_c_store_forwards_to_the_pacs_refuses_ct_and_stops_on_si
     assert code == 0 and "stopped" in text and "Traceback" not in text
     assert "refused instance" in text and "modality CT" in text
     assert "Doe" not in text and PASSWORD not in text
+
+
+def test_the_pacs_page_lists_analyses_and_sends_back(orthanc, tiny_data, tiny_registry, monkeypatch):
+    from datetime import date
+
+    from streamlit.testing.v1 import AppTest
+
+    from cxr_core.cases import CaseStore
+
+    monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
+    monkeypatch.chdir(PROJECT_ROOT)
+    data = _training_like_dicom(tiny_data)
+    study_uid = pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID
+    orthanc.upload(data)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/pacs.py").run()
+    at.text_input(key="pacs_url").input(orthanc.dicomweb)
+    at.text_input(key="pacs_user").input(USER)
+    at.text_input(key="pacs_password").input("wrong")
+    at.button[0].click().run()  # the form's "List CR/DX studies"
+    assert not at.exception and any("refused the credentials" in e.value for e in at.error)
+    at.text_input(key="pacs_password").input(PASSWORD)
+    at.date_input(key="pacs_since").set_value(date(2024, 1, 1))  # the test study is dated 2024-01-02
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert list(at.dataframe[0].value["study UID"]) == [study_uid]
+    assert "Doe" not in str(at.dataframe[0].value)
+    at.multiselect(key="pacs_chosen").set_value([study_uid]).run()
+    at.toggle(key="pacs_send").set_value(True).run()
+    at.button(key="pacs_analyse").click().run()
+    assert not at.exception, at.exception
+    [row] = at.dataframe[1].value.to_dict("records")
+    assert row["result"] in ("NORMAL", "PNEUMONIA") and row["sent"] == 2
+    assert _modalities(orthanc, study_uid) == ["DX", "OT", "SR"]
+    assert CaseStore.open().get(int(row["case"]))["study_uid"] == study_uid

@@ -1,0 +1,92 @@
+"""PACS: list recent CR/DX studies on a DICOMweb server, analyse one or several (each image becomes a case),
+and send the DICOM results (SR + Grad-CAM secondary capture) back into each study. The same core functions
+as `python -m cxr_core pacs`."""
+
+import os
+from datetime import date, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from cxr_app.state import case_store, predictor_for, reader_name, sidebar_model_panel, threshold_in_use
+from cxr_core.cases import apply_site_threshold
+from cxr_core.errors import CXRError
+from cxr_core.pacs import PacsServer, analyse_study, find_studies
+
+st.title("PACS")
+st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
+entry = sidebar_model_panel()
+store = case_store()
+reader_name()
+if entry is None:
+    st.warning("No model is available, so nothing can be analysed. Train one on the Training page.")
+    st.stop()
+threshold_in_use(entry, store)
+
+with st.form("pacs_server"):
+    url = st.text_input("DICOMweb URL", value=os.environ.get("CXR_PACS_URL", ""), key="pacs_url",
+                        placeholder="http://pacs.example:8042/dicom-web")
+    c1, c2, c3 = st.columns(3)
+    user = c1.text_input("User (basic auth, optional)", key="pacs_user")
+    password = c2.text_input("Password", type="password", key="pacs_password",
+                             help="Kept in this browser session only; never logged or stored.")
+    since = c3.date_input("Studies since", value=date.today() - timedelta(days=7), key="pacs_since")
+    listed = st.form_submit_button("List CR/DX studies", icon=":material/search:")
+
+
+def server() -> PacsServer:
+    return PacsServer(url.strip(), user.strip() or None, password or None)
+
+
+if listed:
+    try:
+        st.session_state["pacs_studies"] = find_studies(server(), since)
+    except CXRError as exc:
+        st.session_state.pop("pacs_studies", None)
+        st.error(str(exc), icon=":material/error:")
+
+studies = st.session_state.get("pacs_studies")
+if studies is None:
+    st.info("Enter the PACS's DICOMweb address and list its studies.", icon=":material/lan:")
+    st.stop()
+if not studies:
+    st.info("No CR/DX study on this PACS in that period.")
+    st.stop()
+table = pd.DataFrame([{"date": s["date"], "time": s["time"], "modalities": ", ".join(s["modalities"] or []),
+                       "description": s["description"], "instances": s["instances"], "study UID": s["study_uid"]}
+                      for s in studies])
+st.caption(f"{len(studies)} CR/DX stud{'y' if len(studies) == 1 else 'ies'}, newest first (no patient identifiers shown).")
+st.dataframe(table, hide_index=True, width="stretch")
+labels = {s["study_uid"]: f"{s['date'] or '?'} {', '.join(s['modalities'] or [])} {s['description'] or ''} "
+                          f"({s['study_uid'][-12:]})" for s in studies}
+chosen = st.multiselect("Studies to analyse", list(labels), format_func=labels.get, key="pacs_chosen")
+send = st.toggle("Send the results back into each study (SR + Grad-CAM secondary capture)", value=False, key="pacs_send")
+if st.button(f"Analyse {len(chosen)} selected stud{'y' if len(chosen) == 1 else 'ies'}", disabled=not chosen,
+             icon=":material/play_arrow:", key="pacs_analyse"):
+    predictor = predictor_for(entry)
+    apply_site_threshold(predictor, store)
+    rows = []
+    bar = st.progress(0.0, text="Analysing...")
+    for k, study_uid in enumerate(chosen):
+        try:
+            for result in analyse_study(server(), study_uid, predictor, send=send, store=store,
+                                        progress=lambda done, total: bar.progress(
+                                            (k + done / total) / len(chosen), text=f"Study {k + 1} of {len(chosen)}: "
+                                                                                  f"{done} of {total} instance(s)")):
+                pred = result.prediction
+                if result.skipped:
+                    outcome = f"skipped ({result.skipped})"
+                else:
+                    outcome = pred.error or (pred.label if pred.assessed else "not assessed")
+                rows.append({"study UID": study_uid, "instance": result.sop_uid, "case": result.case_id,
+                             "result": outcome, "P(pneumonia)": pred.pneumonia_probability if pred else None,
+                             "sent": len(result.results) if send else 0})
+        except CXRError as exc:  # one study's failure: say so, go on with the others
+            rows.append({"study UID": study_uid, "result": f"failed: {exc}"})
+    bar.empty()
+    st.session_state["pacs_results"] = rows
+if st.session_state.get("pacs_results"):
+    st.subheader("Results")
+    st.dataframe(pd.DataFrame(st.session_state["pacs_results"]), hide_index=True, width="stretch")
+    st.caption("Each analysed image is a case in the Worklist." if store is not None else
+               "The case database is unavailable: these results were not kept.")
