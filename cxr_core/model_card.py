@@ -12,6 +12,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     b, t = m.get("binary", {}), m.get("three_class", {})
     ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "n/a"  # noqa: E731
     data = card.get("data", {})
+    members = card.get("ensemble", {}).get("members")
+    evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
+    split = ([f"- {data.get('n')} images {data.get('counts')} in {data.get('folds')} patient-grouped, stratified folds "
+              f"(seed {data.get('split_seed')}): each member trained on {data.get('folds', 1) - 1} folds; every image "
+              "is scored once, out-of-fold, by the member that never trained on it."] if members else
+             [f"- Train: {data.get('n_train')} images {data.get('train_counts')}; validation: {data.get('n_val')} "
+              f"images {data.get('val_counts')}; split seed {data.get('split_seed')}, grouped by patient."])
     lines = [
         f"# Model card: {card.get('name')} v{card.get('version')}",
         "",
@@ -24,8 +31,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Outputs",
         f"- Classes: {', '.join(card.get('classes', CLASSES))}; P(pneumonia) = 1 - P(NORMAL).",
         f"- Operating threshold on P(pneumonia): **{card.get('threshold', float('nan')):.3f}** "
-        f"(policy `{card.get('threshold_policy')}`, chosen on internal validation).",
-        f"- Temperature scaling T = {card.get('temperature', 1.0):.3f} (fitted on internal validation).",
+        f"(policy `{card.get('threshold_policy')}`, chosen on {evidence}).",
+        f"- Temperature scaling T = {card.get('temperature', 1.0):.3f} (fitted on {evidence}).",
         *_policy_lines(card),
         "",
         f"## {card.get('internal_validation_kind', 'Internal validation (patient-grouped split of the official training set)')}",
@@ -48,8 +55,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         *_stress_lines(card),
         "## Training data",
         f"- Folder: `{data.get('root')}` (fingerprint `{data.get('fingerprint')}`)",
-        f"- Train: {data.get('n_train')} images {data.get('train_counts')}; validation: {data.get('n_val')} images "
-        f"{data.get('val_counts')}; split seed {data.get('split_seed')}, grouped by patient.",
+        *split,
         "",
         "## Training",
         f"- Time: {card.get('training_time_s', 0) / 60:.1f} min on {card.get('hardware', '?')}; epochs run: {card.get('epochs_run')}.",

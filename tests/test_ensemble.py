@@ -70,6 +70,10 @@ def test_a_tiny_cross_validated_ensemble_is_one_registered_model_with_oof_eviden
         card["threshold_evidence"]["binding_condition"]]
     assert {r["condition"] for r in card["stress"]["conditions"]} >= {"clean", "noise:2", "jpeg:3"}
     assert card["input"]["intensity"] == "percentile"
+    folder = registry.get(result.model_id).path
+    card_text = (folder / "MODEL_CARD.md").read_text()
+    assert "chosen on out-of-fold scores of 2 patient-grouped folds" in card_text and "## Stress suite" in card_text
+    assert len((folder / "training_hashes.txt").read_text().split()) == len(index_dataset(tiny_data))
     pred = Predictor(registry.get(result.model_id).path).predict(next((tiny_data / "NORMAL").iterdir()))
     assert pred.error is None and pred.heatmap is not None
     again = train_ensemble(config, runs_dir=tmp_path / "runs", registry=registry, command="pytest", log=lambda s: None)
