@@ -5,6 +5,7 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 """
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from cxr_app.state import case_store, predictor_for, reader_name, sidebar_model_panel, threshold_in_use
 from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
@@ -59,8 +60,13 @@ if todo:
         pred = predictor.predict(data, name=upload.name)
         case_id = None
         if store is not None and pred.error is None:
-            case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "viewer",
-                                   cam_settings={"opacity": display.opacity, "colormap": display.colormap})
+            try:
+                case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "viewer",
+                                       cam_settings={"opacity": display.opacity, "colormap": display.colormap})
+            except (CXRError, SQLAlchemyError) as exc:  # e.g. a full disk or a lost database connection
+                st.error(f"{upload.name} was analysed but could not be kept as a case ({type(exc).__name__}); "
+                         "it is shown for this session only.", icon=":material/error:")
+        if case_id is not None:
             identifiers[case_id], names[case_id] = pred.image.identifiers, upload.name
             if pred.image.format == "DICOM":
                 sources[case_id] = data

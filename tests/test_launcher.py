@@ -32,7 +32,7 @@ def test_resume_restarts_the_recorded_command_and_refuses_a_finished_run(monkeyp
     from train import launcher
 
     started = []
-    monkeypatch.setattr(launcher, "_spawn", lambda cmd, run_dir: started.append((cmd, run_dir)))
+    monkeypatch.setattr(launcher, "_spawn", lambda cmd, run_dir, runs_dir: started.append((cmd, run_dir)))
     command = "python -m train --config train/configs/single.toml --runs-dir /x/runs --set 'train.epochs=2'"
     run = RunInfo(tmp_path / "run", "run", {"state": "stopped"}, {"command": command})
     launcher.resume(run)
@@ -40,3 +40,34 @@ def test_resume_restarts_the_recorded_command_and_refuses_a_finished_run(monkeyp
                          "--set", "train.epochs=2"], tmp_path / "run")]
     with pytest.raises(CXRError, match="finished"):
         launcher.resume(RunInfo(tmp_path / "run", "run", {"state": "finished"}, {"command": command}))
+
+
+def test_a_second_start_is_refused_at_once_while_the_first_child_holds_the_lock(tmp_path):
+    """The launcher takes the lock before the child exists and the child inherits it: no window in which a
+    second start looks started (the child here only sleeps, as a run importing TensorFlow would)."""
+    import sys
+    import time
+
+    import pytest
+
+    from cxr_core.errors import CXRError
+    from train import launcher
+    from train.pipeline import training_in_progress
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    launcher._spawn(sleeper, runs / "a", runs)
+    child = launcher._CHILDREN[-1]
+    try:
+        assert training_in_progress(runs)  # held by the child, the launcher's copy is closed
+        with pytest.raises(CXRError, match="already in progress"):
+            launcher._spawn(sleeper, runs / "b", runs)
+        assert not (runs / "b").exists()
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    deadline = time.time() + 10
+    while training_in_progress(runs) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not training_in_progress(runs)  # a killed child releases it

@@ -70,7 +70,7 @@ def test_only_one_training_at_a_time(tiny_data, tmp_path):
     runs.mkdir()
     with single_run_lock(runs):
         assert training_in_progress(runs)
-        with pytest.raises(CXRError, match="Another training run is in progress"):
+        with pytest.raises(CXRError, match="already in progress"):
             train(tiny_config(tiny_data), runs_dir=runs, log=lambda s: None)
     assert not training_in_progress(runs)
 

@@ -19,7 +19,7 @@ from typing import Any
 from cxr_core.config import TrainConfig, apply_budget, apply_overrides, load_config
 from cxr_core.errors import CXRError
 from cxr_core.registry import PROJECT_ROOT
-from train.pipeline import run_dir_for, training_in_progress
+from train.pipeline import LOCK_FD_ENV, acquire_run_lock, run_dir_for
 from train.status import read_status
 
 CONFIG_DIR = PROJECT_ROOT / "train" / "configs"
@@ -75,8 +75,6 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
     with "already in progress"); the check here only gives the message without starting a process."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    if training_in_progress(runs_dir):
-        raise CXRError("A training run is already in progress: only one at a time. Stop it or wait for it to finish.")
     config = resolve_config(config_path, overrides, budget)
     cmd = [sys.executable, "-m", "train", "--config", str(config_path), "--runs-dir", str(runs_dir)]
     if budget:
@@ -87,7 +85,7 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
     if activate:
         cmd.append("--activate")
     run_dir = run_dir_for(config, runs_dir)
-    _spawn(cmd, run_dir)
+    _spawn(cmd, run_dir, runs_dir)
     return run_dir
 
 
@@ -95,22 +93,27 @@ def resume(run: RunInfo) -> None:
     """Start a stopped or interrupted run again with its recorded command: it continues from its last epoch."""
     if run.state not in ("stopped", "interrupted", "failed"):
         raise CXRError(f"Run {run.name} is {run.state}: only a stopped, interrupted or failed run can be resumed.")
-    if training_in_progress(run.run_dir.parent):
-        raise CXRError("A training run is already in progress: only one at a time. Stop it or wait for it to finish.")
     words = shlex.split(str(run.config.get("command", "")))
     if words[:3] != ["python", "-m", "train"]:
         raise CXRError(f"Run {run.name} has no recorded `python -m train` command to resume with.")
-    _spawn([sys.executable, *words[1:]], run.run_dir)
+    _spawn([sys.executable, *words[1:]], run.run_dir, run.run_dir.parent)
 
 
-def _spawn(cmd: list[str], run_dir: Path) -> None:
-    """The child runs in its own process session, logging to the run folder; we keep it to reap it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / "train.log", "ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    _CHILDREN.append(subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True))
-    log.close()
+def _spawn(cmd: list[str], run_dir: Path, runs_dir: Path) -> None:
+    """Take the single-run lock here (a second start is refused at once, with a message), then start the
+    child in its own process session holding it (inherited descriptor), logging to the run folder; we keep
+    the child to reap it."""
+    lock = acquire_run_lock(runs_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(run_dir / "train.log", "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", LOCK_FD_ENV: str(lock.fileno())}
+        _CHILDREN.append(subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                          pass_fds=(lock.fileno(),)))
+        log.close()
+    finally:
+        lock.close()  # the parent's copy; the child's descriptor keeps the lock until it ends
 
 
 def estimate_minutes(config: TrainConfig, runs: list[RunInfo]) -> float | None:

@@ -344,19 +344,34 @@ def headline(summary: dict[str, Any]) -> dict[str, float]:
             "val_normal_recall": summary["three_class"]["recall"]["NORMAL"]}
 
 
+LOCK_FD_ENV = "CXR_TRAIN_LOCK_FD"  # set by train.launcher: the child inherits the lock its parent took
+
+
+def acquire_run_lock(runs_dir: Path) -> Any:
+    """Take the exclusive flock on runs/.train.lock (non-blocking); the open file, or CXRError when held."""
+    fh = open(Path(runs_dir) / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise CXRError("A training run is already in progress (only one at a time): stop it or wait for it to finish.") from None
+    return fh
+
+
 class single_run_lock:
-    """An exclusive flock on runs/.train.lock: a second training is refused, a killed one releases it."""
+    """An exclusive flock on runs/.train.lock: a second training is refused, a killed one releases it. A run
+    started by the app's launcher holds it from before its start (inherited descriptor), so two quick starts
+    can never both look started."""
 
     def __init__(self, runs_dir: Path):
-        self.path = runs_dir / LOCK_NAME
+        self.runs_dir = runs_dir
 
     def __enter__(self) -> "single_run_lock":
-        self.fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            raise CXRError("Another training run is in progress (only one at a time); stop it or wait for it to finish.") from None
+        inherited = os.environ.pop(LOCK_FD_ENV, None)
+        if inherited is not None:
+            self.fh = os.fdopen(int(inherited), "a+")  # already locked by the launcher, for this process
+        else:
+            self.fh = acquire_run_lock(self.runs_dir)
         self.fh.truncate(0)
         self.fh.write(str(os.getpid()))
         self.fh.flush()
