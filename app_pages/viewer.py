@@ -116,7 +116,8 @@ if c2.button("Clear the Viewer", icon=":material/clear_all:", help="The cases st
 
 if len(shown) > 1:
     st.subheader("Results")
-    table = results_table([p for p, _, _ in shown], [d for _, _, d in shown], entry.model_id, utc_now(),
+    table = results_table([p for p, _, _ in shown], [d for _, _, d in shown],
+                          [c["model_id"] if c else entry.model_id for _, c, _ in shown], utc_now(),
                           include_file_name=with_names, case_numbers=[c["case_id"] if c else None for _, c, _ in shown])
     st.dataframe(table, hide_index=True, width="stretch")
     c1, c2 = st.columns(2)

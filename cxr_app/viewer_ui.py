@@ -19,13 +19,15 @@ from cxr_core.report import threshold_wording
 NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
 
 
-def results_table(preds: list[Prediction], digests: list[str], model_id: str, exported: str,
+def results_table(preds: list[Prediction], digests: list[str], model_id: str | list[str], exported: str,
                   include_file_name: bool = False, case_numbers: list[int | None] | None = None) -> pd.DataFrame:
     """The sortable batch table; also the CSV and JSON exports (cxr_core.export.result_row). Rows are named
-    by their worklist case number where stored, else by their position."""
+    by their worklist case number where stored, else by their position; `model_id` may be one per row (a case
+    opened from the worklist keeps the model that produced it)."""
     numbers = case_numbers or [None] * len(preds)
-    return pd.DataFrame([result_row(p, n if n is not None else i + 1, d, model_id, exported, include_file_name)
-                         for i, (p, d, n) in enumerate(zip(preds, digests, numbers))])
+    models = model_id if isinstance(model_id, list) else [model_id] * len(preds)
+    return pd.DataFrame([result_row(p, n if n is not None else i + 1, d, m, exported, include_file_name)
+                         for i, (p, d, n, m) in enumerate(zip(preds, digests, numbers, models))])
 
 
 @dataclass(frozen=True)
