@@ -22,13 +22,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return report_errors(lambda: int(args.func(args)))
 
 
+MODEL_HELP = "a model folder or a registered model id (default: the active model)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cxr_core", description="Chest X-ray pneumonia assistant (research use only).")
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("predict", help="predict NORMAL / PNEUMONIA (and subtype) for images or folders")
     pr.add_argument("inputs", nargs="+", help="image files (JPEG, PNG, DICOM) or folders")
-    pr.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    pr.add_argument("--model", help=MODEL_HELP)
     pr.add_argument("--cam-out", help="write a Grad-CAM overlay PNG per input into this folder")
     pr.add_argument("--json", action="store_true", help="one JSON object per input line")
     pr.add_argument("--batch-size", type=int, default=32)
@@ -58,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate on a labelled folder (NORMAL/ and PNEUMONIA/)")
     ev.add_argument("data_dir")
-    ev.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    ev.add_argument("--model", help=MODEL_HELP)
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     ev.add_argument("--out", help="also write the summary JSON to this file")
     ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
@@ -66,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stress", help="re-score a labelled folder under acquisition shifts (robustness)")
     st.add_argument("data_dir", help="a labelled folder (NORMAL/ and PNEUMONIA/)")
-    st.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    st.add_argument("--model", help=MODEL_HELP)
     st.add_argument("--shifts", help="comma-separated shift names (default: all)")
     st.add_argument("--severities", default="1,2,3", help="comma-separated severities from 1 (mild) to 3 (severe)")
     st.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -83,13 +86,13 @@ def _parser() -> argparse.ArgumentParser:
                                              "and a Grad-CAM secondary capture, in its study")
     ed.add_argument("file", help="a DICOM image (CR / DX)")
     ed.add_argument("--out", required=True, help="folder for SR-<uid>.dcm and SC-<uid>.dcm")
-    ed.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    ed.add_argument("--model", help=MODEL_HELP)
     ed.set_defaults(func=cmd_export_dicom)
 
     pa = sub.add_parser("pacs", help="DICOMweb: list CR/DX studies, analyse one and send the results back")
     pa.add_argument("--url", required=True, help="the DICOMweb root, e.g. http://pacs:8042/dicom-web")
     pa.add_argument("--user", help="basic-auth user; the password comes from $CXR_PACS_PASSWORD")
-    pa.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    pa.add_argument("--model", help=MODEL_HELP)
     psub = pa.add_subparsers(dest="pacs_command", required=True)
     ps = psub.add_parser("studies", help="CR/DX studies, newest first (no patient identifiers printed)")
     ps.add_argument("--since", help="only studies on or after this date (YYYY-MM-DD)")
@@ -109,12 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("--forward", metavar="URL", help="DICOMweb root to send the results to (user: --forward-user, "
                                                      "password: $CXR_PACS_PASSWORD)")
     li.add_argument("--forward-user")
-    li.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    li.add_argument("--model", help=MODEL_HELP)
     li.set_defaults(func=cmd_listen)
 
     fo = sub.add_parser("fit-ood", help="refit a model's out-of-distribution detector and population check "
                                         "(writes ood.npz and population.npz into the model folder)")
-    fo.add_argument("--model", help="a model folder or a registered model id (default: the active model)")
+    fo.add_argument("--model", help=MODEL_HELP)
     fo.add_argument("--data", help="training data folder (default: the one in the model card)")
     fo.add_argument("--adult-data", help="adult reference set for the population check "
                                          "(default: ../shared/data/adult-cxr-reference)")
