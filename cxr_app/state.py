@@ -119,7 +119,8 @@ def sidebar_model_panel() -> ModelEntry | None:
         c1.metric("Sensitivity", f"{b.get('sensitivity', float('nan')):.3f}")
         c2.metric("Specificity", f"{b.get('specificity', float('nan')):.3f}")
         st.caption(f"3-class accuracy {t.get('accuracy', float('nan')):.3f}. Threshold {entry.card.get('threshold', 0.5):.3f}. "
-                   "Internal validation: patient-grouped split of the training data (flatters).")
+                   f"{entry.card.get('internal_validation_kind', 'Internal validation: patient-grouped split of the training data')} "
+                   "(flatters: same hospital and period as training).")
         st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")
         return entry
 
