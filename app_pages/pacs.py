@@ -74,12 +74,8 @@ if st.button(f"Analyse {len(chosen)} selected stud{'y' if len(chosen) == 1 else 
                                             (k + done / total) / len(chosen), text=f"Study {k + 1} of {len(chosen)}: "
                                                                                   f"{done} of {total} instance(s)")):
                 pred = result.prediction
-                if result.skipped:
-                    outcome = f"skipped ({result.skipped})"
-                else:
-                    outcome = pred.error or (pred.label if pred.assessed else "not assessed")
                 rows.append({"study UID": study_uid, "instance": result.sop_uid, "case": result.case_id,
-                             "result": outcome, "P(pneumonia)": pred.pneumonia_probability if pred else None,
+                             "result": result.outcome, "P(pneumonia)": pred.pneumonia_probability if pred else None,
                              "sent": len(result.results) if send else 0})
         except CXRError as exc:  # one study's failure: say so, go on with the others
             rows.append({"study UID": study_uid, "result": f"failed: {exc}"})

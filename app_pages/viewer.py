@@ -52,11 +52,13 @@ seen = st.session_state.setdefault("uploaded_hashes", {})  # (content hash, mode
 identifiers = st.session_state.setdefault("identifiers", {})  # case id -> DICOM identifiers, on screen only
 names = st.session_state.setdefault("names", {})  # case id -> the uploaded file's name, on screen only
 sources = st.session_state.setdefault("dicom_sources", {})  # case id -> the DICOM file (for its DICOM results)
-todo = [u for u in (uploads or []) if (content_hash(u.getvalue()), entry.model_id) not in seen]
+stored = st.session_state.setdefault("stored_results", {})  # case id -> its stored result (never changes)
+hashed = [(content_hash(u.getvalue()), u) for u in uploads or []]
+todo = [(digest, u) for digest, u in hashed if (digest, entry.model_id) not in seen]
 if todo:
     bar = st.progress(0.0, text=f"Analysing {len(todo)} image(s)...")
-    for i, upload in enumerate(todo):
-        data, digest = upload.getvalue(), content_hash(upload.getvalue())
+    for i, (digest, upload) in enumerate(todo):
+        data = upload.getvalue()
         pred = predictor.predict(data, name=upload.name)
         case_id = None
         if store is not None and pred.error is None:
@@ -96,10 +98,11 @@ for case_id in list(case_ids):
         case_ids.remove(case_id)
         continue
     if case is not None:
-        pred = store.prediction(case_id)
-        pred.image.identifiers = pred.image.identifiers or identifiers.get(case_id, {})
-        pred.file = names.get(case_id, pred.file)
-        shown.append((pred, case, case["image_hash"][:12]))
+        if case_id not in stored:  # decoded once per session, not on every rerun
+            pred = stored[case_id] = store.prediction(case_id)
+            pred.image.identifiers = pred.image.identifiers or identifiers.get(case_id, {})
+            pred.file = names.get(case_id, pred.file)
+        shown.append((stored[case_id], case, case["image_hash"][:12]))
 shown += [(pred, None, digest) for digest, pred in memory.items()]
 
 if not shown:
@@ -109,7 +112,7 @@ c1, c2 = st.columns([4, 1])
 c1.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
 if c2.button("Clear the Viewer", icon=":material/clear_all:", help="The cases stay in the Worklist."):
     for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "names", "dicom_sources",
-                "uploads"):
+                "stored_results", "uploads"):
         st.session_state.pop(key, None)
     st.query_params.pop("case", None)
     st.rerun()

@@ -461,16 +461,17 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
     counts = {"analysed": 0, "not assessed": 0, "skipped": 0, "failed": 0, "sent": 0}
     for result in analyse_study(server, args.study_uid, predictor, send=args.send, store=store):
         pred = result.prediction
-        key = ("skipped" if result.skipped else "failed" if pred.error else
-               "analysed" if pred.assessed else "not assessed")
-        counts[key] += 1
+        counts[result.status] += 1
         counts["sent"] += len(result.results) if args.send else 0
         if args.json:
             print(json.dumps(result.to_json()), flush=True)
         else:
-            print(f"{result.sop_uid}: " + (f"skipped ({result.skipped})" if result.skipped else pred.error or
-                  (f"{pred.label} P(pneumonia) {pred.pneumonia_probability:.3f}" if pred.assessed else
-                   "not assessed: " + "; ".join(pred.not_assessed_reasons))))
+            line = f"{result.sop_uid}: {result.outcome}"
+            if result.status == "analysed":
+                line += f" P(pneumonia) {pred.pneumonia_probability:.3f}"
+            elif result.status == "not assessed":
+                line += ": " + "; ".join(pred.not_assessed_reasons)
+            print(line)
     print(", ".join(f"{v} {k}" for k, v in counts.items() if k != "sent" or args.send)
           + (" result object(s) stored in the study" if args.send else "") + ".", file=sys.stderr)
     return 2 if counts["failed"] else 0

@@ -148,9 +148,16 @@ def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: dict[
 
 
 def to_bytes(ds: Dataset) -> bytes:
+    """A dataset as a DICOM file's bytes: with preamble and file meta where it has a transfer syntax (every
+    object built here, and received instances), else as the bare dataset."""
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    ds.save_as(buf, enforce_file_format=ds.get("file_meta") is not None and "TransferSyntaxUID" in ds.file_meta)
     return buf.getvalue()
+
+
+def kind(ds: Dataset) -> str:
+    """"SR" or "SC": which of the two result objects `ds` is."""
+    return "SR" if ds.Modality == "SR" else "SC"
 
 
 def write_objects(objects: list[Dataset], out_dir: str | Path) -> list[Path]:
@@ -158,8 +165,7 @@ def write_objects(objects: list[Dataset], out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     paths = []
     for ds in objects:
-        kind = "SR" if ds.Modality == "SR" else "SC"
-        path = out / f"{kind}-{ds.SOPInstanceUID}.dcm"
+        path = out / f"{kind(ds)}-{ds.SOPInstanceUID}.dcm"
         write_atomic(path, to_bytes(ds))
         paths.append(path)
     return paths

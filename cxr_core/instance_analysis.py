@@ -3,13 +3,12 @@ build the SR and Secondary Capture. Shared by `pacs analyse` (DICOMweb) and `lis
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.dataset import Dataset
 
-from .dicom_results import MANUFACTURER, result_objects
+from .dicom_results import MANUFACTURER, kind, result_objects, to_bytes
 from .predict import Prediction
 
 IMAGE_MODALITIES = ("CR", "DX", "DR")
@@ -23,18 +22,27 @@ class AnalysedInstance:
     case_id: int | None = None
     results: list[Dataset] = field(default_factory=list)  # SR (+ SC) to send back
 
+    @property
+    def status(self) -> str:
+        """"skipped", "failed", "analysed" or "not assessed": how the CLI counts and every surface words it."""
+        if self.skipped:
+            return "skipped"
+        return "failed" if self.prediction.error else ("analysed" if self.prediction.assessed else "not assessed")
+
+    @property
+    def outcome(self) -> str:
+        """One short phrase: "skipped (why)", the read error, the label, or "not assessed"."""
+        if self.status == "skipped":
+            return f"skipped ({self.skipped})"
+        if self.status == "failed":
+            return self.prediction.error
+        return self.prediction.label if self.status == "analysed" else self.status
+
     def to_json(self) -> dict[str, Any]:
         """What `pacs analyse --json` prints: `predict --json`'s object plus the instance and case."""
         base = self.prediction.to_json() if self.prediction else {"file": f"instance {self.sop_uid}"}
         return {**base, "sop_instance_uid": self.sop_uid, "skipped": self.skipped, "case_id": self.case_id,
-                "results": [f"{'SR' if d.Modality == 'SR' else 'SC'} {d.SOPInstanceUID}" for d in self.results]}
-
-
-def dataset_bytes(ds: Dataset) -> bytes:
-    """A received dataset as a DICOM file's bytes (what the predictor and the case store read)."""
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=ds.get("file_meta") is not None and "TransferSyntaxUID" in ds.file_meta)
-    return buf.getvalue()
+                "results": [f"{kind(d)} {d.SOPInstanceUID}" for d in self.results]}
 
 
 def skip_reason(ds: Dataset) -> str | None:
@@ -54,7 +62,7 @@ def analyse_instance(ds: Dataset, predictor: Any, store: Any = None, actor: str 
     out.skipped = skip_reason(ds)
     if out.skipped:
         return out
-    data = dataset_bytes(ds)
+    data = to_bytes(ds)
     pred = predictor.predict(data, name=f"instance {out.sop_uid}")
     out.prediction = pred
     if pred.error:

@@ -63,10 +63,7 @@ class Listener:
         except Exception as exc:  # a bad instance or an unreachable forward target must not stop the node
             log.error("instance %s failed: %s", ds.get("SOPInstanceUID", "?"), exc)
             return FAILED
-        pred = result.prediction
-        log.info("instance %s: %s%s", result.sop_uid,
-                 result.skipped or (pred.error or (pred.label if pred.assessed else "not assessed")),
-                 f", case {result.case_id}" if result.case_id else "")
+        log.info("instance %s: %s%s", result.sop_uid, result.outcome, f", case {result.case_id}" if result.case_id else "")
         if self.on_result:
             self.on_result(result)
         return SUCCESS
