@@ -92,10 +92,12 @@ class AugmentConfig:
     brightness: float = 0.15
     horizontal_flip: bool = False
     blur: float = 0.0  # probability-like factor for RandomGaussianBlur
+    borders: float = 0.0  # probability of collimation bands on an image
+    burned_in_text: float = 0.0  # probability of burned-in side marker / annotation text on an image
 
     def validate(self) -> None:
         _check(0.0 <= self.strength <= 5.0, "augment.strength", self.strength, "a number from 0 to 5")
-        for name in ("rotation", "translate", "zoom", "contrast", "brightness", "blur"):
+        for name in ("rotation", "translate", "zoom", "contrast", "brightness", "blur", "borders", "burned_in_text"):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"augment.{name}", value, "a number from 0 to 1")
 

@@ -4,14 +4,15 @@ Each `Shift` maps a decoded HxW float32 gray image in [0, 1] (before preprocessi
 resolution) and a per-image random generator to a shifted image, at severity 1 (mild), 2 (moderate)
 or 3 (severe). Sizes are relative to the image, so a 224-px and a 2,000-px film get the same shift.
 
-`in_training_augmentation` says whether the training augmentation (cxr_core.augment) already
-varies this property; the kinds that it does not are the stress suite's generalisation test.
+`augmented_by` names the `AugmentConfig` fields that vary the same property in training
+(cxr_core.augment); `in_training_augmentation` says whether a given config does. The kinds that
+it does not are the stress suite's generalisation test.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -26,7 +27,12 @@ class Shift:
     description: str
     levels: tuple[float, float, float]  # the parameter at severity 1, 2, 3
     apply: Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
-    in_training_augmentation: bool
+    augmented_by: tuple[str, ...] = ()
+
+    def in_training_augmentation(self, augment: Any) -> bool:
+        """Whether `augment` (an AugmentConfig, or its dict from a model card) varies this property."""
+        get = augment.get if isinstance(augment, dict) else lambda k, d=0: getattr(augment, k, d)
+        return float(get("strength", 1.0) or 0) > 0 and any(float(get(f, 0) or 0) > 0 for f in self.augmented_by)
 
     def __call__(self, gray: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
         if severity not in SEVERITIES:
@@ -125,16 +131,19 @@ def _text(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
 
 
 SHIFTS: dict[str, Shift] = {s.name: s for s in (
-    Shift("gamma", "exposure: gamma 1.15 / 1.35 / 1.6, or its inverse", (1.15, 1.35, 1.6), _gamma, False),
-    Shift("window", "contrast: window width x/÷ 1.25 / 1.5 / 2, centre moved", (0.25, 0.5, 1.0), _window, True),
-    Shift("blur", "Gaussian blur, sigma 0.7 / 1.4 / 2.5 px at 224 px", (0.7, 1.4, 2.5), _blur, True),
-    Shift("sharpen", "edge enhancement (unsharp mask), amount 0.5 / 1 / 2", (0.5, 1.0, 2.0), _sharpen, False),
-    Shift("noise", "dose noise, std 0.02 / 0.04 / 0.08", (0.02, 0.04, 0.08), _noise, False),
-    Shift("low_resolution", "resampled through 60 % / 40 % / 25 % of the resolution", (0.6, 0.4, 0.25), _low_resolution, False),
-    Shift("jpeg", "JPEG re-compression, quality 40 / 20 / 10", (40, 20, 10), _jpeg, False),
-    Shift("geometry", "rotation up to 5 / 10 / 15 degrees, scale and off-centre crop", (1.0, 2.0, 3.0), _geometry, True),
-    Shift("border", "collimation bands on 2-4 sides, up to 5 % / 10 % / 18 % each", (0.05, 0.10, 0.18), _border, False),
-    Shift("text", "burned-in side marker and annotation lines", (0.5, 0.8, 1.2), _text, False),
+    Shift("gamma", "exposure: gamma 1.15 / 1.35 / 1.6, or its inverse", (1.15, 1.35, 1.6), _gamma),
+    Shift("window", "contrast: window width x/÷ 1.25 / 1.5 / 2, centre moved", (0.25, 0.5, 1.0), _window,
+          ("contrast", "brightness")),
+    Shift("blur", "Gaussian blur, sigma 0.7 / 1.4 / 2.5 px at 224 px", (0.7, 1.4, 2.5), _blur, ("blur",)),
+    Shift("sharpen", "edge enhancement (unsharp mask), amount 0.5 / 1 / 2", (0.5, 1.0, 2.0), _sharpen),
+    Shift("noise", "dose noise, std 0.02 / 0.04 / 0.08", (0.02, 0.04, 0.08), _noise),
+    Shift("low_resolution", "resampled through 60 % / 40 % / 25 % of the resolution", (0.6, 0.4, 0.25), _low_resolution),
+    Shift("jpeg", "JPEG re-compression, quality 40 / 20 / 10", (40, 20, 10), _jpeg),
+    Shift("geometry", "rotation up to 5 / 10 / 15 degrees, scale and off-centre crop", (1.0, 2.0, 3.0), _geometry,
+          ("rotation", "translate", "zoom")),
+    Shift("border", "collimation bands on 2-4 sides, up to 5 % / 10 % / 18 % each", (0.05, 0.10, 0.18), _border,
+          ("borders",)),
+    Shift("text", "burned-in side marker and annotation lines", (0.5, 0.8, 1.2), _text, ("burned_in_text",)),
 )}
 
 

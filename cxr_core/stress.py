@@ -61,8 +61,10 @@ def score_conditions(images: Sequence[np.ndarray], preprocess: Preprocess, score
     return out
 
 
-def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], threshold: float) -> list[dict[str, Any]]:
-    """One row per condition: AUC, sensitivity, specificity and accuracy at `threshold`."""
+def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], threshold: float,
+                 augment: Any = None) -> list[dict[str, Any]]:
+    """One row per condition: AUC, sensitivity, specificity and accuracy at `threshold`, and whether the
+    model's training augmentation (`augment`: AugmentConfig or its card dict; None = unknown) varied it."""
     rows = []
     y_binary = np.asarray(y_binary, int)
     for key, p in p_by_condition.items():
@@ -70,7 +72,8 @@ def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], th
         b = binary_at_threshold(y_binary, np.asarray(p), threshold)
         rows.append({"condition": key, "shift": name, "severity": severity,
                      "severity_name": SEVERITY_NAMES.get(severity, "none"),
-                     "in_training_augmentation": SHIFTS[name].in_training_augmentation if name in SHIFTS else None,
+                     "in_training_augmentation": (SHIFTS[name].in_training_augmentation(augment)
+                                                  if name in SHIFTS and augment is not None else None),
                      "n": int(len(p)), "auc": safe_auc(y_binary, np.asarray(p)), "sensitivity": b["sensitivity"],
                      "specificity": b["specificity"], "accuracy": b["accuracy"]})
     return rows
@@ -113,7 +116,7 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
         if progress:
             progress(key)
         p_by.update(score_conditions(images, predictor.preprocess, score, [key]))
-    rows = stress_table(np.array(labels), p_by, predictor.threshold)
+    rows = stress_table(np.array(labels), p_by, predictor.threshold, predictor.card.get("config", {}).get("augment"))
     return {"model": predictor.card.get("model_id"), "data": str(data_dir), "n": len(images),
             "threshold": predictor.threshold, "conditions": rows, "worst_moderate": worst_case(rows, 2),
             "worst_severe": worst_case(rows, 3), "failed": failed}

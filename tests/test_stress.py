@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from cxr_core import metrics as M
+from cxr_core.config import AugmentConfig, load_config
 from cxr_core.preprocess import Preprocess
 from cxr_core.shifts import SHIFTS, image_rng
 from cxr_core.stress import conditions, score_conditions, stress_table, worst_case
@@ -26,8 +28,20 @@ def test_every_shift_keeps_shape_and_range_is_deterministic_and_changes_the_imag
     assert np.abs(a - gray).mean() > 1e-4
 
 
-def test_at_least_three_shift_kinds_stay_out_of_training_augmentation():
-    assert sum(not s.in_training_augmentation for s in SHIFTS.values()) >= 3
+def test_the_shipped_recipe_keeps_at_least_three_shift_kinds_out_of_training_augmentation():
+    augment = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "shipped.toml").augment
+    held_out = [s.name for s in SHIFTS.values() if not s.in_training_augmentation(augment)]
+    assert len(held_out) >= 3, held_out
+
+
+@pytest.mark.parametrize("augment, expected", [
+    (AugmentConfig(), {"window", "blur", "geometry"} - {"blur"}),  # blur defaults to 0
+    (AugmentConfig(blur=0.3, borders=0.2, burned_in_text=0.2), {"window", "blur", "geometry", "border", "text"}),
+    (AugmentConfig(strength=0.0, borders=0.2), set()),
+    ({"contrast": 0.0, "brightness": 0.0, "rotation": 0.0, "translate": 0.0, "zoom": 0.0, "borders": 0.5}, {"border"}),
+])
+def test_in_training_augmentation_follows_the_model_s_augment_config(augment, expected):
+    assert {s.name for s in SHIFTS.values() if s.in_training_augmentation(augment)} == expected
 
 
 @pytest.mark.parametrize("bad, match", [({"shifts": ["fog"]}, "'fog'"), ({"severities": [0]}, "0"), ({"severities": [4]}, "4")])
@@ -60,7 +74,7 @@ def test_a_shift_that_makes_the_task_harder_lowers_the_reported_auc():
     images, labels = _blob_task()
     keys = conditions(["noise"], [1, 3])
     scores = score_conditions(images, Preprocess(64, intensity="none"), _blob_score, keys, batch_size=16)
-    rows = {r["condition"]: r for r in stress_table(labels, scores, threshold=0.5)}
+    rows = {r["condition"]: r for r in stress_table(labels, scores, threshold=0.5, augment=AugmentConfig(blur=0.3))}
     assert rows["clean"]["auc"] > 0.95
     assert rows["noise:3"]["auc"] < rows["clean"]["auc"] - 0.1
     assert rows["noise:3"]["in_training_augmentation"] is False and rows["clean"]["severity"] == 0

@@ -157,7 +157,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     policy["youden_threshold_for_comparison"] = youden
     policy["at_youden"] = {k: M.binary_at_threshold(yb, p[CLEAN], youden)[k] for k in ("sensitivity", "specificity")}
     summary = M.evaluation_summary(y, probs[CLEAN], threshold)
-    rows = stress_table(yb, p, threshold)
+    rows = stress_table(yb, p, threshold, config.augment)
 
     out = run_dir / "model"
     out.mkdir(exist_ok=True)
