@@ -7,7 +7,7 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from cxr_app.state import case_store, predictor_for, reader_name, sidebar_model_panel, threshold_in_use
+from cxr_app.state import case_store, predictor_for, reader_name, show_threshold, sidebar_model_panel
 from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
 from cxr_core.cases import apply_site_threshold
 from cxr_core.errors import CXRError
@@ -40,8 +40,7 @@ if entry is None:
     st.warning("No model is available, so nothing can be predicted. Train one on the Training page.")
     st.stop()
 predictor = predictor_for(entry)
-threshold_in_use(entry, store)
-apply_site_threshold(predictor, store)
+show_threshold(entry, apply_site_threshold(predictor, store))  # one read of the site point per rerun
 if message := st.session_state.pop("review_message", None):
     st.success(message, icon=":material/check:")
 

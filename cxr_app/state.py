@@ -66,6 +66,12 @@ def reader_name() -> str:
 def threshold_in_use(entry: ModelEntry, store) -> dict | None:
     """Say in the sidebar which threshold decides: the site's operating point or the model's; the site point."""
     point = store.site_threshold(entry.model_id) if store is not None else None
+    show_threshold(entry, point)
+    return point
+
+
+def show_threshold(entry: ModelEntry, point: dict | None) -> None:
+    """The sidebar line for a site point already read (`None`: the model's own threshold decides)."""
     with st.sidebar:
         if point:
             ev = point["evidence"]
@@ -74,7 +80,6 @@ def threshold_in_use(entry: ModelEntry, store) -> dict | None:
                        f"{entry.card.get('threshold', 0.5):.3f}.")
         else:
             st.caption(f"Threshold in use: {entry.card.get('threshold', 0.5):.3f}, the model's own.")
-    return point
 
 
 def current_entry() -> ModelEntry | None:

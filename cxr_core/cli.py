@@ -410,7 +410,6 @@ def _store_and_site_threshold(predictor: Any) -> Any:
 
 def cmd_export_dicom(args: argparse.Namespace) -> int:
     from .dicom_results import result_objects, write_objects
-    from .gradcam import overlay
     from .predict import Predictor
 
     source = Path(args.file)
@@ -424,7 +423,7 @@ def cmd_export_dicom(args: argparse.Namespace) -> int:
         raise CXRError(f"{source.name}: {pred.error}")
     if pred.image.format != "DICOM":
         raise CXRError(f"{source.name} is not DICOM ({pred.image.format}): DICOM results need the source's study.")
-    objects = result_objects(data, pred, predictor.card, overlay(pred.image.pixels, pred.heatmap) if pred.assessed else None)
+    objects = result_objects(data, pred, predictor.card)
     for path in write_objects(objects, _prepare_dir(args.out)):
         print(path)
     print(f"{'assessed: ' + pred.label if pred.assessed else 'not assessed'}; {len(objects)} object(s) written.",

@@ -137,13 +137,14 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, instance_number: int = 
     return sc
 
 
-def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: dict[str, Any],
-                   overlay_rgb: np.ndarray | None) -> list[Dataset]:
-    """[SR] for an unassessed image, [SR, SC] for an assessed one."""
+def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: dict[str, Any]) -> list[Dataset]:
+    """[SR] for an unassessed image, [SR, SC of the default Grad-CAM overlay] for an assessed one."""
+    from .gradcam import overlay
+
     ds = read_source(source)
     objects: list[Dataset] = [result_sr(ds, pred, card)]
-    if pred.assessed and overlay_rgb is not None:
-        objects.append(overlay_sc(ds, overlay_rgb))
+    if pred.assessed and pred.image is not None and pred.heatmap is not None:
+        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap)))
     return objects
 
 

@@ -56,8 +56,6 @@ def skip_reason(ds: Dataset) -> str | None:
 
 def analyse_instance(ds: Dataset, predictor: Any, store: Any = None, actor: str = "pacs") -> AnalysedInstance:
     """Predict one instance, store it as a case (when a store is given), and build its results."""
-    from .gradcam import overlay
-
     out = AnalysedInstance(sop_uid=str(ds.get("SOPInstanceUID", "?")))
     out.skipped = skip_reason(ds)
     if out.skipped:
@@ -69,6 +67,5 @@ def analyse_instance(ds: Dataset, predictor: Any, store: Any = None, actor: str 
         return out
     if store is not None:
         out.case_id, _ = store.add(pred, data, predictor.card.get("model_id", ""), actor=actor)
-    cam = overlay(pred.image.pixels, pred.heatmap) if pred.assessed else None
-    out.results = result_objects(ds, pred, predictor.card, cam)
+    out.results = result_objects(ds, pred, predictor.card)
     return out
