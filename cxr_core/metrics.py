@@ -10,9 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from . import CLASSES
+
+
+def _skm() -> Any:
+    """scikit-learn's metrics, imported on first use: prediction needs none of them, and importing them
+    costs about a second of a cold start (bench/inference.py)."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def pneumonia_probability(probs: np.ndarray) -> np.ndarray:
@@ -30,7 +37,7 @@ def as_three_class(probs: np.ndarray) -> np.ndarray:
 def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity, PPV, NPV and confusion matrix [[TN, FP], [FN, TP]]."""
     pred = (p >= threshold).astype(int)
-    cm = skm.confusion_matrix(y_binary, pred, labels=[0, 1])
+    cm = _skm().confusion_matrix(y_binary, pred, labels=[0, 1])
     tn, fp, fn, tp = (int(v) for v in cm.ravel())
     div = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
     return {
@@ -63,7 +70,7 @@ def operating_point_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: flo
 
 
 def safe_auc(y: np.ndarray, score: np.ndarray) -> float:
-    return float(skm.roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
+    return float(_skm().roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
@@ -73,14 +80,14 @@ def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None
     BACTERIAL / VIRAL: the same decision the product shows.
     """
     pred = decide(probs, threshold)
-    cm = skm.confusion_matrix(y, pred, labels=[0, 1, 2])
-    recall = skm.recall_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
+    cm = _skm().confusion_matrix(y, pred, labels=[0, 1, 2])
+    recall = _skm().recall_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
     pneu = y > 0
     bv_auc = safe_auc((y[pneu] == 2).astype(int), probs[pneu, 2] / np.clip(probs[pneu, 1] + probs[pneu, 2], 1e-12, None)) \
         if pneu.any() else float("nan")
     return {
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "macro_f1": float(skm.f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)),
+        "accuracy": float(_skm().accuracy_score(y, pred)),
+        "macro_f1": float(_skm().f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)),
         "recall": {c: float(r) for c, r in zip(CLASSES, recall)},
         "bacterial_vs_viral_auc": bv_auc,
         "confusion_matrix": cm.tolist(),
@@ -107,7 +114,7 @@ def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden"
     decisions on validation, without an image sitting exactly on the threshold (where rounding of
     a saved score, or float noise in another preprocessing run, would flip it).
     """
-    fpr, tpr, thr = skm.roc_curve(y_binary, p)
+    fpr, tpr, thr = _skm().roc_curve(y_binary, p)
     thr = np.clip(thr, 0.0, 1.0)
     if policy == "youden":
         best = int(np.argmax(tpr - fpr))
@@ -196,7 +203,7 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int
         acc.append(np.mean(pred_b[i] == yb[i]))
         acc3.append(np.mean(pred_3[i] == y[i]))
         if 0 < yb[i].sum() < n:
-            auc.append(skm.roc_auc_score(yb[i], p[i]))
+            auc.append(_skm().roc_auc_score(yb[i], p[i]))
     q = lambda v: [float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))] if v else [float("nan")] * 2  # noqa: E731
     return {"binary_accuracy": q(acc), "binary_auc": q(auc), "three_class_accuracy": q(acc3)}
 
@@ -219,15 +226,15 @@ def evaluation_summary(y: np.ndarray, probs: np.ndarray, threshold: float, n_boo
 
 
 def roc_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
-    fpr, tpr, thr = skm.roc_curve(y_binary, p)
+    fpr, tpr, thr = _skm().roc_curve(y_binary, p)
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": np.clip(thr, 0, 1).tolist()}
 
 
 def pr_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
-    prec, rec, thr = skm.precision_recall_curve(y_binary, p)
+    prec, rec, thr = _skm().precision_recall_curve(y_binary, p)
     return {"precision": prec.tolist(), "recall": rec.tolist(), "threshold": thr.tolist()}
 
 
 def classification_report(y: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
-    return skm.classification_report(y, decide(probs, threshold), labels=[0, 1, 2],
+    return _skm().classification_report(y, decide(probs, threshold), labels=[0, 1, 2],
                                      target_names=list(CLASSES), output_dict=True, zero_division=0)

@@ -155,9 +155,9 @@ def load_weights_from(model: Any, path: str) -> None:
 # --------------------------------------------------------------------------------------------
 def _keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from .keras_import import import_keras
 
-    return keras
+    return import_keras()
 
 
 def _conv_bn_relu(x: Any, filters: int, name: str, strides: int = 1) -> Any:

@@ -134,7 +134,9 @@ class Registry:
 def load_keras_model(path: str | Path) -> Any:
     """Load a `.keras` file with safe_mode=True (no arbitrary code), uncompiled."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from .keras_import import import_keras
+
+    keras = import_keras()
 
     try:
         with Registry._load_lock:
