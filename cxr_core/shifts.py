@@ -12,10 +12,12 @@ it does not are the stress suite's generalisation test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import cv2
 import numpy as np
+
+from .config import AugmentConfig
 
 SEVERITIES = (1, 2, 3)
 SEVERITY_NAMES = {1: "mild", 2: "moderate", 3: "severe"}
@@ -29,10 +31,9 @@ class Shift:
     apply: Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
     augmented_by: tuple[str, ...] = ()
 
-    def in_training_augmentation(self, augment: Any) -> bool:
-        """Whether `augment` (an AugmentConfig, or its dict from a model card) varies this property."""
-        get = augment.get if isinstance(augment, dict) else lambda k, d=0: getattr(augment, k, d)
-        return float(get("strength", 1.0) or 0) > 0 and any(float(get(f, 0) or 0) > 0 for f in self.augmented_by)
+    def in_training_augmentation(self, augment: AugmentConfig) -> bool:
+        """Whether training with `augment` varies this property."""
+        return augment.strength > 0 and any(getattr(augment, f) > 0 for f in self.augmented_by)
 
     def __call__(self, gray: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
         if severity not in SEVERITIES:

@@ -64,7 +64,7 @@ def score_conditions(images: Sequence[np.ndarray], preprocess: Preprocess, score
 def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], threshold: float,
                  augment: Any = None) -> list[dict[str, Any]]:
     """One row per condition: AUC, sensitivity, specificity and accuracy at `threshold`, and whether the
-    model's training augmentation (`augment`: AugmentConfig or its card dict; None = unknown) varied it."""
+    model's training augmentation (`augment`: an AugmentConfig; None = unknown) varied it."""
     rows = []
     y_binary = np.asarray(y_binary, int)
     for key, p in p_by_condition.items():
@@ -92,6 +92,7 @@ def worst_case(rows: list[dict[str, Any]], max_severity: int = 3) -> dict[str, A
 def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = None,
                   severities: Sequence[int] = SEVERITIES, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Stress a registered model on a labelled folder (Kaggle layout); unreadable files are listed."""
+    from .config import config_from_dict
     from .dataset import index_dataset
     from .errors import CXRError, InputImageError
     from .imaging import load_image
@@ -116,7 +117,9 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
         if progress:
             progress(key)
         p_by.update(score_conditions(images, predictor.preprocess, score, [key]))
-    rows = stress_table(np.array(labels), p_by, predictor.threshold, predictor.card.get("config", {}).get("augment"))
+    card_augment = predictor.card.get("config", {}).get("augment")
+    augment = config_from_dict({"augment": card_augment}).augment if card_augment is not None else None
+    rows = stress_table(np.array(labels), p_by, predictor.threshold, augment)
     return {"model": predictor.card.get("model_id"), "data": str(data_dir), "n": len(images),
             "threshold": predictor.threshold, "conditions": rows, "worst_moderate": worst_case(rows, 2),
             "worst_severe": worst_case(rows, 3), "failed": failed}
