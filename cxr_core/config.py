@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .preprocess import INTENSITY_POLICIES
 
 BACKBONES = ("cxrnet", "resnet50", "efficientnetb0", "mobilenetv2", "densenet121")
 BALANCING = ("none", "augment_x2", "augment_x4", "balanced", "balanced_strong")
 LR_SCHEDULES = ("constant", "plateau", "cosine")
-THRESHOLD_POLICIES = ("youden", "sensitivity", "robust_sensitivity")
-INTENSITY_POLICIES = ("none", "percentile")  # see cxr_core.preprocess
+THRESHOLD_POLICIES = ("youden", "sensitivity", "robust_sensitivity", "sensitivity_then_specificity")
+STRESS_POLICIES = ("robust_sensitivity", "sensitivity_then_specificity")  # chosen on held-out stress scores
 
 
 @dataclass
@@ -116,6 +117,7 @@ class OptimConfig:
     seed: int = 1
     threshold_policy: str = "youden"
     target_sensitivity: float = 0.95
+    shifted_sensitivity_floor: float = 0.90  # sensitivity_then_specificity: the floor under held-out shifts
     min_val_auc_to_register: float = 0.0  # a run below this is not registered
 
     def validate(self) -> None:
@@ -128,6 +130,8 @@ class OptimConfig:
         _check(self.early_stopping_patience >= 0, "train.early_stopping_patience", self.early_stopping_patience, ">= 0")
         _check(self.threshold_policy in THRESHOLD_POLICIES, "train.threshold_policy", self.threshold_policy, f"one of {THRESHOLD_POLICIES}")
         _check(0.5 <= self.target_sensitivity < 1.0, "train.target_sensitivity", self.target_sensitivity, "a number in [0.5, 1)")
+        _check(0.5 <= self.shifted_sensitivity_floor <= self.target_sensitivity, "train.shifted_sensitivity_floor",
+               self.shifted_sensitivity_floor, f"a number from 0.5 to train.target_sensitivity ({self.target_sensitivity})")
 
 
 @dataclass
@@ -147,9 +151,6 @@ class TrainConfig:
         )
         for part in (self.data, self.model, self.augment, self.train):
             part.validate()
-        if self.train.threshold_policy == "robust_sensitivity" and self.data.folds < 2:
-            raise ConfigError("train.threshold_policy = 'robust_sensitivity' is invalid with data.folds = "
-                              f"{self.data.folds!r}: it is chosen from out-of-fold stress scores, so data.folds must be >= 2.")
         return self
 
     def to_dict(self) -> dict[str, Any]:

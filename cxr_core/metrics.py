@@ -7,7 +7,7 @@ P(pneumonia) = 1 - P(normal). The same functions serve training, `evaluate` and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -146,6 +146,48 @@ def robust_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray]
     evidence = {"name": "robust_sensitivity", "target_sensitivity": target_sensitivity, "max_severity": max_severity,
                 "binding_condition": binding, "per_condition_thresholds": per_condition}
     return per_condition[binding], evidence
+
+
+def shift_aware_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], target_sensitivity: float = 0.95,
+                          shifted_sensitivity_floor: float = 0.90, held_out: Sequence[str] = (),
+                          max_severity: int = 2) -> tuple[float, dict[str, Any]]:
+    """The "sensitivity_then_specificity" policy, chosen on held-out (out-of-fold) scores.
+
+    1. Sensitivity >= `target_sensitivity` on the clean held-out scores.
+    2. Sensitivity >= `shifted_sensitivity_floor` under every held-out shift kind (`held_out`: shift names
+       the training augmentation never varied) up to `max_severity`.
+    Within those, specificity only rises with the threshold, so the highest feasible threshold maximises the
+    worst-case specificity under the same shifts. The evidence states what the floor costs: sensitivity and
+    specificity at the chosen threshold on clean and on every considered condition, the clean-only threshold
+    and the worst-case specificity given up relative to it.
+    """
+    yb = np.asarray(y_binary, int)
+    considered = {k: np.asarray(p) for k, p in p_by_condition.items()
+                  if k == "clean" or (k.partition(":")[0] in held_out and int(k.rpartition(":")[2]) <= max_severity)}
+    if "clean" not in considered:
+        raise ValueError(f"the clean condition is missing from {sorted(p_by_condition)}")
+    limits = {k: choose_threshold(yb, p, "sensitivity", target_sensitivity if k == "clean" else shifted_sensitivity_floor)
+              for k, p in considered.items()}
+    binding = min(limits, key=lambda k: (limits[k], k != "clean"))  # on a tie the clean target binds
+    threshold = limits[binding]
+
+    def at(t: float) -> dict[str, dict[str, float]]:
+        return {k: {m: binary_at_threshold(yb, p, t)[m] for m in ("sensitivity", "specificity")}
+                for k, p in considered.items()}
+
+    chosen, clean_only = at(threshold), at(limits["clean"])
+    worst = lambda table: min(v["specificity"] for v in table.values())  # noqa: E731
+    cost = worst(clean_only) - worst(chosen)
+    evidence = {"name": "sensitivity_then_specificity", "target_sensitivity": target_sensitivity,
+                "shifted_sensitivity_floor": shifted_sensitivity_floor, "max_severity": max_severity,
+                "held_out_shifts": sorted(held_out), "binding_condition": binding, "per_condition_thresholds": limits,
+                "at_threshold": chosen, "clean_only_threshold": limits["clean"],
+                "worst_specificity": worst(chosen), "worst_specificity_at_clean_only": worst(clean_only),
+                "specificity_cost_of_shift_floor": cost,
+                "trade": (f"The shift floor lowers the threshold from {limits['clean']:.3f} to {threshold:.3f} "
+                          f"({binding} binds) and costs {cost:.3f} of worst-case specificity."
+                          if binding != "clean" else "The clean sensitivity target binds; the shift floor costs nothing.")}
+    return threshold, evidence
 
 
 def expected_calibration_error(y_binary: np.ndarray, p: np.ndarray, bins: int = 15) -> float:

@@ -9,6 +9,11 @@ Intensity policies:
 - "percentile": a per-image linear stretch of the 0.5th..99.5th percentiles to [0, 1]. Any
   monotone-linear rescaling of the input (an 8-bit JPEG, a DICOM stretched over its own range, a
   16-bit PNG) then gives the same model input, and exposure or window-width changes largely cancel.
+- "equalize": per-image histogram equalisation (each pixel becomes its rank, in [0, 1]). Any strictly
+  increasing tone curve (a vendor look-up table, a soft or flattened grey scale, gamma) keeps every
+  pixel's rank, so a film and its re-toned copy give the same model input up to 8-bit quantisation.
+- "clahe": the percentile stretch, then contrast-limited adaptive equalisation (OpenCV CLAHE, clip 2,
+  8 x 8 tiles): evens out local contrast as well, but does not cancel a tone curve exactly.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from .imaging import load_image
 
-INTENSITY_POLICIES = ("none", "percentile")
+INTENSITY_POLICIES = ("none", "percentile", "equalize", "clahe")
 PERCENTILES = (0.5, 99.5)
 
 
@@ -46,6 +51,27 @@ def stretch_percentiles(gray: np.ndarray, low: float = PERCENTILES[0], high: flo
     if hi - lo < 1e-6:
         return np.zeros_like(gray, dtype=np.float32)
     return ((gray - lo) / (hi - lo)).astype(np.float32)
+
+
+def equalize(gray: np.ndarray) -> np.ndarray:
+    """Histogram equalisation on the float pixels: each value -> the mid-rank of its level, in [0, 1].
+
+    Ties share one value, so an 8-bit film and the same film through any strictly increasing curve map to
+    the same output wherever the curve keeps its levels apart (a flat image stays flat at 0)."""
+    values, inverse, counts = np.unique(np.asarray(gray, np.float32), return_inverse=True, return_counts=True)
+    if len(values) < 2:
+        return np.zeros_like(gray, dtype=np.float32)
+    mid_rank = np.cumsum(counts) - 0.5 * counts
+    return (mid_rank / gray.size).astype(np.float32)[inverse.reshape(gray.shape)]
+
+
+def clahe(gray: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """Percentile stretch, then OpenCV's CLAHE on 16-bit levels, back to [0, 1]."""
+    levels = (np.clip(stretch_percentiles(gray), 0.0, 1.0) * 65535).round().astype(np.uint16)
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(levels).astype(np.float32) / 65535.0
+
+
+_INTENSITY = {"none": lambda img: img, "percentile": stretch_percentiles, "equalize": equalize, "clahe": clahe}
 
 
 @dataclass(frozen=True)
@@ -77,8 +103,7 @@ class Preprocess:
         if gray.ndim != 2:
             raise ValueError(f"expected a 2-D grayscale array, got shape {gray.shape}")
         img = resize(pad_to_square(gray) if self.pad else gray, self.size)
-        if self.intensity == "percentile":
-            img = stretch_percentiles(img)
+        img = _INTENSITY[self.intensity](img)
         return np.clip(img, 0.0, 1.0)[..., None]
 
     def load(self, source: str | Path | bytes) -> np.ndarray:

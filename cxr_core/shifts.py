@@ -7,6 +7,12 @@ or 3 (severe). Sizes are relative to the image, so a 224-px and a 2,000-px film 
 `augmented_by` names the `AugmentConfig` fields that vary the same property in training
 (cxr_core.augment); `in_training_augmentation` says whether a given config does. The kinds that
 it does not are the stress suite's generalisation test.
+
+The "acquisition" family models how another X-ray unit, exposure or processing chain renders the
+same child's film: a soft, low-contrast grey scale, scatter / veiling glare, detector unsharpness,
+a vendor tone curve, and small equipment annotations in the corners. None of them is implemented by
+the training augmentation; the severities stay readable by a radiologist (bench/stress_grid.py
+draws a grid to check).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class Shift:
     levels: tuple[float, float, float]  # the parameter at severity 1, 2, 3
     apply: Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
     augmented_by: tuple[str, ...] = ()
+    family: str = "generic"  # "acquisition": the realistic other-unit family (held out of augmentation)
 
     def in_training_augmentation(self, augment: AugmentConfig) -> bool:
         """Whether training with `augment` varies this property."""
@@ -131,6 +138,62 @@ def _text(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
     return img.astype(np.float32) / 255.0
 
 
+def _soft(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    # Soft, low-contrast exposure: the grey scale squeezed toward mid-grey along a log-like curve (lifted
+    # blacks, dimmed whites) and stored again at 8 bits, so close levels merge as on a flat film.
+    lo, hi = 0.5 * level, 1.0 - 0.35 * level
+    curved = np.log1p(4.0 * g) / np.log(5.0)
+    return np.round((lo + (hi - lo) * curved) * 255.0) / 255.0
+
+
+def _glare(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    # Scatter / veiling glare: a low-frequency haze (the film blurred over a quarter of its width plus a
+    # uniform veil) mixed over the film, as without a grid or with a thick patient.
+    haze = cv2.GaussianBlur(g, (0, 0), 0.25 * min(g.shape)) * 0.6 + 0.4 * float(g.mean()) + 0.1
+    return (1.0 - level) * g + level * haze
+
+
+def _unsharp(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    # Detector unsharpness: a sharp core plus a long tail of spread light (a CR phosphor / screen's PSF),
+    # not the narrow Gaussian the augmentation uses.
+    s = _scale(g)
+    core = cv2.GaussianBlur(g, (0, 0), 0.8 * level * s)
+    tail = cv2.GaussianBlur(g, (0, 0), 6.0 * level * s)
+    return 0.65 * core + 0.35 * tail
+
+
+def _tone_curve(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    # A vendor look-up table: an S-shaped curve (more mid-tone contrast, crushed ends) or a flattened one
+    # (its inverse: mid-tones squeezed together), chosen per image.
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-level * (x - 0.5)))
+
+    lo, hi = sigmoid(np.float32(0.0)), sigmoid(np.float32(1.0))
+    if rng.random() < 0.5:
+        return (sigmoid(g) - lo) / (hi - lo)
+    y = lo + np.clip(g, 0.0, 1.0) * (hi - lo)
+    return 0.5 + np.log(y / (1.0 - y)) / level
+
+
+def _annotation(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    # Equipment annotations in small type in 1-3 corners: kV, mAs, a clock time, a unit name.
+    h, w = g.shape
+    img = (g * 255).astype(np.uint8)
+    font_scale = 0.3 * _scale(g) * (1.0 + 0.25 * level)
+    line = max(6, int(round(30 * font_scale)))
+    texts = [f"{rng.integers(55, 90)} kV", f"{rng.uniform(0.8, 4.0):.1f} mAs",
+             f"{rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}:{rng.integers(0, 60):02d}",
+             f"DR{rng.integers(1, 9)} SID {rng.integers(100, 180)}"]
+    corners = rng.choice(4, size=int(level), replace=False)
+    for corner in corners:
+        top = corner < 2
+        x0 = int(0.03 * w) if corner % 2 == 0 else int(0.62 * w)
+        for i, text in enumerate(texts[: 1 + int(level)]):
+            y = int(0.05 * h) + (i + 1) * line if top else int(0.97 * h) - i * line
+            cv2.putText(img, text, (x0, y), cv2.FONT_HERSHEY_PLAIN, font_scale * 2.2, 235, 1, cv2.LINE_AA)
+    return img.astype(np.float32) / 255.0
+
+
 SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("gamma", "exposure: gamma 1.15 / 1.35 / 1.6, or its inverse", (1.15, 1.35, 1.6), _gamma),
     Shift("window", "contrast: window width x/÷ 1.25 / 1.5 / 2, centre moved", (0.25, 0.5, 1.0), _window,
@@ -145,7 +208,18 @@ SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("border", "collimation bands on 2-4 sides, up to 5 % / 10 % / 18 % each", (0.05, 0.10, 0.18), _border,
           ("borders",)),
     Shift("text", "burned-in side marker and annotation lines", (0.5, 0.8, 1.2), _text, ("burned_in_text",)),
+    Shift("soft", "soft exposure: grey scale squeezed toward mid-grey (blacks lifted 0.1 / 0.2 / 0.3, 8-bit)",
+          (0.2, 0.4, 0.6), _soft, family="acquisition"),
+    Shift("glare", "scatter / veiling glare: 15 % / 25 % / 35 % low-frequency haze", (0.15, 0.25, 0.35), _glare,
+          family="acquisition"),
+    Shift("unsharp", "detector unsharpness: sharp core + long scatter tail, x1 / x1.6 / x2.4", (1.0, 1.6, 2.4),
+          _unsharp, family="acquisition"),
+    Shift("tone_curve", "vendor look-up table: S-shaped or flattened, gain 4 / 6 / 9", (4.0, 6.0, 9.0), _tone_curve,
+          family="acquisition"),
+    Shift("annotation", "equipment annotations (kV, mAs, clock time) in small type in 1 / 2 / 3 corners",
+          (1.0, 2.0, 3.0), _annotation, family="acquisition"),
 )}
+ACQUISITION = tuple(name for name, shift in SHIFTS.items() if shift.family == "acquisition")
 
 
 def image_rng(shift: str, severity: int, index: int) -> np.random.Generator:

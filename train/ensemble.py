@@ -93,14 +93,15 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
     from cxr_core.dataset import index_dataset, split_for
     from cxr_core.imaging import load_image
     from cxr_core.registry import MODEL_FILE, load_keras_model
-    from cxr_core.stress import CLEAN, conditions, score_conditions
+    from collections import defaultdict
+
+    from cxr_core.stress import CLEAN
     from cxr_core.models import logit_function
+    from train.evidence import stress_logits
     from train.pipeline import VAL_LOGITS
 
-    preprocess = config.data.preprocess()
     records = index_dataset(config.data.root)
-    keys = [k for k in conditions() if k != CLEAN]
-    labels, files, logits = [], [], {CLEAN: [], **{k: [] for k in keys}}
+    labels, files, logits = [], [], defaultdict(list)
     for fold, member_dir in enumerate(member_dirs):
         _, val = split_for(records, member_config(config, fold).data.__dict__)
         log(f"[{config.name}] stress suite on member {fold + 1}'s {len(val)} out-of-fold images")
@@ -110,7 +111,7 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
         if len(clean) != len(val):
             raise ConfigError(f"Member {fold + 1}'s saved logits ({len(clean)}) do not match its fold ({len(val)}).")
         logits[CLEAN].append(clean)
-        for key, value in score_conditions(images, preprocess, logit_function(model), keys).items():
+        for key, value in stress_logits(images, config, logit_function(model)).items():
             logits[key].append(value)
         labels += [r.label for r in val]
         files += [f"{r.path.parent.name}/{r.path.name}" for r in val]
@@ -138,26 +139,18 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     from cxr_core.overlap import write_training_hashes
     from cxr_core.fileio import write_atomic, write_json_atomic
     from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model
-    from cxr_core.stress import CLEAN, stress_table, worst_case
+    from cxr_core.stress import CLEAN
+    from train.evidence import operating_point, stress_section
     from train.pipeline import git_commit, gpu_note
     from train.status import read_status
 
     y, logits = evidence["labels"], evidence["logits"]
     yb = (y > 0).astype(int)
-    t = config.train
     temperature = M.fit_temperature(logits[CLEAN], y)
     probs = {k: M.as_three_class(M.softmax(v, temperature)) for k, v in logits.items()}
     p = {k: M.pneumonia_probability(v) for k, v in probs.items()}
-    if t.threshold_policy == "robust_sensitivity":
-        threshold, policy = M.robust_threshold(yb, p, t.target_sensitivity, max_severity=2)
-    else:
-        threshold = M.choose_threshold(yb, p[CLEAN], t.threshold_policy, t.target_sensitivity)
-        policy = {"name": t.threshold_policy, "target_sensitivity": t.target_sensitivity}
-    youden = M.choose_threshold(yb, p[CLEAN], "youden")
-    policy["youden_threshold_for_comparison"] = youden
-    policy["at_youden"] = {k: M.binary_at_threshold(yb, p[CLEAN], youden)[k] for k in ("sensitivity", "specificity")}
+    threshold, policy = operating_point(config, yb, p)
     summary = M.evaluation_summary(y, probs[CLEAN], threshold)
-    rows = stress_table(yb, p, threshold, config.augment)
 
     out = run_dir / "model"
     out.mkdir(exist_ok=True)
@@ -193,8 +186,8 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
         **guards,
         "internal_validation": summary,
         "internal_validation_kind": f"Internal (cross-validated): out-of-fold scores of {len(member_dirs)} patient-grouped folds",
-        "stress": {"conditions": rows, "worst_moderate": worst_case(rows, 2), "worst_severe": worst_case(rows, 3),
-                   "note": "out-of-fold images, each scored by the member that never trained on it"},
+        "stress": stress_section(config, yb, p, threshold,
+                                 "out-of-fold images, each scored by the member that never trained on it"),
         "ensemble": {"members": len(member_dirs), "combination": "mean of member logits, then temperature",
                      "member_runs": [d.name for d in member_dirs],
                      "member_val_auc": [c["internal_validation"]["binary"]["auc"] for c in member_cards],

@@ -285,7 +285,10 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     from cxr_core import metrics as M
     from cxr_core.guards import fit_guards
     from cxr_core.overlap import write_training_hashes
-    from cxr_core.models import LOGITS_LAYER, build_model, predict_logits, trainable_parameter_count
+    from cxr_core.imaging import load_image
+    from cxr_core.models import LOGITS_LAYER, build_model, logit_function, predict_logits, trainable_parameter_count
+    from cxr_core.stress import CLEAN
+    from train.evidence import needs_stress, operating_point, stress_logits, stress_section
 
     logits = predict_logits(model, x_val)
     np.save(run_dir / VAL_LOGITS, logits)  # out-of-fold logits: what a cross-validated ensemble calibrates on
@@ -297,11 +300,15 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     ece_raw = M.expected_calibration_error((labels3 > 0).astype(int), M.pneumonia_probability(M.as_three_class(M.softmax(logits))))
     temperature = M.fit_temperature(logits, labels_fit)
     probs = M.as_three_class(M.softmax(logits, temperature))
-    p = M.pneumonia_probability(probs)
-    t = config.train
-    threshold = M.choose_threshold((labels3 > 0).astype(int), p, t.threshold_policy, t.target_sensitivity)
+    yb = (labels3 > 0).astype(int)
+    p = {CLEAN: M.pneumonia_probability(probs)}
+    if needs_stress(config):  # the validation images are held out: the stress suite runs on them
+        images = [load_image(r.path).pixels for r in val_recs]
+        for key, value in stress_logits(images, config, logit_function(model)).items():
+            p[key] = M.pneumonia_probability(M.as_three_class(M.softmax(value, temperature)))
+    threshold, policy = operating_point(config, yb, p)
     summary = M.evaluation_summary(labels3, probs, threshold)
-    summary["threshold_at_95_sensitivity"] = M.choose_threshold((labels3 > 0).astype(int), p, "sensitivity", 0.95)
+    summary["threshold_at_95_sensitivity"] = M.choose_threshold(yb, p[CLEAN], "sensitivity", 0.95)
 
     out = run_dir / "model"
     out.mkdir(exist_ok=True)
@@ -321,9 +328,14 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "name": config.name, "version": version, "description": config.description,
         "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
         "input": config.data.preprocess().card_input(),
-        "threshold": threshold, "threshold_policy": t.threshold_policy, "temperature": temperature,
+        "threshold": threshold, "threshold_policy": policy["name"], "threshold_evidence": policy,
+        "temperature": temperature,
         "ece_uncalibrated": ece_raw, **guards,
-        "internal_validation": summary, "data": data_info, "config": config.to_dict(),
+        "internal_validation": summary,
+        "internal_validation_kind": f"Internal (held-out): a patient-grouped validation split of {len(val_recs)} images",
+        **({"stress": stress_section(config, yb, p, threshold, "validation images (held out from training)")}
+           if len(p) > 1 else {}),
+        "data": data_info, "config": config.to_dict(),
         "training_time_s": elapsed, "epochs_run": epochs_run,
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
         "git_commit": git_commit(), "cxr_core_version": __version__,

@@ -1,0 +1,77 @@
+"""Compare training recipes on held-out scores: clean validation figures and the realistic acquisition shifts.
+
+Each candidate is the shipped config at the `candidate` budget (smaller, shorter) with a few fields changed;
+it trains with `python -m train` into $CXR_HOME/recipe-runs (resumable, never registered), and the table
+reads each run's own model card: clean AUC / sensitivity / specificity at the run's own threshold, and the
+same under every acquisition shift at moderate and severe severity, with the worst case.
+
+    python bench/recipe.py [--candidates percentile,equalize,clahe] [--budget candidate] [--save]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from _common import ROOT, emit
+
+from cxr_core.paths import app_home
+from cxr_core.shifts import ACQUISITION
+
+CANDIDATES = {
+    "percentile": ["data.intensity=percentile"],
+    "equalize": ["data.intensity=equalize"],
+    "clahe": ["data.intensity=clahe"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--budget", default="candidate")
+    parser.add_argument("--config", default=str(ROOT / "train" / "configs" / "shipped.toml"))
+    args = parser.parse_args()
+    runs_dir = app_home() / "recipe-runs"
+    for name in args.candidates.split(","):
+        sets = [a for s in CANDIDATES[name] for a in ("--set", s)]
+        cmd = [sys.executable, "-m", "train", "--config", args.config, "--budget", args.budget, *sets,
+               "--runs-dir", str(runs_dir), "--no-register"]
+        print(f"[{name}] {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                       stdout=subprocess.DEVNULL)
+        card = json.loads(latest_card(runs_dir, name).read_text())
+        report(name, card)
+
+
+def latest_card(runs_dir, name):
+    """The card of the newest finished run whose config has this candidate's intensity policy."""
+    cards = sorted(runs_dir.glob("*/model/model_card.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(cards):
+        if json.loads(path.read_text())["config"]["data"]["intensity"] == CANDIDATES[name][0].split("=")[1]:
+            return path
+    raise SystemExit(f"no finished run for {name} under {runs_dir}")
+
+
+def report(name: str, card: dict) -> None:
+    rows = {r["condition"]: r for r in card["stress"]["conditions"]}
+    clean = rows["clean"]
+    emit(name, f"minutes {card['training_time_s'] / 60:.1f}, threshold {card['threshold']:.3f} "
+           f"({card['threshold_evidence']['binding_condition']} binds), clean AUC {clean['auc']:.3f} "
+           f"sens {clean['sensitivity']:.3f} spec {clean['specificity']:.3f}")
+    for severity in (2, 3):
+        parts = []
+        for shift in ACQUISITION:
+            r = rows[f"{shift}:{severity}"]
+            parts.append(f"{shift} {r['auc']:.3f}/{r['sensitivity']:.3f}/{r['specificity']:.3f}")
+        emit(f"{name} severity {severity} (AUC/sens/spec)", "; ".join(parts))
+    for key in ("worst_acquisition_moderate", "worst_acquisition_severe"):
+        w = card["stress"][key]
+        emit(f"{name} {key}", ", ".join(f"{m} {w[m]['value']:.3f} ({w[m]['condition']})"
+                                              for m in ("auc", "sensitivity", "specificity")))
+
+
+if __name__ == "__main__":
+    main()
