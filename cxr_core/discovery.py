@@ -1,10 +1,10 @@
 """Find the inputs behind command-line paths: files as given, folders walked by content.
 
-Hospitals and CDs export DICOM without a file extension, so a walked folder is sniffed file by
-file (magic bytes, or a header parse for DICOM without preamble); a DICOMDIR is read with
-pydicom's FileSet and its referenced instances are added. Files that are not images (the
-DICOMDIR itself, .txt, .xml, .DS_Store...) are skipped silently and counted. A file named
-explicitly is always kept, so that an unreadable one gets its error.
+Hospitals and CDs export DICOM without a file extension, so a walked folder is read by content; a
+DICOMDIR is read with pydicom's FileSet and its referenced instances are added. Nothing is dropped
+silently: a walked file is skipped (and counted) only when it is plainly not an image (the DICOMDIR
+itself, hidden files such as .DS_Store, documents such as .txt or .xml, by name); every other file is an
+input, so one that cannot be read fails with its reason. A file named explicitly is always kept.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .imaging import sniff_format
+from .imaging import MAX_BYTES, looks_like_bare_dicom_start, sniff_format
 
 SNIFF_BYTES = 64 * 1024
+DOCUMENT_SUFFIXES = frozenset({".txt", ".xml", ".json", ".csv", ".tsv", ".md", ".html", ".htm", ".log", ".ini",
+                               ".cfg", ".pdf", ".rtf", ".doc", ".docx", ".nfo", ".inf", ".url", ".lnk"})
 
 
 @dataclass
@@ -25,13 +27,23 @@ class Discovered:
 
 
 def is_image_file(path: Path) -> bool:
-    """True when the file's first bytes say JPEG, PNG, DICOM (with or without preamble) or another image."""
+    """True when the file's bytes say JPEG, PNG, DICOM (with or without preamble and file meta) or another image.
+    A bare DICOM whose header outgrows the first 64 KiB (long private sequences) is parsed whole."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
+            if sniff_format(head) is None and len(head) == SNIFF_BYTES and looks_like_bare_dicom_start(head):
+                head += fh.read(MAX_BYTES)
     except OSError:
         return False
     return sniff_format(head) is not None and not _is_dicomdir(head)
+
+
+def is_walked_input(path: Path) -> bool:
+    """In a walked folder: an image, or any file that is not plainly something else (hidden, a document)."""
+    if is_image_file(path):
+        return True
+    return not (path.name.startswith(".") or path.suffix.lower() in DOCUMENT_SUFFIXES)
 
 
 def dicomdir_members(path: Path) -> list[Path]:
@@ -68,7 +80,7 @@ def collect_inputs(paths: Iterable[str | Path]) -> Discovered:
                     if member.is_file() and is_image_file(member):
                         add(member)
                 out.skipped += 1
-            elif is_image_file(f):
+            elif is_walked_input(f):
                 add(f)
             else:
                 out.skipped += 1

@@ -55,9 +55,18 @@ def sniff_format(data: bytes) -> str | None:
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
-    if len(data) >= 8 and data[:2] in (b"\x08\x00", b"\x02\x00") and _looks_like_raw_dicom(data):
+    if looks_like_bare_dicom_start(data) and _looks_like_raw_dicom(data):
         return "DICOM"
     return None
+
+
+def looks_like_bare_dicom_start(data: bytes) -> bool:
+    """Whether the bytes may open a DICOM dataset written without preamble: a little-endian data element of an
+    even group below 0x0030 (file meta, identification, patient, acquisition...)."""
+    if len(data) < 8:
+        return False
+    group = int.from_bytes(data[:2], "little")
+    return group % 2 == 0 and group < 0x0030
 
 
 def load_image(source: str | Path | bytes) -> LoadedImage:

@@ -3,11 +3,14 @@
 The model is validated for frontal chest radiographs of young children. `assess` is the one
 function that decides, and every surface (CLI, app table and CSV, PDF, DICOM exports) shows its
 result as it is:
+Two tiers. Refuse only what is not a frontal chest radiograph; assess everything else, with a warning
+when it is unusual. A guard that silences the sickest children (lines, tubes, leads) is worse than none.
 - refused ("not assessed", label null, with reasons): DICOM that is not a projection radiograph
   (by Modality, else SOP class), of another body part, or a lateral view; colour photographs;
-  blank images; images failing the pixel-layout or feature checks (cxr_core.ood);
-- assessed with warnings: merely unusual inputs (loader warnings) and inputs outside the validated
-  population (cxr_core.population).
+  blank images; images whose global layout is not a chest radiograph's (cxr_core.ood pixel check);
+- assessed with warnings: films the model finds unusual or very unusual (cxr_core.ood feature
+  check, graded), films outside the validated population (cxr_core.population: adult-looking or a
+  DICOM age), and loader warnings.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ class Assessment:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def assess(image: LoadedImage, ood_reasons: Sequence[str] = (), population_warning: str | None = None) -> Assessment:
-    """Decide from the decoded image, the OOD detector's reasons and the population check."""
+def assess(image: LoadedImage, guard_refusals: Sequence[str] = (), guard_warnings: Sequence[str] = (),
+           population_warning: str | None = None) -> Assessment:
+    """Decide from the decoded image, the image guards' refusals and graded warnings (cxr_core.ood) and the
+    population check."""
     reasons = dicom_refusals(image.metadata) if image.format == "DICOM" else []
     colour = float(image.metadata.get("colourfulness", 0.0))
     if colour > MAX_COLOURFULNESS:
@@ -44,9 +49,9 @@ def assess(image: LoadedImage, ood_reasons: Sequence[str] = (), population_warni
                        "screenshot is not assessed.")
     if float(np.std(image.pixels)) < MIN_STD:
         reasons.append("The image is almost uniform (blank or failed exposure).")
-    reasons += [r for r in ood_reasons if r not in reasons]
-    # The population warning is about a film the model may read; for a refused input it would only add noise.
-    warnings = list(image.warnings) + ([population_warning] if population_warning and not reasons else [])
+    reasons += [r for r in guard_refusals if r not in reasons]
+    # The guards' warnings are about a film the model reads; for a refused input they would only add noise.
+    warnings = [*image.warnings, *([] if reasons else [*guard_warnings, *([population_warning] if population_warning else [])])]
     return Assessment(not reasons, tuple(reasons), tuple(warnings))
 
 

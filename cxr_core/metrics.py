@@ -55,18 +55,25 @@ def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -
 def operating_point_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """Sensitivity and specificity at `threshold` with Wilson 95 % intervals (scipy), and their n: the
     evidence a site operating point is saved with."""
-    from scipy.stats import binomtest
-
     y_binary, pred = np.asarray(y_binary), (np.asarray(p) >= threshold).astype(int)
     out: dict[str, Any] = {"threshold": float(threshold), "n": int(len(y_binary))}
     for name, cls in (("sensitivity", 1), ("specificity", 0)):
         n = int((y_binary == cls).sum())
         k = int(((pred == cls) & (y_binary == cls)).sum())
-        ci = binomtest(k, n).proportion_ci(method="wilson") if n else None
         out[name] = k / n if n else float("nan")
-        out[f"{name}_ci95"] = [float(ci.low), float(ci.high)] if ci else [float("nan")] * 2
+        out[f"{name}_ci95"] = wilson_interval(k, n)
         out[f"n_{'positive' if cls else 'negative'}"] = n
     return out
+
+
+def wilson_interval(k: int, n: int) -> list[float]:
+    """The Wilson 95 % interval of a proportion k / n (scipy); NaNs when n is 0."""
+    from scipy.stats import binomtest
+
+    if not n:
+        return [float("nan")] * 2
+    ci = binomtest(int(k), int(n)).proportion_ci(method="wilson")
+    return [float(ci.low), float(ci.high)]
 
 
 def safe_auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import CLASSES, INTENDED_USE
+from .shifts import SHIFTS
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -110,7 +111,7 @@ def readme_section(card: dict[str, Any], model_dir: str) -> str:
         f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} |",
         f"| ECE after temperature scaling (T = {card.get('temperature', 1.0):.2f}) | {b.get('ece', float('nan')):.3f} "
         f"({card.get('ece_uncalibrated', float('nan')):.3f} before) |",
-        f"| OOD detector false alarms on held-out training-split X-rays | {_pct(card.get('ood_val_false_alarm_rate'))} |",
+        *guard_lines(card),
     ]
     pop = card.get("population_check") or {}
     if pop.get("fitted"):
@@ -135,9 +136,21 @@ def _policy_lines(card: dict[str, Any]) -> list[str]:
     ev = card.get("threshold_evidence")
     if not ev:
         return []
-    lines = [f"- Threshold policy `{ev['name']}`: the highest threshold that keeps sensitivity >= "
-             f"{ev['target_sensitivity']:.2f} on the clean out-of-fold scores and under every shift up to severity "
-             f"{ev.get('max_severity', '?')}; binding condition: `{ev.get('binding_condition')}`."]
+    if ev["name"] == "sensitivity_then_specificity":
+        at = ev["at_threshold"]
+        worst_key = min(at, key=lambda k: at[k]["specificity"])
+        lines = [f"- Threshold policy `{ev['name']}`: sensitivity >= {ev['target_sensitivity']:.2f} on clean held-out "
+                 f"scores and >= {ev['shifted_sensitivity_floor']:.2f} under every held-out shift up to severity "
+                 f"{ev['max_severity']}; within that, the highest threshold, which maximises the worst-case "
+                 f"specificity. Binding condition: `{ev['binding_condition']}`.",
+                 f"- What it trades: {ev['trade']} Expected at {card.get('threshold', float('nan')):.3f}: clean "
+                 f"sensitivity {at['clean']['sensitivity']:.3f} / specificity {at['clean']['specificity']:.3f}; "
+                 f"worst held-out shift specificity {at[worst_key]['specificity']:.3f} (`{worst_key}`, sensitivity "
+                 f"{at[worst_key]['sensitivity']:.3f})."]
+    else:
+        lines = [f"- Threshold policy `{ev['name']}`: the highest threshold that keeps sensitivity >= "
+                 f"{ev['target_sensitivity']:.2f} on the clean out-of-fold scores and under every shift up to severity "
+                 f"{ev.get('max_severity', '?')}; binding condition: `{ev.get('binding_condition')}`."]
     if "youden_threshold_for_comparison" in ev:
         y = ev.get("at_youden", {})
         lines.append(f"- For comparison, Youden's threshold on the same scores would be "
@@ -146,18 +159,37 @@ def _policy_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+def guard_lines(card: dict[str, Any]) -> list[str]:
+    """Markdown table rows: each input guard's rate on held-out pediatric films, and all together."""
+    rates = (card.get("guard_calibration") or {}).get("held_out_rates")
+    if not rates:
+        return [f"| OOD detector false alarms on held-out training-split X-rays | {_pct(card.get('ood_val_false_alarm_rate'))} |"]
+    n = card["guard_calibration"]["held_out_images"]
+    return [f"| held-out pediatric films (n = {n}) refused / warned unusual / warned very unusual / flagged adult | "
+            f"{_pct(rates['refused'])} / {_pct(rates['unusual'])} / {_pct(rates['very_unusual'])} / "
+            f"{_pct(rates['population'])} |",
+            f"| held-out pediatric films flagged by any guard | {_pct(rates['flagged'])} |"]
+
+
 def _stress_lines(card: dict[str, Any]) -> list[str]:
     stress = card.get("stress")
     if not stress:
         return []
     lines = ["## Stress suite (acquisition shifts)", "",
              f"Scores on {stress.get('note', 'the validation images')}, at the operating threshold. "
-             "'in aug.' says whether training augmentation varies that property.", "",
-             "| condition | in aug. | AUC | sensitivity | specificity |", "|---|---|---|---|---|"]
+             "'in aug.' says whether training augmentation varies that property; 'no' is held out. The "
+             "acquisition family (soft, glare, unsharp, tone_curve, annotation) models another X-ray unit's film.", "",
+             "| condition | family | in aug. | AUC | sensitivity | specificity |", "|---|---|---|---|---|---|"]
     for r in stress["conditions"]:
         aug = "-" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
-        lines.append(f"| {r['condition']} | {aug} | {r['auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |")
-    for label, key in (("moderate (severity <= 2)", "worst_moderate"), ("severe (all)", "worst_severe")):
+        family = SHIFTS[r["shift"]].family if r["shift"] in SHIFTS else "-"
+        lines.append(f"| {r['condition']} | {family} | {aug} | {r['auc']:.3f} | {r['sensitivity']:.3f} | "
+                     f"{r['specificity']:.3f} |")
+    for label, key in (("moderate (severity <= 2)", "worst_moderate"), ("severe (all)", "worst_severe"),
+                       ("realistic acquisition family, moderate", "worst_acquisition_moderate"),
+                       ("realistic acquisition family, severe", "worst_acquisition_severe")):
+        if key not in stress:
+            continue
         w = stress[key]
         lines.append("")
         lines.append(f"Worst case, {label}: " + "; ".join(

@@ -1,18 +1,24 @@
-"""Out-of-distribution warning: "this does not look like the frontal chest X-rays the model knows".
+"""Image-based input guards: "is this a chest radiograph at all?" and "how unusual is it for this model?".
 
-Two scores, both fitted on the model's own training images (never on validation or test data):
-- pixel structure: reconstruction error of a 32x32 thumbnail by a PCA of the training thumbnails
-  (chest radiographs share a strong layout: dark lungs either side of a bright mediastinum);
-- model features: Mahalanobis distance of the pooled last-conv features (Ledoit-Wolf covariance).
-Each threshold is a high quantile of the training scores; the false-alarm rate is then measured
-on internal validation (bench/ood.py). Stored as `ood.npz` beside the model, loaded with
-allow_pickle=False.
+Two scores, both fitted on the model's own training images:
+- pixel structure (refuses): reconstruction error of a 32x32 thumbnail by a PCA of the training
+  thumbnails. Chest radiographs share a strong layout (dark lungs either side of a bright
+  mediastinum); a CT slice, a photograph or a document does not.
+- model features (warns, graded): Mahalanobis distance of the pooled last-conv features (Ledoit-Wolf
+  covariance). A film the model finds unusual is still a chest radiograph: it is assessed, with an
+  "unusual" or "very unusual" warning. Sick children with tubes and leads land here, and must be read.
+
+Every threshold is calibrated on held-out pediatric films, which neither the model nor the guard was
+fitted on (`ThresholdRule.calibrate`): quantiles of the training images' own scores understate what new
+films do. `cross_fitted_flags` measures a rule's false-alarm rate on films its threshold did not see.
+Stored as `ood.npz` beside the model, loaded with allow_pickle=False.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -21,11 +27,56 @@ from .fileio import read_npz, write_npz_atomic
 
 OOD_FILE = "ood.npz"
 THUMB = 32
-MIN_STD = 0.02
 
-PIXEL_REASON = "This image does not look like a frontal chest radiograph (its layout is unlike the training X-rays); the result is not reliable."
-FEATURE_REASON = "This image is unlike the chest radiographs the model was trained on (model features out of range); the result is not reliable."
-BLANK_REASON = "The image is almost uniform (blank or failed exposure); the result is not reliable."
+PIXEL_REASON = ("This image does not look like a frontal chest radiograph (its layout is unlike any chest X-ray "
+                "the model was built on).")
+UNUSUAL_WARNING = ("Unusual for this model: the film differs from the chest radiographs it was trained on (model "
+                   "features at the edge of their range). Read the result with care.")
+VERY_UNUSUAL_WARNING = ("Very unusual for this model: the film is far from every chest radiograph it was trained or "
+                        "validated on (model features out of range). The result may not be reliable; read the film "
+                        "yourself.")
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """A guard threshold from held-out scores: `margin` x their `quantile` (higher score = more unusual)."""
+
+    quantile: float
+    margin: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.quantile <= 1.0:
+            raise ValueError(f"quantile = {self.quantile!r}: expected a number from 0.5 to 1")
+        if self.margin < 1.0:
+            raise ValueError(f"margin = {self.margin!r}: expected a number >= 1")
+
+    def calibrate(self, held_out_scores: np.ndarray) -> float:
+        scores = np.asarray(held_out_scores, np.float64)
+        if scores.size < 5:
+            raise ValueError(f"{scores.size} held-out scores: at least 5 are needed to calibrate a guard")
+        return float(np.quantile(scores, self.quantile)) * self.margin
+
+    def describe(self) -> str:
+        margin = f"{self.margin:g} x " if self.margin != 1.0 else ""
+        return f"{margin}the {self.quantile:.1%} quantile of held-out pediatric scores"
+
+
+# Refuse only what is clearly not a chest radiograph; warn, in two grades, for the merely unusual.
+PIXEL_REFUSAL = ThresholdRule(0.999, 1.25)
+FEATURE_UNUSUAL = ThresholdRule(0.995)
+FEATURE_VERY_UNUSUAL = ThresholdRule(1.0, 1.25)
+
+
+def cross_fitted_flags(scores: np.ndarray, groups: Sequence[str], rule: ThresholdRule, folds: int = 5) -> np.ndarray:
+    """Per held-out film: over `rule`'s threshold when that threshold comes from the other patient-grouped
+    folds. Their mean is the false-alarm rate new films will see, not the rate the quantile was set to."""
+    from sklearn.model_selection import GroupKFold
+
+    scores = np.asarray(scores, np.float64)
+    over = np.zeros(len(scores), bool)
+    for fit, check in GroupKFold(min(folds, len(set(groups)))).split(scores, groups=list(groups)):
+        over[check] = scores[check] > rule.calibrate(scores[fit])
+    return over
 
 
 def thumbnails(images: np.ndarray) -> np.ndarray:
@@ -44,24 +95,28 @@ def thumbnails(images: np.ndarray) -> np.ndarray:
 class OODDetector:
     pca_mean: np.ndarray
     pca_components: np.ndarray
-    pixel_threshold: float
+    pixel_threshold: float  # above: refused
     feat_mean: np.ndarray
     feat_precision: np.ndarray
-    feature_threshold: float
+    feature_threshold: float  # above: "unusual"
+    feature_threshold_strong: float  # above: "very unusual"
 
     @classmethod
-    def fit(cls, train_images: np.ndarray, train_features: np.ndarray, n_components: int = 24,
-            quantile: float = 0.995) -> "OODDetector":
+    def fit(cls, fit_images: np.ndarray, fit_features: np.ndarray, held_out_images: np.ndarray,
+            held_out_features: np.ndarray, n_components: int = 24) -> "OODDetector":
+        """Fit the PCA and the feature distribution on training inputs; calibrate every threshold on held-out ones."""
         from sklearn.covariance import LedoitWolf
         from sklearn.decomposition import PCA
 
-        thumbs = thumbnails(train_images)
+        thumbs = thumbnails(fit_images)
         pca = PCA(n_components=min(n_components, len(thumbs) - 1, thumbs.shape[1])).fit(thumbs)
-        lw = LedoitWolf().fit(np.asarray(train_features, np.float64))
-        det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32), 0.0,
-                  lw.location_, lw.precision_, 0.0)
-        det.pixel_threshold = float(np.quantile(det.pixel_scores(train_images), quantile))
-        det.feature_threshold = float(np.quantile(det.feature_scores(train_features), quantile))
+        lw = LedoitWolf().fit(np.asarray(fit_features, np.float64))
+        det = cls(pca.mean_.astype(np.float32), pca.components_.astype(np.float32), 0.0, lw.location_, lw.precision_,
+                  0.0, 0.0)
+        pixel, feature = det.pixel_scores(held_out_images), det.feature_scores(held_out_features)
+        det.pixel_threshold = PIXEL_REFUSAL.calibrate(pixel)
+        det.feature_threshold = FEATURE_UNUSUAL.calibrate(feature)
+        det.feature_threshold_strong = max(FEATURE_VERY_UNUSUAL.calibrate(feature), det.feature_threshold)
         return det
 
     def pixel_scores(self, images: np.ndarray) -> np.ndarray:
@@ -73,33 +128,31 @@ class OODDetector:
         d = np.asarray(features, np.float64).reshape(len(np.atleast_2d(features)), -1) - self.feat_mean
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.feat_precision, d), 0.0))
 
-    def flags(self, images: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Boolean per image: out of distribution by any criterion."""
-        images = np.asarray(images, np.float32)
-        stds = images.reshape(len(images), -1).std(1)
-        return (stds < MIN_STD) | (self.pixel_scores(images) > self.pixel_threshold) | \
-            (self.feature_scores(features) > self.feature_threshold)
+    def findings(self, images: np.ndarray, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Per image: refused (pixel layout), unusual and very_unusual (model features), as boolean arrays."""
+        feature = self.feature_scores(features)
+        return {"refused": self.pixel_scores(images) > self.pixel_threshold,
+                "unusual": feature > self.feature_threshold,
+                "very_unusual": feature > self.feature_threshold_strong}
 
-    def check(self, image: np.ndarray, features: np.ndarray) -> list[str]:
-        """Warnings (empty when the image looks in-distribution) for one model-input image."""
-        reasons = []
-        if float(np.std(image)) < MIN_STD:
-            return [BLANK_REASON]
-        if self.pixel_scores(image[None])[0] > self.pixel_threshold:
-            reasons.append(PIXEL_REASON)
-        if self.feature_scores(np.asarray(features)[None])[0] > self.feature_threshold:
-            reasons.append(FEATURE_REASON)
-        return reasons
+    def check(self, image: np.ndarray, features: np.ndarray) -> tuple[list[str], list[str]]:
+        """(refusals, warnings) for one model-input image; both empty when it looks like the training films."""
+        found = {k: bool(v[0]) for k, v in self.findings(image[None], np.asarray(features)[None]).items()}
+        refusals = [PIXEL_REASON] if found["refused"] else []
+        warnings = [VERY_UNUSUAL_WARNING] if found["very_unusual"] else [UNUSUAL_WARNING] if found["unusual"] else []
+        return refusals, warnings
 
     def save(self, model_dir: str | Path) -> Path:
         return write_npz_atomic(Path(model_dir) / OOD_FILE, pca_mean=self.pca_mean, pca_components=self.pca_components,
                                 pixel_threshold=self.pixel_threshold, feat_mean=self.feat_mean,
-                                feat_precision=self.feat_precision, feature_threshold=self.feature_threshold)
+                                feat_precision=self.feat_precision, feature_threshold=self.feature_threshold,
+                                feature_threshold_strong=self.feature_threshold_strong)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "OODDetector | None":
+        """None when the model has no detector, or one from before graded warnings (refit it with fit-ood)."""
         z = read_npz(Path(model_dir) / OOD_FILE)
-        if z is None:
+        if z is None or "feature_threshold_strong" not in z:
             return None
         return cls(z["pca_mean"], z["pca_components"], float(z["pixel_threshold"]), z["feat_mean"],
-                   z["feat_precision"], float(z["feature_threshold"]))
+                   z["feat_precision"], float(z["feature_threshold"]), float(z["feature_threshold_strong"]))

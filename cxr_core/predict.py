@@ -148,8 +148,8 @@ class Predictor:
         from .intended_use import assess
         from .metrics import decide
 
-        ood_reasons = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else []
-        verdict = assess(image, ood_reasons, self._population_warning(image, model_input))
+        refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
+        verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
         decided = int(decide(probs[None], self.threshold)[0])
         three = self.num_classes == 3
         return Prediction(
@@ -158,7 +158,7 @@ class Predictor:
             subtype=CLASSES[decided] if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
             threshold=round(self.threshold, 6), threshold_source=self.threshold_source, warnings=list(verdict.warnings) + self.guard_warnings,
-            out_of_distribution=bool(ood_reasons), assessed=verdict.assessed,
+            out_of_distribution=bool(refusals or unusual), assessed=verdict.assessed,
             not_assessed_reasons=list(verdict.reasons), heatmap=heat, image=image)
 
     def _population_warning(self, image: LoadedImage, model_input: np.ndarray) -> str | None:

@@ -11,8 +11,9 @@ it does not are the stress suite's generalisation test.
 The "acquisition" family models how another X-ray unit, exposure or processing chain renders the
 same child's film: a soft, low-contrast grey scale, scatter / veiling glare, detector unsharpness,
 a vendor tone curve, and small equipment annotations in the corners. None of them is implemented by
-the training augmentation; the severities stay readable by a radiologist (bench/stress_grid.py
-draws a grid to check).
+the training augmentation, but Gaussian blur and burned-in text augmentation vary the same properties
+as `unsharp` and `annotation`, so those two say so. The severities stay readable by a radiologist
+(bench/stress_grid.py draws a grid to check).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def _soft(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
     # Soft, low-contrast exposure: the grey scale squeezed toward mid-grey along a log-like curve (lifted
     # blacks, dimmed whites) and stored again at 8 bits, so close levels merge as on a flat film.
     lo, hi = 0.5 * level, 1.0 - 0.35 * level
-    curved = np.log1p(4.0 * g) / np.log(5.0)
+    k = 10.0 * level
+    curved = np.log1p(k * g) / np.log1p(k)
     return np.round((lo + (hi - lo) * curved) * 255.0) / 255.0
 
 
@@ -194,6 +196,35 @@ def _annotation(g: np.ndarray, level: float, rng: np.random.Generator) -> np.nda
     return img.astype(np.float32) / 255.0
 
 
+def _devices(g: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    # Monitoring and support devices of a sick child: ECG electrodes (bright discs) with their wires, then a
+    # midline tube (endotracheal / nasogastric), then a central line. Radio-opaque, so drawn bright.
+    h, w = g.shape
+    s = min(h, w)
+    out = g.copy()
+    thick = max(1, int(round(0.008 * s)))
+
+    def wire(p0: tuple[float, float], p1: tuple[float, float], value: float) -> None:
+        bend = rng.uniform(-0.15, 0.15, 2) * s
+        ts = np.linspace(0.0, 1.0, 24)[:, None]
+        a, b = np.array(p0) * (w, h), np.array(p1) * (w, h)
+        pts = (1 - ts) ** 2 * a + 2 * ts * (1 - ts) * ((a + b) / 2 + bend) + ts ** 2 * b
+        cv2.polylines(out, [pts.round().astype(np.int32)], False, value, thick, cv2.LINE_AA)
+
+    for _ in range(int(1 + level)):  # electrodes on the chest wall and shoulders, wires off the film
+        centre = (rng.uniform(0.1, 0.9), rng.uniform(0.08, 0.75))
+        wire(centre, (rng.choice([-0.05, 1.05]), rng.uniform(0.3, 1.1)), float(rng.uniform(0.7, 0.9)))
+        c = (int(centre[0] * w), int(centre[1] * h))
+        cv2.circle(out, c, int(0.035 * s), 0.95, -1, cv2.LINE_AA)
+        cv2.circle(out, c, int(0.015 * s), 0.75, -1, cv2.LINE_AA)
+    if level >= 2:  # a tube down the midline into the trachea / stomach
+        x = rng.uniform(0.46, 0.54)
+        wire((x, -0.02), (x + rng.uniform(-0.04, 0.04), rng.uniform(0.45, 0.9)), 0.92)
+    if level >= 3:  # a central line from the neck or arm into the upper mediastinum
+        wire((rng.choice([0.05, 0.95]), rng.uniform(0.0, 0.2)), (rng.uniform(0.45, 0.55), rng.uniform(0.3, 0.4)), 0.9)
+    return out
+
+
 SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("gamma", "exposure: gamma 1.15 / 1.35 / 1.6, or its inverse", (1.15, 1.35, 1.6), _gamma),
     Shift("window", "contrast: window width x/÷ 1.25 / 1.5 / 2, centre moved", (0.25, 0.5, 1.0), _window,
@@ -208,16 +239,18 @@ SHIFTS: dict[str, Shift] = {s.name: s for s in (
     Shift("border", "collimation bands on 2-4 sides, up to 5 % / 10 % / 18 % each", (0.05, 0.10, 0.18), _border,
           ("borders",)),
     Shift("text", "burned-in side marker and annotation lines", (0.5, 0.8, 1.2), _text, ("burned_in_text",)),
+    Shift("devices", "ECG electrodes and wires (2 / 3 / 4), + a midline tube (2, 3), + a central line (3)",
+          (1.0, 2.0, 3.0), _devices),
     Shift("soft", "soft exposure: grey scale squeezed toward mid-grey (blacks lifted 0.1 / 0.2 / 0.3, 8-bit)",
           (0.2, 0.4, 0.6), _soft, family="acquisition"),
     Shift("glare", "scatter / veiling glare: 15 % / 25 % / 35 % low-frequency haze", (0.15, 0.25, 0.35), _glare,
           family="acquisition"),
     Shift("unsharp", "detector unsharpness: sharp core + long scatter tail, x1 / x1.6 / x2.4", (1.0, 1.6, 2.4),
-          _unsharp, family="acquisition"),
+          _unsharp, ("blur",), family="acquisition"),
     Shift("tone_curve", "vendor look-up table: S-shaped or flattened, gain 4 / 6 / 9", (4.0, 6.0, 9.0), _tone_curve,
           family="acquisition"),
     Shift("annotation", "equipment annotations (kV, mAs, clock time) in small type in 1 / 2 / 3 corners",
-          (1.0, 2.0, 3.0), _annotation, family="acquisition"),
+          (1.0, 2.0, 3.0), _annotation, ("burned_in_text",), family="acquisition"),
 )}
 ACQUISITION = tuple(name for name, shift in SHIFTS.items() if shift.family == "acquisition")
 

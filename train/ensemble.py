@@ -169,7 +169,8 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     preprocess = config.data.preprocess()
     x_fit = np.stack([preprocess.load(r.path) for r in fit_recs])
     x_check = np.stack([preprocess.load(r.path) for r in check_recs])
-    guards = fit_guards(merged, x_fit, [r.patient for r in fit_recs], x_check, preprocess, out)
+    guards = fit_guards(merged, x_fit, [r.patient for r in fit_recs], x_check, [r.patient for r in check_recs],
+                        preprocess, out)
     del x_fit, x_check
     write_training_hashes(out, [r.path for r in records])  # evaluate's overlap check: every member's data
 

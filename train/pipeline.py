@@ -320,7 +320,8 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                  labels3, probs)
     if (run_dir / "history.csv").exists():
         (out / "history.csv").write_bytes((run_dir / "history.csv").read_bytes())
-    guards = fit_guards(model, x_train, [r.patient for r in train_recs], x_val, config.data.preprocess(), out)
+    guards = fit_guards(model, x_train, [r.patient for r in train_recs], x_val, [r.patient for r in val_recs],
+                        config.data.preprocess(), out)
     write_training_hashes(out, [r.path for r in train_recs + val_recs])  # evaluate's overlap check
     version = time.strftime("%Y.%m.%d")
     card = {
