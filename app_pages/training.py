@@ -1,8 +1,6 @@
 """Training: pick a stage config, adjust it, run it in its own process and follow it live."""
 
-import os
 import time
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -12,9 +10,9 @@ from cxr_app.state import registry, sidebar_model_panel
 from cxr_core.config import BACKBONES, BALANCING
 from cxr_core.errors import CXRError
 from train import launcher
-from train.pipeline import DEFAULT_RUNS_DIR, training_in_progress
+from train.pipeline import default_runs_dir, training_in_progress
 
-RUNS_DIR = Path(os.environ.get("CXR_RUNS_DIR", DEFAULT_RUNS_DIR))
+RUNS_DIR = default_runs_dir()
 
 st.title("Training")
 sidebar_model_panel()

@@ -1,7 +1,15 @@
-"""Out-of-distribution detector of the active model: false alarms on internal-validation X-rays and
-detection of inputs that are not chest radiographs.
+"""The input guards of a model, measured: held-out pediatric films, the hard pediatric check set, the adult
+reference set (cross-validated by patient) and synthetic inputs that are not chest radiographs.
 
-    python bench/ood.py [--per-kind 40]
+- Held-out pediatric films: the model's own held-out split (from its card), each film judged by guard
+  thresholds calibrated without its patient (cxr_core.guards.held_out_flags): refused, warned "unusual",
+  "very unusual", flagged adult, and flagged by any guard, with Wilson 95 % intervals.
+- Check set (bench/checksets/hard_pediatric.txt): training-split films with tubes, leads, rotation, markers...,
+  picked by eye. Predicted as a user would; none may be refused.
+- Adults: the population check refitted here with patient-grouped cross-validation (its out-of-fold verdict
+  per film), or-ed with the image guards (never fitted on adults).
+
+    python bench/ood.py [--model DIR_OR_ID] [--per-kind 40] [--save]
 """
 
 from __future__ import annotations
@@ -12,57 +20,87 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from _common import SHARED_TRAIN, emit  # noqa: E402
+from _common import ROOT, SHARED_TRAIN, emit  # noqa: E402
+
+CHECK_SET = ROOT / "bench" / "checksets" / "hard_pediatric.txt"
+
+
+def rate(name: str, flags: np.ndarray) -> None:
+    from cxr_core.metrics import wilson_interval
+
+    low, high = wilson_interval(int(flags.sum()), len(flags))
+    emit(name, f"{flags.mean():.4f} [{low:.4f}, {high:.4f}] ({int(flags.sum())}/{len(flags)})")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model folder or registered id (default: the active model)")
     ap.add_argument("--per-kind", type=int, default=40)
     args = ap.parse_args()
-    from cxr_core.dataset import index_dataset, split_for
-    from cxr_core.population import DEFAULT_ADULT_REFERENCE as ADULT_REFERENCE
-    from cxr_core.population import load_adult_reference
+    from cxr_core.cli import resolve_model_dir
+    from cxr_core.guards import held_out_flags, held_out_split
+    from cxr_core.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
+    from cxr_core.population import cross_validated_scores, load_adult_reference
     from cxr_core.predict import Predictor
-    from cxr_core.registry import Registry
     from tests.synthetic import NON_XRAY_KINDS, non_xray
 
-    entry = Registry().active()
-    predictor = Predictor(entry.path)
+    model_dir = resolve_model_dir(args.model)
+    predictor = Predictor(model_dir)
     if predictor.ood is None:
-        raise SystemExit("the active model has no OOD detector; run python -m cxr_core fit-ood")
-    emit("model", entry.model_id)
+        raise SystemExit("the model has no (current) OOD detector; run python -m cxr_core fit-ood")
+    emit("model", predictor.card["model_id"])
 
-    def flags(batch: np.ndarray) -> np.ndarray:
-        _, _, pooled = predictor.forward(batch)
-        return predictor.ood.flags(batch, pooled)
+    def features(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([predictor.forward(x[i:i + 64])[2] for i in range(0, len(x), 64)])
 
-    if SHARED_TRAIN.is_dir():
-        _, va = split_for(index_dataset(SHARED_TRAIN), entry.card["data"])
-        x = np.stack([predictor.preprocess.load(r.path) for r in va])
-        fa = np.concatenate([flags(x[i:i + 64]) for i in range(0, len(x), 64)])
-        emit("false_alarm_rate_internal_validation_xrays", float(fa.mean()))
-        emit("internal_validation_images", str(len(x)))
-        if predictor.adult_check is not None:
-            emit("population_check_false_alarm_rate_internal_validation_xrays", float(predictor.adult_check.flags(x).mean()))
+    if not SHARED_TRAIN.is_dir():
+        emit("held_out_pediatric", f"skipped: {SHARED_TRAIN} not found")
     else:
-        emit("false_alarm_rate_internal_validation_xrays", "skipped: ../shared data not found")
-    if ADULT_REFERENCE.is_dir() and predictor.adult_check is not None:
-        # The check was fitted on these films: this in-sample rate flatters; the model card holds the
-        # patient-grouped cross-validated rate, which is the one to quote.
-        adults, _ = load_adult_reference(ADULT_REFERENCE, predictor.preprocess)
-        emit("population_check_adult_detection_in_sample", float(predictor.adult_check.flags(adults).mean()))
-    pop = entry.card.get("population_check") or {}
-    if pop.get("fitted"):
-        emit("population_check_cv_adult_detection_rate", float(pop["cv_adult_detection_rate"]))
-        emit("population_check_cv_pediatric_false_alarm_rate", float(pop["cv_pediatric_false_alarm_rate"]))
+        train, held = held_out_split(model_dir, SHARED_TRAIN)
+        x = np.stack([predictor.preprocess.load(r.path) for r in held])
+        flags = held_out_flags(predictor.ood, predictor.adult_check, x, features(x), [r.patient for r in held])
+        emit("held_out_pediatric_films", str(len(x)))
+        for key in ("refused", "unusual", "very_unusual", "population", "flagged"):
+            rate(f"held_out_{key}_rate", flags[key])
+        check_set(predictor, {r.path.relative_to(SHARED_TRAIN).as_posix() for r in held})
+        if DEFAULT_ADULT_REFERENCE.is_dir():
+            x_train = np.stack([predictor.preprocess.load(r.path) for r in train])
+            adults, groups = load_adult_reference(DEFAULT_ADULT_REFERENCE, predictor.preprocess)
+            _, y, oof = cross_validated_scores(x_train, [r.patient for r in train], adults, groups)
+            cut = np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE)
+            rate("population_check_cv_pediatric_false_alarm_rate", oof[y == 0] > cut)
+            rate("population_check_cv_adult_detection_rate", oof[y == 1] > cut)
+            found = predictor.ood.findings(adults, features(adults))
+            guards = found["refused"] | found["unusual"]
+            rate("adult_films_refused_or_warned_by_image_guards", guards)
+            rate("adult_films_flagged_by_any_guard_cv", guards | (oof[y == 1] > cut))
+        else:
+            emit("adults", f"skipped: {DEFAULT_ADULT_REFERENCE} not found")
     rng = np.random.default_rng(0)
-    total, caught = 0, 0
+    refused = []
     for kind in NON_XRAY_KINDS:
         batch = np.stack([predictor.preprocess(non_xray(kind, 256, rng)) for _ in range(args.per_kind)])
-        f = flags(batch)
-        emit(f"detection_rate_{kind}", float(f.mean()))
-        total, caught = total + len(f), caught + int(f.sum())
-    emit("detection_rate_all_non_xrays", caught / total)
+        found = predictor.ood.findings(batch, features(batch))
+        blank = batch.reshape(len(batch), -1).std(1) < 0.01
+        refused.append(found["refused"] | blank)
+        rate(f"non_xray_{kind}_refused_rate", refused[-1])
+    rate("non_xray_all_refused_rate", np.concatenate(refused))
+
+
+def check_set(predictor, held_out_names: set[str]) -> None:
+    """Predict every film of the hard pediatric check set; none may be refused."""
+    names = [line.split("\t")[0] for line in CHECK_SET.read_text().splitlines() if line and not line.startswith("#")]
+    refused, warned, in_held_out = [], [], 0
+    for name in names:
+        pred = predictor.predict(SHARED_TRAIN / name)
+        in_held_out += name in held_out_names
+        if not pred.assessed:
+            refused.append(name)
+        elif any("nusual" in w or "adult" in w for w in pred.warnings):
+            warned.append(name)
+    emit("check_set_films", f"{len(names)} ({in_held_out} in the model's held-out split)")
+    emit("check_set_refused", f"{len(refused)} {refused}")
+    emit("check_set_warned", f"{len(warned)} {warned}")
 
 
 if __name__ == "__main__":

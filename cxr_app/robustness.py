@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
+from cxr_core.model_card import policy_lines
 
 
 def robustness_view(card: dict[str, Any]) -> None:
@@ -21,9 +22,11 @@ def robustness_view(card: dict[str, Any]) -> None:
                f"{card.get('threshold', float('nan')):.3f}. Shifts marked 'no' are not in training augmentation: "
                "they measure generalisation.")
     cols = st.columns(3)
+    worst = stress.get("worst_acquisition_moderate") or stress["worst_moderate"]
+    family = "another unit's acquisition, moderate" if "worst_acquisition_moderate" in stress else "moderate shifts"
     for col, metric in zip(cols, ("auc", "sensitivity", "specificity")):
-        w = stress["worst_moderate"][metric]
-        col.metric(f"Worst {metric} (moderate shifts)", f"{w['value']:.3f}", help=f"at {w['condition']}")
+        w = worst[metric]
+        col.metric(f"Worst {metric} ({family})", f"{w['value']:.3f}", help=f"at {w['condition']}")
     metric = st.radio("Metric", ["auc", "sensitivity", "specificity"], horizontal=True, key="stress_metric")
     clean = next((r[metric] for r in rows if r["severity"] == 0), None)
     st.plotly_chart(charts.stress_bars(rows, metric, clean), width="stretch")
@@ -31,10 +34,8 @@ def robustness_view(card: dict[str, Any]) -> None:
                                 "specificity", "accuracy", "n"]]
     st.dataframe(table.round(3), hide_index=True, width="stretch")
     ev = card.get("threshold_evidence")
-    if ev and ev.get("name") == "robust_sensitivity":
-        st.markdown(f"**Threshold policy `robust_sensitivity`**: the highest threshold keeping sensitivity >= "
-                    f"{ev['target_sensitivity']:.2f} on clean scores and under every shift up to severity "
-                    f"{ev['max_severity']}. Binding condition: `{ev['binding_condition']}`.")
+    if ev:
+        st.markdown("\n".join(policy_lines(card)))
         thresholds = pd.DataFrame({"condition": list(ev["per_condition_thresholds"]),
                                    "threshold for the target": list(ev["per_condition_thresholds"].values())})
         st.dataframe(thresholds.round(4), hide_index=True, width="stretch")

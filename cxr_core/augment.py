@@ -45,7 +45,10 @@ def build_augmenter(config: AugmentConfig, seed: int = 0) -> Any | None:
     if config.brightness:
         layers.append(L.RandomBrightness(min(0.9, config.brightness * s), value_range=(0, 1), seed=seed + 5))
     if config.blur:
-        layers.append(L.RandomGaussianBlur(factor=min(1.0, config.blur * s), kernel_size=3, sigma=1.0,
+        # sigma 1.0 keeps the original fixed 3 x 3 kernel; a larger one draws sigma per image up to it.
+        sigma: Any = 1.0 if config.blur_sigma == 1.0 else (0.3, config.blur_sigma)
+        kernel = 3 if config.blur_sigma == 1.0 else 2 * int(np.ceil(2 * config.blur_sigma)) + 1
+        layers.append(L.RandomGaussianBlur(factor=min(1.0, config.blur * s), kernel_size=kernel, sigma=sigma,
                                            value_range=(0, 1), seed=seed + 6))
     if config.borders:
         layers.append(RandomBands(min(1.0, config.borders * s), seed=seed + 7))

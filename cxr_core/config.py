@@ -93,6 +93,7 @@ class AugmentConfig:
     brightness: float = 0.15
     horizontal_flip: bool = False
     blur: float = 0.0  # probability-like factor for RandomGaussianBlur
+    blur_sigma: float = 1.0  # its largest sigma in model-input pixels (1.0: the original 3 x 3 kernel)
     borders: float = 0.0  # probability of collimation bands on an image
     burned_in_text: float = 0.0  # probability of burned-in side marker / annotation text on an image
 
@@ -101,6 +102,7 @@ class AugmentConfig:
         for name in ("rotation", "translate", "zoom", "contrast", "brightness", "blur", "borders", "burned_in_text"):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"augment.{name}", value, "a number from 0 to 1")
+        _check(0.3 <= self.blur_sigma <= 5.0, "augment.blur_sigma", self.blur_sigma, "a number from 0.3 to 5")
 
 
 @dataclass

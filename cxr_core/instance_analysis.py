@@ -11,8 +11,6 @@ from pydicom.dataset import Dataset
 from .dicom_results import MANUFACTURER, kind, result_objects, to_bytes
 from .predict import Prediction
 
-IMAGE_MODALITIES = ("CR", "DX", "DR")
-
 
 @dataclass
 class AnalysedInstance:

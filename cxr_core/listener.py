@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import CXRError
-from .instance_analysis import IMAGE_MODALITIES, analyse_instance
+from .instance_analysis import analyse_instance
+from .intended_use import PROJECTION_MODALITIES
 
 log = logging.getLogger("cxr.listener")
 SUCCESS = 0x0000
@@ -51,9 +52,9 @@ class Listener:
         ds = event.dataset
         ds.file_meta = event.file_meta
         modality = str(ds.get("Modality", "?"))
-        if modality not in IMAGE_MODALITIES:
-            log.warning("refused instance %s: modality %s is outside the intended use (CR, DX or DR images only)",
-                        ds.get("SOPInstanceUID", "?"), modality)
+        if modality not in PROJECTION_MODALITIES:
+            log.warning("refused instance %s: modality %s is outside the intended use (%s images only)",
+                        ds.get("SOPInstanceUID", "?"), modality, ", ".join(PROJECTION_MODALITIES))
             return REFUSED
         try:
             with self._predict_lock:

@@ -121,7 +121,7 @@ def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden"
     decisions on validation, without an image sitting exactly on the threshold (where rounding of
     a saved score, or float noise in another preprocessing run, would flip it).
     """
-    fpr, tpr, thr = _skm().roc_curve(y_binary, p)
+    fpr, tpr, thr = _skm().roc_curve(y_binary, p, drop_intermediate=False)  # every score: the exact highest one
     thr = np.clip(thr, 0.0, 1.0)
     if policy == "youden":
         best = int(np.argmax(tpr - fpr))
@@ -275,7 +275,7 @@ def evaluation_summary(y: np.ndarray, probs: np.ndarray, threshold: float, n_boo
 
 
 def roc_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
-    fpr, tpr, thr = _skm().roc_curve(y_binary, p)
+    fpr, tpr, thr = _skm().roc_curve(y_binary, p, drop_intermediate=False)  # every score: the exact highest one
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": np.clip(thr, 0, 1).tolist()}
 
 

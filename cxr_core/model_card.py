@@ -34,7 +34,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- Operating threshold on P(pneumonia): **{card.get('threshold', float('nan')):.3f}** "
         f"(policy `{card.get('threshold_policy')}`, chosen on {evidence}).",
         f"- Temperature scaling T = {card.get('temperature', 1.0):.3f} (fitted on {evidence}).",
-        *_policy_lines(card),
+        *policy_lines(card),
         "",
         f"## {card.get('internal_validation_kind', 'Internal validation (patient-grouped split of the official training set)')}",
         f"n = {m.get('n')} images ({m.get('class_counts')}). These figures flatter: same hospital and period as training.",
@@ -54,6 +54,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "CIs: percentile bootstrap over images (1,000 resamples).",
         "",
         *_stress_lines(card),
+        *_guard_section(card),
         "## Training data",
         f"- Folder: `{data.get('root')}` (fingerprint `{data.get('fingerprint')}`)",
         *split,
@@ -132,7 +133,8 @@ def _pct(value: Any) -> str:
     return "not measured" if value is None else f"{value:.1%}"
 
 
-def _policy_lines(card: dict[str, Any]) -> list[str]:
+def policy_lines(card: dict[str, Any]) -> list[str]:
+    """Markdown bullets: the threshold policy, what it trades, and Youden's threshold for comparison."""
     ev = card.get("threshold_evidence")
     if not ev:
         return []
@@ -169,6 +171,15 @@ def guard_lines(card: dict[str, Any]) -> list[str]:
             f"{_pct(rates['refused'])} / {_pct(rates['unusual'])} / {_pct(rates['very_unusual'])} / "
             f"{_pct(rates['population'])} |",
             f"| held-out pediatric films flagged by any guard | {_pct(rates['flagged'])} |"]
+
+
+def _guard_section(card: dict[str, Any]) -> list[str]:
+    calibration = card.get("guard_calibration")
+    if not calibration:
+        return []
+    rules = "; ".join(f"{name}: {rule}" for name, rule in calibration["rules"].items())
+    return ["## Input guards", "", f"Thresholds calibrated on held-out pediatric films ({rules}). {calibration['note']}.",
+            "", "| guard | value |", "|---|---|", *guard_lines(card), ""]
 
 
 def _stress_lines(card: dict[str, Any]) -> list[str]:

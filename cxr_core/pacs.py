@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import CXRError
 from .instance_analysis import AnalysedInstance, analyse_instance
+from .intended_use import PROJECTION_MODALITIES
 
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
                 "NumberOfStudyRelatedInstances")
@@ -81,11 +82,11 @@ def _value(study: dict[str, Any], keyword: str) -> Any:
 
 
 def find_studies(server: PacsServer, since: date | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """CR/DX studies, newest first: {study_uid, date, time, modalities, description, instances}. No patient
+    """Projection radiograph (CR, DX, DR, RG) studies, newest first: {study_uid, date, time, modalities, description, instances}. No patient
     identifiers (names, IDs, accession numbers) are returned."""
     client = server.client()
     found: dict[str, dict[str, Any]] = {}
-    for modality in ("CR", "DX"):
+    for modality in PROJECTION_MODALITIES:
         filters: dict[str, Any] = {"ModalitiesInStudy": modality}
         if since is not None:
             filters["StudyDate"] = f"{since:%Y%m%d}-"

@@ -4,8 +4,8 @@
 - Any input without an age: an image-based adult detector. Deliberately simple so that it carries
   over to other hospitals: contrast-normalised 32x32 thumbnails of the model input -> PCA ->
   standardise -> strongly regularised logistic regression (pediatric training images against the
-  adult reference set). Its threshold is the 99th percentile of the pediatric out-of-fold scores,
-  so about 1 % of pediatric films are flagged. Stored as `population.npz` beside the model
+  adult reference set). Its threshold is the 99.5th percentile of the pediatric out-of-fold scores,
+  so about 0.5 % of pediatric films are flagged. Stored as `population.npz` beside the model
   (allow_pickle=False), refitted by `python -m cxr_core fit-ood`.
 """
 
@@ -25,7 +25,7 @@ from .ood import thumbnails
 POPULATION_FILE = "population.npz"
 VALIDATED_AGES = (1.0, 6.0)  # years: [1, 6), the Kermany cohort's "1 to 5 years"
 DEFAULT_ADULT_REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "adult-cxr-reference"
-PEDIATRIC_FALSE_ALARM_QUANTILE = 0.99
+PEDIATRIC_FALSE_ALARM_QUANTILE = 0.995
 ADULT_IMAGE_REASON = ("Outside the validated population (children aged 1 to 5 years): this image looks like an adult "
                       "chest radiograph. The model was not validated on adults.")
 
@@ -84,17 +84,9 @@ def _fit_pipeline(x: np.ndarray, y: np.ndarray, n_components: int, c: float) -> 
 def fit_adult_check(pediatric: np.ndarray, pediatric_groups: list[str], adult: np.ndarray, adult_groups: list[str],
                     folds: int = 5, n_components: int = 32, c: float = 0.01) -> tuple[AdultImageCheck, dict[str, Any]]:
     """Fit on all images; threshold and the reported rates from patient-grouped cross-validation."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    x = np.concatenate([thumbnails(pediatric), thumbnails(adult)])
-    y = np.r_[np.zeros(len(pediatric)), np.ones(len(adult))].astype(int)
-    groups = np.array([f"P:{g}" for g in pediatric_groups] + [f"A:{g}" for g in adult_groups])
-    n_components = min(n_components, len(x) - 1)
-    oof = np.zeros(len(y))
-    for tr, te in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y, groups):
-        oof[te] = _fit_pipeline(x[tr], y[tr], n_components, c).decision_function(x[te])
+    x, y, oof = cross_validated_scores(pediatric, pediatric_groups, adult, adult_groups, folds, n_components, c)
     threshold = float(np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE))
-    pipe = _fit_pipeline(x, y, n_components, c)
+    pipe = _fit_pipeline(x, y, min(n_components, len(x) - 1), c)
     pca, scaler, lr = pipe.steps[0][1], pipe.steps[1][1], pipe.steps[2][1]
     check = AdultImageCheck(pca.mean_.astype(np.float32), pca.components_.astype(np.float32), scaler.mean_,
                             scaler.scale_, lr.coef_[0], float(lr.intercept_[0]), threshold)
@@ -102,8 +94,24 @@ def fit_adult_check(pediatric: np.ndarray, pediatric_groups: list[str], adult: n
               "adult_patients": len(set(adult_groups)),
               "cv_adult_detection_rate": float((oof[y == 1] > threshold).mean()),
               "cv_pediatric_false_alarm_rate": float((oof[y == 0] > threshold).mean()),
-              "threshold_rule": f"{PEDIATRIC_FALSE_ALARM_QUANTILE:.0%} quantile of pediatric out-of-fold scores"}
+              "threshold_rule": f"{PEDIATRIC_FALSE_ALARM_QUANTILE:.1%} quantile of pediatric out-of-fold scores"}
     return check, report
+
+
+def cross_validated_scores(pediatric: np.ndarray, pediatric_groups: list[str], adult: np.ndarray,
+                           adult_groups: list[str], folds: int = 5, n_components: int = 32,
+                           c: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thumbnails, labels 0 pediatric / 1 adult, out-of-fold scores): each film scored by a check fitted
+    without its patient (stratified, patient-grouped folds)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    x = np.concatenate([thumbnails(pediatric), thumbnails(adult)])
+    y = np.r_[np.zeros(len(pediatric)), np.ones(len(adult))].astype(int)
+    groups = np.array([f"P:{g}" for g in pediatric_groups] + [f"A:{g}" for g in adult_groups])
+    oof = np.zeros(len(y))
+    for tr, te in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y, groups):
+        oof[te] = _fit_pipeline(x[tr], y[tr], min(n_components, len(x) - 1), c).decision_function(x[te])
+    return x, y, oof
 
 
 def load_adult_reference(folder: str | Path, preprocess: Any) -> tuple[np.ndarray, list[str]]:

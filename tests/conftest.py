@@ -42,9 +42,19 @@ def shared_data_or_skip() -> Path:
     return SHARED_TRAIN
 
 
+# The user's own settings, as the shell passed them: never seen by a test (see `isolated_environment`).
+USER_CXR_VARIABLES = {k: v for k, v in os.environ.items() if k.startswith("CXR_")}
+for _name in USER_CXR_VARIABLES:  # also gone for session fixtures and the subprocesses they start
+    del os.environ[_name]
+
+
 @pytest.fixture(autouse=True)
 def own_app_home(monkeypatch, tmp_path):
-    """Every test gets its own $CXR_HOME (saved evaluations...), never the user's."""
+    """Every test gets its own $CXR_HOME (cases, saved evaluations...), never the user's, and no other CXR_*
+    variable from the shell: a workstation's CXR_DATABASE_URL, CXR_REGISTRY or CXR_PACS_* must not reach a test,
+    in process or in the subprocesses it starts. A test that needs one sets it itself."""
+    for name in [k for k in os.environ if k.startswith("CXR_")]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("CXR_HOME", str(tmp_path / "cxr_home"))
     return tmp_path / "cxr_home"
 

@@ -30,6 +30,7 @@ def mixed_folder(tmp_path_factory, tiny_data):
     (d / "e_empty.png").write_bytes(b"")
     (d / "f_notes.jpg").write_bytes(b"not an image at all" * 10)
     (d / "g_truncated.jpeg").write_bytes(inputs.jpeg_gray()[:300])
+    (d / "notes.txt").write_text("a document: skipped by name")
     return d
 
 
@@ -38,13 +39,16 @@ def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_fo
     assert res.returncode == 2, res.stderr  # some inputs failed
     assert "Traceback" not in res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
-    # A walked folder is read by content: the empty file and the text file are not images and are skipped.
+    # Nothing is dropped silently: every file but the document is an input, and the unreadable ones fail with
+    # their reason in place.
     assert [os.path.basename(r["file"]) for r in lines] == ["a_gray.jpeg", "b_16bit.png", "c_scan.dcm", "d_cmyk.jpg",
-                                                            "g_truncated.jpeg", "h_training_like.jpeg"]
-    assert "6 file(s) found" in res.stderr and "2 non-image file(s) skipped" in res.stderr
+                                                            "e_empty.png", "f_notes.jpg", "g_truncated.jpeg",
+                                                            "h_training_like.jpeg"]
+    assert "8 file(s) found" in res.stderr and "3 failed" in res.stderr and "1 non-image file(s) skipped" in res.stderr
     good = [r for r in lines if r["error"] is None]
     bad = [r for r in lines if r["error"] is not None]
-    assert len(good) == 5 and len(bad) == 1 and not bad[0]["assessed"]
+    assert len(good) == 5 and len(bad) == 3 and not any(r["assessed"] for r in bad)
+    assert "empty" in bad[0]["error"] and "not an image" in bad[1]["error"] and "truncated" in bad[2]["error"]
     assert good[-1]["assessed"]  # an image like the training images is assessed
     for r in good:
         if not r["assessed"]:  # refused by the OOD check: a reason, no finding, raw output kept
@@ -57,7 +61,6 @@ def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_fo
         assert abs(sum(r["class_probabilities"].values()) - 1.0) < 1e-3
         assert r["subtype"] in (("BACTERIAL", "VIRAL") if r["label"] == "PNEUMONIA" else (None,))
         assert r["pneumonia_probability"] >= r["threshold"] if r["label"] == "PNEUMONIA" else r["pneumonia_probability"] < r["threshold"]
-    assert "truncated" in bad[0]["error"]
     named = run_cli(["predict", str(mixed_folder / "e_empty.png"), str(mixed_folder / "f_notes.jpg"), "--json"], tiny_registry)
     errors = [json.loads(line)["error"] for line in named.stdout.splitlines()]
     assert named.returncode == 2 and "empty" in errors[0] and "not an image" in errors[1]  # named files get their error

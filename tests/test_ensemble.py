@@ -48,9 +48,27 @@ def test_member_config_rejects_a_fold_outside_the_folds(tiny_data, fold):
         member_config(tiny_config(tiny_data, data={"folds": 2}), fold)
 
 
-def test_robust_policy_needs_folds(tiny_data):
-    with pytest.raises(ConfigError, match="data.folds must be >= 2"):
-        tiny_config(tiny_data, train={"threshold_policy": "robust_sensitivity"})
+def test_a_single_split_run_chooses_a_stress_policy_threshold_on_its_held_out_images(tiny_data, tmp_path):
+    from train.pipeline import train
+
+    config = tiny_config(tiny_data, train={"epochs": 1, "threshold_policy": "sensitivity_then_specificity"})
+    registry = Registry(tmp_path / "reg")
+    result = train(config, runs_dir=tmp_path / "runs", registry=registry, command="pytest", log=lambda s: None)
+    card = registry.get(result.model_id).card
+    ev = card["threshold_evidence"]
+    assert card["threshold_policy"] == ev["name"] == "sensitivity_then_specificity"
+    assert card["threshold"] == ev["per_condition_thresholds"][ev["binding_condition"]]
+    assert "soft" in ev["held_out_shifts"] and "window" not in ev["held_out_shifts"]  # window is augmented
+    n_val = card["data"]["n_val"]
+    rows = {r["condition"]: r for r in card["stress"]["conditions"]}
+    assert {"clean", "soft:3", "devices:2", "tone_curve:1"} <= set(rows) and rows["soft:2"]["n"] == n_val
+    assert card["stress"]["worst_acquisition_moderate"]["specificity"]["condition"].split(":")[0] in \
+        ("clean", "soft", "glare", "unsharp", "tone_curve", "annotation")
+    calibration = card["guard_calibration"]
+    assert calibration["held_out_images"] == n_val and set(calibration["held_out_rates"]) == \
+        {"refused", "unusual", "very_unusual", "population", "flagged"}
+    text = (registry.get(result.model_id).path / "MODEL_CARD.md").read_text()
+    assert "What it trades" in text and "realistic acquisition family" in text
 
 
 def test_a_tiny_cross_validated_ensemble_is_one_registered_model_with_oof_evidence(tiny_data, tmp_path):

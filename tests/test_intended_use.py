@@ -53,11 +53,76 @@ def test_other_body_parts_blank_images_and_photographs_are_refused():
     assert gray_stored_as_rgb.assessed
 
 
-def test_ood_reasons_refuse_and_population_warnings_only_warn():
+def test_guard_refusals_refuse_and_guard_or_population_warnings_only_warn():
     image = load_image(inputs.png_gray8())
-    assert not assess(image, ood_reasons=["layout"]).assessed
-    verdict = assess(image, population_warning="adult")
-    assert verdict.assessed and verdict.warnings == ("adult",)
+    refused = assess(image, guard_refusals=["layout"], guard_warnings=["unusual"], population_warning="adult")
+    assert not refused.assessed and refused.reasons == ("layout",) and refused.warnings == ()
+    verdict = assess(image, guard_warnings=["unusual"], population_warning="adult")
+    assert verdict.assessed and verdict.reasons == () and verdict.warnings == ("unusual", "adult")
+
+
+# ---------------------------------------------------------------- two tiers, end to end on the image guards
+def _chest_like(rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A frontal-chest-like layout: bright mediastinum and body, two dark lung fields, a little texture."""
+    yy, xx = np.mgrid[:size, :size] / size
+    img = np.full((size, size), 0.8)
+    for cx in (0.3, 0.7):
+        img[((xx - cx + rng.normal(0, 0.01)) / 0.15) ** 2 + ((yy - 0.5) / 0.33) ** 2 < 1] = 0.25
+    return np.clip(img + 0.04 * rng.standard_normal((size, size)), 0, 1).astype(np.float32)
+
+
+def _fitted_detector():
+    from cxr_core.ood import OODDetector
+
+    rng = np.random.default_rng(0)
+    fit = np.stack([_chest_like(rng) for _ in range(200)])
+    held = np.stack([_chest_like(rng) for _ in range(100)])
+    features = lambda n: rng.standard_normal((n, 6))  # noqa: E731  the 'model features' of chest films
+    return OODDetector.fit(fit, features(200), held, features(100)), rng
+
+
+def test_the_image_guards_refuse_a_non_chest_layout_and_only_warn_for_an_unusual_chest_film():
+    from cxr_core.ood import PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING
+
+    from .synthetic import non_xray
+
+    det, rng = _fitted_detector()
+    chest, typical = _chest_like(rng), rng.standard_normal(6)
+    assert det.check(chest, typical) == ([], [])
+    refusals, _ = det.check(non_xray("document", 48, rng).astype(np.float32), typical)
+    assert refusals == [PIXEL_REASON]
+    checker = (np.indices((48, 48)).sum(0) // 6 % 2).astype(np.float32)
+    assert det.check(checker, typical)[0] == [PIXEL_REASON]
+    # A chest film whose features sit at the edge, then far outside: assessed with a graded warning.
+    direction = rng.standard_normal(6)
+    direction /= np.linalg.norm(direction)
+    scale = lambda t: det.feat_mean + direction / np.sqrt(direction @ det.feat_precision @ direction) * t  # noqa: E731
+    mild = scale((det.feature_threshold + det.feature_threshold_strong) / 2)
+    assert det.check(chest, mild) == ([], [UNUSUAL_WARNING])
+    assert det.check(chest, scale(det.feature_threshold_strong * 1.5)) == ([], [VERY_UNUSUAL_WARNING])
+    verdict = assess(load_image(inputs.png_gray8()), *det.check(chest, scale(det.feature_threshold_strong * 2)))
+    assert verdict.assessed and verdict.warnings == (VERY_UNUSUAL_WARNING,)
+
+
+def test_guard_thresholds_come_from_held_out_scores_and_hold_their_rate_on_new_films():
+    """Training scores sit lower than new films' (the model and the PCA fitted them): the in-sample 99.5 %
+    quantile would flag about 10 % of new films; the held-out calibration keeps the intended rate."""
+    from cxr_core.ood import ThresholdRule, cross_fitted_flags
+
+    rng = np.random.default_rng(3)
+    training = rng.gamma(4.0, 1.0, 4000)  # in-sample: tighter
+    held_out, new_films = rng.gamma(4.0, 1.5, 1500), rng.gamma(4.0, 1.5, 20000)
+    rule = ThresholdRule(0.995)
+    in_sample_rate = float((new_films > rule.calibrate(training)).mean())
+    held_out_rate = float((new_films > rule.calibrate(held_out)).mean())
+    assert in_sample_rate > 0.05
+    assert held_out_rate <= 0.01
+    groups = [f"p{i // 3}" for i in range(len(held_out))]
+    assert cross_fitted_flags(held_out, groups, rule).mean() <= 0.012  # the estimate the card reports
+    assert ThresholdRule(0.99, 2.0).calibrate(held_out) == pytest.approx(2 * np.quantile(held_out, 0.99))
+    for bad in (ThresholdRule, lambda q: ThresholdRule(0.99, q)):
+        with pytest.raises(ValueError, match="0.2"):
+            bad(0.2)
 
 
 @pytest.mark.parametrize("age, birth, study, years", [("034Y", None, None, 34), ("018M", None, None, 1.5),
@@ -98,12 +163,39 @@ def test_adult_image_check_separates_two_populations_and_round_trips(tmp_path):
     assert AdultImageCheck.load(tmp_path / "missing") is None
 
 
+def _bare_dicom_with_a_long_header() -> bytes:
+    """A CT written without preamble or file meta whose private sequence runs past the first 64 KiB."""
+    import io
+
+    from pydicom import dcmread
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+    from pydicom.sequence import Sequence
+
+    ds = dcmread(io.BytesIO(inputs.dicom(file_meta=False, modality="CT", sop_class=CT, body_part="HEAD")), force=True)
+    items = []
+    for _ in range(30):
+        item = Dataset()
+        item.add_new(0x00291010, "OB", bytes(3000))
+        items.append(item)
+    ds.add_new(0x00291020, "SQ", Sequence(items))
+    ds[0x00291020].is_undefined_length = True
+    buf = io.BytesIO()
+    fp = DicomFileLike(buf)
+    fp.is_little_endian, fp.is_implicit_VR = True, True
+    write_dataset(fp, ds)
+    assert len(buf.getvalue()) > 64 * 1024
+    return buf.getvalue()
+
+
 def test_folders_are_walked_by_content(tmp_path):
     from pydicom import dcmread
     from pydicom.fileset import FileSet
 
     (tmp_path / "IM0001").write_bytes(inputs.dicom())  # extensionless, as CDs export
     (tmp_path / "bare").write_bytes(inputs.dicom(file_meta=False))  # no preamble, no file meta
+    (tmp_path / "bare_ct").write_bytes(_bare_dicom_with_a_long_header())
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
     (tmp_path / "scan.xml").write_text("<xml/>")
@@ -114,10 +206,14 @@ def test_folders_are_walked_by_content(tmp_path):
     fs.add(dcmread(cd / "src.dcm"))
     fs.write(cd / "media")
     (cd / "src.dcm").unlink()
+    (tmp_path / "junk.bin").write_bytes(b"\x01\x02not an image" * 10)
     found = collect_inputs([tmp_path])
     names = [p.name for _, p in found.items]
-    assert "IM0001" in names and "bare" in names and len(names) == 3  # + the File-set's referenced image
+    # + the File-set's referenced image; an unknown binary is an input too, so it fails with its reason
+    assert {"IM0001", "bare", "bare_ct", "junk.bin"} <= set(names) and len(names) == 5
     assert found.skipped == 4  # notes.txt, .DS_Store, scan.xml and the DICOMDIR itself
+    ct = load_image(tmp_path / "bare_ct")
+    assert ct.metadata["Modality"] == "CT" and not assess(ct).assessed
     from_dicomdir = collect_inputs([cd / "media" / "DICOMDIR"])
     assert len(from_dicomdir.items) == 1 and load_image(from_dicomdir.items[0][1]).format == "DICOM"
     assert load_image(tmp_path / "bare").pixels.shape == (inputs.SIZE, inputs.SIZE)
@@ -163,3 +259,26 @@ def test_a_model_without_its_guards_says_so_on_every_result(tiny_model_dir, tmp_
     pred = Predictor(bare).predict(inputs.jpeg_gray())
     assert any("no out-of-distribution detector" in w for w in pred.warnings)
     assert any("no population check" in w for w in pred.warnings)
+
+
+def test_the_tiny_model_refuses_or_warns_on_foreign_images_and_assesses_its_training_images(tiny_predictor, tiny_data):
+    """End to end through Predictor: noise, a document and a checkerboard are refused by the layout check or
+    warned by the feature check, each with its reason; the films the model was built on stay assessed."""
+    import cv2
+
+    from cxr_core.ood import PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING
+
+    from .synthetic import non_xray
+
+    rng = np.random.default_rng(5)
+    for kind in ("noise", "document", "checker"):
+        png = cv2.imencode(".png", (non_xray(kind, 64, rng) * 255).astype(np.uint8))[1].tobytes()
+        pred = tiny_predictor.predict(png, name=kind)
+        assert pred.error is None and pred.out_of_distribution, kind
+        if pred.assessed:
+            assert {UNUSUAL_WARNING, VERY_UNUSUAL_WARNING} & set(pred.warnings), (kind, pred.warnings)
+        else:
+            assert pred.not_assessed_reasons == [PIXEL_REASON] and pred.label is None, (kind, pred.not_assessed_reasons)
+    films = sorted(tiny_data.rglob("*.png")) + sorted(tiny_data.rglob("*.jpeg"))
+    preds = [tiny_predictor.predict(f) for f in films]
+    assert films and all(p.assessed for p in preds)

@@ -36,7 +36,8 @@ def test_the_shipped_recipe_keeps_at_least_three_shift_kinds_out_of_training_aug
 
 @pytest.mark.parametrize("augment, expected", [
     (AugmentConfig(), {"window", "geometry"}),  # blur defaults to 0
-    (AugmentConfig(blur=0.3, borders=0.2, burned_in_text=0.2), {"window", "blur", "geometry", "border", "text"}),
+    (AugmentConfig(blur=0.3, borders=0.2, burned_in_text=0.2),
+     {"window", "blur", "geometry", "border", "text", "unsharp", "annotation"}),
     (AugmentConfig(strength=0.0, borders=0.2), set()),
     (AugmentConfig(contrast=0.0, brightness=0.0, rotation=0.0, translate=0.0, zoom=0.0, borders=0.5), {"border"}),
 ])
@@ -68,6 +69,81 @@ def _blob_task(n: int = 40, size: int = 96) -> tuple[list[np.ndarray], np.ndarra
 def _blob_score(batch: np.ndarray) -> np.ndarray:
     """A fixed 'model': the peak of a lightly smoothed image finds the blob."""
     return np.array([cv2.GaussianBlur(x[..., 0], (0, 0), 1.0).max() for x in batch])
+
+
+def _textured_task(n: int = 120, size: int = 96) -> tuple[list[np.ndarray], np.ndarray]:
+    """Films of fine texture (vessels, ribs); the positives carry a hazy opacity that damps the texture."""
+    rng = np.random.default_rng(2)
+    labels = np.array([i % 2 for i in range(n)])
+    yy, xx = np.mgrid[:size, :size]
+    images = []
+    for y in labels:
+        tex = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 1.2)
+        tex = rng.uniform(0.09, 0.14) * tex / tex.std()
+        cy, cx = rng.integers(30, size - 30, 2)
+        m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 5) ** 2)) if y else 0.0
+        images.append(np.clip(0.45 + tex * (1 - 0.45 * m) + 0.1 * m, 0, 1).astype(np.float32))
+    return images, labels
+
+
+def _haze_score(batch: np.ndarray) -> np.ndarray:
+    """A 'model' that reads global haze as pneumonia (what the outside evaluation saw): less edge energy, higher P."""
+    return np.array([1.0 - np.abs(cv2.Laplacian(x[..., 0], cv2.CV_32F)).mean() for x in batch])
+
+
+def _stressed_rows(images, labels, score, shift: str) -> dict[str, dict]:
+    scores = score_conditions(images, Preprocess(96, intensity="none"), score, conditions([shift]), batch_size=32)
+    threshold = M.choose_threshold(labels, scores["clean"], "sensitivity", 0.95)
+    return {r["condition"]: r for r in stress_table(labels, scores, threshold)}
+
+
+@pytest.mark.parametrize("shift", ["soft", "glare", "unsharp", "tone_curve"])
+def test_each_photometric_acquisition_shift_hurts_a_model_that_reads_haze_at_every_severity(shift):
+    images, labels = _textured_task()
+    rows = _stressed_rows(images, labels, _haze_score, shift)
+    for severity in (1, 2, 3):
+        row, clean = rows[f"{shift}:{severity}"], rows["clean"]
+        assert (row["specificity"] < clean["specificity"] - 0.05 or row["auc"] < clean["auc"] - 0.05), (severity, row)
+
+
+@pytest.mark.parametrize("shift", ["annotation", "devices"])
+def test_burned_in_annotations_and_devices_hurt_a_model_that_reads_bright_marks_at_every_severity(shift):
+    images, labels = _blob_task()
+    rows = _stressed_rows(images, labels, _blob_score, shift)
+    for severity in (1, 2, 3):
+        row, clean = rows[f"{shift}:{severity}"], rows["clean"]
+        assert row["specificity"] < clean["specificity"] - 0.2 and row["auc"] < clean["auc"] - 0.2, (severity, row)
+
+
+def test_the_acquisition_family_is_held_out_of_the_shipped_augmentation_where_no_layer_varies_it():
+    from cxr_core.shifts import ACQUISITION
+
+    augment = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "shipped.toml").augment
+    assert set(ACQUISITION) == {"soft", "glare", "unsharp", "tone_curve", "annotation"}
+    held_out = {name for name in ACQUISITION if not SHIFTS[name].in_training_augmentation(augment)}
+    assert held_out == {"soft", "glare", "tone_curve"}  # blur and text augmentation vary the other two
+
+
+def test_shift_aware_policy_picks_the_highest_threshold_meeting_both_sensitivity_floors():
+    y = np.array([0] * 100 + [1] * 100)
+    clean = np.r_[np.linspace(0.0, 0.5, 100), np.linspace(0.4, 1.0, 100)]
+    soft = clean + np.where(y == 0, 0.2, -0.3)  # under this shift normals look sicker and positives less sure
+    generic = clean - 0.6  # a shift the training augmentation varied: not in the policy
+    p_by = {"clean": clean, "soft:2": soft, "soft:3": soft - 0.5, "noise:2": generic}
+    threshold, ev = M.shift_aware_threshold(y, p_by, 0.95, 0.90, held_out=["soft"], max_severity=2)
+    assert ev["binding_condition"] == "soft:2" and set(ev["per_condition_thresholds"]) == {"clean", "soft:2"}
+    # documented: the highest threshold at which clean sensitivity >= 0.95 and soft:2 sensitivity >= 0.90
+    positives_soft = np.sort(soft[y == 1])
+    expected = (positives_soft[10] + positives_soft[9]) / 2  # keeps 90 of 100 positives, halfway to the next score
+    assert threshold == pytest.approx(expected)
+    assert M.binary_at_threshold(y, soft, threshold)["sensitivity"] >= 0.90
+    assert M.binary_at_threshold(y, clean, threshold)["sensitivity"] >= 0.95
+    assert ev["clean_only_threshold"] > threshold and ev["specificity_cost_of_shift_floor"] > 0
+    assert "costs" in ev["trade"] and f"{threshold:.3f}" in ev["trade"]
+    # Without the shift the clean target binds and nothing is traded.
+    t_clean, ev_clean = M.shift_aware_threshold(y, {"clean": clean}, 0.95, 0.90, held_out=["soft"])
+    assert ev_clean["binding_condition"] == "clean" and ev_clean["specificity_cost_of_shift_floor"] == 0
+    assert t_clean == pytest.approx(M.choose_threshold(y, clean, "sensitivity", 0.95))
 
 
 def test_a_shift_that_makes_the_task_harder_lowers_the_reported_auc():

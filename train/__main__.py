@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", help="apply the config's [budget.NAME] overrides (reduced size, subset, epochs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one field, e.g. --set train.epochs=3 (repeatable)")
-    parser.add_argument("--runs-dir", default=None, help="where runs live (default: runs/)")
+    parser.add_argument("--runs-dir", default=None, help="where runs live (default: $CXR_HOME/runs, or $CXR_RUNS_DIR)")
     parser.add_argument("--registry", default=None, help="model registry folder (default: assets/models or $CXR_REGISTRY)")
     parser.add_argument("--no-register", action="store_true", help="do not add the finished model to the registry")
     parser.add_argument("--activate", action="store_true", help="make the model active if it passes its validation gate")
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             config = apply_overrides(config, dict(parse_override(s) for s in args.set))
         from cxr_core.registry import Registry
         from train import experiments
-        from train.pipeline import DEFAULT_RUNS_DIR, train
+        from train.pipeline import default_runs_dir, train
 
         registry = Registry(args.registry) if args.registry else Registry()
-        runs_dir = args.runs_dir or DEFAULT_RUNS_DIR
+        runs_dir = args.runs_dir or default_runs_dir()
         spec = experiments.read_experiment(args.config)
         if spec is not None:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)

@@ -42,7 +42,15 @@ from cxr_core.fileio import write_atomic, write_json_atomic
 from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry
 from train.status import read_status, write_status
 
-DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
+
+
+def default_runs_dir() -> Path:
+    """Runs are user data: `$CXR_HOME/runs` (or `$CXR_RUNS_DIR`), never the checkout."""
+    from cxr_core.paths import app_home
+
+    return Path(os.environ.get("CXR_RUNS_DIR") or app_home() / "runs")
+
+
 LOCK_NAME = ".train.lock"
 VAL_LOGITS = "val_logits.npy"
 
@@ -59,7 +67,7 @@ def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:
     return Path(runs_dir) / f"{config.name}-{config.fingerprint()}"
 
 
-def train(config: TrainConfig, runs_dir: str | Path = DEFAULT_RUNS_DIR, registry: Registry | None = None,
+def train(config: TrainConfig, runs_dir: str | Path | None = None, registry: Registry | None = None,
           register: bool = True, activate: bool = False, command: str | None = None,
           split: tuple[list[Record], list[Record]] | None = None, log: Callable[[str], None] = print,
           reevaluate: bool = False) -> RunResult:
@@ -69,7 +77,7 @@ def train(config: TrainConfig, runs_dir: str | Path = DEFAULT_RUNS_DIR, registry
     threshold, OOD detector, model card) from its best checkpoint and register the result as a new
     model; for use after a change to that stage's code.
     """
-    runs_dir = Path(runs_dir)
+    runs_dir = Path(runs_dir or default_runs_dir())
     runs_dir.mkdir(parents=True, exist_ok=True)
     with single_run_lock(runs_dir):
         return _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate)
