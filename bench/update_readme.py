@@ -1,6 +1,7 @@
 """Regenerate bench/README.md from the saved figures in bench/results/ (written by `python bench/X.py --save`).
 
-    python bench/update_readme.py
+    python bench/update_readme.py          # rewrite bench/README.md
+    python bench/update_readme.py --check  # exit 1 if bench/README.md is out of date
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("inference", "ood", "app", "load_app", "cases", "training")
+ORDER = ("inference", "ood", "recipe", "app", "load_app", "cases", "training")
 TARGETS = (  # (figure, comparison, limit, unit): the product's speed and memory targets
     ("warm_predict_with_gradcam_p95_s", "<=", 0.1, "s"),
     ("cold_start_to_first_prediction_with_gradcam_s", "<=", 10.0, "s"),
@@ -49,5 +50,21 @@ def render() -> str:
     return "\n".join(out) + "\n"
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    new = render()
+    if args.check:
+        current = (HERE / "README.md").read_text()
+        print("bench/README.md is up to date." if new == current else
+              "bench/README.md is out of date: run python bench/update_readme.py")
+        return 0 if new == current else 1
+    (HERE / "README.md").write_text(new)
+    return 0
+
+
 if __name__ == "__main__":
-    (HERE / "README.md").write_text(render())
+    raise SystemExit(main())

@@ -167,5 +167,5 @@ def _dicom_downloads(pred: Prediction, index: int, card: dict[str, Any], display
     if pred.assessed:
         c2.download_button("DICOM Grad-CAM capture", key=f"sc_{index}", icon=":material/image:",
                            data=lambda: to_bytes(overlay_sc(read_source(source), overlay(
-                               pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap))),
+                               pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap), pred)),
                            file_name=f"cxr_result_{index + 1}_SC.dcm", mime="application/dicom")

@@ -26,6 +26,7 @@ from . import CLASSES, INTENDED_USE
 from .errors import CXRError
 from .fileio import write_atomic
 from .predict import Prediction
+from .report import threshold_wording
 
 MANUFACTURER = "CXR pneumonia assistant (research use only)"
 CAPTION = ("RESEARCH USE ONLY - NOT FOR DIAGNOSIS", "Grad-CAM: regions behind the model's answer")
@@ -90,8 +91,7 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
     items += [hd.sr.TextContentItem(NOT_ASSESSED, r[:1024], relationship_type="CONTAINS") for r in pred.not_assessed_reasons]
     items += [
         hd.sr.NumContentItem(THRESHOLD, float(pred.threshold), NO_UNITS, relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(THRESHOLD_SOURCE, "site operating point" if pred.threshold_source == "site"
-                              else "model card", relationship_type="CONTAINS"),
+        hd.sr.TextContentItem(THRESHOLD_SOURCE, threshold_wording(pred.threshold_source), relationship_type="CONTAINS"),
         hd.sr.TextContentItem(ALGORITHM_NAME, str(card.get("name", "unknown")), relationship_type="CONTAINS"),
         hd.sr.TextContentItem(ALGORITHM_VERSION, str(card.get("version", "unknown")), relationship_type="CONTAINS"),
         hd.sr.TextContentItem(MODEL_ID, str(card.get("model_id", "unknown")), relationship_type="CONTAINS"),
@@ -108,28 +108,36 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
         is_complete=True, is_final=False, is_verified=False, series_description="CXR AI result (research use only)")
 
 
-def captioned(overlay_rgb: np.ndarray, min_width: int = 768) -> np.ndarray:
-    """The overlay (upscaled to at least `min_width` so the text stays legible) with the caption burned into a
+def result_line(pred: Prediction) -> str:
+    """The decision the Secondary Capture burns in beside the research-use caption."""
+    return (f"{pred.label}  P(pneumonia) {pred.pneumonia_probability:.2f}  threshold {pred.threshold:.2f} "
+            f"({threshold_wording(pred.threshold_source)})")
+
+
+def captioned(overlay_rgb: np.ndarray, lines: tuple[str, ...] = CAPTION, min_width: int = 768) -> np.ndarray:
+    """The overlay (upscaled to at least `min_width` so the text stays legible) with `lines` burned into a
     black band below it, each line scaled to fit the width."""
     h, w = overlay_rgb.shape[:2]
     if w < min_width:
         h, w = round(h * min_width / w), min_width
         overlay_rgb = cv2.resize(overlay_rgb, (w, h), interpolation=cv2.INTER_LINEAR)
     font, thickness = cv2.FONT_HERSHEY_SIMPLEX, max(1, w // 600)
-    (tw, th), _ = cv2.getTextSize(max(CAPTION, key=len), font, 1.0, thickness)
+    (tw, th), _ = cv2.getTextSize(max(lines, key=len), font, 1.0, thickness)
     scale = 0.92 * w / tw
     line = int(th * scale * 1.8)
-    out = np.zeros((h + line * len(CAPTION) + line // 2, w, 3), np.uint8)
+    out = np.zeros((h + line * len(lines) + line // 2, w, 3), np.uint8)
     out[:h] = overlay_rgb
-    for i, text in enumerate(CAPTION):
+    for i, text in enumerate(lines):
         cv2.putText(out, text, (int(0.04 * w), h + line * (i + 1)), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return out
 
 
-def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, instance_number: int = 1) -> hd.sc.SCImage:
-    """The Grad-CAM overlay as a Secondary Capture in the source's study, caption burned in."""
+def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, instance_number: int = 1) -> hd.sc.SCImage:
+    """The Grad-CAM overlay as a Secondary Capture in the source's study, with the decision (label, P(pneumonia),
+    threshold and its source) and the research-use caption burned in."""
     sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=source, pixel_array=captioned(overlay_rgb), photometric_interpretation="RGB", bits_allocated=8,
+        ref_dataset=source, pixel_array=captioned(overlay_rgb, (result_line(pred), *CAPTION)),
+        photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", series_instance_uid=hd.UID(), series_number=SC_SERIES_NUMBER,
         sop_instance_uid=hd.UID(), instance_number=instance_number, manufacturer=MANUFACTURER,
         patient_orientation=("L", "F"), series_description="CXR AI Grad-CAM (research use only)")
@@ -144,7 +152,7 @@ def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: dict[
     ds = read_source(source)
     objects: list[Dataset] = [result_sr(ds, pred, card)]
     if pred.assessed and pred.image is not None and pred.heatmap is not None:
-        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap)))
+        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred))
     return objects
 
 

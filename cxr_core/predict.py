@@ -83,8 +83,8 @@ class Predictor:
         self.adult_check = AdultImageCheck.load(self.model_dir)
         # A missing guard is said on every result, never silently skipped.
         self.guard_warnings = [text for guard, text in (
-            (self.ood, "This model has no out-of-distribution detector (ood.npz): inputs were not screened; "
-                       "run `python -m cxr_core fit-ood`."),
+            (self.ood, "This model has no current out-of-distribution detector (ood.npz missing, or from before "
+                       "held-out calibration): inputs were not screened; run `python -m cxr_core fit-ood`."),
             (self.adult_check, "This model has no population check (population.npz): adult films are not flagged "
                                "unless the DICOM gives an age; run `python -m cxr_core fit-ood`.")) if guard is None]
 

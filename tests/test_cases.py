@@ -169,6 +169,36 @@ def test_the_audit_trail_is_append_only(store, tiny_predictor):
     assert [e["actor"] for e in store.audit()] == ["system"]
 
 
+def _raw_sql_cannot_rewrite_the_audit(store, tiny_predictor) -> None:
+    """Raw UPDATE, DELETE (and on PostgreSQL TRUNCATE) bypass the ORM; the database's triggers refuse them."""
+    from sqlalchemy import delete, text, update
+    from sqlalchemy.exc import DBAPIError
+
+    from cxr_core.casedb import AuditEvent
+
+    data = inputs.png_gray8()
+    store.add(tiny_predictor.predict(data), data, "model-x")
+    statements = [update(AuditEvent).values(actor="someone else"), delete(AuditEvent)]
+    if store.engine.dialect.name == "postgresql":
+        statements.append(text("TRUNCATE audit"))
+    for statement in statements:
+        with store.engine.connect() as connection:
+            with pytest.raises(DBAPIError, match="append-only"):
+                connection.execute(statement)
+                connection.commit()
+    assert [e["actor"] for e in store.audit()] == ["system"]
+
+
+def test_raw_sql_cannot_rewrite_the_audit_on_sqlite(store, tiny_predictor):
+    _raw_sql_cannot_rewrite_the_audit(store, tiny_predictor)
+
+
+def test_raw_sql_cannot_rewrite_the_audit_on_postgresql(postgres_url, tiny_predictor):
+    from cxr_core.cases import CaseStore
+
+    _raw_sql_cannot_rewrite_the_audit(CaseStore.open(postgres_url), tiny_predictor)
+
+
 def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor, tiny_data, tiny_model_dir, tmp_path):
     from cxr_core.evaluation import evaluate_folder
 

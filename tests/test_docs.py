@@ -18,3 +18,26 @@ def test_experiments_summary_figures_match_the_results_files():
     res = subprocess.run([sys.executable, "docs/update_experiments.py", "--check"], cwd=PROJECT_ROOT, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_bench_readme_matches_the_saved_results():
+    res = subprocess.run([sys.executable, "bench/update_readme.py", "--check"], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_bench_readme_check_catches_an_edited_figure(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_update_readme", PROJECT_ROOT / "bench" / "update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fake = tmp_path / "bench"
+    (fake / "results").mkdir(parents=True)
+    for f in (PROJECT_ROOT / "bench" / "results").glob("*.txt"):
+        (fake / "results" / f.name).write_text(f.read_text())
+    monkeypatch.setattr(module, "HERE", fake)
+    (fake / "README.md").write_text(module.render())
+    assert module.main(["--check"]) == 0
+    (fake / "README.md").write_text(module.render().replace("batch_predict_throughput_img_per_s: ", "batch_predict_throughput_img_per_s: 9"))
+    assert module.main(["--check"]) == 1

@@ -257,7 +257,7 @@ def test_a_model_without_its_guards_says_so_on_every_result(tiny_model_dir, tmp_
     (bare / "ood.npz").unlink()
     (bare / "population.npz").unlink(missing_ok=True)
     pred = Predictor(bare).predict(inputs.jpeg_gray())
-    assert any("no out-of-distribution detector" in w for w in pred.warnings)
+    assert any("no current out-of-distribution detector" in w for w in pred.warnings)
     assert any("no population check" in w for w in pred.warnings)
 
 

@@ -67,11 +67,15 @@ def test_export_dicom_writes_an_sr_and_a_secondary_capture_in_the_source_study(t
     items = {i.name.meaning: i for i in sr.content[0].ContentSequence}
     finding = items["Pneumonia"]
     assert finding.name.value == "233604007" and finding.name.scheme_designator == "SCT"
-    assert finding.value.meaning in ("Present", "Absent")
     prediction = json.loads(_cli(["predict", str(src), "--json"], env).stdout)
+    assert finding.value.meaning == ("Present" if prediction["label"] == "PNEUMONIA" else "Absent")
+    for c in ("NORMAL", "BACTERIAL", "VIRAL"):
+        assert items[f"Probability of class {c}"].value == pytest.approx(prediction["class_probabilities"][c], abs=1e-6)
+    if prediction["subtype"]:
+        assert items["Likelier pneumonia subtype"].value == prediction["subtype"]
     assert items["Probability of pneumonia"].value == pytest.approx(prediction["pneumonia_probability"], abs=1e-6)
     assert items["Operating threshold on the probability of pneumonia"].value == pytest.approx(prediction["threshold"])
-    assert items["Source of the operating threshold"].value == "model card"
+    assert items["Source of the operating threshold"].value == "the model's threshold"
     assert "research" in items["Intended use"].value.lower()
     assert items["Model identifier"].value == _active_id(env)
     ref = items["Source of Measurement"].ReferencedSOPSequence[0]
