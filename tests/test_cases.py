@@ -113,6 +113,53 @@ def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_
     assert [e["action"] for e in store.audit()] == ["site-threshold", "site-threshold"]
 
 
+@pytest.mark.parametrize("side", ["above", "below"])
+def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store, tiny_model_dir, tiny_data, side):
+    """Just above an image's P(pneumonia) the site point reads NORMAL, just below PNEUMONIA: in the JSON, the
+    CSV row, the PDF, the SR finding and the SC's burned-in line alike."""
+    import highdicom as hd
+    from pydicom import dcmread
+
+    from cxr_core.cases import apply_site_threshold
+    from cxr_core.dicom_results import CAPTION, captioned, result_line, result_objects
+    from cxr_core.export import result_row
+    from cxr_core.gradcam import overlay
+    from cxr_core.predict import Predictor
+    from cxr_core.report import build_pdf
+
+    film = cv2.imdecode(np.frombuffer(_training_like(tiny_data, 1), np.uint8), cv2.IMREAD_GRAYSCALE)
+    source = inputs.dicom(array=film.astype(np.uint16) * 16)
+    predictor = Predictor(tiny_model_dir)
+    p = predictor.predict(source).pneumonia_probability
+    assert p is not None and 0.01 < p < 0.99
+    threshold, expected = (p + 0.005, "NORMAL") if side == "above" else (p - 0.005, "PNEUMONIA")
+    store.set_site_threshold(predictor.card["model_id"], threshold, "Dr Site")
+    apply_site_threshold(predictor, store)
+    pred = predictor.predict(source)
+    assert (pred.label, pred.threshold_source) == (expected, "site")
+    assert pred.to_json()["label"] == expected
+    assert result_row(pred, 1, "abc", "m", "now")["label"] == expected
+    assert f"Model output: {expected}".encode() in pdf_text(build_pdf(pred, overlay(pred.image.pixels, pred.heatmap),
+                                                               predictor.card))
+    sr, sc = result_objects(source, pred, predictor.card)
+    finding = {i.name.meaning: i for i in hd.sr.srread(_as_file(sr)).content[0].ContentSequence}["Pneumonia"]
+    assert finding.value.meaning == ("Present" if expected == "PNEUMONIA" else "Absent")
+    line = result_line(pred)
+    assert line.startswith(expected) and "site" in line
+    plain = overlay(pred.image.pixels, pred.heatmap)
+    np.testing.assert_array_equal(dcmread(_as_file(sc)).pixel_array, captioned(plain, (line, *CAPTION)))
+    flipped = line.replace(expected, "PNEUMONIA" if expected == "NORMAL" else "NORMAL", 1)
+    assert not np.array_equal(captioned(plain, (line, *CAPTION)), captioned(plain, (flipped, *CAPTION)))
+
+
+def _as_file(ds):
+    import io
+
+    from cxr_core.dicom_results import to_bytes
+
+    return io.BytesIO(to_bytes(ds))
+
+
 def test_a_database_made_by_the_first_schema_upgrades_in_place(own_app_home):
     from alembic import command
     from alembic.config import Config

@@ -282,3 +282,17 @@ def test_the_tiny_model_refuses_or_warns_on_foreign_images_and_assesses_its_trai
     films = sorted(tiny_data.rglob("*.png")) + sorted(tiny_data.rglob("*.jpeg"))
     preds = [tiny_predictor.predict(f) for f in films]
     assert films and all(p.assessed for p in preds)
+
+
+def test_the_detector_calibrates_its_thresholds_on_the_held_out_films_it_is_given():
+    """The model's features of its own training films are tighter than of new films; thresholds taken from the
+    training films would warn on far more new films than intended."""
+    from cxr_core.ood import OODDetector
+
+    rng = np.random.default_rng(4)
+    films = lambda n: np.stack([_chest_like(rng) for _ in range(n)])  # noqa: E731
+    det = OODDetector.fit(films(150), rng.normal(0, 1.0, (150, 4)), films(150), rng.normal(0, 1.4, (150, 4)))
+    new_films = det.findings(films(300), rng.normal(0, 1.4, (300, 4)))
+    assert new_films["unusual"].mean() <= 0.03 and not new_films["refused"].any()
+    in_sample = np.quantile(det.feature_scores(rng.normal(0, 1.0, (150, 4))), 0.995)
+    assert det.feature_threshold > in_sample * 1.15
