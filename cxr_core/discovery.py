@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .imaging import MAX_BYTES, looks_like_bare_dicom_start, sniff_format
+from .imaging import sniff_format
 
 SNIFF_BYTES = 64 * 1024
 DOCUMENT_SUFFIXES = frozenset({".txt", ".xml", ".json", ".csv", ".tsv", ".md", ".html", ".htm", ".log", ".ini",
@@ -27,20 +27,18 @@ class Discovered:
 
 
 def is_image_file(path: Path) -> bool:
-    """True when the file's bytes say JPEG, PNG, DICOM (with or without preamble and file meta) or another image.
-    A bare DICOM whose header outgrows the first 64 KiB (long private sequences) is parsed whole."""
+    """True when the file's first bytes say JPEG, PNG, DICOM (with or without preamble) or another image."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
-            if sniff_format(head) is None and len(head) == SNIFF_BYTES and looks_like_bare_dicom_start(head):
-                head += fh.read(MAX_BYTES)
     except OSError:
         return False
     return sniff_format(head) is not None and not _is_dicomdir(head)
 
 
 def is_walked_input(path: Path) -> bool:
-    """In a walked folder: an image, or any file that is not plainly something else (hidden, a document)."""
+    """In a walked folder: an image, or any file that is not plainly something else (hidden, a document). A bare
+    DICOM whose header outgrows the sniffed bytes (long private sequences) is thus still read, whole, by the loader."""
     if is_image_file(path):
         return True
     return not (path.name.startswith(".") or path.suffix.lower() in DOCUMENT_SUFFIXES)

@@ -55,12 +55,12 @@ def sniff_format(data: bytes) -> str | None:
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
-    if looks_like_bare_dicom_start(data) and _looks_like_raw_dicom(data):
+    if _looks_like_bare_dicom_start(data) and _looks_like_raw_dicom(data):
         return "DICOM"
     return None
 
 
-def looks_like_bare_dicom_start(data: bytes) -> bool:
+def _looks_like_bare_dicom_start(data: bytes) -> bool:
     """Whether the bytes may open a DICOM dataset written without preamble: a little-endian data element of an
     even group below 0x0030 (file meta, identification, patient, acquisition...)."""
     if len(data) < 8:

@@ -53,17 +53,22 @@ def test_conditions_reject_bad_names_and_severities(bad, match):
         SHIFTS["noise"](np.zeros((70, 70), np.float32), 5, image_rng("noise", 1, 0))
 
 
-def _blob_task(n: int = 40, size: int = 96) -> tuple[list[np.ndarray], np.ndarray]:
-    """Flat images; the positives carry a faint blob (easy when clean, hard under strong noise)."""
-    rng = np.random.default_rng(1)
+def _task(n: int, size: int, seed: int, film) -> tuple[list[np.ndarray], np.ndarray]:
+    """`n` synthetic films, alternately negative and positive: `film(rng, positive, yy, xx)` draws one."""
+    rng = np.random.default_rng(seed)
     labels = np.array([i % 2 for i in range(n)])
     yy, xx = np.mgrid[:size, :size]
-    images = []
-    for y in labels:
+    return [film(rng, y, yy, xx).astype(np.float32) for y in labels], labels
+
+
+def _blob_task(n: int = 40, size: int = 96) -> tuple[list[np.ndarray], np.ndarray]:
+    """Flat images; the positives carry a faint blob (easy when clean, hard under strong noise)."""
+    def film(rng, y, yy, xx):
         cy, cx = rng.integers(20, size - 20, 2)
         blob = 0.04 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 24) ** 2)) if y else 0.0
-        images.append((0.4 + blob + 0.005 * rng.standard_normal((size, size))).astype(np.float32))
-    return images, labels
+        return 0.4 + blob + 0.005 * rng.standard_normal((size, size))
+
+    return _task(n, size, 1, film)
 
 
 def _blob_score(batch: np.ndarray) -> np.ndarray:
@@ -73,17 +78,14 @@ def _blob_score(batch: np.ndarray) -> np.ndarray:
 
 def _textured_task(n: int = 120, size: int = 96) -> tuple[list[np.ndarray], np.ndarray]:
     """Films of fine texture (vessels, ribs); the positives carry a hazy opacity that damps the texture."""
-    rng = np.random.default_rng(2)
-    labels = np.array([i % 2 for i in range(n)])
-    yy, xx = np.mgrid[:size, :size]
-    images = []
-    for y in labels:
+    def film(rng, y, yy, xx):
         tex = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), 1.2)
         tex = rng.uniform(0.09, 0.14) * tex / tex.std()
         cy, cx = rng.integers(30, size - 30, 2)
         m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 5) ** 2)) if y else 0.0
-        images.append(np.clip(0.45 + tex * (1 - 0.45 * m) + 0.1 * m, 0, 1).astype(np.float32))
-    return images, labels
+        return np.clip(0.45 + tex * (1 - 0.45 * m) + 0.1 * m, 0, 1)
+
+    return _task(n, size, 2, film)
 
 
 def _haze_score(batch: np.ndarray) -> np.ndarray:
