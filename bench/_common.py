@@ -39,6 +39,19 @@ _save_at_exit()
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "kermany-cxr-224" / "train"
 
 
+def use_temporary_home(prefix: str, keep_database_url: bool = False) -> Path:
+    """Point $CXR_HOME (cases, images, evaluations) at a fresh temporary folder for this bench and the processes
+    it starts, and drop the shell's CXR_DATABASE_URL unless the bench was given one on purpose: a bench never
+    writes into a user's data or a shared hospital database."""
+    import os
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["CXR_HOME"] = str(home)
+    if not keep_database_url:
+        os.environ.pop("CXR_DATABASE_URL", None)
+    return home
+
+
 def sample_images(n: int, seed: int = 0) -> tuple[Path, str]:
     """A folder of n 224-px JPEGs: real training images when ../shared is present, else phantoms."""
     import cv2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import emit, sample_images
+from _common import emit, sample_images, use_temporary_home
 
 from tests.harness import make_browser, results_shown, start_app, upload, wait_for
 
@@ -19,6 +19,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", help="image to upload (default: a sample 224-px JPEG)")
     args = ap.parse_args()
+    use_temporary_home("cxr_bench_app_")
     folder, kind = sample_images(3)
     image = args.image or str(sorted(folder.glob("*.jpeg"))[0])
     t0 = time.perf_counter()

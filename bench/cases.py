@@ -11,12 +11,10 @@ cases, reviews and audit events found against those expected, throughput, and p5
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from _common import emit, pct
+from _common import emit, pct, use_temporary_home
 
 
 def _prediction(seed: int):
@@ -64,7 +62,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=25, help="cases each session adds and reviews")
     parser.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://user@127.0.0.1:5432/cases")
     args = parser.parse_args()
-    os.environ["CXR_HOME"] = tempfile.mkdtemp(prefix="cxr_bench_cases_")  # images (and SQLite) never in a real home
+    use_temporary_home("cxr_bench_cases_")  # images (and SQLite) never in a real home; the URL only when given
 
     from cxr_core.cases import CaseStore
 

@@ -18,7 +18,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from _common import ROOT, emit, pct, sample_images
+from _common import ROOT, emit, pct, sample_images, use_temporary_home
 
 from tests.harness import body_text, make_browser, results_shown, start_app, upload, wait_for
 
@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
+    use_temporary_home("cxr_bench_load_")
     if not (1 <= args.sessions <= 16 and 1 <= args.rounds <= 10):
         sys.exit("--sessions must be 1..16 and --rounds 1..10 (a bounded load test)")
     folder, kind = sample_images(args.sessions * args.rounds)

@@ -33,6 +33,23 @@ MUTATIONS = (
              (("decided = int(decide(probs[None], self.threshold)[0])",
                "decided = int(decide(probs[None], float(self.card['threshold']))[0])"),),
              ("tests/test_cases.py::-k flips",)),
+    Mutation("the case commits before its audit event (two transactions)", "cxr_core/cases.py",
+             (("""                session.flush()
+                session.add(AuditEvent(actor=actor, action="create", case_id=case.id, model_id=model_id,
+                                       details={"label": pred.label, "assessed": pred.assessed}))
+                return case.id, True""", """                session.flush()
+                case_id = case.id
+            with Session(self.engine) as session, session.begin():
+                session.add(AuditEvent(actor=actor, action="create", case_id=case_id, model_id=model_id,
+                                       details={"label": pred.label, "assessed": pred.assessed}))
+                return case_id, True"""),),
+             ("tests/test_crash_safety.py",)),
+    Mutation("the image is written after the commit", "cxr_core/cases.py",
+             (("        write_atomic(self.images_dir / png, _png_bytes(pred.image.pixels))\n", ""),
+              ("                return case.id, True", """                case_id = case.id
+            write_atomic(self.images_dir / png, _png_bytes(pred.image.pixels))
+            return case_id, True""")),
+             ("tests/test_crash_safety.py",)),
     Mutation("the image guards never refuse or warn", "cxr_core/ood.py",
              (("        found = {k: bool(v[0]) for k, v in", "        return [], []\n        found = {k: bool(v[0]) for k, v in"),),
              ("tests/test_intended_use.py::-k tiny_model_refuses or image_guards_refuse",)),

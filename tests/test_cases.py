@@ -142,8 +142,14 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     assert f"Model output: {expected}".encode() in pdf_text(build_pdf(pred, overlay(pred.image.pixels, pred.heatmap),
                                                                predictor.card))
     sr, sc = result_objects(source, pred, predictor.card)
-    finding = {i.name.meaning: i for i in hd.sr.srread(_as_file(sr)).content[0].ContentSequence}["Pneumonia"]
-    assert finding.value.meaning == ("Present" if expected == "PNEUMONIA" else "Absent")
+    items = {i.name.meaning: i for i in hd.sr.srread(_as_file(sr)).content[0].ContentSequence}
+    assert items["Pneumonia"].value.meaning == ("Present" if expected == "PNEUMONIA" else "Absent")
+    assert items["Source of the operating threshold"].value == "the site's operating point"
+    assert items["Operating threshold on the probability of pneumonia"].value == pytest.approx(threshold)
+    for c, v in pred.class_probabilities.items():
+        assert items[f"Probability of class {c}"].value == pytest.approx(v, abs=1e-6)
+    subtype = items.get("Likelier pneumonia subtype")
+    assert (subtype.value if subtype else None) == pred.subtype and (pred.subtype is None) == (expected == "NORMAL")
     line = result_line(pred)
     assert line.startswith(expected) and "site" in line
     plain = overlay(pred.image.pixels, pred.heatmap)

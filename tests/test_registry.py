@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 
 import pytest
@@ -27,8 +26,8 @@ def test_register_copy_and_activate_is_explicit(tiny_registry, tmp_path):
     reg = Registry(tmp_path / "reg")
     src = tiny_registry.active().path
     reg.register(src, "m1")
+    reg.activate("m1")
     reg.register(src, "m2")
-    (reg.root / "ACTIVE").write_text(json.dumps({"model_id": "m1"}))
     assert reg.active_id() == "m1"  # registering m2 did not switch
     reg.activate("m2")
     assert reg.active_id() == "m2"

@@ -178,12 +178,16 @@ def test_robust_threshold_keeps_the_target_sensitivity_under_every_moderate_shif
 def test_stress_cli_reports_every_condition_as_json(tiny_model_dir, tiny_data, capsys):
     from cxr_core.cli import main
 
-    code = main(["stress", str(tiny_data), "--model", str(tiny_model_dir), "--shifts", "jpeg,text",
+    code = main(["stress", str(tiny_data), "--model", str(tiny_model_dir), "--shifts", "jpeg,text,window",
                  "--severities", "1,3", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["n"] == 48
-    assert [r["condition"] for r in out["conditions"]] == ["clean", "jpeg:1", "jpeg:3", "text:1", "text:3"]
+    assert [r["condition"] for r in out["conditions"]] == ["clean", "jpeg:1", "jpeg:3", "text:1", "text:3",
+                                                           "window:1", "window:3"]
     assert set(out["worst_moderate"]) >= {"auc", "sensitivity", "specificity"}
+    # "in aug." follows the model's own card: the tiny recipe varies contrast (window), not JPEG or text.
+    in_aug = {r["shift"]: r["in_training_augmentation"] for r in out["conditions"]}
+    assert in_aug == {"clean": None, "jpeg": False, "text": False, "window": True}
 
 
 def test_stress_cli_rejects_a_bad_severity_without_a_traceback(tiny_data, capsys):

@@ -1,0 +1,65 @@
+"""Crash safety of the case store by fault injection: a child process adds one case and kills itself with
+`os._exit` at a fixed point of the write. Reopened, the store holds the case complete (its image, heatmap and
+one "create" audit event) or not at all. The random kill -9 test in test_cases.py stays as a second line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from .conftest import PROJECT_ROOT
+
+CHILD = textwrap.dedent('''
+    import os, sys
+    import numpy as np
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+    import cxr_core.cases as cases
+    from cxr_core.imaging import LoadedImage
+    from cxr_core.predict import Prediction
+
+    point = sys.argv[1]
+    crash = lambda *a, **k: os._exit(137)
+    if point == "after_image_write":
+        real = cases.write_atomic
+        def write_then_crash(*a, **k):
+            real(*a, **k)
+            os._exit(137)
+        cases.write_atomic = write_then_crash
+    else:
+        event.listen(Session, {"after_flush": "after_flush", "before_commit": "before_commit",
+                               "after_commit": "after_commit"}[point], crash)
+    rng = np.random.default_rng(0)
+    image = LoadedImage(pixels=rng.random((32, 32)).astype(np.float32), format="PNG")
+    pred = Prediction(file="x.png", label="PNEUMONIA", pneumonia_probability=0.9, subtype="VIRAL",
+                      class_probabilities={"NORMAL": 0.1, "BACTERIAL": 0.3, "VIRAL": 0.6}, threshold=0.5,
+                      assessed=True, heatmap=rng.random((7, 7)).astype(np.float32), image=image)
+    cases.CaseStore.open().add(pred, b"the same bytes every time", "model-x")
+    print("returned without crashing")
+''')
+
+POINTS = {"after_image_write": False, "after_flush": False, "before_commit": False, "after_commit": True}
+
+
+@pytest.mark.parametrize("point", sorted(POINTS))
+def test_a_crash_at_each_point_of_a_write_leaves_the_case_complete_or_absent(point, own_app_home):
+    from cxr_core.cases import CaseStore
+
+    res = subprocess.run([sys.executable, "-c", CHILD, point], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "CXR_HOME": str(own_app_home)})
+    assert res.returncode == 137, res.stdout + res.stderr  # it crashed where asked, not elsewhere
+    store = CaseStore.open()
+    listed = store.list()
+    creates = [e for e in store.audit() if e["action"] == "create"]
+    assert len(listed) == int(POINTS[point])  # committed exactly when the crash came after the commit
+    assert len(creates) == len(listed)  # an audit event exactly when the case exists
+    if listed:
+        case_id = listed[0]["case_id"]
+        assert creates[0]["case_id"] == case_id
+        stored = store.prediction(case_id)  # the image and heatmap are readable
+        assert stored.image.pixels.shape == (32, 32) and stored.heatmap.shape == (7, 7)
+        assert (stored.label, stored.subtype) == ("PNEUMONIA", "VIRAL")
