@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
-from cxr_core.model_card import policy_lines
+from cxr_core.model_card import policy_lines, used_by_policy
 
 
 def robustness_view(card: dict[str, Any]) -> None:
@@ -20,10 +20,11 @@ def robustness_view(card: dict[str, Any]) -> None:
     rows = stress["conditions"]
     st.caption(f"Scores on {stress.get('note', 'validation images')}, at the model's threshold "
                f"{card.get('threshold', float('nan')):.3f}. Shifts marked 'no' are not in training augmentation: "
-               "they measure generalisation.")
+               "they measure generalisation, except the sensitivity and specificity of the rows marked 'chose "
+               "threshold', which the threshold policy was fitted on.")
     cols = st.columns(3)
     worst = stress.get("worst_acquisition_moderate") or stress["worst_moderate"]
-    family = "another unit's acquisition, moderate" if "worst_acquisition_moderate" in stress else "moderate shifts"
+    family = "acquisition family, moderate" if "worst_acquisition_moderate" in stress else "moderate shifts"
     for col, metric in zip(cols, ("auc", "sensitivity", "specificity")):
         w = worst[metric]
         col.metric(f"Worst {metric} ({family})", f"{w['value']:.3f}", help=f"at {w['condition']}")
@@ -32,10 +33,12 @@ def robustness_view(card: dict[str, Any]) -> None:
     st.plotly_chart(charts.stress_bars(rows, metric, clean), width="stretch")
     table = pd.DataFrame(rows)[["condition", "severity_name", "in_training_augmentation", "auc", "sensitivity",
                                 "specificity", "accuracy", "n"]]
+    table.insert(3, "chose threshold", table["condition"].isin(used_by_policy(card)))
     st.dataframe(table.round(3), hide_index=True, width="stretch")
     ev = card.get("threshold_evidence")
     if ev:
         st.markdown("\n".join(policy_lines(card)))
+    if ev and "per_condition_thresholds" in ev:
         thresholds = pd.DataFrame({"condition": list(ev["per_condition_thresholds"]),
                                    "threshold for the target": list(ev["per_condition_thresholds"].values())})
         st.dataframe(thresholds.round(4), hide_index=True, width="stretch")

@@ -16,8 +16,12 @@ from typing import Iterable
 from .imaging import sniff_format
 
 SNIFF_BYTES = 64 * 1024
+# Plainly not images: documents, and the viewer programs hospital CDs carry beside the DICOM files.
 DOCUMENT_SUFFIXES = frozenset({".txt", ".xml", ".json", ".csv", ".tsv", ".md", ".html", ".htm", ".log", ".ini",
-                               ".cfg", ".pdf", ".rtf", ".doc", ".docx", ".nfo", ".inf", ".url", ".lnk"})
+                               ".cfg", ".pdf", ".rtf", ".doc", ".docx", ".nfo", ".inf", ".url", ".lnk",
+                               ".exe", ".dll", ".sys", ".msi", ".cab", ".bat", ".cmd", ".sh", ".jar", ".class",
+                               ".js", ".css", ".xsl", ".xslt", ".dtd", ".xsd", ".ico", ".ttf", ".otf", ".db",
+                               ".plist", ".dylib", ".so", ".zip"})
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """A model's input guards, fitted together: the OOD detector (ood.npz) and the population check
 (population.npz). Training, the ensemble assembly and `python -m cxr_core fit-ood` all call `fit_guards`.
 
-Each guard is fitted on the model's training images and calibrated on held-out pediatric films; the
-report the card stores gives each guard's rate on those held-out films, measured with thresholds that did
+Each guard is fitted on the model's training images and calibrated on held-out pediatric films (a single
+model's validation split; for a cross-validated ensemble, the last fold, which the other members trained on,
+so its feature thresholds are lower and its rates optimistic); the report the card stores gives each guard's rate on those held-out films, measured with thresholds that did
 not see them (`held_out_flags`), and the rate of all guards together.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .models import pooled_features
-from .ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags
+from .ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags, fold_count
 from .overlap import write_training_hashes
 from .population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
 
@@ -44,7 +45,8 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_ou
                           "very unusual (model features)": FEATURE_VERY_UNUSUAL.describe()},
                 "held_out_rates": rates,
                 "note": "rates on held-out pediatric films, each judged by thresholds calibrated without its "
-                        "patient (5 patient-grouped folds); the population check never saw these films"},
+                        f"patient ({fold_count(held_out_patients)} patient-grouped folds); the population check "
+                        "never saw these films"},
             "population_check": population}
 
 

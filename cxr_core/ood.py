@@ -8,8 +8,8 @@ Two scores, both fitted on the model's own training images:
   covariance). A film the model finds unusual is still a chest radiograph: it is assessed, with an
   "unusual" or "very unusual" warning. Sick children with tubes and leads land here, and must be read.
 
-Every threshold is calibrated on held-out pediatric films, which neither the model nor the guard was
-fitted on (`ThresholdRule.calibrate`): quantiles of the training images' own scores understate what new
+Every threshold is calibrated on held-out pediatric films, which the guard was not fitted on and, for a
+single model, the network did not train on (`ThresholdRule.calibrate`): quantiles of the training images' own scores understate what new
 films do. `cross_fitted_flags` measures a rule's false-alarm rate on films its threshold did not see.
 Stored as `ood.npz` beside the model, loaded with allow_pickle=False.
 """
@@ -52,8 +52,8 @@ class ThresholdRule:
 
     def calibrate(self, held_out_scores: np.ndarray) -> float:
         scores = np.asarray(held_out_scores, np.float64)
-        if scores.size < 5:
-            raise ValueError(f"{scores.size} held-out scores: at least 5 are needed to calibrate a guard")
+        if scores.size == 0:
+            raise ValueError("no held-out scores: a guard needs held-out films to be calibrated on")
         return float(np.quantile(scores, self.quantile)) * self.margin
 
     def describe(self) -> str:
@@ -73,10 +73,17 @@ def cross_fitted_flags(scores: np.ndarray, groups: Sequence[str], rule: Threshol
     from sklearn.model_selection import GroupKFold
 
     scores = np.asarray(scores, np.float64)
+    if len(set(groups)) < 2:  # one patient: nothing to hold out from it (the card says how many folds were used)
+        return scores > rule.calibrate(scores)
     over = np.zeros(len(scores), bool)
-    for fit, check in GroupKFold(min(folds, len(set(groups)))).split(scores, groups=list(groups)):
+    for fit, check in GroupKFold(fold_count(groups, folds)).split(scores, groups=list(groups)):
         over[check] = scores[check] > rule.calibrate(scores[fit])
     return over
+
+
+def fold_count(groups: Sequence[str], folds: int = 5) -> int:
+    """How many patient-grouped folds `cross_fitted_flags` uses for these groups (1: none, in-sample)."""
+    return max(1, min(folds, len(set(groups))))
 
 
 def thumbnails(images: np.ndarray) -> np.ndarray:

@@ -42,9 +42,14 @@ def shared_data_or_skip() -> Path:
     return SHARED_TRAIN
 
 
-# The user's own settings, as the shell passed them: never seen by a test (see `isolated_environment`).
-USER_CXR_VARIABLES = {k: v for k, v in os.environ.items() if k.startswith("CXR_")}
-for _name in USER_CXR_VARIABLES:  # also gone for session fixtures and the subprocesses they start
+def _is_user_setting(name: str) -> bool:
+    """A deployment's CXR_* variable; the test suite's own knobs (CXR_BROWSER_*) stay."""
+    return name.startswith("CXR_") and not name.startswith("CXR_BROWSER_")
+
+
+# The user's own settings, as the shell passed them, are never seen by a test: removed here, for session fixtures
+# and the subprocesses they start, and again around every test (`own_app_home`).
+for _name in [k for k in os.environ if _is_user_setting(k)]:
     del os.environ[_name]
 
 
@@ -53,7 +58,7 @@ def own_app_home(monkeypatch, tmp_path):
     """Every test gets its own $CXR_HOME (cases, saved evaluations...), never the user's, and no other CXR_*
     variable from the shell: a workstation's CXR_DATABASE_URL, CXR_REGISTRY or CXR_PACS_* must not reach a test,
     in process or in the subprocesses it starts. A test that needs one sets it itself."""
-    for name in [k for k in os.environ if k.startswith("CXR_")]:
+    for name in [k for k in os.environ if _is_user_setting(k)]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("CXR_HOME", str(tmp_path / "cxr_home"))
     return tmp_path / "cxr_home"
