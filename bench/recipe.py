@@ -21,11 +21,14 @@ from _common import ROOT, emit
 from cxr_core.paths import app_home
 from cxr_core.shifts import ACQUISITION
 
-CANDIDATES = {
-    "percentile": ["data.intensity=percentile"],
-    "equalize": ["data.intensity=equalize"],
-    "clahe": ["data.intensity=clahe"],
-    "equalize_blur": ["data.intensity=equalize", "augment.blur=0.5", "augment.blur_sigma=2.0"],
+_MILD_BLUR = ["augment.blur=0.3", "augment.blur_sigma=1.0"]  # the previous recipes' 3 x 3 blur
+_STRONG_BLUR = ["augment.blur=0.5", "augment.blur_sigma=2.0"]
+CANDIDATES = {  # every field a candidate varies is set explicitly, whatever shipped.toml holds
+    "percentile": ["data.intensity=percentile", *_MILD_BLUR],
+    "equalize": ["data.intensity=equalize", *_MILD_BLUR],
+    "clahe": ["data.intensity=clahe", *_MILD_BLUR],
+    "percentile_blur": ["data.intensity=percentile", *_STRONG_BLUR],
+    "equalize_blur": ["data.intensity=equalize", *_STRONG_BLUR],
 }
 
 

@@ -120,12 +120,13 @@ def readme_section(card: dict[str, Any], model_dir: str) -> str:
                      f"{pop['cv_adult_detection_rate']:.1%} / {pop['cv_pediatric_false_alarm_rate']:.1%} |")
     stress = card.get("stress")
     if stress:
-        w = stress["worst_moderate"]
-        lines += ["", "Stress suite (out-of-fold, at the operating threshold), worst case over every shift up to "
-                  f"moderate severity: AUC {w['auc']['value']:.3f} (`{w['auc']['condition']}`), sensitivity "
-                  f"{w['sensitivity']['value']:.3f} (`{w['sensitivity']['condition']}`), specificity "
-                  f"{w['specificity']['value']:.3f} (`{w['specificity']['condition']}`). The full table is in the model "
-                  "card and on the Dashboards page (Robustness)."]
+        worst = lambda w: ", ".join(f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)"  # noqa: E731
+                                    for m in ("auc", "sensitivity", "specificity"))
+        lines += ["", f"Stress suite ({stress.get('note', 'held-out images')}, at the operating threshold), worst case "
+                  f"up to moderate severity: over every shift, {worst(stress['worst_moderate'])}"
+                  + (f"; over the realistic acquisition family (soft, glare, unsharp, tone_curve, annotation), "
+                     f"{worst(stress['worst_acquisition_moderate'])}" if "worst_acquisition_moderate" in stress else "")
+                  + ". The full table is in the model card and on the Dashboards page (Robustness)."]
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +146,8 @@ def policy_lines(card: dict[str, Any]) -> list[str]:
                  f"scores and >= {ev['shifted_sensitivity_floor']:.2f} under every held-out shift up to severity "
                  f"{ev['max_severity']}; within that, the highest threshold, which maximises the worst-case "
                  f"specificity. Binding condition: `{ev['binding_condition']}`.",
-                 f"- What it trades: {ev['trade']} Expected at {card.get('threshold', float('nan')):.3f}: clean "
+                 f"- What it trades: {ev['trade']} At {card.get('threshold', float('nan')):.3f}, on the held-out "
+                 f"scores it was chosen on: clean "
                  f"sensitivity {at['clean']['sensitivity']:.3f} / specificity {at['clean']['specificity']:.3f}; "
                  f"worst held-out shift specificity {at[worst_key]['specificity']:.3f} (`{worst_key}`, sensitivity "
                  f"{at[worst_key]['sensitivity']:.3f})."]

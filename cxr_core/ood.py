@@ -58,11 +58,12 @@ class ThresholdRule:
 
     def describe(self) -> str:
         margin = f"{self.margin:g} x " if self.margin != 1.0 else ""
-        return f"{margin}the {self.quantile:.1%} quantile of held-out pediatric scores"
+        where = "the maximum" if self.quantile == 1.0 else f"the {self.quantile:.1%} quantile"
+        return f"{margin}{where} of held-out pediatric scores"
 
 
 # Refuse only what is clearly not a chest radiograph; warn, in two grades, for the merely unusual.
-PIXEL_REFUSAL = ThresholdRule(0.999, 1.25)
+PIXEL_REFUSAL = ThresholdRule(0.999, 1.1)  # held-out refusals ~0.2 % (cross-fitted), no training film
 FEATURE_UNUSUAL = ThresholdRule(0.995)
 FEATURE_VERY_UNUSUAL = ThresholdRule(1.0, 1.25)
 
