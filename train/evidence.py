@@ -52,7 +52,8 @@ def operating_point(config: TrainConfig, y_binary: np.ndarray, p: dict[str, np.n
 
 def stress_section(config: TrainConfig, y_binary: np.ndarray, p: dict[str, np.ndarray], threshold: float,
                    note: str) -> dict[str, Any]:
-    """The card's `stress` block: one row per condition, the worst cases overall and over held-out acquisition shifts."""
+    """The card's `stress` block: one row per condition, the worst cases over every shift and over the acquisition
+    family (whose rows say whether augmentation varied them)."""
     rows = stress_table(y_binary, p, threshold, config.augment)
     acquisition = [r for r in rows if r["severity"] == 0 or SHIFTS[r["shift"]].family == "acquisition"]
     return {"conditions": rows, "worst_moderate": worst_case(rows, 2), "worst_severe": worst_case(rows, 3),
