@@ -275,7 +275,7 @@ def evaluation_summary(y: np.ndarray, probs: np.ndarray, threshold: float, n_boo
 
 
 def roc_points(y_binary: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
-    fpr, tpr, thr = _skm().roc_curve(y_binary, p, drop_intermediate=False)  # every score: the exact highest one
+    fpr, tpr, thr = _skm().roc_curve(y_binary, p)
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": np.clip(thr, 0, 1).tolist()}
 
 

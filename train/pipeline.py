@@ -343,7 +343,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         "internal_validation": summary,
         "internal_validation_kind": f"Internal (held-out): a patient-grouped validation split of {len(val_recs)} images",
         **({"stress": stress_section(config, yb, p, threshold, "validation images (held out from training)")}
-           if len(p) > 1 else {}),
+           if needs_stress(config) else {}),
         "data": data_info, "config": config.to_dict(),
         "training_time_s": elapsed, "epochs_run": epochs_run,
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
