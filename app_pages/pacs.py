@@ -2,7 +2,6 @@
 and send the DICOM results (SR + Grad-CAM secondary capture) back into each study. The same core functions
 as `python -m cxr_core pacs`."""
 
-import os
 from datetime import date, timedelta
 
 import pandas as pd
@@ -12,6 +11,7 @@ from cxr_app.state import case_store, predictor_for, reader_name, sidebar_model_
 from cxr_core.cases import apply_site_threshold
 from cxr_core.errors import CXRError
 from cxr_core.pacs import PacsServer, analyse_study, find_studies
+from cxr_core.settings import current
 
 st.title("PACS")
 st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
@@ -24,7 +24,7 @@ if entry is None:
 threshold_in_use(entry, store)
 
 with st.form("pacs_server"):
-    url = st.text_input("DICOMweb URL", value=os.environ.get("CXR_PACS_URL", ""), key="pacs_url",
+    url = st.text_input("DICOMweb URL", value=current().pacs_url, key="pacs_url",
                         placeholder="http://pacs.example:8042/dicom-web")
     c1, c2, c3 = st.columns(3)
     user = c1.text_input("User (basic auth, optional)", key="pacs_user")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -48,10 +47,11 @@ def _open_store(url: str | None, home: str):
 
 def case_store():
     """The worklist's case store, or None with the reason shown (results are then not kept)."""
+    from cxr_core.casedb import database_url
     from cxr_core.paths import app_home
 
     try:
-        return _open_store(os.environ.get("CXR_DATABASE_URL"), str(app_home()))
+        return _open_store(database_url(), str(app_home()))
     except CXRError as exc:  # an unreachable or damaged database must not take the Viewer down
         st.error(f"{exc} Results are shown but not kept: fix CXR_DATABASE_URL or $CXR_HOME and reload.",
                  icon=":material/error:")
@@ -138,7 +138,9 @@ def _active_or_none(reg: Registry) -> str | None:
 
 
 def data_dir_default() -> str:
-    return os.environ.get("CXR_DATA_DIR", "")
+    from cxr_core.settings import current
+
+    return current().data_dir
 
 
 def resolve_data_dir(text: str) -> Path:

@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from .paths import app_home
+from .settings import current
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -39,8 +40,12 @@ class Case(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     image_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the input bytes
-    image_file: Mapped[str] = mapped_column(String(200))  # the PNG under $CXR_HOME/images/
-    heatmap_file: Mapped[str | None] = mapped_column(String(200))  # the Grad-CAM (8-bit PNG) beside it, if assessed
+    image_sha256: Mapped[str | None] = mapped_column(ForeignKey("pictures.sha256"))  # the de-identified PNG
+    heatmap_sha256: Mapped[str | None] = mapped_column(ForeignKey("pictures.sha256"))  # the Grad-CAM, if assessed
+    # Before 0004 the PNGs were files under the creating workstation's $CXR_HOME/images: a name here means that
+    # file has not been moved into `pictures` yet (`adopt_picture_files` does, on that workstation).
+    image_file: Mapped[str | None] = mapped_column(String(200))
+    heatmap_file: Mapped[str | None] = mapped_column(String(200))
     source_format: Mapped[str] = mapped_column(String(16))
     assessed: Mapped[bool] = mapped_column(Boolean)
     label: Mapped[str | None] = mapped_column(String(16), index=True)
@@ -60,6 +65,16 @@ class Case(Base):
     identifiers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # only with CXR_STORE_IDENTIFIERS=1
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     reviews: Mapped[list["Review"]] = relationship(back_populates="case", order_by="Review.id")
+
+
+class Picture(Base):
+    """A case's picture (de-identified image or heatmap) as PNG bytes, keyed by their sha256: written in the
+    case's own transaction, shared by every workstation on the database, and stored once however many cases
+    (models) use it."""
+
+    __tablename__ = "pictures"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Review(Base):
@@ -109,14 +124,46 @@ def _refuse_audit_changes(session: Session, flush_context: Any, instances: Any) 
             raise PermissionError("The audit trail is append-only: its rows cannot be changed or deleted.")
 
 
+def adopt_picture_files(connection: Connection, images_dir: Path) -> list[Path]:
+    """Move the pre-0004 PNG files found in `images_dir` into `pictures`, on `connection`'s transaction; the
+    files adopted (the caller deletes them once that transaction has committed). Files of cases made on another
+    workstation are not here: that workstation adopts them the next time it opens the store. Written against
+    lightweight table definitions, not the ORM classes, so that migration 0004 keeps working as they change."""
+    import hashlib
+
+    from sqlalchemy import column, insert, table, update
+
+    cases = table("cases", column("id"), column("image_file"), column("heatmap_file"), column("image_sha256"),
+                  column("heatmap_sha256"))
+    pictures = table("pictures", column("sha256"), column("data"))
+    pending = connection.execute(select(cases.c.id, cases.c.image_file, cases.c.heatmap_file)
+                                 .where((cases.c.image_file.is_not(None)) | (cases.c.heatmap_file.is_not(None)))).all()
+    adopted: list[Path] = []
+    known = set(connection.scalars(select(pictures.c.sha256)).all()) if pending else set()
+    for case_id, *names in pending:
+        values: dict[str, Any] = {}
+        for name, kind in zip(names, ("image", "heatmap")):
+            path = images_dir / name if name else None
+            if path is None or not path.is_file():
+                continue
+            data = path.read_bytes()
+            key = hashlib.sha256(data).hexdigest()
+            if key not in known:
+                connection.execute(insert(pictures).values(sha256=key, data=data))
+                known.add(key)
+            values.update({f"{kind}_sha256": key, f"{kind}_file": None})
+            adopted.append(path)
+        if values:
+            connection.execute(update(cases).where(cases.c.id == case_id).values(**values))
+    return adopted
+
+
 def database_url() -> str:
     """`$CXR_DATABASE_URL`, else SQLite in the app's data folder (never the checkout)."""
-    url = os.environ.get("CXR_DATABASE_URL")
-    if url:
-        return url
-    home = app_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'cases.db'}"
+    settings = current()
+    if settings.database_url.startswith("sqlite:///") and "CXR_DATABASE_URL" not in os.environ:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    return settings.database_url
 
 
 def open_engine(url: str | None = None) -> Engine:
@@ -143,6 +190,19 @@ def migrate(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:  # SQLite rebuilds a table to alter it: rows pointing at it must not block the swap
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # outside any transaction, or SQLite ignores it
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migrated case database has rows whose references are broken")
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()

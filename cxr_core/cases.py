@@ -1,19 +1,18 @@
 """The case store: every analysed image kept as a case, with readers' reviews and an audit trail.
 
-A case holds a de-identified PNG copy of the pixels (under $CXR_HOME/images/, no metadata), the result
+A case holds a de-identified PNG copy of the pixels (in the database's `pictures` table, no metadata), the result
 (label or not assessed, probabilities, warnings), the model id, threshold and CAM settings, a content
 hash (the same image is one case per model) and, for DICOM, the study/series/SOP UIDs. Patient names and IDs
 and file names are stored only where the deployment opts in (`CXR_STORE_IDENTIFIERS=1`).
 
-Crash safety: the PNG is written atomically first, then the case and its audit event commit in one
-transaction; a kill at any point leaves the case complete or absent. The CLI and the app call these
-functions, never SQL of their own.
+Crash safety: the case, its pictures and its audit event commit in one transaction; a kill at any point leaves
+the case complete or absent. Every workstation on the same database sees the case and its pictures. The CLI and
+the app call these functions, never SQL of their own.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from .casedb import AuditEvent, Case, Review, SiteOperatingPoint, database_url, open_engine
+from .casedb import (AuditEvent, Case, Picture, Review, SiteOperatingPoint, adopt_picture_files, database_url,
+                     open_engine)
 from .errors import CXRError
 from .fileio import write_atomic
-from .paths import app_home
+from .paths import legacy_images_dir
 from .imaging import LoadedImage
 from .predict import Prediction
+from .settings import current
 
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
 DECISIONS = ("agree", "disagree")
@@ -39,31 +40,44 @@ EXPORT_FOLDERS = {"NORMAL": "NORMAL", "BACTERIAL": "PNEUMONIA", "VIRAL": "PNEUMO
 
 def store_identifiers() -> bool:
     """The deployment's opt-in to keep file names and patient identifiers with cases."""
-    return os.environ.get("CXR_STORE_IDENTIFIERS", "") == "1"
+    return current().store_identifiers
 
 
 @dataclass
 class CaseStore:
     engine: Any
-    images_dir: Path
 
     @classmethod
     def open(cls, url: str | None = None) -> "CaseStore":
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import SQLAlchemyError
 
-        images = app_home() / "images"
         try:
-            images.mkdir(parents=True, exist_ok=True)
-            return cls(open_engine(url), images)
+            store = cls(open_engine(url))
+            store._adopt_local_picture_files()
+            return store
         except (SQLAlchemyError, OSError) as exc:
             where = make_url(url or database_url()).render_as_string(hide_password=True)
             raise CXRError(f"The case database {where} is unavailable ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0][:200]}).") from None
 
+    def _adopt_local_picture_files(self) -> None:
+        """Pre-0004 picture files of this workstation move into the database, then leave the disk."""
+        folder = legacy_images_dir()
+        if not folder.is_dir():
+            return
+        with self.engine.begin() as connection:
+            adopted = adopt_picture_files(connection, folder)
+            stored = set(connection.scalars(select(Picture.sha256)).all())
+        for path in [*adopted, *folder.glob("*.png")]:  # files the migration adopted are still on disk
+            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() in stored:
+                path.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
     # ---- writing
     def add(self, pred: Prediction, data: bytes, model_id: str, actor: str = "system",
-            cam_settings: dict[str, Any] | None = None) -> tuple[int, bool]:
+            cam_settings: dict[str, Any] | None = None, _retrying: bool = False) -> tuple[int, bool]:
         """Store one decoded prediction; (case id, True) when new, (existing id, False) when this image was
         already analysed by this model (the first result stands)."""
         if pred.error or pred.image is None:
@@ -73,16 +87,14 @@ class CaseStore:
         if existing is not None:
             self._restore_if_deleted(existing, actor)
             return existing, False
-        png = f"{digest}.png"
-        # The files first: a case never points to a missing file (a kill leaves at most an orphan PNG).
-        write_atomic(self.images_dir / png, _png_bytes(pred.image.pixels))
-        cam = None
+        pictures = {"image": _png_bytes(pred.image.pixels)}
         if pred.assessed and pred.heatmap is not None:
-            cam = f"{digest}.cam.png"
-            write_atomic(self.images_dir / cam, _png_bytes(pred.heatmap))
+            pictures["heatmap"] = _png_bytes(pred.heatmap)
+        keys = {kind: hashlib.sha256(data).hexdigest() for kind, data in pictures.items()}
         meta = pred.image.metadata
         identifiers = {"file_name": pred.file, **pred.image.identifiers} if store_identifiers() else None
-        case = Case(image_hash=digest, image_file=png, heatmap_file=cam, source_format=pred.image.format,
+        case = Case(image_hash=digest, image_sha256=keys["image"], heatmap_sha256=keys.get("heatmap"),
+                    source_format=pred.image.format,
                     assessed=pred.assessed, label=pred.label, subtype=pred.subtype,
                     pneumonia_probability=pred.pneumonia_probability,
                     class_probabilities=dict(pred.class_probabilities), threshold=float(pred.threshold or 0.0),
@@ -93,13 +105,19 @@ class CaseStore:
                     sop_uid=meta.get("SOPInstanceUID"), identifiers=identifiers, deleted=False)
         try:
             with Session(self.engine) as session, session.begin():
+                for kind, data in pictures.items():  # a picture another case already holds is stored once
+                    if session.get(Picture, keys[kind]) is None:
+                        session.add(Picture(sha256=keys[kind], data=data))
+                session.flush()
                 session.add(case)
                 session.flush()
                 session.add(AuditEvent(actor=actor, action="create", case_id=case.id, model_id=model_id,
                                        details={"label": pred.label, "assessed": pred.assessed}))
                 return case.id, True
-        except IntegrityError:  # another session stored the same image a moment ago
+        except IntegrityError:  # another session stored the same image (or picture) a moment ago
             existing = self._id_for(digest, model_id)
+            if existing is None and not _retrying:
+                return self.add(pred, data, model_id, actor, cam_settings, _retrying=True)
             if existing is None:
                 raise
             return existing, False
@@ -145,17 +163,34 @@ class CaseStore:
         with Session(self.engine) as session:
             return case_json(self._case(session, case_id))
 
-    def image_path(self, case_id: int) -> Path:
+    def picture(self, case_id: int, kind: str = "image") -> bytes | None:
+        """The case's de-identified image or heatmap as PNG bytes (None: an unassessed case has no heatmap);
+        a picture that is not in the database is a one-line CXRError."""
+        if kind not in ("image", "heatmap"):
+            raise CXRError(f"picture kind {kind!r} is invalid: expected 'image' or 'heatmap'.")
         with Session(self.engine) as session:
-            return self.images_dir / self._case(session, case_id).image_file
+            case = self._case(session, case_id)
+            key, legacy = ((case.image_sha256, case.image_file) if kind == "image"
+                           else (case.heatmap_sha256, case.heatmap_file))
+            if key is None and legacy is None:
+                if kind == "image":
+                    raise CXRError(f"Case {case_id}'s image is missing from the case database.")
+                return None
+            picture = session.get(Picture, key) if key else None
+            if picture is None:
+                raise CXRError(f"Case {case_id}'s {kind} is not in the case database yet: it was made on a workstation "
+                               "from before version 0004 whose picture files have not moved in. Open the app or run "
+                               "`python -m cxr_core cases list` once on that workstation.")
+            return picture.data
 
     def prediction(self, case_id: int) -> Prediction:
         """The stored result rebuilt for display and reports: the de-identified pixels, the stored heatmap,
         the result as it was decided (never re-predicted). Identifiers only where the deployment keeps them."""
         with Session(self.engine) as session:
             case = self._case(session, case_id)
-            pixels = _read_png(self.images_dir / case.image_file)
-            heat = _read_png(self.images_dir / case.heatmap_file) if case.heatmap_file else np.zeros((7, 7), np.float32)
+            image_png, heat_png = self.picture(case_id, "image"), self.picture(case_id, "heatmap")
+            pixels = _decode_png(image_png, case_id)
+            heat = _decode_png(heat_png, case_id) if heat_png is not None else np.zeros((7, 7), np.float32)
             ids = dict(case.identifiers or {})
             name = ids.pop("file_name", None) or f"Case {case.id}"
             image = LoadedImage(pixels=pixels, format=case.source_format, metadata=dict(case.image_metadata or {}),
@@ -216,7 +251,7 @@ class CaseStore:
             name = (f"IM-{row['case_id']:06d}-0001.png" if label == "NORMAL"
                     else f"person{row['case_id']}_{'bacteria' if label == 'BACTERIAL' else 'virus'}_1.png")
             (folder / sub).mkdir(parents=True, exist_ok=True)
-            write_atomic(folder / sub / name, self.image_path(row["case_id"]).read_bytes())
+            write_atomic(folder / sub / name, self.picture(row["case_id"]))
             exported.add(row["image_hash"])
             counts[sub] += 1
         with Session(self.engine) as session, session.begin():
@@ -260,10 +295,10 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def _read_png(path: Path) -> np.ndarray:
-    arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def _decode_png(data: bytes | None, case_id: int) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
     if arr is None:
-        raise CXRError(f"The stored image {path.name!r} is missing or unreadable.")
+        raise CXRError(f"Case {case_id}'s stored picture is unreadable.")
     return arr.astype(np.float32) / 255.0
 
 

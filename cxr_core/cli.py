@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -390,8 +389,9 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- DICOM and PACS
 def _pacs_server(url: str, user: str | None) -> Any:
     from .pacs import PacsServer
+    from .settings import current
 
-    return PacsServer(url, user, os.environ.get("CXR_PACS_PASSWORD") if user else None)
+    return PacsServer(url, user, current().pacs_password if user else None)
 
 
 def _store_and_site_threshold(predictor: Any) -> Any:

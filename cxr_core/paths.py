@@ -3,20 +3,21 @@ folder (platformdirs), never the git checkout and never a registered model's fol
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
 def app_home() -> Path:
-    """`$CXR_HOME` if set, else e.g. ~/.local/share/cxr-assistant on Linux."""
-    home = os.environ.get("CXR_HOME")
-    if home:
-        return Path(home).expanduser()
-    import platformdirs
+    """`$CXR_HOME` if set, else e.g. ~/.local/share/cxr-assistant on Linux (see settings.py)."""
+    from .settings import current
 
-    return Path(platformdirs.user_data_dir("cxr-assistant", appauthor=False))
+    return current().home
 
 
 def evaluations_dir(model_id: str) -> Path:
     """Saved evaluations of one model, keyed by its id (the model folder itself never changes)."""
     return app_home() / "evaluations" / model_id
+
+
+def legacy_images_dir() -> Path:
+    """Where case pictures were files before migration 0004 (now they live in the case database)."""
+    return app_home() / "images"

@@ -36,7 +36,9 @@ ACTIVE_FILE = "ACTIVE"
 
 
 def default_registry_root() -> Path:
-    return Path(os.environ.get("CXR_REGISTRY", DEFAULT_REGISTRY))
+    from .settings import current
+
+    return current().registry
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,16 @@ MUTATIONS = (
                                        details={"label": pred.label, "assessed": pred.assessed}))
                 return case_id, True"""),),
              ("tests/test_crash_safety.py",)),
-    Mutation("the image is written after the commit", "cxr_core/cases.py",
-             (("        write_atomic(self.images_dir / png, _png_bytes(pred.image.pixels))\n", ""),
-              ("                return case.id, True", """                case_id = case.id
-            write_atomic(self.images_dir / png, _png_bytes(pred.image.pixels))
+    Mutation("the pictures are stored after the case commits (two transactions)", "cxr_core/cases.py",
+             (("""                for kind, data in pictures.items():  # a picture another case already holds is stored once
+                    if session.get(Picture, keys[kind]) is None:
+                        session.add(Picture(sha256=keys[kind], data=data))
+                session.flush()
+""", ""), ("                return case.id, True", """                case_id = case.id
+            with Session(self.engine) as session, session.begin():
+                for kind, data in pictures.items():
+                    if session.get(Picture, keys[kind]) is None:
+                        session.add(Picture(sha256=keys[kind], data=data))
             return case_id, True""")),
              ("tests/test_crash_safety.py",)),
     Mutation("the image guards never refuse or warn", "cxr_core/ood.py",

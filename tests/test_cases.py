@@ -45,9 +45,9 @@ def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(sto
     case_id, created = store.add(pred, data, "model-x", actor="tester")
     again, created_again = store.add(tiny_predictor.predict(data, name="copy.dcm"), data, "model-x")
     assert created and not created_again and again == case_id
-    png = store.image_path(case_id)
-    assert png.parent == own_app_home / "images" and cv2.imread(str(png)) is not None
-    assert b"Secret" not in png.read_bytes()
+    png = store.picture(case_id)  # the de-identified pixels live in the database, not in a workstation's files
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) is not None and b"Secret" not in png
+    assert not (own_app_home / "images").exists()
     db = _database_bytes(own_app_home)
     assert b"Secret" not in db and b"ID-12345" not in db  # no identifiers or file names without the opt-in
     [row] = store.list()
@@ -189,10 +189,65 @@ def test_a_database_made_by_the_first_schema_upgrades_in_place(own_app_home):
     [row] = store.list()
     assert row["case_id"] == 1 and row["model_id"] == "model-x" and row["view"] is None
     inspector = inspect(store.engine)
-    assert {"heatmap_file", "image_metadata"} <= {c["name"] for c in inspector.get_columns("cases")}
+    assert {"heatmap_sha256", "image_metadata"} <= {c["name"] for c in inspector.get_columns("cases")}
     assert "ix_cases_created" in {i["name"] for i in inspector.get_indexes("cases")}
     assert inspector.get_unique_constraints("cases") == [{"name": "uq_case_image_model",
                                                           "column_names": ["image_hash", "model_id"]}]
+
+
+def _database_at_0002(home, png: bytes, cam: bytes, other_png: bytes) -> None:
+    """A real 0002 database as a workstation left it: case 1 with its image and heatmap files in
+    $CXR_HOME/images (and a review), case 2 made on another workstation whose files are not here."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from cxr_core.casedb import MIGRATIONS
+
+    (home / "images").mkdir(parents=True)
+    (home / "images" / "h1.png").write_bytes(png)
+    (home / "images" / "h1.cam.png").write_bytes(cam)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(f"sqlite:///{home / 'cases.db'}")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        for case_id, digest, cam_file in ((1, "h1", "'h1.cam.png'"), (2, "h2", "NULL")):
+            connection.execute(text(
+                "INSERT INTO cases (id, created, image_hash, image_file, heatmap_file, source_format, assessed,"
+                " class_probabilities, threshold, threshold_source, warnings, not_assessed_reasons, model_id,"
+                f" cam_settings, image_metadata, deleted) VALUES ({case_id}, '2026-11-30 10:00', '{digest}',"
+                f" '{digest}.png', {cam_file}, 'PNG', 1, '{{}}', 0.5, 'model', '[]', '[]', 'model-x', '{{}}', '{{}}', 0)"))
+        connection.execute(text("INSERT INTO reviews (case_id, time, decision, label, reader, comment) VALUES"
+                                " (1, '2026-11-30 11:00', 'agree', 'NORMAL', 'Dr A', '')"))
+    engine.dispose()
+
+
+def test_the_0004_migration_moves_a_workstations_picture_files_into_the_database(own_app_home, tmp_path, monkeypatch):
+    from cxr_core.cases import CaseStore
+    from cxr_core.errors import CXRError
+
+    rng = np.random.default_rng(0)
+    png, cam, other = (cv2.imencode(".png", rng.integers(0, 255, (24, 20), dtype=np.uint8))[1].tobytes()
+                       for _ in range(3))
+    _database_at_0002(own_app_home, png, cam, other)
+    store = CaseStore.open()  # upgrades to head: the files found here move in, and leave the disk
+    assert store.picture(1) == png and store.picture(1, "heatmap") == cam
+    assert store.prediction(1).image.pixels.shape == (24, 20) and store.list()[-1]["review"]["reader"] == "Dr A"
+    assert not (own_app_home / "images").exists()
+    with pytest.raises(CXRError, match=r"^Case 2's image is not in the case database yet") as missing:
+        store.prediction(2)  # made on a workstation whose files have not moved in: one line, no traceback
+    assert "\n" not in str(missing.value)
+    # That workstation opens the same database: its files move in, and every workstation can open case 2.
+    other_home = tmp_path / "workstation-b"
+    (other_home / "images").mkdir(parents=True)
+    (other_home / "images" / "h2.png").write_bytes(other)
+    monkeypatch.setenv("CXR_DATABASE_URL", f"sqlite:///{own_app_home / 'cases.db'}")
+    monkeypatch.setenv("CXR_HOME", str(other_home))
+    CaseStore.open()
+    assert store.picture(2) == other and store.picture(2, "heatmap") is None
+    assert not (other_home / "images").exists()
 
 
 def test_identifiers_are_stored_only_with_the_deployment_opt_in(store, tiny_predictor, own_app_home, monkeypatch):
@@ -395,12 +450,13 @@ def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_re
     db = own_app_home / "cases.db"
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        cases = con.execute("SELECT id, image_file FROM cases").fetchall()
+        cases = con.execute("SELECT c.id, p.data FROM cases c LEFT JOIN pictures p ON p.sha256 = c.image_sha256"
+                            ).fetchall()
         created = con.execute("SELECT case_id FROM audit WHERE action = 'create'").fetchall()
     assert 10 <= len(cases) < 40
     assert sorted(c[0] for c in cases) == sorted(c[0] for c in created)  # each case with its audit event
     for _, png in cases:
-        assert cv2.imread(str(own_app_home / "images" / png)) is not None  # and its image
+        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) is not None  # and its image
     resumed = subprocess.run([sys.executable, "-m", "cxr_core", "predict", str(folder), "--save", "--json"],
                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0

@@ -1,6 +1,6 @@
 """Crash safety of the case store by fault injection: a child process adds one case and kills itself with
 `os._exit` at a fixed point of the write. Reopened, the store holds the case complete (its image, heatmap and
-one "create" audit event) or not at all. The random kill -9 test in test_cases.py stays as a second line."""
+one "create" audit event, all in the database) or not at all, and no orphan picture. The random kill -9 test in test_cases.py stays as a second line."""
 
 from __future__ import annotations
 
@@ -24,15 +24,7 @@ CHILD = textwrap.dedent('''
 
     point = sys.argv[1]
     crash = lambda *a, **k: os._exit(137)
-    if point == "after_image_write":
-        real = cases.write_atomic
-        def write_then_crash(*a, **k):
-            real(*a, **k)
-            os._exit(137)
-        cases.write_atomic = write_then_crash
-    else:
-        event.listen(Session, {"after_flush": "after_flush", "before_commit": "before_commit",
-                               "after_commit": "after_commit"}[point], crash)
+    event.listen(Session, point, crash)
     rng = np.random.default_rng(0)
     image = LoadedImage(pixels=rng.random((32, 32)).astype(np.float32), format="PNG")
     pred = Prediction(file="x.png", label="PNEUMONIA", pneumonia_probability=0.9, subtype="VIRAL",
@@ -42,11 +34,16 @@ CHILD = textwrap.dedent('''
     print("returned without crashing")
 ''')
 
-POINTS = {"after_image_write": False, "after_flush": False, "before_commit": False, "after_commit": True}
+# after_flush: the pictures are flushed, not the case; before_commit: everything flushed, nothing committed.
+POINTS = {"after_flush": False, "before_commit": False, "after_commit": True}
 
 
 @pytest.mark.parametrize("point", sorted(POINTS))
 def test_a_crash_at_each_point_of_a_write_leaves_the_case_complete_or_absent(point, own_app_home):
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from cxr_core.casedb import Picture
     from cxr_core.cases import CaseStore
 
     res = subprocess.run([sys.executable, "-c", CHILD, point], cwd=PROJECT_ROOT, capture_output=True, text=True,
@@ -63,3 +60,5 @@ def test_a_crash_at_each_point_of_a_write_leaves_the_case_complete_or_absent(poi
         stored = store.prediction(case_id)  # the image and heatmap are readable
         assert stored.image.pixels.shape == (32, 32) and stored.heatmap.shape == (7, 7)
         assert (stored.label, stored.subtype) == ("PNEUMONIA", "VIRAL")
+    with Session(store.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Picture)) == 2 * len(listed)  # no orphan picture

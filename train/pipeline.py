@@ -46,9 +46,9 @@ from train.status import read_status, write_status
 
 def default_runs_dir() -> Path:
     """Runs are user data: `$CXR_HOME/runs` (or `$CXR_RUNS_DIR`), never the checkout."""
-    from cxr_core.paths import app_home
+    from cxr_core.settings import current
 
-    return Path(os.environ.get("CXR_RUNS_DIR") or app_home() / "runs")
+    return current().runs
 
 
 LOCK_NAME = ".train.lock"

@@ -1,0 +1,80 @@
+"""The deployment's settings: one frozen object, read from the environment in one place (`Settings.from_env`).
+
+Every surface (CLI, app, listener, benches) asks `current()` instead of reading `os.environ` itself, so a
+setting has one name, one default and one validity check, and a bad value is one clear error.
+
+    CXR_HOME                  user data: cases.db, evaluations, runs, user-trained models
+    CXR_DATABASE_URL          the case database (default SQLite at $CXR_HOME/cases.db)
+    CXR_STORE_IDENTIFIERS     "1": keep file names, patient identifiers and accession numbers with cases
+    CXR_REGISTRY              the shipped model registry (default assets/models in the checkout)
+    CXR_RUNS_DIR              training runs (default $CXR_HOME/runs)
+    CXR_WORKLIST_REFRESH_S    how often the Worklist page refreshes itself, seconds (0: never; default 10)
+    CXR_PACS_URL              the DICOMweb URL the PACS page starts with
+    CXR_PACS_PASSWORD         the PACS password (never on a command line)
+    CXR_DATA_DIR              the dataset folder the Dashboards and Training pages start with
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    store_identifiers: bool = False
+    registry: Path = PROJECT_ROOT / "assets" / "models"
+    runs_dir: Path | None = None
+    worklist_refresh_s: float = 10.0
+    pacs_url: str = ""
+    pacs_password: str | None = None
+    data_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.worklist_refresh_s <= 3600.0:
+            raise ConfigError(f"CXR_WORKLIST_REFRESH_S {self.worklist_refresh_s!r} is invalid: expected seconds "
+                              "from 0 (never) to 3600.")
+
+    @property
+    def runs(self) -> Path:
+        return self.runs_dir or self.home / "runs"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env["CXR_HOME"]).expanduser() if env.get("CXR_HOME") else _platform_home()
+        refresh = env.get("CXR_WORKLIST_REFRESH_S", "10")
+        try:
+            refresh_s = float(refresh)
+        except ValueError:
+            raise ConfigError(f"CXR_WORKLIST_REFRESH_S {refresh!r} is invalid: expected a number of seconds.") from None
+        flag = env.get("CXR_STORE_IDENTIFIERS", "")
+        if flag not in ("", "0", "1"):
+            raise ConfigError(f"CXR_STORE_IDENTIFIERS {flag!r} is invalid: expected 1 (keep identifiers) or 0.")
+        return cls(home=home,
+                   database_url=env.get("CXR_DATABASE_URL") or f"sqlite:///{home / 'cases.db'}",
+                   store_identifiers=flag == "1",
+                   registry=Path(env["CXR_REGISTRY"]) if env.get("CXR_REGISTRY") else PROJECT_ROOT / "assets" / "models",
+                   runs_dir=Path(env["CXR_RUNS_DIR"]) if env.get("CXR_RUNS_DIR") else None,
+                   worklist_refresh_s=refresh_s, pacs_url=env.get("CXR_PACS_URL", ""),
+                   pacs_password=env.get("CXR_PACS_PASSWORD") or None, data_dir=env.get("CXR_DATA_DIR", ""))
+
+
+def current() -> Settings:
+    """The settings as the environment says now (cheap: read on every call, so a test's or a bench's change
+    of environment is seen at once)."""
+    return Settings.from_env()
+
+
+def _platform_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("cxr-assistant", appauthor=False))
