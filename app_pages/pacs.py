@@ -17,7 +17,7 @@ st.title("PACS")
 st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
 entry = sidebar_model_panel()
 store = case_store()
-reader_name()
+reader = reader_name()
 if entry is None:
     st.warning("No model is available, so nothing can be analysed. Train one on the Training page.")
     st.stop()
@@ -69,7 +69,7 @@ if st.button(f"Analyse {len(chosen)} selected stud{'y' if len(chosen) == 1 else 
     bar = st.progress(0.0, text="Analysing...")
     for k, study_uid in enumerate(chosen):
         try:
-            for result in analyse_study(server(), study_uid, predictor, send=send, store=store,
+            for result in analyse_study(server(), study_uid, predictor, send=send, store=store, actor=reader or "unsigned",
                                         progress=lambda done, total: bar.progress(
                                             (k + done / total) / len(chosen), text=f"Study {k + 1} of {len(chosen)}: "
                                                                                   f"{done} of {total} instance(s)")):

@@ -62,7 +62,7 @@ if todo:
         case_id = None
         if store is not None and pred.error is None:
             try:
-                case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "viewer",
+                case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "unsigned",
                                        cam_settings={"opacity": display.opacity, "colormap": display.colormap})
             except (CXRError, SQLAlchemyError) as exc:  # e.g. a full disk or a lost database connection
                 st.error(f"{upload.name} was analysed but could not be kept as a case ({type(exc).__name__}); "

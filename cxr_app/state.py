@@ -58,9 +58,28 @@ def case_store():
         return None
 
 
+READER = "reader_name"  # not a widget key: Streamlit drops a widget's state when another page is shown
+
+
 def reader_name() -> str:
-    """The reader's name for reviews and the audit trail (this session; asked once in the sidebar)."""
-    return st.sidebar.text_input("Your name (reviews and audit)", key="reader", placeholder="e.g. Dr A. Smith").strip()
+    """The reader's name for reviews and the audit trail: from the trusted reverse-proxy header the deployment
+    names (CXR_READER_HEADER), else asked once per browser session in the sidebar and kept across pages."""
+    from cxr_core.settings import current
+
+    header = current().reader_header
+    if header:
+        signed_in = (st.context.headers.get(header) or "").strip()
+        st.sidebar.caption(f"Reader: **{signed_in}** (signed in)" if signed_in else
+                           f"No reader: the sign-in header {header} is missing, so changes cannot be saved.")
+        return signed_in
+
+    def keep() -> None:
+        st.session_state[READER] = st.session_state["reader_input"].strip()
+
+    st.session_state.setdefault(READER, "")
+    st.sidebar.text_input("Your name (reviews and audit)", value=st.session_state[READER], key="reader_input",
+                          on_change=keep, placeholder="e.g. Dr A. Smith")
+    return st.session_state[READER]
 
 
 def threshold_in_use(entry: ModelEntry, store) -> dict | None:

@@ -318,6 +318,8 @@ def case_json(case: Case) -> dict[str, Any]:
             "threshold": case.threshold, "threshold_source": case.threshold_source, "status": status,
             "view": (case.image_metadata or {}).get("ViewPosition"), "study_date": (case.image_metadata or {}).get("StudyDate"),
             "study_uid": case.study_uid, "series_uid": case.series_uid, "sop_uid": case.sop_uid,
+            # an identifier: stored, and shown, only where the deployment opts in (CXR_STORE_IDENTIFIERS=1)
+            "accession": (case.identifiers or {}).get("AccessionNumber") if current().store_identifiers else None,
             "warnings": case.warnings, "not_assessed_reasons": case.not_assessed_reasons,
             "review": None if latest is None else {"decision": latest.decision, "label": latest.label,
                                                    "reader": latest.reader, "comment": latest.comment,

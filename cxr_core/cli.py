@@ -270,17 +270,20 @@ def _ci(v: list[float]) -> str:
 # ----------------------------------------------------------------------------------------------- cases
 def cmd_cases_list(args: argparse.Namespace) -> int:
     from .cases import CaseStore
+    from .worklist import triage_order
 
-    rows = CaseStore.open().list(args.status)
+    rows = triage_order(CaseStore.open().list(args.status))
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return 0
-    print(f"{'case':>6}  {'created':<19}  {'label':<12}  {'P(pneu)':>7}  {'status':<9}  model")
+    print(f"{'case':>6}  {'created':<19}  {'label':<12}  {'P(pneu)':>7}  {'threshold':<9}  {'status':<9}  "
+          f"{'study date':<10}  model")
     for r in rows:
         label = r["label"] or "not assessed"
         p = "" if r["pneumonia_probability"] is None else f"{r['pneumonia_probability']:.3f}"
-        print(f"{r['case_id']:>6}  {r['created'][:19]:<19}  {label:<12}  {p:>7}  {r['status']:<9}  {r['model_id']}")
+        print(f"{r['case_id']:>6}  {r['created'][:19]:<19}  {label:<12}  {p:>7}  {r['threshold_source']:<9}  "
+              f"{r['status']:<9}  {r['study_date'] or '':<10}  {r['model_id']}")
     return 0
 
 

@@ -101,9 +101,11 @@ def find_studies(server: PacsServer, since: date | None = None, limit: int = 200
 
 
 def analyse_study(server: PacsServer, study_uid: str, predictor: Any, send: bool = False, store: Any = None,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[AnalysedInstance]:
+                  progress: Callable[[int, int], None] | None = None,
+                  actor: str = "unsigned") -> Iterator[AnalysedInstance]:
     """Retrieve a study, analyse each instance and (with `send`) store its SR and SC back into the study.
-    Yields one AnalysedInstance per retrieved instance; raises CXRError for an empty or unknown study."""
+    Yields one AnalysedInstance per retrieved instance; raises CXRError for an empty or unknown study.
+    `actor`: the person the audit names for the cases made."""
     if not study_uid.strip():
         raise CXRError("A study UID is needed.")
     client = server.client()
@@ -111,7 +113,7 @@ def analyse_study(server: PacsServer, study_uid: str, predictor: Any, send: bool
     if not instances:
         raise CXRError(f"Study {study_uid} has no instances on the PACS at {server.url}.")
     for i, ds in enumerate(instances):
-        result = analyse_instance(ds, predictor, store, actor="pacs")
+        result = analyse_instance(ds, predictor, store, actor=actor)
         if send and result.results:
             server.store(result.results, study_uid)
         if progress:

@@ -12,6 +12,8 @@ setting has one name, one default and one validity check, and a bad value is one
     CXR_PACS_URL              the DICOMweb URL the PACS page starts with
     CXR_PACS_PASSWORD         the PACS password (never on a command line)
     CXR_DATA_DIR              the dataset folder the Dashboards and Training pages start with
+    CXR_READER_HEADER         a trusted reverse-proxy header naming the signed-in reader (e.g. X-Forwarded-User);
+                              unset: each reader types a name once per browser session
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Settings:
     pacs_url: str = ""
     pacs_password: str | None = None
     data_dir: str = ""
+    reader_header: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.worklist_refresh_s <= 3600.0:
@@ -65,7 +68,8 @@ class Settings:
                    registry=Path(env["CXR_REGISTRY"]) if env.get("CXR_REGISTRY") else PROJECT_ROOT / "assets" / "models",
                    runs_dir=Path(env["CXR_RUNS_DIR"]) if env.get("CXR_RUNS_DIR") else None,
                    worklist_refresh_s=refresh_s, pacs_url=env.get("CXR_PACS_URL", ""),
-                   pacs_password=env.get("CXR_PACS_PASSWORD") or None, data_dir=env.get("CXR_DATA_DIR", ""))
+                   pacs_password=env.get("CXR_PACS_PASSWORD") or None, data_dir=env.get("CXR_DATA_DIR", ""),
+                   reader_header=env.get("CXR_READER_HEADER", "").strip())
 
 
 def current() -> Settings:

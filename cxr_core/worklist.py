@@ -1,5 +1,5 @@
-"""The worklist's filter: one rule for which stored cases a reader sees (the app's Worklist page; the CLI's
-`cases list --status` is its status part)."""
+"""The worklist's rules: which stored cases a reader sees (`WorklistFilter`), and in which order (`triage_order`).
+The app's Worklist page and the CLI's `cases list` both call them."""
 
 from __future__ import annotations
 
@@ -52,5 +52,19 @@ class WorklistFilter:
 
 
 def filter_cases(cases: list[dict[str, Any]], chosen: WorklistFilter) -> list[dict[str, Any]]:
-    """The cases `chosen` keeps, in their given order (newest first from CaseStore.list)."""
-    return [c for c in cases if chosen.keeps(c)]
+    """The cases `chosen` keeps, in triage order."""
+    return triage_order([c for c in cases if chosen.keeps(c)])
+
+
+def triage_order(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cases that need a human read most come first: not assessed (the model said nothing), then PNEUMONIA
+    by descending P(pneumonia), then the rest; newest first within each (and within equal P)."""
+    def group(case: dict[str, Any]) -> tuple[int, float]:
+        if not case["assessed"]:
+            return 0, 0.0
+        if case["label"] == "PNEUMONIA":
+            return 1, -float(case["pneumonia_probability"] or 0.0)
+        return 2, 0.0
+
+    newest_first = sorted(cases, key=lambda c: (c["created"], c["case_id"]), reverse=True)
+    return sorted(newest_first, key=group)  # stable: the newest-first order holds within each group

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_core.errors import CXRError
-from cxr_core.worklist import WorklistFilter, filter_cases
+from cxr_core.worklist import WorklistFilter, filter_cases, triage_order
 
 from . import inputs
 from .conftest import PROJECT_ROOT
@@ -16,9 +16,9 @@ from .conftest import PROJECT_ROOT
 APP = str(PROJECT_ROOT / "app.py")
 
 
-def _case(i, status="new", label="NORMAL", p=0.2, warnings=(), model="m1", created="2026-11-20T10:00:00"):
+def _case(i, status="new", label="NORMAL", p=0.2, warnings=(), model="m1", created="2026-11-20T10:00:00+00:00"):
     return {"case_id": i, "status": status, "label": label, "pneumonia_probability": p, "warnings": list(warnings),
-            "model_id": model, "created": created}
+            "model_id": model, "created": created, "assessed": label is not None}
 
 
 CASES = [_case(1), _case(2, "reviewed", "PNEUMONIA", 0.9, ["unusual size"], "m2", "2026-11-24T09:00:00+00:00"),
@@ -26,18 +26,28 @@ CASES = [_case(1), _case(2, "reviewed", "PNEUMONIA", 0.9, ["unusual size"], "m2"
 
 
 @pytest.mark.parametrize("chosen, kept", [
-    (WorklistFilter(), [1, 2, 3]),
-    (WorklistFilter(statuses=("reviewed", "disagreed")), [2, 3]),
+    (WorklistFilter(), [3, 2, 1]),  # triage order
+    (WorklistFilter(statuses=("reviewed", "disagreed")), [3, 2]),
     (WorklistFilter(labels=("not assessed",)), [3]),
     (WorklistFilter(models=("m2",)), [2]),
-    (WorklistFilter(warnings=True), [2, 3]),
+    (WorklistFilter(warnings=True), [3, 2]),
     (WorklistFilter(warnings=False), [1]),
     (WorklistFilter(p_min=0.5), [2]),  # a narrowed range leaves out cases without a probability
     (WorklistFilter(start=date(2026, 11, 21)), [2]),
-    (WorklistFilter(end=date(2026, 11, 20)), [1, 3]),
+    (WorklistFilter(end=date(2026, 11, 20)), [3, 1]),
 ])
 def test_the_worklist_filter(chosen, kept):
     assert [c["case_id"] for c in filter_cases(CASES, chosen)] == kept
+
+
+def test_the_triage_order_puts_the_cases_that_need_a_read_first():
+    day = lambda d: f"2026-11-{d:02d}T10:00:00+00:00"  # noqa: E731
+    cases = [_case(1, label="NORMAL", p=0.1, created=day(25)), _case(2, label="PNEUMONIA", p=0.7, created=day(21)),
+             _case(3, label=None, p=None, created=day(20)), _case(4, label="PNEUMONIA", p=0.95, created=day(20)),
+             _case(5, label=None, p=None, created=day(22)), _case(6, label="NORMAL", p=0.3, created=day(26)),
+             _case(7, label="PNEUMONIA", p=0.7, created=day(24))]
+    # not assessed (newest first), PNEUMONIA by descending P (newest first at equal P), then the rest, newest first
+    assert [c["case_id"] for c in triage_order(cases)] == [5, 3, 4, 7, 2, 6, 1]
 
 
 @pytest.mark.parametrize("kwargs, quoted", [({"statuses": ("done",)}, "'done'"), ({"labels": ("VIRAL",)}, "'VIRAL'"),
@@ -84,7 +94,7 @@ def test_cases_survive_page_switches_and_new_sessions_and_open_in_the_viewer(app
     viewer.run()
     assert not viewer.exception, viewer.exception
     assert any(f"Case {ids[1]}" in m.value for m in viewer.markdown)
-    viewer.sidebar.text_input(key="reader").input("Dr Review").run()
+    viewer.sidebar.text_input(key="reader_input").input("Dr Review").run()
     viewer.radio(key="decision_0").set_value("disagree")
     viewer.selectbox(key="final_0").set_value("VIRAL")
     viewer.text_input(key="comment_0").input("patchy")
@@ -119,7 +129,7 @@ def test_the_site_operating_point_is_saved_from_a_local_evaluation(app_env, tiny
     at.slider(key="threshold").set_value(0.6).run()
     at.button(key="site_save").click().run()
     assert any("author" in e.value for e in at.error) and CaseStore.open().site_threshold(model_id) is None
-    at.sidebar.text_input(key="reader").input("Dr Site").run()
+    at.sidebar.text_input(key="reader_input").input("Dr Site").run()
     at.button(key="site_save").click().run()
     assert not at.exception, at.exception
     point = CaseStore.open().site_threshold(model_id)
