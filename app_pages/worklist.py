@@ -85,7 +85,7 @@ def worklist_table() -> None:
     selected = st.session_state.get(SELECTED)
     if selected is not None and selected not in st.session_state["wl_shown_ids"]:
         selected = None  # filtered out, or removed in another session
-    c1, c2, c3 = st.columns([1, 1, 3])
+    c1, c2, c3 = st.columns([1.4, 1.7, 2])
     if c1.button("Open in the Viewer", icon=":material/open_in_new:", disabled=selected is None, key="wl_open"):
         st.switch_page("app_pages/viewer.py", query_params={"case": str(selected)})
     if c2.button("Remove from the worklist", icon=":material/delete:", disabled=selected is None, key="wl_remove",

@@ -95,3 +95,15 @@ def tiny_predictor(tiny_model_dir):
     from cxr_core.predict import Predictor
 
     return Predictor(tiny_model_dir)
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on loopback (tests/harness.py); skips, saying why, where it cannot run."""
+    from .harness import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.skip(f"{exc}; the SQLite tests still ran")

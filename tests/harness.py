@@ -1,5 +1,6 @@
 """Run the app for tests and benchmarks: a Streamlit server on a free loopback port and headless
-Debian chromium drivers. Used by tests/test_browser.py, bench/app.py and bench/load_app.py."""
+Debian chromium drivers, and a throwaway PostgreSQL server. Used by the tests and by bench/app.py,
+bench/load_app.py and bench/cases.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -108,3 +110,65 @@ def upload(driver: Any, paths: list[Path]) -> None:
 
 def results_shown(driver: Any, n: int) -> bool:
     return body_text(driver).count("Download PDF report") >= n
+
+
+class PostgresUnavailable(RuntimeError):
+    """PostgreSQL cannot be started here (not installed, or root without a `postgres` user)."""
+
+
+def _postgres_bin() -> str | None:
+    """Debian's PostgreSQL server binaries (newest version), or None."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if found:
+        return os.path.dirname(found[-1])
+    postgres = shutil.which("postgres")
+    return os.path.dirname(os.path.realpath(postgres)) if postgres else None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port in a temp folder, stopped by its pid; yields its
+    SQLAlchemy URL. Raises PostgresUnavailable (say why, and skip) where it cannot run."""
+    import pwd
+    import signal
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        raise PostgresUnavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    folder = tempfile.mkdtemp(prefix="cxr-pg-")  # not under pytest's root-only tmp folder
+    demote: dict[str, Any] = {}
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as Debian's `postgres` user
+        try:
+            entry = pwd.getpwnam("postgres")
+        except KeyError:
+            raise PostgresUnavailable("running as root without a `postgres` user: PostgreSQL cannot be started") from None
+        shutil.chown(folder, entry.pw_uid, entry.pw_gid)
+
+        def as_postgres() -> None:
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+
+        demote = {"preexec_fn": as_postgres}
+    data, port = os.path.join(folder, "data"), free_port()
+    init = subprocess.run([f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "cxr"], capture_output=True,
+                          text=True, **demote)
+    if init.returncode != 0:
+        raise RuntimeError(f"initdb failed: {init.stderr}")
+    server = subprocess.Popen([f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+                               "-k", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **demote)
+    try:
+        for _ in range(150):
+            if subprocess.run([f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        subprocess.run([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "cxr", "cases"], check=True,
+                       capture_output=True)
+        yield f"postgresql+psycopg://cxr@127.0.0.1:{port}/cases"
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)

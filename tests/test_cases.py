@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -358,67 +356,6 @@ def _cli_round_trip(tiny_registry, tiny_data, tmp_path, env) -> None:
 def test_the_cases_commands_round_trip_on_sqlite(tiny_registry, tiny_data, tmp_path):
     env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
     _cli_round_trip(tiny_registry, tiny_data, tmp_path, env)
-
-
-def _postgres_bin():
-    """Debian's PostgreSQL server binaries (newest version), or None."""
-    import glob
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    if found:
-        return os.path.dirname(found[-1])
-    postgres = shutil.which("postgres")
-    return os.path.dirname(os.path.realpath(postgres)) if postgres else None
-
-
-@pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL server on a free loopback port in a temp folder, stopped by its pid."""
-    import tempfile
-
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); the SQLite tests still ran")
-    from .harness import free_port
-
-    folder = tempfile.mkdtemp(prefix="cxr-pg-")  # not under pytest's root-only tmp folder
-    data, port = os.path.join(folder, "data"), free_port()
-    user = {"preexec_fn": _as_postgres_user(folder)} if os.geteuid() == 0 else {}
-    init = subprocess.run([f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "cxr"], capture_output=True,
-                          text=True, **user)
-    assert init.returncode == 0, init.stderr
-    server = subprocess.Popen([f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-                               "-k", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **user)
-    try:
-        for _ in range(150):
-            if subprocess.run([f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        subprocess.run([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "cxr", "cases"], check=True,
-                       capture_output=True)
-        yield f"postgresql+psycopg://cxr@127.0.0.1:{port}/cases"
-    finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown
-        server.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _as_postgres_user(folder):
-    """PostgreSQL refuses to run as root: run it as the Debian `postgres` user, owning the temp folder."""
-    import pwd
-
-    try:
-        entry = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("Running as root without a `postgres` user: PostgreSQL cannot be started for the test")
-    shutil.chown(folder, entry.pw_uid, entry.pw_gid)
-
-    def demote():
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-
-    return demote
 
 
 def test_the_cases_commands_round_trip_on_postgresql(tiny_registry, tiny_data, tmp_path, postgres_url):

@@ -1,0 +1,152 @@
+"""Several workstations, one worklist, tested as a deployment runs: PostgreSQL on loopback, two app servers
+(`streamlit run`, two CXR_HOME folders, one CXR_DATABASE_URL) driven by Debian's chromium, and the DICOM
+listener as a third writer. Skips, saying why, where chromium or PostgreSQL is missing; .ci/run installs both."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pydicom
+import pytest
+
+from . import inputs
+from .conftest import PROJECT_ROOT
+from .test_browser import screenshot
+from .harness import CHROMEDRIVER, CHROMIUM, body_text, free_port, make_browser, results_shown, start_app, upload, wait_for
+
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+
+READER_BOX = "input[aria-label='Your name (reviews and audit)']"
+REFRESH_S = 2
+
+
+def _sign_in(browser, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, READER_BOX), what="the reader's name box")
+    browser.find_element(By.CSS_SELECTOR, READER_BOX).send_keys(name + "\n")
+    wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, READER_BOX).get_attribute("value") == name,
+             what="the reader's name")
+    time.sleep(0.5)  # the name reaches the server before the next action
+
+
+def _select_first_row(browser) -> None:
+    """Click the selection cell of the worklist table's first row (the grid is a canvas)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    grid = browser.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
+    ActionChains(browser).move_to_element_with_offset(grid, -grid.size["width"] // 2 + 15,
+                                                      -grid.size["height"] // 2 + 35 + 17).click().perform()
+
+
+def _c_store(port: int, ds) -> int:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(DigitalXRayImageStorageForPresentation)
+    for _ in range(600):  # the listener needs a few seconds to load the model
+        assoc = ae.associate("127.0.0.1", port, ae_title="CXRAI")
+        if assoc.is_established:
+            break
+        time.sleep(0.2)
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    return int(status.Status) if status else -1
+
+
+def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny_registry, tiny_data, postgres_url,
+                                                                             tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from cxr_core.cases import CaseStore
+
+    common = {"CXR_REGISTRY": str(tiny_registry.root), "CXR_DATABASE_URL": postgres_url,
+              "CXR_WORKLIST_REFRESH_S": str(REFRESH_S)}
+    homes = {name: tmp_path / f"workstation-{name}" for name in ("a", "b", "listener")}
+    servers, browsers, listener = [], [], None
+    try:
+        servers = [start_app({**common, "CXR_HOME": str(homes[n])}, log_path=tmp_path / f"app-{n}.log") for n in "ab"]
+        browser_a, browser_b = browsers = [make_browser(), make_browser()]
+        # B's worklist is open and empty before anything is stored.
+        browser_b.get(f"{servers[1].url}/worklist")
+        _sign_in(browser_b, "Dr B")
+        wait_for(browser_b, lambda: "No case yet" in body_text(browser_b), what="B's empty worklist")
+
+        # A reader on workstation A uploads a film in the Viewer.
+        film = tmp_path / "film.png"
+        film.write_bytes(sorted((tiny_data / "PNEUMONIA").iterdir())[0].read_bytes())
+        browser_a.get(servers[0].url)
+        _sign_in(browser_a, "Dr A")
+        upload(browser_a, [film])
+        wait_for(browser_a, lambda: results_shown(browser_a, 1), what="A's result")
+
+        # B sees it appear without reloading, within the refresh interval (plus a Streamlit round trip).
+        waited = wait_for(browser_b, lambda: "1 of 1 case(s)" in body_text(browser_b), timeout=REFRESH_S + 15,
+                          what="the case on B's worklist")
+        assert waited <= REFRESH_S + 15
+        _select_first_row(browser_b)
+        wait_for(browser_b, lambda: "Selected: case 1." in body_text(browser_b), what="the selected row")
+        browser_b.find_element(By.XPATH, "//button[.//p[text()='Open in the Viewer']]").click()
+        wait_for(browser_b, lambda: "Reader review" in body_text(browser_b), what="case 1 in B's Viewer")
+        text = body_text(browser_b)
+        assert "not in the case database" not in text and "Traceback" not in text
+        assert "Grad-CAM: regions" in text and "Reader: Dr B" in text  # the heatmap is shown; the name kept
+        assert len(browser_b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == 1  # image + heatmap
+        browser_b.find_element(By.XPATH, "//label[.//p[text()='agree']]").click()
+        browser_b.find_element(By.XPATH, "//button[.//p[text()='Save review']]").click()
+        wait_for(browser_b, lambda: "Case 1: review saved." in body_text(browser_b), what="B's saved review")
+
+        # The DICOM listener (a third CXR_HOME) stores a case: B's worklist shows it within the interval.
+        port = free_port()
+        listener = subprocess.Popen([sys.executable, "-m", "cxr_core", "listen", "--port", str(port), "--aet", "CXRAI",
+                                     "--address", "127.0.0.1"], cwd=PROJECT_ROOT,
+                                    env={**os.environ, **common, "CXR_HOME": str(homes["listener"]),
+                                         "TF_CPP_MIN_LOG_LEVEL": "3"},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        next(a for a in browser_b.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a")
+             if "Worklist" in a.text).click()  # back to the Worklist, in the same session
+        wait_for(browser_b, lambda: "1 of 1 case(s)" in body_text(browser_b), what="B's worklist again")
+        img = cv2.imread(str(sorted((tiny_data / "NORMAL").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
+        ds = pydicom.dcmread(io.BytesIO(inputs.dicom(array=img.astype("uint16") * 16, age="004Y")))
+        assert _c_store(port, ds) == 0x0000
+        stored_at = time.perf_counter()
+        wait_for(browser_b, lambda: "2 of 2 case(s)" in body_text(browser_b), timeout=REFRESH_S + 15,
+                 what="the listener's case on B's worklist")
+        assert time.perf_counter() - stored_at <= REFRESH_S + 15
+        time.sleep(1)
+        browser_b.execute_script("window.scrollTo(0, 0)")
+        screenshot(browser_b, "worklist_shared")
+    finally:
+        if listener is not None:
+            listener.send_signal(signal.SIGTERM)
+            listener.wait(timeout=30)
+        for b in browsers:
+            b.quit()
+        for s in servers:
+            s.stop()
+
+    # The audit names both readers; B exports the case from the CLI though A made it.
+    store = CaseStore.open(postgres_url)
+    audit = store.audit()
+    assert ("Dr A", "create", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
+    assert ("Dr B", "review", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
+    assert any(e["action"] == "create" and e["actor"].startswith("listener") for e in audit)
+    env_b = {**os.environ, **common, "CXR_HOME": str(homes["b"]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    export = subprocess.run([sys.executable, "-m", "cxr_core", "cases", "export", str(tmp_path / "site"),
+                             "--reviewed-only"], cwd=PROJECT_ROOT, env=env_b, capture_output=True, text=True, timeout=120)
+    assert export.returncode == 0, export.stderr
+    assert len(list((tmp_path / "site").rglob("*.png"))) == 1
+    listed = subprocess.run([sys.executable, "-m", "cxr_core", "cases", "list", "--json"], cwd=PROJECT_ROOT, env=env_b,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and sorted(json.loads(line)["case_id"] for line in listed.stdout.splitlines()) == [1, 2]
+    assert not any((homes[n] / "images").exists() for n in homes)  # no workstation keeps pictures of its own
