@@ -76,7 +76,7 @@ class CaseStore:
             folder.rmdir()
 
     # ---- writing
-    def add(self, pred: Prediction, data: bytes, model_id: str, actor: str = "system",
+    def add(self, pred: Prediction, data: bytes, model_id: str, actor: str = "unsigned",
             cam_settings: dict[str, Any] | None = None, _retrying: bool = False) -> tuple[int, bool]:
         """Store one decoded prediction; (case id, True) when new, (existing id, False) when this image was
         already analysed by this model (the first result stands)."""
@@ -232,7 +232,7 @@ class CaseStore:
             return [{"time": e.time.isoformat(), "actor": e.actor, "action": e.action, "case_id": e.case_id,
                      "model_id": e.model_id, "details": e.details} for e in events]
 
-    def export(self, folder: str | Path, reviewed_only: bool = False, actor: str = "system") -> dict[str, int]:
+    def export(self, folder: str | Path, reviewed_only: bool = False, actor: str = "unsigned") -> dict[str, int]:
         """A Kaggle-layout folder (NORMAL/, PNEUMONIA/) that `evaluate` reads: readers' labels where reviewed,
         else the model's (skipped with `reviewed_only`, which local validation needs); OTHER, UNREADABLE and
         unassessed unreviewed cases are left out."""

@@ -35,14 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="one JSON object per input line")
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--save", action="store_true", help="also store each decoded input as a case (the worklist)")
+    pr.add_argument("--reader", default="", help="with --save: who stores the cases (the audit says 'unsigned' without it)")
     pr.set_defaults(func=cmd_predict)
 
     ca = sub.add_parser("cases", help="the case store: list, review, export, audit")
     csub = ca.add_subparsers(dest="cases_command", required=True)
-    cl = csub.add_parser("list", help="every case, newest first")
+    cl = csub.add_parser("list", help="every case, in triage order (not assessed, PNEUMONIA by P, the rest)")
     cl.add_argument("--status", help="new, reviewed or disagreed")
     cl.add_argument("--json", action="store_true", help="one JSON object per case")
     cl.set_defaults(func=cmd_cases_list)
+    cs = csub.add_parser("show", help="one case: its result, review and, with --out, its image and Grad-CAM")
+    cs.add_argument("case_id", type=int)
+    cs.add_argument("--out", help="write case-N.png (the de-identified image) and case-N-gradcam.png here")
+    cs.add_argument("--json", action="store_true")
+    cs.set_defaults(func=cmd_cases_show)
     cr = csub.add_parser("review", help="record a reader's verdict on a case")
     cr.add_argument("case_id", type=int)
     cr.add_argument("--decision", required=True, help="agree or disagree")
@@ -53,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     ce = csub.add_parser("export", help="a Kaggle-layout folder with the readers' labels (for evaluate)")
     ce.add_argument("folder")
     ce.add_argument("--reviewed-only", action="store_true", help="only reader-labelled cases (local validation)")
+    ce.add_argument("--reader", default="", help="who exports (the audit says 'unsigned' without it)")
     ce.set_defaults(func=cmd_cases_export)
     cu = csub.add_parser("audit", help="the audit trail")
     cu.add_argument("--json", action="store_true")
@@ -164,7 +171,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
         if args.save and pred.error is None:
-            store.add(pred, inputs[i][1].read_bytes(), predictor.card.get("model_id", ""), actor="cli")
+            store.add(pred, inputs[i][1].read_bytes(), predictor.card.get("model_id", ""),
+                      actor=args.reader.strip() or "unsigned")
         if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             _write_cam(cam_dir, i, pred)
         pred.image = None
@@ -287,6 +295,38 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cases_show(args: argparse.Namespace) -> int:
+    from .cases import CaseStore
+    from .fileio import write_atomic
+    from .gradcam import overlay
+
+    store = CaseStore.open()
+    case = store.get(args.case_id)
+    if args.json:
+        print(json.dumps(case))
+    else:
+        label = case["label"] or "not assessed"
+        p = "" if case["pneumonia_probability"] is None else f", P(pneumonia) {case['pneumonia_probability']:.3f}"
+        review = case["review"]
+        print(f"Case {case['case_id']} ({case['created'][:19]} UTC, model {case['model_id']}): {label}"
+              f"{' (' + case['subtype'] + ')' if case['subtype'] else ''}{p} at the {case['threshold_source']}'s "
+              f"threshold {case['threshold']:.3f}; "
+              + (f"reviewed by {review['reader']}: {review['decision']}, {review['label']}." if review else "not reviewed."))
+    if args.out:
+        import cv2
+
+        folder = _prepare_dir(args.out)
+        pred = store.prediction(args.case_id)
+        written = [folder / f"case-{args.case_id}.png"]
+        write_atomic(written[0], store.picture(args.case_id))
+        if store.picture(args.case_id, "heatmap") is not None:
+            ok, png = cv2.imencode(".png", cv2.cvtColor(overlay(pred.image.pixels, pred.heatmap), cv2.COLOR_RGB2BGR))
+            written.append(folder / f"case-{args.case_id}-gradcam.png")
+            write_atomic(written[1], png.tobytes())
+        print("Wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
 def cmd_cases_review(args: argparse.Namespace) -> int:
     from .cases import CaseStore
 
@@ -298,7 +338,8 @@ def cmd_cases_review(args: argparse.Namespace) -> int:
 def cmd_cases_export(args: argparse.Namespace) -> int:
     from .cases import CaseStore
 
-    counts = CaseStore.open().export(_prepare_dir(args.folder), args.reviewed_only, actor="cli")
+    counts = CaseStore.open().export(_prepare_dir(args.folder), args.reviewed_only,
+                                     actor=args.reader.strip() or "unsigned")
     print(f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to {args.folder} "
           f"({counts['left out']} left out); evaluate with: python -m cxr_core evaluate {args.folder}")
     return 0

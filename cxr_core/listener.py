@@ -58,7 +58,8 @@ class Listener:
             return REFUSED
         try:
             with self._predict_lock:
-                result = analyse_instance(ds, self.predictor, self.store, actor=f"listener:{event.assoc.requestor.ae_title}")
+                sender = event.assoc.requestor.ae_title
+                result = analyse_instance(ds, self.predictor, self.store, actor=f"unsigned (listener, from {sender})")
             if self.forward is not None and result.results:
                 self.forward.store(result.results, str(ds.StudyInstanceUID))
         except Exception as exc:  # a bad instance or an unreachable forward target must not stop the node

@@ -1,6 +1,7 @@
-"""Regenerate the README's shipped-model section from the active model's card (so it cannot drift).
+"""Regenerate the README's generated sections (so they cannot drift): the shipped model from the active model's
+card, and the case store's figures from bench/results/cases.txt (`python bench/cases.py --save`).
 
-    python docs/update_readme.py          # rewrite README.md between the shipped-model markers
+    python docs/update_readme.py          # rewrite README.md between the markers
     python docs/update_readme.py --check  # exit 1 if README.md is out of date
 """
 
@@ -17,14 +18,49 @@ sys.path.insert(0, str(ROOT))
 from cxr_core.model_card import README_END, README_START  # noqa: E402
 
 
+CASES_START, CASES_END = "<!-- case-store-figures:start -->", "<!-- case-store-figures:end -->"
+
+
+def shipped_model_section() -> str:
+    return subprocess.run([sys.executable, "-m", "cxr_core", "models", "--markdown"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def case_store_section() -> str:
+    """The concurrency and size figures of both databases, as bench/cases.py saved them."""
+    lines = (ROOT / "bench" / "results" / "cases.txt").read_text().splitlines()
+    fig = dict(line.split(": ", 1) for line in lines if ": " in line)
+    num = lambda key: float(fig[key].split()[0])  # noqa: E731
+    out = [f"Measured by `{fig['command']}` on {fig['measured_utc'][:10]} ({fig['machine']}; "
+           f"{fig['case_pictures']}): {fig['sqlite_sessions']} processes at once each add and review cases.", "",
+           "| database | cases/s (add + review) | add p95 | review p95 | lost | database growth per case |",
+           "|---|---|---|---|---|---|"]
+    for db, name in (("sqlite", "SQLite (WAL), one workstation"), ("postgresql", "PostgreSQL, shared")):
+        if f"{db}_lost_cases" not in fig:
+            out.append(f"| {name} | not measured | | | | |")
+            continue
+        out.append(f"| {name} | {num(f'{db}_throughput_add_and_review_per_s'):.1f} | "
+                   f"{num(f'{db}_add_latency_p95_s') * 1000:.0f} ms | {num(f'{db}_review_latency_p95_s') * 1000:.0f} ms | "
+                   f"{fig[f'{db}_lost_cases']} of {fig[f'{db}_cases_stored_of_expected'].split(' of ')[1]} | "
+                   f"{num(f'{db}_bytes_per_case_224px') / 1024:.0f} KiB (224-px film) |")
+    out += ["", f"A full-size detector film (2,000 x 2,500 px: a training film resampled, with detector noise) costs "
+            f"{num('full_size_film_bytes_per_case') / 1024 ** 2:.1f} MiB per case (its de-identified 8-bit PNG, the "
+            f"heatmap and the row): at 100 such films a day the database grows by about "
+            f"{num('full_size_film_bytes_per_case') * 100 * 365 / 1024 ** 3:.0f} GiB a year.", ""]
+    return "\n".join(out)
+
+
+def _replace(readme: str, start: str, end: str, section: str) -> str:
+    head, _, rest = readme.partition(start)
+    _, found, tail = rest.partition(end)
+    if not found:
+        raise SystemExit(f"README.md lacks the markers {start} ... {end}")
+    return f"{head}{start}\n{section}{end}{tail}"
+
+
 def generated_readme(readme: str) -> str:
-    section = subprocess.run([sys.executable, "-m", "cxr_core", "models", "--markdown"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
-    head, _, rest = readme.partition(README_START)
-    _, _, tail = rest.partition(README_END)
-    if not tail and README_END not in rest:
-        raise SystemExit(f"README.md lacks the markers {README_START} ... {README_END}")
-    return f"{head}{README_START}\n{section}{README_END}{tail}"
+    readme = _replace(readme, README_START, README_END, shipped_model_section())
+    return _replace(readme, CASES_START, CASES_END, case_store_section())
 
 
 def main() -> int:

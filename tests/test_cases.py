@@ -399,3 +399,39 @@ def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_re
     assert resumed.returncode == 0
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM cases").fetchone()[0] == 40  # the rest added, none twice
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_case_made_on_one_workstation_is_listed_opened_reviewed_and_exported_on_another(
+        database, tiny_registry, tiny_data, tmp_path, request):
+    """Two CXR_HOME folders on one database (the CLI): B needs nothing from A's disk."""
+    url = (f"sqlite:///{tmp_path / 'shared.db'}" if database == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    base = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3", "CXR_DATABASE_URL": url}
+    env_a, env_b = ({**base, "CXR_HOME": str(tmp_path / name)} for name in ("a", "b"))
+    film = tmp_path / "film.jpeg"
+    film.write_bytes(_training_like(tiny_data, 1))
+    made = _cli(["predict", str(film), "--save", "--json"], env_a)
+    assert made.returncode == 0, made.stderr
+    [listed] = [json.loads(line) for line in _cli(["cases", "list", "--json"], env_b).stdout.splitlines()]
+    shown = _cli(["cases", "show", str(listed["case_id"]), "--out", str(tmp_path / "opened")], env_b)
+    assert shown.returncode == 0, shown.stderr
+    image = cv2.imread(str(tmp_path / "opened" / f"case-{listed['case_id']}.png"), cv2.IMREAD_GRAYSCALE)
+    gradcam = cv2.imread(str(tmp_path / "opened" / f"case-{listed['case_id']}-gradcam.png"), cv2.IMREAD_COLOR)
+    assert image is not None and gradcam is not None and image.shape == gradcam.shape[:2]
+    reviewed = _cli(["cases", "review", str(listed["case_id"]), "--decision", "agree", "--label", "BACTERIAL",
+                     "--reader", "Dr B"], env_b)
+    assert reviewed.returncode == 0, reviewed.stderr
+    exported = _cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only", "--reader", "Dr B"], env_b)
+    assert exported.returncode == 0 and "Exported 0 NORMAL and 1 PNEUMONIA" in exported.stdout, exported.stderr
+    assert [p.name for p in (tmp_path / "site").rglob("*.png")] == [f"person{listed['case_id']}_bacteria_1.png"]
+    audit = [json.loads(line) for line in _cli(["cases", "audit", "--json"], env_b).stdout.splitlines()]
+    assert [(e["action"], e["actor"]) for e in audit] == [("create", "unsigned"), ("review", "Dr B"),
+                                                         ("export", "Dr B")]
+    assert not (tmp_path / "a" / "images").exists()  # A kept no picture of its own
+
+
+def test_a_missing_case_or_picture_kind_is_one_line_from_the_cli(tiny_registry):
+    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root)}
+    res = _cli(["cases", "show", "7"], env)
+    assert res.returncode == 2 and res.stderr.strip() == "error: No case 7 in the case store."

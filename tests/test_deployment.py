@@ -140,7 +140,7 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
     audit = store.audit()
     assert ("Dr A", "create", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
     assert ("Dr B", "review", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
-    assert any(e["action"] == "create" and e["actor"].startswith("listener") for e in audit)
+    assert any(e["action"] == "create" and e["actor"].startswith("unsigned (listener, from MODALITY") for e in audit)
     env_b = {**os.environ, **common, "CXR_HOME": str(homes["b"]), "TF_CPP_MIN_LOG_LEVEL": "3"}
     export = subprocess.run([sys.executable, "-m", "cxr_core", "cases", "export", str(tmp_path / "site"),
                              "--reviewed-only"], cwd=PROJECT_ROOT, env=env_b, capture_output=True, text=True, timeout=120)
