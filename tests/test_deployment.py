@@ -44,6 +44,8 @@ def _select_first_row(browser) -> None:
     from selenium.webdriver.common.by import By
 
     grid = browser.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
+    time.sleep(0.3)
     ActionChains(browser).move_to_element_with_offset(grid, -grid.size["width"] // 2 + 15,
                                                       -grid.size["height"] // 2 + 35 + 17).click().perform()
 
@@ -97,10 +99,11 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         _select_first_row(browser_b)
         wait_for(browser_b, lambda: "Selected: case 1." in body_text(browser_b), what="the selected row")
         browser_b.find_element(By.XPATH, "//button[.//p[text()='Open in the Viewer']]").click()
-        wait_for(browser_b, lambda: "Reader review" in body_text(browser_b), what="case 1 in B's Viewer")
+        # the heatmap is drawn, and the reader's name is kept across the page switch
+        wait_for(browser_b, lambda: all(t in body_text(browser_b) for t in ("Reader review", "Grad-CAM: regions",
+                                                                            "Reader: Dr B")), what="case 1 in B's Viewer")
         text = body_text(browser_b)
         assert "not in the case database" not in text and "Traceback" not in text
-        assert "Grad-CAM: regions" in text and "Reader: Dr B" in text  # the heatmap is shown; the name kept
         assert len(browser_b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == 1  # image + heatmap
         browser_b.find_element(By.XPATH, "//label[.//p[text()='agree']]").click()
         browser_b.find_element(By.XPATH, "//button[.//p[text()='Save review']]").click()
@@ -126,6 +129,14 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         time.sleep(1)
         browser_b.execute_script("window.scrollTo(0, 0)")
         screenshot(browser_b, "worklist_shared")
+        # B exports the reviewed case for local validation from the app, too.
+        box = browser_b.find_element(By.CSS_SELECTOR, "input[aria-label='Export to folder']")
+        box.send_keys(str(tmp_path / "site-app") + "\n")
+        time.sleep(0.5)
+        browser_b.find_element(By.XPATH, "//button[.//p[text()='Export']]").click()
+        wait_for(browser_b, lambda: "Exported 0 NORMAL and 1 PNEUMONIA" in body_text(browser_b)
+                 or "Exported 1 NORMAL and 0 PNEUMONIA" in body_text(browser_b), what="the export from B's app")
+        assert len(list((tmp_path / "site-app").rglob("*.png"))) == 1
     finally:
         if listener is not None:
             listener.send_signal(signal.SIGTERM)
@@ -140,6 +151,7 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
     audit = store.audit()
     assert ("Dr A", "create", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
     assert ("Dr B", "review", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
+    assert ("Dr B", "export") in {(e["actor"], e["action"]) for e in audit}
     assert any(e["action"] == "create" and e["actor"].startswith("unsigned (listener, from MODALITY") for e in audit)
     env_b = {**os.environ, **common, "CXR_HOME": str(homes["b"]), "TF_CPP_MIN_LOG_LEVEL": "3"}
     export = subprocess.run([sys.executable, "-m", "cxr_core", "cases", "export", str(tmp_path / "site"),
