@@ -128,7 +128,7 @@ def test_uploaded_cases_survive_a_page_switch_and_an_app_restart(tiny_registry, 
         wait_for(browser, lambda: "kept_1.png" in body_text(browser) and results_shown(browser, 2), what="both results")
         nav = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a")
         next(a for a in nav if "Worklist" in a.text).click()  # a page switch inside the same session
-        wait_for(browser, lambda: "case(s). Click a column header" in body_text(browser), what="the worklist")
+        wait_for(browser, lambda: "case(s), most in need of a read first" in body_text(browser), what="the worklist")
         listed = body_text(browser)
         time.sleep(1)
         screenshot(browser, "worklist")
@@ -137,7 +137,7 @@ def test_uploaded_cases_survive_a_page_switch_and_an_app_restart(tiny_registry, 
     restarted = start_app(env)
     try:
         browser.get(f"{restarted.url}/worklist")
-        wait_for(browser, lambda: "case(s). Click a column header" in body_text(browser), what="the worklist after a restart")
+        wait_for(browser, lambda: "case(s), most in need of a read first" in body_text(browser), what="the worklist after a restart")
         after = body_text(browser)
         count = lambda t: t.split(" case(s). Click")[0].split()[-1]  # noqa: E731  "N of M case(s)" -> M
         assert count(after) == count(listed) and int(count(after)) >= 2
