@@ -272,7 +272,7 @@ def test_the_audit_trail_is_append_only(store, tiny_predictor):
         session.delete(session.scalars(select(AuditEvent)).first())
         with pytest.raises(PermissionError, match="append-only"):
             session.commit()
-    assert [e["actor"] for e in store.audit()] == ["system"]
+    assert [e["actor"] for e in store.audit()] == ["unsigned"]
 
 
 def _raw_sql_cannot_rewrite_the_audit(store, tiny_predictor) -> None:
@@ -292,7 +292,7 @@ def _raw_sql_cannot_rewrite_the_audit(store, tiny_predictor) -> None:
             with pytest.raises(DBAPIError, match="append-only"):
                 connection.execute(statement)
                 connection.commit()
-    assert [e["actor"] for e in store.audit()] == ["system"]
+    assert [e["actor"] for e in store.audit()] == ["unsigned"]
 
 
 def test_raw_sql_cannot_rewrite_the_audit_on_sqlite(store, tiny_predictor):
