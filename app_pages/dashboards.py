@@ -9,11 +9,12 @@ from cxr_app import charts
 from cxr_app.robustness import robustness_view
 from cxr_app.site_point import site_operating_point_form
 from cxr_app.state import (case_store, data_dir_default, predictor_for, reader_name, registry, resolve_data_dir,
-                           sidebar_model_panel, threshold_in_use)
+                           point_in_use, sidebar_model_panel)
 from cxr_core import CLASSES, metrics
 from cxr_core.errors import CXRError
 from cxr_core.evaluation import evaluate_folder, read_scores, saved_evaluations
 from cxr_core.gradcam import overlay
+from cxr_core.operating_point import card_threshold
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _cam_picture(model_dir: str, model_id: str, path: str):
@@ -23,13 +24,13 @@ def _cam_picture(model_dir: str, model_id: str, path: str):
 
 
 st.title("Dashboards")
-entry = sidebar_model_panel()
+store = case_store()
+entry = sidebar_model_panel(store)
 if entry is None:
     st.warning("No model is available: there is nothing to show. Train one on the Training page.")
     st.stop()
-store = case_store()
 reader = reader_name()
-threshold_in_use(entry, store)
+point = point_in_use(entry, store)
 
 evals = saved_evaluations(entry.path, entry.model_id)
 if not evals:
@@ -45,9 +46,9 @@ else:
     elif (summary.get("overlap") or {}).get("warning"):
         st.warning(summary["overlap"]["warning"], icon=":material/warning:")
     yb, p = (y > 0).astype(int), metrics.pneumonia_probability(probs)
-    default_t = float(entry.card.get("threshold", 0.5))
-    threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, default_t, 0.001, key="threshold", format="%.3f",
-                          help=f"The model's own threshold, chosen on internal validation, is {default_t:.3f}.")
+    threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, point.threshold, 0.001, key="threshold",
+                          format="%.3f", help=f"Starts at the threshold in use: {point.threshold:.3f}, {point.wording}. "
+                          f"The model's own, chosen on internal validation, is {card_threshold(entry.card):.3f}.")
     b = metrics.binary_at_threshold(yb, p, threshold)
     auc = metrics.safe_auc(yb, p)
     cols = st.columns(6)
@@ -86,7 +87,7 @@ else:
         robustness_view(entry.card)
 
     if name != "internal validation":
-        site_operating_point_form(store, entry, yb, p, threshold, summary, reader)
+        site_operating_point_form(store, entry, yb, p, threshold, summary, reader, evals[name])
 
     # ---- misclassified images (needs the images: the folder an evaluation was run on)
     data_root = summary.get("data") if summary else entry.card.get("data", {}).get("root")
@@ -124,7 +125,7 @@ if st.button("Evaluate", icon=":material/play_arrow:"):
         def progress(total):
             return lambda done: bar.progress(done / total, text=f"{done} / {total} images")
 
-        result = evaluate_folder(entry.path, folder, progress=progress, predictor=predictor_for(entry))
+        result = evaluate_folder(entry.path, folder, progress=progress, predictor=predictor_for(entry), point=point)
         bar.empty()
         s = result.summary
         b, t = s["binary"], s["three_class"]
@@ -157,7 +158,7 @@ if chosen:
         yy_b, p_p = (yy > 0).astype(int), metrics.pneumonia_probability(pp)
         auc_m = metrics.safe_auc(yy_b, p_p)
         curves[e.display_name + f" [{model_id[-10:]}]"] = (metrics.roc_points(yy_b, p_p), auc_m)
-        bt = metrics.binary_at_threshold(yy_b, p_p, float(e.card.get("threshold", 0.5)))
+        bt = metrics.binary_at_threshold(yy_b, p_p, card_threshold(e.card))
         table.append({"model": model_id, "AUC": auc_m, "accuracy": bt["accuracy"], "sensitivity": bt["sensitivity"],
                       "specificity": bt["specificity"], "3-class accuracy": metrics.three_class(yy, pp, bt["threshold"])["accuracy"],
                       "threshold": bt["threshold"], "n": len(yy)})

@@ -7,21 +7,20 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from cxr_app.state import case_store, predictor_for, reader_name, sidebar_model_panel, threshold_in_use
-from cxr_core.cases import apply_site_threshold
+from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_core.errors import CXRError
 from cxr_core.pacs import PacsServer, analyse_study, find_studies
 from cxr_core.settings import current
 
 st.title("PACS")
 st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
-entry = sidebar_model_panel()
 store = case_store()
+entry = sidebar_model_panel(store)
 reader = reader_name()
 if entry is None:
     st.warning("No model is available, so nothing can be analysed. Train one on the Training page.")
     st.stop()
-threshold_in_use(entry, store)
+point = point_in_use(entry, store)
 
 with st.form("pacs_server"):
     url = st.text_input("DICOMweb URL", value=current().pacs_url, key="pacs_url",
@@ -60,16 +59,20 @@ st.dataframe(table, hide_index=True, width="stretch")
 labels = {s["study_uid"]: f"{s['date'] or '?'} {', '.join(s['modalities'] or [])} {s['description'] or ''} "
                           f"({s['study_uid'][-12:]})" for s in studies}
 chosen = st.multiselect("Studies to analyse", list(labels), format_func=labels.get, key="pacs_chosen")
-send = st.toggle("Send the results back into each study (SR + Grad-CAM secondary capture)", value=False, key="pacs_send")
+c1, c2 = st.columns(2)
+send = c1.toggle("Send the results back into each study (SR + Grad-CAM secondary capture)", value=False, key="pacs_send")
+reanalyse = c2.toggle("Re-analyse images this model already analysed", value=False, key="pacs_reanalyse",
+                      help="Off: an image whose result from this model is already in the study is skipped. On: it is "
+                           "analysed again, and sent results replace the earlier ones (same UIDs).")
 if st.button(f"Analyse {len(chosen)} selected stud{'y' if len(chosen) == 1 else 'ies'}", disabled=not chosen,
              icon=":material/play_arrow:", key="pacs_analyse"):
     predictor = predictor_for(entry)
-    apply_site_threshold(predictor, store)
     rows = []
     bar = st.progress(0.0, text="Analysing...")
     for k, study_uid in enumerate(chosen):
         try:
-            for result in analyse_study(server(), study_uid, predictor, send=send, store=store, actor=reader or "unsigned",
+            for result in analyse_study(server(), study_uid, predictor, point, send=send, store=store,
+                                        actor=reader or "unsigned", reanalyse=reanalyse,
                                         progress=lambda done, total: bar.progress(
                                             (k + done / total) / len(chosen), text=f"Study {k + 1} of {len(chosen)}: "
                                                                                   f"{done} of {total} instance(s)")):

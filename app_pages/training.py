@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
-from cxr_app.state import registry, sidebar_model_panel
+from cxr_app.state import case_store, registry, sidebar_model_panel
 from cxr_core.config import BACKBONES, BALANCING
 from cxr_core.errors import CXRError
 from train import launcher
@@ -15,7 +15,7 @@ from train.pipeline import default_runs_dir, training_in_progress
 RUNS_DIR = default_runs_dir()
 
 st.title("Training")
-sidebar_model_panel()
+sidebar_model_panel(case_store())
 configs = launcher.list_configs()
 if not configs:
     st.error("No configs found under train/configs/.")

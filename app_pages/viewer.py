@@ -7,9 +7,8 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from cxr_app.state import case_store, predictor_for, reader_name, show_threshold, sidebar_model_panel
+from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
-from cxr_core.cases import apply_site_threshold
 from cxr_core.errors import CXRError
 from cxr_core.export import FILE_NAME_NOTE, content_hash, utc_now
 
@@ -18,16 +17,18 @@ SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (surv
 st.title("Chest X-ray viewer")
 st.caption("Pediatric frontal chest radiographs. Research decision support only: every result needs a clinician's review.")
 
-entry = sidebar_model_panel()
 store = case_store()
+entry = sidebar_model_panel(store)
 reader = reader_name()
+generation = st.session_state.setdefault("uploader_generation", 0)  # Clear starts a fresh, empty uploader
 uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many)", accept_multiple_files=True,
-                           key="uploads")
+                           key=f"uploads_{generation}")
 with st.expander("Display", expanded=False):
     c1, c2, c3, c4 = st.columns(4)
-    display = Display(opacity=c1.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="opacity"),
-                      colormap=c2.selectbox("Colour map", ["jet", "inferno", "viridis", "turbo", "hot"], key="colormap"),
-                      show_overlay=c3.toggle("Show Grad-CAM", value=True, key="show_overlay"),
+    display = Display(opacity=c1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity"),
+                      colormap=c2.selectbox("Colour map", ["inferno", "viridis", "hot", "turbo", "jet"], key="colormap"),
+                      show_overlay=c3.toggle("Show Grad-CAM on PNEUMONIA results", value=True, key="show_overlay",
+                                             help="A NORMAL result's heatmap is off; each such result has its own toggle."),
                       level=c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key="level",
                                       help="The centre of the displayed grey range; display only, the model is unaffected."),
                       width=c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key="width",
@@ -40,7 +41,7 @@ if entry is None:
     st.warning("No model is available, so nothing can be predicted. Train one on the Training page.")
     st.stop()
 predictor = predictor_for(entry)
-show_threshold(entry, apply_site_threshold(predictor, store))  # one read of the site point per rerun
+point = point_in_use(entry, store)  # resolved for this rerun only; the shared predictor never changes
 if message := st.session_state.pop("review_message", None):
     st.success(message, icon=":material/check:")
 
@@ -58,7 +59,7 @@ if todo:
     bar = st.progress(0.0, text=f"Analysing {len(todo)} image(s)...")
     for i, (digest, upload) in enumerate(todo):
         data = upload.getvalue()
-        pred = predictor.predict(data, name=upload.name)
+        pred = predictor.predict(data, name=upload.name, point=point)
         case_id = None
         if store is not None and pred.error is None:
             try:
@@ -111,8 +112,9 @@ c1, c2 = st.columns([4, 1])
 c1.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
 if c2.button("Clear the Viewer", icon=":material/clear_all:", help="The cases stay in the Worklist."):
     for key in (SESSION_CASES, "unstored", "uploaded_hashes", "identifiers", "names", "dicom_sources",
-                "stored_results", "uploads"):
+                "stored_results", f"uploads_{generation}"):
         st.session_state.pop(key, None)
+    st.session_state["uploader_generation"] = generation + 1  # the uploader's files go too, not only the results
     st.query_params.pop("case", None)
     st.rerun()
 
@@ -127,7 +129,7 @@ if len(shown) > 1:
     c2.download_button("Download results (JSON)", table.to_json(orient="records", indent=1), "cxr_results.json",
                        "application/json", icon=":material/download:")
     st.divider()
-for i, (pred, case, _) in enumerate(shown):
+for i, (pred, case, digest) in enumerate(shown):
     prediction_panel(pred, i, entry.card, display, show_ids, case=case, store=store, reader=reader,
-                     dicom_source=sources.get(case["case_id"]) if case else None)
+                     dicom_source=sources.get(case["case_id"]) if case else None, digest=digest)
     st.divider()

@@ -13,8 +13,8 @@ from cxr_core.worklist import WorklistFilter, filter_cases
 st.title("Worklist")
 st.caption("Every analysed image is a case: it stays here across page switches, restarts and workstations sharing "
            "the database. Research decision support only.")
-sidebar_model_panel()
 store = case_store()
+sidebar_model_panel(store)
 reader = reader_name()
 if store is None:
     st.stop()

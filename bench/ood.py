@@ -53,7 +53,7 @@ def main() -> None:
     emit("model", predictor.card["model_id"])
 
     def features(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([predictor.forward(x[i:i + 64])[2] for i in range(0, len(x), 64)])
+        return np.concatenate([predictor.forward(x[i:i + 64], heatmaps=False)[2] for i in range(0, len(x), 64)])
 
     if not SHARED_TRAIN.is_dir():
         emit("held_out_pediatric", f"skipped: {SHARED_TRAIN} not found")

@@ -29,8 +29,19 @@ def _display_size(shape: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def _fading(colormap: str) -> list[list]:
+    """The colour scale with its opacity rising from 0 (no evidence: the film shows through) to 1."""
+    from plotly.colors import get_colorscale, unlabel_rgb
+
+    out = []
+    for value, colour in get_colorscale(COLOR_SCALES[colormap]):
+        r, g, b = unlabel_rgb(colour) if colour.startswith("rgb") else px.colors.hex_to_rgb(colour)
+        out.append([value, f"rgba({r:.0f},{g:.0f},{b:.0f},{value:.3f})"])
+    return out
+
+
 def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: float = 0.5, width: float = 1.0,
-                      opacity: float = 0.4, colormap: str = "jet", height: int = 520) -> go.Figure:
+                      opacity: float = 0.5, colormap: str = "inferno", height: int = 520) -> go.Figure:
     """The windowed radiograph (zoom/pan with the mouse) and, when `heatmap` is given, Grad-CAM on top."""
     if colormap not in COLOR_SCALES:
         raise ValueError(f"colormap {colormap!r} is not one of {sorted(COLOR_SCALES)}")
@@ -39,10 +50,10 @@ def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: flo
     fig = px.imshow((shown * 255).astype(np.uint8), color_continuous_scale="gray", binary_string=True)
     if heatmap is not None:
         heat = upsample(heatmap, (h, w))
-        fig.add_trace(go.Heatmap(z=heat, colorscale=COLOR_SCALES[colormap], zmin=0, zmax=1, opacity=opacity,
-                                 hovertemplate="Grad-CAM %{z:.2f}<extra></extra>",
-                                 colorbar=dict(title=dict(text="Grad-CAM", side="right"), thickness=12,
-                                               tickvals=[0, 0.5, 1], ticktext=["low", "", "high"])))
+        fig.add_trace(go.Heatmap(z=heat, colorscale=_fading(colormap), zmin=0, zmax=1, opacity=opacity,
+                                 hovertemplate="pneumonia evidence %{z:.2f}<extra></extra>",
+                                 colorbar=dict(title=dict(text="Evidence", side="right"), thickness=12,
+                                               tickvals=[0, 0.5, 1], ticktext=["none", "", "strong"])))
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")

@@ -1,8 +1,10 @@
-"""The Dashboards' site operating point: save the slider's threshold, chosen on the site's own evaluation,
-with its evidence. Stored in the case database (cxr_core.cases), never in the model card."""
+"""The Dashboards' site operating point: propose the slider's threshold on a saved local evaluation; the core
+(cxr_core.site_point) checks the deployment's rules, and a named reader confirms. Kept in the case database,
+never in the model card."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,9 @@ import streamlit as st
 
 from cxr_core import metrics
 from cxr_core.errors import CXRError
+from cxr_core.operating_point import card_threshold
+from cxr_core.settings import current
+from cxr_core.site_point import revert_site_point, set_site_point
 
 MESSAGE = "site_point_message"
 
@@ -19,7 +24,7 @@ def _ci(v: list[float]) -> str:
 
 
 def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndarray, threshold: float,
-                              summary: dict[str, Any], reader: str) -> None:
+                              summary: dict[str, Any], reader: str, scores: Path) -> None:
     with st.container(border=True):
         st.markdown("**Site operating point**")
         if message := st.session_state.pop(MESSAGE, None):
@@ -27,35 +32,36 @@ def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndar
         if store is None:
             st.caption("Needs the case database, which is unavailable (see the message above).")
             return
+        policy = current().site_policy
         ev = metrics.operating_point_evidence(yb, p, threshold)
         st.caption(f"At {threshold:.3f} on this evaluation (n = {ev['n']}: {ev['n_positive']} pneumonia, "
                    f"{ev['n_negative']} normal): sensitivity {ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}, "
-                   f"specificity {ev['specificity']:.3f} {_ci(ev['specificity_ci95'])} (Wilson 95 % CIs). A saved site "
-                   "point decides every new result for this model; the Viewer, PDF and exports say so. It is kept in "
-                   "the case database, never in the model card.")
+                   f"specificity {ev['specificity']:.3f} {_ci(ev['specificity_ci95'])} (Wilson 95 % CIs). A site point "
+                   "decides every new result of this model for every user. It is accepted only from a local evaluation "
+                   f"with at least {policy.min_per_class} images of each class, and where the lower 95 % bound of "
+                   f"sensitivity stays at or above {policy.sensitivity_floor:.2f}.")
         if (summary.get("overlap") or {}).get("warning"):
             st.warning("This folder overlaps the model's training data: a threshold chosen on it is not a site's "
                        "independent operating point.", icon=":material/warning:")
-        current = store.site_threshold(entry.model_id)
+        current_point = store.site_threshold(entry.model_id)
+        confirmed = st.checkbox(f"I, {reader or '(enter your name in the sidebar)'}, set {threshold:.3f} as the "
+                                "operating point for every user of this model", key="site_confirm")
         c1, c2 = st.columns(2)
-        if c1.button(f"Save {threshold:.3f} as the site's operating point", icon=":material/save:", key="site_save"):
-            _save(store, entry.model_id, threshold, reader, {**ev, "data": summary.get("data"),
-                                                               "data_fingerprint": summary.get("data_fingerprint"),
-                                                               "evaluated": summary.get("evaluated")})
-        if current and c2.button(f"Return to the model's threshold ({entry.card.get('threshold', 0.5):.3f})",
-                                 icon=":material/undo:", key="site_revert"):
-            _save(store, entry.model_id, None, reader, {"reverted_from": current["threshold"]})
+        if c1.button(f"Save {threshold:.3f} as the site's operating point", icon=":material/save:", key="site_save",
+                     disabled=not confirmed):
+            _apply(lambda: set_site_point(store, entry.card, threshold, scores, reader, policy),
+                   f"Site operating point saved: {threshold:.3f}.")
+        if current_point and c2.button(f"Return to the model's threshold ({card_threshold(entry.card):.3f})",
+                                       icon=":material/undo:", key="site_revert"):
+            _apply(lambda: revert_site_point(store, entry.card, reader), "The model's own threshold decides again.")
 
 
-def _save(store: Any, model_id: str, threshold: float | None, reader: str, evidence: dict[str, Any]) -> None:
-    if not reader:
-        st.error("Enter your name in the sidebar first: a site operating point records its author.")
-        return
+def _apply(action: Any, done: str) -> None:
     try:
-        store.set_site_threshold(model_id, threshold, reader, evidence)
+        action()
     except CXRError as exc:
-        st.error(str(exc))
+        st.error(str(exc), icon=":material/block:")
         return
-    st.session_state[MESSAGE] = ("Site operating point saved: " + f"{threshold:.3f}." if threshold is not None
-                                 else "The model's own threshold decides again.")
+    st.session_state[MESSAGE] = done
+    st.session_state.pop("site_confirm", None)
     st.rerun()

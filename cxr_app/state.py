@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from cxr_core.errors import CXRError
+from cxr_core.operating_point import card_threshold
 from cxr_core.registry import ModelEntry, Registry
 
 SESSION_MODEL = "model_id"
@@ -82,23 +83,21 @@ def reader_name() -> str:
     return st.session_state[READER]
 
 
-def threshold_in_use(entry: ModelEntry, store) -> dict | None:
-    """Say in the sidebar which threshold decides: the site's operating point or the model's; the site point."""
-    point = store.site_threshold(entry.model_id) if store is not None else None
-    show_threshold(entry, point)
-    return point
+def point_in_use(entry: ModelEntry, store):
+    """The operating point that decides for this request (resolved now, never stored on a shared object), said
+    in the sidebar: the site's governed point, or the model's own threshold."""
+    from cxr_core.operating_point import resolve
 
-
-def show_threshold(entry: ModelEntry, point: dict | None) -> None:
-    """The sidebar line for a site point already read (`None`: the model's own threshold decides)."""
+    point = resolve(entry.card, store)
     with st.sidebar:
-        if point:
-            ev = point["evidence"]
-            st.caption(f"Threshold in use: **{point['threshold']:.3f}, the site's operating point** (n = {ev.get('n')}, "
-                       f"set by {point['author']} on {point['created'][:10]}). Model threshold "
-                       f"{entry.card.get('threshold', 0.5):.3f}.")
+        if point.source == "site":
+            ev = point.evidence_dict
+            st.caption(f"Threshold in use: **{point.threshold:.3f}, the site's operating point** (set by {point.set_by} "
+                       f"on {(point.set_on or '')[:10]} from a local evaluation of n = {ev.get('n')}). The model's own: "
+                       f"{card_threshold(entry.card):.3f}.")
         else:
-            st.caption(f"Threshold in use: {entry.card.get('threshold', 0.5):.3f}, the model's own.")
+            st.caption(f"Threshold in use: {point.threshold:.3f}, the model's own.")
+    return point
 
 
 def current_entry() -> ModelEntry | None:
@@ -117,8 +116,9 @@ def current_entry() -> ModelEntry | None:
         return None
 
 
-def sidebar_model_panel() -> ModelEntry | None:
-    """The model in use, always visible: name, version, internal-validation figures; a switcher."""
+def sidebar_model_panel(store=None) -> ModelEntry | None:
+    """The model in use, always visible: name, version, a switcher; the site's own figures first where it has
+    a local evaluation (else a pointer to local validation), then the internal figures, labelled as such."""
     reg = registry()
     entries = reg.list()
     with st.sidebar:
@@ -134,19 +134,74 @@ def sidebar_model_panel() -> ModelEntry | None:
                               format_func=lambda i: f"{reg.get(i).display_name}{' (active)' if i == active else ''}")
         st.session_state[SESSION_MODEL] = picked
         entry = reg.get(picked)
-        iv = entry.card.get("internal_validation", {})
-        b, t = iv.get("binary", {}), iv.get("three_class", {})
         st.caption(f"`{entry.model_id}`")
-        c1, c2 = st.columns(2)
-        c1.metric("Val. AUC", f"{b.get('auc', float('nan')):.3f}")
-        c2.metric("Val. accuracy", f"{b.get('accuracy', float('nan')):.3f}")
-        c1.metric("Sensitivity", f"{b.get('sensitivity', float('nan')):.3f}")
-        c2.metric("Specificity", f"{b.get('specificity', float('nan')):.3f}")
-        st.caption(f"3-class accuracy {t.get('accuracy', float('nan')):.3f}. Threshold {entry.card.get('threshold', 0.5):.3f}. "
-                   f"{entry.card.get('internal_validation_kind', 'Internal validation: patient-grouped split of the training data')} "
-                   "(flatters: same hospital and period as training).")
+        _local_figures(entry, store)
+        _internal_figures(entry)
         st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")
         return entry
+
+
+def _ci(v) -> str:
+    return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+def _local_figures(entry: ModelEntry, store) -> None:
+    """The site's figures, from the local evaluation behind its operating point, or the newest saved local
+    evaluation that does not overlap the training data; else say there is none."""
+    from cxr_core.evaluation import saved_evaluations
+
+    point = store.site_threshold(entry.model_id) if store is not None else None
+    ev = (point or {}).get("evidence") or {}
+    if ev.get("n"):
+        st.markdown(f"**At this site** (local evaluation, n = {ev['n']}: {ev.get('n_positive')} pneumonia, "
+                    f"{ev.get('n_negative')} normal), at its operating point {point['threshold']:.3f}")
+        st.caption(f"Sensitivity {ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}, specificity "
+                   f"{ev['specificity']:.3f} {_ci(ev['specificity_ci95'])} (95 % CIs).")
+        return
+    for name, scores in saved_evaluations(entry.path, entry.model_id).items():
+        summary = _read_json(scores.parent / "summary.json")
+        if name == "internal validation" or not summary or (summary.get("overlap") or {}).get("warning"):
+            continue
+        b = summary["binary"]
+        st.markdown(f"**At this site** (local evaluation, n = {summary['n']}, {summary['evaluated'][:10]}), "
+                    f"at threshold {b['threshold']:.3f}")
+        st.caption(f"AUC {b['auc']:.3f} {_ci(b['auc_ci95'])}, sensitivity {b['sensitivity']:.3f}, specificity "
+                   f"{b['specificity']:.3f}.")
+        return
+    st.warning("No local evaluation at this site yet: the figures below are internal and flatter what a new site "
+               "sees. Validate locally before relying on them.", icon=":material/warning:")
+    st.page_link("app_pages/worklist.py", label="Local validation: export reviewed cases", icon=":material/fact_check:")
+
+
+def _internal_figures(entry: ModelEntry) -> None:
+    """The model's own figures, labelled for what they are: internal (same hospital), with 95 % CIs."""
+    from cxr_core.metrics import wilson_interval
+
+    iv = entry.card.get("internal_validation", {})
+    b, t = iv.get("binary", {}), iv.get("three_class", {})
+    kind = entry.card.get("internal_validation_kind", "a patient-grouped split of the training data")
+    st.markdown("**Internal (same hospital as training)**")
+    lines = []
+    if b.get("auc") is not None:
+        lines.append(f"AUC {b['auc']:.3f}" + (f" {_ci(b['auc_ci95'])}" if b.get("auc_ci95") else ""))
+    cm = b.get("confusion_matrix")
+    if cm:  # [[TN, FP], [FN, TP]]
+        (tn, fp), (fn, tp) = cm
+        lines.append(f"sensitivity {tp / max(1, tp + fn):.3f} {_ci(wilson_interval(tp, tp + fn))}")
+        lines.append(f"specificity {tn / max(1, tn + fp):.3f} {_ci(wilson_interval(tn, tn + fp))}")
+    if t.get("accuracy") is not None:
+        lines.append(f"3-class accuracy {t['accuracy']:.3f}")
+    st.caption(", ".join(lines) + f" at threshold {card_threshold(entry.card):.3f}; {kind[0].lower() + kind[1:]} "
+               "(95 % CIs). Same hospital and period as the training films: expect lower figures elsewhere.")
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _active_or_none(reg: Registry) -> str | None:

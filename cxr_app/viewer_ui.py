@@ -11,10 +11,11 @@ import streamlit as st
 
 from cxr_app import charts
 from cxr_app.radiograph import radiograph_figure
-from cxr_core.gradcam import overlay
+from cxr_core.gradcam import overlay, shown_by_default
 from cxr_core.export import result_row
 from cxr_core.predict import Prediction
-from cxr_core.report import threshold_wording
+from cxr_core.operating_point import threshold_wording
+from cxr_core.report import verdict_line
 
 NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
 
@@ -34,16 +35,16 @@ def results_table(preds: list[Prediction], digests: list[str], model_id: str | l
 class Display:
     """The Viewer's display settings; the PDF uses the same overlay settings."""
 
-    opacity: float = 0.4
-    colormap: str = "jet"
-    show_overlay: bool = True
+    opacity: float = 0.5
+    colormap: str = "inferno"
+    show_overlay: bool = True  # for PNEUMONIA results; a NORMAL result's heatmap is asked for on its panel
     level: float = 0.5
     width: float = 1.0
 
 
 def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display: Display,
                      show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
-                     reader: str = "", dicom_source: bytes | None = None) -> None:
+                     reader: str = "", dicom_source: bytes | None = None, digest: str = "") -> None:
     """One input: the radiograph (zoom, pan, window/level, Grad-CAM with its colour scale) beside the result
     and, for a stored case, the review form."""
     title = (f"Case {case['case_id']}" + ("" if pred.file == f"Case {case['case_id']}" else f": {pred.file}")
@@ -55,12 +56,16 @@ def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display
     assert pred.image is not None and pred.heatmap is not None
     col_img, col_info = st.columns([1.3, 1], gap="medium")
     with col_img:
-        heat = pred.heatmap if pred.assessed and display.show_overlay else None
+        wanted = (display.show_overlay if shown_by_default(pred) else
+                  pred.assessed and st.toggle("Show the heatmap", value=False, key=f"heat_{index}",
+                                              help="Off by default for a NORMAL result; on the same fixed scale."))
+        heat = pred.heatmap if wanted else None
         st.plotly_chart(radiograph_figure(pred.image.pixels, heat, display.level, display.width, display.opacity,
                                           display.colormap), width="stretch", key=f"radiograph_{index}",
                         config={"scrollZoom": True, "displaylogo": False})
-        st.caption(("Grad-CAM: regions that raised the shown class. " if heat is not None else
-                    "No heatmap: the input was not assessed. " if not pred.assessed else "Overlay hidden. ")
+        st.caption(("Grad-CAM: where the model found evidence for pneumonia, on a fixed scale (a faint map is weak "
+                    "evidence). " if heat is not None else
+                    "No heatmap: the input was not assessed. " if not pred.assessed else "Heatmap off. ")
                    + "Scroll to zoom, drag to pan, double-click to reset.")
     with col_info:
         _result(pred, index)
@@ -69,9 +74,10 @@ def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display
         _tags(pred, show_identifiers)
         if case is not None and store is not None:
             review_form(case, store, reader, index)
-        _downloads(pred, index, card, display)
+        _downloads(pred, index, card, display, case, digest)
         if pred.image.format == "DICOM":
-            _dicom_downloads(pred, index, card, display, dicom_source)
+            _dicom_downloads(pred, index, card, display, dicom_source,
+                             f"case_{case['case_id']}" if case else digest[:12])
 
 
 def _result(pred: Prediction, index: int) -> None:
@@ -84,7 +90,7 @@ def _result(pred: Prediction, index: int) -> None:
             st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
                             config={"displayModeBar": False})
         return
-    verdict = pred.label + (f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else "")
+    verdict = verdict_line(pred)
     (st.error if pred.label == "PNEUMONIA" else st.success)(f"**{verdict}**")
     st.metric("P(pneumonia)", f"{pred.pneumonia_probability:.3f}",
               delta=f"{pred.pneumonia_probability - pred.threshold:+.3f} vs threshold {pred.threshold:.3f}",
@@ -117,17 +123,22 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
     if review:
         st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): {review['decision']}, "
                 f"{review['label']}" + (f". {review['comment']}" if review["comment"] else ""), icon=":material/rate_review:")
-    model_label = case.get("subtype") or case.get("label") or "UNREADABLE"
+    decisions = {"agree": "Agree", "disagree": "Disagree"}
+    if case.get("subtype") in ("BACTERIAL", "VIRAL"):  # a stated subtype: it alone can be wrong
+        decisions["subtype"] = "Disagree: subtype only"
     with st.form(f"review_{case['case_id']}", border=True):
         st.markdown("**Reader review**" if not review else "**Change the review**")
-        decision = st.radio("Do you agree with the model?", ["agree", "disagree"], horizontal=True,
-                            key=f"decision_{index}")
-        label = st.selectbox("Final label", REVIEW_LABELS, key=f"final_{index}",
-                             index=REVIEW_LABELS.index(model_label) if model_label in REVIEW_LABELS else 0)
+        # Nothing is pre-selected: the reader reads the film, then decides (no nudge toward the model's answer).
+        decision = st.radio("Do you agree with the model?", list(decisions), format_func=decisions.get, index=None,
+                            horizontal=True, key=f"decision_{index}")
+        label = st.selectbox("Final label", REVIEW_LABELS, index=None, key=f"final_{index}",
+                             placeholder="Choose the final label")
         comment = st.text_input("Comment", key=f"comment_{index}")
         st.caption(f"Reader: {reader}" if reader else "Enter your name in the sidebar: every review is signed and audited.")
         if st.form_submit_button("Save review", icon=":material/save:"):
             try:
+                if decision is None or label is None:
+                    raise CXRError("Choose whether you agree, and the final label, before saving.")
                 store.review(case["case_id"], decision, label, reader, comment)
                 st.session_state["review_message"] = f"Case {case['case_id']}: review saved."
                 st.rerun()
@@ -135,14 +146,15 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
                 st.error(str(exc))
 
 
-def _downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display) -> None:
-    from cxr_core.report import build_pdf
+def _downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display, case: dict[str, Any] | None,
+               digest: str) -> None:
+    from cxr_core.report import build_pdf, report_name
 
     def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
         return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap),
-                         card, image_label=f"Image {index + 1}")
+                         card, case=case)
 
-    st.download_button("Download PDF report", data=pdf, file_name=f"cxr_report_{index + 1}.pdf",
+    st.download_button("Download PDF report", data=pdf, file_name=report_name(case, digest),
                        mime="application/pdf", key=f"pdf_{index}", icon=":material/picture_as_pdf:")
 
 
@@ -153,7 +165,7 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 
 
 def _dicom_downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display,
-                     source: bytes | None) -> None:
+                     source: bytes | None, name: str) -> None:
     """The DICOM results for the PACS (cxr_core.dicom_results), built only when downloaded."""
     from cxr_core.dicom_results import overlay_sc, read_source, result_sr, to_bytes
 
@@ -162,10 +174,11 @@ def _dicom_downloads(pred: Prediction, index: int, card: dict[str, Any], display
         return
     c1, c2 = st.columns(2)
     c1.download_button("DICOM structured report", data=lambda: to_bytes(result_sr(read_source(source), pred, card)),
-                       file_name=f"cxr_result_{index + 1}_SR.dcm", mime="application/dicom", key=f"sr_{index}",
+                       file_name=f"cxr_result_{name}_SR.dcm", mime="application/dicom", key=f"sr_{index}",
                        icon=":material/description:")
     if pred.assessed:
         c2.download_button("DICOM Grad-CAM capture", key=f"sc_{index}", icon=":material/image:",
                            data=lambda: to_bytes(overlay_sc(read_source(source), overlay(
-                               pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap), pred)),
-                           file_name=f"cxr_result_{index + 1}_SC.dcm", mime="application/dicom")
+                               pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap), pred,
+                               card.get("model_id", ""))),
+                           file_name=f"cxr_result_{name}_SC.dcm", mime="application/dicom")

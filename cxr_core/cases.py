@@ -29,11 +29,13 @@ from .errors import CXRError
 from .fileio import write_atomic
 from .paths import legacy_images_dir
 from .imaging import LoadedImage
+from .operating_point import valid_threshold
 from .predict import Prediction
 from .settings import current
 
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
-DECISIONS = ("agree", "disagree")
+# "subtype": the reader agrees there is pneumonia but not with the likelier subtype (a recorded disagreement)
+DECISIONS = ("agree", "disagree", "subtype")
 STATUSES = ("new", "reviewed", "disagreed")
 EXPORT_FOLDERS = {"NORMAL": "NORMAL", "BACTERIAL": "PNEUMONIA", "VIRAL": "PNEUMONIA"}
 
@@ -128,6 +130,8 @@ class CaseStore:
             raise CXRError(f"decision {decision!r} is invalid: expected one of {DECISIONS}.")
         if label not in REVIEW_LABELS:
             raise CXRError(f"label {label!r} is invalid: expected one of {REVIEW_LABELS}.")
+        if decision == "subtype" and label not in ("BACTERIAL", "VIRAL"):
+            raise CXRError(f"A subtype-only disagreement needs the subtype as its label (BACTERIAL or VIRAL), not {label!r}.")
         if not reader.strip():
             raise CXRError("A review needs the reader's name.")
         with Session(self.engine) as session, session.begin():
@@ -202,12 +206,12 @@ class CaseStore:
                               not_assessed_reasons=list(case.not_assessed_reasons), heatmap=heat, image=image)
 
     # ---- the site operating point (never in the model card)
-    def set_site_threshold(self, model_id: str, threshold: float | None, author: str,
-                           evidence: dict[str, Any] | None = None) -> None:
-        """Save the site's threshold for `model_id` with its evidence (n, CIs, data, date); None reverts to the
-        model's own threshold."""
-        if threshold is not None and not 0.0 < float(threshold) < 1.0:
-            raise CXRError(f"threshold {threshold!r} is invalid: expected a probability strictly between 0 and 1.")
+    def record_site_point(self, model_id: str, threshold: float | None, author: str,
+                          evidence: dict[str, Any] | None = None) -> None:
+        """Record the site's threshold for `model_id` with its evidence, audited; None reverts to the model's own
+        threshold. Only `cxr_core.site_point` calls this, after the deployment's rules have passed."""
+        if threshold is not None:
+            threshold = valid_threshold(threshold)
         if not author.strip():
             raise CXRError("A site operating point needs its author's name.")
         with Session(self.engine) as session, session.begin():
@@ -280,13 +284,6 @@ class CaseStore:
         return case
 
 
-def apply_site_threshold(predictor: Any, store: "CaseStore | None") -> dict[str, Any] | None:
-    """Point `predictor` at the site's operating point for its model (or back at the card's); the point used."""
-    point = store.site_threshold(predictor.card.get("model_id", "")) if store is not None else None
-    predictor.set_operating_point(point["threshold"] if point else None)
-    return point
-
-
 def _png_bytes(array: np.ndarray) -> bytes:
     """An 8-bit grayscale PNG of a [0, 1] array: pixels only, no metadata."""
     ok, encoded = cv2.imencode(".png", (np.clip(array, 0, 1) * 255).round().astype(np.uint8))
@@ -311,7 +308,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def case_json(case: Case) -> dict[str, Any]:
     latest = case.reviews[-1] if case.reviews else None
-    status = "new" if latest is None else ("disagreed" if latest.decision == "disagree" else "reviewed")
+    status = "new" if latest is None else ("reviewed" if latest.decision == "agree" else "disagreed")
     return {"case_id": case.id, "created": case.created.isoformat(), "image_hash": case.image_hash,
             "label": case.label, "assessed": case.assessed,
             "subtype": case.subtype, "pneumonia_probability": case.pneumonia_probability, "model_id": case.model_id,

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     cs.set_defaults(func=cmd_cases_show)
     cr = csub.add_parser("review", help="record a reader's verdict on a case")
     cr.add_argument("case_id", type=int)
-    cr.add_argument("--decision", required=True, help="agree or disagree")
+    cr.add_argument("--decision", required=True, help="agree, disagree, or subtype (pneumonia right, subtype wrong)")
     cr.add_argument("--label", required=True, help="NORMAL, BACTERIAL, VIRAL, OTHER or UNREADABLE")
     cr.add_argument("--reader", required=True)
     cr.add_argument("--comment", default="")
@@ -108,7 +108,33 @@ def _parser() -> argparse.ArgumentParser:
     pn.add_argument("study_uid")
     pn.add_argument("--send", action="store_true", help="store each image's SR and secondary capture in the study")
     pn.add_argument("--json", action="store_true", help="one JSON object per instance (predict's, plus UIDs)")
+    pn.add_argument("--reanalyse", action="store_true",
+                    help="analyse images this model already analysed; with --send the new results replace the old")
     pn.set_defaults(func=cmd_pacs_analyse)
+
+    sp = sub.add_parser("site-point", help="the site's operating point: show it, set it from a local evaluation "
+                                           "(governed), or revert to the model's threshold")
+    sp.add_argument("--model", help=MODEL_HELP)
+    ssub = sp.add_subparsers(dest="site_point_command", required=True)
+    ss = ssub.add_parser("show", help="the threshold in use, its source and evidence")
+    ss.add_argument("--json", action="store_true")
+    ss.set_defaults(func=cmd_site_point_show)
+    st_ = ssub.add_parser("set", help="set the site point; refused (exit 2) unless the deployment's rules hold")
+    st_.add_argument("threshold", type=float)
+    st_.add_argument("--evaluation", required=True, help="a saved local evaluation: its id, folder or scores.csv")
+    st_.add_argument("--reader", required=True, help="who sets it (audited)")
+    st_.add_argument("--yes", action="store_true", help="confirm without asking")
+    st_.set_defaults(func=cmd_site_point_set)
+    sr = ssub.add_parser("revert", help="return every user to the model's own threshold (audited)")
+    sr.add_argument("--reader", required=True)
+    sr.set_defaults(func=cmd_site_point_revert)
+
+    fs = sub.add_parser("fit-presentation", help="maintenance: fit how a model's results are presented, on its "
+                                                 "held-out data: the subtype margin and the Grad-CAM scale (its card)")
+    fs.add_argument("--model", help=MODEL_HELP)
+    fs.add_argument("--data", help="the training data folder (default: the card's)")
+    fs.add_argument("--precision", type=float, default=0.85, help="the subtype precision to hold (default 0.85)")
+    fs.set_defaults(func=cmd_fit_presentation)
 
     li = sub.add_parser("listen", help="a DICOM C-STORE node: analyse each CR/DX image received, store the case, "
                                        "optionally forward the SR and secondary capture (DICOMweb)")
@@ -157,17 +183,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CXRError(f"No image files found in the given folders ({found.skipped} other file(s) skipped).")
     cam_dir = _prepare_dir(args.cam_out) if args.cam_out else None
     predictor = Predictor(resolve_model_dir(args.model))
-    store = _store_and_site_threshold(predictor)  # the site's operating point, if one was saved; --save's cases
+    store, point = _store_and_point(predictor)  # the site's operating point, if one was set; --save's cases
     if args.save and store is None:
         raise CXRError("--save needs the case database, which is unavailable (see the note above).")
-    if predictor.threshold_source == "site":
-        print(f"Threshold: {predictor.threshold:.3f}, the site's operating point.", file=sys.stderr)
+    if point.source == "site":
+        print(f"Threshold: {point.threshold:.3f}, the site's operating point.", file=sys.stderr)
     progress = _Progress(len(inputs)) if len(inputs) > 5 else None
     failed = refused = 0
     rows = []
     keep = cam_dir is not None or store is not None
     for i, pred in enumerate(predictor.predict_many(inputs, batch_size=args.batch_size, keep_images=keep,
-                                                    progress=progress)):
+                                                    progress=progress, point=point)):
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
         if args.save and pred.error is None:
@@ -183,7 +209,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if progress:
         progress.close()
     if not args.json:
-        _print_table(rows, predictor)
+        _print_table(rows, predictor, point)
     print(f"{len(inputs)} file(s) found: {len(inputs) - failed - refused} analysed, {refused} not assessed "
           f"(outside the intended use), {failed} failed; {found.skipped} non-image file(s) skipped.", file=sys.stderr)
     return 2 if failed else 0
@@ -202,8 +228,9 @@ def _write_cam(cam_dir: Path, index: int, pred: Any) -> None:
         pred.warnings.append(f"The Grad-CAM overlay could not be written to {cam_dir}.")
 
 
-def _print_table(rows: list[Any], predictor: Any) -> None:
-    print(f"Model: {predictor.name}  threshold on P(pneumonia): {predictor.threshold:.3f}  (research use only)")
+def _print_table(rows: list[Any], predictor: Any, point: Any) -> None:
+    print(f"Model: {predictor.name}  threshold on P(pneumonia): {point.threshold:.3f}, {point.wording}  "
+          "(research use only)")
     width = min(60, max([len(r.file) for r in rows] + [4]))
     print(f"{'file':<{width}}  {'label':<9}  {'P(pneu)':>7}  {'subtype':<9}  note")
     for r in rows:
@@ -243,12 +270,17 @@ def _prepare_dir(path: str) -> Path:
 # ----------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder
+    from .operating_point import threshold_wording
 
     if args.bootstrap < 0:
         raise CXRError(f"--bootstrap {args.bootstrap!r} must be >= 0.")
+    from .predict import Predictor
+
     model_dir = resolve_model_dir(args.model)
+    predictor = Predictor(model_dir)
+    _, point = _store_and_point(predictor)
     result = evaluate_folder(model_dir, args.data_dir, n_boot=args.bootstrap,
-                             progress=None if args.json else _Progress)
+                             progress=None if args.json else _Progress, predictor=predictor, point=point)
     summary = result.summary
     if summary["overlap"]["warning"]:
         print(f"Warning: {summary['overlap']['warning']}", file=sys.stderr)
@@ -260,7 +292,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         b, t = summary["binary"], summary["three_class"]
-        print(f"n = {summary['n']}  model {summary['model']}  threshold {b['threshold']:.3f}")
+        print(f"n = {summary['n']}  model {summary['model']}  threshold {b['threshold']:.3f} "
+              f"({threshold_wording(summary['threshold_source'])})")
         print(f"binary: accuracy {b['accuracy']:.3f} {_ci(b['accuracy_ci95'])}  AUC {b['auc']:.3f} {_ci(b['auc_ci95'])}  "
               f"sensitivity {b['sensitivity']:.3f}  specificity {b['specificity']:.3f}")
         print(f"3-class: accuracy {t['accuracy']:.3f} {_ci(t['accuracy_ci95'])}  macro-F1 {t['macro_f1']:.3f}  "
@@ -369,8 +402,9 @@ def cmd_stress(args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         raise CXRError(f"{args.data_dir!r} is not a folder.")
     predictor = Predictor(resolve_model_dir(args.model))
+    _, point = _store_and_point(predictor)
     note = None if args.json else (lambda key: print(f"  scoring {key} ...", file=sys.stderr, flush=True))
-    result = stress_folder(predictor, data_dir, shifts, severities, progress=note)
+    result = stress_folder(predictor, data_dir, shifts, severities, progress=note, point=point)
     if args.json:
         print(json.dumps(result))
         return 2 if result["failed"] else 0
@@ -438,18 +472,18 @@ def _pacs_server(url: str, user: str | None) -> Any:
     return PacsServer(url, user, current().pacs_password if user else None)
 
 
-def _store_and_site_threshold(predictor: Any) -> Any:
-    """The case store (or None, said on stderr, where it does not open) with the site's operating point, if
-    any, applied to `predictor`."""
-    from .cases import CaseStore, apply_site_threshold
+def _store_and_point(predictor: Any) -> tuple[Any, Any]:
+    """The case store (or None, said on stderr, where it does not open) and the operating point that decides
+    for this command: the site's governed point, if one is set, else the model's threshold."""
+    from .cases import CaseStore
+    from .operating_point import OperatingPoint, resolve
 
     try:
         store = CaseStore.open()
     except CXRError as exc:
         print(f"Note: {exc} Results are not kept as cases; the model's own threshold decides.", file=sys.stderr)
-        return None
-    apply_site_threshold(predictor, store)
-    return store
+        return None, OperatingPoint.of_model(predictor.card)
+    return store, resolve(predictor.card, store)
 
 
 def cmd_export_dicom(args: argparse.Namespace) -> int:
@@ -460,9 +494,9 @@ def cmd_export_dicom(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise CXRError(f"{args.file!r} is not a file.")
     predictor = Predictor(resolve_model_dir(args.model))
-    _store_and_site_threshold(predictor)
+    _, point = _store_and_point(predictor)
     data = source.read_bytes()
-    pred = predictor.predict(data, name=source.name)
+    pred = predictor.predict(data, name=source.name, point=point)
     if pred.error:
         raise CXRError(f"{source.name}: {pred.error}")
     if pred.image.format != "DICOM":
@@ -500,9 +534,10 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
 
     server = _pacs_server(args.url, args.user)
     predictor = Predictor(resolve_model_dir(args.model))
-    store = _store_and_site_threshold(predictor)
+    store, point = _store_and_point(predictor)
     counts = {"analysed": 0, "not assessed": 0, "skipped": 0, "failed": 0, "sent": 0}
-    for result in analyse_study(server, args.study_uid, predictor, send=args.send, store=store):
+    for result in analyse_study(server, args.study_uid, predictor, point, send=args.send, store=store,
+                                reanalyse=args.reanalyse):
         pred = result.prediction
         counts[result.status] += 1
         counts["sent"] += len(result.results) if args.send else 0
@@ -520,6 +555,80 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
     return 2 if counts["failed"] else 0
 
 
+def _site_point_context(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The case store (it must open: the site point lives there) and the model's card."""
+    from .cases import CaseStore
+    from .registry import CARD_JSON
+
+    card = json.loads((resolve_model_dir(args.model) / CARD_JSON).read_text(encoding="utf-8"))
+    return CaseStore.open(), card
+
+
+def cmd_site_point_show(args: argparse.Namespace) -> int:
+    from .operating_point import resolve
+
+    store, card = _site_point_context(args)
+    point = resolve(card, store)
+    if args.json:
+        print(json.dumps({"model_id": card.get("model_id"), "threshold": point.threshold,
+                          "threshold_source": point.source, "set_by": point.set_by, "set_on": point.set_on,
+                          "evidence": point.evidence_dict}))
+        return 0
+    print(f"Model {card.get('model_id')}: threshold {point.threshold:.3f}, {point.wording}.")
+    if point.source == "site":
+        ev = point.evidence_dict
+        print(f"Set by {point.set_by} on {(point.set_on or '')[:10]} from evaluation {ev.get('evaluation')} "
+              f"(n = {ev.get('n')}: sensitivity {ev.get('sensitivity', float('nan')):.3f} {_ci(ev['sensitivity_ci95'])}, "
+              f"specificity {ev.get('specificity', float('nan')):.3f} {_ci(ev['specificity_ci95'])}).")
+    return 0
+
+
+def cmd_site_point_set(args: argparse.Namespace) -> int:
+    from .operating_point import valid_threshold
+    from .settings import current
+    from .site_point import find_evaluation, set_site_point
+
+    store, card = _site_point_context(args)
+    threshold = valid_threshold(args.threshold)
+    scores = find_evaluation(card.get("model_id", ""), args.evaluation)
+    if not args.yes:
+        question = (f"Set {threshold:.3f} as the operating point of {card.get('model_id')} for every user, as "
+                    f"{args.reader}? [y/N] ")
+        if not sys.stdin.isatty():
+            raise CXRError("Setting the site operating point needs a confirmation: run it in a terminal, or add --yes.")
+        if input(question).strip().lower() not in ("y", "yes"):
+            print("Not set.", file=sys.stderr)
+            return 1
+    ev = set_site_point(store, card, threshold, scores, args.reader, current().site_policy)
+    if ev.get("overlap_warning"):
+        print(f"Warning: {ev['overlap_warning']}", file=sys.stderr)
+    print(f"Site operating point set: {threshold:.3f} for {card.get('model_id')} (n = {ev['n']}, sensitivity "
+          f"{ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}); audited. Revert with `site-point revert`.")
+    return 0
+
+
+def cmd_site_point_revert(args: argparse.Namespace) -> int:
+    from .operating_point import card_threshold
+    from .site_point import revert_site_point
+
+    store, card = _site_point_context(args)
+    was = revert_site_point(store, card, args.reader)
+    print(f"The model's own threshold decides again: {card_threshold(card):.3f}"
+          + (f" (the site's was {was:.3f})." if was is not None else " (no site point was set)."))
+    return 0
+
+
+def cmd_fit_presentation(args: argparse.Namespace) -> int:
+    from .model_card import fit_presentation
+
+    if not 0.5 <= args.precision < 1.0:
+        raise CXRError(f"--precision {args.precision!r} is invalid: expected a number from 0.5 to below 1.")
+    fields = fit_presentation(resolve_model_dir(args.model), data_dir=Path(args.data) if args.data else None,
+                              precision=args.precision)
+    print(json.dumps(fields, indent=2))
+    return 0
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     import logging
 
@@ -529,7 +638,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     config = ListenerConfig(port=args.port, ae_title=args.aet, address=args.address)
     forward = _pacs_server(args.forward, args.forward_user) if args.forward else None
     predictor = Predictor(resolve_model_dir(args.model))
-    store = _store_and_site_threshold(predictor)
+    store, _ = _store_and_point(predictor)  # the listener resolves the point for each instance it receives
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     Listener(config, predictor, store, forward).serve_forever()

@@ -6,7 +6,10 @@
 - a Secondary Capture of the Grad-CAM overlay with a burned-in "research use only" caption (assessed
   images only: an image outside the intended use gets no heatmap).
 
-Both get new Series and SOP Instance UIDs; the patient and study modules are copied from the source.
+Both get their own Series and SOP Instance UIDs, derived from the source image's SOP Instance UID and the model
+id (`result_uid`): the result of one model on one image has one identity, so sending it again replaces it on the
+PACS instead of adding a duplicate, and `pacs analyse` can tell a study already holds it. The patient and study
+modules are copied from the source.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from . import CLASSES, INTENDED_USE
 from .errors import CXRError
 from .fileio import write_atomic
 from .predict import Prediction
-from .report import threshold_wording
+from .metrics import SUBTYPE_UNCERTAIN
+from .operating_point import threshold_wording
 
 MANUFACTURER = "CXR pneumonia assistant (research use only)"
 CAPTION = ("RESEARCH USE ONLY - NOT FOR DIAGNOSIS", "Grad-CAM: regions behind the model's answer")
@@ -75,6 +79,14 @@ def read_source(data: bytes | Path | Dataset) -> Dataset:
     return ds
 
 
+def result_uid(source_sop_uid: str, model_id: str, what: str) -> str:
+    """The UID of one result object ("SR series", "SR", "SC series", "SC") of `model_id` on one source image:
+    the same inputs always give the same UID (pydicom's generate_uid over them, under its UID root)."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=[str(source_sop_uid), str(model_id), what]))
+
+
 def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_number: int = 1) -> hd.sr.ComprehensiveSR:
     """The structured report of one prediction, in the source's study."""
     if pred.error:
@@ -87,7 +99,9 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
         items += [hd.sr.NumContentItem(PROBABILITY[c], float(pred.class_probabilities[c]), NO_UNITS,
                                        relationship_type="CONTAINS") for c in CLASSES]
         if pred.subtype:
-            items.append(hd.sr.TextContentItem(SUBTYPE, pred.subtype, relationship_type="CONTAINS"))
+            items.append(hd.sr.TextContentItem(SUBTYPE, "uncertain (margin below the model's stated one)"
+                                               if pred.subtype == SUBTYPE_UNCERTAIN else pred.subtype,
+                                               relationship_type="CONTAINS"))
     items += [hd.sr.TextContentItem(NOT_ASSESSED, r[:1024], relationship_type="CONTAINS") for r in pred.not_assessed_reasons]
     items += [
         hd.sr.NumContentItem(THRESHOLD, float(pred.threshold), NO_UNITS, relationship_type="CONTAINS"),
@@ -103,8 +117,9 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
     root = hd.sr.ContainerContentItem(REPORT)
     root.ContentSequence = hd.sr.ContentSequence(items)
     return hd.sr.ComprehensiveSR(
-        evidence=[source], content=root, series_instance_uid=hd.UID(), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(), instance_number=instance_number, manufacturer=MANUFACTURER,
+        evidence=[source], content=root, series_number=SR_SERIES_NUMBER, instance_number=instance_number,
+        series_instance_uid=result_uid(source.SOPInstanceUID, card.get("model_id", ""), "SR series"),
+        sop_instance_uid=result_uid(source.SOPInstanceUID, card.get("model_id", ""), "SR"), manufacturer=MANUFACTURER,
         is_complete=True, is_final=False, is_verified=False, series_description="CXR AI result (research use only)")
 
 
@@ -132,14 +147,16 @@ def captioned(overlay_rgb: np.ndarray, lines: tuple[str, ...] = CAPTION, min_wid
     return out
 
 
-def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, instance_number: int = 1) -> hd.sc.SCImage:
+def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model_id: str,
+               instance_number: int = 1) -> hd.sc.SCImage:
     """The Grad-CAM overlay as a Secondary Capture in the source's study, with the decision (label, P(pneumonia),
     threshold and its source) and the research-use caption burned in."""
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=captioned(overlay_rgb, (result_line(pred), *CAPTION)),
         photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT", series_instance_uid=hd.UID(), series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(), instance_number=instance_number, manufacturer=MANUFACTURER,
+        coordinate_system="PATIENT", series_number=SC_SERIES_NUMBER, instance_number=instance_number,
+        series_instance_uid=result_uid(source.SOPInstanceUID, model_id, "SC series"),
+        sop_instance_uid=result_uid(source.SOPInstanceUID, model_id, "SC"), manufacturer=MANUFACTURER,
         patient_orientation=("L", "F"), series_description="CXR AI Grad-CAM (research use only)")
     sc.BurnedInAnnotation = "YES"
     return sc
@@ -152,7 +169,7 @@ def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: dict[
     ds = read_source(source)
     objects: list[Dataset] = [result_sr(ds, pred, card)]
     if pred.assessed and pred.image is not None and pred.heatmap is not None:
-        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred))
+        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred, card.get("model_id", "")))
     return objects
 
 

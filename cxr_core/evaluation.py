@@ -79,8 +79,9 @@ def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dic
 
 def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1000,
                     progress: Callable[[int], Any] | None = None, save: bool = True,
-                    predictor: Any | None = None) -> EvalResult:
-    """Predict every labelled image of `data_dir` and summarise. Unreadable files are listed, not fatal."""
+                    predictor: Any | None = None, point: Any | None = None) -> EvalResult:
+    """Predict every labelled image of `data_dir` at `point` (default: the model's threshold) and summarise.
+    Unreadable files are listed, not fatal."""
     from .metrics import evaluation_summary
     from .overlap import overlap_report, pixel_hash
     from .predict import Predictor
@@ -90,10 +91,11 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
         raise CXRError(f"{str(data_dir)!r} is not a folder.")
     records = index_dataset(data_dir)
     predictor = predictor or Predictor(model_dir)
+    point = point or predictor.model_point
     bar = progress(len(records)) if progress else None
     files, labels, probs, failed, hashes = [], [], [], [], []
     items = [(f"{r.path.parent.name}/{r.path.name}", r.path) for r in records]
-    for rec, pred in zip(records, predictor.predict_many(items, progress=bar, keep_images=True)):
+    for rec, pred in zip(records, predictor.predict_many(items, progress=bar, keep_images=True, point=point)):
         if pred.error:
             failed.append({"file": pred.file, "error": pred.error})
             continue
@@ -108,8 +110,8 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     if not files:
         raise CXRError(f"None of the {len(records)} images in {str(data_dir)!r} could be read.")
     y, P = np.array(labels), np.array(probs)
-    summary = evaluation_summary(y, P, predictor.threshold, n_boot=n_boot)
-    summary.update(model=predictor.card.get("model_id", Path(model_dir).name), data=str(data_dir.resolve()),
+    summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
+    summary.update(threshold_source=point.source, model=predictor.card.get("model_id", Path(model_dir).name), data=str(data_dir.resolve()),
                    data_fingerprint=fingerprint(records), failed=failed,
                    overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -96,11 +96,6 @@ GUARD_CARD_KEYS = ("ood_val_false_alarm_rate",)  # written by older versions, su
 
 def _update_card(model_dir: Path, report: dict[str, Any]) -> None:
     """The card (JSON and Markdown) describes the guards now beside it."""
-    from .fileio import write_atomic, write_json_atomic
-    from .model_card import render_markdown
+    from .model_card import update_card
 
-    path = model_dir / "model_card.json"
-    card = {k: v for k, v in json.loads(path.read_text()).items() if k not in GUARD_CARD_KEYS}
-    card.update(report)
-    write_json_atomic(path, card)
-    write_atomic(model_dir / "MODEL_CARD.md", render_markdown(card).encode())
+    update_card(model_dir, report, drop=GUARD_CARD_KEYS)

@@ -9,6 +9,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from .dicom_results import MANUFACTURER, kind, result_objects, to_bytes
+from .operating_point import OperatingPoint
 from .predict import Prediction
 
 
@@ -52,14 +53,15 @@ def skip_reason(ds: Dataset) -> str | None:
     return None
 
 
-def analyse_instance(ds: Dataset, predictor: Any, store: Any = None, actor: str = "pacs") -> AnalysedInstance:
-    """Predict one instance, store it as a case (when a store is given), and build its results."""
+def analyse_instance(ds: Dataset, predictor: Any, point: OperatingPoint, store: Any = None,
+                     actor: str = "unsigned") -> AnalysedInstance:
+    """Predict one instance at `point`, store it as a case (when a store is given), and build its results."""
     out = AnalysedInstance(sop_uid=str(ds.get("SOPInstanceUID", "?")))
     out.skipped = skip_reason(ds)
     if out.skipped:
         return out
     data = to_bytes(ds)
-    pred = predictor.predict(data, name=f"instance {out.sop_uid}")
+    pred = predictor.predict(data, name=f"instance {out.sop_uid}", point=point)
     out.prediction = pred
     if pred.error:
         return out

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .errors import CXRError
 from .instance_analysis import analyse_instance
 from .intended_use import PROJECTION_MODALITIES
+from .operating_point import resolve
 
 log = logging.getLogger("cxr.listener")
 SUCCESS = 0x0000
@@ -59,7 +60,9 @@ class Listener:
         try:
             with self._predict_lock:
                 sender = event.assoc.requestor.ae_title
-                result = analyse_instance(ds, self.predictor, self.store, actor=f"unsigned (listener, from {sender})")
+                point = resolve(self.predictor.card, self.store)  # a site point set or reverted applies at once
+                result = analyse_instance(ds, self.predictor, point, self.store,
+                                          actor=f"unsigned (listener, from {sender})")
             if self.forward is not None and result.results:
                 self.forward.store(result.results, str(ds.StudyInstanceUID))
         except Exception as exc:  # a bad instance or an unreachable forward target must not stop the node

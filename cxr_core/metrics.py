@@ -101,6 +101,45 @@ def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None
     }
 
 
+SUBTYPE_UNCERTAIN = "UNCERTAIN"  # a PNEUMONIA whose bacterial-vs-viral margin is below the model's stated one
+SUBTYPE_PRECISION_TARGET = 0.85
+
+
+def subtype_margin(probs: np.ndarray) -> np.ndarray:
+    """How clearly the likelier subtype wins: |P(bacterial) - P(viral)| / (P(bacterial) + P(viral)), in [0, 1]."""
+    probs = as_three_class(np.asarray(probs, dtype=float))
+    b, v = probs[:, 1], probs[:, 2]
+    return np.abs(b - v) / np.maximum(b + v, 1e-12)
+
+
+def choose_subtype_margin(y3: np.ndarray, probs: np.ndarray, precision: float = SUBTYPE_PRECISION_TARGET,
+                          min_stated: int = 20) -> dict[str, Any]:
+    """The smallest margin above which the subtype call is right at least `precision` of the time on held-out
+    pneumonia films (at least `min_stated` of them stated), and what it costs: the share of pneumonia films whose
+    subtype is then stated. No such margin: 1.0 (the subtype is never stated)."""
+    y3, probs = np.asarray(y3), as_three_class(np.asarray(probs, dtype=float))
+    pneumonia = y3 > 0
+    margin = subtype_margin(probs[pneumonia])
+    right = np.where(probs[pneumonia, 2] > probs[pneumonia, 1], 2, 1) == y3[pneumonia]
+    chosen, achieved, stated = 1.0, float("nan"), 0
+    for m in np.unique(margin):  # ascending: the first that meets the target states the most
+        keep = margin >= m
+        if keep.sum() >= min_stated and right[keep].mean() >= precision:
+            chosen, achieved, stated = float(m), float(right[keep].mean()), int(keep.sum())
+            break
+    return {"margin": chosen, "precision_target": precision, "precision": achieved,
+            "stated_fraction": stated / max(1, int(pneumonia.sum())), "n_pneumonia": int(pneumonia.sum()),
+            "precision_all": float(right.mean()) if right.size else float("nan")}
+
+
+def stated_subtype(probs_row: np.ndarray, margin: float | None) -> str:
+    """BACTERIAL or VIRAL for a PNEUMONIA result, or SUBTYPE_UNCERTAIN when its margin is below the model's
+    (`None`: a model without one states every subtype)."""
+    row = as_three_class(np.asarray(probs_row, dtype=float)[None])
+    call = "VIRAL" if row[0, 2] > row[0, 1] else "BACTERIAL"
+    return call if margin is None or subtype_margin(row)[0] >= margin else SUBTYPE_UNCERTAIN
+
+
 def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """The product's decision, the one rule every surface uses: NORMAL (0) when P(pneumonia) is below
     the threshold, else the likelier subtype (1 BACTERIAL, 2 VIRAL). Without a threshold: argmax."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from . import CLASSES, INTENDED_USE
+from .errors import CXRError
 from .shifts import SHIFTS
 
 
@@ -35,6 +38,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"(policy `{card.get('threshold_policy')}`, chosen on {evidence}).",
         f"- Temperature scaling T = {card.get('temperature', 1.0):.3f} (fitted on {evidence}).",
         *policy_lines(card),
+        *subtype_lines(card),
         "",
         f"## {card.get('internal_validation_kind', 'Internal validation (patient-grouped split of the official training set)')}",
         f"n = {m.get('n')} images ({m.get('class_counts')}). These figures flatter: same hospital and period as training.",
@@ -132,6 +136,83 @@ def readme_section(card: dict[str, Any], model_dir: str) -> str:
 
 def _pct(value: Any) -> str:
     return "not measured" if value is None else f"{value:.1%}"
+
+
+def subtype_lines(card: dict[str, Any]) -> list[str]:
+    """The subtype policy: stated only above a margin chosen on held-out pneumonia films."""
+    sp = card.get("subtype_policy")
+    if not sp:
+        return ["- Subtype: the likelier of bacterial and viral is stated for every PNEUMONIA (no margin fitted: run "
+                "`python -m cxr_core fit-presentation`)."] + gradcam_lines(card)
+    return [f"- Subtype: stated only when its margin |P(bacterial) - P(viral)| / (P(bacterial) + P(viral)) is at least "
+            f"**{sp['margin']:.3f}**, chosen on {sp['n_pneumonia']} held-out pneumonia films for a subtype precision "
+            f">= {sp['precision_target']:.2f} (achieved {sp['precision']:.3f}; all calls: {sp['precision_all']:.3f}). "
+            f"It is stated for {sp['stated_fraction']:.0%} of them; below the margin the result says \"subtype "
+            "uncertain\"."] + gradcam_lines(card)
+
+
+def gradcam_lines(card: dict[str, Any]) -> list[str]:
+    g = card.get("gradcam")
+    if not g:
+        return ["- Heatmap: each map scaled to its own peak (no fixed scale fitted: run `python -m cxr_core "
+                "fit-presentation`)."]
+    return [f"- Heatmap: {g['method']} at layer `{g['layer']}`, explaining {g['explains']}; drawn on a fixed scale "
+            f"(1.0 = {g['scale']:.4g}, {g['fitted_on']})."]
+
+
+def update_card(model_dir: Path, fields: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A maintenance command's change to a registered model's card (JSON and Markdown, atomically): the only
+    writes into a model folder after registration (`fit-ood`, `fit-presentation`)."""
+    from .fileio import write_atomic, write_json_atomic
+
+    path = Path(model_dir) / "model_card.json"
+    card = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in drop}
+    card.update(fields)
+    write_json_atomic(path, card)
+    write_atomic(Path(model_dir) / "MODEL_CARD.md", render_markdown(card).encode())
+    return card
+
+
+CAM_SCALE_PERCENTILE = 90
+
+
+def fit_presentation(model_dir: Path, held_out: tuple[Any, Any] | None = None, data_dir: Path | None = None,
+                     precision: float = 0.85) -> dict[str, Any]:
+    """How results are presented, fitted on held-out data and written into the card (`fit-presentation`, and
+    training before registration): the subtype margin, from the held-out scores (validation_scores.csv), and
+    the Grad-CAM scale, the 90th percentile of the map peaks of the held-out pneumonia films (`held_out`:
+    their preprocessed images and 3-class labels; default: the model's own held-out split, from its card)."""
+    import numpy as np
+
+    from .evaluation import read_scores
+    from .guards import held_out_split
+    from .metrics import choose_subtype_margin
+    from .predict import Predictor
+
+    model_dir = Path(model_dir)
+    scores = model_dir / "validation_scores.csv"
+    if not scores.is_file():
+        raise CXRError(f"{str(model_dir)!r} has no held-out scores (validation_scores.csv) to fit on.")
+    _, y_scores, probs = read_scores(scores)
+    predictor = Predictor(model_dir)
+    if held_out is None:
+        _, held = held_out_split(model_dir, data_dir)
+        sick = [r for r in held if r.label > 0]
+        x = np.stack([predictor.preprocess.load(r.path) for r in sick])
+    else:
+        x = held_out[0][np.asarray(held_out[1]) > 0]
+    peaks = np.concatenate([predictor.raw_heatmaps(x[i:i + 32]).reshape(len(x[i:i + 32]), -1).max(axis=1)
+                            for i in range(0, len(x), 32)])
+    fields = {"gradcam": {"method": ("geometric mean of the last layer's CAM and LayerCAM"
+                                     if predictor.cam_layer != "cam_features" else "CAM"),
+                          "layer": predictor.cam_layer, "explains": "logit(likelier subtype) - logit(NORMAL)",
+                          "scale": float(np.percentile(peaks, CAM_SCALE_PERCENTILE)),
+                          "fitted_on": f"{len(x)} held-out pneumonia films: the {CAM_SCALE_PERCENTILE}th percentile "
+                                       "of their map peaks"}}
+    if probs.shape[1] == 3 and int((y_scores > 0).sum()):
+        fields["subtype_policy"] = choose_subtype_margin(y_scores, probs, precision)
+    update_card(model_dir, fields)
+    return fields
 
 
 def policy_lines(card: dict[str, Any]) -> list[str]:

@@ -12,8 +12,10 @@ from datetime import date
 from typing import Any, Callable, Iterator
 
 from .errors import CXRError
+from .dicom_results import result_uid
 from .instance_analysis import AnalysedInstance, analyse_instance
 from .intended_use import PROJECTION_MODALITIES
+from .operating_point import OperatingPoint
 
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
                 "NumberOfStudyRelatedInstances")
@@ -26,13 +28,25 @@ class PacsServer:
     url: str
     user: str | None = None
     password: str | None = None
-    timeout_s: float = 30.0
+    # The retry policy, explicit (dicomweb-client's own default waits ~30 s on a dead URL): a failed connection
+    # and HTTP 408, 429, 503 and 504 are tried `attempts` times in all, waiting 2 x backoff_s, 4 x backoff_s, ...
+    # between tries; each connection attempt gives up after connect_timeout_s. So a dead URL fails in at most
+    # about attempts x connect_timeout_s + the waits: 7 s by default.
+    attempts: int = 2
+    backoff_s: float = 0.5
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 30.0  # the longest silence while a study streams
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise CXRError(f"PACS URL {self.url!r} is invalid: expected http://... or https://... (the DICOMweb root).")
         if self.password and not self.user:
             raise CXRError("A PACS password was given without a user name.")
+        if not (1 <= self.attempts <= 10 and 0 <= self.backoff_s <= 60 and 0 < self.connect_timeout_s <= 120
+                and 0 < self.read_timeout_s <= 3600):
+            raise CXRError(f"PACS retry policy (attempts {self.attempts!r}, back-off {self.backoff_s!r} s, timeouts "
+                           f"{self.connect_timeout_s!r} / {self.read_timeout_s!r} s) is invalid: expected 1-10 attempts, "
+                           "0-60 s back-off, a connect timeout up to 120 s and a read timeout up to 3600 s.")
 
     def __repr__(self) -> str:  # never print the password
         return f"PacsServer(url={self.url!r}, user={self.user!r})"
@@ -44,7 +58,11 @@ class PacsServer:
         session = requests.Session()
         if self.user:
             session.auth = (self.user, self.password or "")
-        return DICOMwebClient(self.url.rstrip("/"), session=session, timeout=self.timeout_s)
+        client = DICOMwebClient(self.url.rstrip("/"), session=session,
+                                timeout=(self.connect_timeout_s, self.read_timeout_s))
+        client.set_http_retry_params(retry=self.attempts > 1, max_attempts=self.attempts,
+                                     wait_exponential_multiplier=int(self.backoff_s * 1000))
+        return client
 
     def store(self, datasets: list[Any], study_uid: str) -> None:
         """STOW-RS `datasets` into study `study_uid`."""
@@ -100,10 +118,12 @@ def find_studies(server: PacsServer, since: date | None = None, limit: int = 200
     return sorted(found.values(), key=lambda s: (s["date"] or "", s["time"] or ""), reverse=True)
 
 
-def analyse_study(server: PacsServer, study_uid: str, predictor: Any, send: bool = False, store: Any = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  actor: str = "unsigned") -> Iterator[AnalysedInstance]:
-    """Retrieve a study, analyse each instance and (with `send`) store its SR and SC back into the study.
+def analyse_study(server: PacsServer, study_uid: str, predictor: Any, point: OperatingPoint, send: bool = False,
+                  store: Any = None, progress: Callable[[int, int], None] | None = None, actor: str = "unsigned",
+                  reanalyse: bool = False) -> Iterator[AnalysedInstance]:
+    """Retrieve a study, analyse each instance at `point` and (with `send`) store its SR and SC back into the
+    study. Idempotent: an image whose SR from this model the study already holds is skipped, unless `reanalyse`,
+    and then the new results carry the same UIDs and replace the old ones (dicom_results.result_uid).
     Yields one AnalysedInstance per retrieved instance; raises CXRError for an empty or unknown study.
     `actor`: the person the audit names for the cases made."""
     if not study_uid.strip():
@@ -112,8 +132,14 @@ def analyse_study(server: PacsServer, study_uid: str, predictor: Any, send: bool
     instances = _call(server, f"retrieving study {study_uid}", lambda: client.retrieve_study(study_uid))
     if not instances:
         raise CXRError(f"Study {study_uid} has no instances on the PACS at {server.url}.")
+    model_id = predictor.card.get("model_id", "")
+    present = {str(ds.get("SOPInstanceUID", "")) for ds in instances}
     for i, ds in enumerate(instances):
-        result = analyse_instance(ds, predictor, store, actor=actor)
+        source_uid = str(ds.get("SOPInstanceUID", "?"))
+        if not reanalyse and result_uid(source_uid, model_id, "SR") in present:
+            result = AnalysedInstance(sop_uid=source_uid, skipped="already analysed by this model; re-analyse to replace")
+        else:
+            result = analyse_instance(ds, predictor, point, store, actor=actor)
         if send and result.results:
             server.store(result.results, study_uid)
         if progress:

@@ -1,8 +1,9 @@
 """Prediction with Grad-CAM from a registered model: what the CLI, the app and the benchmarks call.
 
-`Predictor` loads a model folder once and answers, for each image, the label against the model's
-operating threshold, calibrated probabilities (temperature from the model card), the subtype and
-a heatmap, all from a single forward pass (see gradcam.py for why CAM equals Grad-CAM here).
+`Predictor` loads a model folder once and answers, for each image, the label against an operating point,
+calibrated probabilities (temperature from the model card), the subtype and a heatmap, all from a single
+forward pass (see gradcam.py for why CAM equals Grad-CAM here). A Predictor never changes after loading: it is
+shared by every session of the app, so the operating point is passed to each call (default: the model's own).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import CLASSES
-from .errors import CXRError, InputImageError, ModelError
+from .errors import InputImageError, ModelError
 from .imaging import LoadedImage, load_image
+from .operating_point import OperatingPoint
 from .preprocess import Preprocess
 from .registry import CARD_JSON, MODEL_FILE, load_keras_model
 
@@ -71,8 +73,9 @@ class Predictor:
         self.model = load_keras_model(self.model_dir / MODEL_FILE)
         self.preprocess = Preprocess.from_card(self.card)
         self.image_size = self.preprocess.size
-        self.threshold = float(self.card.get("threshold", 0.5))
-        self.threshold_source = "model"
+        self.model_point = OperatingPoint.of_model(self.card)
+        self.subtype_margin = (self.card.get("subtype_policy") or {}).get("margin")  # None: every subtype stated
+        self.cam_scale = (self.card.get("gradcam") or {}).get("scale")  # None: each map on its own peak
         self.temperature = float(self.card.get("temperature", 1.0))
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
@@ -88,15 +91,6 @@ class Predictor:
             (self.adult_check, "This model has no population check (population.npz): adult films are not flagged "
                                "unless the DICOM gives an age; run `python -m cxr_core fit-ood`.")) if guard is None]
 
-    def set_operating_point(self, threshold: float | None, source: str = "site") -> None:
-        """Decide at a site operating point (`None`: back to the model card's threshold)."""
-        if threshold is None:
-            self.threshold, self.threshold_source = float(self.card.get("threshold", 0.5)), "model"
-            return
-        if not 0.0 < float(threshold) < 1.0:
-            raise CXRError(f"threshold {threshold!r} is invalid: expected a probability strictly between 0 and 1.")
-        self.threshold, self.threshold_source = float(threshold), source
-
     @property
     def name(self) -> str:
         return f"{self.card.get('name')} v{self.card.get('version')}"
@@ -106,37 +100,65 @@ class Predictor:
         import keras
         import tensorflow as tf
 
+        from .gradcam import detail_layer, layer_cam_model
         from .models import CAM_LAYER, LOGITS_LAYER, has_linear_head
 
-        graph = keras.Model(self.model.inputs, [self.model.get_layer(CAM_LAYER).output,
-                                                self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
+        scores = keras.Model(self.model.inputs, [self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
+        self._scores = tf.function(lambda x: scores(x, training=False), reduce_retracing=True)  # no heatmap: no backward
         self._linear_head = has_linear_head(self.model)
         self._kernel = np.asarray(self.model.get_layer(LOGITS_LAYER).kernel) if self._linear_head else None
+        self.cam_layer = detail_layer(self.model) if self._linear_head else None
+        if self.cam_layer is not None:  # the last layer's CAM fused with LayerCAM at twice its resolution
+            self._forward = layer_cam_model(self.model, self.cam_layer)
+            return
+        self.cam_layer = CAM_LAYER
+        graph = keras.Model(self.model.inputs, [self.model.get_layer(CAM_LAYER).output,
+                                                self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
         self._forward = tf.function(lambda x: graph(x, training=False), reduce_retracing=True, jit_compile=self.jit_compile)
 
-    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(calibrated probabilities n x 3, heatmaps n x h x w, pooled features n x k) for a batch."""
-        from .gradcam import cam_from_features, gradcam_reference
-        from .metrics import as_three_class, decide, softmax
+    def forward(self, batch: np.ndarray, heatmaps: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(calibrated probabilities n x 3, heatmaps n x h x w in [0, 1] on the model's fixed scale, pooled
+        features n x k) for a batch. The heatmaps show the pneumonia-against-normal evidence, whatever the
+        operating point decides (gradcam.py); `heatmaps=False` skips them (None), and their backward pass."""
+        from .gradcam import to_display
+        from .metrics import as_three_class, softmax
 
-        features, logits, pooled = (np.asarray(t) for t in self._forward(np.asarray(batch, np.float32)))
-        probs = as_three_class(softmax(logits, self.temperature))
-        cls = decide(probs, self.threshold)  # the heatmap explains the class the product shows
-        if self._linear_head:
-            heat = cam_from_features(features, self._kernel, cls)
-        else:
-            heat = np.stack([gradcam_reference(self.model, b, int(c)) for b, c in zip(batch, cls)])
-        return probs, heat, pooled
+        if not heatmaps:
+            logits, pooled = (np.asarray(t) for t in self._scores(np.asarray(batch, np.float32)))
+            return as_three_class(softmax(logits, self.temperature)), None, pooled
+        maps, logits, pooled = self._maps(batch)
+        return as_three_class(softmax(logits, self.temperature)), to_display(maps, self.cam_scale), pooled
+
+    def raw_heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        """The maps before the display scale (what `fit-presentation` fits the scale on)."""
+        return self._maps(batch)[0]
+
+    def _maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from .gradcam import cam_from_features, evidence_weights, fuse, gradcam_reference
+        from .models import CAM_LAYER
+
+        out = [np.asarray(t) for t in self._forward(np.asarray(batch, np.float32))]
+        if self.cam_layer != CAM_LAYER:
+            detail, last, logits, pooled = out
+            return fuse(cam_from_features(last, self._kernel, evidence_weights(logits)), detail), logits, pooled
+        last, logits, pooled = out  # no earlier layer: the last layer's map
+        weights = evidence_weights(logits)
+        maps = (cam_from_features(last, self._kernel, weights) if self._linear_head else
+                np.stack([gradcam_reference(self.model, b, w) for b, w in zip(batch, weights)]))
+        return maps, logits, pooled
 
     # ---- one image
-    def predict(self, source: str | Path | bytes | LoadedImage, name: str | None = None) -> Prediction:
+    def predict(self, source: str | Path | bytes | LoadedImage, name: str | None = None,
+                point: OperatingPoint | None = None) -> Prediction:
+        """One input decided at `point` (default: the model's own threshold)."""
         name = name if name is not None else (str(source) if isinstance(source, (str, Path)) else "upload")
+        point = point or self.model_point
         try:
             image = source if isinstance(source, LoadedImage) else load_image(source)
         except InputImageError as exc:
             return Prediction(file=name, error=str(exc))
         probs, heat, pooled, batch = self._run([self.preprocess(image.pixels)])
-        return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0])
+        return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0], point)
 
     def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         batch = np.stack(inputs)
@@ -144,20 +166,21 @@ class Predictor:
         return probs, heat, pooled, batch
 
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
-                       pooled: np.ndarray, model_input: np.ndarray) -> Prediction:
+                       pooled: np.ndarray, model_input: np.ndarray, point: OperatingPoint) -> Prediction:
         from .intended_use import assess
-        from .metrics import decide
+        from .metrics import decide, stated_subtype
 
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
-        decided = int(decide(probs[None], self.threshold)[0])
+        decided = int(decide(probs[None], point.threshold)[0])
         three = self.num_classes == 3
         return Prediction(
             file=name, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
             pneumonia_probability=round(float(1.0 - probs[0]), 6) if verdict.assessed else None,
-            subtype=CLASSES[decided] if decided and three and verdict.assessed else None,
+            subtype=stated_subtype(probs, self.subtype_margin) if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
-            threshold=round(self.threshold, 6), threshold_source=self.threshold_source, warnings=list(verdict.warnings) + self.guard_warnings,
+            threshold=round(point.threshold, 6), threshold_source=point.source,
+            warnings=list(verdict.warnings) + self.guard_warnings,
             out_of_distribution=bool(refusals or unusual), assessed=verdict.assessed,
             not_assessed_reasons=list(verdict.reasons), heatmap=heat, image=image)
 
@@ -173,9 +196,12 @@ class Predictor:
 
     # ---- many files
     def predict_many(self, sources: Iterable[tuple[str, str | Path | bytes]], batch_size: int = 32,
-                     keep_images: bool = False, progress: Callable[[int], None] | None = None) -> Iterator[Prediction]:
-        """Decode in parallel threads, batch, and predict; yields in input order. Failures yield errors."""
+                     keep_images: bool = False, progress: Callable[[int], None] | None = None,
+                     point: OperatingPoint | None = None) -> Iterator[Prediction]:
+        """Decode in parallel threads, batch, and predict at `point` (default: the model's threshold); yields in
+        input order. Failures yield errors."""
         items = list(sources)
+        point = point or self.model_point
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
 
         def decode(item: tuple[str, Any]) -> tuple[str, LoadedImage | None, np.ndarray | None, str | None]:
@@ -197,7 +223,7 @@ class Predictor:
                 if ok:
                     probs, heat, pooled, batch = self._run([d[2] for d in ok])  # type: ignore[misc]
                     for j, d in enumerate(ok):
-                        pred = self._to_prediction(d[0], d[1], probs[j], heat[j], pooled[j], batch[j])
+                        pred = self._to_prediction(d[0], d[1], probs[j], heat[j], pooled[j], batch[j], point)
                         if not keep_images:
                             pred.image = None
                         results[id(d)] = pred

@@ -1,6 +1,7 @@
-"""One-page PDF report per image (fpdf2): image, Grad-CAM overlay, probabilities, model, threshold
-and the intended-use disclaimer. Deliberately carries no patient identifier and no file name
-(file names often contain patient names): the image is called by its position in the batch.
+"""One-page PDF report per image (fpdf2): image, Grad-CAM overlay, probabilities, model, the operating point
+and its source, and the intended-use disclaimer; for a stored case also its case number, content hash, the
+DICOM study date and Study / SOP Instance UIDs, and the reader's review. Deliberately carries no patient
+identifier and no file name (file names often contain patient names): the case is named by its number.
 """
 
 from __future__ import annotations
@@ -11,12 +12,22 @@ from typing import Any
 import numpy as np
 
 from . import CLASSES, INTENDED_USE
+from .gradcam import shown_by_default
+from .metrics import SUBTYPE_UNCERTAIN
+from .operating_point import threshold_wording
 from .predict import Prediction
 
 
-def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, Any], image_label: str = "Image 1") -> bytes:
-    """PDF bytes for one decoded input (pred.image must hold the pixels). An input that was not assessed
-    gets its reasons, no probability and no heatmap."""
+def report_name(case: dict[str, Any] | None, content_hash: str) -> str:
+    """The PDF's file name: by case number, else (a result not kept as a case) by content hash."""
+    return f"cxr_report_case_{case['case_id']}.pdf" if case else f"cxr_report_{content_hash[:12]}.pdf"
+
+
+def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, Any],
+              case: dict[str, Any] | None = None) -> bytes:
+    """PDF bytes for one decoded input (pred.image must hold the pixels), traceable to its case (`case`: the
+    case store's JSON object) when it is one. An input that was not assessed gets its reasons, no probability
+    and no heatmap."""
     from fpdf import FPDF
     from PIL import Image
 
@@ -31,7 +42,11 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
     pdf.cell(0, 10, "Chest X-ray pneumonia assistant - research report", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 4.5, f"{INTENDED_USE}", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
+    pdf.ln(1)
+    pdf.set_font("Helvetica", "", 8)
+    for line in _trace_lines(case):
+        pdf.cell(0, 4, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(1)
 
     gray = Image.fromarray((np.clip(pred.image.pixels, 0, 1) * 255).astype(np.uint8), "L")
     over = Image.fromarray(overlay_rgb, "RGB")
@@ -39,13 +54,14 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
     h = w * gray.height / gray.width
     y = pdf.get_y()
     pdf.image(gray, x=10, y=y, w=w, h=min(h, 110))
-    if pred.assessed:
+    if shown_by_default(pred):  # the same rule as the Viewer: a heatmap for a PNEUMONIA result
         pdf.image(over, x=110, y=y, w=w, h=min(h, 110))
     pdf.set_y(y + min(h, 110) + 1)
     pdf.set_font("Helvetica", "I", 8)
-    pdf.cell(100, 4, _latin1(f"{image_label}: radiograph{acquisition_note(pred.image.metadata)}"))
-    pdf.cell(0, 4, "Grad-CAM: regions that most raised the shown class" if pred.assessed else "", new_x="LMARGIN",
-             new_y="NEXT")
+    label = f"Case {case['case_id']}" if case else "This image"
+    pdf.cell(100, 4, _latin1(f"{label}: radiograph{acquisition_note(pred.image.metadata)}"))
+    pdf.cell(0, 4, "Grad-CAM: evidence for pneumonia, fixed scale" if shown_by_default(pred) else
+             "No heatmap for a NORMAL result" if pred.assessed else "", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
     pdf.set_font("Helvetica", "B", 13)
@@ -56,8 +72,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
         for reason in pred.not_assessed_reasons:
             pdf.multi_cell(0, 5, f"Reason: {_latin1(reason)}", new_x="LMARGIN", new_y="NEXT")
     else:
-        subtype = f" ({pred.subtype.lower()} pattern more likely)" if pred.subtype else ""
-        pdf.cell(0, 8, f"Model output: {pred.label}{subtype}", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 8, f"Model output: {verdict_line(pred)}", new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 10)
         pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f} "
                  f"({threshold_wording(pred.threshold_source)})", new_x="LMARGIN", new_y="NEXT")
@@ -69,12 +84,19 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
         pdf.set_text_color(170, 60, 0)
         pdf.multi_cell(0, 5, f"Warning: {_latin1(w_)}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
+    review = (case or {}).get("review")
+    pdf.set_font("Helvetica", "B" if review else "I", 10)
+    pdf.multi_cell(0, 5, _latin1(
+        f"Reader review: {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): {review['decision']}, "
+        f"final label {review['label']}" + (f". {review['comment']}" if review["comment"] else "") if review else
+        "Reader review: none recorded yet."), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     iv = model_card.get("internal_validation", {}).get("binary", {})
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 4.5, (
         f"Model: {model_card.get('name')} version {model_card.get('version')} ({model_card.get('model_id')}). "
-        f"Internal validation (patient-grouped split of the training data; flatters real-world performance): "
+        f"Internal validation (same hospital as the training data, held-out patients; flatters what another "
+        f"site sees): "
         f"AUC {iv.get('auc', float('nan')):.3f}, accuracy {iv.get('accuracy', float('nan')):.3f}, "
         f"sensitivity {iv.get('sensitivity', float('nan')):.3f}, specificity {iv.get('specificity', float('nan')):.3f}."),
         new_x="LMARGIN", new_y="NEXT")
@@ -87,9 +109,27 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
     return bytes(pdf.output())
 
 
-def threshold_wording(source: str) -> str:
-    """How every surface names the threshold that decided a result."""
-    return "the site's operating point" if source == "site" else "the model's threshold"
+def verdict_line(pred: Prediction) -> str:
+    """The decision in words, the same on every surface: "PNEUMONIA (viral pattern more likely)", "PNEUMONIA
+    (subtype uncertain)" when the subtype margin is below the model's stated one, or "NORMAL"."""
+    if not pred.subtype:
+        return str(pred.label)
+    if pred.subtype == SUBTYPE_UNCERTAIN:
+        return f"{pred.label} (subtype uncertain)"
+    return f"{pred.label} ({pred.subtype.lower()} pattern more likely)"
+
+
+def _trace_lines(case: dict[str, Any] | None) -> list[str]:
+    """What ties the report to its case: number, content hash, and for DICOM the study date and UIDs."""
+    if not case:
+        return ["Not kept as a case (the case database was unavailable)."]
+    lines = [f"Case {case['case_id']}   content sha256 {case['image_hash']}   analysed {case['created'][:16].replace('T', ' ')} UTC"]
+    if case.get("study_uid"):
+        lines.append(f"Study date {case.get('study_date') or 'unknown'}   Study Instance UID {case['study_uid']}")
+        lines.append(f"SOP Instance UID {case.get('sop_uid') or 'unknown'}")
+    if case.get("accession"):  # only where the deployment keeps identifiers
+        lines.append(f"Accession number {case['accession']}")
+    return lines
 
 
 def acquisition_note(metadata: dict[str, Any]) -> str:

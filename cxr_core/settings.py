@@ -12,6 +12,8 @@ setting has one name, one default and one validity check, and a bad value is one
     CXR_PACS_URL              the DICOMweb URL the PACS page starts with
     CXR_PACS_PASSWORD         the PACS password (never on a command line)
     CXR_DATA_DIR              the dataset folder the Dashboards and Training pages start with
+    CXR_SITE_MIN_PER_CLASS    a site operating point needs a local evaluation with this many images per class (50)
+    CXR_SITE_SENSITIVITY_FLOOR  ... and the lower 95 % bound of sensitivity at it at least this (0.90)
     CXR_READER_HEADER         a trusted reverse-proxy header naming the signed-in reader (e.g. X-Forwarded-User);
                               unset: each reader types a name once per browser session
 """
@@ -21,9 +23,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .operating_point import SitePointPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,11 +45,20 @@ class Settings:
     pacs_password: str | None = None
     data_dir: str = ""
     reader_header: str = ""
+    site_min_per_class: int = 50
+    site_sensitivity_floor: float = 0.90
 
     def __post_init__(self) -> None:
+        self.site_policy  # validates the site point rules now, not when a site point is first set
         if not 0.0 <= self.worklist_refresh_s <= 3600.0:
             raise ConfigError(f"CXR_WORKLIST_REFRESH_S {self.worklist_refresh_s!r} is invalid: expected seconds "
                               "from 0 (never) to 3600.")
+
+    @property
+    def site_policy(self) -> "SitePointPolicy":
+        from .operating_point import SitePointPolicy
+
+        return SitePointPolicy(self.site_min_per_class, self.site_sensitivity_floor)
 
     @property
     def runs(self) -> Path:
@@ -59,6 +73,12 @@ class Settings:
             refresh_s = float(refresh)
         except ValueError:
             raise ConfigError(f"CXR_WORKLIST_REFRESH_S {refresh!r} is invalid: expected a number of seconds.") from None
+        minimum, floor = env.get("CXR_SITE_MIN_PER_CLASS", "50"), env.get("CXR_SITE_SENSITIVITY_FLOOR", "0.90")
+        try:
+            min_per_class, sensitivity_floor = int(minimum), float(floor)
+        except ValueError:
+            raise ConfigError(f"CXR_SITE_MIN_PER_CLASS {minimum!r} or CXR_SITE_SENSITIVITY_FLOOR {floor!r} is invalid: "
+                              "expected a whole number and a number in (0, 1).") from None
         flag = env.get("CXR_STORE_IDENTIFIERS", "")
         if flag not in ("", "0", "1"):
             raise ConfigError(f"CXR_STORE_IDENTIFIERS {flag!r} is invalid: expected 1 (keep identifiers) or 0.")
@@ -69,7 +89,8 @@ class Settings:
                    runs_dir=Path(env["CXR_RUNS_DIR"]) if env.get("CXR_RUNS_DIR") else None,
                    worklist_refresh_s=refresh_s, pacs_url=env.get("CXR_PACS_URL", ""),
                    pacs_password=env.get("CXR_PACS_PASSWORD") or None, data_dir=env.get("CXR_DATA_DIR", ""),
-                   reader_header=env.get("CXR_READER_HEADER", "").strip())
+                   reader_header=env.get("CXR_READER_HEADER", "").strip(), site_min_per_class=min_per_class,
+                   site_sensitivity_floor=sensitivity_floor)
 
 
 def current() -> Settings:

@@ -90,8 +90,10 @@ def worst_case(rows: list[dict[str, Any]], max_severity: int = 3) -> dict[str, A
 
 
 def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = None,
-                  severities: Sequence[int] = SEVERITIES, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Stress a registered model on a labelled folder (Kaggle layout); unreadable files are listed."""
+                  severities: Sequence[int] = SEVERITIES, progress: Callable[[str], None] | None = None,
+                  point: Any | None = None) -> dict[str, Any]:
+    """Stress a registered model on a labelled folder (Kaggle layout) at `point` (default: the model's
+    threshold); unreadable files are listed."""
     from .config import config_from_dict
     from .dataset import index_dataset
     from .errors import CXRError, InputImageError
@@ -110,7 +112,7 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
     keys = conditions(shifts, severities)
 
     def score(batch: np.ndarray) -> np.ndarray:
-        return 1.0 - predictor.forward(batch)[0][:, 0]
+        return 1.0 - predictor.forward(batch, heatmaps=False)[0][:, 0]
 
     p_by = {}
     for key in keys:
@@ -119,7 +121,8 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
         p_by.update(score_conditions(images, predictor.preprocess, score, [key]))
     card_augment = predictor.card.get("config", {}).get("augment")
     augment = config_from_dict({"augment": card_augment}).augment if card_augment is not None else None
-    rows = stress_table(np.array(labels), p_by, predictor.threshold, augment)
+    point = point or predictor.model_point
+    rows = stress_table(np.array(labels), p_by, point.threshold, augment)
     return {"model": predictor.card.get("model_id"), "data": str(data_dir), "n": len(images),
-            "threshold": predictor.threshold, "conditions": rows, "worst_moderate": worst_case(rows, 2),
+            "threshold": point.threshold, "threshold_source": point.source, "conditions": rows, "worst_moderate": worst_case(rows, 2),
             "worst_severe": worst_case(rows, 3), "failed": failed}

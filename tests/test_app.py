@@ -36,7 +36,9 @@ def test_every_page_renders_with_a_model(app_env, page):
     at = _run(page)
     assert not at.exception, at.exception
     assert any("Model in use" in m.value for m in at.sidebar.markdown)
-    assert at.sidebar.metric[0].label == "Val. AUC"
+    sidebar = [m.value for m in at.sidebar.markdown]
+    assert any(m.startswith("**Internal (same hospital as training)**") for m in sidebar)  # labelled for what it is
+    assert any("No local evaluation at this site yet" in w.value for w in at.sidebar.warning)
 
 
 @pytest.mark.parametrize("page", PAGES)

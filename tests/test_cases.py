@@ -84,30 +84,29 @@ def test_a_stored_case_rebuilds_its_result_without_re_predicting(store, tiny_pre
     assert created and other_model != case_id  # the same image under another model is another case
 
 
-def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_model_dir):
-    from cxr_core.cases import apply_site_threshold
+def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_predictor):
     from cxr_core.export import result_row
-    from cxr_core.predict import Predictor
+    from cxr_core.operating_point import resolve
     from cxr_core.report import build_pdf
 
-    predictor = Predictor(tiny_model_dir)  # its own: the session-wide predictor is shared
+    predictor = tiny_predictor  # shared by the session: nothing here may change it
     model_id = predictor.card["model_id"]
     with pytest.raises(CXRError, match="1.5"):
-        store.set_site_threshold(model_id, 1.5, "Dr Site")
+        store.record_site_point(model_id, 1.5, "Dr Site")
     with pytest.raises(CXRError, match="author"):
-        store.set_site_threshold(model_id, 0.3, " ")
-    assert apply_site_threshold(predictor, store) is None and predictor.threshold_source == "model"
-    store.set_site_threshold(model_id, 0.987, "Dr Site", {"n": 40})
-    point = apply_site_threshold(predictor, store)
-    assert point["threshold"] == 0.987 and point["evidence"] == {"n": 40}
-    pred = predictor.predict(inputs.png_gray8())
+        store.record_site_point(model_id, 0.3, " ")
+    assert resolve(predictor.card, store).source == "model"
+    store.record_site_point(model_id, 0.987, "Dr Site", {"n": 40})
+    point = resolve(predictor.card, store)
+    assert (point.threshold, point.source, point.set_by, point.evidence_dict) == (0.987, "site", "Dr Site", {"n": 40})
+    pred = predictor.predict(inputs.png_gray8(), point=point)
     assert (pred.threshold, pred.threshold_source) == (0.987, "site")
     assert result_row(pred, 1, "abc", model_id, "now")["threshold_source"] == "site"
     assert pred.to_json()["threshold_source"] == "site"
     assert b"threshold = 0.987 \\(the site's operating point\\)" in pdf_text(build_pdf(pred, np.zeros((8, 8, 3), np.uint8), predictor.card))
-    store.set_site_threshold(model_id, None, "Dr Site")
-    assert apply_site_threshold(predictor, store) is None
-    assert predictor.threshold == predictor.card["threshold"] and predictor.threshold_source == "model"
+    store.record_site_point(model_id, None, "Dr Site")
+    assert resolve(predictor.card, store) == predictor.model_point
+    assert predictor.predict(inputs.png_gray8()).threshold_source == "model"  # the default never moved
     assert [e["action"] for e in store.audit()] == ["site-threshold", "site-threshold"]
 
 
@@ -118,10 +117,10 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     import highdicom as hd
     from pydicom import dcmread
 
-    from cxr_core.cases import apply_site_threshold
     from cxr_core.dicom_results import CAPTION, captioned, result_line, result_objects
     from cxr_core.export import result_row
     from cxr_core.gradcam import overlay
+    from cxr_core.operating_point import resolve
     from cxr_core.predict import Predictor
     from cxr_core.report import build_pdf
 
@@ -131,9 +130,8 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     p = predictor.predict(source).pneumonia_probability
     assert p is not None and 0.01 < p < 0.99
     threshold, expected = (p + 0.005, "NORMAL") if side == "above" else (p - 0.005, "PNEUMONIA")
-    store.set_site_threshold(predictor.card["model_id"], threshold, "Dr Site")
-    apply_site_threshold(predictor, store)
-    pred = predictor.predict(source)
+    store.record_site_point(predictor.card["model_id"], threshold, "Dr Site")
+    pred = predictor.predict(source, point=resolve(predictor.card, store))
     assert (pred.label, pred.threshold_source) == (expected, "site")
     assert pred.to_json()["label"] == expected
     assert result_row(pred, 1, "abc", "m", "now")["label"] == expected

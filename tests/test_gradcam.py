@@ -78,7 +78,7 @@ def test_predictor_fast_path_matches_reference(tiny_predictor):
     ref_probs = np.asarray(tiny_predictor.model(batch))
     np.testing.assert_allclose(probs, __import__("cxr_core.metrics").metrics.softmax(
         np.log(np.clip(ref_probs, 1e-30, None)), tiny_predictor.temperature), atol=1e-4)
-    cls = __import__("cxr_core.metrics").metrics.decide(probs, tiny_predictor.threshold)
+    cls = __import__("cxr_core.metrics").metrics.decide(probs, tiny_predictor.model_point.threshold)
     for i in range(len(batch)):
         np.testing.assert_allclose(heat[i], gradcam_reference(tiny_predictor.model, batch[i], int(cls[i])), atol=1e-4)
 

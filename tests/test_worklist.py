@@ -114,7 +114,8 @@ def test_a_missing_case_in_the_url_is_a_message(app_env):
     assert not at.exception and any("no case '999'" in e.value for e in at.error)
 
 
-def test_the_site_operating_point_is_saved_from_a_local_evaluation(app_env, tiny_data, tiny_model_dir):
+def test_the_site_operating_point_is_governed_confirmed_and_revertible(app_env, tiny_data, tiny_model_dir,
+                                                                         monkeypatch):
     from cxr_core.cases import CaseStore
     from cxr_core.evaluation import evaluate_folder
 
@@ -127,13 +128,23 @@ def test_the_site_operating_point_is_saved_from_a_local_evaluation(app_env, tiny
     box.set_value(next(o for o in box.options if o != "internal validation")).run()
     assert any("model's training data" in w.value for w in at.warning)  # the very folder it was trained on
     at.slider(key="threshold").set_value(0.6).run()
+    assert at.button(key="site_save").disabled  # not before the reader confirms
+    at.checkbox(key="site_confirm").check().run()
     at.button(key="site_save").click().run()
-    assert any("author" in e.value for e in at.error) and CaseStore.open().site_threshold(model_id) is None
+    assert any("reader" in e.value for e in at.error) and CaseStore.open().site_threshold(model_id) is None
     at.sidebar.text_input(key="reader_input").input("Dr Site").run()
+    at.checkbox(key="site_confirm").check().run()
+    at.button(key="site_save").click().run()  # 16 + 16 images: below the default 50 of each class
+    assert any("min_per_class" in e.value and "16 pneumonia" in e.value for e in at.error)
+    assert CaseStore.open().site_threshold(model_id) is None
+    monkeypatch.setenv("CXR_SITE_MIN_PER_CLASS", "16")  # a deployment's own rules
+    monkeypatch.setenv("CXR_SITE_SENSITIVITY_FLOOR", "0.05")
+    at.checkbox(key="site_confirm").check().run()
     at.button(key="site_save").click().run()
     assert not at.exception, at.exception
     point = CaseStore.open().site_threshold(model_id)
     assert point["threshold"] == pytest.approx(0.6) and point["author"] == "Dr Site" and point["evidence"]["n"] == n
+    assert point["evidence"]["rules"] == {"min_per_class": 16, "sensitivity_floor": 0.05}
     assert any("site's operating point" in c.value for c in at.sidebar.caption)
     at.button(key="site_revert").click().run()
     assert CaseStore.open().site_threshold(model_id) is None

@@ -133,7 +133,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     from cxr_core import metrics as M
     from cxr_core.dataset import class_counts, fingerprint, split_for
     from cxr_core.evaluation import write_scores
-    from cxr_core.model_card import render_markdown
+    from cxr_core.model_card import fit_presentation, render_markdown
     from cxr_core.models import merge_members
     from cxr_core.guards import fit_guards
     from cxr_core.overlap import write_training_hashes
@@ -210,7 +210,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     }
     write_json_atomic(out / CARD_JSON, card)
     write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
-    return card
+    return {**card, **fit_presentation(out)}  # its guard fold's films, before registration
 
 
 def _write_member_histories(member_dirs: list[Any], path: Any) -> None:

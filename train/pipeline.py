@@ -36,7 +36,7 @@ from cxr_core.config import TrainConfig
 from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, index_dataset, split_for
 from cxr_core.errors import CXRError
 from cxr_core.evaluation import write_scores
-from cxr_core.model_card import render_markdown
+from cxr_core.model_card import fit_presentation, render_markdown
 from cxr_core.preprocess import Preprocess
 from cxr_core.fileio import write_atomic, write_json_atomic
 from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry
@@ -354,7 +354,7 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     }
     write_json_atomic(out / CARD_JSON, card)
     write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
-    return card
+    return {**card, **fit_presentation(out, held_out=(x_val, labels3))}  # before registration: the card gains them
 
 
 # ---------------------------------------------------------------------------------------------- status
