@@ -97,7 +97,8 @@ def cam_from_features(features: np.ndarray, dense_kernel: np.ndarray, weights: n
 
 def gradcam_reference(model: Any, image: np.ndarray, weights: np.ndarray, layer: str = CAM_LAYER) -> np.ndarray:
     """Textbook Grad-CAM of the evidence logits @ `weights` at `layer` for one (H, W, 1) image, by
-    GradientTape: channel weights = spatially averaged gradients; raw (unscaled)."""
+    GradientTape; raw (unscaled). Channel weights are the spatially summed gradients (the paper averages: a
+    constant factor h x w), so that for a GAP + linear head it equals `cam_from_features` exactly."""
     import keras
     import tensorflow as tf
 
@@ -107,7 +108,7 @@ def gradcam_reference(model: Any, image: np.ndarray, weights: np.ndarray, layer:
         features, logits = grad_model(x, training=False)
         score = tf.reduce_sum(logits[0] * tf.constant(np.asarray(weights, np.float32)))
     grads = tape.gradient(score, features)[0]
-    cam = tf.reduce_sum(features[0] * tf.reduce_mean(grads, axis=(0, 1)), axis=-1)
+    cam = tf.reduce_sum(features[0] * tf.reduce_sum(grads, axis=(0, 1)), axis=-1)
     return np.maximum(np.asarray(cam), 0.0)
 
 

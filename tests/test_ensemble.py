@@ -15,7 +15,7 @@ from .conftest import tiny_config
 def test_merged_logits_and_cam_are_the_members_means(tmp_path):
     import keras
 
-    from cxr_core.gradcam import cam_from_features
+    from cxr_core.gradcam import cam_from_features, evidence_weights
     from cxr_core.models import CAM_LAYER, LOGITS_LAYER, build_model, has_linear_head, merge_members
     from cxr_core.registry import load_keras_model
 
@@ -37,7 +37,7 @@ def test_merged_logits_and_cam_are_the_members_means(tmp_path):
     np.testing.assert_allclose(z, np.mean([p[1] for p in member_parts], axis=0), atol=1e-5)
     raw = lambda feats, k: np.einsum("nhwk,k->nhw", feats, k[:, 1])  # noqa: E731  (CAM before ReLU/normalising)
     np.testing.assert_allclose(raw(f, kernel), np.mean([raw(p[0], p[2]) for p in member_parts], axis=0), atol=1e-5)
-    assert cam_from_features(f, kernel, np.ones(4, int)).shape == (4, 8, 8)
+    assert cam_from_features(f, kernel, evidence_weights(z)).shape == (4, 8, 8)
 
 
 @pytest.mark.parametrize("fold", [-1, 2])

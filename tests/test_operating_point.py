@@ -133,7 +133,7 @@ def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_regi
     assert done.returncode == 0, done.stderr
     shown = json.loads(_cli(["site-point", "show", "--json"], env).stdout)
     assert (shown["threshold"], shown["threshold_source"], shown["set_by"]) == (site, "site", "Dr Site")
-    assert shown["evidence"]["evaluation"] == full and shown["evidence"]["n"] == 32
+    assert shown["evidence"]["evaluation"] == full and shown["evidence"]["n"] == 48  # 16 normal, 32 pneumonia
     decided = json.loads(_cli(["predict", str(film), "--json"], env).stdout)
     assert (decided["threshold"], decided["threshold_source"], decided["label"]) == (site, "site", "PNEUMONIA")
     reverted = _cli(["site-point", "revert", "--reader", "Dr Site"], env)
