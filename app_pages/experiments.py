@@ -1,6 +1,5 @@
 """Experiments: the results table of every finished experiment run, with its plots."""
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -34,28 +33,20 @@ for name in chosen:
         with st.expander("Table, command and notes"):
             st.markdown(md.read_text())
     histories = {r.label: read_history(folder / f"history_{r.run}.csv") for r in rows.itertuples()}
-    c1, c2 = st.columns(2)
-    fig = go.Figure()
-    for label, h in histories.items():
-        if h:
-            fig.add_trace(go.Scatter(x=[int(x["epoch"]) + 1 for x in h], y=[x.get("val_auc") for x in h],
-                                     mode="lines+markers", name=label))
-    fig.update_layout(title="Validation AUC per epoch (runs overlaid)", xaxis_title="epoch", height=340,
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.6), modebar=dict(orientation="v"))
-    c1.plotly_chart(fig, width="stretch", key=f"curves_{name}")
+    # One chart per row, full width: side by side at 1280 px, legends covered the curves and labels were cut.
+    st.plotly_chart(charts.run_curves(histories, "val_auc", "Validation AUC per epoch (runs overlaid)"),
+                    width="stretch", key=f"curves_{name}")
     config_path = next((p for p in CONFIG_DIR.glob("experiments/*.toml") if f'name = "{name}"' in p.read_text()), None)
     spec = read_experiment(config_path) if config_path else None
     if spec and spec["kind"] == "grid":
         (k1, v1), (k2, v2) = spec["grid"].items()
         values = grid_values(rows.to_dict("records"), k1, v1, k2, v2, "val_auc")
-        c2.plotly_chart(charts.grid_heatmap(v1, v2, values, "Validation AUC", k1, k2), width="stretch", key=f"grid_{name}")
+        st.plotly_chart(charts.grid_heatmap(v1, v2, values, "Validation AUC", k1, k2), width="stretch", key=f"grid_{name}")
     elif spec and spec["kind"] == "cv":
         box = go.Figure([go.Box(y=rows[k], name=k.replace("val_", ""), boxpoints="all") for k in
                          ("val_binary_accuracy", "val_auc", "val_3class_accuracy")])
-        box.update_layout(title=f"{len(rows)}-fold CV spread", height=340, modebar=dict(orientation="v"))
-        c2.plotly_chart(box, width="stretch", key=f"cv_{name}")
+        box.update_layout(title=f"{len(rows)}-fold CV spread", height=380, showlegend=False, margin=dict(t=70))
+        st.plotly_chart(box, width="stretch", key=f"cv_{name}")
     else:
-        bars = go.Figure(go.Bar(x=rows["label"], y=rows["val_auc"], text=np.round(rows["val_auc"], 3), textposition="auto"))
-        bars.update_layout(title="Validation AUC per run", height=340, yaxis_range=[max(0, rows["val_auc"].min() - 0.05), 1],
-                           modebar=dict(orientation="v"))
-        c2.plotly_chart(bars, width="stretch", key=f"bars_{name}")
+        st.plotly_chart(charts.run_bars([str(v) for v in rows["label"]], [float(v) for v in rows["val_auc"]],
+                                        "Validation AUC per run", "val_auc"), width="stretch", key=f"bars_{name}")

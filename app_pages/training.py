@@ -57,6 +57,8 @@ with st.form("config_form"):
         "data.root": c4.text_input("Training data folder", base.data.root),
     }
     activate = st.checkbox("Make the model active when it finishes and passes its validation gate", value=False)
+    st.caption(f"Models trained here are registered in your own folder, `{registry().write_root}`; one below its "
+               "validation gate is kept as an experiment, hidden from the model picker.")
     minutes = launcher.estimate_minutes(base, launcher.list_runs(RUNS_DIR))
     st.caption(f"Estimated time: about {minutes:.0f} min on this machine (from earlier runs at this size)." if minutes
                else "No earlier run at this image size and backbone to estimate the time from.")
@@ -68,7 +70,7 @@ if submitted and not confirmed:
 elif submitted:
     try:
         overrides = launcher.changed_fields(base, form)
-        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().root,
+        run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().write_root,
                                  activate=activate, budget=budget)
         st.session_state["followed_run"] = str(run_dir)
         st.success(f"Started {run_dir.name}" + (f" with {overrides}" if overrides else ""))
@@ -140,7 +142,8 @@ def run_history() -> None:
                      "val AUC": m.get("val_auc"), "val accuracy": m.get("val_binary_accuracy"),
                      "val 3-class acc.": m.get("val_3class_accuracy"), "command": r.config.get("command")})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    finished = [r.status.get("model_id") for r in runs if r.state == "finished" and r.status.get("model_id")]
+    finished = [r.status.get("model_id") for r in runs if r.state == "finished" and r.status.get("model_id")
+                and r.status.get("passed_gate", True)]  # a model below its gate is an experiment, never active
     if finished:
         c1, c2 = st.columns([3, 1])
         target = c1.selectbox("Finished model", finished)

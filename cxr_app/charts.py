@@ -78,9 +78,39 @@ def training_curves(history: list[dict[str, float]], pairs: Sequence[tuple[str, 
 
 
 def grid_heatmap(rows: list[Any], cols: list[Any], values: np.ndarray, title: str, row_name: str, col_name: str) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=values, x=[str(c) for c in cols], y=[str(r) for r in rows], colorscale="Viridis",
-                               text=[[f"{v:.3f}" for v in row] for row in values], texttemplate="%{text}"))
-    return _layout(fig, title, col_name, row_name, height=340)
+    """A grid's metric per cell, with the value written large in each cell on a light-to-dark scale whose
+    text colour Plotly picks for contrast."""
+    fig = go.Figure(go.Heatmap(z=values, x=[str(c) for c in cols], y=[str(r) for r in rows], colorscale="Blues",
+                               text=[[f"{v:.3f}" for v in row] for row in values], texttemplate="%{text}",
+                               textfont=dict(size=16), colorbar=dict(thickness=12)))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, col_name, row_name, height=380)
+
+
+def run_curves(histories: dict[str, list[dict[str, Any]]], metric: str, title: str) -> go.Figure:
+    """One line per run over epochs; the legend sits right of the plot, never over the curves."""
+    fig = go.Figure()
+    for label, h in histories.items():
+        if h:
+            fig.add_trace(go.Scatter(x=[int(x["epoch"]) + 1 for x in h], y=[x.get(metric) for x in h],
+                                     mode="lines+markers", name=label))
+    _layout(fig, title, "epoch", metric, height=380)
+    fig.update_xaxes(dtick=1)  # whole epochs
+    return fig.update_layout(legend=dict(orientation="v", x=1.02, y=1, xanchor="left", yanchor="top"),
+                             margin=dict(l=50, r=20, t=70, b=45),
+                             modebar=dict(orientation="h"))  # above the plot: a vertical one covered the legend
+
+
+def run_bars(labels: list[str], values: list[float], title: str, metric: str) -> go.Figure:
+    """One bar per run with its value above it: the axis leaves room for the labels, and long run names slant."""
+    fig = go.Figure(go.Bar(x=labels, y=values, text=[f"{v:.3f}" for v in values], textposition="outside",
+                           cliponaxis=False))
+    low = min(values) if values else 0.0
+    fig.update_yaxes(range=[max(0.0, low - 0.05), 1.02])
+    fig.update_xaxes(tickangle=-30, automargin=True)
+    _layout(fig, title, "run", metric, height=400)
+    return fig.update_layout(margin=dict(l=50, r=20, t=60, b=45))
 
 
 def stress_bars(rows: list[dict[str, Any]], metric: str, threshold_line: float | None = None) -> go.Figure:

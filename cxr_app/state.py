@@ -126,8 +126,14 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
         if not entries:
             st.warning(f"No model is registered in `{reg.root}`. Train one on the Training page or with `python -m train`.")
             return None
-        ids = [e.model_id for e in entries]
         current = current_entry()
+        experimental = st.checkbox("Show experimental models", key="show_experimental",
+                                   help="Models below their validation gate: for research, never for patients.")
+        entries = [e for e in entries if e.passed_gate or experimental or (current and e.model_id == current.model_id)]
+        if not entries:
+            st.warning("Every registered model failed its validation gate: tick 'Show experimental models' to see them.")
+            return None
+        ids = [e.model_id for e in entries]
         index = ids.index(current.model_id) if current and current.model_id in ids else 0
         active = current.model_id if current and current.model_id == _active_or_none(reg) else None
         picked = st.selectbox("Model", ids, index=index, key="model_picker",
@@ -135,6 +141,8 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
         st.session_state[SESSION_MODEL] = picked
         entry = reg.get(picked)
         st.caption(f"`{entry.model_id}`")
+        if not entry.passed_gate:
+            st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
         _local_figures(entry, store)
         _internal_figures(entry)
         st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")

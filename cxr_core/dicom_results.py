@@ -116,11 +116,22 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
                                         relationship_type="CONTAINS"))
     root = hd.sr.ContainerContentItem(REPORT)
     root.ContentSequence = hd.sr.ContentSequence(items)
-    return hd.sr.ComprehensiveSR(
+    sr = hd.sr.ComprehensiveSR(
         evidence=[source], content=root, series_number=SR_SERIES_NUMBER, instance_number=instance_number,
         series_instance_uid=result_uid(source.SOPInstanceUID, card.get("model_id", ""), "SR series"),
         sop_instance_uid=result_uid(source.SOPInstanceUID, card.get("model_id", ""), "SR"), manufacturer=MANUFACTURER,
         is_complete=True, is_final=False, is_verified=False, series_description="CXR AI result (research use only)")
+    sr.CodingSchemeIdentificationSequence = [_private_scheme()]  # declares 99CXRAI, as PS3.3 C.12.1.1.4 asks
+    return sr
+
+
+def _private_scheme() -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = _SCHEME
+    item.CodingSchemeName = "CXR pneumonia assistant private concepts"
+    item.CodingSchemeResponsibleOrganization = MANUFACTURER
+    item.CodingSchemeVersion = "1"
+    return item
 
 
 def result_line(pred: Prediction) -> str:
@@ -159,6 +170,7 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model
         sop_instance_uid=result_uid(source.SOPInstanceUID, model_id, "SC"), manufacturer=MANUFACTURER,
         patient_orientation=("L", "F"), series_description="CXR AI Grad-CAM (research use only)")
     sc.BurnedInAnnotation = "YES"
+    sc.BodyPartExamined = "CHEST"  # unpaired: General Series' Laterality (type 2C) is then rightly absent
     return sc
 
 

@@ -1,5 +1,10 @@
 """The model registry: a folder of model folders plus a pointer to the active one.
 
+Two folders are read: the shipped models (`CXR_REGISTRY`, default assets/models in the checkout, never written
+by the app) and the user's own ($CXR_HOME/models), where the Training page and `python -m train` register and
+where "Make active" writes its pointer. A Registry given one explicit root reads and writes that root only
+(`python -m train --registry assets/models` is how the shipped model is made).
+
     <root>/<model_id>/model.keras             weights + architecture (no optimizer)
     <root>/<model_id>/model_card.json         config, data, metrics, threshold, temperature, command
     <root>/<model_id>/MODEL_CARD.md           the same for people
@@ -51,47 +56,63 @@ class ModelEntry:
     def display_name(self) -> str:
         return f"{self.card.get('name', self.model_id)} v{self.card.get('version', '?')}"
 
+    @property
+    def passed_gate(self) -> bool:
+        """False for a model registered although it failed its validation gate (an experiment, hidden from the
+        model picker unless asked for); models from before the gate was recorded passed it to be registered."""
+        return bool((self.card.get("validation_gate") or {}).get("passed", True))
+
 
 class Registry:
-    """List, register, activate and load models under one root folder."""
+    """List, register, activate and load models: the shipped folder and the user's own (see above)."""
 
     _load_lock = threading.Lock()
 
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else default_registry_root()
+    def __init__(self, root: str | Path | None = None, user_root: str | Path | None = None):
+        if root is not None:
+            self.root, self.user_root = Path(root), Path(user_root) if user_root is not None else None
+        else:
+            from .settings import current
+
+            self.root, self.user_root = default_registry_root(), current().user_models
+        self.write_root = self.user_root or self.root  # where register and activate write
 
     # ---- reading
     def list(self) -> list[ModelEntry]:
-        if not self.root.is_dir():
-            return []
-        entries = []
-        for folder in sorted(self.root.iterdir()):
-            if folder.name.startswith(".") or not folder.is_dir():
+        entries: dict[str, ModelEntry] = {}
+        for root in (self.root, self.user_root):
+            if root is None or not root.is_dir():
                 continue
-            card = _read_card(folder)
-            if card is not None and (folder / MODEL_FILE).is_file():
-                entries.append(ModelEntry(folder.name, folder, card))
-        return entries
+            for folder in sorted(root.iterdir()):
+                if folder.name.startswith(".") or not folder.is_dir() or folder.name in entries:
+                    continue
+                card = _read_card(folder)
+                if card is not None and (folder / MODEL_FILE).is_file():
+                    entries[folder.name] = ModelEntry(folder.name, folder, card)
+        return list(entries.values())
 
     def get(self, model_id: str) -> ModelEntry:
         for entry in self.list():
             if entry.model_id == model_id:
                 return entry
         known = ", ".join(e.model_id for e in self.list()) or "none"
-        raise ModelError(f"No model {model_id!r} in the registry at {str(self.root)!r} (registered: {known}).")
+        where = " or ".join(repr(str(r)) for r in (self.root, self.user_root) if r is not None)
+        raise ModelError(f"No model {model_id!r} in the registry at {where} (registered: {known}).")
 
     def active_id(self) -> str | None:
-        """The ACTIVE pointer's model. Without a pointer: the most recently created model (None when the
-        registry is empty). A damaged or dangling pointer is an error, never a silent substitute."""
-        pointer = self.root / ACTIVE_FILE
-        if not pointer.exists():
-            listed = sorted(self.list(), key=lambda e: str(e.card.get("created", "")))
+        """The ACTIVE pointer's model: the user's pointer, else the shipped one. Without a pointer: the most
+        recently created model that passed its gate (None when there is none). A damaged or dangling pointer is
+        an error, never a silent substitute."""
+        pointers = [r / ACTIVE_FILE for r in (self.user_root, self.root) if r is not None and (r / ACTIVE_FILE).exists()]
+        if not pointers:
+            listed = sorted((e for e in self.list() if e.passed_gate), key=lambda e: str(e.card.get("created", "")))
             return listed[-1].model_id if listed else None
+        pointer = pointers[0]
         try:
             model_id = json.loads(pointer.read_text(encoding="utf-8")).get("model_id")
         except (OSError, ValueError, AttributeError):
             model_id = None
-        if isinstance(model_id, str) and (self.root / model_id / MODEL_FILE).is_file() and _read_card(self.root / model_id):
+        if isinstance(model_id, str) and model_id in {e.model_id for e in self.list()}:
             return model_id
         raise RegistryError(f"The active-model pointer {str(pointer)!r} is damaged or names a model that is not registered "
                             f"({model_id!r}). Choose one with `python -m cxr_core models --activate MODEL_ID`.")
@@ -108,29 +129,36 @@ class Registry:
             raise RegistryError(f"{str(source_dir)!r} is not a complete model folder ({MODEL_FILE} and {CARD_JSON}).")
         if not all(c.isalnum() or c in "-_." for c in model_id) or model_id.startswith("."):
             raise RegistryError(f"Model id {model_id!r} may only contain letters, digits, '-', '_' and '.'.")
-        target = self.root / model_id
-        if target.exists():
+        root = self.write_root
+        target = root / model_id
+        if target.exists() or model_id in {e.model_id for e in self.list()}:
             raise RegistryError(f"A model {model_id!r} is already registered.")
         tmp = None
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".incoming-{model_id}-"))
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".incoming-{model_id}-"))
             shutil.copytree(source_dir, tmp, dirs_exist_ok=True)
             for f in tmp.rglob("*"):
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
             os.rename(tmp, target)
-            fsync_dir(self.root)
+            fsync_dir(root)
         except OSError as exc:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise RegistryError(os_message(exc, self.root)) from None
+            raise RegistryError(os_message(exc, root)) from None
         return self.get(model_id)
 
     def activate(self, model_id: str) -> None:
-        self.get(model_id)  # must exist and be complete
-        write_json_atomic(self.root / ACTIVE_FILE, {"model_id": model_id})
+        """Point the active model at `model_id`; a model that failed its validation gate cannot be."""
+        entry = self.get(model_id)  # must exist and be complete
+        if not entry.passed_gate:
+            gate = entry.card.get("validation_gate", {})
+            raise RegistryError(f"{model_id} failed its validation gate (AUC {gate.get('auc', float('nan')):.3f} < "
+                                f"{gate.get('min_val_auc')}): it cannot be the active model.")
+        self.write_root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.write_root / ACTIVE_FILE, {"model_id": model_id})
 
 
 def load_keras_model(path: str | Path) -> Any:

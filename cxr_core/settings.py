@@ -61,6 +61,11 @@ class Settings:
         return SitePointPolicy(self.site_min_per_class, self.site_sensitivity_floor)
 
     @property
+    def user_models(self) -> Path:
+        """The user's own trained models (the Training page and `python -m train` register here)."""
+        return self.home / "models"
+
+    @property
     def runs(self) -> Path:
         return self.runs_dir or self.home / "runs"
 

@@ -71,7 +71,9 @@ def test_export_dicom_writes_an_sr_and_a_secondary_capture_in_the_source_study(t
     assert finding.value.meaning == ("Present" if prediction["label"] == "PNEUMONIA" else "Absent")
     for c in ("NORMAL", "BACTERIAL", "VIRAL"):
         assert items[f"Probability of class {c}"].value == pytest.approx(prediction["class_probabilities"][c], abs=1e-6)
-    if prediction["subtype"]:
+    if prediction["subtype"] == "UNCERTAIN":  # a margin below the model's: said, not guessed
+        assert items["Likelier pneumonia subtype"].value.startswith("uncertain")
+    elif prediction["subtype"]:
         assert items["Likelier pneumonia subtype"].value == prediction["subtype"]
     assert items["Probability of pneumonia"].value == pytest.approx(prediction["pneumonia_probability"], abs=1e-6)
     assert items["Operating threshold on the probability of pneumonia"].value == pytest.approx(prediction["threshold"])
@@ -81,6 +83,28 @@ def test_export_dicom_writes_an_sr_and_a_secondary_capture_in_the_source_study(t
     ref = items["Source of Measurement"].ReferencedSOPSequence[0]
     assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (source.SOPClassUID, source.SOPInstanceUID)
     assert sc.BurnedInAnnotation == "YES" and sc.pixel_array.ndim == 3 and sc.pixel_array.shape[1] >= 768
+
+
+@pytest.mark.skipif(not (shutil.which("dciodvfy") and shutil.which("dsrdump")),
+                    reason="the DICOM validators are not installed (Debian: apt-get install dicom3tools dcmtk)")
+def test_the_sr_and_sc_pass_the_standards_own_validators(tiny_data, env, tmp_path):
+    """dciodvfy (dicom3tools) finds no error in either object; dsrdump (dcmtk) reads the SR. The private coding
+    scheme is declared in the SR's Coding Scheme Identification Sequence."""
+    src = tmp_path / "source.dcm"
+    src.write_bytes(_training_like_dicom(tiny_data))
+    res = _cli(["export-dicom", str(src), "--out", str(tmp_path / "out")], env)
+    assert res.returncode == 0, res.stderr
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name[:2] for p in written] == ["SC", "SR"]
+    for path in written:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], f"{path.name}: {errors}"
+    sr = written[1]
+    dumped = subprocess.run(["dsrdump", str(sr)], capture_output=True, text=True, timeout=60)
+    assert dumped.returncode == 0 and "Pneumonia" in dumped.stdout, dumped.stderr
+    scheme = pydicom.dcmread(sr).CodingSchemeIdentificationSequence
+    assert [s.CodingSchemeDesignator for s in scheme] == ["99CXRAI"]
 
 
 def _active_id(env) -> str:
@@ -118,7 +142,8 @@ class Orthanc:
                   "HttpPort": self.http, "DicomPort": self.dicom, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
                   "AuthenticationEnabled": auth, "RegisteredUsers": {USER: PASSWORD} if auth else {},
                   "Plugins": [DICOMWEB_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-                  "HttpBindAddress": "127.0.0.1", "DicomServerEnabled": False}
+                  "HttpBindAddress": "127.0.0.1", "DicomServerEnabled": False,
+                  "OverwriteInstances": True}  # a re-analysis replaces its results (same UIDs), as README says
         path = f"{folder}/orthanc.json"
         with open(path, "w") as f:
             json.dump(config, f)
@@ -201,9 +226,31 @@ def test_pacs_studies_then_analyse_and_send_puts_the_results_in_the_same_study(o
     for series in orthanc.study_series(source.StudyInstanceUID):
         instance = orthanc.get(f"/instances/{series['Instances'][0]}/simplified-tags")
         assert instance["PatientID"] == source.PatientID and instance["StudyInstanceUID"] == source.StudyInstanceUID
-    again = _cli(pacs + ["analyse", source.StudyInstanceUID, "--json"], env)  # our own results are skipped
-    skipped = [json.loads(x)["skipped"] for x in again.stdout.splitlines()]
-    assert sorted(map(str, skipped)) == ["None", "this assistant's own result", "this assistant's own result"]
+    # Idempotent: a second "analyse --send" skips the analysed image and adds nothing; our own results are skipped
+    again = _cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--json"], env)
+    skipped = sorted(str(json.loads(x)["skipped"]) for x in again.stdout.splitlines())
+    assert skipped == ["already analysed by this model; re-analyse to replace", "this assistant's own result",
+                       "this assistant's own result"]
+    assert _modalities(orthanc, source.StudyInstanceUID) == ["DX", "OT", "SR"]
+    # Re-analysis on request: the new results replace the old ones (the same UIDs), never a second pair
+    redone = _cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--reanalyse", "--json"], env)
+    assert redone.returncode == 0, redone.stderr
+    assert [len(json.loads(x)["results"]) for x in redone.stdout.splitlines() if json.loads(x)["skipped"] is None] == [2]
+    assert _modalities(orthanc, source.StudyInstanceUID) == ["DX", "OT", "SR"]
+    assert sum(len(s["Instances"]) for s in orthanc.study_series(source.StudyInstanceUID)) == 3
+
+
+def test_the_pacs_retry_policy_is_explicit_and_bounded():
+    """A dead URL gives up after `attempts` connection tries of at most connect_timeout_s each, plus the
+    back-off waits (2, 4, ... x backoff_s): 7 s at most by default, within the 10 s the product promises."""
+    from cxr_core.errors import CXRError
+    from cxr_core.pacs import PacsServer
+
+    s = PacsServer("http://pacs.example/dicom-web")
+    worst = s.attempts * s.connect_timeout_s + sum(2 ** k * s.backoff_s for k in range(1, s.attempts))
+    assert worst <= 10.0 and s.attempts >= 2
+    with pytest.raises(CXRError, match="attempts 0"):
+        PacsServer("http://pacs.example/dicom-web", attempts=0)
 
 
 def test_pacs_errors_are_one_clear_line(orthanc, tiny_data, env):

@@ -56,11 +56,41 @@ def test_reevaluate_redoes_only_the_last_stage_as_a_new_model(tiny_data, tmp_pat
     assert again.metrics["binary"]["auc"] == pytest.approx(first.metrics["binary"]["auc"])
 
 
-def test_a_run_below_the_validation_gate_is_not_registered(tiny_data, tmp_path):
+def test_a_run_below_the_validation_gate_is_an_experiment_never_active(tiny_data, tmp_path):
+    from cxr_core.errors import RegistryError
+
     cfg = tiny_config(tiny_data, train={"epochs": 1, "min_val_auc_to_register": 1.01 - 1e-9})
-    registry = Registry(tmp_path / "reg")
+    registry = Registry(tmp_path / "shipped", user_root=tmp_path / "mine")
     result = train(cfg, runs_dir=tmp_path / "runs", registry=registry, activate=True, log=lambda s: None)
-    assert result.model_id is None and registry.list() == [] and registry.active_id() is None
+    [entry] = registry.list()
+    assert entry.model_id == result.model_id and not entry.passed_gate and entry.path.parent == tmp_path / "mine"
+    assert entry.card["validation_gate"]["min_val_auc"] == pytest.approx(1.01 - 1e-9)
+    assert registry.active_id() is None and not (tmp_path / "shipped").exists()  # nothing written there
+    with pytest.raises(RegistryError, match="failed its validation gate"):
+        registry.activate(entry.model_id)
+
+
+def test_the_app_lists_shipped_and_user_models_and_hides_experiments(tiny_registry, tmp_path, monkeypatch):
+    """The app's registry reads the shipped folder and $CXR_HOME/models; its picker hides a model below its gate."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from cxr_core.model_card import update_card
+
+    shipped = tiny_registry.active()
+    mine = tmp_path / "home" / "models"
+    shutil.copytree(shipped.path, mine / "experiment-1")
+    update_card(mine / "experiment-1", {"model_id": "experiment-1", "validation_gate": {"min_val_auc": 0.9,
+                                                                                         "auc": 0.5, "passed": False}})
+    monkeypatch.setenv("CXR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
+    assert {e.model_id for e in Registry().list()} == {shipped.model_id, "experiment-1"}
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert len(at.sidebar.selectbox(key="model_picker").options) == 1  # the experiment is hidden
+    at.sidebar.checkbox(key="show_experimental").check().run()
+    assert len(at.sidebar.selectbox(key="model_picker").options) == 2
 
 
 def test_only_one_training_at_a_time(tiny_data, tmp_path):

@@ -129,22 +129,28 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
 
 def register_if_passed(card: dict[str, Any], model_dir: Path, config: TrainConfig, registry: Registry | None,
                        register: bool, activate: bool, log: Callable[[str], None]) -> tuple[str | None, bool]:
-    """The validation gate, then (if asked) registration and activation: (registered model id, passed)."""
+    """The validation gate, recorded in the card, then (if asked) registration and activation: (registered model
+    id, passed). A model below its gate is registered as an experiment: hidden from the app's model picker unless
+    asked for, and never made active."""
+    from cxr_core.model_card import update_card
+
     auc = card["internal_validation"]["binary"]["auc"]
     gate = config.train.min_val_auc_to_register
-    passed = auc >= gate
+    passed = bool(auc >= gate)
+    update_card(model_dir, {"validation_gate": {"min_val_auc": gate, "auc": auc, "passed": passed}})
     if not register:
-        return None, passed
-    if not passed:
-        log(f"Validation AUC {auc:.3f} is below the gate {gate}: not registered.")
         return None, passed
     registry = registry or Registry()
     model_id = card["model_id"]
     if model_id not in {e.model_id for e in registry.list()}:
         registry.register(model_dir, model_id)
+    if not passed:
+        log(f"Validation AUC {auc:.3f} is below the gate {gate}: registered in {registry.write_root} as an "
+            "experiment (hidden from the model picker; never active).")
+        return model_id, passed
     if activate:
         registry.activate(model_id)
-    log(f"Registered {model_id} in {registry.root}" + (" and made it active." if activate else "."))
+    log(f"Registered {model_id} in {registry.write_root}" + (" and made it active." if activate else "."))
     return model_id, passed
 
 
