@@ -74,8 +74,10 @@ def reader_name() -> str:
                            f"No reader: the sign-in header {header} is missing, so changes cannot be saved.")
         return signed_in
 
-    def keep() -> None:
-        st.session_state[READER] = st.session_state["reader_input"].strip()
+    def keep() -> None:  # may run after a page switch, when the box's own state is already gone
+        typed = st.session_state.get("reader_input")
+        if typed is not None:
+            st.session_state[READER] = typed.strip()
 
     st.session_state.setdefault(READER, "")
     st.sidebar.text_input("Your name (reviews and audit)", value=st.session_state[READER], key="reader_input",

@@ -131,6 +131,8 @@ def readme_section(card: dict[str, Any], model_dir: str) -> str:
                   + (f"; over the realistic acquisition family (soft, glare, unsharp, tone_curve, annotation), "
                      f"{worst(stress['worst_acquisition_moderate'])}" if "worst_acquisition_moderate" in stress else "")
                   + ". The full table is in the model card and on the Dashboards page (Robustness)."]
+    lines += ["", "How results are presented (`python -m cxr_core fit-presentation`, on held-out data):", "",
+              *subtype_lines(card)]
     return "\n".join(lines) + "\n"
 
 

@@ -90,8 +90,15 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     shown = " ".join(x.value for x in list(at.success) + list(at.error) + list(at.warning) + list(at.info))
     expected = tiny_predictor.predict(inputs.dicom(), name="scan.dcm")  # the same film, the same answer
     assert (expected.label or "Not assessed") in shown
-    figure = at.get("plotly_chart")[0].proto.spec  # the radiograph with its Grad-CAM layer and colour bar
-    assert '"type":"heatmap"' in figure.replace(" ", "") and "Grad-CAM" in figure
+    def layers() -> list[str]:  # the radiograph's traces: the image, and the evidence map when drawn
+        return [t.get("type", "image") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+
+    if expected.label == "PNEUMONIA":
+        assert "heatmap" in layers() and "Evidence" in at.get("plotly_chart")[0].proto.spec
+    else:  # NORMAL: off, with its own toggle; on, the same fixed-scale map appears
+        assert "heatmap" not in layers()
+        at.toggle(key="heat_0").set_value(True).run()
+        assert "heatmap" in layers()
     assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
     assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
     downloads = [b.proto.label for b in at.get("download_button")]

@@ -69,6 +69,7 @@ def _c_store(port: int, ds) -> int:
 def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny_registry, tiny_data, postgres_url,
                                                                              tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     from cxr_core.cases import CaseStore
 
@@ -99,13 +100,25 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         _select_first_row(browser_b)
         wait_for(browser_b, lambda: "Selected: case 1." in body_text(browser_b), what="the selected row")
         browser_b.find_element(By.XPATH, "//button[.//p[text()='Open in the Viewer']]").click()
-        # the heatmap is drawn, and the reader's name is kept across the page switch
-        wait_for(browser_b, lambda: all(t in body_text(browser_b) for t in ("Reader review", "Grad-CAM: regions",
-                                                                            "Reader: Dr B")), what="case 1 in B's Viewer")
+        # the image, and the reader's name kept across the page switch
+        wait_for(browser_b, lambda: all(t in body_text(browser_b) for t in ("Reader review", "Reader: Dr B")),
+                 what="case 1 in B's Viewer")
         text = body_text(browser_b)
         assert "not in the case database" not in text and "Traceback" not in text
+        if "Heatmap off." in text:  # a NORMAL result: its heatmap is asked for
+            toggle = browser_b.find_element(By.XPATH, "//label[.//p[text()='Show the heatmap']]")
+            browser_b.execute_script("arguments[0].scrollIntoView({block: 'center'})", toggle)
+            toggle.click()
+        wait_for(browser_b, lambda: "Grad-CAM: where the model found evidence" in body_text(browser_b),
+                 what="the heatmap from the database")
         assert len(browser_b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == 1  # image + heatmap
-        browser_b.find_element(By.XPATH, "//label[.//p[text()='agree']]").click()
+        browser_b.find_element(By.XPATH, "//label[.//p[text()='Agree']]").click()
+        field = browser_b.find_element(By.XPATH, "//div[@data-testid='stSelectbox'][.//p[text()='Final label']]//input")
+        field.click()
+        field.send_keys("BACTERIAL")
+        time.sleep(0.5)
+        field.send_keys(Keys.ENTER)
+        time.sleep(0.5)
         browser_b.find_element(By.XPATH, "//button[.//p[text()='Save review']]").click()
         wait_for(browser_b, lambda: "Case 1: review saved." in body_text(browser_b), what="B's saved review")
 

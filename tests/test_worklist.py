@@ -134,8 +134,8 @@ def test_the_site_operating_point_is_governed_confirmed_and_revertible(app_env, 
     assert any("reader" in e.value for e in at.error) and CaseStore.open().site_threshold(model_id) is None
     at.sidebar.text_input(key="reader_input").input("Dr Site").run()
     at.checkbox(key="site_confirm").check().run()
-    at.button(key="site_save").click().run()  # 16 + 16 images: below the default 50 of each class
-    assert any("min_per_class" in e.value and "16 pneumonia" in e.value for e in at.error)
+    at.button(key="site_save").click().run()  # 32 + 16 images: below the default 50 of each class
+    assert any("min_per_class" in e.value and "32 pneumonia and 16 normal" in e.value for e in at.error)
     assert CaseStore.open().site_threshold(model_id) is None
     monkeypatch.setenv("CXR_SITE_MIN_PER_CLASS", "16")  # a deployment's own rules
     monkeypatch.setenv("CXR_SITE_SENSITIVITY_FLOOR", "0.05")
