@@ -121,8 +121,11 @@ def own_registry(monkeypatch, tiny_registry, tmp_path):
     return Registry(root)
 
 
-def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path):
+def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path, own_app_home):
+    from cxr_core.registry import Registry
+
     before = {e.model_id for e in own_registry.list()}
+    shipped = sorted(p.name for p in own_registry.root.iterdir())
     at = _run("app_pages/training.py")
     assert not at.exception
     next(s for s in at.selectbox if s.label == "Stage config").set_value("single.toml").run()
@@ -148,11 +151,13 @@ def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tm
     assert refused, "a second concurrent start must be refused"
     assert len(at.get("plotly_chart")) >= 3  # loss, accuracy/AUC and learning-rate curves
     assert any(r for r in at.dataframe)
-    new = {e.model_id for e in own_registry.list()} - before  # registered here exactly when it passed its gate
     statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/status.json")]
     assert len(statuses) == 1 and statuses[0]["state"] == "finished"
-    assert new == ({statuses[0]["model_id"]} if statuses[0]["passed_gate"] else set())
-    assert all(m.startswith("cxrnet-single-") for m in new)
+    # registered in the user's own folder, never the shipped one; below its gate, as a hidden experiment
+    assert sorted(p.name for p in own_registry.root.iterdir()) == shipped
+    [new] = [e for e in Registry().list() if e.model_id not in before]
+    assert new.model_id == statuses[0]["model_id"] and new.model_id.startswith("cxrnet-single-")
+    assert new.path.parent == own_app_home / "models" and new.passed_gate == statuses[0]["passed_gate"]
 
 
 def test_training_page_keeps_the_config_and_budget_in_the_url(app_env):
