@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from .casedb import (AuditEvent, Case, Picture, Review, SiteOperatingPoint, adopt_picture_files, database_url,
                      open_engine)
+from .dataset import kaggle_name
 from .errors import CXRError
 from .fileio import write_atomic
 from .paths import legacy_images_dir
@@ -37,7 +38,7 @@ REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
 # "subtype": the reader agrees there is pneumonia but not with the likelier subtype (a recorded disagreement)
 DECISIONS = ("agree", "disagree", "subtype")
 STATUSES = ("new", "reviewed", "disagreed")
-EXPORT_FOLDERS = {"NORMAL": "NORMAL", "BACTERIAL": "PNEUMONIA", "VIRAL": "PNEUMONIA"}
+EXPORTABLE = ("NORMAL", "BACTERIAL", "VIRAL")  # OTHER, UNREADABLE and an uncertain subtype have no folder
 
 
 def store_identifiers() -> bool:
@@ -248,12 +249,10 @@ class CaseStore:
                 continue
             review = row["review"]
             label = review["label"] if review else (None if reviewed_only else _model_class(row))
-            if label not in EXPORT_FOLDERS:
+            if label not in EXPORTABLE:
                 counts["left out"] += 1
                 continue
-            sub = EXPORT_FOLDERS[label]
-            name = (f"IM-{row['case_id']:06d}-0001.png" if label == "NORMAL"
-                    else f"person{row['case_id']}_{'bacteria' if label == 'BACTERIAL' else 'virus'}_1.png")
+            sub, name = kaggle_name(label, row["case_id"])  # the names `evaluate` parses the labels back from
             (folder / sub).mkdir(parents=True, exist_ok=True)
             write_atomic(folder / sub / name, self.picture(row["case_id"]))
             exported.add(row["image_hash"])

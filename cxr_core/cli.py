@@ -272,10 +272,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder
     from .operating_point import threshold_wording
 
-    if args.bootstrap < 0:
-        raise CXRError(f"--bootstrap {args.bootstrap!r} must be >= 0.")
     from .predict import Predictor
 
+    if args.bootstrap < 0:
+        raise CXRError(f"--bootstrap {args.bootstrap!r} must be >= 0.")
+    if not Path(args.data_dir).is_dir():  # cheap checks before the model loads
+        raise CXRError(f"{args.data_dir!r} is not a folder.")
     model_dir = resolve_model_dir(args.model)
     predictor = Predictor(model_dir)
     _, point = _store_and_point(predictor)
@@ -493,6 +495,7 @@ def cmd_export_dicom(args: argparse.Namespace) -> int:
     source = Path(args.file)
     if not source.is_file():
         raise CXRError(f"{args.file!r} is not a file.")
+    out = _prepare_dir(args.out)  # cheap checks before the model loads
     predictor = Predictor(resolve_model_dir(args.model))
     _, point = _store_and_point(predictor)
     data = source.read_bytes()
@@ -502,7 +505,7 @@ def cmd_export_dicom(args: argparse.Namespace) -> int:
     if pred.image.format != "DICOM":
         raise CXRError(f"{source.name} is not DICOM ({pred.image.format}): DICOM results need the source's study.")
     objects = result_objects(data, pred, predictor.card)
-    for path in write_objects(objects, _prepare_dir(args.out)):
+    for path in write_objects(objects, out):
         print(path)
     print(f"{'assessed: ' + pred.label if pred.assessed else 'not assessed'}; {len(objects)} object(s) written.",
           file=sys.stderr)
@@ -533,6 +536,8 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
     from .predict import Predictor
 
     server = _pacs_server(args.url, args.user)
+    if not args.study_uid.strip():  # cheap checks before the model loads
+        raise CXRError("A study UID is needed.")
     predictor = Predictor(resolve_model_dir(args.model))
     store, point = _store_and_point(predictor)
     counts = {"analysed": 0, "not assessed": 0, "skipped": 0, "failed": 0, "sent": 0}

@@ -53,6 +53,16 @@ def parse_name(folder: str, filename: str) -> tuple[int, str] | None:
     return None
 
 
+def kaggle_name(label: str, patient: int) -> tuple[str, str]:
+    """(folder, file name) under which `parse_name` reads back `label` (NORMAL, BACTERIAL or VIRAL) for
+    `patient`: what the case store's export writes, so that `evaluate` gets the readers' labels back."""
+    if label == "NORMAL":
+        return "NORMAL", f"IM-{patient:06d}-0001.png"
+    if label in ("BACTERIAL", "VIRAL"):
+        return "PNEUMONIA", f"person{patient}_{'bacteria' if label == 'BACTERIAL' else 'virus'}_1.png"
+    raise CXRError(f"label {label!r} has no Kaggle-layout name: expected NORMAL, BACTERIAL or VIRAL.")
+
+
 def index_dataset(root: str | Path) -> list[Record]:
     """All images under root/NORMAL and root/PNEUMONIA with labels and patient ids, sorted by path."""
     root = Path(root)

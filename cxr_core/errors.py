@@ -27,7 +27,11 @@ class WeightsUnavailableError(ModelError):
     """Pretrained weights were asked for but cannot be had (offline, missing file)."""
 
 
-class RegistryError(CXRError):
+class StorageError(CXRError):
+    """A file cannot be written (read-only folder, disk full...): the message names the path, whatever it is."""
+
+
+class RegistryError(StorageError):
     """The model registry cannot be read or written (read-only disk, disk full, corrupt)."""
 
 

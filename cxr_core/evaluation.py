@@ -18,7 +18,7 @@ import numpy as np
 
 from . import CLASSES
 from .dataset import fingerprint, index_dataset
-from .errors import CXRError, RegistryError
+from .errors import CXRError, StorageError
 from .paths import evaluations_dir
 from .fileio import write_atomic, write_json_atomic
 
@@ -123,6 +123,6 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
             write_scores(folder / "scores.csv", files, y, P)
             write_json_atomic(folder / "summary.json", summary)
             saved_to = folder
-        except (OSError, RegistryError):
+        except (OSError, StorageError):
             saved_to = None  # an unwritable $CXR_HOME: the summary is still printed
     return EvalResult(summary, files, y, P, saved_to)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RegistryError
+from .errors import StorageError
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -32,7 +32,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             raise
         fsync_dir(path.parent)
     except OSError as exc:
-        raise RegistryError(os_message(exc, path)) from None
+        raise StorageError(os_message(exc, path)) from None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -74,7 +74,7 @@ def os_message(exc: OSError, path: Path) -> str:
     if exc.errno == errno.ENOSPC:
         return f"The disk is full: cannot write to {str(path)!r}. Nothing was changed; free some space and retry."
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"The registry at {str(path)!r} is read-only (or not writable by this user). Nothing was changed."
+        return f"{str(path)!r} is on a read-only disk or not writable by this user. Nothing was changed."
     return f"Cannot write to {str(path)!r}: {exc.strerror or exc}. Nothing was changed."
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .models import CAM_LAYER, LOGITS_LAYER
+from .models import CAM_LAYER, LOGITS_LAYER, POOL_LAYER
 
 COLORMAPS = {"inferno": cv2.COLORMAP_INFERNO, "jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS,
              "turbo": cv2.COLORMAP_TURBO, "hot": cv2.COLORMAP_HOT}
@@ -59,7 +59,7 @@ def layer_cam_model(model: Any, layer: str) -> Any:
     import tensorflow as tf
 
     graph = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer(CAM_LAYER).output,
-                                       model.get_layer(LOGITS_LAYER).output, model.get_layer("gap").output])
+                                       model.get_layer(LOGITS_LAYER).output, model.get_layer(POOL_LAYER).output])
 
     def run(x: Any) -> tuple[Any, Any, Any, Any]:
         with tf.GradientTape() as tape:

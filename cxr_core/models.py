@@ -22,6 +22,7 @@ from .errors import ConfigError, ModelError, WeightsUnavailableError
 
 CAM_LAYER = "cam_features"
 LOGITS_LAYER = "logits"
+POOL_LAYER = "gap"  # the pooled last-conv features: the OOD detector's input
 OUTPUT_LAYER = "predictions"
 INPUT_LAYER = "image"
 
@@ -67,7 +68,7 @@ def has_linear_head(model: Any) -> bool:
         tail = names[names.index(CAM_LAYER) + 1:names.index(LOGITS_LAYER)]
     except ValueError:
         return False
-    return tail == ["gap", "head_dropout"]
+    return tail == [POOL_LAYER, "head_dropout"]
 
 
 def logit_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -86,7 +87,7 @@ def predict_logits(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarra
 def pooled_features(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The pooled last-conv features (the "gap" layer) that the OOD detector models."""
     keras = _keras()
-    feat_model = keras.Model(model.inputs, model.get_layer("gap").output)
+    feat_model = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
     return np.asarray(feat_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0))
 
 
@@ -113,7 +114,7 @@ def merge_members(members: list[Any], name: str = "ensemble") -> Any:
         kernels.append(kernel)
         biases.append(bias)
     x = layers.Concatenate(name=CAM_LAYER)(features) if len(features) > 1 else layers.Activation("linear", name=CAM_LAYER)(features[0])
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
     x = layers.Dropout(0.0, name="head_dropout")(x)
     dense = layers.Dense(kernels[0].shape[1], name=LOGITS_LAYER)
     logits = dense(x)
@@ -246,7 +247,7 @@ def _resolve_weights(weights: str) -> str | None:
 
 def _head(features: Any, config: ModelConfig) -> Any:
     layers = _keras().layers
-    x = layers.GlobalAveragePooling2D(name="gap")(features)
+    x = layers.GlobalAveragePooling2D(name=POOL_LAYER)(features)
     x = layers.Dropout(config.dropout, name="head_dropout")(x)
     if config.dense_units:
         x = layers.Dense(config.dense_units, activation="relu", name="head_dense")(x)

@@ -47,7 +47,7 @@ class Prediction:
     def raw_pneumonia_probability(self) -> float | None:
         """1 - P(NORMAL) from the raw model output, also for unassessed inputs: research use, not a finding."""
         normal = self.class_probabilities.get("NORMAL")
-        return None if normal is None else round(1.0 - normal, 6)
+        return None if normal is None else round(1.0 - normal, 6)  # as metrics.pneumonia_probability, on a dict
 
     def to_json(self) -> dict[str, Any]:
         out = {"file": self.file, "assessed": self.assessed, "not_assessed_reasons": list(self.not_assessed_reasons),
@@ -101,9 +101,9 @@ class Predictor:
         import tensorflow as tf
 
         from .gradcam import detail_layer, layer_cam_model
-        from .models import CAM_LAYER, LOGITS_LAYER, has_linear_head
+        from .models import CAM_LAYER, LOGITS_LAYER, POOL_LAYER, has_linear_head
 
-        scores = keras.Model(self.model.inputs, [self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
+        scores = keras.Model(self.model.inputs, [self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer(POOL_LAYER).output])
         self._scores = tf.function(lambda x: scores(x, training=False), reduce_retracing=True)  # no heatmap: no backward
         self._linear_head = has_linear_head(self.model)
         self._kernel = np.asarray(self.model.get_layer(LOGITS_LAYER).kernel) if self._linear_head else None
@@ -113,7 +113,7 @@ class Predictor:
             return
         self.cam_layer = CAM_LAYER
         graph = keras.Model(self.model.inputs, [self.model.get_layer(CAM_LAYER).output,
-                                                self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer("gap").output])
+                                                self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer(POOL_LAYER).output])
         self._forward = tf.function(lambda x: graph(x, training=False), reduce_retracing=True, jit_compile=self.jit_compile)
 
     def forward(self, batch: np.ndarray, heatmaps: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -168,7 +168,7 @@ class Predictor:
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray, point: OperatingPoint) -> Prediction:
         from .intended_use import assess
-        from .metrics import decide, stated_subtype
+        from .metrics import decide, pneumonia_probability, stated_subtype
 
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
@@ -176,7 +176,7 @@ class Predictor:
         three = self.num_classes == 3
         return Prediction(
             file=name, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
-            pneumonia_probability=round(float(1.0 - probs[0]), 6) if verdict.assessed else None,
+            pneumonia_probability=round(float(pneumonia_probability(probs[None])[0]), 6) if verdict.assessed else None,
             subtype=stated_subtype(probs, self.subtype_margin) if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
             threshold=round(point.threshold, 6), threshold_source=point.source,

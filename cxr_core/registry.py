@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError, RegistryError
+from .errors import ModelError, RegistryError, StorageError
 from .fileio import fsync_dir, os_message, write_json_atomic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -157,8 +157,13 @@ class Registry:
             gate = entry.card.get("validation_gate", {})
             raise RegistryError(f"{model_id} failed its validation gate (AUC {gate.get('auc', float('nan')):.3f} < "
                                 f"{gate.get('min_val_auc')}): it cannot be the active model.")
-        self.write_root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.write_root / ACTIVE_FILE, {"model_id": model_id})
+        try:
+            self.write_root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.write_root / ACTIVE_FILE, {"model_id": model_id})
+        except StorageError as exc:
+            raise RegistryError(f"The active model cannot be changed: {exc}") from None
+        except OSError as exc:
+            raise RegistryError(os_message(exc, self.write_root)) from None
 
 
 def load_keras_model(path: str | Path) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .metrics import binary_at_threshold, safe_auc
+from .metrics import binary_at_threshold, pneumonia_probability, safe_auc
 from .preprocess import Preprocess
 from .shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
 
@@ -112,7 +112,7 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
     keys = conditions(shifts, severities)
 
     def score(batch: np.ndarray) -> np.ndarray:
-        return 1.0 - predictor.forward(batch, heatmaps=False)[0][:, 0]
+        return pneumonia_probability(predictor.forward(batch, heatmaps=False)[0])
 
     p_by = {}
     for key in keys:

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cxr_core import metrics as M
 from train.status import write_status
 
 
@@ -29,7 +30,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         probs = np.asarray(self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
         y = self.y_val if self.num_classes == 3 else (self.y_val > 0).astype(int)
         yb = (self.y_val > 0).astype(int)
-        p = 1.0 - probs[:, 0]
+        p = M.pneumonia_probability(probs)
         logs["val_loss"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, None))))
         logs["val_accuracy"] = float(np.mean(probs.argmax(1) == y))
         logs["val_auc"] = float(roc_auc_score(yb, p)) if 0 < yb.sum() < len(yb) else float("nan")
