@@ -172,3 +172,22 @@ def postgres_server() -> Iterator[str]:
         server.send_signal(signal.SIGINT)  # fast shutdown
         server.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def c_store(port: int, ds: Any, contexts: tuple[str, ...] | None = None, called: str = "CXRAI") -> int:
+    """Send `ds` to the C-STORE node on 127.0.0.1:`port` as a modality would (pynetdicom's SCU), retrying the
+    association while the node loads its model; the C-STORE status (-1 when none came back)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
+
+    ae = AE(ae_title="MODALITY")
+    for context in contexts or (DigitalXRayImageStorageForPresentation,):
+        ae.add_requested_context(context)
+    for _ in range(600):
+        assoc = ae.associate("127.0.0.1", port, ae_title=called)
+        if assoc.is_established:
+            break
+        time.sleep(0.2)
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    return int(status.Status) if status else -1

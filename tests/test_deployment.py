@@ -19,7 +19,8 @@ import pytest
 from . import inputs
 from .conftest import PROJECT_ROOT
 from .test_browser import screenshot
-from .harness import CHROMEDRIVER, CHROMIUM, body_text, free_port, make_browser, results_shown, start_app, upload, wait_for
+from .harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser, results_shown, start_app,
+                      upload, wait_for)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
@@ -48,22 +49,6 @@ def _select_first_row(browser) -> None:
     time.sleep(0.3)
     ActionChains(browser).move_to_element_with_offset(grid, -grid.size["width"] // 2 + 15,
                                                       -grid.size["height"] // 2 + 35 + 17).click().perform()
-
-
-def _c_store(port: int, ds) -> int:
-    from pynetdicom import AE
-    from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
-
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(DigitalXRayImageStorageForPresentation)
-    for _ in range(600):  # the listener needs a few seconds to load the model
-        assoc = ae.associate("127.0.0.1", port, ae_title="CXRAI")
-        if assoc.is_established:
-            break
-        time.sleep(0.2)
-    status = assoc.send_c_store(ds)
-    assoc.release()
-    return int(status.Status) if status else -1
 
 
 def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny_registry, tiny_data, postgres_url,
@@ -134,7 +119,7 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         wait_for(browser_b, lambda: "1 of 1 case(s)" in body_text(browser_b), what="B's worklist again")
         img = cv2.imread(str(sorted((tiny_data / "NORMAL").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
         ds = pydicom.dcmread(io.BytesIO(inputs.dicom(array=img.astype("uint16") * 16, age="004Y")))
-        assert _c_store(port, ds) == 0x0000
+        assert c_store(port, ds) == 0x0000
         stored_at = time.perf_counter()
         wait_for(browser_b, lambda: "2 of 2 case(s)" in body_text(browser_b), timeout=REFRESH_S + 15,
                  what="the listener's case on B's worklist")

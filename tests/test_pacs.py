@@ -22,7 +22,7 @@ import pytest
 
 from . import inputs
 from .conftest import PROJECT_ROOT
-from .harness import free_port
+from .harness import c_store, free_port
 
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -278,7 +278,6 @@ def test_pacs_errors_are_one_clear_line(orthanc, tiny_data, env):
 
 def test_listen_analyses_c_store_forwards_to_the_pacs_refuses_ct_and_stops_on_sigterm(orthanc, tiny_data, env,
                                                                                       tmp_path):
-    from pynetdicom import AE
     from pynetdicom.sop_class import CTImageStorage, DigitalXRayImageStorageForPresentation
 
     port = free_port()
@@ -293,17 +292,7 @@ def test_listen_analyses_c_store_forwards_to_the_pacs_refuses_ct_and_stops_on_si
         statuses: dict[str, int] = {}
 
         def send(ds, name):
-            ae = AE(ae_title="MODALITY")
-            ae.add_requested_context(DigitalXRayImageStorageForPresentation)
-            ae.add_requested_context(CTImageStorage)
-            for _ in range(300):  # the node needs a few seconds to load the model
-                assoc = ae.associate("127.0.0.1", port, ae_title="CXRAI")
-                if assoc.is_established:
-                    break
-                time.sleep(0.2)
-            status = assoc.send_c_store(ds)
-            statuses[name] = int(status.Status) if status else -1
-            assoc.release()
+            statuses[name] = c_store(port, ds, (DigitalXRayImageStorageForPresentation, CTImageStorage))
 
         threads = [threading.Thread(target=send, args=(ds, f"dx{i}")) for i, ds in enumerate(sources)]
         threads.append(threading.Thread(target=send, args=(ct, "ct")))
