@@ -107,3 +107,15 @@ def postgres_url():
             yield url
     except PostgresUnavailable as exc:
         pytest.skip(f"{exc}; the SQLite tests still ran")
+
+
+# What `-m "not slow"` leaves out (pytest.ini): whole modules that drive real servers or processes, and any test
+# that starts PostgreSQL or Orthanc. The README's test command runs everything.
+SLOW_MODULES = {"test_browser", "test_browser_workflow", "test_deployment", "test_crash_safety"}
+SLOW_FIXTURES = {"postgres_url", "orthanc"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

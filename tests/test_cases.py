@@ -400,7 +400,7 @@ def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_re
         assert con.execute("SELECT COUNT(*) FROM cases").fetchone()[0] == 40  # the rest added, none twice
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_a_case_made_on_one_workstation_is_listed_opened_reviewed_and_exported_on_another(
         database, tiny_registry, tiny_data, tmp_path, request):
     """Two CXR_HOME folders on one database (the CLI): B needs nothing from A's disk."""
