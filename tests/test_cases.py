@@ -17,6 +17,7 @@ from cxr_core.errors import CXRError
 
 from . import inputs
 from .conftest import PROJECT_ROOT
+from .harness import run_cli
 from .test_privacy_security import pdf_text
 
 
@@ -323,8 +324,7 @@ def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor,
 
 
 def _cli(args, env):
-    return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli(args, env)
 
 
 def _cli_round_trip(tiny_registry, tiny_data, tmp_path, env) -> None:

@@ -7,8 +7,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -18,7 +16,7 @@ from cxr_core.errors import CXRError
 from cxr_core.operating_point import OperatingPoint, SitePointPolicy, govern_site_point, resolve, valid_threshold
 
 from . import inputs
-from .conftest import PROJECT_ROOT
+from .harness import run_cli
 
 
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, "x", None, float("nan")])
@@ -97,9 +95,8 @@ def test_a_site_point_whose_sensitivity_bound_falls_below_the_floor_is_refused()
     assert ev["sensitivity"] == 1.0 and ev["sensitivity_ci95"][0] >= 0.9 and ev["n"] == 120
 
 
-def _cli(args, env, stdin=None):
-    return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, stdin=stdin)
+def _cli(args, env):
+    return run_cli(args, env)  # in process; its stdin is not a terminal
 
 
 def _folder(tiny_data, root, per_class: int):
@@ -125,8 +122,7 @@ def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_regi
 
     refused = _cli(["site-point", "set", str(site), "--evaluation", small, "--reader", "Dr Site", "--yes"], env)
     assert refused.returncode == 2 and "rule min_per_class" in refused.stderr and "10 pneumonia and 10 normal" in refused.stderr
-    unconfirmed = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site"], env,
-                       stdin=subprocess.DEVNULL)
+    unconfirmed = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site"], env)
     assert unconfirmed.returncode == 2 and "needs a confirmation" in unconfirmed.stderr
     lenient = {**env, "CXR_SITE_MIN_PER_CLASS": "16", "CXR_SITE_SENSITIVITY_FLOOR": "0.05"}
     done = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site", "--yes"], lenient)

@@ -22,7 +22,7 @@ import pytest
 
 from . import inputs
 from .conftest import PROJECT_ROOT
-from .harness import c_store, free_port
+from .harness import c_store, free_port, run_cli
 
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -35,9 +35,8 @@ def _training_like_dicom(tiny_data, modality="DX", **kw) -> bytes:
     return inputs.dicom(array=img.astype("uint16") * 16, modality=modality, **kw)
 
 
-def _cli(args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def _cli(args, env):
+    return run_cli(args, env)
 
 
 @pytest.fixture
