@@ -29,7 +29,7 @@ from . import CLASSES, INTENDED_USE
 from .errors import CXRError
 from .fileio import write_atomic
 from .predict import Prediction
-from .metrics import SUBTYPE_UNCERTAIN
+from .decision import SUBTYPE_UNCERTAIN
 from .operating_point import threshold_wording
 
 MANUFACTURER = "CXR pneumonia assistant (research use only)"

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import CLASSES
+from .decision import as_three_class, decide, pneumonia_probability, subtype_margin
 
 
 def _skm() -> Any:
@@ -20,18 +21,6 @@ def _skm() -> Any:
     from sklearn import metrics
 
     return metrics
-
-
-def pneumonia_probability(probs: np.ndarray) -> np.ndarray:
-    return 1.0 - np.asarray(probs)[:, 0]
-
-
-def as_three_class(probs: np.ndarray) -> np.ndarray:
-    """Binary-model probabilities [P(normal), P(pneumonia)] as 3 columns, the subtype split unknown (halves)."""
-    probs = np.asarray(probs)
-    if probs.shape[1] == 3:
-        return probs
-    return np.stack([probs[:, 0], probs[:, 1] / 2, probs[:, 1] / 2], axis=1)
 
 
 def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -101,15 +90,7 @@ def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None
     }
 
 
-SUBTYPE_UNCERTAIN = "UNCERTAIN"  # a PNEUMONIA whose bacterial-vs-viral margin is below the model's stated one
 SUBTYPE_PRECISION_TARGET = 0.85
-
-
-def subtype_margin(probs: np.ndarray) -> np.ndarray:
-    """How clearly the likelier subtype wins: |P(bacterial) - P(viral)| / (P(bacterial) + P(viral)), in [0, 1]."""
-    probs = as_three_class(np.asarray(probs, dtype=float))
-    b, v = probs[:, 1], probs[:, 2]
-    return np.abs(b - v) / np.maximum(b + v, 1e-12)
 
 
 def choose_subtype_margin(y3: np.ndarray, probs: np.ndarray, precision: float = SUBTYPE_PRECISION_TARGET,
@@ -130,24 +111,6 @@ def choose_subtype_margin(y3: np.ndarray, probs: np.ndarray, precision: float = 
     return {"margin": chosen, "precision_target": precision, "precision": achieved,
             "stated_fraction": stated / max(1, int(pneumonia.sum())), "n_pneumonia": int(pneumonia.sum()),
             "precision_all": float(right.mean()) if right.size else float("nan")}
-
-
-def stated_subtype(probs_row: np.ndarray, margin: float | None) -> str:
-    """BACTERIAL or VIRAL for a PNEUMONIA result, or SUBTYPE_UNCERTAIN when its margin is below the model's
-    (`None`: a model without one states every subtype)."""
-    row = as_three_class(np.asarray(probs_row, dtype=float)[None])
-    call = "VIRAL" if row[0, 2] > row[0, 1] else "BACTERIAL"
-    return call if margin is None or subtype_margin(row)[0] >= margin else SUBTYPE_UNCERTAIN
-
-
-def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """The product's decision, the one rule every surface uses: NORMAL (0) when P(pneumonia) is below
-    the threshold, else the likelier subtype (1 BACTERIAL, 2 VIRAL). Without a threshold: argmax."""
-    probs = as_three_class(np.asarray(probs))
-    if threshold is None:
-        return probs.argmax(axis=1)
-    subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
-    return np.where(pneumonia_probability(probs) >= threshold, subtype, 0)
 
 
 def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden",

@@ -121,7 +121,8 @@ class Predictor:
         features n x k) for a batch. The heatmaps show the pneumonia-against-normal evidence, whatever the
         operating point decides (gradcam.py); `heatmaps=False` skips them (None), and their backward pass."""
         from .gradcam import to_display
-        from .metrics import as_three_class, softmax
+        from .decision import as_three_class
+        from .metrics import softmax
 
         if not heatmaps:
             logits, pooled = (np.asarray(t) for t in self._scores(np.asarray(batch, np.float32)))
@@ -168,7 +169,7 @@ class Predictor:
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray, point: OperatingPoint) -> Prediction:
         from .intended_use import assess
-        from .metrics import decide, pneumonia_probability, stated_subtype
+        from .decision import decide, pneumonia_probability, stated_subtype
 
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))

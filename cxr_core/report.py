@@ -13,7 +13,7 @@ import numpy as np
 
 from . import CLASSES, INTENDED_USE
 from .gradcam import shown_by_default
-from .metrics import SUBTYPE_UNCERTAIN
+from .decision import SUBTYPE_UNCERTAIN
 from .operating_point import threshold_wording
 from .predict import Prediction
 

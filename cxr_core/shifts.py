@@ -5,7 +5,7 @@ resolution) and a per-image random generator to a shifted image, at severity 1 (
 or 3 (severe). Sizes are relative to the image, so a 224-px and a 2,000-px film get the same shift.
 
 `augmented_by` names the `AugmentConfig` fields that vary the same property in training
-(cxr_core.augment); `in_training_augmentation` says whether a given config does. The kinds that
+(train/augment.py); `in_training_augmentation` says whether a given config does. The kinds that
 it does not are the stress suite's generalisation test.
 
 The "acquisition" family models how another X-ray unit, exposure or processing chain renders the

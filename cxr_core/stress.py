@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .metrics import binary_at_threshold, pneumonia_probability, safe_auc
+from .decision import pneumonia_probability
+from .metrics import binary_at_threshold, safe_auc
 from .preprocess import Preprocess
 from .shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_core.augment import RandomBands, RandomBurnedInText, build_augmenter, text_masks
+from train.augment import RandomBands, RandomBurnedInText, build_augmenter, text_masks
 from cxr_core.config import AugmentConfig, config_from_dict
 from cxr_core.errors import ConfigError
 

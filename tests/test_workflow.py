@@ -46,7 +46,7 @@ def test_the_pdf_is_named_by_case_and_carries_its_number_hash_uids_point_and_rev
     ([0.1, 0.51, 0.39], None, "BACTERIAL"),  # a model without a fitted margin states every subtype
 ])
 def test_the_subtype_is_stated_only_with_a_clear_margin(probs, margin, said):
-    from cxr_core.metrics import stated_subtype
+    from cxr_core.decision import stated_subtype
     from cxr_core.predict import Prediction
     from cxr_core.report import verdict_line
 

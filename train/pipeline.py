@@ -180,7 +180,7 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any
     """tf.data: balanced/oversampled indices -> shuffle -> batch -> gather -> augment -> prefetch."""
     import tensorflow as tf
 
-    from cxr_core.augment import build_augmenter
+    from train.augment import build_augmenter
 
     aug_config = config.augment
     if config.data.balancing == "balanced_strong":

@@ -16,7 +16,7 @@ import cv2
 import keras
 import numpy as np
 
-from .config import AugmentConfig
+from cxr_core.config import AugmentConfig
 
 _TEXT_WORDS = ("PORTABLE", "AP", "PA", "SUPINE", "ERECT", "SEMI-ERECT", "CHEST", "mAs 2.5", "kVp 70", "GRID",
                "INSP", "LAT DEC", "PEDS", "BEDSIDE", "TRAUMA", "ROOM 4", "Dr", "ID")
