@@ -174,26 +174,14 @@ class CaseStore:
         if kind not in ("image", "heatmap"):
             raise CXRError(f"picture kind {kind!r} is invalid: expected 'image' or 'heatmap'.")
         with Session(self.engine) as session:
-            case = self._case(session, case_id)
-            key, legacy = ((case.image_sha256, case.image_file) if kind == "image"
-                           else (case.heatmap_sha256, case.heatmap_file))
-            if key is None and legacy is None:
-                if kind == "image":
-                    raise CXRError(f"Case {case_id}'s image is missing from the case database.")
-                return None
-            picture = session.get(Picture, key) if key else None
-            if picture is None:
-                raise CXRError(f"Case {case_id}'s {kind} is not in the case database yet: it was made on a workstation "
-                               "from before version 0004 whose picture files have not moved in. Open the app or run "
-                               "`python -m cxr_core cases list` once on that workstation.")
-            return picture.data
+            return _picture_bytes(session, self._case(session, case_id), kind)
 
     def prediction(self, case_id: int) -> Prediction:
         """The stored result rebuilt for display and reports: the de-identified pixels, the stored heatmap,
         the result as it was decided (never re-predicted). Identifiers only where the deployment keeps them."""
         with Session(self.engine) as session:
-            case = self._case(session, case_id)
-            image_png, heat_png = self.picture(case_id, "image"), self.picture(case_id, "heatmap")
+            case = self._case(session, case_id)  # one read of the case and its pictures
+            image_png, heat_png = _picture_bytes(session, case, "image"), _picture_bytes(session, case, "heatmap")
             pixels = _decode_png(image_png, case_id)
             heat = _decode_png(heat_png, case_id) if heat_png is not None else np.zeros((7, 7), np.float32)
             ids = dict(case.identifiers or {})
@@ -281,6 +269,21 @@ class CaseStore:
         if case is None or case.deleted:
             raise CXRError(f"No case {case_id!r} in the case store.")
         return case
+
+
+def _picture_bytes(session: Session, case: Case, kind: str) -> bytes | None:
+    """`CaseStore.picture` within an open session."""
+    key, legacy = ((case.image_sha256, case.image_file) if kind == "image" else (case.heatmap_sha256, case.heatmap_file))
+    if key is None and legacy is None:
+        if kind == "image":
+            raise CXRError(f"Case {case.id}'s image is missing from the case database.")
+        return None
+    picture = session.get(Picture, key) if key else None
+    if picture is None:
+        raise CXRError(f"Case {case.id}'s {kind} is not in the case database yet: it was made on a workstation "
+                       "from before version 0004 whose picture files have not moved in. Open the app or run "
+                       "`python -m cxr_core cases list` once on that workstation.")
+    return picture.data
 
 
 def _png_bytes(array: np.ndarray) -> bytes:

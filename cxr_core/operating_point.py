@@ -62,10 +62,6 @@ class OperatingPoint:
     def evidence_dict(self) -> dict[str, Any]:
         return dict(self.evidence)
 
-    def decide(self, p_pneumonia: float) -> bool:
-        """PNEUMONIA when P(pneumonia) reaches the threshold."""
-        return float(p_pneumonia) >= self.threshold
-
 
 def threshold_wording(source: str) -> str:
     """How every surface names the threshold that decided a result."""
