@@ -14,7 +14,6 @@ from cxr_core import CLASSES, metrics
 from cxr_core.errors import CXRError
 from cxr_core.evaluation import evaluate_folder, read_scores, saved_evaluations
 from cxr_core.gradcam import overlay
-from cxr_core.operating_point import card_threshold
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _cam_picture(model_dir: str, model_id: str, path: str):
@@ -48,7 +47,7 @@ else:
     yb, p = (y > 0).astype(int), metrics.pneumonia_probability(probs)
     threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, point.threshold, 0.001, key="threshold",
                           format="%.3f", help=f"Starts at the threshold in use: {point.threshold:.3f}, {point.wording}. "
-                          f"The model's own, chosen on internal validation, is {card_threshold(entry.card):.3f}.")
+                          f"The model's own, chosen on internal validation, is {entry.card.threshold:.3f}.")
     b = metrics.binary_at_threshold(yb, p, threshold)
     auc = metrics.safe_auc(yb, p)
     cols = st.columns(6)
@@ -90,7 +89,7 @@ else:
         site_operating_point_form(store, entry, yb, p, threshold, summary, reader, evals[name])
 
     # ---- misclassified images (needs the images: the folder an evaluation was run on)
-    data_root = summary.get("data") if summary else entry.card.get("data", {}).get("root")
+    data_root = summary.get("data") if summary else entry.card.data_root
     with st.expander("Browse misclassified images"):
         pred3 = metrics.decide(probs, threshold)
         c1, c2 = st.columns(2)
@@ -158,7 +157,7 @@ if chosen:
         yy_b, p_p = (yy > 0).astype(int), metrics.pneumonia_probability(pp)
         auc_m = metrics.safe_auc(yy_b, p_p)
         curves[e.display_name + f" [{model_id[-10:]}]"] = (metrics.roc_points(yy_b, p_p), auc_m)
-        bt = metrics.binary_at_threshold(yy_b, p_p, card_threshold(e.card))
+        bt = metrics.binary_at_threshold(yy_b, p_p, e.card.threshold)
         table.append({"model": model_id, "AUC": auc_m, "accuracy": bt["accuracy"], "sensitivity": bt["sensitivity"],
                       "specificity": bt["specificity"], "3-class accuracy": metrics.three_class(yy, pp, bt["threshold"])["accuracy"],
                       "threshold": bt["threshold"], "n": len(yy)})

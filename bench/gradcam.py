@@ -81,7 +81,7 @@ def main() -> None:
         areas["random"].append(float(np.mean([deletion_curve(predictor, image, rng.random((14, 14)), normal).mean()
                                               for _ in range(3)])))
     start = 1.0 - predictor.forward(x, heatmaps=False)[0][:, 0]
-    emit("model", str(predictor.card.get("model_id")))
+    emit("model", predictor.card.model_id)
     emit("films", f"{len(x)} held-out pneumonia films (of {len(sick)}), seed 0")
     emit("product_map", f"{predictor.cam_layer} {maps['product'].shape[1]} x {maps['product'].shape[2]}")
     emit("mean_p_pneumonia_before_deletion", float(start.mean()))

@@ -72,7 +72,7 @@ def main() -> None:
     from cxr_core.predict import Predictor
 
     predictor = Predictor(resolve_model_dir(args.model or None), jit_compile=args.jit)
-    emit("model", predictor.card.get("model_id", "?"))
+    emit("model", predictor.card.model_id)
     predictor.predict(files[0])  # warm-up
 
     # Warm latency: one file's bytes to label + probabilities + heatmap (decode included).

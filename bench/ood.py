@@ -50,7 +50,7 @@ def main() -> None:
     predictor = Predictor(model_dir)
     if predictor.ood is None:
         raise SystemExit("the model has no (current) OOD detector; run python -m cxr_core fit-ood")
-    emit("model", predictor.card["model_id"])
+    emit("model", predictor.card.model_id)
 
     def features(x: np.ndarray) -> np.ndarray:
         return np.concatenate([predictor.forward(x[i:i + 64], heatmaps=False)[2] for i in range(0, len(x), 64)])

@@ -11,7 +11,6 @@ same under every acquisition shift at moderate and severe severity, with the wor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -51,15 +50,17 @@ def main() -> None:
         report(name, finished_card(runs_dir, config))
 
 
-def finished_card(runs_dir, config) -> dict | None:
-    """The card of the finished run trained with exactly `config` (older cards: missing fields at their defaults)."""
+def finished_card(runs_dir, config):
+    """The ModelCard of the finished run trained with exactly `config` (older cards: missing fields at their
+    defaults)."""
     from cxr_core.config import config_from_dict
+    from cxr_core.model_folder import ModelFolder
 
-    def same(card: dict) -> bool:
-        a, b = config_from_dict(card["config"]).to_dict(), config.to_dict()
+    def same(card) -> bool:
+        a, b = config_from_dict(dict(card.config)).to_dict(), config.to_dict()
         return all(a[k] == b[k] for k in ("data", "model", "augment", "train"))
 
-    cards = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/model/model_card.json"))]
+    cards = [ModelFolder(p.parent).card() for p in sorted(runs_dir.glob(f"*/model/{ModelFolder.CARD}"))]
     found = [c for c in cards if same(c)]
     return found[-1] if found else None
 
@@ -71,11 +72,11 @@ def candidate_config(path: str, budget: str, name: str):
     return apply_overrides(apply_budget(load_config(path), budget), dict(parse_override(s) for s in CANDIDATES[name]))
 
 
-def report(name: str, card: dict) -> None:
-    rows = {r["condition"]: r for r in card["stress"]["conditions"]}
+def report(name: str, card) -> None:
+    rows = {r["condition"]: r for r in card.stress["conditions"]}
     clean = rows["clean"]
-    emit(name, f"minutes {card['training_time_s'] / 60:.1f}, threshold {card['threshold']:.3f} "
-           f"({card['threshold_evidence']['binding_condition']} binds), clean AUC {clean['auc']:.3f} "
+    emit(name, f"minutes {card.training_time_s / 60:.1f}, threshold {card.threshold:.3f} "
+           f"({card.threshold_evidence['binding_condition']} binds), clean AUC {clean['auc']:.3f} "
            f"sens {clean['sensitivity']:.3f} spec {clean['specificity']:.3f}")
     for severity in (2, 3):
         parts = []
@@ -83,12 +84,12 @@ def report(name: str, card: dict) -> None:
             r = rows[f"{shift}:{severity}"]
             parts.append(f"{shift} {r['auc']:.3f}/{r['sensitivity']:.3f}/{r['specificity']:.3f}")
         emit(f"{name} severity {severity} (AUC/sens/spec)", "; ".join(parts))
-    held_out = [r for r in card["stress"]["conditions"] if r["in_training_augmentation"] is False and r["severity"] == 2]
+    held_out = [r for r in card.stress["conditions"] if r["in_training_augmentation"] is False and r["severity"] == 2]
     for metric in ("auc", "sensitivity", "specificity"):
         worst = min(held_out, key=lambda r: r[metric])
         emit(f"{name} held-out shifts, moderate, worst {metric}", f"{worst[metric]:.3f} ({worst['condition']})")
     for key in ("worst_acquisition_moderate", "worst_acquisition_severe"):
-        w = card["stress"][key]
+        w = card.stress[key]
         emit(f"{name} {key}", ", ".join(f"{m} {w[m]['value']:.3f} ({w[m]['condition']})"
                                               for m in ("auc", "sensitivity", "specificity")))
 

@@ -51,9 +51,9 @@ def main() -> None:
     active = Registry().active()
     if active is not None:
         card = active.card
-        emit("shipped_model", card["model_id"])
-        emit("shipped_training_minutes_total", card["training_time_s"] / 60, "min")
-        emit("shipped_seconds_per_epoch_mean", card["training_time_s"] / max(1, card["epochs_run"]), "s")
+        emit("shipped_model", card.model_id)
+        emit("shipped_training_minutes_total", card.training_time_s / 60, "min")
+        emit("shipped_seconds_per_epoch_mean", card.training_time_s / max(1, card.epochs_run or 0), "s")
 
 
 if __name__ == "__main__":

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
+from cxr_core.card import ModelCard
 from cxr_core.model_card import policy_lines, used_by_policy
 
 
-def robustness_view(card: dict[str, Any]) -> None:
-    stress = card.get("stress")
+def robustness_view(card: ModelCard) -> None:
+    stress = card.stress
     if not stress:
         st.info("This model's card holds no stress-suite results (it predates them). Measure it on a labelled folder "
                 "with `python -m cxr_core stress DATA_DIR`.", icon=":material/info:")
         return
     rows = stress["conditions"]
     st.caption(f"Scores on {stress.get('note', 'validation images')}, at the model's threshold "
-               f"{card.get('threshold', float('nan')):.3f}. Shifts marked 'no' are not in training augmentation: "
+               f"{card.threshold:.3f}. Shifts marked 'no' are not in training augmentation: "
                "they measure generalisation, except the sensitivity and specificity of the rows marked 'chose "
                "threshold', which the threshold policy was fitted on.")
     cols = st.columns(3)
@@ -35,7 +34,7 @@ def robustness_view(card: dict[str, Any]) -> None:
                                 "specificity", "accuracy", "n"]]
     table.insert(3, "chose threshold", table["condition"].isin(used_by_policy(card)))
     st.dataframe(table.round(3), hide_index=True, width="stretch")
-    ev = card.get("threshold_evidence")
+    ev = card.threshold_evidence
     if ev:
         st.markdown("\n".join(policy_lines(card)))
     if ev and "per_condition_thresholds" in ev:

@@ -12,7 +12,6 @@ import streamlit as st
 
 from cxr_core import metrics
 from cxr_core.errors import CXRError
-from cxr_core.operating_point import card_threshold
 from cxr_core.settings import current
 from cxr_core.site_point import revert_site_point, set_site_point
 
@@ -51,7 +50,7 @@ def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndar
                      disabled=not confirmed):
             _apply(lambda: set_site_point(store, entry.card, threshold, scores, reader, policy),
                    f"Site operating point saved: {threshold:.3f}.")
-        if current_point and c2.button(f"Return to the model's threshold ({card_threshold(entry.card):.3f})",
+        if current_point and c2.button(f"Return to the model's threshold ({entry.card.threshold:.3f})",
                                        icon=":material/undo:", key="site_revert"):
             _apply(lambda: revert_site_point(store, entry.card, reader), "The model's own threshold decides again.")
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import streamlit as st
 
 from cxr_core.errors import CXRError
-from cxr_core.operating_point import card_threshold
 from cxr_core.registry import ModelEntry, Registry
 
 SESSION_MODEL = "model_id"
@@ -27,14 +26,14 @@ def _load_predictor(model_dir: str, stamp: float):
 
     import numpy as np
 
-    print(f"cxr: model loaded ({predictor.card.get('model_id')})", file=sys.stderr, flush=True)  # no patient data
+    print(f"cxr: model loaded ({predictor.card.model_id})", file=sys.stderr, flush=True)  # no patient data
 
     predictor.forward(np.zeros((1, predictor.image_size, predictor.image_size, 1), np.float32))  # warm up
     return predictor
 
 
 def predictor_for(entry: ModelEntry):
-    stamp = (entry.path / "model.keras").stat().st_mtime
+    stamp = entry.folder.model_file.stat().st_mtime
     return _load_predictor(str(entry.path), stamp)
 
 
@@ -96,7 +95,7 @@ def point_in_use(entry: ModelEntry, store):
             ev = point.evidence_dict
             st.caption(f"Threshold in use: **{point.threshold:.3f}, the site's operating point** (set by {point.set_by} "
                        f"on {(point.set_on or '')[:10]} from a local evaluation of n = {ev.get('n')}). The model's own: "
-                       f"{card_threshold(entry.card):.3f}.")
+                       f"{entry.card.threshold:.3f}.")
         else:
             st.caption(f"Threshold in use: {point.threshold:.3f}, the model's own.")
     return point
@@ -187,9 +186,8 @@ def _internal_figures(entry: ModelEntry) -> None:
     """The model's own figures, labelled for what they are: internal (same hospital), with 95 % CIs."""
     from cxr_core.metrics import wilson_interval
 
-    iv = entry.card.get("internal_validation", {})
-    b, t = iv.get("binary", {}), iv.get("three_class", {})
-    kind = entry.card.get("internal_validation_kind", "a patient-grouped split of the training data")
+    b, t = entry.card.binary_metrics, entry.card.three_class_metrics
+    kind = entry.card.internal_validation_kind
     st.markdown("**Internal (same hospital as training)**")
     lines = []
     if b.get("auc") is not None:
@@ -201,7 +199,7 @@ def _internal_figures(entry: ModelEntry) -> None:
         lines.append(f"specificity {tn / max(1, tn + fp):.3f} {_ci(wilson_interval(tn, tn + fp))}")
     if t.get("accuracy") is not None:
         lines.append(f"3-class accuracy {t['accuracy']:.3f}")
-    st.caption(", ".join(lines) + f" at threshold {card_threshold(entry.card):.3f}; {kind[0].lower() + kind[1:]} "
+    st.caption(", ".join(lines) + f" at threshold {entry.card.threshold:.3f}; {kind[0].lower() + kind[1:]} "
                "(95 % CIs). Same hospital and period as the training films: expect lower figures elsewhere.")
 
 

@@ -11,6 +11,7 @@ import streamlit as st
 
 from cxr_app import charts
 from cxr_app.radiograph import radiograph_figure
+from cxr_core.card import ModelCard
 from cxr_core.gradcam import overlay, shown_by_default
 from cxr_core.export import result_row
 from cxr_core.predict import Prediction
@@ -42,7 +43,7 @@ class Display:
     width: float = 1.0
 
 
-def prediction_panel(pred: Prediction, index: int, card: dict[str, Any], display: Display,
+def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Display,
                      show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
                      reader: str = "", dicom_source: bytes | None = None, digest: str = "") -> None:
     """One input: the radiograph (zoom, pan, window/level, Grad-CAM with its colour scale) beside the result
@@ -146,7 +147,7 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
                 st.error(str(exc))
 
 
-def _downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display, case: dict[str, Any] | None,
+def _downloads(pred: Prediction, index: int, card: ModelCard, display: Display, case: dict[str, Any] | None,
                digest: str) -> None:
     from cxr_core.report import build_pdf, report_name
 
@@ -164,7 +165,7 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def _dicom_downloads(pred: Prediction, index: int, card: dict[str, Any], display: Display,
+def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, display: Display,
                      source: bytes | None, name: str) -> None:
     """The DICOM results for the PACS (cxr_core.dicom_results), built only when downloaded."""
     from cxr_core.dicom_results import overlay_sc, read_source, result_sr, to_bytes
@@ -180,5 +181,5 @@ def _dicom_downloads(pred: Prediction, index: int, card: dict[str, Any], display
         c2.download_button("DICOM Grad-CAM capture", key=f"sc_{index}", icon=":material/image:",
                            data=lambda: to_bytes(overlay_sc(read_source(source), overlay(
                                pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap), pred,
-                               card.get("model_id", ""))),
+                               card.model_id)),
                            file_name=f"cxr_result_{name}_SC.dcm", mime="application/dicom")

@@ -197,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
         if args.save and pred.error is None:
-            store.add(pred, inputs[i][1].read_bytes(), predictor.card.get("model_id", ""),
+            store.add(pred, inputs[i][1].read_bytes(), predictor.card.model_id,
                       actor=args.reader.strip() or "unsigned")
         if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             _write_cam(cam_dir, i, pred)
@@ -451,7 +451,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not entries:
         print(f"No models in {registry.root}.")
     for e in entries:
-        iv = e.card.get("internal_validation", {}).get("binary", {})
+        iv = e.card.binary_metrics
         print(f"{'*' if e.model_id == active else ' '} {e.model_id}  {e.display_name}  "
               f"val AUC {iv.get('auc', float('nan')):.3f}  val acc {iv.get('accuracy', float('nan')):.3f}")
     return 0
@@ -560,12 +560,12 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
     return 2 if counts["failed"] else 0
 
 
-def _site_point_context(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+def _site_point_context(args: argparse.Namespace) -> tuple[Any, Any]:
     """The case store (it must open: the site point lives there) and the model's card."""
     from .cases import CaseStore
-    from .registry import CARD_JSON
+    from .model_folder import ModelFolder
 
-    card = json.loads((resolve_model_dir(args.model) / CARD_JSON).read_text(encoding="utf-8"))
+    card = ModelFolder(resolve_model_dir(args.model)).card()
     return CaseStore.open(), card
 
 
@@ -575,11 +575,11 @@ def cmd_site_point_show(args: argparse.Namespace) -> int:
     store, card = _site_point_context(args)
     point = resolve(card, store)
     if args.json:
-        print(json.dumps({"model_id": card.get("model_id"), "threshold": point.threshold,
+        print(json.dumps({"model_id": card.model_id, "threshold": point.threshold,
                           "threshold_source": point.source, "set_by": point.set_by, "set_on": point.set_on,
                           "evidence": point.evidence_dict}))
         return 0
-    print(f"Model {card.get('model_id')}: threshold {point.threshold:.3f}, {point.wording}.")
+    print(f"Model {card.model_id}: threshold {point.threshold:.3f}, {point.wording}.")
     if point.source == "site":
         ev = point.evidence_dict
         print(f"Set by {point.set_by} on {(point.set_on or '')[:10]} from evaluation {ev.get('evaluation')} "
@@ -595,9 +595,9 @@ def cmd_site_point_set(args: argparse.Namespace) -> int:
 
     store, card = _site_point_context(args)
     threshold = valid_threshold(args.threshold)
-    scores = find_evaluation(card.get("model_id", ""), args.evaluation)
+    scores = find_evaluation(card.model_id, args.evaluation)
     if not args.yes:
-        question = (f"Set {threshold:.3f} as the operating point of {card.get('model_id')} for every user, as "
+        question = (f"Set {threshold:.3f} as the operating point of {card.model_id} for every user, as "
                     f"{args.reader}? [y/N] ")
         if not sys.stdin.isatty():
             raise CXRError("Setting the site operating point needs a confirmation: run it in a terminal, or add --yes.")
@@ -607,18 +607,17 @@ def cmd_site_point_set(args: argparse.Namespace) -> int:
     ev = set_site_point(store, card, threshold, scores, args.reader, current().site_policy)
     if ev.get("overlap_warning"):
         print(f"Warning: {ev['overlap_warning']}", file=sys.stderr)
-    print(f"Site operating point set: {threshold:.3f} for {card.get('model_id')} (n = {ev['n']}, sensitivity "
+    print(f"Site operating point set: {threshold:.3f} for {card.model_id} (n = {ev['n']}, sensitivity "
           f"{ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}); audited. Revert with `site-point revert`.")
     return 0
 
 
 def cmd_site_point_revert(args: argparse.Namespace) -> int:
-    from .operating_point import card_threshold
     from .site_point import revert_site_point
 
     store, card = _site_point_context(args)
     was = revert_site_point(store, card, args.reader)
-    print(f"The model's own threshold decides again: {card_threshold(card):.3f}"
+    print(f"The model's own threshold decides again: {card.threshold:.3f}"
           + (f" (the site's was {was:.3f})." if was is not None else " (no site point was set)."))
     return 0
 

@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from . import CLASSES, INTENDED_USE
+from .card import ModelCard
 from .errors import CXRError
 from .fileio import write_atomic
 from .predict import Prediction
@@ -87,7 +88,7 @@ def result_uid(source_sop_uid: str, model_id: str, what: str) -> str:
     return str(generate_uid(entropy_srcs=[str(source_sop_uid), str(model_id), what]))
 
 
-def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_number: int = 1) -> hd.sr.ComprehensiveSR:
+def result_sr(source: Dataset, pred: Prediction, card: ModelCard, instance_number: int = 1) -> hd.sr.ComprehensiveSR:
     """The structured report of one prediction, in the source's study."""
     if pred.error:
         raise CXRError(f"No result to report: {pred.error}")
@@ -106,9 +107,9 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
     items += [
         hd.sr.NumContentItem(THRESHOLD, float(pred.threshold), NO_UNITS, relationship_type="CONTAINS"),
         hd.sr.TextContentItem(THRESHOLD_SOURCE, threshold_wording(pred.threshold_source), relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(ALGORITHM_NAME, str(card.get("name", "unknown")), relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(ALGORITHM_VERSION, str(card.get("version", "unknown")), relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(MODEL_ID, str(card.get("model_id", "unknown")), relationship_type="CONTAINS"),
+        hd.sr.TextContentItem(ALGORITHM_NAME, card.name, relationship_type="CONTAINS"),
+        hd.sr.TextContentItem(ALGORITHM_VERSION, card.version, relationship_type="CONTAINS"),
+        hd.sr.TextContentItem(MODEL_ID, card.model_id, relationship_type="CONTAINS"),
         hd.sr.TextContentItem(DISCLAIMER, INTENDED_USE[:1024], relationship_type="CONTAINS"),
     ]
     items += [hd.sr.TextContentItem(WARNING, w[:1024], relationship_type="CONTAINS") for w in pred.warnings]
@@ -118,8 +119,8 @@ def result_sr(source: Dataset, pred: Prediction, card: dict[str, Any], instance_
     root.ContentSequence = hd.sr.ContentSequence(items)
     sr = hd.sr.ComprehensiveSR(
         evidence=[source], content=root, series_number=SR_SERIES_NUMBER, instance_number=instance_number,
-        series_instance_uid=result_uid(source.SOPInstanceUID, card.get("model_id", ""), "SR series"),
-        sop_instance_uid=result_uid(source.SOPInstanceUID, card.get("model_id", ""), "SR"), manufacturer=MANUFACTURER,
+        series_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR series"),
+        sop_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR"), manufacturer=MANUFACTURER,
         is_complete=True, is_final=False, is_verified=False, series_description="CXR AI result (research use only)")
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]  # declares 99CXRAI, as PS3.3 C.12.1.1.4 asks
     return sr
@@ -174,14 +175,14 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model
     return sc
 
 
-def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: dict[str, Any]) -> list[Dataset]:
+def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: ModelCard) -> list[Dataset]:
     """[SR] for an unassessed image, [SR, SC of the default Grad-CAM overlay] for an assessed one."""
     from .gradcam import overlay
 
     ds = read_source(source)
     objects: list[Dataset] = [result_sr(ds, pred, card)]
     if pred.assessed and pred.image is not None and pred.heatmap is not None:
-        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred, card.get("model_id", "")))
+        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred, card.model_id))
     return objects
 
 

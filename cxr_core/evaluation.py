@@ -19,6 +19,7 @@ import numpy as np
 from . import CLASSES
 from .dataset import fingerprint, index_dataset
 from .errors import CXRError, StorageError
+from .model_folder import ModelFolder
 from .paths import evaluations_dir
 from .fileio import write_atomic, write_json_atomic
 
@@ -63,10 +64,10 @@ def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dic
     A saved evaluation is named by its folder, date and size: "chest_xray/test (2026-11-22 14:05 UTC, n = 624)"."""
     model_dir = Path(model_dir)
     out: dict[str, Path] = {}
-    if (model_dir / "validation_scores.csv").is_file():
-        out["internal validation"] = model_dir / "validation_scores.csv"
+    if ModelFolder(model_dir).scores_file.is_file():
+        out["internal validation"] = ModelFolder(model_dir).scores_file
     saved = []
-    for scores in evaluations_dir(model_id or model_dir.name).glob("*/scores.csv"):
+    for scores in evaluations_dir(model_id or ModelFolder(model_dir).card().model_id).glob("*/scores.csv"):
         try:
             s = json.loads((scores.parent / "summary.json").read_text(encoding="utf-8"))
             saved.append((s["evaluated"], f"{s['data']} ({s['evaluated'][:16].replace('T', ' ')} UTC, n = {s['n']})", scores))
@@ -111,7 +112,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
         raise CXRError(f"None of the {len(records)} images in {str(data_dir)!r} could be read.")
     y, P = np.array(labels), np.array(probs)
     summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
-    summary.update(threshold_source=point.source, model=predictor.card.get("model_id", Path(model_dir).name), data=str(data_dir.resolve()),
+    summary.update(threshold_source=point.source, model=predictor.card.model_id, data=str(data_dir.resolve()),
                    data_fingerprint=fingerprint(records), failed=failed,
                    overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

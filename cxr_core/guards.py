@@ -9,12 +9,12 @@ not see them (`held_out_flags`), and the rate of all guards together.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .model_folder import ModelFolder
 from .models import pooled_features
 from .ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags, fold_count
 from .overlap import write_training_hashes
@@ -68,8 +68,8 @@ def held_out_split(model_dir: str | Path, data_dir: str | Path | None = None) ->
     ensemble's guard fold (its card's data.fold)."""
     from .dataset import index_dataset, split_for
 
-    card = json.loads((Path(model_dir) / "model_card.json").read_text())
-    return split_for(index_dataset(Path(data_dir or card["data"]["root"])), card["data"])
+    card = ModelFolder(model_dir).card()
+    return split_for(index_dataset(Path(data_dir or card.data_root)), dict(card.data))
 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,
@@ -86,16 +86,7 @@ def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None
     report = fit_guards(predictor.model, x_train, [r.patient for r in train], x_held, [r.patient for r in held],
                         predictor.preprocess, model_dir, adult_dir or DEFAULT_ADULT_REFERENCE)
     hashed = write_training_hashes(model_dir, [r.path for r in train + held])  # every image the model was built on
-    _update_card(model_dir, report)
-    return {"model": predictor.card.get("model_id"), "n_train": len(train), "n_val": len(held),
+    ModelFolder(model_dir).update_card(**report, ood_val_false_alarm_rate=None)  # the old rate is superseded
+    return {"model": predictor.card.model_id, "n_train": len(train), "n_val": len(held),
             "training_hashes": hashed, **report}
 
-
-GUARD_CARD_KEYS = ("ood_val_false_alarm_rate",)  # written by older versions, superseded by guard_calibration
-
-
-def _update_card(model_dir: Path, report: dict[str, Any]) -> None:
-    """The card (JSON and Markdown) describes the guards now beside it."""
-    from .model_card import update_card
-
-    update_card(model_dir, report, drop=GUARD_CARD_KEYS)

@@ -66,6 +66,6 @@ def analyse_instance(ds: Dataset, predictor: Any, point: OperatingPoint, store: 
     if pred.error:
         return out
     if store is not None:
-        out.case_id, _ = store.add(pred, data, predictor.card.get("model_id", ""), actor=actor)
+        out.case_id, _ = store.add(pred, data, predictor.card.model_id, actor=actor)
     out.results = result_objects(ds, pred, predictor.card)
     return out

@@ -1,22 +1,24 @@
-"""Model cards: the JSON the code reads and the Markdown people read, from one dict."""
+"""A model card's Markdown (MODEL_CARD.md and the README's shipped-model section), rendered from the ModelCard,
+and `fit-presentation`, which fits how results are presented into it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from . import CLASSES, INTENDED_USE
+from . import INTENDED_USE
+from .card import ModelCard
 from .errors import CXRError
+from .model_folder import ModelFolder
 from .shifts import SHIFTS
 
 
-def render_markdown(card: dict[str, Any]) -> str:
-    m = card.get("internal_validation", {})
+def render_markdown(card: ModelCard) -> str:
+    m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
     ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "n/a"  # noqa: E731
-    data = card.get("data", {})
-    members = card.get("ensemble", {}).get("members")
+    data = card.data
+    members = (card.ensemble or {}).get("members")
     evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
     split = ([f"- {data.get('n')} images {data.get('counts')} in {data.get('folds')} patient-grouped, stratified folds "
               f"(seed {data.get('split_seed')}): each member trained on {data.get('folds', 1) - 1} folds; every image "
@@ -24,7 +26,7 @@ def render_markdown(card: dict[str, Any]) -> str:
              [f"- Train: {data.get('n_train')} images {data.get('train_counts')}; validation: {data.get('n_val')} "
               f"images {data.get('val_counts')}; split seed {data.get('split_seed')}, grouped by patient."])
     lines = [
-        f"# Model card: {card.get('name')} v{card.get('version')}",
+        f"# Model card: {card.name} v{card.version}",
         "",
         f"**Intended use.** {INTENDED_USE}",
         "",
@@ -33,14 +35,14 @@ def render_markdown(card: dict[str, Any]) -> str:
         "views, other hospitals or other devices is unknown.",
         "",
         "## Outputs",
-        f"- Classes: {', '.join(card.get('classes', CLASSES))}; P(pneumonia) = 1 - P(NORMAL).",
-        f"- Operating threshold on P(pneumonia): **{card.get('threshold', float('nan')):.3f}** "
-        f"(policy `{card.get('threshold_policy')}`, chosen on {evidence}).",
-        f"- Temperature scaling T = {card.get('temperature', 1.0):.3f} (fitted on {evidence}).",
+        f"- Classes: {', '.join(card.classes)}; P(pneumonia) = 1 - P(NORMAL).",
+        f"- Operating threshold on P(pneumonia): **{card.threshold:.3f}** "
+        f"(policy `{card.threshold_policy}`, chosen on {evidence}).",
+        f"- Temperature scaling T = {card.temperature:.3f} (fitted on {evidence}).",
         *policy_lines(card),
         *subtype_lines(card),
         "",
-        f"## {card.get('internal_validation_kind', 'Internal validation (patient-grouped split of the official training set)')}",
+        f"## {card.internal_validation_kind}",
         f"n = {m.get('n')} images ({m.get('class_counts')}). These figures flatter: same hospital and period as training.",
         "",
         "| metric | value | 95 % CI |",
@@ -54,7 +56,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"| 3-class macro-F1 | {t.get('macro_f1', float('nan')):.3f} | |",
         f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} | |",
         "",
-        f"ECE before calibration: {card.get('ece_uncalibrated', float('nan')):.3f}. "
+        f"ECE before calibration: {_num(card.ece_uncalibrated)}. "
         "CIs: percentile bootstrap over images (1,000 resamples).",
         "",
         *_stress_lines(card),
@@ -64,20 +66,20 @@ def render_markdown(card: dict[str, Any]) -> str:
         *split,
         "",
         "## Training",
-        f"- Time: {card.get('training_time_s', 0) / 60:.1f} min on {card.get('hardware', '?')}; epochs run: {card.get('epochs_run')}.",
-        f"- Git commit: `{card.get('git_commit')}`",
+        f"- Time: {card.training_time_s / 60:.1f} min on {card.hardware}; epochs run: {card.epochs_run}.",
+        f"- Git commit: `{card.git_commit}`",
         "- Reproduce:",
         "",
         "```",
-        card.get("reproduce_command", ""),
+        card.reproduce_command,
         "```",
         *(["", "Each member alone (the same runs the command above trains in turn):", "", "```",
-           *card["member_commands"], "```"] if card.get("member_commands") else []),
+           *card.member_commands, "```"] if card.member_commands else []),
         "",
         "## Config",
         "",
         "```json",
-        _json(card.get("config", {})),
+        _json(dict(card.config)),
         "```",
         "",
     ]
@@ -87,20 +89,20 @@ def render_markdown(card: dict[str, Any]) -> str:
 README_START, README_END = "<!-- shipped-model:start -->", "<!-- shipped-model:end -->"
 
 
-def readme_section(card: dict[str, Any], model_dir: str) -> str:
+def readme_section(card: ModelCard, model_dir: str) -> str:
     """The README's "shipped model" figures, generated from the card (`python -m cxr_core models --markdown`)."""
-    m = card.get("internal_validation", {})
+    m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
     ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
-    kind = card.get("internal_validation_kind", "Internal validation (patient-grouped split of the training set)")
+    kind = card.internal_validation_kind
     lines = [
-        f"`{model_dir}` (active): {card.get('description', '')}",
+        f"`{model_dir}` (active): {card.description}",
         "",
-        f"Trained in {card.get('training_time_s', 0) / 60:.0f} min on {card.get('hardware', '?')} "
-        f"(git commit `{str(card.get('git_commit', '?'))[:12]}`). Reproduce with:",
+        f"Trained in {card.training_time_s / 60:.0f} min on {card.hardware} "
+        f"(git commit `{card.git_commit[:12]}`). Reproduce with:",
         "",
         "```bash",
-        card.get("reproduce_command", ""),
+        card.reproduce_command,
         "```",
         "",
         f"{kind}: n = {m.get('n')} images, 95 % bootstrap CIs. These figures flatter: the images share the hospital "
@@ -108,21 +110,21 @@ def readme_section(card: dict[str, Any], model_dir: str) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| binary accuracy (threshold {card.get('threshold', float('nan')):.3f}, policy `{card.get('threshold_policy')}`) "
+        f"| binary accuracy (threshold {card.threshold:.3f}, policy `{card.threshold_policy}`) "
         f"| {b.get('accuracy', float('nan')):.3f}{ci(b.get('accuracy_ci95'))} |",
         f"| binary AUC | {b.get('auc', float('nan')):.3f}{ci(b.get('auc_ci95'))} |",
         f"| sensitivity / specificity | {b.get('sensitivity', float('nan')):.3f} / {b.get('specificity', float('nan')):.3f} |",
         f"| 3-class accuracy | {t.get('accuracy', float('nan')):.3f}{ci(t.get('accuracy_ci95'))} |",
         f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} |",
-        f"| ECE after temperature scaling (T = {card.get('temperature', 1.0):.2f}) | {b.get('ece', float('nan')):.3f} "
-        f"({card.get('ece_uncalibrated', float('nan')):.3f} before) |",
+        f"| ECE after temperature scaling (T = {card.temperature:.2f}) | {b.get('ece', float('nan')):.3f} "
+        f"({_num(card.ece_uncalibrated)} before) |",
         *guard_lines(card),
     ]
-    pop = card.get("population_check") or {}
+    pop = card.population_check or {}
     if pop.get("fitted"):
         lines.append(f"| adult-film check: detection / pediatric false alarms (patient-grouped {pop['folds']}-fold CV) | "
                      f"{pop['cv_adult_detection_rate']:.1%} / {pop['cv_pediatric_false_alarm_rate']:.1%} |")
-    stress = card.get("stress")
+    stress = card.stress
     if stress:
         worst = lambda w: ", ".join(f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)"  # noqa: E731
                                     for m in ("auc", "sensitivity", "specificity"))
@@ -140,9 +142,9 @@ def _pct(value: Any) -> str:
     return "not measured" if value is None else f"{value:.1%}"
 
 
-def subtype_lines(card: dict[str, Any]) -> list[str]:
+def subtype_lines(card: ModelCard) -> list[str]:
     """The subtype policy: stated only above a margin chosen on held-out pneumonia films."""
-    sp = card.get("subtype_policy")
+    sp = card.subtype_policy
     if not sp:
         return ["- Subtype: the likelier of bacterial and viral is stated for every PNEUMONIA (no margin fitted: run "
                 "`python -m cxr_core fit-presentation`)."] + gradcam_lines(card)
@@ -153,26 +155,13 @@ def subtype_lines(card: dict[str, Any]) -> list[str]:
             "uncertain\"."] + gradcam_lines(card)
 
 
-def gradcam_lines(card: dict[str, Any]) -> list[str]:
-    g = card.get("gradcam")
+def gradcam_lines(card: ModelCard) -> list[str]:
+    g = card.gradcam
     if not g:
         return ["- Heatmap: each map scaled to its own peak (no fixed scale fitted: run `python -m cxr_core "
                 "fit-presentation`)."]
     return [f"- Heatmap: {g['method']} at layer `{g['layer']}`, explaining {g['explains']}; drawn on a fixed scale "
             f"(1.0 = {g['scale']:.4g}, {g['fitted_on']})."]
-
-
-def update_card(model_dir: Path, fields: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A maintenance command's change to a registered model's card (JSON and Markdown, atomically): the only
-    writes into a model folder after registration (`fit-ood`, `fit-presentation`)."""
-    from .fileio import write_atomic, write_json_atomic
-
-    path = Path(model_dir) / "model_card.json"
-    card = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k not in drop}
-    card.update(fields)
-    write_json_atomic(path, card)
-    write_atomic(Path(model_dir) / "MODEL_CARD.md", render_markdown(card).encode())
-    return card
 
 
 CAM_SCALE_PERCENTILE = 90
@@ -191,14 +180,13 @@ def fit_presentation(model_dir: Path, held_out: tuple[Any, Any] | None = None, d
     from .metrics import choose_subtype_margin
     from .predict import Predictor
 
-    model_dir = Path(model_dir)
-    scores = model_dir / "validation_scores.csv"
-    if not scores.is_file():
-        raise CXRError(f"{str(model_dir)!r} has no held-out scores (validation_scores.csv) to fit on.")
-    _, y_scores, probs = read_scores(scores)
-    predictor = Predictor(model_dir)
+    folder = ModelFolder(model_dir)
+    if not folder.scores_file.is_file():
+        raise CXRError(f"{str(model_dir)!r} has no held-out scores ({folder.SCORES}) to fit on.")
+    _, y_scores, probs = read_scores(folder.scores_file)
+    predictor = Predictor(folder.path)
     if held_out is None:
-        _, held = held_out_split(model_dir, data_dir)
+        _, held = held_out_split(folder.path, data_dir)
         sick = [r for r in held if r.label > 0]
         x = np.stack([predictor.preprocess.load(r.path) for r in sick])
     else:
@@ -213,13 +201,13 @@ def fit_presentation(model_dir: Path, held_out: tuple[Any, Any] | None = None, d
                                        "of their map peaks"}}
     if probs.shape[1] == 3 and int((y_scores > 0).sum()):
         fields["subtype_policy"] = choose_subtype_margin(y_scores, probs, precision)
-    update_card(model_dir, fields)
+    folder.update_card(**fields)
     return fields
 
 
-def policy_lines(card: dict[str, Any]) -> list[str]:
+def policy_lines(card: ModelCard) -> list[str]:
     """Markdown bullets: the threshold policy, what it trades, and Youden's threshold for comparison."""
-    ev = card.get("threshold_evidence")
+    ev = card.threshold_evidence
     if not ev:
         return []
     if ev["name"] == "sensitivity_then_specificity":
@@ -229,7 +217,7 @@ def policy_lines(card: dict[str, Any]) -> list[str]:
                  f"scores and >= {ev['shifted_sensitivity_floor']:.2f} under every held-out shift up to severity "
                  f"{ev['max_severity']}; within that, the highest threshold, which maximises the worst-case "
                  f"specificity. Binding condition: `{ev['binding_condition']}`.",
-                 f"- What it trades: {ev['trade']} At {card.get('threshold', float('nan')):.3f}, on the held-out "
+                 f"- What it trades: {ev['trade']} At {card.threshold:.3f}, on the held-out "
                  f"scores it was chosen on: clean "
                  f"sensitivity {at['clean']['sensitivity']:.3f} / specificity {at['clean']['specificity']:.3f}; "
                  f"worst held-out shift specificity {at[worst_key]['specificity']:.3f} (`{worst_key}`, sensitivity "
@@ -251,25 +239,25 @@ def policy_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
-def guard_lines(card: dict[str, Any]) -> list[str]:
+def guard_lines(card: ModelCard) -> list[str]:
     """Markdown table rows: each input guard's rate on held-out pediatric films, and all together."""
-    rates = (card.get("guard_calibration") or {}).get("held_out_rates")
+    rates = (card.guard_calibration or {}).get("held_out_rates")
     if not rates:
-        return [f"| OOD detector false alarms on held-out training-split X-rays | {_pct(card.get('ood_val_false_alarm_rate'))} |"]
-    n = card["guard_calibration"]["held_out_images"]
+        return [f"| OOD detector false alarms on held-out training-split X-rays | {_pct(card.ood_val_false_alarm_rate)} |"]
+    n = card.guard_calibration["held_out_images"]
     return [f"| held-out pediatric films (n = {n}) refused / warned unusual / warned very unusual / flagged adult | "
             f"{_pct(rates['refused'])} / {_pct(rates['unusual'])} / {_pct(rates['very_unusual'])} / "
             f"{_pct(rates['population'])} |",
             f"| held-out pediatric films flagged by any guard | {_pct(rates['flagged'])} |"]
 
 
-def used_by_policy(card: dict[str, Any]) -> set[str]:
+def used_by_policy(card: ModelCard) -> set[str]:
     """The stress conditions the card's threshold policy was chosen on (their figures at the threshold are in-sample)."""
-    return set((card.get("threshold_evidence") or {}).get("per_condition_thresholds") or {"clean": None})
+    return set((card.threshold_evidence or {}).get("per_condition_thresholds") or {"clean": None})
 
 
-def _guard_section(card: dict[str, Any]) -> list[str]:
-    calibration = card.get("guard_calibration")
+def _guard_section(card: ModelCard) -> list[str]:
+    calibration = card.guard_calibration
     if not calibration:
         return []
     rules = "; ".join(f"{name}: {rule}" for name, rule in calibration["rules"].items())
@@ -277,8 +265,8 @@ def _guard_section(card: dict[str, Any]) -> list[str]:
             "", "| guard | value |", "|---|---|", *guard_lines(card), ""]
 
 
-def _stress_lines(card: dict[str, Any]) -> list[str]:
-    stress = card.get("stress")
+def _stress_lines(card: ModelCard) -> list[str]:
+    stress = card.stress
     if not stress:
         return []
     lines = ["## Stress suite (acquisition shifts)", "",
@@ -311,3 +299,7 @@ def _json(obj: Any) -> str:
     import json
 
     return json.dumps(obj, indent=2)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

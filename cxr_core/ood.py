@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from .fileio import read_npz, write_npz_atomic
+from .model_folder import ModelFolder
 
-OOD_FILE = "ood.npz"
 THUMB = 32
 
 PIXEL_REASON = ("This image does not look like a frontal chest radiograph (its layout is unlike any chest X-ray "
@@ -151,7 +151,7 @@ class OODDetector:
         return refusals, warnings
 
     def save(self, model_dir: str | Path) -> Path:
-        return write_npz_atomic(Path(model_dir) / OOD_FILE, pca_mean=self.pca_mean, pca_components=self.pca_components,
+        return write_npz_atomic(ModelFolder(model_dir).ood_file, pca_mean=self.pca_mean, pca_components=self.pca_components,
                                 pixel_threshold=self.pixel_threshold, feat_mean=self.feat_mean,
                                 feat_precision=self.feat_precision, feature_threshold=self.feature_threshold,
                                 feature_threshold_strong=self.feature_threshold_strong)
@@ -159,7 +159,7 @@ class OODDetector:
     @classmethod
     def load(cls, model_dir: str | Path) -> "OODDetector | None":
         """None when the model has no detector, or one from before graded warnings (refit it with fit-ood)."""
-        z = read_npz(Path(model_dir) / OOD_FILE)
+        z = read_npz(ModelFolder(model_dir).ood_file)
         if z is None or "feature_threshold_strong" not in z:
             return None
         return cls(z["pca_mean"], z["pca_components"], float(z["pixel_threshold"]), z["feat_mean"],

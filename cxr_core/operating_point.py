@@ -10,7 +10,7 @@ each class, and the lower 95 % bound of sensitivity at it must stay at or above 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +31,6 @@ def valid_threshold(value: Any) -> float:
     return threshold
 
 
-def card_threshold(card: Mapping[str, Any]) -> float:
-    """The model's own threshold, as its card states it."""
-    return valid_threshold(card.get("threshold", DEFAULT_THRESHOLD))
-
-
 @dataclass(frozen=True)
 class OperatingPoint:
     threshold: float
@@ -50,8 +45,9 @@ class OperatingPoint:
             raise CXRError(f"operating point source {self.source!r} is invalid: expected one of {SOURCES}.")
 
     @classmethod
-    def of_model(cls, card: Mapping[str, Any]) -> "OperatingPoint":
-        return cls(card_threshold(card), "model")
+    def of_model(cls, card: Any) -> "OperatingPoint":
+        """The model's own threshold, as its card (cxr_core.card.ModelCard) states it."""
+        return cls(card.threshold, "model")
 
     @property
     def wording(self) -> str:
@@ -68,9 +64,10 @@ def threshold_wording(source: str) -> str:
     return "the site's operating point" if source == "site" else "the model's threshold"
 
 
-def resolve(card: Mapping[str, Any], store: Any | None) -> OperatingPoint:
-    """The point that decides now for this model: the site's governed point when one is set, else the card's."""
-    point = store.site_threshold(card.get("model_id", "")) if store is not None else None
+def resolve(card: Any, store: Any | None) -> OperatingPoint:
+    """The point that decides now for this model (a ModelCard): the site's governed point when one is set, else
+    the card's."""
+    point = store.site_threshold(card.model_id) if store is not None else None
     if not point:
         return OperatingPoint.of_model(card)
     return OperatingPoint(point["threshold"], "site", set_by=point["author"], set_on=point["created"],

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-HASHES_FILE = "training_hashes.txt"
+from .model_folder import ModelFolder
+
 HASH_CHARS = 16  # 64 bits: collisions are negligible for datasets of this size
 
 
@@ -30,19 +31,19 @@ def write_training_hashes(model_dir: str | Path, paths: Iterable[str | Path]) ->
     from .imaging import load_image
 
     hashes = sorted({pixel_hash(load_image(p).pixels) for p in paths})
-    write_atomic(Path(model_dir) / HASHES_FILE, ("\n".join(hashes) + "\n").encode())
+    write_atomic(ModelFolder(model_dir).hashes_file, ("\n".join(hashes) + "\n").encode())
     return len(hashes)
 
 
 def training_hashes(model_dir: str | Path) -> set[str] | None:
-    path = Path(model_dir) / HASHES_FILE
+    path = ModelFolder(model_dir).hashes_file
     return set(path.read_text().split()) if path.is_file() else None
 
 
-def overlap_report(card: dict[str, Any], model_dir: str | Path, data_fingerprint: str,
+def overlap_report(card: Any, model_dir: str | Path, data_fingerprint: str,
                    hashes: list[str]) -> dict[str, Any]:
     """{same_folder, images_in_training (None when the model has no hash list), warning (None when clean)}."""
-    same = data_fingerprint == card.get("data", {}).get("fingerprint")
+    same = data_fingerprint == card.data.get("fingerprint")
     known = training_hashes(model_dir)
     seen = None if known is None else sum(h in known for h in hashes)
     warning = None

@@ -132,7 +132,7 @@ def analyse_study(server: PacsServer, study_uid: str, predictor: Any, point: Ope
     instances = _call(server, f"retrieving study {study_uid}", lambda: client.retrieve_study(study_uid))
     if not instances:
         raise CXRError(f"Study {study_uid} has no instances on the PACS at {server.url}.")
-    model_id = predictor.card.get("model_id", "")
+    model_id = predictor.card.model_id
     present = {str(ds.get("SOPInstanceUID", "")) for ds in instances}
     for i, ds in enumerate(instances):
         source_uid = str(ds.get("SOPInstanceUID", "?"))

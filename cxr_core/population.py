@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from .fileio import read_npz, write_npz_atomic
+from .model_folder import ModelFolder
 from .imaging import load_image
 from .ood import ThresholdRule, cross_fitted_flags, thumbnails
 
-POPULATION_FILE = "population.npz"
 VALIDATED_AGES = (1.0, 6.0)  # years: [1, 6), the Kermany cohort's "1 to 5 years"
 DEFAULT_ADULT_REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "adult-cxr-reference"
 PEDIATRIC_FALSE_ALARM_QUANTILE = 0.995
@@ -58,13 +58,13 @@ class AdultImageCheck:
         return self.scores(images) > self.threshold
 
     def save(self, model_dir: str | Path) -> Path:
-        return write_npz_atomic(Path(model_dir) / POPULATION_FILE, pca_mean=self.pca_mean,
+        return write_npz_atomic(ModelFolder(model_dir).population_file, pca_mean=self.pca_mean,
                                 pca_components=self.pca_components, scale_mean=self.scale_mean, scale_std=self.scale_std,
                                 coef=self.coef, intercept=self.intercept, threshold=self.threshold)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "AdultImageCheck | None":
-        z = read_npz(Path(model_dir) / POPULATION_FILE)
+        z = read_npz(ModelFolder(model_dir).population_file)
         if z is None:
             return None
         return cls(z["pca_mean"], z["pca_components"], z["scale_mean"], z["scale_std"], z["coef"],

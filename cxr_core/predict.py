@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import CLASSES
-from .errors import InputImageError, ModelError
+from .errors import InputImageError
 from .imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
 from .preprocess import Preprocess
-from .registry import CARD_JSON, MODEL_FILE, load_keras_model
+from .model_folder import ModelFolder
+from .registry import load_keras_model
 
 
 @dataclass
@@ -64,19 +65,15 @@ class Predictor:
         """`jit_compile` (XLA) is off by default: bench/inference.py measured it slower here (bench/README.md)."""
         self.model_dir = Path(model_dir)
         self.jit_compile = jit_compile
-        import json
-
-        try:
-            self.card: dict[str, Any] = json.loads((self.model_dir / CARD_JSON).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise ModelError(f"{str(self.model_dir)!r} is not a model folder (no readable {CARD_JSON}).") from None
-        self.model = load_keras_model(self.model_dir / MODEL_FILE)
+        folder = ModelFolder(self.model_dir)
+        self.card = folder.card()
+        self.model = load_keras_model(folder.model_file)
         self.preprocess = Preprocess.from_card(self.card)
         self.image_size = self.preprocess.size
         self.model_point = OperatingPoint.of_model(self.card)
-        self.subtype_margin = (self.card.get("subtype_policy") or {}).get("margin")  # None: every subtype stated
-        self.cam_scale = (self.card.get("gradcam") or {}).get("scale")  # None: each map on its own peak
-        self.temperature = float(self.card.get("temperature", 1.0))
+        self.subtype_margin = self.card.subtype_margin
+        self.cam_scale = self.card.cam_scale
+        self.temperature = self.card.temperature
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
         from .ood import OODDetector
@@ -93,7 +90,7 @@ class Predictor:
 
     @property
     def name(self) -> str:
-        return f"{self.card.get('name')} v{self.card.get('version')}"
+        return self.card.display_name
 
     # ---- core: arrays in, probabilities and heatmaps out
     def _build_forward(self) -> None:

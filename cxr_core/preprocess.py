@@ -89,9 +89,9 @@ class Preprocess:
             raise ValueError(f"intensity = {self.intensity!r}: expected one of {INTENSITY_POLICIES}")
 
     @classmethod
-    def from_card(cls, card: dict[str, Any]) -> "Preprocess":
-        """From a model card's `input` block; cards without an intensity policy predate it ("none")."""
-        spec = card["input"]
+    def from_card(cls, card: Any) -> "Preprocess":
+        """From a ModelCard's `input` block; cards without an intensity policy predate it ("none")."""
+        spec = card.input
         return cls(int(spec["image_size"]), bool(spec.get("pad_to_square", False)), spec.get("intensity", "none"))
 
     def card_input(self) -> dict[str, Any]:

@@ -5,12 +5,8 @@ by the app) and the user's own ($CXR_HOME/models), where the Training page and `
 where "Make active" writes its pointer. A Registry given one explicit root reads and writes that root only
 (`python -m train --registry assets/models` is how the shipped model is made).
 
-    <root>/<model_id>/model.keras             weights + architecture (no optimizer)
-    <root>/<model_id>/model_card.json         config, data, metrics, threshold, temperature, command
-    <root>/<model_id>/MODEL_CARD.md           the same for people
-    <root>/<model_id>/validation_scores.csv   per-image internal-validation scores (dashboards)
-    <root>/<model_id>/ood.npz, population.npz the input guards (refitted only by `fit-ood`)
-    <root>/ACTIVE                             {"model_id": ...}
+    <root>/<model_id>/   a model folder (cxr_core.model_folder.ModelFolder owns its layout)
+    <root>/ACTIVE        {"model_id": ...}
 
 Writes are atomic: a model folder is assembled under a hidden temporary name, fsynced and then
 renamed into place; ACTIVE is replaced with os.replace. A half-written model is never listed and
@@ -30,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .card import ModelCard, model_id_is_valid
 from .errors import ModelError, RegistryError, StorageError
 from .fileio import fsync_dir, os_message, write_json_atomic
+from .model_folder import ModelFolder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = PROJECT_ROOT / "assets" / "models"
-CARD_JSON = "model_card.json"
-MODEL_FILE = "model.keras"
 ACTIVE_FILE = "ACTIVE"
 
 
@@ -48,19 +44,23 @@ def default_registry_root() -> Path:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: its id is its folder's name (the card's model_id agrees, or the folder is not listed)."""
+
     model_id: str
     path: Path
-    card: dict[str, Any]
+    card: ModelCard
+
+    @property
+    def folder(self) -> ModelFolder:
+        return ModelFolder(self.path)
 
     @property
     def display_name(self) -> str:
-        return f"{self.card.get('name', self.model_id)} v{self.card.get('version', '?')}"
+        return self.card.display_name
 
     @property
     def passed_gate(self) -> bool:
-        """False for a model registered although it failed its validation gate (an experiment, hidden from the
-        model picker unless asked for); models from before the gate was recorded passed it to be registered."""
-        return bool((self.card.get("validation_gate") or {}).get("passed", True))
+        return self.card.passed_gate
 
 
 class Registry:
@@ -87,7 +87,9 @@ class Registry:
                 if folder.name.startswith(".") or not folder.is_dir() or folder.name in entries:
                     continue
                 card = _read_card(folder)
-                if card is not None and (folder / MODEL_FILE).is_file():
+                if card is not None and ModelFolder(folder).model_file.is_file():
+                    if card.model_id != folder.name:  # registered before register() wrote the id: the folder names it
+                        card = card.with_fields(model_id=folder.name)
                     entries[folder.name] = ModelEntry(folder.name, folder, card)
         return list(entries.values())
 
@@ -105,7 +107,7 @@ class Registry:
         an error, never a silent substitute."""
         pointers = [r / ACTIVE_FILE for r in (self.user_root, self.root) if r is not None and (r / ACTIVE_FILE).exists()]
         if not pointers:
-            listed = sorted((e for e in self.list() if e.passed_gate), key=lambda e: str(e.card.get("created", "")))
+            listed = sorted((e for e in self.list() if e.passed_gate), key=lambda e: e.card.created)
             return listed[-1].model_id if listed else None
         pointer = pointers[0]
         try:
@@ -122,12 +124,17 @@ class Registry:
         return self.get(model_id) if model_id else None
 
     # ---- writing
-    def register(self, source_dir: str | Path, model_id: str) -> ModelEntry:
-        """Copy a finished model folder in atomically. Does not change the active model."""
+    def register(self, source_dir: str | Path, model_id: str | None = None) -> ModelEntry:
+        """Copy a finished model folder in atomically, under its card's model_id (or `model_id`, which the copy's
+        card then states: one identity for the folder, the card, the cases and the DICOM results). Does not change
+        the active model."""
         source_dir = Path(source_dir)
-        if _read_card(source_dir) is None or not (source_dir / MODEL_FILE).is_file():
-            raise RegistryError(f"{str(source_dir)!r} is not a complete model folder ({MODEL_FILE} and {CARD_JSON}).")
-        if not all(c.isalnum() or c in "-_." for c in model_id) or model_id.startswith("."):
+        card = _read_card(source_dir)
+        if card is None or not ModelFolder(source_dir).model_file.is_file():
+            raise RegistryError(f"{str(source_dir)!r} is not a complete model folder ({ModelFolder.MODEL} and a valid "
+                                f"{ModelFolder.CARD}).")
+        model_id = card.model_id if model_id is None else model_id
+        if not model_id_is_valid(model_id):
             raise RegistryError(f"Model id {model_id!r} may only contain letters, digits, '-', '_' and '.'.")
         root = self.write_root
         target = root / model_id
@@ -138,23 +145,25 @@ class Registry:
             root.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".incoming-{model_id}-"))
             shutil.copytree(source_dir, tmp, dirs_exist_ok=True)
+            if card.model_id != model_id:
+                ModelFolder(tmp).write_card(card.with_fields(model_id=model_id))
             for f in tmp.rglob("*"):
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
             os.rename(tmp, target)
             fsync_dir(root)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise RegistryError(os_message(exc, root)) from None
+            raise RegistryError(os_message(exc, root) if isinstance(exc, OSError) else str(exc)) from None
         return self.get(model_id)
 
     def activate(self, model_id: str) -> None:
         """Point the active model at `model_id`; a model that failed its validation gate cannot be."""
         entry = self.get(model_id)  # must exist and be complete
         if not entry.passed_gate:
-            gate = entry.card.get("validation_gate", {})
+            gate = entry.card.validation_gate or {}
             raise RegistryError(f"{model_id} failed its validation gate (AUC {gate.get('auc', float('nan')):.3f} < "
                                 f"{gate.get('min_val_auc')}): it cannot be the active model.")
         try:
@@ -180,9 +189,8 @@ def load_keras_model(path: str | Path) -> Any:
         raise ModelError(f"The model file {str(path)!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
 
 
-def _read_card(folder: Path) -> dict[str, Any] | None:
+def _read_card(folder: Path) -> ModelCard | None:
     try:
-        card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
-        return card if isinstance(card, dict) else None
-    except (OSError, ValueError):
+        return ModelFolder(folder).card()
+    except ModelError:
         return None

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import CLASSES, INTENDED_USE
+from .card import ModelCard
 from .gradcam import shown_by_default
 from .decision import SUBTYPE_UNCERTAIN
 from .operating_point import threshold_wording
@@ -23,7 +24,7 @@ def report_name(case: dict[str, Any] | None, content_hash: str) -> str:
     return f"cxr_report_case_{case['case_id']}.pdf" if case else f"cxr_report_{content_hash[:12]}.pdf"
 
 
-def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, Any],
+def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
               case: dict[str, Any] | None = None) -> bytes:
     """PDF bytes for one decoded input (pred.image must hold the pixels), traceable to its case (`case`: the
     case store's JSON object) when it is one. An input that was not assessed gets its reasons, no probability
@@ -91,10 +92,10 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: dict[str, A
         f"final label {review['label']}" + (f". {review['comment']}" if review["comment"] else "") if review else
         "Reader review: none recorded yet."), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
-    iv = model_card.get("internal_validation", {}).get("binary", {})
+    iv = model_card.binary_metrics
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 4.5, (
-        f"Model: {model_card.get('name')} version {model_card.get('version')} ({model_card.get('model_id')}). "
+        f"Model: {model_card.name} version {model_card.version} ({model_card.model_id}). "
         f"Internal validation (same hospital as the training data, held-out patients; flatters what another "
         f"site sees): "
         f"AUC {iv.get('auc', float('nan')):.3f}, accuracy {iv.get('accuracy', float('nan')):.3f}, "

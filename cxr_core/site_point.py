@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from .card import ModelCard
+from .model_folder import ModelFolder
 from .errors import CXRError
 from .evaluation import read_scores
 from .metrics import pneumonia_probability
@@ -23,14 +25,14 @@ def find_evaluation(model_id: str, path_or_id: str) -> Path:
     for candidate in (given, given / "scores.csv", evaluations_dir(model_id) / path_or_id / "scores.csv"):
         if candidate.is_file() and candidate.name == "scores.csv":
             return candidate
-    if given.name == "validation_scores.csv":
+    if given.name == ModelFolder.SCORES:
         raise CXRError("The internal validation is not a local evaluation: a site point needs the site's own images.")
     known = sorted(p.parent.name for p in evaluations_dir(model_id).glob("*/scores.csv"))
     raise CXRError(f"No saved evaluation {path_or_id!r} of model {model_id}. Saved: {', '.join(known) or 'none'} "
                    "(run `python -m cxr_core evaluate FOLDER` first).")
 
 
-def set_site_point(store: Any, card: Mapping[str, Any], threshold: float, scores: Path, reader: str,
+def set_site_point(store: Any, card: ModelCard, threshold: float, scores: Path, reader: str,
                    policy: SitePointPolicy) -> dict[str, Any]:
     """Check the proposed point on the evaluation behind `scores` and save it for every user of the model;
     the evidence saved. Raises CXRError naming the failed rule."""
@@ -44,16 +46,16 @@ def set_site_point(store: Any, card: Mapping[str, Any], threshold: float, scores
                     data_fingerprint=summary.get("data_fingerprint"),
                     overlap_warning=(summary.get("overlap") or {}).get("warning"),
                     rules={"min_per_class": policy.min_per_class, "sensitivity_floor": policy.sensitivity_floor})
-    store.record_site_point(card.get("model_id", ""), threshold, reader.strip(), evidence)
+    store.record_site_point(card.model_id, threshold, reader.strip(), evidence)
     return evidence
 
 
-def revert_site_point(store: Any, card: Mapping[str, Any], reader: str) -> float | None:
+def revert_site_point(store: Any, card: ModelCard, reader: str) -> float | None:
     """Return every user of the model to its own threshold (audited); the site threshold that was in use."""
     if not reader.strip():
         raise CXRError("Reverting the site operating point needs the reader's name.")
-    current = store.site_threshold(card.get("model_id", ""))
-    store.record_site_point(card.get("model_id", ""), None, reader.strip(),
+    current = store.site_threshold(card.model_id)
+    store.record_site_point(card.model_id, None, reader.strip(),
                             {"reverted_from": current["threshold"] if current else None})
     return current["threshold"] if current else None
 

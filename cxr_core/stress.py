@@ -120,10 +120,10 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
         if progress:
             progress(key)
         p_by.update(score_conditions(images, predictor.preprocess, score, [key]))
-    card_augment = predictor.card.get("config", {}).get("augment")
+    card_augment = predictor.card.config.get("augment")
     augment = config_from_dict({"augment": card_augment}).augment if card_augment is not None else None
     point = point or predictor.model_point
     rows = stress_table(np.array(labels), p_by, point.threshold, augment)
-    return {"model": predictor.card.get("model_id"), "data": str(data_dir), "n": len(images),
+    return {"model": predictor.card.model_id, "data": str(data_dir), "n": len(images),
             "threshold": point.threshold, "threshold_source": point.source, "conditions": rows, "worst_moderate": worst_case(rows, 2),
             "worst_severe": worst_case(rows, 3), "failed": failed}

@@ -31,7 +31,7 @@ class Mutation:
 MUTATIONS = (
     Mutation("the decision ignores the site operating point (uses the card's threshold)", "cxr_core/predict.py",
              (("decided = int(decide(probs[None], point.threshold)[0])",
-               "decided = int(decide(probs[None], float(self.card['threshold']))[0])"),),
+               "decided = int(decide(probs[None], self.card.threshold)[0])"),),
              ("tests/test_cases.py::-k flips",)),
     Mutation("the case commits before its audit event (two transactions)", "cxr_core/cases.py",
              (("""                session.flush()

@@ -13,7 +13,7 @@ def test_dashboard_defaults_agree_with_the_model_card(monkeypatch, tiny_registry
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("app_pages/dashboards.py").run()
-    card = tiny_registry.active().card["internal_validation"]["binary"]
+    card = tiny_registry.active().card.binary_metrics
     shown = {m.label: float(m.value) for m in at.main.metric}
     for label, key in (("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("Accuracy", "accuracy"), ("AUC", "auc")):
         assert shown[label] == pytest.approx(card[key], abs=1e-3)

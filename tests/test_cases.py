@@ -91,7 +91,7 @@ def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_
     from cxr_core.report import build_pdf
 
     predictor = tiny_predictor  # shared by the session: nothing here may change it
-    model_id = predictor.card["model_id"]
+    model_id = predictor.card.model_id
     with pytest.raises(CXRError, match="1.5"):
         store.record_site_point(model_id, 1.5, "Dr Site")
     with pytest.raises(CXRError, match="author"):
@@ -131,7 +131,7 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     p = predictor.predict(source).pneumonia_probability
     assert p is not None and 0.01 < p < 0.99
     threshold, expected = (p + 0.005, "NORMAL") if side == "above" else (p - 0.005, "PNEUMONIA")
-    store.record_site_point(predictor.card["model_id"], threshold, "Dr Site")
+    store.record_site_point(predictor.card.model_id, threshold, "Dr Site")
     pred = predictor.predict(source, point=resolve(predictor.card, store))
     assert (pred.label, pred.threshold_source) == (expected, "site")
     assert pred.to_json()["label"] == expected

@@ -30,6 +30,6 @@ def test_no_film_of_the_hard_pediatric_check_set_is_refused_by_the_shipped_model
     if entry is None:
         pytest.skip("no shipped model in assets/models")
     predictor = Predictor(entry.path)
-    assert predictor.ood is not None and "guard_calibration" in predictor.card  # screened, by calibrated guards
+    assert predictor.ood is not None and predictor.card.guard_calibration  # screened, by calibrated guards
     refused = [name for name in _names() if not predictor.predict(root / name).assessed]
     assert refused == []

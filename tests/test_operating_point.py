@@ -135,7 +135,7 @@ def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_regi
     reverted = _cli(["site-point", "revert", "--reader", "Dr Site"], env)
     assert reverted.returncode == 0 and "model's own threshold decides again" in reverted.stdout
     back = json.loads(_cli(["predict", str(film), "--json"], env).stdout)
-    assert back["threshold_source"] == "model" and back["threshold"] == round(tiny_registry.active().card["threshold"], 6)
+    assert back["threshold_source"] == "model" and back["threshold"] == round(tiny_registry.active().card.threshold, 6)
     actions = [json.loads(line) for line in _cli(["cases", "audit", "--json"], env).stdout.splitlines()]
     assert [(a["action"], a["actor"]) for a in actions] == [("site-threshold", "Dr Site")] * 2
 
@@ -146,5 +146,5 @@ def test_resolve_reads_the_store_each_time(own_app_home, tiny_predictor):
     store = CaseStore.open()
     card = tiny_predictor.card
     assert resolve(card, store) == OperatingPoint.of_model(card) and resolve(card, None).source == "model"
-    store.record_site_point(card["model_id"], 0.42, "Dr A")
+    store.record_site_point(card.model_id, 0.42, "Dr A")
     assert resolve(card, store).threshold == 0.42

@@ -27,8 +27,8 @@ def test_finished_run_has_logs_card_and_scores(tiny_registry, tiny_data, tmp_pat
     for key in ("loss", "accuracy", "val_loss", "val_auc", "learning_rate"):
         assert key in rows[0]
     card = entry.card
-    assert card["data"]["n_train"] + card["data"]["n_val"] == 48
-    assert 0 < card["temperature"] and 0 <= card["threshold"] <= 1
+    assert card.data["n_train"] + card.data["n_val"] == 48
+    assert 0 < card.temperature and 0 <= card.threshold <= 1
     assert (entry.path / "validation_scores.csv").read_text().startswith("file,label,p_normal")
     assert (entry.path / "ood.npz").is_file()
 
@@ -64,7 +64,7 @@ def test_a_run_below_the_validation_gate_is_an_experiment_never_active(tiny_data
     result = train(cfg, runs_dir=tmp_path / "runs", registry=registry, activate=True, log=lambda s: None)
     [entry] = registry.list()
     assert entry.model_id == result.model_id and not entry.passed_gate and entry.path.parent == tmp_path / "mine"
-    assert entry.card["validation_gate"]["min_val_auc"] == pytest.approx(1.01 - 1e-9)
+    assert entry.card.validation_gate["min_val_auc"] == pytest.approx(1.01 - 1e-9)
     assert registry.active_id() is None and not (tmp_path / "shipped").exists()  # nothing written there
     with pytest.raises(RegistryError, match="failed its validation gate"):
         registry.activate(entry.model_id)
@@ -76,13 +76,13 @@ def test_the_app_lists_shipped_and_user_models_and_hides_experiments(tiny_regist
 
     from streamlit.testing.v1 import AppTest
 
-    from cxr_core.model_card import update_card
+    from cxr_core.model_folder import ModelFolder
 
     shipped = tiny_registry.active()
     mine = tmp_path / "home" / "models"
     shutil.copytree(shipped.path, mine / "experiment-1")
-    update_card(mine / "experiment-1", {"model_id": "experiment-1", "validation_gate": {"min_val_auc": 0.9,
-                                                                                         "auc": 0.5, "passed": False}})
+    ModelFolder(mine / "experiment-1").update_card(model_id="experiment-1", validation_gate={
+        "min_val_auc": 0.9, "auc": 0.5, "passed": False})
     monkeypatch.setenv("CXR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
     assert {e.model_id for e in Registry().list()} == {shipped.model_id, "experiment-1"}

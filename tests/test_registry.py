@@ -16,9 +16,10 @@ def test_tiny_model_is_registered_and_active(tiny_registry):
     entries = tiny_registry.list()
     assert len(entries) == 1 and tiny_registry.active_id() == entries[0].model_id
     card = entries[0].card
-    for key in ("intended_use", "threshold", "temperature", "internal_validation", "data", "config",
-                "reproduce_command", "git_commit"):
-        assert key in card
+    assert 0 < card.threshold < 1 and card.temperature > 0 and card.model_id == entries[0].model_id
+    for value in (card.intended_use, card.internal_validation, card.data, card.config, card.reproduce_command,
+                  card.git_commit):
+        assert value
     assert (entries[0].path / "MODEL_CARD.md").read_text().startswith("# Model card")
 
 

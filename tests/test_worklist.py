@@ -70,7 +70,7 @@ def _stored_cases(tiny_predictor, n=3):
     from cxr_core.cases import CaseStore
 
     store = CaseStore.open()
-    model_id = tiny_predictor.card["model_id"]
+    model_id = tiny_predictor.card.model_id
     images = [inputs.png_gray8(seed=i) for i in range(n)]
     return store, [store.add(tiny_predictor.predict(d, name=f"x{i}.png"), d, model_id)[0] for i, d in enumerate(images)]
 

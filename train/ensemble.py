@@ -48,12 +48,12 @@ def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, reg
     """Every member (resumable), then the ensemble assembled from OOF evidence, registered as one model."""
     from pathlib import Path
 
-    from train.pipeline import RunResult, single_run_lock
+    from train.pipeline import RunResult, run_dir_for, single_run_lock
 
     members = train_members(config, runs_dir, command, log)
     if len(members) < config.data.folds or members[-1].state != "finished":
         return RunResult(members[-1].run_dir, members[-1].state, None, {})
-    run_dir = Path(runs_dir) / f"{config.name}-{config.fingerprint()}"
+    run_dir = run_dir_for(config, Path(runs_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     with single_run_lock(Path(runs_dir)):
         return _assemble(config, run_dir, [m.run_dir for m in members], registry, register, activate, command, log)
@@ -78,7 +78,7 @@ def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registr
     except BaseException as exc:
         write_status(run_dir, state="failed", message=f"{type(exc).__name__}: {exc}")
         raise
-    metrics = card["internal_validation"]
+    metrics = dict(card.internal_validation)
     model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)
     write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
                  passed_gate=passed)
@@ -92,8 +92,10 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
 
     from cxr_core.dataset import index_dataset, split_for
     from cxr_core.imaging import load_image
-    from cxr_core.registry import MODEL_FILE, load_keras_model
     from collections import defaultdict
+
+    from cxr_core.model_folder import ModelFolder
+    from cxr_core.registry import load_keras_model
 
     from cxr_core.stress import CLEAN
     from cxr_core.models import logit_function
@@ -105,7 +107,7 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
     for fold, member_dir in enumerate(member_dirs):
         _, val = split_for(records, member_config(config, fold).data.__dict__)
         log(f"[{config.name}] stress suite on member {fold + 1}'s {len(val)} out-of-fold images")
-        model = load_keras_model(member_dir / "model" / MODEL_FILE)
+        model = load_keras_model(ModelFolder(member_dir / "model").model_file)
         images = [load_image(r.path).pixels for r in val]
         clean = np.load(member_dir / VAL_LOGITS)
         if len(clean) != len(val):
@@ -120,97 +122,51 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
 
 
 def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[Any], evidence: dict[str, Any],
-                         command: str, assembly_s: float, log: Callable[[str], None]) -> dict[str, Any]:
-    """Calibrate, choose the threshold, merge, fit the OOD detector and write the model folder + card."""
-    import json
-    import os
-    import platform
-    import time
-
+                         command: str, assembly_s: float, log: Callable[[str], None]) -> Any:
+    """Merge the members into one model, then `finish_model` (shared with the single pipeline) on the OOF
+    evidence; the input guards are fitted on every fold but the last and calibrated on the last."""
     import numpy as np
 
-    from cxr_core import CLASSES, INTENDED_USE, __version__
-    from cxr_core import metrics as M
     from cxr_core.dataset import class_counts, fingerprint, split_for
-    from cxr_core.evaluation import write_scores
-    from cxr_core.model_card import fit_presentation, render_markdown
+    from cxr_core.model_folder import ModelFolder
     from cxr_core.models import merge_members
-    from cxr_core.guards import fit_guards
-    from cxr_core.overlap import write_training_hashes
-    from cxr_core.fileio import write_atomic, write_json_atomic
-    from cxr_core.registry import CARD_JSON, MODEL_FILE, load_keras_model
-    from cxr_core.stress import CLEAN
-    from train.evidence import operating_point, stress_section
-    from train.pipeline import git_commit, gpu_note
+    from cxr_core.registry import load_keras_model
+    from train.finish import Evidence, finish_model
     from train.status import read_status
 
-    y, logits = evidence["labels"], evidence["logits"]
-    yb = (y > 0).astype(int)
-    temperature = M.fit_temperature(logits[CLEAN], y)
-    probs = {k: M.as_three_class(M.softmax(v, temperature)) for k, v in logits.items()}
-    p = {k: M.pneumonia_probability(v) for k, v in probs.items()}
-    threshold, policy = operating_point(config, yb, p)
-    summary = M.evaluation_summary(y, probs[CLEAN], threshold)
-
-    out = run_dir / "model"
-    out.mkdir(exist_ok=True)
+    out = ModelFolder(run_dir / "model")
+    out.path.mkdir(exist_ok=True)
     log(f"[{config.name}] merging {len(member_dirs)} members")
-    members = [load_keras_model(d / "model" / MODEL_FILE) for d in member_dirs]
+    members = [load_keras_model(ModelFolder(d / "model").model_file) for d in member_dirs]
     merged = merge_members(members, name=config.name.replace("-", "_"))
-    merged.save(out / MODEL_FILE)
-    write_scores(out / "validation_scores.csv", evidence["files"], y, probs[CLEAN])
-    _write_member_histories(member_dirs, out / "history.csv")
-
-    # OOD detector: fitted on the images of every fold but the last, false alarms counted on the last.
-    # Four of five members trained on those images, so the feature-based rate is optimistic.
-    log(f"[{config.name}] fitting the OOD detector")
+    _write_member_histories(member_dirs, out.history_file)
+    # Four of five members trained on the guards' held-out fold, so the feature-based rates are optimistic.
     records = evidence["records"]
     fit_recs, check_recs = split_for(records, member_config(config, config.data.folds - 1).data.__dict__)
     preprocess = config.data.preprocess()
-    x_fit = np.stack([preprocess.load(r.path) for r in fit_recs])
-    x_check = np.stack([preprocess.load(r.path) for r in check_recs])
-    guards = fit_guards(merged, x_fit, [r.patient for r in fit_recs], x_check, [r.patient for r in check_recs],
-                        preprocess, out)
-    del x_fit, x_check
-    write_training_hashes(out, [r.path for r in records])  # evaluate's overlap check: every member's data
-
-    member_cards = [json.loads((d / "model" / CARD_JSON).read_text()) for d in member_dirs]
-    training_s = sum(float(read_status(d).get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s
-    card = {
-        "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
-        "name": config.name, "version": time.strftime("%Y.%m.%d"), "description": config.description,
-        "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
-        "input": preprocess.card_input(),
-        "threshold": threshold, "threshold_policy": policy["name"], "threshold_evidence": policy,
-        "temperature": temperature,
-        "ece_uncalibrated": M.expected_calibration_error(yb, M.pneumonia_probability(M.as_three_class(M.softmax(logits[CLEAN])))),
-        **guards,
-        "internal_validation": summary,
-        "internal_validation_kind": f"Internal (cross-validated): out-of-fold scores of {len(member_dirs)} patient-grouped folds",
-        "stress": stress_section(config, yb, p, threshold,
-                                 "out-of-fold images, each scored by the member that never trained on it"),
-        "ensemble": {"members": len(member_dirs), "combination": "mean of member logits, then temperature",
-                     "member_runs": [d.name for d in member_dirs],
-                     "member_val_auc": [c["internal_validation"]["binary"]["auc"] for c in member_cards],
-                     "member_commits": sorted({c.get("git_commit", "unknown") for c in member_cards})},
-        "data": {"root": config.data.root, "fingerprint": fingerprint(records), "n": len(records),
-                 "counts": class_counts(records), "folds": config.data.folds, "split_seed": config.data.split_seed,
-                 "fold": config.data.folds - 1,  # the input guards' held-out fold (fit-ood and bench/ood.py use it)
-                 "n_train": len(records), "n_val": len(y), "val_fraction": config.data.val_fraction,
-                 "subset_fraction": config.data.subset_fraction,
-                 "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs)},
-        "config": config.to_dict(), "training_time_s": training_s,
-        "epochs_run": int(np.mean([c.get("epochs_run", 0) for c in member_cards])),
-        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
-        "git_commit": git_commit(), "cxr_core_version": __version__,
-        "reproduce_command": command,
-        "member_commands": [f"{command} --fold {i}" for i in range(len(member_dirs))],
-        "parameters": int(merged.count_params()), "trainable_parameters": int(merged.count_params()),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_json_atomic(out / CARD_JSON, card)
-    write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
-    return {**card, **fit_presentation(out)}  # its guard fold's films, before registration
+    member_cards = [ModelFolder(d / "model").card() for d in member_dirs]
+    log(f"[{config.name}] calibrating, choosing the threshold and fitting the input guards")
+    return finish_model(merged, config, Evidence(
+        labels=evidence["labels"], files=evidence["files"], logits=evidence["logits"],
+        guard_fit=(np.stack([preprocess.load(r.path) for r in fit_recs]), [r.patient for r in fit_recs]),
+        guard_check=(np.stack([preprocess.load(r.path) for r in check_recs]), [r.patient for r in check_recs]),
+        training_paths=[r.path for r in records],  # evaluate's overlap check: every member's data
+        data={"root": config.data.root, "fingerprint": fingerprint(records), "n": len(records),
+              "counts": class_counts(records), "folds": config.data.folds, "split_seed": config.data.split_seed,
+              "fold": config.data.folds - 1,  # the input guards' held-out fold (fit-ood and bench/ood.py use it)
+              "n_train": len(records), "n_val": len(evidence["labels"]), "val_fraction": config.data.val_fraction,
+              "subset_fraction": config.data.subset_fraction,
+              "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs)},
+        kind=f"Internal (cross-validated): out-of-fold scores of {len(member_dirs)} patient-grouped folds",
+        stress_note="out-of-fold images, each scored by the member that never trained on it",
+        training_time_s=sum(float(read_status(d).get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s,
+        epochs_run=int(np.mean([c.epochs_run or 0 for c in member_cards])),
+        card_fields={"ensemble": {"members": len(member_dirs), "combination": "mean of member logits, then temperature",
+                                  "member_runs": [d.name for d in member_dirs],
+                                  "member_val_auc": [c.binary_metrics["auc"] for c in member_cards],
+                                  "member_commits": sorted({c.git_commit for c in member_cards})},
+                     "member_commands": [f"{command} --fold {i}" for i in range(len(member_dirs))]}),
+        out.path, command)
 
 
 def _write_member_histories(member_dirs: list[Any], path: Any) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
+from cxr_core.model_folder import ModelFolder
 from cxr_core.registry import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "docs" / "experiments"
@@ -96,7 +97,7 @@ def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path
         split = folds[i] if folds is not None else None
         t0 = time.time()
         result = train(config, runs_dir=runs_dir, register=False, command=command, split=split, log=log)
-        previous_model = result.run_dir / "model" / "model.keras"
+        previous_model = ModelFolder(result.run_dir / "model").model_file
         rows.append(_row(base.name, config.name, label, result, overrides, time.time() - t0))
         if (result.run_dir / "history.csv").exists():
             shutil.copy(result.run_dir / "history.csv", out / f"history_{config.name}.csv")
@@ -106,15 +107,15 @@ def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path
 
 def _row(experiment: str, run: str, label: str, result: Any, overrides: dict, seconds: float) -> dict[str, Any]:
     m = result.metrics
-    card_path = result.run_dir / "model" / "model_card.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    folder = ModelFolder(result.run_dir / "model")
+    card = folder.card() if folder.card_file.exists() else None
     recall = m.get("three_class", {}).get("recall", {})
     return {"experiment": experiment, "run": run, "label": label,
             "val_binary_accuracy": m["binary"]["accuracy"], "val_auc": m["binary"]["auc"],
             "val_normal_recall": m["binary"]["specificity"], "val_3class_accuracy": m["three_class"]["accuracy"],
             "val_macro_f1": m["three_class"]["macro_f1"], "recall_NORMAL": recall.get("NORMAL"),
             "recall_BACTERIAL": recall.get("BACTERIAL"), "recall_VIRAL": recall.get("VIRAL"),
-            "trainable_parameters": card.get("trainable_parameters"), "epochs_run": card.get("epochs_run"),
+            "trainable_parameters": card and card.trainable_parameters, "epochs_run": card and card.epochs_run,
             "train_minutes": seconds / 60, "overrides": json.dumps(overrides)}
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,15 +29,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cxr_core import CLASSES, INTENDED_USE, __version__
+from cxr_core.card import ModelCard
 from cxr_core.config import TrainConfig
 from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, index_dataset, split_for
 from cxr_core.errors import CXRError
-from cxr_core.evaluation import write_scores
-from cxr_core.model_card import fit_presentation, render_markdown
-from cxr_core.preprocess import Preprocess
 from cxr_core.fileio import write_atomic, write_json_atomic
-from cxr_core.registry import CARD_JSON, MODEL_FILE, PROJECT_ROOT, Registry
+from cxr_core.model_folder import ModelFolder
+from cxr_core.preprocess import Preprocess
+from cxr_core.registry import Registry
 from train.status import read_status, write_status
 
 
@@ -120,30 +117,28 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         write_status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
         raise
-    metrics = card["internal_validation"]
+    metrics = dict(card.internal_validation)
     model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)
     write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
             passed_gate=passed, elapsed_s=time.time() - started)
     return RunResult(run_dir, "finished", model_id, metrics)
 
 
-def register_if_passed(card: dict[str, Any], model_dir: Path, config: TrainConfig, registry: Registry | None,
+def register_if_passed(card: ModelCard, model_dir: Path, config: TrainConfig, registry: Registry | None,
                        register: bool, activate: bool, log: Callable[[str], None]) -> tuple[str | None, bool]:
     """The validation gate, recorded in the card, then (if asked) registration and activation: (registered model
     id, passed). A model below its gate is registered as an experiment: hidden from the app's model picker unless
     asked for, and never made active."""
-    from cxr_core.model_card import update_card
-
-    auc = card["internal_validation"]["binary"]["auc"]
+    auc = card.binary_metrics["auc"]
     gate = config.train.min_val_auc_to_register
     passed = bool(auc >= gate)
-    update_card(model_dir, {"validation_gate": {"min_val_auc": gate, "auc": auc, "passed": passed}})
+    ModelFolder(model_dir).update_card(validation_gate={"min_val_auc": gate, "auc": auc, "passed": passed})
     if not register:
         return None, passed
     registry = registry or Registry()
-    model_id = card["model_id"]
+    model_id = card.model_id
     if model_id not in {e.model_id for e in registry.list()}:
-        registry.register(model_dir, model_id)
+        registry.register(model_dir)
     if not passed:
         log(f"Validation AUC {auc:.3f} is below the gate {gate}: registered in {registry.write_root} as an "
             "experiment (hidden from the model picker; never active).")
@@ -292,75 +287,35 @@ def _discard_unreadable_backup(backup: Path, log: Callable[[str], None]) -> None
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray,
-                              train_recs: list[Record], x_val: np.ndarray,
-                              y_val: np.ndarray,
+                              train_recs: list[Record], x_val: np.ndarray, y_val: np.ndarray,
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
-                              command: str) -> dict[str, Any]:
-    from cxr_core import metrics as M
-    from cxr_core.guards import fit_guards
-    from cxr_core.overlap import write_training_hashes
+                              command: str) -> ModelCard:
+    """The validation split's evidence, then `finish_model` (shared with the ensemble)."""
     from cxr_core.imaging import load_image
-    from cxr_core.models import LOGITS_LAYER, build_model, logit_function, predict_logits, trainable_parameter_count
+    from cxr_core.models import LOGITS_LAYER, build_model, logit_function, predict_logits
     from cxr_core.stress import CLEAN
-    from train.evidence import needs_stress, operating_point, stress_logits, stress_section
+    from train.evidence import needs_stress, stress_logits
+    from train.finish import Evidence, finish_model
 
-    logits = predict_logits(model, x_val)
-    np.save(run_dir / VAL_LOGITS, logits)  # out-of-fold logits: what a cross-validated ensemble calibrates on
-    labels3 = y_val
-    if config.model.num_classes == 2:  # a binary model: fill the 3-class view as NORMAL vs PNEUMONIA
-        labels_fit = (y_val > 0).astype(int)
-    else:
-        labels_fit = labels3
-    ece_raw = M.expected_calibration_error((labels3 > 0).astype(int), M.pneumonia_probability(M.as_three_class(M.softmax(logits))))
-    temperature = M.fit_temperature(logits, labels_fit)
-    probs = M.as_three_class(M.softmax(logits, temperature))
-    yb = (labels3 > 0).astype(int)
-    p = {CLEAN: M.pneumonia_probability(probs)}
+    logits = {CLEAN: predict_logits(model, x_val)}
+    np.save(run_dir / VAL_LOGITS, logits[CLEAN])  # out-of-fold logits: what a cross-validated ensemble calibrates on
     if needs_stress(config):  # the validation images are held out: the stress suite runs on them
-        images = [load_image(r.path).pixels for r in val_recs]
-        for key, value in stress_logits(images, config, logit_function(model)).items():
-            p[key] = M.pneumonia_probability(M.as_three_class(M.softmax(value, temperature)))
-    threshold, policy = operating_point(config, yb, p)
-    summary = M.evaluation_summary(labels3, probs, threshold)
-    summary["threshold_at_95_sensitivity"] = M.choose_threshold(yb, p[CLEAN], "sensitivity", 0.95)
-
-    out = run_dir / "model"
-    out.mkdir(exist_ok=True)
-    clean = build_model(dataclasses.replace(config.model, init_from=""), config.data.image_size)
-    clean.set_weights(model.get_weights())  # uncompiled copy: saved without the optimizer
-    assert clean.get_layer(LOGITS_LAYER) is not None
-    clean.save(out / MODEL_FILE)
-    write_scores(out / "validation_scores.csv", [str(r.path.parent.name + "/" + r.path.name) for r in val_recs],
-                 labels3, probs)
+        logits.update(stress_logits([load_image(r.path).pixels for r in val_recs], config, logit_function(model)))
+    serving = build_model(dataclasses.replace(config.model, init_from=""), config.data.image_size)
+    serving.set_weights(model.get_weights())  # uncompiled copy: saved without the optimizer
+    assert serving.get_layer(LOGITS_LAYER) is not None
+    out = ModelFolder(run_dir / "model")
+    out.path.mkdir(exist_ok=True)
     if (run_dir / "history.csv").exists():
-        (out / "history.csv").write_bytes((run_dir / "history.csv").read_bytes())
-    guards = fit_guards(model, x_train, [r.patient for r in train_recs], x_val, [r.patient for r in val_recs],
-                        config.data.preprocess(), out)
-    write_training_hashes(out, [r.path for r in train_recs + val_recs])  # evaluate's overlap check
-    version = time.strftime("%Y.%m.%d")
-    card = {
-        "model_id": f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{config.fingerprint()}",
-        "name": config.name, "version": version, "description": config.description,
-        "intended_use": INTENDED_USE, "classes": list(CLASSES), "num_classes": config.model.num_classes,
-        "input": config.data.preprocess().card_input(),
-        "threshold": threshold, "threshold_policy": policy["name"], "threshold_evidence": policy,
-        "temperature": temperature,
-        "ece_uncalibrated": ece_raw, **guards,
-        "internal_validation": summary,
-        "internal_validation_kind": f"Internal (held-out): a patient-grouped validation split of {len(val_recs)} images",
-        **({"stress": stress_section(config, yb, p, threshold, "validation images (held out from training)")}
-           if needs_stress(config) else {}),
-        "data": data_info, "config": config.to_dict(),
-        "training_time_s": elapsed, "epochs_run": epochs_run,
-        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + gpu_note(),
-        "git_commit": git_commit(), "cxr_core_version": __version__,
-        "reproduce_command": command, "parameters": int(clean.count_params()),
-        "trainable_parameters": trainable_parameter_count(model),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_json_atomic(out / CARD_JSON, card)
-    write_atomic(out / "MODEL_CARD.md", render_markdown(card).encode())
-    return {**card, **fit_presentation(out, held_out=(x_val, labels3))}  # before registration: the card gains them
+        out.history_file.write_bytes((run_dir / "history.csv").read_bytes())
+    evidence = Evidence(
+        labels=y_val, files=[f"{r.path.parent.name}/{r.path.name}" for r in val_recs], logits=logits,
+        guard_fit=(x_train, [r.patient for r in train_recs]), guard_check=(x_val, [r.patient for r in val_recs]),
+        training_paths=[r.path for r in train_recs + val_recs], data=data_info,
+        kind=f"Internal (held-out): a patient-grouped validation split of {len(val_recs)} images",
+        stress_note="validation images (held out from training)" if needs_stress(config) else None,
+        training_time_s=elapsed, epochs_run=epochs_run, presentation_held_out=(x_val, y_val))
+    return finish_model(serving, config, evidence, out.path, command)
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -420,23 +375,3 @@ def training_in_progress(runs_dir: Path) -> bool:
             return True
         fcntl.flock(fh, fcntl.LOCK_UN)
     return False
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def gpu_note() -> str:
-    try:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        return f", {len(gpus)} GPU(s)" if gpus else ", no GPU"
-    except Exception:
-        return ""
