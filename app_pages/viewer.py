@@ -5,10 +5,10 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 """
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
 from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
+from cxr_core.analyse import keep_case
 from cxr_core.errors import CXRError
 from cxr_core.export import FILE_NAME_NOTE, content_hash, utc_now
 
@@ -59,15 +59,13 @@ if todo:
     bar = st.progress(0.0, text=f"Analysing {len(todo)} image(s)...")
     for i, (digest, upload) in enumerate(todo):
         data = upload.getvalue()
-        pred = predictor.predict(data, name=upload.name, point=point)
-        case_id = None
-        if store is not None and pred.error is None:
-            try:
-                case_id, _ = store.add(pred, data, entry.model_id, actor=reader or "unsigned",
-                                       cam_settings={"opacity": display.opacity, "colormap": display.colormap})
-            except (CXRError, SQLAlchemyError) as exc:  # e.g. a full disk or a lost database connection
-                st.error(f"{upload.name} was analysed but could not be kept as a case ({type(exc).__name__}); "
-                         "it is shown for this session only.", icon=":material/error:")
+        pred, case_id = predictor.predict(data, name=upload.name, point=point), None
+        try:
+            case_id = keep_case(pred, data, predictor, store, actor=reader,
+                                cam_settings={"opacity": display.opacity, "colormap": display.colormap}).case_id
+        except CXRError as exc:  # e.g. a full disk or a lost database connection
+            st.error(f"{upload.name} was analysed but could not be kept as a case ({exc}); it is shown for this "
+                     "session only.", icon=":material/error:")
         if case_id is not None:
             identifiers[case_id], names[case_id] = pred.image.identifiers, upload.name
             if pred.image.format == "DICOM":

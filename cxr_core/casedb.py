@@ -8,7 +8,6 @@ and nothing in the code issues such a statement.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -160,10 +159,10 @@ def adopt_picture_files(connection: Connection, images_dir: Path) -> list[Path]:
 
 def database_url() -> str:
     """`$CXR_DATABASE_URL`, else SQLite in the app's data folder (never the checkout)."""
-    settings = current()
-    if settings.database_url.startswith("sqlite:///") and "CXR_DATABASE_URL" not in os.environ:
-        settings.home.mkdir(parents=True, exist_ok=True)
-    return settings.database_url
+    url = current().database_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return url
 
 
 def open_engine(url: str | None = None) -> Engine:

@@ -172,6 +172,7 @@ def resolve_model_dir(model: str | None) -> Path:
 
 # ----------------------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .analyse import keep_case
     from .discovery import collect_inputs
     from .predict import Predictor
 
@@ -196,9 +197,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                     progress=progress, point=point)):
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
-        if args.save and pred.error is None:
-            store.add(pred, inputs[i][1].read_bytes(), predictor.card.model_id,
-                      actor=args.reader.strip() or "unsigned")
+        if args.save:
+            keep_case(pred, inputs[i][1].read_bytes(), predictor, store, actor=args.reader)
         if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             _write_cam(cam_dir, i, pred)
         pred.image = None

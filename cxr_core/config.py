@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .preprocess import INTENSITY_POLICIES
+from .preprocess import IMAGE_SIZES, INTENSITY_POLICIES
 
 BACKBONES = ("cxrnet", "resnet50", "efficientnetb0", "mobilenetv2", "densenet121")
 BALANCING = ("none", "augment_x2", "augment_x4", "balanced", "balanced_strong")
@@ -39,7 +39,8 @@ class DataConfig:
     balancing: str = "none"
 
     def validate(self) -> None:
-        _check(16 <= self.image_size <= 1024, "data.image_size", self.image_size, "an integer from 16 to 1024")
+        _check(IMAGE_SIZES[0] <= self.image_size <= IMAGE_SIZES[1], "data.image_size", self.image_size,
+               f"an integer from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}")
         _check(0.02 <= self.val_fraction <= 0.5, "data.val_fraction", self.val_fraction, "a number from 0.02 to 0.5")
         _check(self.intensity in INTENSITY_POLICIES, "data.intensity", self.intensity, f"one of {INTENSITY_POLICIES}")
         _check(self.folds == 0 or 2 <= self.folds <= 20, "data.folds", self.folds, "0 (one split) or an integer from 2 to 20")

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from .analyse import analyse_and_store
 from .dicom_results import MANUFACTURER, kind, result_objects, to_bytes
 from .operating_point import OperatingPoint
 from .predict import Prediction
@@ -60,12 +61,9 @@ def analyse_instance(ds: Dataset, predictor: Any, point: OperatingPoint, store: 
     out.skipped = skip_reason(ds)
     if out.skipped:
         return out
-    data = to_bytes(ds)
-    pred = predictor.predict(data, name=f"instance {out.sop_uid}", point=point)
-    out.prediction = pred
-    if pred.error:
+    analysis = analyse_and_store(to_bytes(ds), f"instance {out.sop_uid}", predictor, point, store, actor)
+    out.prediction, out.case_id = analysis.prediction, analysis.case_id
+    if out.prediction.error:
         return out
-    if store is not None:
-        out.case_id, _ = store.add(pred, data, predictor.card.model_id, actor=actor)
-    out.results = result_objects(ds, pred, predictor.card)
+    out.results = result_objects(ds, out.prediction, predictor.card)
     return out

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import CLASSES
+from .decision import decide, pneumonia_probability, stated_subtype
 from .errors import InputImageError
 from .imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
@@ -48,7 +49,7 @@ class Prediction:
     def raw_pneumonia_probability(self) -> float | None:
         """1 - P(NORMAL) from the raw model output, also for unassessed inputs: research use, not a finding."""
         normal = self.class_probabilities.get("NORMAL")
-        return None if normal is None else round(1.0 - normal, 6)  # as metrics.pneumonia_probability, on a dict
+        return None if normal is None else round(float(pneumonia_probability(np.array([[normal]]))[0]), 6)
 
     def to_json(self) -> dict[str, Any]:
         out = {"file": self.file, "assessed": self.assessed, "not_assessed_reasons": list(self.not_assessed_reasons),
@@ -166,7 +167,6 @@ class Predictor:
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray, point: OperatingPoint) -> Prediction:
         from .intended_use import assess
-        from .decision import decide, pneumonia_probability, stated_subtype
 
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))

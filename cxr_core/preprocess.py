@@ -29,6 +29,7 @@ from .imaging import load_image
 
 INTENSITY_POLICIES = ("none", "percentile", "equalize", "clahe")
 PERCENTILES = (0.5, 99.5)
+IMAGE_SIZES = (16, 1024)  # the model input sizes a config or a card may ask for (inclusive)
 
 
 def pad_to_square(gray: np.ndarray) -> np.ndarray:
@@ -83,8 +84,9 @@ class Preprocess:
     intensity: str = "percentile"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or not 16 <= self.size <= 1024:
-            raise ValueError(f"size = {self.size!r}: expected an integer from 16 to 1024")
+        low, high = IMAGE_SIZES
+        if not isinstance(self.size, int) or not low <= self.size <= high:
+            raise ValueError(f"size = {self.size!r}: expected an integer from {low} to {high}")
         if self.intensity not in INTENSITY_POLICIES:
             raise ValueError(f"intensity = {self.intensity!r}: expected one of {INTENSITY_POLICIES}")
 
