@@ -10,10 +10,11 @@ from cxr_app.robustness import robustness_view
 from cxr_app.site_point import site_operating_point_form
 from cxr_app.state import (case_store, data_dir_default, predictor_for, reader_name, registry, resolve_data_dir,
                            point_in_use, sidebar_model_panel)
-from cxr_core import CLASSES, metrics
+from cxr_core import CLASSES
+from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
-from cxr_core.evaluation import evaluate_folder, read_scores, saved_evaluations
-from cxr_core.gradcam import overlay
+from cxr_core.validation.evaluation import evaluate_folder, read_scores, saved_evaluations
+from cxr_core.model.gradcam import overlay
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _cam_picture(model_dir: str, model_id: str, path: str):

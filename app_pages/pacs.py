@@ -9,7 +9,7 @@ import streamlit as st
 
 from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_core.errors import CXRError
-from cxr_core.pacs import PacsServer, analyse_study, find_studies
+from cxr_core.dicom.pacs import PacsServer, analyse_study, find_studies
 from cxr_core.settings import current
 
 st.title("PACS")

@@ -1,6 +1,6 @@
 """Viewer: drop chest X-rays, get the label, probabilities, Grad-CAM, a review form and a report per image.
 
-Every upload becomes a case in the worklist at once (cxr_core.cases), so it survives page switches and
+Every upload becomes a case in the worklist at once (cxr_core.cases.store), so it survives page switches and
 restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 """
 
@@ -8,9 +8,9 @@ import streamlit as st
 
 from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
-from cxr_core.analyse import keep_case
+from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError
-from cxr_core.export import FILE_NAME_NOTE, content_hash, utc_now
+from cxr_core.reports.export import FILE_NAME_NOTE, content_hash, utc_now
 
 SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (survives page switches)
 

@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app.state import case_store, reader_name, sidebar_model_panel
-from cxr_core.cases import STATUSES
+from cxr_core.cases.store import STATUSES
 from cxr_core.errors import CXRError
 from cxr_core.settings import current
-from cxr_core.worklist import WorklistFilter, filter_cases
+from cxr_core.cases.worklist import WorklistFilter, filter_cases
 
 st.title("Worklist")
 st.caption("Every analysed image is a case: it stays here across page switches, restarts and workstations sharing "

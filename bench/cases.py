@@ -45,8 +45,8 @@ def _prediction(seed: int, size: tuple[int, int] | None = None):
     """A decoded result as the Viewer stores it, without a model (this measures the store, not inference)."""
     import numpy as np
 
-    from cxr_core.imaging import LoadedImage
-    from cxr_core.predict import Prediction
+    from cxr_core.inputs.imaging import LoadedImage
+    from cxr_core.model.predict import Prediction
 
     rng = np.random.default_rng(seed)
     p = float(rng.uniform())
@@ -59,7 +59,7 @@ def _prediction(seed: int, size: tuple[int, int] | None = None):
 
 def session(index: int, n: int, url: str) -> tuple[list[float], list[float], list[str]]:
     """One session: add n distinct cases, reviewing each right after; (add latencies, review latencies, errors)."""
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     store = CaseStore.open(url)
     adds, reviews, errors = [], [], []
@@ -92,7 +92,7 @@ def database_bytes(store, url: str) -> int:
 
 
 def run(name: str, url: str, sessions: int, cases: int) -> None:
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     store = CaseStore.open(url)  # migrate once before the sessions start
     before = database_bytes(store, url)
@@ -127,7 +127,7 @@ def full_size_film_cost(n: int = 4) -> None:
     """Database growth per case for a 2,000 x 2,500 px film (a typical detector), in a fresh SQLite file."""
     import tempfile
 
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     url = f"sqlite:///{tempfile.mkdtemp(prefix='cxr_bench_full_')}/cases.db"
     store = CaseStore.open(url)

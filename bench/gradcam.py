@@ -50,10 +50,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from cxr_core.cli import resolve_model_dir
-    from cxr_core.gradcam import cam_from_features, evidence_weights, layer_cam_model
-    from cxr_core.guards import held_out_split
-    from cxr_core.models import CAM_LAYER, LOGITS_LAYER
-    from cxr_core.predict import Predictor
+    from cxr_core.model.gradcam import cam_from_features, evidence_weights, layer_cam_model
+    from cxr_core.safety.guards import held_out_split
+    from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER
+    from cxr_core.model.predict import Predictor
 
     import keras
 

@@ -23,7 +23,7 @@ COLD = """
 import time, sys
 t0 = time.perf_counter()
 from cxr_core.cli import resolve_model_dir
-from cxr_core.predict import Predictor
+from cxr_core.model.predict import Predictor
 p = Predictor(resolve_model_dir(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None))
 r = p.predict(sys.argv[2])
 assert r.error is None and r.heatmap is not None
@@ -69,7 +69,7 @@ def main() -> None:
     emit("cold_start_process_spawn_to_exit_s", pct(to_exit, 50), "s")
 
     from cxr_core.cli import resolve_model_dir
-    from cxr_core.predict import Predictor
+    from cxr_core.model.predict import Predictor
 
     predictor = Predictor(resolve_model_dir(args.model or None), jit_compile=args.jit)
     emit("model", predictor.card.model_id)

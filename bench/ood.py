@@ -2,7 +2,7 @@
 reference set (cross-validated by patient) and synthetic inputs that are not chest radiographs.
 
 - Held-out pediatric films: the model's own held-out split (from its card), each film judged by guard
-  thresholds calibrated without its patient (cxr_core.guards.held_out_flags): refused, warned "unusual",
+  thresholds calibrated without its patient (cxr_core.safety.guards.held_out_flags): refused, warned "unusual",
   "very unusual", flagged adult, and flagged by any guard, with Wilson 95 % intervals.
 - Check set (bench/checksets/hard_pediatric.txt): training-split films with tubes, leads, rotation, markers...,
   picked by eye. Predicted as a user would; none may be refused.
@@ -27,7 +27,7 @@ CHECK_SET = ROOT / "bench" / "checksets" / "hard_pediatric.txt"
 
 
 def rate(name: str, flags: np.ndarray) -> None:
-    from cxr_core.metrics import wilson_interval
+    from cxr_core.validation.metrics import wilson_interval
 
     low, high = wilson_interval(int(flags.sum()), len(flags))
     emit(name, f"{flags.mean():.4f} [{low:.4f}, {high:.4f}] ({int(flags.sum())}/{len(flags)})")
@@ -39,11 +39,11 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=40)
     args = ap.parse_args()
     from cxr_core.cli import resolve_model_dir
-    from cxr_core.guards import held_out_flags, held_out_split
-    from cxr_core.ood import ThresholdRule, cross_fitted_flags
-    from cxr_core.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
-    from cxr_core.population import cross_validated_scores, load_adult_reference
-    from cxr_core.predict import Predictor
+    from cxr_core.safety.guards import held_out_flags, held_out_split
+    from cxr_core.safety.ood import ThresholdRule, cross_fitted_flags
+    from cxr_core.safety.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
+    from cxr_core.safety.population import cross_validated_scores, load_adult_reference
+    from cxr_core.model.predict import Predictor
     from tests.synthetic import NON_XRAY_KINDS, non_xray
 
     model_dir = resolve_model_dir(args.model)

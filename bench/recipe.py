@@ -18,7 +18,7 @@ import sys
 from _common import ROOT, emit
 
 from cxr_core.paths import app_home
-from cxr_core.shifts import ACQUISITION
+from cxr_core.validation.shifts import ACQUISITION
 
 _MILD_BLUR = ["augment.blur=0.3", "augment.blur_sigma=1.0"]  # the previous recipes' 3 x 3 blur
 _STRONG_BLUR = ["augment.blur=0.5", "augment.blur_sigma=2.0"]
@@ -54,7 +54,7 @@ def finished_card(runs_dir, config):
     """The ModelCard of the finished run trained with exactly `config` (older cards: missing fields at their
     defaults)."""
     from cxr_core.config import config_from_dict
-    from cxr_core.model_folder import ModelFolder
+    from cxr_core.model.folder import ModelFolder
 
     def same(card) -> bool:
         a, b = config_from_dict(dict(card.config)).to_dict(), config.to_dict()

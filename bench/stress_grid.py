@@ -13,9 +13,9 @@ import numpy as np
 
 from _common import SHARED_TRAIN
 
-from cxr_core.dataset import index_dataset
-from cxr_core.imaging import load_image
-from cxr_core.shifts import ACQUISITION, SEVERITIES, SHIFTS, image_rng
+from cxr_core.validation.dataset import index_dataset
+from cxr_core.inputs.imaging import load_image
+from cxr_core.validation.shifts import ACQUISITION, SEVERITIES, SHIFTS, image_rng
 
 
 def main() -> None:

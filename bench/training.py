@@ -19,7 +19,7 @@ def throughput(backbone: str, size: int, steps: int, batch: int = 32) -> float:
     import numpy as np
 
     from cxr_core.config import ModelConfig
-    from cxr_core.models import build_model
+    from cxr_core.model.architecture import build_model
 
     model = build_model(ModelConfig(backbone=backbone, filters=[24, 48, 96, 192, 256]), size)
     model.compile(keras.optimizers.AdamW(1e-3), "categorical_crossentropy")
@@ -46,7 +46,7 @@ def main() -> None:
     shipped = load_config(ROOT / "train" / "configs" / "shipped.toml")
     emit(f"train_throughput_shipped_recipe_{shipped.data.image_size}px_img_per_s",
          throughput("cxrnet", shipped.data.image_size, args.steps), "img/s")
-    from cxr_core.registry import Registry
+    from cxr_core.model.registry import Registry
 
     active = Registry().active()
     if active is not None:

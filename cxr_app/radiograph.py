@@ -8,7 +8,7 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 
-from cxr_core.gradcam import upsample
+from cxr_core.model.gradcam import upsample
 
 DISPLAY_MAX = 768  # pixels on the long side sent to the browser: enough on screen, light on the wire
 # cv2 colour map (the PDF's overlay) -> the same Plotly colour scale (the screen's)

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
-from cxr_core.card import ModelCard
-from cxr_core.model_card import policy_lines, used_by_policy
+from cxr_core.model.card import ModelCard
+from cxr_core.model.card_markdown import policy_lines, used_by_policy
 
 
 def robustness_view(card: ModelCard) -> None:

@@ -1,5 +1,5 @@
 """The Dashboards' site operating point: propose the slider's threshold on a saved local evaluation; the core
-(cxr_core.site_point) checks the deployment's rules, and a named reader confirms. Kept in the case database,
+(cxr_core.validation.site_point) checks the deployment's rules, and a named reader confirms. Kept in the case database,
 never in the model card."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from cxr_core import metrics
+from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
 from cxr_core.settings import current
-from cxr_core.site_point import revert_site_point, set_site_point
+from cxr_core.validation.site_point import revert_site_point, set_site_point
 
 MESSAGE = "site_point_message"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from cxr_core.errors import CXRError
-from cxr_core.registry import ModelEntry, Registry
+from cxr_core.model.registry import ModelEntry, Registry
 
 SESSION_MODEL = "model_id"
 
@@ -19,7 +19,7 @@ def registry() -> Registry:
 @st.cache_resource(show_spinner="Loading the model (once per server)...", max_entries=2)
 def _load_predictor(model_dir: str, stamp: float):
     """Shared by every session: the model is loaded once per process (per model version)."""
-    from cxr_core.predict import Predictor
+    from cxr_core.model.predict import Predictor
 
     predictor = Predictor(model_dir)
     import sys
@@ -40,14 +40,14 @@ def predictor_for(entry: ModelEntry):
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _open_store(url: str | None, home: str):
     """One case store (engine and connection pool) per database per process, shared by every session."""
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     return CaseStore.open(url)
 
 
 def case_store():
     """The worklist's case store, or None with the reason shown (results are then not kept)."""
-    from cxr_core.casedb import database_url
+    from cxr_core.cases.db import database_url
     from cxr_core.paths import app_home
 
     try:
@@ -87,7 +87,7 @@ def reader_name() -> str:
 def point_in_use(entry: ModelEntry, store):
     """The operating point that decides for this request (resolved now, never stored on a shared object), said
     in the sidebar: the site's governed point, or the model's own threshold."""
-    from cxr_core.operating_point import resolve
+    from cxr_core.model.operating_point import resolve
 
     point = resolve(entry.card, store)
     with st.sidebar:
@@ -157,7 +157,7 @@ def _ci(v) -> str:
 def _local_figures(entry: ModelEntry, store) -> None:
     """The site's figures, from the local evaluation behind its operating point, or the newest saved local
     evaluation that does not overlap the training data; else say there is none."""
-    from cxr_core.evaluation import saved_evaluations
+    from cxr_core.validation.evaluation import saved_evaluations
 
     point = store.site_threshold(entry.model_id) if store is not None else None
     ev = (point or {}).get("evidence") or {}
@@ -184,7 +184,7 @@ def _local_figures(entry: ModelEntry, store) -> None:
 
 def _internal_figures(entry: ModelEntry) -> None:
     """The model's own figures, labelled for what they are: internal (same hospital), with 95 % CIs."""
-    from cxr_core.metrics import wilson_interval
+    from cxr_core.validation.metrics import wilson_interval
 
     b, t = entry.card.binary_metrics, entry.card.three_class_metrics
     kind = entry.card.internal_validation_kind

@@ -11,19 +11,19 @@ import streamlit as st
 
 from cxr_app import charts
 from cxr_app.radiograph import radiograph_figure
-from cxr_core.card import ModelCard
-from cxr_core.gradcam import overlay, shown_by_default
-from cxr_core.export import result_row
-from cxr_core.predict import Prediction
-from cxr_core.operating_point import threshold_wording
-from cxr_core.report import verdict_line
+from cxr_core.model.card import ModelCard
+from cxr_core.model.gradcam import overlay, shown_by_default
+from cxr_core.reports.export import result_row
+from cxr_core.model.predict import Prediction
+from cxr_core.model.operating_point import threshold_wording
+from cxr_core.reports.pdf import verdict_line
 
 NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
 
 
 def results_table(preds: list[Prediction], digests: list[str], model_id: str | list[str], exported: str,
                   include_file_name: bool = False, case_numbers: list[int | None] | None = None) -> pd.DataFrame:
-    """The sortable batch table; also the CSV and JSON exports (cxr_core.export.result_row). Rows are named
+    """The sortable batch table; also the CSV and JSON exports (cxr_core.reports.export.result_row). Rows are named
     by their worklist case number where stored, else by their position; `model_id` may be one per row (a case
     opened from the worklist keeps the model that produced it)."""
     numbers = case_numbers or [None] * len(preds)
@@ -117,7 +117,7 @@ def _tags(pred: Prediction, show_identifiers: bool) -> None:
 
 def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> None:
     """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
-    from cxr_core.cases import REVIEW_LABELS
+    from cxr_core.cases.store import REVIEW_LABELS
     from cxr_core.errors import CXRError
 
     review = case.get("review")
@@ -149,7 +149,7 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
 
 def _downloads(pred: Prediction, index: int, card: ModelCard, display: Display, case: dict[str, Any] | None,
                digest: str) -> None:
-    from cxr_core.report import build_pdf, report_name
+    from cxr_core.reports.pdf import build_pdf, report_name
 
     def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
         return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap),
@@ -167,8 +167,8 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 
 def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, display: Display,
                      source: bytes | None, name: str) -> None:
-    """The DICOM results for the PACS (cxr_core.dicom_results), built only when downloaded."""
-    from cxr_core.dicom_results import overlay_sc, read_source, result_sr, to_bytes
+    """The DICOM results for the PACS (cxr_core.dicom.results), built only when downloaded."""
+    from cxr_core.dicom.results import overlay_sc, read_source, result_sr, to_bytes
 
     if source is None:
         st.caption("DICOM results (SR, secondary capture) need the original file: drop it on the Viewer again.")

@@ -159,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def resolve_model_dir(model: str | None) -> Path:
     """A folder path, a registered id, or (None) the active model."""
-    from .registry import Registry
+    from .model.registry import Registry
 
     if model and Path(model).is_dir():
         return Path(model)
@@ -172,9 +172,9 @@ def resolve_model_dir(model: str | None) -> Path:
 
 # ----------------------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .analyse import keep_case
-    from .discovery import collect_inputs
-    from .predict import Predictor
+    from .cases.analyse import keep_case
+    from .inputs.discovery import collect_inputs
+    from .model.predict import Predictor
 
     if args.batch_size < 1:
         raise CXRError(f"--batch-size {args.batch_size!r} must be a positive integer.")
@@ -219,7 +219,7 @@ def _write_cam(cam_dir: Path, index: int, pred: Any) -> None:
     """PNG overlay named after the input's stem (no metadata, no identifiers in the file)."""
     import cv2
 
-    from .gradcam import overlay
+    from .model.gradcam import overlay
 
     picture = overlay(pred.image.pixels, pred.heatmap)
     name = f"{index:04d}_{Path(pred.file).stem[:60]}_cam.png"
@@ -269,10 +269,10 @@ def _prepare_dir(path: str) -> Path:
 
 # ----------------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_folder
-    from .operating_point import threshold_wording
+    from .validation.evaluation import evaluate_folder
+    from .model.operating_point import threshold_wording
 
-    from .predict import Predictor
+    from .model.predict import Predictor
 
     if args.bootstrap < 0:
         raise CXRError(f"--bootstrap {args.bootstrap!r} must be >= 0.")
@@ -312,8 +312,8 @@ def _ci(v: list[float]) -> str:
 
 # ----------------------------------------------------------------------------------------------- cases
 def cmd_cases_list(args: argparse.Namespace) -> int:
-    from .cases import CaseStore
-    from .worklist import triage_order
+    from .cases.store import CaseStore
+    from .cases.worklist import triage_order
 
     rows = triage_order(CaseStore.open().list(args.status))
     if args.json:
@@ -331,9 +331,9 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
-    from .cases import CaseStore
+    from .cases.store import CaseStore
     from .fileio import write_atomic
-    from .gradcam import overlay
+    from .model.gradcam import overlay
 
     store = CaseStore.open()
     case = store.get(args.case_id)
@@ -363,7 +363,7 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_review(args: argparse.Namespace) -> int:
-    from .cases import CaseStore
+    from .cases.store import CaseStore
 
     CaseStore.open().review(args.case_id, args.decision, args.label, args.reader, args.comment)
     print(f"Case {args.case_id}: review recorded.")
@@ -371,7 +371,7 @@ def cmd_cases_review(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_export(args: argparse.Namespace) -> int:
-    from .cases import CaseStore
+    from .cases.store import CaseStore
 
     counts = CaseStore.open().export(_prepare_dir(args.folder), args.reviewed_only,
                                      actor=args.reader.strip() or "unsigned")
@@ -381,7 +381,7 @@ def cmd_cases_export(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_audit(args: argparse.Namespace) -> int:
-    from .cases import CaseStore
+    from .cases.store import CaseStore
 
     for event in CaseStore.open().audit():
         print(json.dumps(event) if args.json else
@@ -391,8 +391,8 @@ def cmd_cases_audit(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- stress
 def cmd_stress(args: argparse.Namespace) -> int:
-    from .predict import Predictor
-    from .stress import conditions, stress_folder
+    from .model.predict import Predictor
+    from .validation.stress import conditions, stress_folder
 
     shifts = [s.strip() for s in args.shifts.split(",")] if args.shifts else None
     try:
@@ -426,11 +426,12 @@ def cmd_stress(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import PROJECT_ROOT, Registry
+    from .model.registry import Registry
+    from .settings import PROJECT_ROOT
 
     registry = Registry(args.registry) if args.registry else Registry()
     if args.markdown:
-        from .model_card import readme_section
+        from .model.card_markdown import readme_section
 
         entry = registry.active()
         if entry is None:
@@ -458,7 +459,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_ood(args: argparse.Namespace) -> int:
-    from .guards import refit_model_guards
+    from .safety.guards import refit_model_guards
 
     model_dir = resolve_model_dir(args.model)
     report = refit_model_guards(model_dir, args.data, args.adult_data)
@@ -468,7 +469,7 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- DICOM and PACS
 def _pacs_server(url: str, user: str | None) -> Any:
-    from .pacs import PacsServer
+    from .dicom.pacs import PacsServer
     from .settings import current
 
     return PacsServer(url, user, current().pacs_password if user else None)
@@ -477,8 +478,8 @@ def _pacs_server(url: str, user: str | None) -> Any:
 def _store_and_point(predictor: Any) -> tuple[Any, Any]:
     """The case store (or None, said on stderr, where it does not open) and the operating point that decides
     for this command: the site's governed point, if one is set, else the model's threshold."""
-    from .cases import CaseStore
-    from .operating_point import OperatingPoint, resolve
+    from .cases.store import CaseStore
+    from .model.operating_point import OperatingPoint, resolve
 
     try:
         store = CaseStore.open()
@@ -489,8 +490,8 @@ def _store_and_point(predictor: Any) -> tuple[Any, Any]:
 
 
 def cmd_export_dicom(args: argparse.Namespace) -> int:
-    from .dicom_results import result_objects, write_objects
-    from .predict import Predictor
+    from .dicom.results import result_objects, write_objects
+    from .model.predict import Predictor
 
     source = Path(args.file)
     if not source.is_file():
@@ -515,7 +516,7 @@ def cmd_export_dicom(args: argparse.Namespace) -> int:
 def cmd_pacs_studies(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from .pacs import find_studies
+    from .dicom.pacs import find_studies
 
     try:
         since = date.fromisoformat(args.since) if args.since else None
@@ -532,8 +533,8 @@ def cmd_pacs_studies(args: argparse.Namespace) -> int:
 
 
 def cmd_pacs_analyse(args: argparse.Namespace) -> int:
-    from .pacs import analyse_study
-    from .predict import Predictor
+    from .dicom.pacs import analyse_study
+    from .model.predict import Predictor
 
     server = _pacs_server(args.url, args.user)
     if not args.study_uid.strip():  # cheap checks before the model loads
@@ -562,15 +563,15 @@ def cmd_pacs_analyse(args: argparse.Namespace) -> int:
 
 def _site_point_context(args: argparse.Namespace) -> tuple[Any, Any]:
     """The case store (it must open: the site point lives there) and the model's card."""
-    from .cases import CaseStore
-    from .model_folder import ModelFolder
+    from .cases.store import CaseStore
+    from .model.folder import ModelFolder
 
     card = ModelFolder(resolve_model_dir(args.model)).card()
     return CaseStore.open(), card
 
 
 def cmd_site_point_show(args: argparse.Namespace) -> int:
-    from .operating_point import resolve
+    from .model.operating_point import resolve
 
     store, card = _site_point_context(args)
     point = resolve(card, store)
@@ -589,9 +590,9 @@ def cmd_site_point_show(args: argparse.Namespace) -> int:
 
 
 def cmd_site_point_set(args: argparse.Namespace) -> int:
-    from .operating_point import valid_threshold
+    from .model.operating_point import valid_threshold
     from .settings import current
-    from .site_point import find_evaluation, set_site_point
+    from .validation.site_point import find_evaluation, set_site_point
 
     store, card = _site_point_context(args)
     threshold = valid_threshold(args.threshold)
@@ -613,7 +614,7 @@ def cmd_site_point_set(args: argparse.Namespace) -> int:
 
 
 def cmd_site_point_revert(args: argparse.Namespace) -> int:
-    from .site_point import revert_site_point
+    from .validation.site_point import revert_site_point
 
     store, card = _site_point_context(args)
     was = revert_site_point(store, card, args.reader)
@@ -623,7 +624,7 @@ def cmd_site_point_revert(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_presentation(args: argparse.Namespace) -> int:
-    from .model_card import fit_presentation
+    from .model.card_markdown import fit_presentation
 
     if not 0.5 <= args.precision < 1.0:
         raise CXRError(f"--precision {args.precision!r} is invalid: expected a number from 0.5 to below 1.")
@@ -636,8 +637,8 @@ def cmd_fit_presentation(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     import logging
 
-    from .listener import Listener, ListenerConfig
-    from .predict import Predictor
+    from .dicom.listener import Listener, ListenerConfig
+    from .model.predict import Predictor
 
     config = ListenerConfig(port=args.port, ae_title=args.aet, address=args.address)
     forward = _pacs_server(args.forward, args.forward_user) if args.forward else None

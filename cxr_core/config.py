@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .preprocess import IMAGE_SIZES, INTENSITY_POLICIES
+from .inputs.preprocess import IMAGE_SIZES, INTENSITY_POLICIES
 
 BACKBONES = ("cxrnet", "resnet50", "efficientnetb0", "mobilenetv2", "densenet121")
 BALANCING = ("none", "augment_x2", "augment_x4", "balanced", "balanced_strong")
@@ -30,7 +30,7 @@ class DataConfig:
     root: str = "../shared/data/kermany-cxr-224/train"
     image_size: int = 224
     pad_to_square: bool = False
-    intensity: str = "percentile"  # per-image intensity policy, see cxr_core.preprocess
+    intensity: str = "percentile"  # per-image intensity policy, see cxr_core.inputs.preprocess
     val_fraction: float = 0.15  # with folds = 0: one patient-grouped split of about this size
     folds: int = 0  # >= 2: k-fold cross-validation; the run trains on all folds but `fold`
     fold: int = 0  # which fold is this run's validation (0-based)
@@ -51,7 +51,7 @@ class DataConfig:
 
     def preprocess(self) -> Any:
         """The `Preprocess` callable this data section describes (the model card stores the same)."""
-        from .preprocess import Preprocess
+        from .inputs.preprocess import Preprocess
 
         return Preprocess(self.image_size, self.pad_to_square, self.intensity)
 

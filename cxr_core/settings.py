@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Mapping
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .operating_point import SitePointPolicy
+    from .model.operating_point import SitePointPolicy
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the one anchor for its files
+SHIPPED_MODELS = PROJECT_ROOT / "assets" / "models"  # read-only, except `python -m train --registry assets/models`
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Settings:
     home: Path
     database_url: str
     store_identifiers: bool = False
-    registry: Path = PROJECT_ROOT / "assets" / "models"
+    registry: Path = SHIPPED_MODELS
     runs_dir: Path | None = None
     worklist_refresh_s: float = 10.0
     pacs_url: str = ""
@@ -56,7 +57,7 @@ class Settings:
 
     @property
     def site_policy(self) -> "SitePointPolicy":
-        from .operating_point import SitePointPolicy
+        from .model.operating_point import SitePointPolicy
 
         return SitePointPolicy(self.site_min_per_class, self.site_sensitivity_floor)
 
@@ -90,7 +91,7 @@ class Settings:
         return cls(home=home,
                    database_url=env.get("CXR_DATABASE_URL") or f"sqlite:///{home / 'cases.db'}",
                    store_identifiers=flag == "1",
-                   registry=Path(env["CXR_REGISTRY"]) if env.get("CXR_REGISTRY") else PROJECT_ROOT / "assets" / "models",
+                   registry=Path(env["CXR_REGISTRY"]) if env.get("CXR_REGISTRY") else SHIPPED_MODELS,
                    runs_dir=Path(env["CXR_RUNS_DIR"]) if env.get("CXR_RUNS_DIR") else None,
                    worklist_refresh_s=refresh_s, pacs_url=env.get("CXR_PACS_URL", ""),
                    pacs_password=env.get("CXR_PACS_PASSWORD") or None, data_dir=env.get("CXR_DATA_DIR", ""),

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cxr_core.model_card import README_END, README_START  # noqa: E402
+from cxr_core.model.card_markdown import README_END, README_START  # noqa: E402
 
 
 CASES_START, CASES_END = "<!-- case-store-figures:start -->", "<!-- case-store-figures:end -->"

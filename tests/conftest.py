@@ -74,7 +74,7 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_registry(tmp_path_factory, tiny_data):
     """A registry holding one tiny 3-class model, trained and registered by train.pipeline."""
-    from cxr_core.registry import Registry
+    from cxr_core.model.registry import Registry
     from train.pipeline import train
 
     root = tmp_path_factory.mktemp("registry")
@@ -92,7 +92,7 @@ def tiny_model_dir(tiny_registry) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_model_dir):
-    from cxr_core.predict import Predictor
+    from cxr_core.model.predict import Predictor
 
     return Predictor(tiny_model_dir)
 

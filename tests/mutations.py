@@ -29,11 +29,11 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("the decision ignores the site operating point (uses the card's threshold)", "cxr_core/predict.py",
+    Mutation("the decision ignores the site operating point (uses the card's threshold)", "cxr_core/model/predict.py",
              (("decided = int(decide(probs[None], point.threshold)[0])",
                "decided = int(decide(probs[None], self.card.threshold)[0])"),),
              ("tests/test_cases.py::-k flips",)),
-    Mutation("the case commits before its audit event (two transactions)", "cxr_core/cases.py",
+    Mutation("the case commits before its audit event (two transactions)", "cxr_core/cases/store.py",
              (("""                session.flush()
                 session.add(AuditEvent(actor=actor, action="create", case_id=case.id, model_id=model_id,
                                        details={"label": pred.label, "assessed": pred.assessed}))
@@ -44,7 +44,7 @@ MUTATIONS = (
                                        details={"label": pred.label, "assessed": pred.assessed}))
                 return case_id, True"""),),
              ("tests/test_crash_safety.py",)),
-    Mutation("the pictures are stored after the case commits (two transactions)", "cxr_core/cases.py",
+    Mutation("the pictures are stored after the case commits (two transactions)", "cxr_core/cases/store.py",
              (("""                for kind, data in pictures.items():  # a picture another case already holds is stored once
                     if session.get(Picture, keys[kind]) is None:
                         session.add(Picture(sha256=keys[kind], data=data))
@@ -56,25 +56,25 @@ MUTATIONS = (
                         session.add(Picture(sha256=keys[kind], data=data))
             return case_id, True""")),
              ("tests/test_crash_safety.py",)),
-    Mutation("the image guards never refuse or warn", "cxr_core/ood.py",
+    Mutation("the image guards never refuse or warn", "cxr_core/safety/ood.py",
              (("        found = {k: bool(v[0]) for k, v in", "        return [], []\n        found = {k: bool(v[0]) for k, v in"),),
              ("tests/test_intended_use.py::-k tiny_model_refuses or image_guards_refuse",)),
-    Mutation("guard thresholds calibrated on the training films' own scores", "cxr_core/ood.py",
+    Mutation("guard thresholds calibrated on the training films' own scores", "cxr_core/safety/ood.py",
              (("pixel, feature = det.pixel_scores(held_out_images), det.feature_scores(held_out_features)",
                "pixel, feature = det.pixel_scores(fit_images), det.feature_scores(fit_features)"),),
              ("tests/test_intended_use.py::-k calibrates_its",)),
     Mutation("the audit table has no database triggers",
-             "cxr_core/migrations/versions/0003_audit_append_only_in_the_database.py",
+             "cxr_core/cases/migrations/versions/0003_audit_append_only_in_the_database.py",
              (("def upgrade() -> None:\n", "def upgrade() -> None:\n    return\n"),), ("tests/test_cases.py::-k raw_sql",)),
-    Mutation("the SR says Present whatever the label", "cxr_core/dicom_results.py",
+    Mutation("the SR says Present whatever the label", "cxr_core/dicom/results.py",
              (('(PRESENT if pred.label == "PNEUMONIA" else ABSENT)', "PRESENT"),), ("tests/test_cases.py::-k flips",)),
-    Mutation("the SC carries no decision line", "cxr_core/dicom_results.py",
+    Mutation("the SC carries no decision line", "cxr_core/dicom/results.py",
              (("captioned(overlay_rgb, (result_line(pred), *CAPTION))", "captioned(overlay_rgb, CAPTION)"),),
              ("tests/test_cases.py::-k flips",)),
-    Mutation("a walked file that is not sniffed as an image is dropped silently", "cxr_core/discovery.py",
+    Mutation("a walked file that is not sniffed as an image is dropped silently", "cxr_core/inputs/discovery.py",
              (("    return not (path.name.startswith(\".\")", "    return False and not (path.name.startswith(\".\")"),),
              ("tests/test_intended_use.py::-k walked_by_content",)),
-    Mutation("the shift-aware policy ignores the shift floor", "cxr_core/metrics.py",
+    Mutation("the shift-aware policy ignores the shift floor", "cxr_core/validation/metrics.py",
              (('    limits = {k: choose_threshold(yb, p, "sensitivity",',
                '    considered = {"clean": considered["clean"]}\n    limits = {k: choose_threshold(yb, p, "sensitivity",'),),
              ("tests/test_stress.py::-k shift_aware",)),

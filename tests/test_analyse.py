@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cxr_core.analyse import analyse_and_store, keep_case
+from cxr_core.cases.analyse import analyse_and_store, keep_case
 from cxr_core.errors import StorageError
 
 from . import inputs
 
 
 def test_an_image_becomes_one_case_of_the_predictors_model_and_a_second_upload_finds_it(tiny_predictor):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     store = CaseStore.open()
     data = inputs.png_gray8(seed=3)
@@ -25,7 +25,7 @@ def test_an_image_becomes_one_case_of_the_predictors_model_and_a_second_upload_f
 
 
 def test_an_unreadable_input_or_no_store_makes_no_case(tiny_predictor):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     store = CaseStore.open()
     broken = analyse_and_store(b"not an image", "x.png", tiny_predictor, tiny_predictor.model_point, store)

@@ -74,7 +74,7 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
         import streamlit as st
 
         from cxr_app.viewer_ui import Display, prediction_panel, results_table
-        from cxr_core.predict import Predictor
+        from cxr_core.model.predict import Predictor
         from tests import inputs
 
         predictor = Predictor(model_dir)
@@ -111,7 +111,7 @@ def own_registry(monkeypatch, tiny_registry, tmp_path):
     """A private copy of the tiny registry: a test that trains registers only here."""
     import shutil
 
-    from cxr_core.registry import Registry
+    from cxr_core.model.registry import Registry
 
     root = tmp_path / "registry"
     shutil.copytree(tiny_registry.root, root)
@@ -122,7 +122,7 @@ def own_registry(monkeypatch, tiny_registry, tmp_path):
 
 
 def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path, own_app_home):
-    from cxr_core.registry import Registry
+    from cxr_core.model.registry import Registry
 
     before = {e.model_id for e in own_registry.list()}
     shipped = sorted(p.name for p in own_registry.root.iterdir())

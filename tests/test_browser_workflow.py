@@ -40,7 +40,7 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from cxr_core.evaluation import evaluate_folder
+    from cxr_core.validation.evaluation import evaluate_folder
 
     home = tmp_path_factory.mktemp("home")
     ten = tmp_path / "ten-and-ten"

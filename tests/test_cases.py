@@ -23,7 +23,7 @@ from .test_privacy_security import pdf_text
 
 @pytest.fixture
 def store(own_app_home):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     return CaseStore.open()
 
@@ -86,9 +86,9 @@ def test_a_stored_case_rebuilds_its_result_without_re_predicting(store, tiny_pre
 
 
 def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_predictor):
-    from cxr_core.export import result_row
-    from cxr_core.operating_point import resolve
-    from cxr_core.report import build_pdf
+    from cxr_core.reports.export import result_row
+    from cxr_core.model.operating_point import resolve
+    from cxr_core.reports.pdf import build_pdf
 
     predictor = tiny_predictor  # shared by the session: nothing here may change it
     model_id = predictor.card.model_id
@@ -118,12 +118,12 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     import highdicom as hd
     from pydicom import dcmread
 
-    from cxr_core.dicom_results import CAPTION, captioned, result_line, result_objects
-    from cxr_core.export import result_row
-    from cxr_core.gradcam import overlay
-    from cxr_core.operating_point import resolve
-    from cxr_core.predict import Predictor
-    from cxr_core.report import build_pdf
+    from cxr_core.dicom.results import CAPTION, captioned, result_line, result_objects
+    from cxr_core.reports.export import result_row
+    from cxr_core.model.gradcam import overlay
+    from cxr_core.model.operating_point import resolve
+    from cxr_core.model.predict import Predictor
+    from cxr_core.reports.pdf import build_pdf
 
     film = cv2.imdecode(np.frombuffer(_training_like(tiny_data, 1), np.uint8), cv2.IMREAD_GRAYSCALE)
     source = inputs.dicom(array=film.astype(np.uint16) * 16)
@@ -159,7 +159,7 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
 def _as_file(ds):
     import io
 
-    from cxr_core.dicom_results import to_bytes
+    from cxr_core.dicom.results import to_bytes
 
     return io.BytesIO(to_bytes(ds))
 
@@ -169,8 +169,8 @@ def test_a_database_made_by_the_first_schema_upgrades_in_place(own_app_home):
     from alembic.config import Config
     from sqlalchemy import create_engine, inspect, text
 
-    from cxr_core.casedb import MIGRATIONS
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.db import MIGRATIONS
+    from cxr_core.cases.store import CaseStore
 
     own_app_home.mkdir(parents=True)
     engine = create_engine(f"sqlite:///{own_app_home / 'cases.db'}")
@@ -200,7 +200,7 @@ def _database_at_0002(home, png: bytes, cam: bytes, other_png: bytes) -> None:
     from alembic.config import Config
     from sqlalchemy import create_engine, text
 
-    from cxr_core.casedb import MIGRATIONS
+    from cxr_core.cases.db import MIGRATIONS
 
     (home / "images").mkdir(parents=True)
     (home / "images" / "h1.png").write_bytes(png)
@@ -223,7 +223,7 @@ def _database_at_0002(home, png: bytes, cam: bytes, other_png: bytes) -> None:
 
 
 def test_the_0004_migration_moves_a_workstations_picture_files_into_the_database(own_app_home, tmp_path, monkeypatch):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
     from cxr_core.errors import CXRError
 
     rng = np.random.default_rng(0)
@@ -259,7 +259,7 @@ def test_the_audit_trail_is_append_only(store, tiny_predictor):
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from cxr_core.casedb import AuditEvent
+    from cxr_core.cases.db import AuditEvent
 
     data = inputs.png_gray8()
     store.add(tiny_predictor.predict(data), data, "model-x")
@@ -280,7 +280,7 @@ def _raw_sql_cannot_rewrite_the_audit(store, tiny_predictor) -> None:
     from sqlalchemy import delete, text, update
     from sqlalchemy.exc import DBAPIError
 
-    from cxr_core.casedb import AuditEvent
+    from cxr_core.cases.db import AuditEvent
 
     data = inputs.png_gray8()
     store.add(tiny_predictor.predict(data), data, "model-x")
@@ -300,13 +300,13 @@ def test_raw_sql_cannot_rewrite_the_audit_on_sqlite(store, tiny_predictor):
 
 
 def test_raw_sql_cannot_rewrite_the_audit_on_postgresql(postgres_url, tiny_predictor):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     _raw_sql_cannot_rewrite_the_audit(CaseStore.open(postgres_url), tiny_predictor)
 
 
 def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor, tiny_data, tiny_model_dir, tmp_path):
-    from cxr_core.evaluation import evaluate_folder
+    from cxr_core.validation.evaluation import evaluate_folder
 
     for i in range(8):
         data = _training_like(tiny_data, i)

@@ -22,8 +22,8 @@ def test_the_check_set_lists_names_only_with_what_was_seen():
 
 
 def test_no_film_of_the_hard_pediatric_check_set_is_refused_by_the_shipped_model():
-    from cxr_core.predict import Predictor
-    from cxr_core.registry import Registry
+    from cxr_core.model.predict import Predictor
+    from cxr_core.model.registry import Registry
 
     root = shared_data_or_skip()
     entry = Registry(SHIPPED_REGISTRY).active()

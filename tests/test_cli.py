@@ -88,7 +88,7 @@ def test_evaluate_json_keys_and_saved_scores(tiny_registry, tiny_data, tmp_path)
         assert key in s["binary"]
     for key in ("accuracy", "macro_f1", "bacterial_vs_viral_auc", "confusion_matrix", "accuracy_ci95"):
         assert key in s["three_class"]
-    from cxr_core.evaluation import read_scores, saved_evaluations
+    from cxr_core.validation.evaluation import read_scores, saved_evaluations
 
     entry = tiny_registry.active()
     evals = saved_evaluations(entry.path, entry.model_id)

@@ -18,9 +18,9 @@ CHILD = textwrap.dedent('''
     import numpy as np
     from sqlalchemy import event
     from sqlalchemy.orm import Session
-    import cxr_core.cases as cases
-    from cxr_core.imaging import LoadedImage
-    from cxr_core.predict import Prediction
+    import cxr_core.cases.store as cases
+    from cxr_core.inputs.imaging import LoadedImage
+    from cxr_core.model.predict import Prediction
 
     point = sys.argv[1]
     crash = lambda *a, **k: os._exit(137)
@@ -43,8 +43,8 @@ def test_a_crash_at_each_point_of_a_write_leaves_the_case_complete_or_absent(poi
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from cxr_core.casedb import Picture
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.db import Picture
+    from cxr_core.cases.store import CaseStore
 
     res = subprocess.run([sys.executable, "-c", CHILD, point], cwd=PROJECT_ROOT, capture_output=True, text=True,
                          timeout=120, env={**os.environ, "CXR_HOME": str(own_app_home)})

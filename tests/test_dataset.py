@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_core.dataset import balanced_indices, class_counts, grouped_folds, grouped_split, index_dataset, parse_name
+from cxr_core.validation.dataset import balanced_indices, class_counts, grouped_folds, grouped_split, index_dataset, parse_name
 
 from .conftest import shared_data_or_skip
 

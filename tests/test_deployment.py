@@ -56,7 +56,7 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     common = {"CXR_REGISTRY": str(tiny_registry.root), "CXR_DATABASE_URL": postgres_url,
               "CXR_WORKLIST_REFRESH_S": str(REFRESH_S)}

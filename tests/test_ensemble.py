@@ -7,7 +7,7 @@ import pytest
 
 from cxr_core.config import ModelConfig
 from cxr_core.errors import ConfigError
-from cxr_core.registry import Registry
+from cxr_core.model.registry import Registry
 
 from .conftest import tiny_config
 
@@ -15,9 +15,9 @@ from .conftest import tiny_config
 def test_merged_logits_and_cam_are_the_members_means(tmp_path):
     import keras
 
-    from cxr_core.gradcam import cam_from_features, evidence_weights
-    from cxr_core.models import CAM_LAYER, LOGITS_LAYER, build_model, has_linear_head, merge_members
-    from cxr_core.registry import load_keras_model
+    from cxr_core.model.gradcam import cam_from_features, evidence_weights
+    from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER, build_model, has_linear_head, merge_members
+    from cxr_core.model.registry import load_keras_model
 
     keras.utils.set_random_seed(0)
     members = [build_model(ModelConfig(filters=[4, 8], dropout=0.0), 32) for _ in range(3)]
@@ -72,8 +72,8 @@ def test_a_single_split_run_chooses_a_stress_policy_threshold_on_its_held_out_im
 
 
 def test_a_tiny_cross_validated_ensemble_is_one_registered_model_with_oof_evidence(tiny_data, tmp_path):
-    from cxr_core.dataset import index_dataset
-    from cxr_core.predict import Predictor
+    from cxr_core.validation.dataset import index_dataset
+    from cxr_core.model.predict import Predictor
     from train.ensemble import train_ensemble
 
     config = tiny_config(tiny_data, data={"folds": 2}, train={"epochs": 1, "threshold_policy": "robust_sensitivity"})

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from cxr_core.config import ModelConfig
-from cxr_core.gradcam import (cam_from_features, evidence_weights, fuse, gradcam_reference, overlay, shown_by_default,
+from cxr_core.model.gradcam import (cam_from_features, evidence_weights, fuse, gradcam_reference, overlay, shown_by_default,
                                to_display, upsample)
-from cxr_core.models import has_linear_head
-from cxr_core.models import build_model
+from cxr_core.model.architecture import has_linear_head
+from cxr_core.model.architecture import build_model
 from .synthetic import blob_image
 
 SIZE = 96
@@ -95,7 +95,7 @@ def test_the_products_map_fuses_the_last_layers_cam_with_layercam_at_twice_the_r
     batch = np.stack([phantom_cxr(size, rng, i % 3)[..., None] for i in range(4)])
     probs, heat, _ = tiny_predictor.forward(batch)
     ref_probs = np.asarray(tiny_predictor.model(batch))
-    np.testing.assert_allclose(probs, __import__("cxr_core.metrics").metrics.softmax(
+    np.testing.assert_allclose(probs, __import__("cxr_core.validation.metrics").metrics.softmax(
         np.log(np.clip(ref_probs, 1e-30, None)), tiny_predictor.temperature), atol=1e-4)
     model, layer = tiny_predictor.model, tiny_predictor.cam_layer
     assert layer.endswith("b_relu")  # the feature map before the last pooling
@@ -118,7 +118,7 @@ def test_a_fixed_scale_keeps_a_weak_map_weak():
 @pytest.mark.parametrize("label, assessed, shown", [("PNEUMONIA", True, True), ("NORMAL", True, False),
                                                     (None, False, False)])
 def test_the_heatmap_is_drawn_by_default_for_pneumonia_only(label, assessed, shown):
-    from cxr_core.predict import Prediction
+    from cxr_core.model.predict import Prediction
 
     pred = Prediction(file="x", label=label, assessed=assessed, heatmap=np.zeros((2, 2)))
     assert shown_by_default(pred) is shown

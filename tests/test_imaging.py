@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cxr_core.errors import InputImageError
-from cxr_core.imaging import load_image, sniff_format
-from cxr_core.preprocess import Preprocess, pad_to_square
+from cxr_core.inputs.imaging import load_image, sniff_format
+from cxr_core.inputs.preprocess import Preprocess, pad_to_square
 
 from . import inputs
 

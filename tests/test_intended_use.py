@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from cxr_core.discovery import collect_inputs
-from cxr_core.imaging import dicom_age_years, load_image
-from cxr_core.intended_use import assess
-from cxr_core.population import AdultImageCheck, age_warning, fit_adult_check
+from cxr_core.inputs.discovery import collect_inputs
+from cxr_core.inputs.imaging import dicom_age_years, load_image
+from cxr_core.safety.intended_use import assess
+from cxr_core.safety.population import AdultImageCheck, age_warning, fit_adult_check
 
 from . import inputs
 from .conftest import PROJECT_ROOT
@@ -72,7 +72,7 @@ def _chest_like(rng: np.random.Generator, size: int = 48) -> np.ndarray:
 
 
 def _fitted_detector():
-    from cxr_core.ood import OODDetector
+    from cxr_core.safety.ood import OODDetector
 
     rng = np.random.default_rng(0)
     fit = np.stack([_chest_like(rng) for _ in range(200)])
@@ -82,7 +82,7 @@ def _fitted_detector():
 
 
 def test_the_image_guards_refuse_a_non_chest_layout_and_only_warn_for_an_unusual_chest_film():
-    from cxr_core.ood import PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING
+    from cxr_core.safety.ood import PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING
 
     from .synthetic import non_xray
 
@@ -107,7 +107,7 @@ def test_the_image_guards_refuse_a_non_chest_layout_and_only_warn_for_an_unusual
 def test_guard_thresholds_come_from_held_out_scores_and_hold_their_rate_on_new_films():
     """Training scores sit lower than new films' (the model and the PCA fitted them): the in-sample 99.5 %
     quantile would flag about 10 % of new films; the held-out calibration keeps the intended rate."""
-    from cxr_core.ood import ThresholdRule, cross_fitted_flags
+    from cxr_core.safety.ood import ThresholdRule, cross_fitted_flags
 
     rng = np.random.default_rng(3)
     training = rng.gamma(4.0, 1.0, 4000)  # in-sample: tighter
@@ -221,9 +221,9 @@ def test_folders_are_walked_by_content(tmp_path):
 
 def test_cli_app_table_csv_and_pdf_agree_on_a_refused_input(tiny_registry, tmp_path):
     from cxr_app.viewer_ui import csv_bytes, results_table
-    from cxr_core.gradcam import overlay
-    from cxr_core.predict import Predictor
-    from cxr_core.report import build_pdf
+    from cxr_core.model.gradcam import overlay
+    from cxr_core.model.predict import Predictor
+    from cxr_core.reports.pdf import build_pdf
 
     from .test_privacy_security import pdf_text
 
@@ -250,7 +250,7 @@ def test_cli_app_table_csv_and_pdf_agree_on_a_refused_input(tiny_registry, tmp_p
 def test_a_model_without_its_guards_says_so_on_every_result(tiny_model_dir, tmp_path):
     import shutil
 
-    from cxr_core.predict import Predictor
+    from cxr_core.model.predict import Predictor
 
     bare = tmp_path / "model"
     shutil.copytree(tiny_model_dir, bare)
@@ -266,7 +266,7 @@ def test_the_tiny_model_refuses_or_warns_on_foreign_images_and_assesses_its_trai
     warned by the feature check, each with its reason; the films the model was built on stay assessed."""
     import cv2
 
-    from cxr_core.ood import PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING
+    from cxr_core.safety.ood import PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING
 
     from .synthetic import non_xray
 
@@ -287,7 +287,7 @@ def test_the_tiny_model_refuses_or_warns_on_foreign_images_and_assesses_its_trai
 def test_the_detector_calibrates_its_thresholds_on_the_held_out_films_it_is_given():
     """The model's features of its own training films are tighter than of new films; thresholds taken from the
     training films would warn on far more new films than intended."""
-    from cxr_core.ood import OODDetector
+    from cxr_core.safety.ood import OODDetector
 
     rng = np.random.default_rng(4)
     films = lambda n: np.stack([_chest_like(rng) for _ in range(n)])  # noqa: E731

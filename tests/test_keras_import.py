@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
-from cxr_core.keras_import import _HideFromThisThread
+from cxr_core.model.keras_import import _HideFromThisThread
 
 from .conftest import PROJECT_ROOT
 
 PROBE = """
 import sys
-from cxr_core.keras_import import import_keras, OPTIONAL_INTEGRATIONS
+from cxr_core.model.keras_import import import_keras, OPTIONAL_INTEGRATIONS
 keras = import_keras()
 assert keras.layers.Dense(2).units == 2
 print(",".join(sorted(n for n in OPTIONAL_INTEGRATIONS if n in sys.modules)) or "none")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_core import metrics as M
+from cxr_core.validation import metrics as M
 
 
 def test_binary_confusion_and_rates():

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from cxr_core.card import SCHEMA_VERSION, ModelCard
+from cxr_core.model.card import SCHEMA_VERSION, ModelCard
 from cxr_core.errors import ModelError
-from cxr_core.model_folder import ModelFolder
-from cxr_core.registry import Registry
+from cxr_core.model.folder import ModelFolder
+from cxr_core.model.registry import Registry
 
 INPUT = {"image_size": 32, "pad_to_square": False, "intensity": "percentile"}
 

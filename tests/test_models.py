@@ -7,7 +7,7 @@ import pytest
 
 from cxr_core.config import ModelConfig
 from cxr_core.errors import ConfigError, WeightsUnavailableError
-from cxr_core.models import CAM_LAYER, LOGITS_LAYER, OUTPUT_LAYER, build_model, trainable_parameter_count
+from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER, OUTPUT_LAYER, build_model, trainable_parameter_count
 
 
 @pytest.mark.parametrize("backbone", ["cxrnet", "resnet50", "efficientnetb0", "mobilenetv2", "densenet121"])
@@ -68,7 +68,7 @@ def test_weights_from_a_local_file(tmp_path):
 
 
 def test_save_and_safe_load_roundtrip(tmp_path):
-    from cxr_core.registry import load_keras_model
+    from cxr_core.model.registry import load_keras_model
 
     model = build_model(ModelConfig(backbone="cxrnet", filters=[8, 16]), 32)
     model.save(tmp_path / "m.keras")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cxr_core.errors import CXRError
-from cxr_core.operating_point import OperatingPoint, SitePointPolicy, govern_site_point, resolve, valid_threshold
+from cxr_core.model.card import ModelCard
+from cxr_core.model.operating_point import OperatingPoint, SitePointPolicy, govern_site_point, resolve, valid_threshold
 
 from . import inputs
 from .harness import run_cli
@@ -31,13 +32,14 @@ def test_an_operating_point_is_frozen_and_checked_when_built():
         point.threshold = 0.9  # type: ignore[misc]
     with pytest.raises(CXRError, match="'clinic'"):
         OperatingPoint(0.3, "clinic")
-    assert point.wording == "the site's operating point" and OperatingPoint.of_model({"threshold": 0.7}).source == "model"
+    card = ModelCard(model_id="m", name="m", version="1", input={"image_size": 32}, threshold=0.7)
+    assert point.wording == "the site's operating point" and OperatingPoint.of_model(card) == OperatingPoint(0.7)
 
 
 def test_two_sessions_at_once_with_different_points_never_leak_into_each_other_or_an_evaluation(tiny_predictor,
                                                                                                  tiny_data):
     """The app's sessions share one Predictor: each passes its own point; neither moves the shared default."""
-    from cxr_core.evaluation import evaluate_folder
+    from cxr_core.validation.evaluation import evaluate_folder
 
     data = inputs.png_gray8(seed=5)
     p = tiny_predictor.predict(data).pneumonia_probability
@@ -109,7 +111,7 @@ def _folder(tiny_data, root, per_class: int):
 
 def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_registry, tiny_data, tmp_path,
                                                                        own_app_home):
-    from cxr_core.evaluation import evaluate_folder
+    from cxr_core.validation.evaluation import evaluate_folder
 
     model_dir = tiny_registry.active().path
     small = evaluate_folder(model_dir, _folder(tiny_data, tmp_path / "ten", 10), n_boot=0).saved_to.name
@@ -141,7 +143,7 @@ def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_regi
 
 
 def test_resolve_reads_the_store_each_time(own_app_home, tiny_predictor):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     store = CaseStore.open()
     card = tiny_predictor.card

@@ -107,7 +107,7 @@ def test_the_sr_and_sc_pass_the_standards_own_validators(tiny_data, env, tmp_pat
 
 
 def _active_id(env) -> str:
-    from cxr_core.registry import Registry
+    from cxr_core.model.registry import Registry
 
     return Registry(env["CXR_REGISTRY"]).active_id()
 
@@ -243,7 +243,7 @@ def test_the_pacs_retry_policy_is_explicit_and_bounded():
     """A dead URL gives up after `attempts` connection tries of at most connect_timeout_s each, plus the
     back-off waits (2, 4, ... x backoff_s): 7 s at most by default, within the 10 s the product promises."""
     from cxr_core.errors import CXRError
-    from cxr_core.pacs import PacsServer
+    from cxr_core.dicom.pacs import PacsServer
 
     s = PacsServer("http://pacs.example/dicom-web")
     worst = s.attempts * s.connect_timeout_s + sum(2 ** k * s.backoff_s for k in range(1, s.attempts))
@@ -317,7 +317,7 @@ def test_the_pacs_page_lists_analyses_and_sends_back(orthanc, tiny_data, tiny_re
 
     from streamlit.testing.v1 import AppTest
 
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
     monkeypatch.chdir(PROJECT_ROOT)

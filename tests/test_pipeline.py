@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cxr_core.errors import CXRError
-from cxr_core.registry import Registry
+from cxr_core.model.registry import Registry
 from train.pipeline import run_dir_for, train, training_in_progress
 from train.status import read_status
 
@@ -76,7 +76,7 @@ def test_the_app_lists_shipped_and_user_models_and_hides_experiments(tiny_regist
 
     from streamlit.testing.v1 import AppTest
 
-    from cxr_core.model_folder import ModelFolder
+    from cxr_core.model.folder import ModelFolder
 
     shipped = tiny_registry.active()
     mine = tmp_path / "home" / "models"

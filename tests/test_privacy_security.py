@@ -44,8 +44,8 @@ def pdf_text(pdf: bytes) -> bytes:
 
 
 def test_pdf_report_has_no_identifier_and_no_file_name(dicom_prediction, tiny_predictor):
-    from cxr_core.gradcam import overlay
-    from cxr_core.report import build_pdf
+    from cxr_core.model.gradcam import overlay
+    from cxr_core.reports.pdf import build_pdf
 
     pdf = build_pdf(dicom_prediction, overlay(dicom_prediction.image.pixels, dicom_prediction.heatmap), tiny_predictor.card)
     assert pdf.startswith(b"%PDF")

@@ -9,7 +9,7 @@ import pytest
 
 from cxr_core.errors import ModelError, RegistryError
 from cxr_core.fileio import write_atomic
-from cxr_core.registry import Registry
+from cxr_core.model.registry import Registry
 
 
 def test_tiny_model_is_registered_and_active(tiny_registry):
@@ -81,7 +81,7 @@ def test_models_load_in_safe_mode_and_refuse_lambda_layers(tmp_path):
     inp = keras.Input((4,))
     model = keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp))
     model.save(tmp_path / "evil.keras")
-    from cxr_core.registry import load_keras_model
+    from cxr_core.model.registry import load_keras_model
 
     with pytest.raises(ModelError, match="cannot be loaded"):
         load_keras_model(tmp_path / "evil.keras")
@@ -100,7 +100,7 @@ def test_evaluate_and_the_pages_leave_a_registered_model_folder_unchanged(tiny_r
                                                                           monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from cxr_core.evaluation import evaluate_folder, saved_evaluations
+    from cxr_core.validation.evaluation import evaluate_folder, saved_evaluations
 
     from .conftest import PROJECT_ROOT
 

@@ -16,13 +16,13 @@ from .test_privacy_security import pdf_text
 
 @pytest.fixture
 def store(own_app_home):
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     return CaseStore.open()
 
 
 def test_the_pdf_is_named_by_case_and_carries_its_number_hash_uids_point_and_review(store, tiny_predictor):
-    from cxr_core.report import build_pdf, report_name
+    from cxr_core.reports.pdf import build_pdf, report_name
 
     data = inputs.dicom(patient="Secret^Name")
     pred = tiny_predictor.predict(data, name="Secret_Name.dcm")
@@ -46,9 +46,9 @@ def test_the_pdf_is_named_by_case_and_carries_its_number_hash_uids_point_and_rev
     ([0.1, 0.51, 0.39], None, "BACTERIAL"),  # a model without a fitted margin states every subtype
 ])
 def test_the_subtype_is_stated_only_with_a_clear_margin(probs, margin, said):
-    from cxr_core.decision import stated_subtype
-    from cxr_core.predict import Prediction
-    from cxr_core.report import verdict_line
+    from cxr_core.model.decision import stated_subtype
+    from cxr_core.model.predict import Prediction
+    from cxr_core.reports.pdf import verdict_line
 
     assert stated_subtype(np.array(probs), margin) == said
     line = verdict_line(Prediction(file="x", label="PNEUMONIA", subtype=said, assessed=True))
@@ -57,7 +57,7 @@ def test_the_subtype_is_stated_only_with_a_clear_margin(probs, margin, said):
 
 
 def test_the_subtype_margin_is_chosen_on_held_out_scores_for_a_stated_precision():
-    from cxr_core.metrics import choose_subtype_margin
+    from cxr_core.validation.metrics import choose_subtype_margin
 
     rng = np.random.default_rng(0)
     y = np.array([1] * 200 + [2] * 200)

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cxr_core.errors import CXRError
-from cxr_core.worklist import WorklistFilter, filter_cases, triage_order
+from cxr_core.cases.worklist import WorklistFilter, filter_cases, triage_order
 
 from . import inputs
 from .conftest import PROJECT_ROOT
@@ -67,7 +67,7 @@ def app_env(monkeypatch, tiny_registry):
 
 def _stored_cases(tiny_predictor, n=3):
     """Cases stored the way the Viewer stores an upload (predict, then CaseStore.add)."""
-    from cxr_core.cases import CaseStore
+    from cxr_core.cases.store import CaseStore
 
     store = CaseStore.open()
     model_id = tiny_predictor.card.model_id
@@ -116,8 +116,8 @@ def test_a_missing_case_in_the_url_is_a_message(app_env):
 
 def test_the_site_operating_point_is_governed_confirmed_and_revertible(app_env, tiny_data, tiny_model_dir,
                                                                          monkeypatch):
-    from cxr_core.cases import CaseStore
-    from cxr_core.evaluation import evaluate_folder
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.validation.evaluation import evaluate_folder
 
     n = evaluate_folder(tiny_model_dir, tiny_data, n_boot=10).summary["n"]  # saved under this test's $CXR_HOME
     model_id = app_env.active().model_id

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             config = apply_budget(config, args.budget)
         if args.set:
             config = apply_overrides(config, dict(parse_override(s) for s in args.set))
-        from cxr_core.registry import Registry
+        from cxr_core.model.registry import Registry
         from train import experiments
         from train.pipeline import default_runs_dir, train
 

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cxr_core import metrics as M
+from cxr_core.validation import metrics as M
 from train.status import write_status
 
 

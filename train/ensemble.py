@@ -4,7 +4,7 @@ For a config with `data.folds = k >= 2`:
 1. member i is the ordinary run `python -m train --config C --fold i` (train.pipeline), trained on
    every fold but i and validated on fold i, so each training image gets exactly one
    out-of-fold (OOF) score; members are never registered on their own;
-2. the ensemble averages the members' logits (see `cxr_core.models.merge_members`: one Keras graph,
+2. the ensemble averages the members' logits (see `cxr_core.model.architecture.merge_members`: one Keras graph,
    Grad-CAM averaged across members);
 3. temperature, the stress suite and the operating threshold come from the OOF logits only.
 """
@@ -90,15 +90,15 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
     that never trained on it. Clean logits are the ones each member saved at its own evaluation."""
     import numpy as np
 
-    from cxr_core.dataset import index_dataset, split_for
-    from cxr_core.imaging import load_image
+    from cxr_core.validation.dataset import index_dataset, split_for
+    from cxr_core.inputs.imaging import load_image
     from collections import defaultdict
 
-    from cxr_core.model_folder import ModelFolder
-    from cxr_core.registry import load_keras_model
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.model.registry import load_keras_model
 
-    from cxr_core.stress import CLEAN
-    from cxr_core.models import logit_function
+    from cxr_core.validation.stress import CLEAN
+    from cxr_core.model.architecture import logit_function
     from train.evidence import stress_logits
     from train.pipeline import VAL_LOGITS
 
@@ -127,10 +127,10 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     evidence; the input guards are fitted on every fold but the last and calibrated on the last."""
     import numpy as np
 
-    from cxr_core.dataset import class_counts, fingerprint, split_for
-    from cxr_core.model_folder import ModelFolder
-    from cxr_core.models import merge_members
-    from cxr_core.registry import load_keras_model
+    from cxr_core.validation.dataset import class_counts, fingerprint, split_for
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.model.architecture import merge_members
+    from cxr_core.model.registry import load_keras_model
     from train.finish import Evidence, finish_model
     from train.status import read_status
 

@@ -10,10 +10,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cxr_core import metrics as M
+from cxr_core.validation import metrics as M
 from cxr_core.config import STRESS_POLICIES, TrainConfig
-from cxr_core.shifts import SHIFTS
-from cxr_core.stress import CLEAN, conditions, score_conditions, stress_table, worst_case
+from cxr_core.validation.shifts import SHIFTS
+from cxr_core.validation.stress import CLEAN, conditions, score_conditions, stress_table, worst_case
 
 
 def needs_stress(config: TrainConfig) -> bool:

@@ -28,8 +28,8 @@ import numpy as np
 
 from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
-from cxr_core.model_folder import ModelFolder
-from cxr_core.registry import PROJECT_ROOT
+from cxr_core.model.folder import ModelFolder
+from cxr_core.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "docs" / "experiments"
 KINDS = ("runs", "grid", "cv")
@@ -75,7 +75,7 @@ def plan(spec: dict[str, Any], base: TrainConfig) -> list[tuple[str, dict[str, A
 
 def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path, registry: Any = None,
                    command: str = "", results_dir: str | Path | None = None, log: Any = print) -> list[dict[str, Any]]:
-    from cxr_core.dataset import grouped_folds, index_dataset, subset
+    from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
     from train.pipeline import train
 
     validate_spec(spec)

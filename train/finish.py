@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 
 from cxr_core import CLASSES, INTENDED_USE, __version__
-from cxr_core import metrics as M
-from cxr_core.card import ModelCard
+from cxr_core.validation import metrics as M
+from cxr_core.model.card import ModelCard
 from cxr_core.config import TrainConfig
-from cxr_core.evaluation import write_scores
-from cxr_core.guards import fit_guards
-from cxr_core.model_card import fit_presentation
-from cxr_core.model_folder import ModelFolder
-from cxr_core.models import trainable_parameter_count
-from cxr_core.overlap import write_training_hashes
-from cxr_core.registry import PROJECT_ROOT
-from cxr_core.stress import CLEAN
+from cxr_core.validation.evaluation import write_scores
+from cxr_core.safety.guards import fit_guards
+from cxr_core.model.card_markdown import fit_presentation
+from cxr_core.model.folder import ModelFolder
+from cxr_core.model.architecture import trainable_parameter_count
+from cxr_core.safety.overlap import write_training_hashes
+from cxr_core.settings import PROJECT_ROOT
+from cxr_core.validation.stress import CLEAN
 from train.evidence import operating_point, stress_section
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from cxr_core.config import TrainConfig, apply_budget, apply_overrides, load_config
 from cxr_core.errors import CXRError
-from cxr_core.registry import PROJECT_ROOT
+from cxr_core.settings import PROJECT_ROOT
 from train.pipeline import LOCK_FD_ENV, acquire_run_lock, run_dir_for
 from train.status import read_status
 

@@ -29,14 +29,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cxr_core.card import ModelCard
+from cxr_core.model.card import ModelCard
 from cxr_core.config import TrainConfig
-from cxr_core.dataset import Record, balanced_indices, class_counts, fingerprint, index_dataset, split_for
+from cxr_core.validation.dataset import Record, balanced_indices, class_counts, fingerprint, index_dataset, split_for
 from cxr_core.errors import CXRError
 from cxr_core.fileio import write_atomic, write_json_atomic
-from cxr_core.model_folder import ModelFolder
-from cxr_core.preprocess import Preprocess
-from cxr_core.registry import Registry
+from cxr_core.model.folder import ModelFolder
+from cxr_core.inputs.preprocess import Preprocess
+from cxr_core.model.registry import Registry
 from train.status import read_status, write_status
 
 
@@ -215,7 +215,7 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
          y_val: np.ndarray, started: float, log: Callable[[str], None]) -> tuple[Any, int]:
     import keras
 
-    from cxr_core.models import build_model
+    from cxr_core.model.architecture import build_model
     from train.callbacks import LearningRateLogger, StatusWriter, StopFile, ValidationMetrics
 
     keras.utils.set_random_seed(config.train.seed)
@@ -291,9 +291,9 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str) -> ModelCard:
     """The validation split's evidence, then `finish_model` (shared with the ensemble)."""
-    from cxr_core.imaging import load_image
-    from cxr_core.models import LOGITS_LAYER, build_model, logit_function, predict_logits
-    from cxr_core.stress import CLEAN
+    from cxr_core.inputs.imaging import load_image
+    from cxr_core.model.architecture import LOGITS_LAYER, build_model, logit_function, predict_logits
+    from cxr_core.validation.stress import CLEAN
     from train.evidence import needs_stress, stress_logits
     from train.finish import Evidence, finish_model
 

@@ -1,0 +1,1 @@
+"""The case store (SQLAlchemy/Alembic), the worklist's rules, and analyse-and-keep."""

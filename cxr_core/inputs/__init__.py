@@ -1,0 +1,1 @@
+"""What comes in: decoding any supported file (DICOM included), preprocessing, finding inputs in folders."""

@@ -1,0 +1,305 @@
+"""A model card's Markdown (MODEL_CARD.md and the README's shipped-model section), rendered from the ModelCard,
+and `fit-presentation`, which fits how results are presented into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import INTENDED_USE
+from .card import ModelCard
+from ..errors import CXRError
+from .folder import ModelFolder
+from ..validation.shifts import SHIFTS
+
+
+def render_markdown(card: ModelCard) -> str:
+    m = card.internal_validation
+    b, t = m.get("binary", {}), m.get("three_class", {})
+    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "n/a"  # noqa: E731
+    data = card.data
+    members = (card.ensemble or {}).get("members")
+    evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
+    split = ([f"- {data.get('n')} images {data.get('counts')} in {data.get('folds')} patient-grouped, stratified folds "
+              f"(seed {data.get('split_seed')}): each member trained on {data.get('folds', 1) - 1} folds; every image "
+              "is scored once, out-of-fold, by the member that never trained on it."] if members else
+             [f"- Train: {data.get('n_train')} images {data.get('train_counts')}; validation: {data.get('n_val')} "
+              f"images {data.get('val_counts')}; split seed {data.get('split_seed')}, grouped by patient."])
+    lines = [
+        f"# Model card: {card.name} v{card.version}",
+        "",
+        f"**Intended use.** {INTENDED_USE}",
+        "",
+        "Trained on pediatric (1 to 5 years) frontal chest radiographs from one centre (Guangzhou Women and "
+        "Children's Medical Center, via the Kermany et al. 2018 release). Performance on adults, other "
+        "views, other hospitals or other devices is unknown.",
+        "",
+        "## Outputs",
+        f"- Classes: {', '.join(card.classes)}; P(pneumonia) = 1 - P(NORMAL).",
+        f"- Operating threshold on P(pneumonia): **{card.threshold:.3f}** "
+        f"(policy `{card.threshold_policy}`, chosen on {evidence}).",
+        f"- Temperature scaling T = {card.temperature:.3f} (fitted on {evidence}).",
+        *policy_lines(card),
+        *subtype_lines(card),
+        "",
+        f"## {card.internal_validation_kind}",
+        f"n = {m.get('n')} images ({m.get('class_counts')}). These figures flatter: same hospital and period as training.",
+        "",
+        "| metric | value | 95 % CI |",
+        "|---|---|---|",
+        f"| binary accuracy | {b.get('accuracy', float('nan')):.3f} | {ci(b.get('accuracy_ci95'))} |",
+        f"| binary AUC | {b.get('auc', float('nan')):.3f} | {ci(b.get('auc_ci95'))} |",
+        f"| sensitivity | {b.get('sensitivity', float('nan')):.3f} | |",
+        f"| specificity | {b.get('specificity', float('nan')):.3f} | |",
+        f"| ECE (calibrated) | {b.get('ece', float('nan')):.3f} | |",
+        f"| 3-class accuracy | {t.get('accuracy', float('nan')):.3f} | {ci(t.get('accuracy_ci95'))} |",
+        f"| 3-class macro-F1 | {t.get('macro_f1', float('nan')):.3f} | |",
+        f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} | |",
+        "",
+        f"ECE before calibration: {_num(card.ece_uncalibrated)}. "
+        "CIs: percentile bootstrap over images (1,000 resamples).",
+        "",
+        *_stress_lines(card),
+        *_guard_section(card),
+        "## Training data",
+        f"- Folder: `{data.get('root')}` (fingerprint `{data.get('fingerprint')}`)",
+        *split,
+        "",
+        "## Training",
+        f"- Time: {card.training_time_s / 60:.1f} min on {card.hardware}; epochs run: {card.epochs_run}.",
+        f"- Git commit: `{card.git_commit}`",
+        "- Reproduce:",
+        "",
+        "```",
+        card.reproduce_command,
+        "```",
+        *(["", "Each member alone (the same runs the command above trains in turn):", "", "```",
+           *card.member_commands, "```"] if card.member_commands else []),
+        "",
+        "## Config",
+        "",
+        "```json",
+        _json(dict(card.config)),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+README_START, README_END = "<!-- shipped-model:start -->", "<!-- shipped-model:end -->"
+
+
+def readme_section(card: ModelCard, model_dir: str) -> str:
+    """The README's "shipped model" figures, generated from the card (`python -m cxr_core models --markdown`)."""
+    m = card.internal_validation
+    b, t = m.get("binary", {}), m.get("three_class", {})
+    ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
+    kind = card.internal_validation_kind
+    lines = [
+        f"`{model_dir}` (active): {card.description}",
+        "",
+        f"Trained in {card.training_time_s / 60:.0f} min on {card.hardware} "
+        f"(git commit `{card.git_commit[:12]}`). Reproduce with:",
+        "",
+        "```bash",
+        card.reproduce_command,
+        "```",
+        "",
+        f"{kind}: n = {m.get('n')} images, 95 % bootstrap CIs. These figures flatter: the images share the hospital "
+        "and period of training.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| binary accuracy (threshold {card.threshold:.3f}, policy `{card.threshold_policy}`) "
+        f"| {b.get('accuracy', float('nan')):.3f}{ci(b.get('accuracy_ci95'))} |",
+        f"| binary AUC | {b.get('auc', float('nan')):.3f}{ci(b.get('auc_ci95'))} |",
+        f"| sensitivity / specificity | {b.get('sensitivity', float('nan')):.3f} / {b.get('specificity', float('nan')):.3f} |",
+        f"| 3-class accuracy | {t.get('accuracy', float('nan')):.3f}{ci(t.get('accuracy_ci95'))} |",
+        f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} |",
+        f"| ECE after temperature scaling (T = {card.temperature:.2f}) | {b.get('ece', float('nan')):.3f} "
+        f"({_num(card.ece_uncalibrated)} before) |",
+        *guard_lines(card),
+    ]
+    pop = card.population_check or {}
+    if pop.get("fitted"):
+        lines.append(f"| adult-film check: detection / pediatric false alarms (patient-grouped {pop['folds']}-fold CV) | "
+                     f"{pop['cv_adult_detection_rate']:.1%} / {pop['cv_pediatric_false_alarm_rate']:.1%} |")
+    stress = card.stress
+    if stress:
+        worst = lambda w: ", ".join(f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)"  # noqa: E731
+                                    for m in ("auc", "sensitivity", "specificity"))
+        lines += ["", f"Stress suite ({stress.get('note', 'held-out images')}, at the operating threshold), worst case "
+                  f"up to moderate severity: over every shift, {worst(stress['worst_moderate'])}"
+                  + (f"; over the realistic acquisition family (soft, glare, unsharp, tone_curve, annotation), "
+                     f"{worst(stress['worst_acquisition_moderate'])}" if "worst_acquisition_moderate" in stress else "")
+                  + ". The full table is in the model card and on the Dashboards page (Robustness)."]
+    lines += ["", "How results are presented (`python -m cxr_core fit-presentation`, on held-out data):", "",
+              *subtype_lines(card)]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: Any) -> str:
+    return "not measured" if value is None else f"{value:.1%}"
+
+
+def subtype_lines(card: ModelCard) -> list[str]:
+    """The subtype policy: stated only above a margin chosen on held-out pneumonia films."""
+    sp = card.subtype_policy
+    if not sp:
+        return ["- Subtype: the likelier of bacterial and viral is stated for every PNEUMONIA (no margin fitted: run "
+                "`python -m cxr_core fit-presentation`)."] + gradcam_lines(card)
+    return [f"- Subtype: stated only when its margin |P(bacterial) - P(viral)| / (P(bacterial) + P(viral)) is at least "
+            f"**{sp['margin']:.3f}**, chosen on {sp['n_pneumonia']} held-out pneumonia films for a subtype precision "
+            f">= {sp['precision_target']:.2f} (achieved {sp['precision']:.3f}; all calls: {sp['precision_all']:.3f}). "
+            f"It is stated for {sp['stated_fraction']:.0%} of them; below the margin the result says \"subtype "
+            "uncertain\"."] + gradcam_lines(card)
+
+
+def gradcam_lines(card: ModelCard) -> list[str]:
+    g = card.gradcam
+    if not g:
+        return ["- Heatmap: each map scaled to its own peak (no fixed scale fitted: run `python -m cxr_core "
+                "fit-presentation`)."]
+    return [f"- Heatmap: {g['method']} at layer `{g['layer']}`, explaining {g['explains']}; drawn on a fixed scale "
+            f"(1.0 = {g['scale']:.4g}, {g['fitted_on']})."]
+
+
+CAM_SCALE_PERCENTILE = 90
+
+
+def fit_presentation(model_dir: Path, held_out: tuple[Any, Any] | None = None, data_dir: Path | None = None,
+                     precision: float = 0.85) -> dict[str, Any]:
+    """How results are presented, fitted on held-out data and written into the card (`fit-presentation`, and
+    training before registration): the subtype margin, from the held-out scores (validation_scores.csv), and
+    the Grad-CAM scale, the 90th percentile of the map peaks of the held-out pneumonia films (`held_out`:
+    their preprocessed images and 3-class labels; default: the model's own held-out split, from its card)."""
+    import numpy as np
+
+    from ..validation.evaluation import read_scores
+    from ..safety.guards import held_out_split
+    from ..validation.metrics import choose_subtype_margin
+    from .predict import Predictor
+
+    folder = ModelFolder(model_dir)
+    if not folder.scores_file.is_file():
+        raise CXRError(f"{str(model_dir)!r} has no held-out scores ({folder.SCORES}) to fit on.")
+    _, y_scores, probs = read_scores(folder.scores_file)
+    predictor = Predictor(folder.path)
+    if held_out is None:
+        _, held = held_out_split(folder.path, data_dir)
+        sick = [r for r in held if r.label > 0]
+        x = np.stack([predictor.preprocess.load(r.path) for r in sick])
+    else:
+        x = held_out[0][np.asarray(held_out[1]) > 0]
+    peaks = np.concatenate([predictor.raw_heatmaps(x[i:i + 32]).reshape(len(x[i:i + 32]), -1).max(axis=1)
+                            for i in range(0, len(x), 32)])
+    fields = {"gradcam": {"method": ("geometric mean of the last layer's CAM and LayerCAM"
+                                     if predictor.cam_layer != "cam_features" else "CAM"),
+                          "layer": predictor.cam_layer, "explains": "logit(likelier subtype) - logit(NORMAL)",
+                          "scale": float(np.percentile(peaks, CAM_SCALE_PERCENTILE)),
+                          "fitted_on": f"{len(x)} held-out pneumonia films: the {CAM_SCALE_PERCENTILE}th percentile "
+                                       "of their map peaks"}}
+    if probs.shape[1] == 3 and int((y_scores > 0).sum()):
+        fields["subtype_policy"] = choose_subtype_margin(y_scores, probs, precision)
+    folder.update_card(**fields)
+    return fields
+
+
+def policy_lines(card: ModelCard) -> list[str]:
+    """Markdown bullets: the threshold policy, what it trades, and Youden's threshold for comparison."""
+    ev = card.threshold_evidence
+    if not ev:
+        return []
+    if ev["name"] == "sensitivity_then_specificity":
+        at = ev["at_threshold"]
+        worst_key = min((k for k in at if k != "clean"), key=lambda k: at[k]["specificity"], default="clean")
+        lines = [f"- Threshold policy `{ev['name']}`: sensitivity >= {ev['target_sensitivity']:.2f} on clean held-out "
+                 f"scores and >= {ev['shifted_sensitivity_floor']:.2f} under every held-out shift up to severity "
+                 f"{ev['max_severity']}; within that, the highest threshold, which maximises the worst-case "
+                 f"specificity. Binding condition: `{ev['binding_condition']}`.",
+                 f"- What it trades: {ev['trade']} At {card.threshold:.3f}, on the held-out "
+                 f"scores it was chosen on: clean "
+                 f"sensitivity {at['clean']['sensitivity']:.3f} / specificity {at['clean']['specificity']:.3f}; "
+                 f"worst held-out shift specificity {at[worst_key]['specificity']:.3f} (`{worst_key}`, sensitivity "
+                 f"{at[worst_key]['sensitivity']:.3f})."]
+    elif ev["name"] == "robust_sensitivity":
+        lines = [f"- Threshold policy `{ev['name']}`: the highest threshold that keeps sensitivity >= "
+                 f"{ev['target_sensitivity']:.2f} on the clean out-of-fold scores and under every shift up to severity "
+                 f"{ev.get('max_severity', '?')}; binding condition: `{ev.get('binding_condition')}`."]
+    elif ev["name"] == "sensitivity":
+        lines = [f"- Threshold policy `sensitivity`: the highest threshold that keeps sensitivity >= "
+                 f"{ev['target_sensitivity']:.2f} on the validation scores."]
+    else:
+        lines = [f"- Threshold policy `{ev['name']}`: maximises sensitivity + specificity - 1 on the validation scores."]
+    if "youden_threshold_for_comparison" in ev:
+        y = ev.get("at_youden", {})
+        lines.append(f"- For comparison, Youden's threshold on the same scores would be "
+                     f"{ev['youden_threshold_for_comparison']:.3f} (sensitivity {y.get('sensitivity', float('nan')):.3f}, "
+                     f"specificity {y.get('specificity', float('nan')):.3f}).")
+    return lines
+
+
+def guard_lines(card: ModelCard) -> list[str]:
+    """Markdown table rows: each input guard's rate on held-out pediatric films, and all together."""
+    rates = (card.guard_calibration or {}).get("held_out_rates")
+    if not rates:
+        return [f"| OOD detector false alarms on held-out training-split X-rays | {_pct(card.ood_val_false_alarm_rate)} |"]
+    n = card.guard_calibration["held_out_images"]
+    return [f"| held-out pediatric films (n = {n}) refused / warned unusual / warned very unusual / flagged adult | "
+            f"{_pct(rates['refused'])} / {_pct(rates['unusual'])} / {_pct(rates['very_unusual'])} / "
+            f"{_pct(rates['population'])} |",
+            f"| held-out pediatric films flagged by any guard | {_pct(rates['flagged'])} |"]
+
+
+def used_by_policy(card: ModelCard) -> set[str]:
+    """The stress conditions the card's threshold policy was chosen on (their figures at the threshold are in-sample)."""
+    return set((card.threshold_evidence or {}).get("per_condition_thresholds") or {"clean": None})
+
+
+def _guard_section(card: ModelCard) -> list[str]:
+    calibration = card.guard_calibration
+    if not calibration:
+        return []
+    rules = "; ".join(f"{name}: {rule}" for name, rule in calibration["rules"].items())
+    return ["## Input guards", "", f"Thresholds calibrated on held-out pediatric films ({rules}). {calibration['note']}.",
+            "", "| guard | value |", "|---|---|", *guard_lines(card), ""]
+
+
+def _stress_lines(card: ModelCard) -> list[str]:
+    stress = card.stress
+    if not stress:
+        return []
+    lines = ["## Stress suite (acquisition shifts)", "",
+             f"Scores on {stress.get('note', 'the validation images')}, at the operating threshold. "
+             "'in aug.' says whether training augmentation varies that property; 'no' is held out. The "
+             "acquisition family (soft, glare, unsharp, tone_curve, annotation) models another X-ray unit's film. "
+             "'chose threshold' marks the conditions the threshold policy was fitted on: their sensitivity and "
+             "specificity at the threshold are not independent evidence (their AUC is; so are the other rows).", "",
+             "| condition | family | in aug. | chose threshold | AUC | sensitivity | specificity |",
+             "|---|---|---|---|---|---|---|"]
+    policy = used_by_policy(card)
+    for r in stress["conditions"]:
+        aug = "-" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
+        family = SHIFTS[r["shift"]].family if r["shift"] in SHIFTS else "-"
+        lines.append(f"| {r['condition']} | {family} | {aug} | {'yes' if r['condition'] in policy else ''} | "
+                     f"{r['auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |")
+    for label, key in (("moderate (severity <= 2)", "worst_moderate"), ("severe (all)", "worst_severe"),
+                       ("realistic acquisition family, moderate", "worst_acquisition_moderate"),
+                       ("realistic acquisition family, severe", "worst_acquisition_severe")):
+        if key not in stress:
+            continue
+        w = stress[key]
+        lines.append("")
+        lines.append(f"Worst case, {label}: " + "; ".join(
+            f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)" for m in ("auc", "sensitivity", "specificity")) + ".")
+    return lines + [""]
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

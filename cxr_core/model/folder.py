@@ -1,0 +1,103 @@
+"""A model folder's fixed layout, owned here (as a MONAI bundle's is by its loader):
+
+    model.keras             weights + architecture (no optimizer), loaded with safe_mode=True
+    model_card.json         the ModelCard (cxr_core.model.card)
+    MODEL_CARD.md           the same for people, always rendered from the JSON
+    validation_scores.csv   per-image held-out scores (dashboards, fit-presentation, site point comparison)
+    history.csv             per-epoch training metrics
+    ood.npz                 the OOD detector (cxr_core.safety.ood)
+    population.npz          the adult-film check (cxr_core.safety.population)
+    training_hashes.txt     sha256 of every training image (cxr_core.safety.overlap)
+
+Every reader and writer of these files goes through `ModelFolder`; nothing else spells a file name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .card import ModelCard
+from ..errors import ModelError
+
+
+class ModelFolder:
+    MODEL = "model.keras"
+    CARD = "model_card.json"
+    CARD_MARKDOWN = "MODEL_CARD.md"
+    SCORES = "validation_scores.csv"
+    HISTORY = "history.csv"
+    OOD = "ood.npz"
+    POPULATION = "population.npz"
+    HASHES = "training_hashes.txt"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"ModelFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def card_file(self) -> Path:
+        return self.path / self.CARD
+
+    @property
+    def scores_file(self) -> Path:
+        return self.path / self.SCORES
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / self.HISTORY
+
+    @property
+    def ood_file(self) -> Path:
+        return self.path / self.OOD
+
+    @property
+    def population_file(self) -> Path:
+        return self.path / self.POPULATION
+
+    @property
+    def hashes_file(self) -> Path:
+        return self.path / self.HASHES
+
+    def is_complete(self) -> bool:
+        """A readable, valid card and a model file: what the registry lists and registers."""
+        try:
+            self.card()
+        except ModelError:
+            return False
+        return self.model_file.is_file()
+
+    def card(self) -> ModelCard:
+        """The folder's card, validated; ModelError (quoting the folder) when it is missing or invalid."""
+        try:
+            data: Any = json.loads(self.card_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ModelError(f"{str(self.path)!r} is not a model folder (no readable {self.CARD}).") from None
+        try:
+            return ModelCard.from_dict(data, default_id=self.path.name)
+        except ModelError as exc:
+            raise ModelError(f"{str(self.path)!r} has an invalid model card: {exc}") from None
+
+    def write_card(self, card: ModelCard) -> ModelCard:
+        """The card as JSON and Markdown, each atomically (before registration, or by a maintenance command)."""
+        from ..fileio import write_atomic, write_json_atomic
+        from .card_markdown import render_markdown
+
+        write_json_atomic(self.card_file, card.to_dict())
+        write_atomic(self.path / self.CARD_MARKDOWN, render_markdown(card).encode())
+        return card
+
+    def update_card(self, **changes: Any) -> ModelCard:
+        """A maintenance command's change to the card (`fit-ood`, `fit-presentation`, the validation gate): the
+        only writes into a model folder after it is finished."""
+        return self.write_card(self.card().with_fields(**changes))

@@ -1,0 +1,194 @@
+"""The model registry: a folder of model folders plus a pointer to the active one.
+
+Two folders are read: the shipped models (`CXR_REGISTRY`, default assets/models in the checkout, never written
+by the app) and the user's own ($CXR_HOME/models), where the Training page and `python -m train` register and
+where "Make active" writes its pointer. A Registry given one explicit root reads and writes that root only
+(`python -m train --registry assets/models` is how the shipped model is made).
+
+    <root>/<model_id>/   a model folder (cxr_core.model.folder.ModelFolder owns its layout)
+    <root>/ACTIVE        {"model_id": ...}
+
+Writes are atomic: a model folder is assembled under a hidden temporary name, fsynced and then
+renamed into place; ACTIVE is replaced with os.replace. A half-written model is never listed and
+the active model only changes by an explicit `activate`. Models load with `safe_mode=True`.
+A registered folder is never written to afterwards (evaluations live under $CXR_HOME), except by
+the explicit maintenance command `fit-ood`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .card import ModelCard, model_id_is_valid
+from ..errors import ModelError, RegistryError, StorageError
+from ..fileio import fsync_dir, os_message, write_json_atomic
+from .folder import ModelFolder
+
+ACTIVE_FILE = "ACTIVE"
+
+
+def default_registry_root() -> Path:
+    from ..settings import current
+
+    return current().registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its id is its folder's name (the card's model_id agrees, or the folder is not listed)."""
+
+    model_id: str
+    path: Path
+    card: ModelCard
+
+    @property
+    def folder(self) -> ModelFolder:
+        return ModelFolder(self.path)
+
+    @property
+    def display_name(self) -> str:
+        return self.card.display_name
+
+    @property
+    def passed_gate(self) -> bool:
+        return self.card.passed_gate
+
+
+class Registry:
+    """List, register, activate and load models: the shipped folder and the user's own (see above)."""
+
+    _load_lock = threading.Lock()
+
+    def __init__(self, root: str | Path | None = None, user_root: str | Path | None = None):
+        if root is not None:
+            self.root, self.user_root = Path(root), Path(user_root) if user_root is not None else None
+        else:
+            from ..settings import current
+
+            self.root, self.user_root = default_registry_root(), current().user_models
+        self.write_root = self.user_root or self.root  # where register and activate write
+
+    # ---- reading
+    def list(self) -> list[ModelEntry]:
+        entries: dict[str, ModelEntry] = {}
+        for root in (self.root, self.user_root):
+            if root is None or not root.is_dir():
+                continue
+            for folder in sorted(root.iterdir()):
+                if folder.name.startswith(".") or not folder.is_dir() or folder.name in entries:
+                    continue
+                card = _read_card(folder)
+                if card is not None and ModelFolder(folder).model_file.is_file():
+                    if card.model_id != folder.name:  # registered before register() wrote the id: the folder names it
+                        card = card.with_fields(model_id=folder.name)
+                    entries[folder.name] = ModelEntry(folder.name, folder, card)
+        return list(entries.values())
+
+    def get(self, model_id: str) -> ModelEntry:
+        for entry in self.list():
+            if entry.model_id == model_id:
+                return entry
+        known = ", ".join(e.model_id for e in self.list()) or "none"
+        where = " or ".join(repr(str(r)) for r in (self.root, self.user_root) if r is not None)
+        raise ModelError(f"No model {model_id!r} in the registry at {where} (registered: {known}).")
+
+    def active_id(self) -> str | None:
+        """The ACTIVE pointer's model: the user's pointer, else the shipped one. Without a pointer: the most
+        recently created model that passed its gate (None when there is none). A damaged or dangling pointer is
+        an error, never a silent substitute."""
+        pointers = [r / ACTIVE_FILE for r in (self.user_root, self.root) if r is not None and (r / ACTIVE_FILE).exists()]
+        if not pointers:
+            listed = sorted((e for e in self.list() if e.passed_gate), key=lambda e: e.card.created)
+            return listed[-1].model_id if listed else None
+        pointer = pointers[0]
+        try:
+            model_id = json.loads(pointer.read_text(encoding="utf-8")).get("model_id")
+        except (OSError, ValueError, AttributeError):
+            model_id = None
+        if isinstance(model_id, str) and model_id in {e.model_id for e in self.list()}:
+            return model_id
+        raise RegistryError(f"The active-model pointer {str(pointer)!r} is damaged or names a model that is not registered "
+                            f"({model_id!r}). Choose one with `python -m cxr_core models --activate MODEL_ID`.")
+
+    def active(self) -> ModelEntry | None:
+        model_id = self.active_id()
+        return self.get(model_id) if model_id else None
+
+    # ---- writing
+    def register(self, source_dir: str | Path, model_id: str | None = None) -> ModelEntry:
+        """Copy a finished model folder in atomically, under its card's model_id (or `model_id`, which the copy's
+        card then states: one identity for the folder, the card, the cases and the DICOM results). Does not change
+        the active model."""
+        source_dir = Path(source_dir)
+        card = _read_card(source_dir)
+        if card is None or not ModelFolder(source_dir).model_file.is_file():
+            raise RegistryError(f"{str(source_dir)!r} is not a complete model folder ({ModelFolder.MODEL} and a valid "
+                                f"{ModelFolder.CARD}).")
+        model_id = card.model_id if model_id is None else model_id
+        if not model_id_is_valid(model_id):
+            raise RegistryError(f"Model id {model_id!r} may only contain letters, digits, '-', '_' and '.'.")
+        root = self.write_root
+        target = root / model_id
+        if target.exists() or model_id in {e.model_id for e in self.list()}:
+            raise RegistryError(f"A model {model_id!r} is already registered.")
+        tmp = None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".incoming-{model_id}-"))
+            shutil.copytree(source_dir, tmp, dirs_exist_ok=True)
+            if card.model_id != model_id:
+                ModelFolder(tmp).write_card(card.with_fields(model_id=model_id))
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            os.rename(tmp, target)
+            fsync_dir(root)
+        except (OSError, StorageError) as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise RegistryError(os_message(exc, root) if isinstance(exc, OSError) else str(exc)) from None
+        return self.get(model_id)
+
+    def activate(self, model_id: str) -> None:
+        """Point the active model at `model_id`; a model that failed its validation gate cannot be."""
+        entry = self.get(model_id)  # must exist and be complete
+        if not entry.passed_gate:
+            gate = entry.card.validation_gate or {}
+            raise RegistryError(f"{model_id} failed its validation gate (AUC {gate.get('auc', float('nan')):.3f} < "
+                                f"{gate.get('min_val_auc')}): it cannot be the active model.")
+        try:
+            self.write_root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.write_root / ACTIVE_FILE, {"model_id": model_id})
+        except StorageError as exc:
+            raise RegistryError(f"The active model cannot be changed: {exc}") from None
+        except OSError as exc:
+            raise RegistryError(os_message(exc, self.write_root)) from None
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """Load a `.keras` file with safe_mode=True (no arbitrary code), uncompiled."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .keras_import import import_keras
+
+    keras = import_keras()
+
+    try:
+        with Registry._load_lock:
+            return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"The model file {str(path)!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+
+
+def _read_card(folder: Path) -> ModelCard | None:
+    try:
+        return ModelFolder(folder).card()
+    except ModelError:
+        return None

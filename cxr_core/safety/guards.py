@@ -1,0 +1,92 @@
+"""A model's input guards, fitted together: the OOD detector (ood.npz) and the population check
+(population.npz). Training, the ensemble assembly and `python -m cxr_core fit-ood` all call `fit_guards`.
+
+Each guard is fitted on the model's training images and calibrated on held-out pediatric films (a single
+model's validation split; for a cross-validated ensemble, the last fold, which the other members trained on,
+so its feature thresholds are lower and its rates optimistic); the report the card stores gives each guard's rate on those held-out films, measured with thresholds that did
+not see them (`held_out_flags`), and the rate of all guards together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..model.folder import ModelFolder
+from ..model.architecture import pooled_features
+from .ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags, fold_count
+from .overlap import write_training_hashes
+from .population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
+
+
+def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_out: np.ndarray,
+               held_out_patients: list[str], preprocess: Any, out_dir: Path,
+               adult_dir: str | Path = DEFAULT_ADULT_REFERENCE) -> dict[str, Any]:
+    """Fit both guards on the training inputs `x_fit`, calibrate the OOD thresholds on the held-out pediatric
+    inputs `x_held_out`, save them into `out_dir`; the report the card stores."""
+    held_features = pooled_features(model, x_held_out)
+    ood = OODDetector.fit(x_fit, pooled_features(model, x_fit), x_held_out, held_features)
+    ood.save(out_dir)
+    check, population = fit_for_model(x_fit, fit_patients, preprocess, adult_dir)
+    if check is not None:
+        check.save(out_dir)
+    flags = held_out_flags(ood, check, x_held_out, held_features, held_out_patients)
+    rates = {k: float(v.mean()) for k, v in flags.items()}
+    if check is not None:
+        population["val_pediatric_false_alarm_rate"] = rates["population"]
+    return {"ood_pixel_threshold": ood.pixel_threshold, "ood_feature_threshold": ood.feature_threshold,
+            "ood_feature_threshold_strong": ood.feature_threshold_strong,
+            "guard_calibration": {
+                "held_out_images": int(len(x_held_out)),
+                "rules": {"refused (pixel layout)": PIXEL_REFUSAL.describe(),
+                          "unusual (model features)": FEATURE_UNUSUAL.describe(),
+                          "very unusual (model features)": FEATURE_VERY_UNUSUAL.describe()},
+                "held_out_rates": rates,
+                "note": "rates on held-out pediatric films, each judged by thresholds calibrated without its "
+                        f"patient ({fold_count(held_out_patients)} patient-grouped folds); the population check "
+                        "never saw these films"},
+            "population_check": population}
+
+
+def held_out_flags(ood: OODDetector, check: AdultImageCheck | None, x_held_out: np.ndarray, features: np.ndarray,
+                   patients: list[str]) -> dict[str, np.ndarray]:
+    """Per held-out pediatric film, each guard's verdict with thresholds that did not see it, and `flagged`
+    (refused or any warning). bench/ood.py measures the same with this function."""
+    pixel, feature = ood.pixel_scores(x_held_out), ood.feature_scores(features)
+    out = {"refused": cross_fitted_flags(pixel, patients, PIXEL_REFUSAL),
+           "unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
+           "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
+           "population": check.flags(x_held_out) if check is not None else np.zeros(len(x_held_out), bool)}
+    out["flagged"] = out["refused"] | out["unusual"] | out["very_unusual"] | out["population"]
+    return out
+
+
+def held_out_split(model_dir: str | Path, data_dir: str | Path | None = None) -> tuple[list[Any], list[Any]]:
+    """(training records, held-out records) of a model from its card: a single model's validation split, or an
+    ensemble's guard fold (its card's data.fold)."""
+    from ..validation.dataset import index_dataset, split_for
+
+    card = ModelFolder(model_dir).card()
+    return split_for(index_dataset(Path(data_dir or card.data_root)), dict(card.data))
+
+
+def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,
+                       adult_dir: str | Path | None = None) -> dict[str, Any]:
+    """`fit-ood`: refit a registered model's guards on its own training split (from its card), calibrated on its
+    held-out split, and list the pixel hashes of its training data (cxr_core.safety.overlap)."""
+    from ..model.predict import Predictor
+
+    model_dir = Path(model_dir)
+    train, held = held_out_split(model_dir, data_dir)
+    predictor = Predictor(model_dir)
+    x_train = np.stack([predictor.preprocess.load(r.path) for r in train])
+    x_held = np.stack([predictor.preprocess.load(r.path) for r in held])
+    report = fit_guards(predictor.model, x_train, [r.patient for r in train], x_held, [r.patient for r in held],
+                        predictor.preprocess, model_dir, adult_dir or DEFAULT_ADULT_REFERENCE)
+    hashed = write_training_hashes(model_dir, [r.path for r in train + held])  # every image the model was built on
+    ModelFolder(model_dir).update_card(**report, ood_val_false_alarm_rate=None)  # the old rate is superseded
+    return {"model": predictor.card.model_id, "n_train": len(train), "n_val": len(held),
+            "training_hashes": hashed, **report}
+

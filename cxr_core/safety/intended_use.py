@@ -1,0 +1,75 @@
+"""The intended-use decision: is this input assessed, and with which warnings?
+
+The model is validated for frontal chest radiographs of young children. `assess` is the one
+function that decides, and every surface (CLI, app table and CSV, PDF, DICOM exports) shows its
+result as it is:
+Two tiers. Refuse only what is not a frontal chest radiograph; assess everything else, with a warning
+when it is unusual. A guard that silences the sickest children (lines, tubes, leads) is worse than none.
+- refused ("not assessed", label null, with reasons): DICOM that is not a projection radiograph
+  (by Modality, else SOP class), of another body part, or a lateral view; colour photographs;
+  blank images; images whose global layout is not a chest radiograph's (cxr_core.safety.ood pixel check);
+- assessed with warnings: films the model finds unusual or very unusual (cxr_core.safety.ood feature
+  check, graded), films outside the validated population (cxr_core.safety.population: adult-looking or a
+  DICOM age), and loader warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..inputs.imaging import LoadedImage
+
+PROJECTION_MODALITIES = ("CR", "DX", "DR", "RG")
+# Computed Radiography; Digital X-Ray for presentation / for processing.
+PROJECTION_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1.1")
+LATERAL_VIEWS = ("LL", "RL", "LAT", "LATERAL", "LLD", "RLD")
+CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "TORSO")
+MAX_COLOURFULNESS = 0.04  # radiographs saved as RGB sit near 0; photographs far above
+MIN_STD = 0.01
+
+
+@dataclass(frozen=True)
+class Assessment:
+    assessed: bool
+    reasons: tuple[str, ...] = ()  # why it was not assessed (empty when assessed)
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def assess(image: LoadedImage, guard_refusals: Sequence[str] = (), guard_warnings: Sequence[str] = (),
+           population_warning: str | None = None) -> Assessment:
+    """Decide from the decoded image, the image guards' refusals and graded warnings (cxr_core.safety.ood) and the
+    population check."""
+    reasons = dicom_refusals(image.metadata) if image.format == "DICOM" else []
+    colour = float(image.metadata.get("colourfulness", 0.0))
+    if colour > MAX_COLOURFULNESS:
+        reasons.append(f"This is a colour image (colourfulness {colour:.2f}), not a radiograph: a photograph or a "
+                       "screenshot is not assessed.")
+    if float(np.std(image.pixels)) < MIN_STD:
+        reasons.append("The image is almost uniform (blank or failed exposure).")
+    reasons += [r for r in guard_refusals if r not in reasons]
+    # The guards' warnings are about a film the model reads; for a refused input they would only add noise.
+    warnings = [*image.warnings, *([] if reasons else [*guard_warnings, *([population_warning] if population_warning else [])])]
+    return Assessment(not reasons, tuple(reasons), tuple(warnings))
+
+
+def dicom_refusals(metadata: dict[str, str]) -> list[str]:
+    """Reasons a DICOM header alone rules an input out (empty when it may be a frontal chest radiograph)."""
+    out = []
+    modality = str(metadata.get("Modality", "")).upper()
+    sop_class = str(metadata.get("SOPClassUID", ""))
+    body = str(metadata.get("BodyPartExamined", "")).upper()
+    view = str(metadata.get("ViewPosition", "")).upper()
+    if modality and modality not in PROJECTION_MODALITIES + ("OT",):
+        out.append(f"DICOM modality {modality!r} is not a projection radiograph (CR, DX or DR expected).")
+    elif (modality == "OT" or not modality) and sop_class not in PROJECTION_SOP_CLASSES and \
+            not any(w in body for w in CHEST_WORDS):
+        out.append(f"DICOM {'secondary capture' if modality == 'OT' else 'object'} (SOP class {sop_class or 'unknown'}) "
+                   "is not a chest radiograph.")
+    if body and not any(w in body for w in CHEST_WORDS):
+        out.append(f"DICOM body part {body!r} is not the chest.")
+    if view in LATERAL_VIEWS:
+        out.append(f"Lateral view (ViewPosition {view!r}): only frontal (PA/AP) chest radiographs are assessed.")
+    return out

@@ -1,0 +1,129 @@
+"""Evaluate a model on a labelled folder and keep the per-image scores for the dashboards.
+
+Scores are saved outside the model folder (a registered model never changes), under
+`$CXR_HOME/evaluations/<model id>/<folder>-<data fingerprint>/{scores.csv, summary.json}`. The
+internal-validation scores written at training time use the same CSV format (`validation_scores.csv`
+in the model folder), so every chart can be redrawn later without the images.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import CLASSES
+from .dataset import fingerprint, index_dataset
+from ..errors import CXRError, StorageError
+from ..model.folder import ModelFolder
+from ..paths import evaluations_dir
+from ..fileio import write_atomic, write_json_atomic
+
+SCORES_HEADER = "file,label,p_normal,p_bacterial,p_viral"
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, Any]
+    files: list[str]
+    labels: np.ndarray
+    probs: np.ndarray
+    saved_to: Path | None
+
+
+def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
+    """Per-image scores at full float precision (pandas writes the shortest exact repr)."""
+    import pandas as pd
+
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, 3)
+    frame = pd.DataFrame({"file": files, "label": [CLASSES[int(y)] for y in labels], "p_normal": probs[:, 0],
+                          "p_bacterial": probs[:, 1], "p_viral": probs[:, 2]})
+    write_atomic(Path(path), frame.to_csv(index=False, lineterminator="\n").encode())
+
+
+def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(files, 3-class labels, N x 3 probabilities) from a scores CSV."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype={"file": str, "label": str}, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise CXRError(f"{str(path)!r} cannot be read as a scores file ({type(exc).__name__}).") from None
+    if ",".join(frame.columns) != SCORES_HEADER or not frame["label"].isin(CLASSES).all():
+        raise CXRError(f"{str(path)!r} is not a scores file (expected header {SCORES_HEADER!r}).")
+    labels = frame["label"].map(CLASSES.index).to_numpy(dtype=int)
+    return frame["file"].tolist(), labels, frame[["p_normal", "p_bacterial", "p_viral"]].to_numpy(dtype=np.float64)
+
+
+def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dict[str, Path]:
+    """Name -> scores.csv of every saved evaluation, internal validation first, then the newest first.
+    A saved evaluation is named by its folder, date and size: "chest_xray/test (2026-11-22 14:05 UTC, n = 624)"."""
+    model_dir = Path(model_dir)
+    out: dict[str, Path] = {}
+    if ModelFolder(model_dir).scores_file.is_file():
+        out["internal validation"] = ModelFolder(model_dir).scores_file
+    saved = []
+    for scores in evaluations_dir(model_id or ModelFolder(model_dir).card().model_id).glob("*/scores.csv"):
+        try:
+            s = json.loads((scores.parent / "summary.json").read_text(encoding="utf-8"))
+            saved.append((s["evaluated"], f"{s['data']} ({s['evaluated'][:16].replace('T', ' ')} UTC, n = {s['n']})", scores))
+        except (OSError, ValueError, KeyError):
+            continue  # a half-written or foreign folder: not listed
+    for _, name, scores in sorted(saved, reverse=True):
+        out[name] = scores
+    return out
+
+
+def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1000,
+                    progress: Callable[[int], Any] | None = None, save: bool = True,
+                    predictor: Any | None = None, point: Any | None = None) -> EvalResult:
+    """Predict every labelled image of `data_dir` at `point` (default: the model's threshold) and summarise.
+    Unreadable files are listed, not fatal."""
+    from .metrics import evaluation_summary
+    from ..safety.overlap import overlap_report, pixel_hash
+    from ..model.predict import Predictor
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise CXRError(f"{str(data_dir)!r} is not a folder.")
+    records = index_dataset(data_dir)
+    predictor = predictor or Predictor(model_dir)
+    point = point or predictor.model_point
+    bar = progress(len(records)) if progress else None
+    files, labels, probs, failed, hashes = [], [], [], [], []
+    items = [(f"{r.path.parent.name}/{r.path.name}", r.path) for r in records]
+    for rec, pred in zip(records, predictor.predict_many(items, progress=bar, keep_images=True, point=point)):
+        if pred.error:
+            failed.append({"file": pred.file, "error": pred.error})
+            continue
+        hashes.append(pixel_hash(pred.image.pixels))  # for the training-overlap check
+        pred.image = None
+        files.append(pred.file)
+        labels.append(rec.label)
+        cp = pred.class_probabilities
+        probs.append([cp["NORMAL"], cp["BACTERIAL"] or 0.0, cp["VIRAL"] or 0.0])
+    if bar is not None and hasattr(bar, "close"):
+        bar.close()
+    if not files:
+        raise CXRError(f"None of the {len(records)} images in {str(data_dir)!r} could be read.")
+    y, P = np.array(labels), np.array(probs)
+    summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
+    summary.update(threshold_source=point.source, model=predictor.card.model_id, data=str(data_dir.resolve()),
+                   data_fingerprint=fingerprint(records), failed=failed,
+                   overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
+                   evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    saved_to = None
+    if save:
+        folder = evaluations_dir(summary["model"]) / f"{data_dir.name}-{summary['data_fingerprint']}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_scores(folder / "scores.csv", files, y, P)
+            write_json_atomic(folder / "summary.json", summary)
+            saved_to = folder
+        except (OSError, StorageError):
+            saved_to = None  # an unwritable $CXR_HOME: the summary is still printed
+    return EvalResult(summary, files, y, P, saved_to)

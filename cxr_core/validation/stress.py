@@ -1,0 +1,129 @@
+"""The shift stress suite: re-score labelled images under acquisition shifts (cxr_core.validation.shifts).
+
+The same functions serve `python -m cxr_core stress` (a registered model on a labelled folder)
+and training (an ensemble's out-of-fold images, each scored by the member that never saw it).
+A condition is "clean" or "<shift>:<severity>"; every condition reports AUC and sensitivity,
+specificity and accuracy at the operating threshold, and `worst_case` names the weakest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..model.decision import pneumonia_probability
+from .metrics import binary_at_threshold, safe_auc
+from ..inputs.preprocess import Preprocess
+from .shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
+
+CLEAN = "clean"
+
+
+def conditions(shifts: Sequence[str] | None = None, severities: Sequence[int] = SEVERITIES) -> list[str]:
+    """Condition keys, "clean" first; bad shift names or severities fail quoting the value."""
+    names = list(shifts) if shifts else sorted(SHIFTS)
+    for name in names:
+        if name not in SHIFTS:
+            raise ValueError(f"shift {name!r} is unknown; expected one of {sorted(SHIFTS)}")
+    for s in severities:
+        if s not in SEVERITIES:
+            raise ValueError(f"severity {s!r} is invalid; expected one of {SEVERITIES}")
+    return [CLEAN] + [f"{n}:{s}" for n in names for s in severities]
+
+
+def parse_condition(key: str) -> tuple[str, int]:
+    """("clean", 0) or (shift name, severity)."""
+    if key == CLEAN:
+        return CLEAN, 0
+    name, _, severity = key.partition(":")
+    return name, int(severity)
+
+
+def shifted_inputs(images: Sequence[np.ndarray], preprocess: Preprocess, condition: str,
+                   first_index: int = 0) -> np.ndarray:
+    """Model inputs (n, s, s, 1) of decoded images under one condition (deterministic per image)."""
+    name, severity = parse_condition(condition)
+    out = []
+    for i, gray in enumerate(images):
+        shifted = gray if name == CLEAN else SHIFTS[name](gray, severity, image_rng(name, severity, first_index + i))
+        out.append(preprocess(shifted))
+    return np.stack(out)
+
+
+def score_conditions(images: Sequence[np.ndarray], preprocess: Preprocess, score: Callable[[np.ndarray], np.ndarray],
+                     keys: Sequence[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """{condition: score(batch) concatenated over the images} for every condition key."""
+    out: dict[str, np.ndarray] = {}
+    for key in keys:
+        parts = [score(shifted_inputs(images[i:i + batch_size], preprocess, key, first_index=i))
+                 for i in range(0, len(images), batch_size)]
+        out[key] = np.concatenate(parts)
+    return out
+
+
+def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], threshold: float,
+                 augment: Any = None) -> list[dict[str, Any]]:
+    """One row per condition: AUC, sensitivity, specificity and accuracy at `threshold`, and whether the
+    model's training augmentation (`augment`: an AugmentConfig; None = unknown) varied it."""
+    rows = []
+    y_binary = np.asarray(y_binary, int)
+    for key, p in p_by_condition.items():
+        name, severity = parse_condition(key)
+        b = binary_at_threshold(y_binary, np.asarray(p), threshold)
+        rows.append({"condition": key, "shift": name, "severity": severity,
+                     "severity_name": SEVERITY_NAMES.get(severity, "none"),
+                     "in_training_augmentation": (SHIFTS[name].in_training_augmentation(augment)
+                                                  if name in SHIFTS and augment is not None else None),
+                     "n": int(len(p)), "auc": safe_auc(y_binary, np.asarray(p)), "sensitivity": b["sensitivity"],
+                     "specificity": b["specificity"], "accuracy": b["accuracy"]})
+    return rows
+
+
+def worst_case(rows: list[dict[str, Any]], max_severity: int = 3) -> dict[str, Any]:
+    """The lowest AUC, sensitivity and specificity over conditions up to `max_severity`, with where."""
+    kept = [r for r in rows if r["severity"] <= max_severity]
+    out: dict[str, Any] = {"max_severity": max_severity}
+    for metric in ("auc", "sensitivity", "specificity", "accuracy"):
+        row = min(kept, key=lambda r: (np.nan_to_num(r[metric], nan=np.inf)))
+        out[metric] = {"value": row[metric], "condition": row["condition"]}
+    return out
+
+
+def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = None,
+                  severities: Sequence[int] = SEVERITIES, progress: Callable[[str], None] | None = None,
+                  point: Any | None = None) -> dict[str, Any]:
+    """Stress a registered model on a labelled folder (Kaggle layout) at `point` (default: the model's
+    threshold); unreadable files are listed."""
+    from ..config import config_from_dict
+    from .dataset import index_dataset
+    from ..errors import CXRError, InputImageError
+    from ..inputs.imaging import load_image
+
+    records = index_dataset(data_dir)
+    images, labels, failed = [], [], []
+    for r in records:
+        try:
+            images.append(load_image(r.path).pixels)
+            labels.append(r.binary)
+        except InputImageError as exc:
+            failed.append({"file": f"{r.path.parent.name}/{r.path.name}", "error": str(exc)})
+    if not images:
+        raise CXRError(f"None of the {len(records)} images in {str(data_dir)!r} could be read.")
+    keys = conditions(shifts, severities)
+
+    def score(batch: np.ndarray) -> np.ndarray:
+        return pneumonia_probability(predictor.forward(batch, heatmaps=False)[0])
+
+    p_by = {}
+    for key in keys:
+        if progress:
+            progress(key)
+        p_by.update(score_conditions(images, predictor.preprocess, score, [key]))
+    card_augment = predictor.card.config.get("augment")
+    augment = config_from_dict({"augment": card_augment}).augment if card_augment is not None else None
+    point = point or predictor.model_point
+    rows = stress_table(np.array(labels), p_by, point.threshold, augment)
+    return {"model": predictor.card.model_id, "data": str(data_dir), "n": len(images),
+            "threshold": point.threshold, "threshold_source": point.source, "conditions": rows, "worst_moderate": worst_case(rows, 2),
+            "worst_severe": worst_case(rows, 3), "failed": failed}
