@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one field, e.g. --set train.epochs=3 (repeatable)")
     parser.add_argument("--runs-dir", default=None, help="where runs live (default: $CXR_HOME/runs, or $CXR_RUNS_DIR)")
-    parser.add_argument("--registry", default=None, help="model registry folder (default: assets/models or $CXR_REGISTRY)")
+    parser.add_argument("--registry", default=None, help="register into this folder only (default: $CXR_HOME/models, beside the shipped models; "
+                        "`--registry assets/models` is how the shipped default is made)")
     parser.add_argument("--no-register", action="store_true", help="do not add the finished model to the registry")
     parser.add_argument("--activate", action="store_true", help="make the model active if it passes its validation gate")
     parser.add_argument("--fold", type=int, default=None,

@@ -123,7 +123,7 @@ def analyse_study(server: PacsServer, study_uid: str, predictor: Any, point: Ope
                   reanalyse: bool = False) -> Iterator[AnalysedInstance]:
     """Retrieve a study, analyse each instance at `point` and (with `send`) store its SR and SC back into the
     study. Idempotent: an image whose SR from this model the study already holds is skipped, unless `reanalyse`,
-    and then the new results carry the same UIDs and replace the old ones (dicom_results.result_uid).
+    and then the new results carry the same UIDs and replace the old ones (cxr_core.dicom.results.result_uid).
     Yields one AnalysedInstance per retrieved instance; raises CXRError for an empty or unknown study.
     `actor`: the person the audit names for the cases made."""
     if not study_uid.strip():
