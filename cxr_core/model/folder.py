@@ -41,33 +41,13 @@ class ModelFolder:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    @property
-    def model_file(self) -> Path:
-        return self.path / self.MODEL
-
-    @property
-    def card_file(self) -> Path:
-        return self.path / self.CARD
-
-    @property
-    def scores_file(self) -> Path:
-        return self.path / self.SCORES
-
-    @property
-    def history_file(self) -> Path:
-        return self.path / self.HISTORY
-
-    @property
-    def ood_file(self) -> Path:
-        return self.path / self.OOD
-
-    @property
-    def population_file(self) -> Path:
-        return self.path / self.POPULATION
-
-    @property
-    def hashes_file(self) -> Path:
-        return self.path / self.HASHES
+    model_file = property(lambda self: self.path / self.MODEL)
+    card_file = property(lambda self: self.path / self.CARD)
+    scores_file = property(lambda self: self.path / self.SCORES)
+    history_file = property(lambda self: self.path / self.HISTORY)
+    ood_file = property(lambda self: self.path / self.OOD)
+    population_file = property(lambda self: self.path / self.POPULATION)
+    hashes_file = property(lambda self: self.path / self.HASHES)
 
     def is_complete(self) -> bool:
         """A readable, valid card and a model file: what the registry lists and registers."""
