@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from cxr_core.errors import InputImageError
 from cxr_core.inputs.imaging import load_image, sniff_format
 from cxr_core.inputs.preprocess import Preprocess, pad_to_square
+from cxr_core.model.card import ModelCard
 
 from . import inputs
 
@@ -183,8 +184,9 @@ def test_preprocess_rejects_bad_values_quoting_them(bad):
 
 def test_preprocess_round_trips_through_the_model_card():
     p = Preprocess(64, pad=True, intensity="percentile")
-    assert Preprocess.from_card({"input": p.card_input()}) == p
-    assert Preprocess.from_card({"input": {"image_size": 64}}).intensity == "none"  # cards from before the policy
+    card = ModelCard(model_id="m", name="m", version="1", input=p.card_input())
+    assert card.preprocess == p and ModelCard.from_dict(card.to_dict()).preprocess == p
+    assert Preprocess.from_card_input({"image_size": 64}).intensity == "none"  # cards from before the policy
 
 
 def test_every_entry_point_shares_one_preprocessing(tmp_path):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -91,13 +91,13 @@ class Preprocess:
             raise ValueError(f"intensity = {self.intensity!r}: expected one of {INTENSITY_POLICIES}")
 
     @classmethod
-    def from_card(cls, card: Any) -> "Preprocess":
-        """From a ModelCard's `input` block; cards without an intensity policy predate it ("none")."""
-        spec = card.input
+    def from_card_input(cls, spec: Mapping[str, Any]) -> "Preprocess":
+        """From a model card's `input` block (ModelCard.preprocess); cards without an intensity policy predate it
+        ("none")."""
         return cls(int(spec["image_size"]), bool(spec.get("pad_to_square", False)), spec.get("intensity", "none"))
 
     def card_input(self) -> dict[str, Any]:
-        """The `input` block a model card stores (the inverse of `from_card`)."""
+        """The `input` block a model card stores (the inverse of `from_card_input`)."""
         return {"image_size": self.size, "pad_to_square": self.pad, "intensity": self.intensity,
                 "channels": 1, "range": [0.0, 1.0]}
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from .. import CLASSES, INTENDED_USE
 from ..errors import ModelError
+from ..inputs.preprocess import Preprocess
 from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 
 SCHEMA_VERSION = 2
@@ -170,6 +171,11 @@ class ModelCard:
         """None: no fixed scale fitted, so each heatmap is drawn on its own peak."""
         scale = (self.gradcam or {}).get("scale")
         return None if scale is None else float(scale)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The model's input preprocessing, exactly as it was trained."""
+        return Preprocess.from_card_input(self.input)
 
     @property
     def binary_metrics(self) -> Mapping[str, Any]:

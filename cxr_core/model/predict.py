@@ -21,7 +21,6 @@ from .decision import decide, pneumonia_probability, stated_subtype
 from ..errors import InputImageError
 from ..inputs.imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
-from ..inputs.preprocess import Preprocess
 from .folder import ModelFolder
 from .registry import load_keras_model
 
@@ -69,7 +68,7 @@ class Predictor:
         folder = ModelFolder(self.model_dir)
         self.card = folder.card()
         self.model = load_keras_model(folder.model_file)
-        self.preprocess = Preprocess.from_card(self.card)
+        self.preprocess = self.card.preprocess
         self.image_size = self.preprocess.size
         self.model_point = OperatingPoint.of_model(self.card)
         self.subtype_margin = self.card.subtype_margin
