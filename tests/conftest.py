@@ -109,9 +109,11 @@ def postgres_url():
         pytest.skip(f"{exc}; the SQLite tests still ran")
 
 
-# What `-m "not slow"` leaves out (pytest.ini): whole modules that drive real servers or processes, and any test
-# that starts PostgreSQL or Orthanc. The README's test command runs everything.
-SLOW_MODULES = {"test_browser", "test_browser_workflow", "test_deployment", "test_crash_safety"}
+# What `-m "not slow"` leaves out (pytest.ini): whole modules that drive real servers or processes or train models,
+# any test that starts PostgreSQL or Orthanc, and the tests marked slow by hand (a real process killed, a training
+# run from the app). The README's test command runs everything.
+SLOW_MODULES = {"test_browser", "test_browser_workflow", "test_deployment", "test_crash_safety", "test_isolation",
+                "test_pipeline", "test_ensemble", "test_experiments"}
 SLOW_FIXTURES = {"postgres_url", "orthanc"}
 
 

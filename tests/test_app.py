@@ -121,6 +121,7 @@ def own_registry(monkeypatch, tiny_registry, tmp_path):
     return Registry(root)
 
 
+@pytest.mark.slow  # trains: a real process, 2 epochs
 def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path, own_app_home):
     from cxr_core.model.registry import Registry
 

@@ -363,6 +363,7 @@ def test_the_cases_commands_round_trip_on_postgresql(tiny_registry, tiny_data, t
     _cli_round_trip(tiny_registry, tiny_data, tmp_path, env)
 
 
+@pytest.mark.slow  # kills a real process
 def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_registry, tiny_data, tmp_path,
                                                                        own_app_home):
     folder = tmp_path / "batch"

@@ -19,8 +19,8 @@ import pytest
 from . import inputs
 from .conftest import PROJECT_ROOT
 from .test_browser import screenshot
-from .harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser, results_shown, start_app,
-                      upload, wait_for)
+from .harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser, results_shown, run_cli,
+                      start_app, upload, wait_for)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
@@ -152,11 +152,9 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
     assert ("Dr B", "export") in {(e["actor"], e["action"]) for e in audit}
     assert any(e["action"] == "create" and e["actor"].startswith("unsigned (listener, from MODALITY") for e in audit)
     env_b = {**os.environ, **common, "CXR_HOME": str(homes["b"]), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    export = subprocess.run([sys.executable, "-m", "cxr_core", "cases", "export", str(tmp_path / "site"),
-                             "--reviewed-only"], cwd=PROJECT_ROOT, env=env_b, capture_output=True, text=True, timeout=120)
+    export = run_cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only"], env=env_b)
     assert export.returncode == 0, export.stderr
     assert len(list((tmp_path / "site").rglob("*.png"))) == 1
-    listed = subprocess.run([sys.executable, "-m", "cxr_core", "cases", "list", "--json"], cwd=PROJECT_ROOT, env=env_b,
-                            capture_output=True, text=True, timeout=120)
+    listed = run_cli(["cases", "list", "--json"], env=env_b)
     assert listed.returncode == 0 and sorted(json.loads(line)["case_id"] for line in listed.stdout.splitlines()) == [1, 2]
     assert not any((homes[n] / "images").exists() for n in homes)  # no workstation keeps pictures of its own

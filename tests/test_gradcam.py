@@ -88,6 +88,8 @@ def _layercam_reference(model, image, layer, weights):
 def test_the_products_map_fuses_the_last_layers_cam_with_layercam_at_twice_the_resolution(tiny_predictor):
     import keras
 
+    from cxr_core.validation.metrics import softmax
+
     from .synthetic import phantom_cxr
 
     rng = np.random.default_rng(3)
@@ -95,7 +97,7 @@ def test_the_products_map_fuses_the_last_layers_cam_with_layercam_at_twice_the_r
     batch = np.stack([phantom_cxr(size, rng, i % 3)[..., None] for i in range(4)])
     probs, heat, _ = tiny_predictor.forward(batch)
     ref_probs = np.asarray(tiny_predictor.model(batch))
-    np.testing.assert_allclose(probs, __import__("cxr_core.validation.metrics").metrics.softmax(
+    np.testing.assert_allclose(probs, softmax(
         np.log(np.clip(ref_probs, 1e-30, None)), tiny_predictor.temperature), atol=1e-4)
     model, layer = tiny_predictor.model, tiny_predictor.cam_layer
     assert layer.endswith("b_relu")  # the feature map before the last pooling
