@@ -121,3 +121,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    """A bytes parameter is named by its argument, not its content (pytest numbers the repeats): generated
+    inputs hold random DICOM UIDs, and every process (pytest-xdist's workers) must collect the same test ids."""
+    if isinstance(val, (bytes, bytearray)):
+        return argname
+    return None
