@@ -99,7 +99,7 @@ def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str]) -> bool:
     """True when the tests fail (the breakage is caught)."""
     for spec in tests:
         path, _, k = spec.partition("::-k ")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider", path]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:randomly", "-p", "no:cacheprovider", path]
         if k:
             cmd += ["-k", k]
         res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=1200)

@@ -26,7 +26,7 @@ def test_a_sentinel_database_named_in_the_shell_is_untouched_by_the_case_store_t
     registry, home = tmp_path / "sentinel_registry", tmp_path / "sentinel_home"
     env = {**os.environ, "CXR_DATABASE_URL": f"sqlite:///{sentinel}", "CXR_REGISTRY": str(registry),
            "CXR_HOME": str(home), "CXR_STORE_IDENTIFIERS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:randomly", "-p", "no:cacheprovider",
                           "tests/test_cases.py", "-k", "stored_once or append_only or identifiers_are_stored"],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
