@@ -5,14 +5,15 @@ by the app) and the user's own ($CXR_HOME/models), where the Training page and `
 where "Make active" writes its pointer. A Registry given one explicit root reads and writes that root only
 (`python -m train --registry assets/models` is how the shipped model is made).
 
-    <root>/<model_id>/   a model folder (cxr_core.model.folder.ModelFolder owns its layout)
+    <root>/<model_id>/   a model folder (cxr_core.model.folder.ModelFolder owns its layout); the folder's name is
+                         its card's model_id, the one identity cases, evaluations and DICOM results carry
     <root>/ACTIVE        {"model_id": ...}
 
 Writes are atomic: a model folder is assembled under a hidden temporary name, fsynced and then
 renamed into place; ACTIVE is replaced with os.replace. A half-written model is never listed and
 the active model only changes by an explicit `activate`. Models load with `safe_mode=True`.
 A registered folder is never written to afterwards (evaluations live under $CXR_HOME), except by
-the explicit maintenance command `fit-ood`.
+the explicit maintenance commands `fit-ood` and `fit-presentation`.
 """
 
 from __future__ import annotations
