@@ -1,4 +1,4 @@
-"""PACS: list recent CR/DX studies on a DICOMweb server, analyse one or several (each image becomes a case),
+"""PACS: list recent projection radiograph (CR, DX, DR, RG) studies on a DICOMweb server, analyse one or several (each image becomes a case),
 and send the DICOM results (SR + Grad-CAM secondary capture) back into each study. The same core functions
 as `python -m cxr_core pacs`."""
 
@@ -30,7 +30,7 @@ with st.form("pacs_server"):
     password = c2.text_input("Password", type="password", key="pacs_password",
                              help="Kept in this browser session only; never logged or stored.")
     since = c3.date_input("Studies since", value=date.today() - timedelta(days=7), key="pacs_since")
-    listed = st.form_submit_button("List CR/DX studies", icon=":material/search:")
+    listed = st.form_submit_button("List radiograph studies", icon=":material/search:")
 
 
 def server() -> PacsServer:
@@ -49,12 +49,12 @@ if studies is None:
     st.info("Enter the PACS's DICOMweb address and list its studies.", icon=":material/lan:")
     st.stop()
 if not studies:
-    st.info("No CR/DX study on this PACS in that period.")
+    st.info("No projection radiograph study on this PACS in that period.")
     st.stop()
 table = pd.DataFrame([{"date": s["date"], "time": s["time"], "modalities": ", ".join(s["modalities"] or []),
                        "description": s["description"], "instances": s["instances"], "study UID": s["study_uid"]}
                       for s in studies])
-st.caption(f"{len(studies)} CR/DX stud{'y' if len(studies) == 1 else 'ies'}, newest first (no patient identifiers shown).")
+st.caption(f"{len(studies)} radiograph stud{'y' if len(studies) == 1 else 'ies'}, newest first (no patient identifiers shown).")
 st.dataframe(table, hide_index=True, width="stretch")
 labels = {s["study_uid"]: f"{s['date'] or '?'} {', '.join(s['modalities'] or [])} {s['description'] or ''} "
                           f"({s['study_uid'][-12:]})" for s in studies}

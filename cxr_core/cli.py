@@ -95,12 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     ed.add_argument("--model", help=MODEL_HELP)
     ed.set_defaults(func=cmd_export_dicom)
 
-    pa = sub.add_parser("pacs", help="DICOMweb: list CR/DX studies, analyse one and send the results back")
+    pa = sub.add_parser("pacs", help="DICOMweb: list projection radiograph studies, analyse one and send the results back")
     pa.add_argument("--url", required=True, help="the DICOMweb root, e.g. http://pacs:8042/dicom-web")
     pa.add_argument("--user", help="basic-auth user; the password comes from $CXR_PACS_PASSWORD")
     pa.add_argument("--model", help=MODEL_HELP)
     psub = pa.add_subparsers(dest="pacs_command", required=True)
-    ps = psub.add_parser("studies", help="CR/DX studies, newest first (no patient identifiers printed)")
+    ps = psub.add_parser("studies", help="projection radiograph studies, newest first (no patient identifiers printed)")
     ps.add_argument("--since", help="only studies on or after this date (YYYY-MM-DD)")
     ps.add_argument("--json", action="store_true", help="one JSON object per study")
     ps.set_defaults(func=cmd_pacs_studies)
@@ -136,8 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     fs.add_argument("--precision", type=float, default=0.85, help="the subtype precision to hold (default 0.85)")
     fs.set_defaults(func=cmd_fit_presentation)
 
-    li = sub.add_parser("listen", help="a DICOM C-STORE node: analyse each CR/DX image received, store the case, "
-                                       "optionally forward the SR and secondary capture (DICOMweb)")
+    li = sub.add_parser("listen", help="a DICOM C-STORE node: analyse each projection radiograph received "
+                                       "(the modalities the intended-use rule accepts), store the case, optionally "
+                                       "forward the SR and secondary capture (DICOMweb)")
     li.add_argument("--port", type=int, default=11112)
     li.add_argument("--aet", default="CXRAI", help="this node's AE title")
     li.add_argument("--address", default="0.0.0.0", help="the interface to listen on (127.0.0.1: this machine only)")
@@ -528,7 +529,7 @@ def cmd_pacs_studies(args: argparse.Namespace) -> int:
               f"{s['date'] or '?':<8}  {','.join(s['modalities'] or []):<6}  {s['instances'] or '?':>4}  {s['study_uid']}  "
               f"{s['description'] or ''}")
     if not args.json:
-        print(f"{len(studies)} CR/DX stud{'y' if len(studies) == 1 else 'ies'}.", file=sys.stderr)
+        print(f"{len(studies)} projection radiograph stud{'y' if len(studies) == 1 else 'ies'}.", file=sys.stderr)
     return 0
 
 

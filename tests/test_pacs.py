@@ -212,7 +212,7 @@ def test_pacs_studies_then_analyse_and_send_puts_the_results_in_the_same_study(o
     listed = _cli(pacs + ["studies", "--json"], env)
     assert listed.returncode == 0, listed.stderr
     studies = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [s["study_uid"] for s in studies] == [source.StudyInstanceUID]  # the CT study is not a CR/DX study
+    assert [s["study_uid"] for s in studies] == [source.StudyInstanceUID]  # the CT study is not a radiograph
     assert "Doe" not in listed.stdout and "ID-12345" not in listed.stdout and PASSWORD not in listed.stdout + listed.stderr
     assert _cli(pacs + ["studies", "--since", "2030-01-01", "--json"], env).stdout == ""
 
@@ -330,7 +330,7 @@ def test_the_pacs_page_lists_analyses_and_sends_back(orthanc, tiny_data, tiny_re
     at.text_input(key="pacs_url").input(orthanc.dicomweb)
     at.text_input(key="pacs_user").input(USER)
     at.text_input(key="pacs_password").input("wrong")
-    at.button[0].click().run()  # the form's "List CR/DX studies"
+    at.button[0].click().run()  # the form's "List radiograph studies"
     assert not at.exception and any("refused the credentials" in e.value for e in at.error)
     at.text_input(key="pacs_password").input(PASSWORD)
     at.date_input(key="pacs_since").set_value(date(2024, 1, 1))  # the test study is dated 2024-01-02

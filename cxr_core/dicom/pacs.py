@@ -1,4 +1,4 @@
-"""Studies in and results back over DICOMweb (dicomweb-client): QIDO-RS to list CR/DX studies, WADO-RS to
+"""Studies in and results back over DICOMweb (dicomweb-client): QIDO-RS to list projection radiograph studies, WADO-RS to
 retrieve a study's instances, STOW-RS to store the SR and Secondary Capture back into the same study.
 
 Every failure becomes a CXRError whose message names the server without credentials: unreachable, refused

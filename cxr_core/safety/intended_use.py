@@ -63,7 +63,8 @@ def dicom_refusals(metadata: dict[str, str]) -> list[str]:
     body = str(metadata.get("BodyPartExamined", "")).upper()
     view = str(metadata.get("ViewPosition", "")).upper()
     if modality and modality not in PROJECTION_MODALITIES + ("OT",):
-        out.append(f"DICOM modality {modality!r} is not a projection radiograph (CR, DX or DR expected).")
+        out.append(f"DICOM modality {modality!r} is not a projection radiograph "
+                   f"({', '.join(PROJECTION_MODALITIES)} expected).")
     elif (modality == "OT" or not modality) and sop_class not in PROJECTION_SOP_CLASSES and \
             not any(w in body for w in CHEST_WORDS):
         out.append(f"DICOM {'secondary capture' if modality == 'OT' else 'object'} (SOP class {sop_class or 'unknown'}) "
