@@ -98,7 +98,7 @@ def test_the_products_map_fuses_the_last_layers_cam_with_layercam_at_twice_the_r
     probs, heat, _ = tiny_predictor.forward(batch)
     ref_probs = np.asarray(tiny_predictor.model(batch))
     np.testing.assert_allclose(probs, softmax(
-        np.log(np.clip(ref_probs, 1e-30, None)), tiny_predictor.temperature), atol=1e-4)
+        np.log(np.clip(ref_probs, 1e-30, None)), tiny_predictor.card.temperature), atol=1e-4)
     model, layer = tiny_predictor.model, tiny_predictor.cam_layer
     assert layer.endswith("b_relu")  # the feature map before the last pooling
     logits = np.asarray(keras.Model(model.inputs, model.get_layer("logits").output)(batch))
@@ -108,7 +108,7 @@ def test_the_products_map_fuses_the_last_layers_cam_with_layercam_at_twice_the_r
     assert raw.shape[1] == 2 * last.shape[1]  # twice the last layer's resolution
     detail = np.stack([_layercam_reference(model, b, layer, w.astype(np.float32)) for b, w in zip(batch, weights)])
     np.testing.assert_allclose(raw, fuse(last, detail), rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(heat, to_display(raw, tiny_predictor.cam_scale), atol=1e-6)
+    np.testing.assert_allclose(heat, to_display(raw, tiny_predictor.card.cam_scale), atol=1e-6)
 
 
 def test_a_fixed_scale_keeps_a_weak_map_weak():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cxr_core.model.card import SCHEMA_VERSION, ModelCard
-from cxr_core.errors import ModelError
+from cxr_core.errors import ModelError, RegistryError
 from cxr_core.model.folder import ModelFolder
 from cxr_core.model.registry import Registry
 
@@ -56,7 +56,8 @@ def test_the_folder_writes_json_and_markdown_and_refuses_a_damaged_card(tmp_path
         folder.card()
     folder.write_card(ModelCard(model_id="m1", name="tiny", version="2", input=INPUT, threshold=0.25))
     assert folder.card().threshold == 0.25 and (folder / "MODEL_CARD.md").read_text().startswith("# Model card: tiny v2")
-    assert not folder.is_complete()  # no model.keras
+    with pytest.raises(RegistryError, match="not a complete model folder"):  # a card but no model.keras
+        Registry(tmp_path / "reg").register(folder.path)
     folder.card_file.write_text(json.dumps({"model_id": "m1", "name": "m", "version": "1", "input": INPUT,
                                             "threshold": 7}))
     with pytest.raises(ModelError, match="has an invalid model card.*threshold 7"):

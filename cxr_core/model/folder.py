@@ -49,14 +49,6 @@ class ModelFolder:
     population_file = property(lambda self: self.path / self.POPULATION)
     hashes_file = property(lambda self: self.path / self.HASHES)
 
-    def is_complete(self) -> bool:
-        """A readable, valid card and a model file: what the registry lists and registers."""
-        try:
-            self.card()
-        except ModelError:
-            return False
-        return self.model_file.is_file()
-
     def card(self) -> ModelCard:
         """The folder's card, validated; ModelError (quoting the folder) when it is missing or invalid."""
         try:

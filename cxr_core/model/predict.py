@@ -71,9 +71,6 @@ class Predictor:
         self.preprocess = self.card.preprocess
         self.image_size = self.preprocess.size
         self.model_point = OperatingPoint.of_model(self.card)
-        self.subtype_margin = self.card.subtype_margin
-        self.cam_scale = self.card.cam_scale
-        self.temperature = self.card.temperature
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
         from ..safety.ood import OODDetector
@@ -123,9 +120,9 @@ class Predictor:
 
         if not heatmaps:
             logits, pooled = (np.asarray(t) for t in self._scores(np.asarray(batch, np.float32)))
-            return as_three_class(softmax(logits, self.temperature)), None, pooled
+            return as_three_class(softmax(logits, self.card.temperature)), None, pooled
         maps, logits, pooled = self._maps(batch)
-        return as_three_class(softmax(logits, self.temperature)), to_display(maps, self.cam_scale), pooled
+        return as_three_class(softmax(logits, self.card.temperature)), to_display(maps, self.card.cam_scale), pooled
 
     def raw_heatmaps(self, batch: np.ndarray) -> np.ndarray:
         """The maps before the display scale (what `fit-presentation` fits the scale on)."""
@@ -174,7 +171,7 @@ class Predictor:
         return Prediction(
             file=name, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
             pneumonia_probability=round(float(pneumonia_probability(probs[None])[0]), 6) if verdict.assessed else None,
-            subtype=stated_subtype(probs, self.subtype_margin) if decided and three and verdict.assessed else None,
+            subtype=stated_subtype(probs, self.card.subtype_margin) if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
             threshold=round(point.threshold, 6), threshold_source=point.source,
             warnings=list(verdict.warnings) + self.guard_warnings,

@@ -43,7 +43,8 @@ def default_registry_root() -> Path:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its id is its folder's name (the card's model_id agrees, or the folder is not listed)."""
+    """A registered model: its id is its folder's name, which its card states (a folder registered before
+    `register` wrote the id is read under the folder's name)."""
 
     model_id: str
     path: Path
