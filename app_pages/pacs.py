@@ -1,6 +1,6 @@
-"""PACS: list recent projection radiograph (CR, DX, DR, RG) studies on a DICOMweb server, analyse one or several (each image becomes a case),
-and send the DICOM results (SR + Grad-CAM secondary capture) back into each study. The same core functions
-as `python -m cxr_core pacs`."""
+"""PACS: list recent projection radiograph studies (the modalities cxr_core.safety.intended_use accepts) on a
+DICOMweb server, analyse one or several (each image becomes a case), and send the DICOM results (SR + Grad-CAM
+secondary capture) back into each study. The same core functions as `python -m cxr_core pacs`."""
 
 from datetime import date, timedelta
 
