@@ -55,7 +55,7 @@ def test_the_folder_writes_json_and_markdown_and_refuses_a_damaged_card(tmp_path
     with pytest.raises(ModelError, match="not a model folder"):
         folder.card()
     folder.write_card(ModelCard(model_id="m1", name="tiny", version="2", input=INPUT, threshold=0.25))
-    assert folder.card().threshold == 0.25 and (folder / "MODEL_CARD.md").read_text().startswith("# Model card: tiny v2")
+    assert folder.card().threshold == 0.25 and (folder.path / ModelFolder.CARD_MARKDOWN).read_text().startswith("# Model card: tiny v2")
     with pytest.raises(RegistryError, match="not a complete model folder"):  # a card but no model.keras
         Registry(tmp_path / "reg").register(folder.path)
     folder.card_file.write_text(json.dumps({"model_id": "m1", "name": "m", "version": "1", "input": INPUT,

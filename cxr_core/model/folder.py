@@ -38,9 +38,6 @@ class ModelFolder:
     def __repr__(self) -> str:
         return f"ModelFolder({str(self.path)!r})"
 
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
     model_file = property(lambda self: self.path / self.MODEL)
     card_file = property(lambda self: self.path / self.CARD)
     scores_file = property(lambda self: self.path / self.SCORES)
