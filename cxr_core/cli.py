@@ -1,5 +1,5 @@
-"""`python -m cxr_core {predict, cases, evaluate, stress, models, export-dicom, pacs, listen, fit-ood}`: the
-command-line interface.
+"""`python -m cxr_core {predict, cases, evaluate, stress, models, site-model, site-point, export-dicom, pacs, listen,
+fit-ood, fit-presentation}`: the command-line interface.
 
 Exit status: 0 success; 2 when any input failed or the arguments are bad. No traceback is ever
 shown for a user error: every failure is one line on stderr (or an "error" field with --json).
@@ -81,12 +81,40 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the result as one JSON object")
     st.set_defaults(func=cmd_stress)
 
-    mo = sub.add_parser("models", help="list registered models, or activate one")
-    mo.add_argument("--activate", metavar="MODEL_ID")
+    mo = sub.add_parser("models", help="list registered models; make one the site's active model (governed), or revert")
+    mo.add_argument("--activate", metavar="MODEL_ID", help="make this model every user's default at this site: "
+                                                           "needs --reader, passes the gate, audited")
+    mo.add_argument("--revert", action="store_true", help="undo the latest activation (audited)")
+    mo.add_argument("--reader", default="", help="with --activate / --revert: who does it (audited)")
+    mo.add_argument("--yes", action="store_true", help="confirm without asking")
     mo.add_argument("--registry", help="registry folder (default: assets/models or $CXR_REGISTRY)")
     mo.add_argument("--markdown", action="store_true",
                     help="print the README's shipped-model section, generated from the active model's card")
     mo.set_defaults(func=cmd_models)
+
+    sm = sub.add_parser("site-model", help="adapt a model to this site's own labelled films, and govern its use")
+    smsub = sm.add_subparsers(dest="site_model_command", required=True)
+    sa = smsub.add_parser("adapt", help="fine-tune a model on the site's labelled films; compare it with its parent "
+                                        "on the site's held-out patients; keep it in the case database (not active)")
+    sa.add_argument("data_dir", nargs="?", help="a labelled folder (NORMAL/ and PNEUMONIA/, as `evaluate` reads)")
+    sa.add_argument("--from-reviews", action="store_true", help="use the worklist's reviewed cases instead of a folder")
+    sa.add_argument("--reader", required=True, help="who adapts (recorded in the card and the audit)")
+    sa.add_argument("--model", help="the parent: " + MODEL_HELP)
+    sa.add_argument("--seed", type=int, default=0, help="the split's and the training's seed (default 0)")
+    sa.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    sa.set_defaults(func=cmd_site_model_adapt)
+    sv = smsub.add_parser("activate", help="make a site-adapted (or any) model the site's active one (governed)")
+    sv.add_argument("model_id")
+    sv.add_argument("--reader", required=True)
+    sv.add_argument("--yes", action="store_true", help="confirm without asking")
+    sv.set_defaults(func=cmd_site_model_activate)
+    sw = smsub.add_parser("show", help="the site's active model and the site-adapted models kept in the database")
+    sw.add_argument("--json", action="store_true")
+    sw.set_defaults(func=cmd_site_model_show)
+    sb = smsub.add_parser("revert", help="return the site to the parent of its active site-adapted model (or to the "
+                                         "model active before)")
+    sb.add_argument("--reader", required=True)
+    sb.set_defaults(func=cmd_site_model_revert)
 
     ed = sub.add_parser("export-dicom", help="write the DICOM results of one DICOM image: a structured report "
                                              "and a Grad-CAM secondary capture, in its study")
@@ -159,16 +187,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def resolve_model_dir(model: str | None) -> Path:
-    """A folder path, a registered id, or (None) the active model."""
+    """A folder path, a model id (registered, or kept in the case database), or (None) the site's active model."""
     from .model.registry import Registry
+    from .site.models import active_entry, find_entry
 
     if model and Path(model).is_dir():
         return Path(model)
     registry = Registry()
-    entry = registry.get(model) if model else registry.active()
+    store = _quiet_store()
+    entry = find_entry(store, registry, model) if model else active_entry(store, registry)
     if entry is None:
         raise CXRError(f"No model is registered in {str(registry.root)!r}; pass --model DIR or train one with `python -m train`.")
     return entry.path
+
+
+def _quiet_store() -> Any:
+    """The case store, or None where it does not open (the registry alone then says which model is active)."""
+    from .cases.store import CaseStore
+
+    try:
+        return CaseStore.open()
+    except CXRError:
+        return None
 
 
 # ----------------------------------------------------------------------------------------------- predict
@@ -441,11 +481,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(readme_section(entry.card, f"{shown}/"), end="")
         return 0
     if args.activate:
-        registry.activate(args.activate)
-        print(f"Active model: {args.activate}")
-        return 0
+        return _activate(args.activate, args.reader, args.yes)
+    if args.revert:
+        return _revert(args.reader)
+    from .cases.store import CaseStore
+    from .site.models import active_entry, sync
+
+    store = None if args.registry else _quiet_store()
+    sync(store)
     try:
-        active = registry.active_id()
+        active = active_entry(store, registry)
     except CXRError as exc:
         print(f"warning: {exc}", file=sys.stderr)
         active = None
@@ -454,9 +499,118 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"No models in {registry.root}.")
     for e in entries:
         iv = e.card.binary_metrics
-        print(f"{'*' if e.model_id == active else ' '} {e.model_id}  {e.display_name}  "
-              f"val AUC {iv.get('auc', float('nan')):.3f}  val acc {iv.get('accuracy', float('nan')):.3f}")
+        kind = (f"  site-adapted from {e.card.parent_model_id}" if e.card.parent_model_id else
+                ("" if e.passed_gate else "  experiment"))
+        print(f"{'*' if active and e.model_id == active.model_id else ' '} {e.model_id}  {e.display_name}  "
+              f"val AUC {iv.get('auc', float('nan')):.3f}  val acc {iv.get('accuracy', float('nan')):.3f}{kind}")
     return 0
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    """A site-wide change is confirmed: --yes, or y at a terminal."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CXRError("A site-wide change needs a confirmation: run it in a terminal, or add --yes.")
+    return input(question).strip().lower() in ("y", "yes")
+
+
+def _activate(model_id: str, reader: str, yes: bool) -> int:
+    from .cases.store import CaseStore
+    from .model.registry import Registry
+    from .settings import current
+    from .site.models import activate_model, activation_refusals, find_entry
+
+    if not reader.strip():
+        raise CXRError("Changing the site's active model needs --reader NAME (it is audited).")
+    store, registry = CaseStore.open(), Registry()
+    entry = find_entry(store, registry, model_id)
+    refusals = activation_refusals(entry.card, current().site_policy)
+    if refusals:  # refused before asking
+        raise CXRError(f"{model_id} cannot be the site's active model: " + " ".join(refusals))
+    if not _confirm(f"Make {model_id} the active model for every user of this site, as {reader.strip()}? [y/N] ", yes):
+        print("Not changed.", file=sys.stderr)
+        return 1
+    activate_model(store, registry, model_id, reader, current().site_policy)
+    print(f"Active model for the site: {model_id} (by {reader.strip()}; audited). Revert with `models --revert`.")
+    return 0
+
+
+def _revert(reader: str) -> int:
+    from .cases.store import CaseStore
+    from .model.registry import Registry
+    from .site.models import active_entry, revert_active_model
+
+    store, registry = CaseStore.open(), Registry()
+    revert_active_model(store, registry, reader)
+    entry = active_entry(store, registry)
+    print(f"Active model for the site: {entry.model_id if entry else 'none'} (reverted by {reader.strip()}; audited).")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- site-model
+def cmd_site_model_adapt(args: argparse.Namespace) -> int:
+    from train.site import adapt_from_cli  # training code: the CLI sits above train/ (README, "Layout")
+
+    if bool(args.data_dir) == bool(args.from_reviews):
+        raise CXRError("Give either a labelled folder (DATA_DIR) or --from-reviews.")
+    if not args.reader.strip():
+        raise CXRError("Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
+    result = adapt_from_cli(resolve_model_dir(args.model), args.data_dir, args.from_reviews, args.reader,
+                            args.seed, quiet=args.json)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    lv = result["local_validation"]
+    print(f"Site-adapted model {result['model_id']} (parent {result['parent_model_id']}), kept in the case database, "
+          f"not active. Local validation, {lv['n']} films ({lv['n_positive']} pneumonia, {lv['n_negative']} normal), "
+          "each model at its own threshold:")
+    for name in ("parent", "adapted"):
+        m = lv[name]
+        print(f"  {name:<8} AUC {m['auc']:.3f} {_ci(m['auc_ci95'])}  sensitivity {m['sensitivity']:.3f} "
+              f"{_ci(m['sensitivity_ci95'])}  specificity {m['specificity']:.3f} {_ci(m['specificity_ci95'])}  "
+              f"threshold {m['threshold']:.3f}")
+    if result["passed_gate"]:
+        print(f"It passes the gate: activate it with `python -m cxr_core site-model activate {result['model_id']} "
+              "--reader NAME`.")
+    else:
+        print("It does not pass the gate: " + " ".join(result["gate_refusals"]))
+    return 0
+
+
+def cmd_site_model_activate(args: argparse.Namespace) -> int:
+    return _activate(args.model_id, args.reader, args.yes)
+
+
+def cmd_site_model_show(args: argparse.Namespace) -> int:
+    from .cases.store import CaseStore
+    from .model.registry import Registry
+    from .site.models import active_choice, active_entry, stored_models
+
+    store, registry = CaseStore.open(), Registry()
+    entry, choice = active_entry(store, registry), active_choice(store)
+    adapted = [m for m in stored_models(store) if m["parent_model_id"]]
+    out = {"active_model_id": entry.model_id if entry else None,
+           "parent_model_id": entry.card.parent_model_id if entry else None,
+           "set_by": choice.author if choice else None, "set_on": choice.created if choice else None,
+           "site_adapted_models": [{"model_id": m["model_id"], "parent_model_id": m["parent_model_id"],
+                                    "created": m["created"], "stored_by": m["stored_by"],
+                                    "passed_gate": bool((m["card"].site_adaptation or {}).get("passed_gate"))}
+                                   for m in adapted]}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"Active model: {out['active_model_id']}" + (f", site-adapted from {out['parent_model_id']}"
+                                                       if out["parent_model_id"] else "")
+          + (f" (set by {out['set_by']} on {out['set_on'][:10]})." if choice else " (the registry's default)."))
+    for m in out["site_adapted_models"]:
+        print(f"  {m['model_id']}  parent {m['parent_model_id']}  {m['created'][:10]} by {m['stored_by']}  "
+              f"{'passes' if m['passed_gate'] else 'fails'} the gate")
+    return 0
+
+
+def cmd_site_model_revert(args: argparse.Namespace) -> int:
+    return _revert(args.reader)
 
 
 def cmd_fit_ood(args: argparse.Namespace) -> int:

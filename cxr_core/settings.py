@@ -13,7 +13,8 @@ setting has one name, one default and one validity check, and a bad value is one
     CXR_PACS_PASSWORD         the PACS password (never on a command line)
     CXR_DATA_DIR              the dataset folder the Dashboards and Training pages start with
     CXR_SITE_MIN_PER_CLASS    a site operating point needs a local evaluation with this many images per class (50)
-    CXR_SITE_SENSITIVITY_FLOOR  ... and the lower 95 % bound of sensitivity at it at least this (0.90)
+    CXR_SITE_SENSITIVITY_FLOOR  ... and the lower 95 % bound of sensitivity at it at least this (0.90); a site-adapted
+                              model's activation needs the same of its local-validation sensitivity
     CXR_READER_HEADER         a trusted reverse-proxy header naming the signed-in reader (e.g. X-Forwarded-User);
                               unset: each reader types a name once per browser session
 """
@@ -65,6 +66,12 @@ class Settings:
     def user_models(self) -> Path:
         """The user's own trained models (the Training page and `python -m train` register here)."""
         return self.home / "models"
+
+    @property
+    def site_models(self) -> Path:
+        """This workstation's unpacked copies of the models kept in the case database (a cache: the database
+        holds the models; any copy here can be deleted and comes back)."""
+        return self.home / "site-models"
 
     @property
     def runs(self) -> Path:

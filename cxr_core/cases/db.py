@@ -116,6 +116,39 @@ class SiteOperatingPoint(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # n, sensitivity/specificity with CIs, data
 
 
+class ModelArchive(Base):
+    """A model folder as one deterministic zip, keyed by its sha256: how a model (site-adapted, user-trained or
+    shipped) reaches every workstation on the database without anyone copying files."""
+
+    __tablename__ = "model_archives"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredModel(Base):
+    """A model kept in the case database: its card and its archive. A site-adapted model lives only here."""
+
+    __tablename__ = "stored_models"
+    model_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    archive_sha256: Mapped[str] = mapped_column(ForeignKey("model_archives.sha256"))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parent_model_id: Mapped[str | None] = mapped_column(String(200))  # a site-adapted model's parent
+    stored_by: Mapped[str] = mapped_column(String(100))
+
+
+class ActiveModelChange(Base):
+    """The site's active model, governed: the latest row counts; a row without a model returns the site to the
+    registry's default (the shipped model). Written only by `cxr_core.site.models`, with an audit event."""
+
+    __tablename__ = "active_model_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    model_id: Mapped[str | None] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the gate's evidence, what it replaced
+
+
 @event.listens_for(Session, "before_flush")
 def _refuse_audit_changes(session: Session, flush_context: Any, instances: Any) -> None:
     for obj in list(session.dirty) + list(session.deleted):

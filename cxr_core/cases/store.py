@@ -188,7 +188,7 @@ class CaseStore:
             name = ids.pop("file_name", None) or f"Case {case.id}"
             image = LoadedImage(pixels=pixels, format=case.source_format, metadata=dict(case.image_metadata or {}),
                                 identifiers={k: str(v) for k, v in ids.items()})
-            return Prediction(file=name, label=case.label, pneumonia_probability=case.pneumonia_probability,
+            return Prediction(file=name, model_id=case.model_id, label=case.label, pneumonia_probability=case.pneumonia_probability,
                               subtype=case.subtype, class_probabilities=dict(case.class_probabilities),
                               threshold=case.threshold, threshold_source=case.threshold_source,
                               warnings=list(case.warnings), assessed=case.assessed,

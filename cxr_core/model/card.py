@@ -26,7 +26,7 @@ from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 SCHEMA_VERSION = 2
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MAPPINGS = ("input", "threshold_evidence", "guard_calibration", "population_check", "internal_validation", "stress",
-             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble")
+             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation")
 
 
 def model_id_is_valid(model_id: Any) -> bool:
@@ -68,6 +68,7 @@ class ModelCard:
     internal_validation_kind: str = "Internal validation (patient-grouped split of the official training set)"
     stress: Mapping[str, Any] | None = None
     ensemble: Mapping[str, Any] | None = None
+    site_adaptation: Mapping[str, Any] | None = None  # a site-adapted model: parent, site films, local evidence
     # provenance
     data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
@@ -159,6 +160,11 @@ class ModelCard:
         """False for a model registered although it failed its validation gate (an experiment: hidden from the
         model picker unless asked for, never active); models from before the gate was recorded passed it."""
         return bool((self.validation_gate or {}).get("passed", True))
+
+    @property
+    def parent_model_id(self) -> str | None:
+        """A site-adapted model's parent (None for any other model)."""
+        return (self.site_adaptation or {}).get("parent_model_id")
 
     @property
     def subtype_margin(self) -> float | None:

@@ -30,6 +30,7 @@ class Prediction:
     """One input's result. `to_json` is what leaves the process: no identifiers, no pixels."""
 
     file: str
+    model_id: str | None = None  # the model that answered (every surface names it)
     label: str | None = None
     pneumonia_probability: float | None = None
     subtype: str | None = None
@@ -51,7 +52,7 @@ class Prediction:
         return None if normal is None else round(float(pneumonia_probability(np.array([[normal]]))[0]), 6)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"file": self.file, "assessed": self.assessed, "not_assessed_reasons": list(self.not_assessed_reasons),
+        out = {"file": self.file, "model_id": self.model_id, "assessed": self.assessed, "not_assessed_reasons": list(self.not_assessed_reasons),
                "label": self.label, "pneumonia_probability": self.pneumonia_probability, "subtype": self.subtype,
                "class_probabilities": self.class_probabilities, "threshold": self.threshold,
                "threshold_source": self.threshold_source, "warnings": list(self.warnings), "error": self.error, "out_of_distribution": self.out_of_distribution}
@@ -151,7 +152,7 @@ class Predictor:
         try:
             image = source if isinstance(source, LoadedImage) else load_image(source)
         except InputImageError as exc:
-            return Prediction(file=name, error=str(exc))
+            return Prediction(file=name, model_id=self.card.model_id, error=str(exc))
         probs, heat, pooled, batch = self._run([self.preprocess(image.pixels)])
         return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0], point)
 
@@ -169,7 +170,7 @@ class Predictor:
         decided = int(decide(probs[None], point.threshold)[0])
         three = self.num_classes == 3
         return Prediction(
-            file=name, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
+            file=name, model_id=self.card.model_id, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
             pneumonia_probability=round(float(pneumonia_probability(probs[None])[0]), 6) if verdict.assessed else None,
             subtype=stated_subtype(probs, self.card.subtype_margin) if decided and three and verdict.assessed else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
@@ -225,7 +226,7 @@ class Predictor:
                     done += 1
                     if progress:
                         progress(done)
-                    yield results.get(id(d)) or Prediction(file=d[0], error=d[3])
+                    yield results.get(id(d)) or Prediction(file=d[0], model_id=self.card.model_id, error=d[3])
 
 
 __all__ = ["Prediction", "Predictor"]

@@ -1,8 +1,10 @@
 """The model registry: a folder of model folders plus a pointer to the active one.
 
-Two folders are read: the shipped models (`CXR_REGISTRY`, default assets/models in the checkout, never written
+Three folders are read: the shipped models (`CXR_REGISTRY`, default assets/models in the checkout, never written
 by the app) and the user's own ($CXR_HOME/models), where the Training page and `python -m train` register and
-where "Make active" writes its pointer. A Registry given one explicit root reads and writes that root only
+where `python -m train --activate` writes its pointer, and this workstation's copies of the models kept in the
+case database ($CXR_HOME/site-models, unpacked by cxr_core.site.models, which also owns the site's governed
+active model: that choice, when made, outranks the pointers here). A Registry given one explicit root reads and writes that root only
 (`python -m train --registry assets/models` is how the shipped model is made).
 
     <root>/<model_id>/   a model folder (cxr_core.model.folder.ModelFolder owns its layout); the folder's name is
@@ -69,18 +71,20 @@ class Registry:
     _load_lock = threading.Lock()
 
     def __init__(self, root: str | Path | None = None, user_root: str | Path | None = None):
+        self.site_root: Path | None = None  # models unpacked from the case database (cxr_core.site.models)
         if root is not None:
             self.root, self.user_root = Path(root), Path(user_root) if user_root is not None else None
         else:
             from ..settings import current
 
             self.root, self.user_root = default_registry_root(), current().user_models
+            self.site_root = current().site_models
         self.write_root = self.user_root or self.root  # where register and activate write
 
     # ---- reading
     def list(self) -> list[ModelEntry]:
         entries: dict[str, ModelEntry] = {}
-        for root in (self.root, self.user_root):
+        for root in (self.root, self.user_root, self.site_root):
             if root is None or not root.is_dir():
                 continue
             for folder in sorted(root.iterdir()):

@@ -1,0 +1,144 @@
+"""Site adaptation, measured on simulated sites (no other hospital's films are here).
+
+A site: the model's held-out training patients (its card's validation split, never trained on) rendered by
+another X-ray unit, i.e. every shift of the realistic acquisition family (cxr_core.validation.shifts: soft
+exposure, scatter glare, detector unsharpness, tone curve, annotations) at one severity. Each site's patients
+are split in two halves (patient-grouped); `train.site.adapt` adapts the model on N films per class drawn from
+one half (patients whole), and both the parent and the adapted model are scored on the other half, which the
+adaptation never saw: AUC, and the highest specificity at sensitivity >= 0.95 (an oracle threshold, as a
+ranking figure), and each at its own threshold. The wall time of each adaptation is reported.
+
+    python bench/site_adaptation.py [--model DIR_OR_ID] [--severities 1,2,3] [--per-class 25,50,100,150] [--save]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import SHARED_TRAIN, emit, use_temporary_home  # noqa: E402
+
+
+def spec_at_sensitivity(y: np.ndarray, p: np.ndarray, target: float = 0.95) -> float:
+    from cxr_core.validation.metrics import _skm
+
+    fpr, tpr, _ = _skm().roc_curve(y, p)
+    ok = tpr >= target
+    return float(1 - fpr[ok].min()) if ok.any() else 0.0
+
+
+def render_site(records: list, severity: int) -> list[tuple[str, bytes, object]]:
+    """(Kaggle name, PNG bytes, record) of each film under the whole acquisition family at `severity`."""
+    from cxr_core.inputs.imaging import load_image
+    from cxr_core.validation.shifts import ACQUISITION, SHIFTS, image_rng
+
+    out = []
+    for i, r in enumerate(records):
+        gray = load_image(r.path).pixels
+        for name in ACQUISITION:
+            gray = SHIFTS[name](gray, severity, image_rng(name, severity, i))
+        ok, png = cv2.imencode(".png", (np.clip(gray, 0, 1) * 255).round().astype(np.uint8))
+        out.append((f"{r.path.parent.name}/{r.path.name.rsplit('.', 1)[0]}.png", png.tobytes(), r))
+    return out
+
+
+def halves(records: list, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = np.array([r.label for r in records])
+    g = np.array([r.patient for r in records])
+    a, b = next(StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, g))
+    return a, b
+
+
+def draw(records: list, idx: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Whole patients of `idx`, shuffled, until each binary class has `per_class` films (or none are left)."""
+    rng = np.random.default_rng(seed)
+    patients = sorted({records[i].patient for i in idx})
+    rng.shuffle(patients)
+    by_patient: dict[str, list[int]] = {}
+    for i in idx:
+        by_patient.setdefault(records[i].patient, []).append(int(i))
+    chosen, counts = [], [0, 0]
+    for p in patients:
+        films = by_patient[p]
+        cls = records[films[0]].binary
+        if counts[cls] >= per_class:
+            continue
+        chosen += films
+        counts[cls] += len(films)
+    return np.array(chosen)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="the parent: a model folder or id (default: the active model)")
+    ap.add_argument("--severities", default="1,2,3")
+    ap.add_argument("--per-class", default="25,50,100,150")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if not SHARED_TRAIN.is_dir():
+        raise SystemExit(f"The training data is not at {SHARED_TRAIN}: this bench needs it.")
+    use_temporary_home("cxr-bench-site-")
+    from cxr_core.cli import resolve_model_dir
+    from cxr_core.model.predict import Predictor
+    from cxr_core.safety.guards import held_out_split
+    from cxr_core.site.data import SiteFilm
+    from cxr_core.validation.dataset import parse_name
+    from cxr_core.validation.metrics import binary_at_threshold, safe_auc
+    from train.site import adapt
+
+    parent_dir = resolve_model_dir(args.model)
+    parent = Predictor(parent_dir)
+    _, held = held_out_split(parent_dir)
+    emit("parent", parent.card.model_id)
+    emit("held_out_patients_films", f"{len(held)} films of {len({r.patient for r in held})} patients")
+    first, second = halves(held, args.seed)
+    emit("sites", "the held-out films under every acquisition shift at one severity; adapt on half A, score half B")
+    times = []
+    for severity in [int(s) for s in args.severities.split(",")]:
+        site = render_site(held, severity)
+        test_bytes = [(name, data) for name, data, _ in (site[i] for i in second)]
+        yb = np.array([held[i].binary for i in second])
+
+        def score(predictor: Predictor) -> np.ndarray:
+            preds = list(predictor.predict_many(test_bytes, batch_size=32))
+            return np.array([p.raw_pneumonia_probability for p in preds])
+
+        p_parent = score(parent)
+        at_parent = binary_at_threshold(yb, p_parent, parent.card.threshold)
+        emit(f"site_severity{severity}_parent",
+             f"n={len(yb)} AUC {safe_auc(yb, p_parent):.3f} spec@sens>=0.95 {spec_at_sensitivity(yb, p_parent):.3f} "
+             f"at own threshold: sens {at_parent['sensitivity']:.3f} spec {at_parent['specificity']:.3f} "
+             f"acc {at_parent['accuracy']:.3f}")
+        for per_class in [int(n) for n in args.per_class.split(",")]:
+            idx = draw(held, first, per_class, args.seed)
+            films = []
+            for i in idx:
+                name, data, r = site[i]
+                folder, file = name.split("/")
+                parsed = parse_name(folder, file)
+                films.append(SiteFilm(data, r.binary, r.label, "name-" + parsed[1], True))
+            t0 = time.time()
+            result = adapt(parent_dir, films, "bench", "folder", seed=args.seed,
+                           min_per_class=min(25, per_class))
+            seconds = time.time() - t0
+            times.append(seconds)
+            adapted = Predictor(result["model_dir"])
+            p_adapted = score(adapted)
+            at = binary_at_threshold(yb, p_adapted, adapted.card.threshold)
+            emit(f"site_severity{severity}_adapted_{per_class}_per_class",
+                 f"films {len(films)} AUC {safe_auc(yb, p_adapted):.3f} spec@sens>=0.95 "
+                 f"{spec_at_sensitivity(yb, p_adapted):.3f} at own threshold: sens {at['sensitivity']:.3f} spec "
+                 f"{at['specificity']:.3f} acc {at['accuracy']:.3f}; local-validation gate "
+                 f"{'passed' if result['passed_gate'] else 'refused'}; {seconds:.0f} s")
+    emit("adaptation_wall_time_s", f"{np.mean(times):.1f} mean, {np.max(times):.1f} max (2 CPU cores)")
+
+
+if __name__ == "__main__":
+    main()
