@@ -6,7 +6,7 @@ held-out patients, and keep it in the case database as a new model (not active).
     temperature, threshold (the parent's policy), guards, card --> the case database
 
 Training follows the parent's recipe where it applies: its augmentation, its label smoothing, class weights; with
-BatchNorm statistics kept (a few hundred films cannot re-estimate them; measured: no gain). Films with 3-class truth
+BatchNorm statistics kept as the parent's (a few hundred films are too few to re-estimate them). Films with 3-class truth
 train with the 3-class loss; pneumonia films without a subtype with a binary loss on P(pneumonia) = 1 - P(NORMAL).
 The epoch is chosen on the local-validation films, so their figures are slightly optimistic: the card says so.
 A GPU is used when TensorFlow sees one. Fixed seed: the same films, parent and seed give the same model.
