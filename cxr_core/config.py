@@ -226,6 +226,10 @@ def apply_budget(config: TrainConfig, budget: str) -> TrainConfig:
     if budget not in config.budgets:
         raise ConfigError(f"Budget {budget!r} is not defined in this config; defined: {sorted(config.budgets) or 'none'}.")
     flat = _flatten(config.budgets[budget])
+    gate = flat.get("train.min_val_auc_to_register")
+    if gate is not None and float(gate) < config.train.min_val_auc_to_register:
+        raise ConfigError(f"Budget {budget!r} lowers the validation gate ({gate} < "
+                          f"{config.train.min_val_auc_to_register}): no budget may; a reduced run is an experiment.")
     # A reduced run gets its own name, so it never registers under the full recipe's name.
     return apply_overrides(config, {"name": f"{config.name}-{budget}", **flat})
 
