@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
-from cxr_app.state import case_store, registry, sidebar_model_panel
+from cxr_app.site_ui import activation_panel, adaptation_section
+from cxr_app.state import case_store, reader_name, registry, sidebar_model_panel
 from cxr_core.config import BACKBONES, BALANCING
 from cxr_core.errors import CXRError
 from train import launcher
@@ -15,7 +16,9 @@ from train.pipeline import default_runs_dir, training_in_progress
 RUNS_DIR = default_runs_dir()
 
 st.title("Training")
-sidebar_model_panel(case_store())
+store = case_store()
+entry = sidebar_model_panel(store)
+reader = reader_name()
 configs = launcher.list_configs()
 if not configs:
     st.error("No configs found under train/configs/.")
@@ -56,7 +59,6 @@ with st.form("config_form"):
         "train.class_weights": c3.checkbox("Class weights", base.train.class_weights),
         "data.root": c4.text_input("Training data folder", base.data.root),
     }
-    activate = st.checkbox("Make the model active when it finishes and passes its validation gate", value=False)
     st.caption(f"Models trained here are registered in your own folder, `{registry().write_root}`; one below its "
                "validation gate is kept as an experiment, hidden from the model picker.")
     minutes = launcher.estimate_minutes(base, launcher.list_runs(RUNS_DIR))
@@ -71,7 +73,7 @@ elif submitted:
     try:
         overrides = launcher.changed_fields(base, form)
         run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().write_root,
-                                 activate=activate, budget=budget)
+                                 activate=False, budget=budget)
         st.session_state["followed_run"] = str(run_dir)
         st.success(f"Started {run_dir.name}" + (f" with {overrides}" if overrides else ""))
     except CXRError as exc:
@@ -142,21 +144,18 @@ def run_history() -> None:
                      "val AUC": m.get("val_auc"), "val accuracy": m.get("val_binary_accuracy"),
                      "val 3-class acc.": m.get("val_3class_accuracy"), "command": r.config.get("command")})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    finished = [r.status.get("model_id") for r in runs if r.state == "finished" and r.status.get("model_id")
-                and r.status.get("passed_gate", True)]  # a model below its gate is an experiment, never active
-    if finished:
-        c1, c2 = st.columns([3, 1])
-        target = c1.selectbox("Finished model", finished)
-        confirmed = st.checkbox(f"I confirm: every user of this server will get {target} by default",
-                                key="confirm_activate")
-        if c2.button("Make active", icon=":material/check_circle:", disabled=not confirmed):
-            try:
-                registry().activate(target)
-                st.success(f"{target} is now the active model.")
-            except CXRError as exc:
-                st.error(str(exc))
+    finished = [r.status.get("model_id") for r in runs if r.state == "finished" and r.status.get("model_id")]
+    entries = [e for e in registry().list() if e.model_id in finished]
+    if entries:
+        st.markdown("**The site's model.** A finished model becomes every user's default only through this "
+                    "governed change: a named reader, a confirmation, the gate (a reduced-budget run never passes), "
+                    "the audit trail; revertible.")
+        activation_panel(store, entries, reader, key="trained")
     if training_in_progress(RUNS_DIR):
         st.caption(f"A run is in progress ({time.strftime('%H:%M:%S')}); starting another is refused until it ends.")
 
 
 run_history()
+
+st.divider()
+adaptation_section(store, entry, reader)

@@ -6,6 +6,7 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 
 import streamlit as st
 
+from cxr_app.site_ui import provenance
 from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_app.viewer_ui import Display, csv_bytes, prediction_panel, results_table
 from cxr_core.cases.analyse import keep_case
@@ -42,6 +43,7 @@ if entry is None:
     st.stop()
 predictor = predictor_for(entry)
 point = point_in_use(entry, store)  # resolved for this rerun only; the shared predictor never changes
+st.caption(f"Answered by `{entry.model_id}`. " + (provenance(entry) or ""))
 if message := st.session_state.pop("review_message", None):
     st.success(message, icon=":material/check:")
 

@@ -10,6 +10,7 @@ from cxr_core.errors import CXRError
 from cxr_core.model.registry import ModelEntry, Registry
 
 SESSION_MODEL = "model_id"
+SITE_MARK = " (the site's model)"
 
 
 def registry() -> Registry:
@@ -101,8 +102,9 @@ def point_in_use(entry: ModelEntry, store):
     return point
 
 
-def current_entry() -> ModelEntry | None:
-    """This session's model: the one picked in the sidebar, else the registry's active model."""
+def current_entry(store=None) -> ModelEntry | None:
+    """This session's model: the one picked in the sidebar, else the site's model (its governed choice, read on
+    every rerun so a change on any workstation applies at once; else the registry's default)."""
     reg = registry()
     chosen = st.session_state.get(SESSION_MODEL)
     if chosen:
@@ -110,9 +112,16 @@ def current_entry() -> ModelEntry | None:
             return reg.get(chosen)
         except CXRError:
             st.session_state.pop(SESSION_MODEL, None)
+    return site_entry(store, reg)
+
+
+def site_entry(store, reg: Registry) -> ModelEntry | None:
+    """The site's model for every user (None, said on the page, where it cannot be had)."""
+    from cxr_core.site.models import active_entry
+
     try:
-        return reg.active()
-    except CXRError as exc:  # a damaged ACTIVE pointer: say so, and let the user pick a model
+        return active_entry(store, reg)
+    except CXRError as exc:  # a damaged pointer or stored model: say so, and let the user pick a model
         st.error(str(exc), icon=":material/error:")
         return None
 
@@ -120,14 +129,21 @@ def current_entry() -> ModelEntry | None:
 def sidebar_model_panel(store=None) -> ModelEntry | None:
     """The model in use, always visible: name, version, a switcher; the site's own figures first where it has
     a local evaluation (else a pointer to local validation), then the internal figures, labelled as such."""
+    from cxr_app.site_ui import provenance
+    from cxr_core.site.models import sync
+
     reg = registry()
+    try:
+        sync(store)  # the models kept in the case database, unpacked here once
+    except CXRError as exc:
+        st.sidebar.error(str(exc), icon=":material/error:")
     entries = reg.list()
     with st.sidebar:
         st.markdown("### Model in use")
         if not entries:
             st.warning(f"No model is registered in `{reg.root}`. Train one on the Training page or with `python -m train`.")
             return None
-        current = current_entry()
+        current = current_entry(store)
         experimental = st.checkbox("Show experimental models", key="show_experimental",
                                    help="Models below their validation gate: for research, never for patients.")
         entries = [e for e in entries if e.passed_gate or experimental or (current and e.model_id == current.model_id)]
@@ -136,12 +152,18 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
             return None
         ids = [e.model_id for e in entries]
         index = ids.index(current.model_id) if current and current.model_id in ids else 0
-        active = current.model_id if current and current.model_id == _active_or_none(reg) else None
+        site_model = site_entry(store, reg)
+        active = site_model.model_id if site_model else None
         picked = st.selectbox("Model", ids, index=index, key="model_picker",
-                              format_func=lambda i: f"{reg.get(i).display_name}{' (active)' if i == active else ''}")
+                              format_func=lambda i: reg.get(i).display_name + (SITE_MARK if i == active else ""))
         st.session_state[SESSION_MODEL] = picked
         entry = reg.get(picked)
         st.caption(f"`{entry.model_id}`")
+        if active and picked != active:
+            st.warning(f"Not the site's model (`{active}`): for comparison in this session only.",
+                       icon=":material/compare_arrows:")
+        if line := provenance(entry):
+            st.caption(line)
         if not entry.passed_gate:
             st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
         _local_figures(entry, store)
@@ -210,13 +232,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _active_or_none(reg: Registry) -> str | None:
-    try:
-        return reg.active_id()
-    except CXRError:
-        return None
 
 
 def data_dir_default() -> str:

@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--model", help="the parent: " + MODEL_HELP)
     sa.add_argument("--seed", type=int, default=0, help="the split's and the training's seed (default 0)")
     sa.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    sa.add_argument("--work-dir", help="the adaptation's folder (default: a new one under $CXR_HOME/site-runs)")
     sa.set_defaults(func=cmd_site_model_adapt)
     sv = smsub.add_parser("activate", help="make a site-adapted (or any) model the site's active one (governed)")
     sv.add_argument("model_id")
@@ -557,7 +558,7 @@ def cmd_site_model_adapt(args: argparse.Namespace) -> int:
     if not args.reader.strip():
         raise CXRError("Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
     result = adapt_from_cli(resolve_model_dir(args.model), args.data_dir, args.from_reviews, args.reader,
-                            args.seed, quiet=args.json)
+                            args.seed, quiet=args.json, work_dir=Path(args.work_dir) if args.work_dir else None)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -171,3 +171,58 @@ def test_training_page_keeps_the_config_and_budget_in_the_url(app_env):
     reloaded.run()
     reloaded.switch_page("app_pages/training.py").run()
     assert next(s for s in reloaded.selectbox if s.label == "Budget").value == "tiny"
+
+
+def _named(at: AppTest, name: str = "Dr App") -> AppTest:
+    at.sidebar.text_input(key="reader_input").set_value(name).run()
+    return at
+
+
+def test_the_site_model_is_changed_only_by_a_named_reader_past_the_gate(app_env, tmp_path, monkeypatch):
+    """The Training page's governed activation: the tiny model (below 0.90) is never offered; a copy whose card
+    passes is, needs the reader and the confirmation, and then is every new session's default, audited."""
+    import shutil
+
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.model.folder import ModelFolder
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(app_env.root, shipped)
+    good = shipped / "good-model"
+    shutil.copytree(app_env.active().path, good)
+    ModelFolder(good).write_card(ModelFolder(good).card().with_fields(
+        model_id="good-model", validation_gate={"min_val_auc": 0.9, "auc": 0.95, "passed": True}))
+    monkeypatch.setenv("CXR_REGISTRY", str(shipped))
+    from cxr_app.site_ui import activation_panel  # noqa: F401  (the panel under test)
+
+    at = _run()
+    at.switch_page("app_pages/training.py").run()
+    assert not at.exception
+    # the runs table lists no finished run here: drive the panel the adaptation comparison also uses
+    from cxr_core.site.models import activation_refusals
+    from cxr_core.settings import current
+
+    low = ModelFolder(good).card().with_fields(validation_gate={"min_val_auc": 0.0, "auc": 0.6, "passed": True})
+    assert activation_refusals(low, current().site_policy)  # a low-AUC run is refused whatever its own gate said
+    assert not activation_refusals(ModelFolder(good).card(), current().site_policy)
+    store = CaseStore.open()
+    from cxr_core.model.registry import Registry
+    from cxr_core.site.models import activate_model
+
+    with pytest.raises(Exception, match="name of the reader"):
+        activate_model(store, Registry(), "good-model", " ", current().site_policy)
+    activate_model(store, Registry(), "good-model", "Dr App", current().site_policy)
+    fresh = _run()  # a new browser session defaults to the site's model
+    picker = next(s for s in fresh.sidebar.selectbox if s.label == "Model")
+    assert picker.value == "good-model"
+    assert any(e["action"] == "model-activate" and e["actor"] == "Dr App" for e in store.audit())
+
+
+def test_adapt_to_this_site_checks_the_folder_before_starting(app_env, tmp_path):
+    at = _named(_run("app_pages/training.py"))
+    assert any("Adapt to this site" in h.value for h in at.subheader)
+    at.text_input(key="adapt_folder").set_value(str(tmp_path / "nowhere")).run()
+    next(b for b in at.button if b.label == "Start the adaptation").click().run()
+    assert not at.exception
+    assert any("is not a labelled folder" in e.value for e in at.error)
+    assert not any("Started" in s.value for s in at.success)

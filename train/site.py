@@ -55,6 +55,8 @@ class AdaptConfig:
 
 
 Progress = Callable[[dict[str, Any]], None]
+SITE_RUNS = "site-runs"  # under $CXR_HOME: one folder per adaptation (status.json, history.csv, log.txt, the model)
+STATUS = "status.json"
 
 
 def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int = 0,
@@ -65,15 +67,37 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     started = time.time()
     settings = current()
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
+    work_dir = Path(work_dir or settings.home / SITE_RUNS / time.strftime("%Y%m%d-%H%M%S"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    status: dict[str, Any] = {"state": "checking the films", "started": started, "reader": reader.strip(),
+                              "source": source}
+    write_json_atomic(work_dir / STATUS, status)
+    try:
+        return _adapt(parent_dir, films, reader, source, seed, config, store, work_dir, progress, command,
+                      min_per_class, status)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, CXRError) else f"The adaptation stopped ({type(exc).__name__})."
+        write_json_atomic(work_dir / STATUS, {**status, "state": "failed", "message": message})
+        raise
+
+
+def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int, config: AdaptConfig,
+           store: CaseStore | None, work_dir: Path, progress: Progress | None, command: str, min_per_class: int,
+           status: dict[str, Any]) -> dict[str, Any]:
+    started, settings = status["started"], current()
     parent = Predictor(parent_dir)
     screened = screen(films, parent, min_per_class)
     tune, val = split(screened, seed)
-    work_dir = Path(work_dir or settings.home / "site-runs" / time.strftime("%Y%m%d-%H%M%S"))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    status = {"state": "training", "started": started, "counts": screened.counts}
-    write_json_atomic(work_dir / "status.json", status)
+    status.update(state="training", counts=screened.counts, parent_model_id=parent.card.model_id)
+    write_json_atomic(work_dir / STATUS, status)
 
-    model, history = fine_tune(parent, screened.x, screened.films, tune, val, config, seed, work_dir, progress)
+    def on_epoch(row: dict[str, Any]) -> None:
+        write_json_atomic(work_dir / STATUS, {**status, "epoch": row["step"], "epochs": row["steps"],
+                                              "val_auc": row["val_auc"]})
+        if progress:
+            progress(row)
+
+    model, history = fine_tune(parent, screened.x, screened.films, tune, val, config, seed, work_dir, on_epoch)
     yb = screened.binary
     logits_val = _logits(model, screened.x[val])
     y3_val = np.array([f.label3 if f.label3 is not None else -1 for f in (screened.films[i] for i in val)])
@@ -138,19 +162,59 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
               "passed_gate": not refusals, "gate_refusals": refusals, "warnings": screened.warnings,
               "time_s": round(time.time() - started, 1), "stored": store is not None,
               "model_dir": str(unpack(store, model_id) if store is not None else folder.path)}
-    write_json_atomic(work_dir / "status.json", {**status, "state": "finished", "result": result})
+    write_json_atomic(work_dir / STATUS, {**status, "state": "finished", "result": result})
     return result
 
 
 def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, reader: str, seed: int,
-                   quiet: bool = False) -> dict[str, Any]:
+                   quiet: bool = False, work_dir: Path | None = None) -> dict[str, Any]:
     """`python -m cxr_core site-model adapt`: the source, a progress bar on stderr, the case database."""
     store = CaseStore.open()
     films = films_from_reviews(store) if from_reviews else films_from_folder(data_dir or "")
     command = "python -m cxr_core site-model adapt " + ("--from-reviews" if from_reviews else "DATA_DIR") + \
               f" --reader NAME --seed {seed}"
     return adapt(parent_dir, films, reader, "reviews" if from_reviews else "folder", seed, store=store,
-                 progress=None if quiet else _bar, command=command)
+                 work_dir=work_dir, progress=None if quiet else _bar, command=command)
+
+
+def start(parent_model_id: str, data_dir: str | None, from_reviews: bool, reader: str, seed: int = 0) -> Path:
+    """The Training page's "Adapt to this site": the same command in its own process (it survives a page reload);
+    its folder, which `site_runs` reads. Cheap checks first, so a bad folder or no reader never looks started."""
+    import subprocess
+
+    from cxr_core.settings import PROJECT_ROOT
+
+    if not reader.strip():
+        raise CXRError("Site adaptation needs the reader's name (the sidebar's box).")
+    if not from_reviews:
+        root = Path(data_dir or "").expanduser()
+        if not (root / "NORMAL").is_dir() or not (root / "PNEUMONIA").is_dir():
+            raise CXRError(f"{str(data_dir)!r} is not a labelled folder: it needs NORMAL/ and PNEUMONIA/ subfolders.")
+        data_dir = str(root.resolve())
+    work = current().home / SITE_RUNS / time.strftime("%Y%m%d-%H%M%S")
+    work.mkdir(parents=True, exist_ok=False)
+    write_json_atomic(work / STATUS, {"state": "starting", "started": time.time(), "reader": reader.strip(),
+                                      "source": "reviews" if from_reviews else "folder"})
+    cmd = [sys.executable, "-m", "cxr_core", "site-model", "adapt", *(["--from-reviews"] if from_reviews else
+                                                                      [data_dir]),
+           "--reader", reader.strip(), "--model", parent_model_id, "--seed", str(seed), "--json",
+           "--work-dir", str(work)]
+    with open(work / "log.txt", "wb") as log:
+        subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
+                         start_new_session=True)
+    return work
+
+
+def site_runs() -> list[tuple[Path, dict[str, Any]]]:
+    """Every adaptation's folder and status, newest first."""
+    root = current().home / SITE_RUNS
+    runs = []
+    for folder in sorted(root.glob("*/"), reverse=True) if root.is_dir() else []:
+        try:
+            runs.append((folder, json.loads((folder / STATUS).read_text())))
+        except (OSError, ValueError):
+            continue
+    return runs
 
 
 def _bar(row: dict[str, Any]) -> None:
@@ -324,4 +388,4 @@ def _short_hash(films_manifest: list[dict[str, Any]], seed: int, config: AdaptCo
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-__all__ = ["AdaptConfig", "adapt", "adapt_from_cli", "fine_tune"]
+__all__ = ["AdaptConfig", "adapt", "adapt_from_cli", "fine_tune", "site_runs", "start"]

@@ -31,7 +31,7 @@ def model_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: float, draws:
             "threshold": float(threshold), "sensitivity": ev["sensitivity"], "sensitivity_ci95": ev["sensitivity_ci95"],
             "specificity": ev["specificity"], "specificity_ci95": ev["specificity_ci95"],
             "accuracy": float(np.mean((p >= threshold).astype(int) == y_binary)),
-            "roc": {"fpr": roc["fpr"], "tpr": roc["tpr"]}}
+            "roc": roc}
 
 
 def compare(y_binary: np.ndarray, p_parent: np.ndarray, parent_threshold: float, p_adapted: np.ndarray,
