@@ -229,6 +229,114 @@ def test_the_sr_pm_and_sc_pass_the_standards_own_validators(tiny_data, env, tmp_
         assert '<contains NUM:(122157,DCM,"Probability")=' in tree and '(111001,DCM,"Algorithm Name")' in tree
 
 
+def _chosen(label: str | None, subtype: str | None = None, three_class: bool = True, shape=(60, 40),
+            heatmap=None, warnings=(), reasons=()):
+    """A prediction whose every answer the test chooses (the model is not asked)."""
+    import numpy as np
+
+    from cxr_core.inputs.imaging import LoadedImage
+    from cxr_core.model.predict import Prediction
+
+    assessed = label is not None
+    probs = {"NORMAL": 0.3, "BACTERIAL": 0.45 if three_class else None, "VIRAL": 0.25 if three_class else None}
+    return Prediction(file="x", label=label, pneumonia_probability=0.7 if assessed else None, subtype=subtype,
+                      class_probabilities=probs, threshold=0.6, threshold_source="model", warnings=list(warnings),
+                      assessed=assessed, not_assessed_reasons=list(reasons),
+                      heatmap=(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8) if heatmap is None else heatmap)
+                      if assessed else None,
+                      image=LoadedImage(np.zeros(shape, np.float32), "DICOM"))
+
+
+@pytest.mark.parametrize("label, subtype, three_class, finding, etiology", [
+    ("NORMAL", None, True, ABSENT, None),
+    ("PNEUMONIA", "BACTERIAL", True, PRESENT, CAUSES["BACTERIAL"]),
+    ("PNEUMONIA", "VIRAL", True, PRESENT, CAUSES["VIRAL"]),
+    ("PNEUMONIA", "UNCERTAIN", True, PRESENT, UNDETERMINED),  # a margin below the model's: said, not guessed
+    ("PNEUMONIA", None, False, PRESENT, None),  # a 2-class model states no subtype and has no subtype probabilities
+    (None, None, True, UNDETERMINED, None),  # not assessed: no probability, no map, the reasons
+])
+def test_every_decision_path_has_its_standard_codes(tiny_model_dir, tmp_path, label, subtype, three_class, finding, etiology):
+    import numpy as np
+
+    from cxr_core.dicom.results import kind, result_objects, to_bytes
+    from cxr_core.model.folder import ModelFolder
+
+    card = ModelFolder(tiny_model_dir).card()
+    data = inputs.dicom(array=np.full((60, 40), 900, np.uint16))
+    pred = _chosen(label, subtype, three_class, warnings=["Unusual exposure: check the result."],
+                   reasons=[] if label else ["CT is outside the intended use (projection radiographs only)."])
+    objects = result_objects(data, pred, card)
+    assert [kind(o) for o in objects] == (["SR", "PM", "SC"] if label else ["SR"])
+    sr = pydicom.dcmread(io.BytesIO(to_bytes(objects[0])))
+    pneumonia = _group(sr, PNEUMONIA)
+    assert [_code(i.ConceptCodeSequence) for i in _items(pneumonia, PNEUMONIA)] == [finding]
+    assert [_code(i.ConceptCodeSequence) for i in _items(pneumonia, ETIOLOGY)] == ([etiology] if etiology else [])
+    probabilities = [float(i.MeasuredValueSequence[0].NumericValue) for i in _items(sr, PROBABILITY)]
+    assert probabilities == ([0.7, 0.45, 0.25] if label and three_class else [0.7] if label else [])
+    assert [i.TextValue for i in _items(pneumonia, ("WARNING", "99CXRAI"))] == pred.warnings
+    assert [i.TextValue for i in _items(pneumonia, ("NOT_ASSESSED", "99CXRAI"))] == pred.not_assessed_reasons
+    if shutil.which("dciodvfy"):
+        for obj in objects:
+            (tmp_path / "obj.dcm").write_bytes(to_bytes(obj))
+            assert not [x for x in _dciodvfy(tmp_path / "obj.dcm") if x.startswith("Error")], kind(obj)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_map_holds_the_heatmap_on_the_sources_pixel_grid(tiny_model_dir, padded):
+    """The map is the source's size and its values are the model's heatmap there: a hot band in the middle of the
+    model's input lands in the middle of the source; where the model saw the film padded to a square, the padding
+    is cut away, so the band fills the film's width."""
+    import dataclasses
+
+    import numpy as np
+
+    from cxr_core.dicom.results import heatmap_pm, read_source
+    from cxr_core.model.folder import ModelFolder
+
+    card = ModelFolder(tiny_model_dir).card()
+    card = dataclasses.replace(card, input={**card.input, "pad_to_square": padded})
+    heat = np.zeros((30, 30), np.float32)
+    heat[:, 5:25] = 1.0  # the film's columns when a 300 x 200 film is padded to 300 x 300
+    pm = heatmap_pm(read_source(inputs.dicom(array=np.full((300, 200), 900, np.uint16))),
+                    _chosen("PNEUMONIA", "VIRAL", heatmap=heat), card)
+    values = pydicom.dcmread(io.BytesIO(_bytes(pm))).pixel_array
+    assert values.shape == (300, 200) and values.dtype == np.float32
+    centre = values[:, 90:110]
+    assert np.all(centre == 1.0)
+    assert (values[:, :5].max() > 0.5) == padded  # unpadded, the band's cold edges squeeze onto the film
+    assert pm.ContentDescription == "PNEUMONIA: P(pneumonia) 0.700, threshold 0.600 (model)"
+
+
+def _bytes(ds) -> bytes:
+    from cxr_core.dicom.results import to_bytes
+
+    return to_bytes(ds)
+
+
+def test_result_uids_stay_the_same_for_one_image_one_model_and_one_kind(tiny_model_dir):
+    """Re-analysis replaces instead of duplicating: the same source and model give the same Series and SOP
+    Instance UIDs (and the map the same frame of reference); another model, or another image, gets its own."""
+    import dataclasses
+
+    import numpy as np
+
+    from cxr_core.dicom.results import result_objects
+    from cxr_core.model.folder import ModelFolder
+
+    card = ModelFolder(tiny_model_dir).card()
+    data, other = (inputs.dicom(array=np.full((60, 40), 900, np.uint16)) for _ in range(2))
+
+    def uids(source, c):
+        objects = result_objects(source, _chosen("PNEUMONIA", "BACTERIAL"), c)
+        return [(o.SeriesInstanceUID, o.SOPInstanceUID) for o in objects] + [objects[1].FrameOfReferenceUID]
+
+    first = uids(data, card)
+    assert uids(data, card) == first
+    assert len({u for pair in first[:3] for u in pair}) == 6
+    assert not set(first[:3]) & set(uids(data, dataclasses.replace(card, model_id="another-model"))[:3])
+    assert not set(first) & set(uids(other, card))
+
+
 @pytest.mark.parametrize("name, data, message", [("photo.jpg", inputs.jpeg_gray(), "not DICOM"),
                                                  ("broken.dcm", b"DICM" * 10, "broken.dcm")])
 def test_export_dicom_refuses_what_it_cannot_place_in_a_study(env, tmp_path, name, data, message):
