@@ -255,7 +255,8 @@ def _chosen(label: str | None, subtype: str | None = None, three_class: bool = T
     ("PNEUMONIA", None, False, PRESENT, None),  # a 2-class model states no subtype and has no subtype probabilities
     (None, None, True, UNDETERMINED, None),  # not assessed: no probability, no map, the reasons
 ])
-def test_every_decision_path_has_its_standard_codes(tiny_model_dir, tmp_path, label, subtype, three_class, finding, etiology):
+def test_every_decision_path_has_its_standard_codes(tiny_model_dir, tmp_path, label, subtype, three_class, finding,
+                                                   etiology):
     import numpy as np
 
     from cxr_core.dicom.results import kind, result_objects, to_bytes
