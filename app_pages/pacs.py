@@ -1,6 +1,6 @@
 """PACS: list recent projection radiograph studies (the modalities cxr_core.safety.intended_use accepts) on a
-DICOMweb server, analyse one or several (each image becomes a case), and send the DICOM results (SR + Grad-CAM
-secondary capture) back into each study. The same core functions as `python -m cxr_core pacs`."""
+DICOMweb server, analyse one or several (each image becomes a case), and send the DICOM results (SR, Grad-CAM
+parametric map and secondary capture) back into each study. The same core functions as `python -m cxr_core pacs`."""
 
 from datetime import date, timedelta
 
@@ -60,7 +60,7 @@ labels = {s["study_uid"]: f"{s['date'] or '?'} {', '.join(s['modalities'] or [])
                           f"({s['study_uid'][-12:]})" for s in studies}
 chosen = st.multiselect("Studies to analyse", list(labels), format_func=labels.get, key="pacs_chosen")
 c1, c2 = st.columns(2)
-send = c1.toggle("Send the results back into each study (SR + Grad-CAM secondary capture)", value=False, key="pacs_send")
+send = c1.toggle("Send the results back into each study (SR, Grad-CAM map and secondary capture)", value=False, key="pacs_send")
 reanalyse = c2.toggle("Re-analyse images this model already analysed", value=False, key="pacs_reanalyse",
                       help="Off: an image whose result from this model is already in the study is skipped. On: it is "
                            "analysed again, and sent results replace the earlier ones (same UIDs).")

@@ -168,12 +168,13 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, display: Display,
                      source: bytes | None, name: str) -> None:
     """The DICOM results for the PACS (cxr_core.dicom.results), built only when downloaded."""
-    from cxr_core.dicom.results import overlay_sc, read_source, result_sr, to_bytes
+    from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
 
     if source is None:
-        st.caption("DICOM results (SR, secondary capture) need the original file: drop it on the Viewer again.")
+        st.caption("DICOM results (SR, parametric map, secondary capture) need the original file: drop it on the "
+                   "Viewer again.")
         return
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.download_button("DICOM structured report", data=lambda: to_bytes(result_sr(read_source(source), pred, card)),
                        file_name=f"cxr_result_{name}_SR.dcm", mime="application/dicom", key=f"sr_{index}",
                        icon=":material/description:")
@@ -183,3 +184,6 @@ def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, display: Dis
                                pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap), pred,
                                card.model_id)),
                            file_name=f"cxr_result_{name}_SC.dcm", mime="application/dicom")
+        c3.download_button("DICOM Grad-CAM map", key=f"pm_{index}", icon=":material/layers:",
+                           data=lambda: to_bytes(heatmap_pm(read_source(source), pred, card)),
+                           file_name=f"cxr_result_{name}_PM.dcm", mime="application/dicom")

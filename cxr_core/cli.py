@@ -117,10 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--reader", required=True)
     sb.set_defaults(func=cmd_site_model_revert)
 
-    ed = sub.add_parser("export-dicom", help="write the DICOM results of one DICOM image: a structured report "
-                                             "and a Grad-CAM secondary capture, in its study")
+    ed = sub.add_parser("export-dicom", help="write the DICOM results of one DICOM image in its study: a TID 1500 "
+                                             "structured report, a Grad-CAM parametric map and secondary capture")
     ed.add_argument("file", help="a DICOM image (CR / DX)")
-    ed.add_argument("--out", required=True, help="folder for SR-<uid>.dcm and SC-<uid>.dcm")
+    ed.add_argument("--out", required=True, help="folder for SR-<uid>.dcm, PM-<uid>.dcm and SC-<uid>.dcm")
     ed.add_argument("--model", help=MODEL_HELP)
     ed.set_defaults(func=cmd_export_dicom)
 
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_pacs_studies)
     pn = psub.add_parser("analyse", help="retrieve a study, predict each image (stored as cases), print the results")
     pn.add_argument("study_uid")
-    pn.add_argument("--send", action="store_true", help="store each image's SR and secondary capture in the study")
+    pn.add_argument("--send", action="store_true", help="store each image's SR, parametric map and secondary capture in the study")
     pn.add_argument("--json", action="store_true", help="one JSON object per instance (predict's, plus UIDs)")
     pn.add_argument("--reanalyse", action="store_true",
                     help="analyse images this model already analysed; with --send the new results replace the old")
@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("listen", help="a DICOM C-STORE node: analyse each projection radiograph received "
                                        "(the modalities the intended-use rule accepts), store the case, optionally "
-                                       "forward the SR and secondary capture (DICOMweb)")
+                                       "forward the SR, parametric map and secondary capture (DICOMweb)")
     li.add_argument("--port", type=int, default=11112)
     li.add_argument("--aet", default="CXRAI", help="this node's AE title")
     li.add_argument("--address", default="0.0.0.0", help="the interface to listen on (127.0.0.1: this machine only)")

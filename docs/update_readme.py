@@ -1,5 +1,6 @@
 """Regenerate the README's generated sections (so they cannot drift): the shipped model from the active model's
-card, and the case store's figures from bench/results/cases.txt (`python bench/cases.py --save`).
+card, the case store's figures from bench/results/cases.txt (`python bench/cases.py --save`), and the DICOM
+report's tree from docs/dicom/sr_tree.txt (`python docs/sr_tree.py`).
 
     python docs/update_readme.py          # rewrite README.md between the markers
     python docs/update_readme.py --check  # exit 1 if README.md is out of date
@@ -19,6 +20,7 @@ from cxr_core.model.card_markdown import README_END, README_START  # noqa: E402
 
 
 CASES_START, CASES_END = "<!-- case-store-figures:start -->", "<!-- case-store-figures:end -->"
+SR_TREE_START, SR_TREE_END = "<!-- sr-tree:start -->", "<!-- sr-tree:end -->"
 
 
 def shipped_model_section() -> str:
@@ -50,6 +52,11 @@ def case_store_section() -> str:
     return "\n".join(out)
 
 
+def sr_tree_section() -> str:
+    """dsrdump's tree of the example report, as docs/sr_tree.py saved it."""
+    return "```text\n" + (ROOT / "docs" / "dicom" / "sr_tree.txt").read_text() + "```\n"
+
+
 def _replace(readme: str, start: str, end: str, section: str) -> str:
     head, _, rest = readme.partition(start)
     _, found, tail = rest.partition(end)
@@ -60,7 +67,8 @@ def _replace(readme: str, start: str, end: str, section: str) -> str:
 
 def generated_readme(readme: str) -> str:
     readme = _replace(readme, README_START, README_END, shipped_model_section())
-    return _replace(readme, CASES_START, CASES_END, case_store_section())
+    readme = _replace(readme, CASES_START, CASES_END, case_store_section())
+    return _replace(readme, SR_TREE_START, SR_TREE_END, sr_tree_section())
 
 
 def main() -> int:

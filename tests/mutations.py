@@ -82,6 +82,13 @@ MUTATIONS = (
              (("for _name in [k for k in os.environ if _is_user_setting(k)]:", "for _name in []:"),
               ("        monkeypatch.delenv(name)", "        pass")),
              ("tests/test_isolation.py",)),
+    Mutation("the DICOM map ignores the model's padding, off the source's pixels", "cxr_core/dicom/results.py",
+             (("(int(source.Rows), int(source.Columns)), card.preprocess.pad)", "(int(source.Rows), int(source.Columns)))"),),
+             ("tests/test_pacs.py::-k pixel_grid",)),
+    Mutation("the SR states a subtype the margin left uncertain", "cxr_core/dicom/results.py",
+             (("UNDETERMINED if pred.subtype == SUBTYPE_UNCERTAIN else CAUSES[pred.subtype]",
+               "CAUSES.get(pred.subtype, CAUSES['BACTERIAL'])"),),
+             ("tests/test_pacs.py::-k every_decision_path",)),
 )
 
 

@@ -103,6 +103,7 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
     downloads = [b.proto.label for b in at.get("download_button")]
     assert "DICOM structured report" in downloads  # the DICOM input's results for the PACS
+    assert ("DICOM Grad-CAM map" in downloads) == expected.assessed  # the map exists where a heatmap does
     assert "Doe" not in str(at.get("arrow_data_frame")) and "Doe" not in " ".join(t.value for t in at.markdown)
 
 

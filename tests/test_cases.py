@@ -114,13 +114,15 @@ def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_
 @pytest.mark.parametrize("side", ["above", "below"])
 def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store, tiny_model_dir, tiny_data, side):
     """Just above an image's P(pneumonia) the site point reads NORMAL, just below PNEUMONIA: in the JSON, the
-    CSV row, the PDF, the SR finding and the SC's burned-in line alike."""
+    CSV row, the PDF, the SR's finding code, the decision the Parametric Map names and the SC's burned-in line
+    alike; the map's values are the heatmap on the source's grid whatever the decision."""
     import highdicom as hd
     from pydicom import dcmread
+    from pydicom.sr.coding import Code
 
     from cxr_core.dicom.results import CAPTION, captioned, result_line, result_objects
     from cxr_core.reports.export import result_row
-    from cxr_core.model.gradcam import overlay
+    from cxr_core.model.gradcam import on_image, overlay
     from cxr_core.model.operating_point import resolve
     from cxr_core.model.predict import Predictor
     from cxr_core.reports.pdf import build_pdf
@@ -138,22 +140,36 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     assert result_row(pred, 1, "abc", "m", "now")["label"] == expected
     assert f"Model output: {expected}".encode() in pdf_text(build_pdf(pred, overlay(pred.image.pixels, pred.heatmap),
                                                                predictor.card))
-    sr, sc = result_objects(source, pred, predictor.card)
-    items = {i.name.meaning: i for i in hd.sr.srread(_as_file(sr)).content[0].ContentSequence}
-    assert items["Pneumonia"].value.meaning == ("Present" if expected == "PNEUMONIA" else "Absent")
-    assert items["Source of the operating threshold"].value == "the site's operating point"
-    assert items["Operating threshold on the probability of pneumonia"].value == pytest.approx(threshold)
-    for c, v in pred.class_probabilities.items():
-        assert items[f"Probability of class {c}"].value == pytest.approx(v, abs=1e-6)
-    subtype = items.get("Likelier pneumonia subtype")
-    said = {"UNCERTAIN": "uncertain (margin below the model's stated one)"}.get(pred.subtype, pred.subtype)
-    assert (subtype.value if subtype else None) == said and (pred.subtype is None) == (expected == "NORMAL")
+    sr, pm, sc = result_objects(source, pred, predictor.card)
+    pneumonia = Code("233604007", "SCT", "Pneumonia")
+    [group] = hd.sr.srread(_as_file(sr)).content.get_image_measurement_groups(finding_type=pneumonia)
+    [finding] = group.get_qualitative_evaluations(name=pneumonia)
+    assert finding.value.value == ("52101004" if expected == "PNEUMONIA" else "2667000")  # SNOMED CT Present / Absent
+    [threshold_item] = [m for m in group.get_measurements() if m.name.value == "122411"]
+    assert threshold_item.value == pytest.approx(threshold)
+    assert any("the site's operating point" in t for t in _sr_texts(sr, "111002"))  # DCM Algorithm Parameters
+    etiology = [e.value.value for e in group.get_qualitative_evaluations() if e.name.value == "134198009"]
+    assert etiology == {None: [], "UNCERTAIN": ["373068000"], "BACTERIAL": ["409822003"],
+                        "VIRAL": ["49872002"]}[pred.subtype]
+    assert (pred.subtype is None) == (expected == "NORMAL")
+    assert pm.ContentDescription == f"{expected}: P(pneumonia) {p:.3f}, threshold {threshold:.3f} (site)"
+    np.testing.assert_array_equal(dcmread(_as_file(pm)).pixel_array, on_image(pred.heatmap, film.shape))
     line = result_line(pred)
     assert line.startswith(expected) and "site" in line
     plain = overlay(pred.image.pixels, pred.heatmap)
     np.testing.assert_array_equal(dcmread(_as_file(sc)).pixel_array, captioned(plain, (line, *CAPTION)))
     flipped = line.replace(expected, "PNEUMONIA" if expected == "NORMAL" else "NORMAL", 1)
     assert not np.array_equal(captioned(plain, (line, *CAPTION)), captioned(plain, (flipped, *CAPTION)))
+
+
+def _sr_texts(node, code_value: str) -> list[str]:
+    """The TEXT values anywhere in an SR's tree whose concept name has `code_value`."""
+    found = []
+    for item in node.get("ContentSequence", []):
+        if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == code_value:
+            found.append(item.TextValue)
+        found += _sr_texts(item, code_value)
+    return found
 
 
 def _as_file(ds):

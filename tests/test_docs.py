@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from .conftest import PROJECT_ROOT
 
@@ -11,6 +14,21 @@ from .conftest import PROJECT_ROOT
 def test_readme_shipped_model_section_matches_the_active_model_card():
     res = subprocess.run([sys.executable, "docs/update_readme.py", "--check"], cwd=PROJECT_ROOT, capture_output=True,
                          text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_readmes_dicom_report_tree_is_what_the_code_writes():
+    """docs/dicom/sr_tree.txt (shown in the README) is dsrdump's tree of the report the code writes today for its
+    example film: regenerated and compared, the model's measured numbers aside."""
+    import shutil
+
+    from .conftest import shared_data_or_skip
+
+    if not shutil.which("dsrdump"):
+        pytest.skip("dsrdump is not installed (Debian: apt-get install dcmtk)")
+    shared_data_or_skip()
+    res = subprocess.run([sys.executable, "docs/sr_tree.py", "--check"], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert res.returncode == 0, res.stdout + res.stderr
 
 

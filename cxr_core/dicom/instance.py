@@ -1,5 +1,5 @@
 """One received DICOM instance through the product: predict (the intended-use rule included), store the case,
-build the SR and Secondary Capture. Shared by `pacs analyse` (DICOMweb) and `listen` (C-STORE)."""
+build the SR, Parametric Map and Secondary Capture. Shared by `pacs analyse` (DICOMweb) and `listen` (C-STORE)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class AnalysedInstance:
     prediction: Prediction | None = None  # None: skipped (not an image, or our own result)
     skipped: str | None = None
     case_id: int | None = None
-    results: list[Dataset] = field(default_factory=list)  # SR (+ SC) to send back
+    results: list[Dataset] = field(default_factory=list)  # SR (+ PM and SC) to send back
 
     @property
     def status(self) -> str:

@@ -1,8 +1,8 @@
 """`listen`: a DICOM C-STORE SCP (pynetdicom), the way PACS routing rules feed an AI node.
 
 Each received projection radiograph (intended_use.PROJECTION_MODALITIES) is analysed, stored as a case and,
-with a forward URL, its SR and Secondary Capture are sent to that DICOMweb server (STOW-RS). Other modalities are refused with a logged reason and a
-failure status; nothing crashes the node. Associations are served concurrently (one thread each; one
+with a forward URL, its SR, Parametric Map and Secondary Capture are sent to that DICOMweb server (STOW-RS).
+Other modalities are refused with a logged reason and a failure status; nothing crashes the node. Associations are served concurrently (one thread each; one
 prediction at a time). SIGTERM or SIGINT stops it cleanly.
 """
 

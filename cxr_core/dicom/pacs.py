@@ -1,5 +1,6 @@
 """Studies in and results back over DICOMweb (dicomweb-client): QIDO-RS to list projection radiograph studies, WADO-RS to
-retrieve a study's instances, STOW-RS to store the SR and Secondary Capture back into the same study.
+retrieve a study's instances, STOW-RS to store the SR, Parametric Map and Secondary
+Capture back into the same study.
 
 Every failure becomes a CXRError whose message names the server without credentials: unreachable, refused
 credentials, unknown study, empty study. Instances that cannot be analysed are reported, not fatal.
@@ -121,7 +122,7 @@ def find_studies(server: PacsServer, since: date | None = None, limit: int = 200
 def analyse_study(server: PacsServer, study_uid: str, predictor: Any, point: OperatingPoint, send: bool = False,
                   store: Any = None, progress: Callable[[int, int], None] | None = None, actor: str = "unsigned",
                   reanalyse: bool = False) -> Iterator[AnalysedInstance]:
-    """Retrieve a study, analyse each instance at `point` and (with `send`) store its SR and SC back into the
+    """Retrieve a study, analyse each instance at `point` and (with `send`) store its SR, PM and SC back into the
     study. Idempotent: an image whose SR from this model the study already holds is skipped, unless `reanalyse`,
     and then the new results carry the same UIDs and replace the old ones (cxr_core.dicom.results.result_uid).
     Yields one AnalysedInstance per retrieved instance; raises CXRError for an empty or unknown study.

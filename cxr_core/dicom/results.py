@@ -1,19 +1,30 @@
-"""Results out as DICOM, built with highdicom (validated at construction), for the source image's study:
+"""Results out as DICOM, built with highdicom (validated at construction), for the source image's study, as the
+IHE AI Results (AIR) profile sends them:
 
-- a Comprehensive SR with the finding (SNOMED CT 233604007 "Pneumonia": present / absent / undetermined when
-  not assessed), the probabilities, the subtype, the threshold and whose it is, the model and the intended-use
-  disclaimer, and a reference to the source image;
-- a Secondary Capture of the Grad-CAM overlay with a burned-in "research use only" caption (assessed
-  images only: an image outside the intended use gets no heatmap).
+- a **TID 1500 Measurement Report** (Comprehensive SR): the observation context names the model as a device; one
+  measurement group (TID 1501) per finding, each with the algorithm (TID 4019: name, version, parameters), the source
+  image and its finding type: "Pneumonia" with the qualitative evaluation present / absent / undetermined (not
+  assessed, with the reasons), its probability, the operating threshold (its source among the algorithm's
+  parameters) and the etiology (bacteria, virus, or undetermined when the subtype margin is below the model's),
+  then "Bacterial pneumonia" and "Viral pneumonia" with their probabilities; the warnings and the intended use;
+- a **Parametric Map** of the Grad-CAM heatmap (float, on the model's fixed scale, with its real-world value
+  mapping), the source's size and pixel grid, referencing the source image and naming the decision it explains;
+- a **Secondary Capture** of the overlay with the decision and a "research use only" caption burned in, for
+  viewers that show only pictures.
+The map and the capture are made for assessed images only: an image outside the intended use gets no heatmap.
 
-Both get their own Series and SOP Instance UIDs, derived from the source image's SOP Instance UID and the model
-id (`result_uid`): the result of one model on one image has one identity, so sending it again replaces it on the
-PACS instead of adding a duplicate, and `pacs analyse` can tell a study already holds it. The patient and study
-modules are copied from the source.
+Codes are standard (SNOMED CT, DICOM, UCUM) wherever one exists; `PRIVATE_CODES` are the three concepts none
+names, declared in the SR's Coding Scheme Identification Sequence.
+
+Every object gets Series and SOP Instance UIDs derived from the source image's SOP Instance UID, the model id and
+the object's kind (`result_uid`): the result of one model on one image has one identity, so sending it again
+replaces it on the PACS instead of adding a duplicate, and `pacs analyse` can tell a study already holds it. The
+patient and study modules are copied from the source.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 from typing import Any
@@ -24,8 +35,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
+from pydicom.uid import ParametricMapStorage
 
-from .. import CLASSES, INTENDED_USE
+from .. import INTENDED_USE
 from ..model.card import ModelCard
 from ..errors import CXRError
 from ..fileio import write_atomic
@@ -35,28 +47,34 @@ from ..model.operating_point import threshold_wording
 
 MANUFACTURER = "CXR pneumonia assistant (research use only)"
 CAPTION = ("RESEARCH USE ONLY - NOT FOR DIAGNOSIS", "Grad-CAM: regions behind the model's answer")
-SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902  # high numbers keep the AI series after the acquisition's
+# High numbers keep the AI series after the acquisition's.
+SR_SERIES_NUMBER, SC_SERIES_NUMBER, PM_SERIES_NUMBER = 9901, 9902, 9903
 
-_SCHEME = "99CXRAI"  # this product's private coding scheme for concepts no standard code names
-REPORT = Code("18748-4", "LN", "Diagnostic imaging report")
+# Standard codes (PS3.16 and SNOMED CT).
+PROCEDURE = Code("399208008", "SCT", "Plain chest X-ray")
+DEVICE = Code("121007", "DCM", "Device")
 PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
+SUBTYPE_FINDINGS = {"BACTERIAL": Code("53084003", "SCT", "Bacterial pneumonia"),
+                    "VIRAL": Code("75570004", "SCT", "Viral pneumonia")}
 PRESENT, ABSENT, UNDETERMINED = Code("52101004", "SCT", "Present"), Code("2667000", "SCT", "Absent"), \
     Code("373068000", "SCT", "Undetermined")
-SOURCE_IMAGE = Code("121112", "DCM", "Source of Measurement")
-ALGORITHM_NAME, ALGORITHM_VERSION = Code("111001", "DCM", "Algorithm Name"), Code("111003", "DCM", "Algorithm Version")
-MODEL_ID = Code("MODEL_ID", _SCHEME, "Model identifier")
-PROBABILITY = {"PNEUMONIA": Code("P_PNEUMONIA", _SCHEME, "Probability of pneumonia"),
-               **{c: Code(f"P_{c}", _SCHEME, f"Probability of class {c}") for c in CLASSES}}
-SUBTYPE = Code("SUBTYPE", _SCHEME, "Likelier pneumonia subtype")
-THRESHOLD = Code("THRESHOLD", _SCHEME, "Operating threshold on the probability of pneumonia")
-THRESHOLD_SOURCE = Code("THRESHOLD_SOURCE", _SCHEME, "Source of the operating threshold")
-NOT_ASSESSED = Code("NOT_ASSESSED", _SCHEME, "Reason not assessed")
-WARNING = Code("WARNING", _SCHEME, "Warning")
-DISCLAIMER = Code("INTENDED_USE", _SCHEME, "Intended use")
+ETIOLOGY = Code("134198009", "SCT", "Etiology")
+CAUSES = {"BACTERIAL": Code("409822003", "SCT", "Bacteria"), "VIRAL": Code("49872002", "SCT", "Virus")}
+LUNG = Code("39607008", "SCT", "Lung")
+PROBABILITY = Code("122157", "DCM", "Probability")
+THRESHOLD = Code("122411", "DCM", "Threshold Value")
+GRADCAM = Code("130403", "DCM", "Gradient-weighted class activation")
 NO_UNITS = Code("1", "UCUM", "no units")
+# This product's private scheme, for the concepts no standard code names (README, "Connecting to a PACS").
+_SCHEME = "99CXRAI"
+WARNING = Code("WARNING", _SCHEME, "Warning")
+NOT_ASSESSED = Code("NOT_ASSESSED", _SCHEME, "Reason not assessed")
+DISCLAIMER = Code("INTENDED_USE", _SCHEME, "Intended use")
+PRIVATE_CODES = (WARNING, NOT_ASSESSED, DISCLAIMER)
 # Patient and study attributes the results copy from the source; DICOM requires them present, even empty.
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
                  "AccessionNumber", "ReferringPhysicianName")
+KINDS = ("SR", "PM", "SC")  # the result objects, in the order result_objects builds them
 
 
 def read_source(data: bytes | Path | Dataset) -> Dataset:
@@ -81,44 +99,82 @@ def read_source(data: bytes | Path | Dataset) -> Dataset:
 
 
 def result_uid(source_sop_uid: str, model_id: str, what: str) -> str:
-    """The UID of one result object ("SR series", "SR", "SC series", "SC") of `model_id` on one source image:
-    the same inputs always give the same UID (pydicom's generate_uid over them, under its UID root)."""
+    """The UID of one result object ("SR series", "SR", "PM series", "PM", "SC series", "SC") or of an identity
+    inside one ("tracking Pneumonia") of `model_id` on one source image: the same inputs always give the same UID
+    (pydicom's generate_uid over them, under its UID root)."""
     from pydicom.uid import generate_uid
 
     return str(generate_uid(entropy_srcs=[str(source_sop_uid), str(model_id), what]))
 
 
+def device_uid(model_id: str) -> str:
+    """The Device Observer UID of a model: one per model id, in every report it makes."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["device observer", str(model_id)]))
+
+
+def _algorithm(pred: Prediction, card: ModelCard) -> hd.sr.AlgorithmIdentification:
+    """TID 4019: the model's name and version; its id and the operating threshold (with whose it is) as parameters."""
+    return hd.sr.AlgorithmIdentification(
+        name=card.name, version=card.version, manufacturer=MANUFACTURER,
+        parameters=[f"model id: {card.model_id}",
+                    f"operating threshold on the probability of pneumonia: {pred.threshold:.4f} "
+                    f"({threshold_wording(pred.threshold_source)})"])
+
+
+def _group(source: Dataset, pred: Prediction, card: ModelCard, finding: Code, measurements: list[Any],
+           evaluations: list[Any], texts: list[tuple[Code, str]] = (), sites: list[Any] = ()) -> Any:
+    """One TID 1501 measurement group about the whole source image; `texts` are TEXT qualitative evaluations
+    (row 12: a coded question with a text answer), which highdicom's class does not take itself."""
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=result_uid(source.SOPInstanceUID, card.model_id, f"tracking {finding.meaning}"),
+            identifier=f"{finding.meaning} ({card.name})"),
+        finding_type=finding, algorithm_id=_algorithm(pred, card), finding_sites=list(sites) or None,
+        measurements=measurements or None, qualitative_evaluations=evaluations or None,
+        source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
+    for name, text in texts:
+        group[0].ContentSequence.append(hd.sr.TextContentItem(name, text, relationship_type="CONTAINS"))
+    return group
+
+
+def _probability(value: float) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=PROBABILITY, value=float(value), unit=NO_UNITS)
+
+
+def finding_code(pred: Prediction) -> Code:
+    """The SR's answer for "Pneumonia": present, absent, or undetermined for an image not assessed."""
+    return UNDETERMINED if not pred.assessed else (PRESENT if pred.label == "PNEUMONIA" else ABSENT)
+
+
 def result_sr(source: Dataset, pred: Prediction, card: ModelCard, instance_number: int = 1) -> hd.sr.ComprehensiveSR:
-    """The structured report of one prediction, in the source's study."""
+    """The TID 1500 Measurement Report of one prediction, in the source's study."""
     if pred.error:
         raise CXRError(f"No result to report: {pred.error}")
-    finding = UNDETERMINED if not pred.assessed else (PRESENT if pred.label == "PNEUMONIA" else ABSENT)
-    items: list[Any] = [hd.sr.CodeContentItem(PNEUMONIA, finding, relationship_type="CONTAINS")]
+    evaluations = [hd.sr.QualitativeEvaluation(PNEUMONIA, finding_code(pred))]
+    measurements = []
     if pred.assessed:
-        items.append(hd.sr.NumContentItem(PROBABILITY["PNEUMONIA"], float(pred.pneumonia_probability), NO_UNITS,
-                                          relationship_type="CONTAINS"))
-        items += [hd.sr.NumContentItem(PROBABILITY[c], float(pred.class_probabilities[c]), NO_UNITS,
-                                       relationship_type="CONTAINS") for c in CLASSES]
+        measurements = [_probability(pred.pneumonia_probability),
+                        hd.sr.Measurement(name=THRESHOLD, value=float(pred.threshold), unit=NO_UNITS)]
         if pred.subtype:
-            items.append(hd.sr.TextContentItem(SUBTYPE, "uncertain (margin below the model's stated one)"
-                                               if pred.subtype == SUBTYPE_UNCERTAIN else pred.subtype,
-                                               relationship_type="CONTAINS"))
-    items += [hd.sr.TextContentItem(NOT_ASSESSED, r[:1024], relationship_type="CONTAINS") for r in pred.not_assessed_reasons]
-    items += [
-        hd.sr.NumContentItem(THRESHOLD, float(pred.threshold), NO_UNITS, relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(THRESHOLD_SOURCE, threshold_wording(pred.threshold_source), relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(ALGORITHM_NAME, card.name, relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(ALGORITHM_VERSION, card.version, relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(MODEL_ID, card.model_id, relationship_type="CONTAINS"),
-        hd.sr.TextContentItem(DISCLAIMER, INTENDED_USE[:1024], relationship_type="CONTAINS"),
-    ]
-    items += [hd.sr.TextContentItem(WARNING, w[:1024], relationship_type="CONTAINS") for w in pred.warnings]
-    items.append(hd.sr.ImageContentItem(SOURCE_IMAGE, source.SOPClassUID, source.SOPInstanceUID,
-                                        relationship_type="CONTAINS"))
-    root = hd.sr.ContainerContentItem(REPORT)
-    root.ContentSequence = hd.sr.ContentSequence(items)
+            evaluations.append(hd.sr.QualitativeEvaluation(
+                ETIOLOGY, UNDETERMINED if pred.subtype == SUBTYPE_UNCERTAIN else CAUSES[pred.subtype]))
+    texts = [(NOT_ASSESSED, r) for r in pred.not_assessed_reasons] + [(WARNING, w) for w in pred.warnings]
+    texts.append((DISCLAIMER, INTENDED_USE))
+    groups = [_group(source, pred, card, PNEUMONIA, measurements, evaluations, texts, sites=[hd.sr.FindingSite(LUNG)])]
+    if pred.assessed:
+        groups += [_group(source, pred, card, finding, [_probability(pred.class_probabilities[c])], [])
+                   for c, finding in SUBTYPE_FINDINGS.items() if pred.class_probabilities.get(c) is not None]
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=device_uid(card.model_id), name=card.model_id, manufacturer_name=MANUFACTURER, model_name=card.name)
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+            observer_type=DEVICE, observer_identifying_attributes=device)),
+        procedure_reported=PROCEDURE, imaging_measurements=groups)
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source], content=root, series_number=SR_SERIES_NUMBER, instance_number=instance_number,
+        evidence=[source], content=report[0], series_number=SR_SERIES_NUMBER,
+        instance_number=instance_number,
         series_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR series"),
         sop_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR"), manufacturer=MANUFACTURER,
         is_complete=True, is_final=False, is_verified=False, series_description="CXR AI result (research use only)")
@@ -133,6 +189,72 @@ def _private_scheme() -> Dataset:
     item.CodingSchemeResponsibleOrganization = MANUFACTURER
     item.CodingSchemeVersion = "1"
     return item
+
+
+def map_decision(pred: Prediction) -> str:
+    """The decision a Parametric Map names (its Content Description, 64 characters at most): the label, the
+    probability and the threshold that decided it, and whose threshold that is."""
+    return (f"{pred.label}: P(pneumonia) {pred.pneumonia_probability:.3f}, threshold {pred.threshold:.3f} "
+            f"({pred.threshold_source})")
+
+
+class _ProjectionParametricMap(hd.pm.ParametricMap):
+    """highdicom's ParametricMap, made to work for the single frame of a projection radiograph: the frame's
+    dimension index (its Frame Label) is written where highdicom 0.28 indexes by it but leaves it out."""
+
+    def _build_luts(self) -> None:
+        for item in self.PerFrameFunctionalGroupsSequence:
+            content = item.FrameContentSequence[0]
+            if not content.get("DimensionIndexValues"):
+                content.DimensionIndexValues = [1]
+        super()._build_luts()
+
+
+def _with_geometry(source: Dataset) -> Dataset:
+    """The source's header with the plane geometry a Parametric Map needs. A source with its own frame of reference
+    and plane keeps them (the map lies in the source's frame of reference). A projection radiograph has none: it
+    gets a frame of reference of its own (one UID per source image) whose plane is the source's pixel matrix
+    (origin at the first pixel, rows along x, columns along y, its pixel spacing or 1 mm); the map's per-frame
+    reference to the source, with Spatial Locations Preserved, says it matches the source pixel for pixel."""
+    if all(source.get(k) for k in ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient",
+                                     "PixelSpacing")):
+        return source
+    geo = copy.deepcopy(source)
+    geo.FrameOfReferenceUID = result_uid(source.SOPInstanceUID, "", "frame of reference")
+    geo.PositionReferenceIndicator = ""
+    geo.ImagePositionPatient = [0.0, 0.0, 0.0]
+    geo.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or [1.0, 1.0]
+    geo.PixelSpacing = [float(v) for v in spacing]
+    geo.SliceThickness = 1.0
+    return geo
+
+
+def heatmap_pm(source: Dataset, pred: Prediction, card: ModelCard, instance_number: int = 1) -> hd.pm.ParametricMap:
+    """The Grad-CAM heatmap as a Parametric Map in the source's study: float32, the source's rows and columns, on
+    the model's fixed scale (0 = no evidence, 1 = the card's `gradcam.scale`; a model without one: each map's own
+    peak), with its real-world value mapping, referencing the source image and naming the decision it explains."""
+    from ..model.gradcam import on_image
+
+    if not pred.assessed or pred.heatmap is None:
+        raise CXRError("No heatmap to map: the image was not assessed.")
+    scale = "1 = the model's fixed Grad-CAM scale" if card.cam_scale else "1 = this map's own peak"
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label="GRADCAM", lut_explanation=f"Pneumonia evidence, {scale}"[:64], unit=NO_UNITS,
+        value_range=(0.0, 1.0), slope=1.0, intercept=0.0, quantity_definition=GRADCAM)
+    values = on_image(pred.heatmap, (int(source.Rows), int(source.Columns)), card.preprocess.pad)
+    pm = _ProjectionParametricMap(
+        source_images=[_with_geometry(source)], pixel_array=values.astype(np.float32),
+        series_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "PM series"),
+        series_number=PM_SERIES_NUMBER, instance_number=instance_number,
+        sop_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "PM"), manufacturer=MANUFACTURER,
+        manufacturer_model_name=card.name, software_versions=card.version, device_serial_number=card.model_id,
+        contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        content_label="GRADCAM", content_description=map_decision(pred)[:64],
+        series_description="CXR AI Grad-CAM map (research use only)")
+    pm.BodyPartExamined = "CHEST"  # unpaired: General Series' Laterality (type 2C) is then rightly absent
+    return pm
 
 
 def result_line(pred: Prediction) -> str:
@@ -176,14 +298,15 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model
 
 
 def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: ModelCard) -> list[Dataset]:
-    """[SR] for an unassessed image, [SR, SC of the default Grad-CAM overlay] for an assessed one."""
+    """[SR] for an unassessed image; [SR, Parametric Map, SC of the default Grad-CAM overlay] for an assessed one."""
     from ..model.gradcam import overlay
 
     ds = read_source(source)
-    objects: list[Dataset] = [result_sr(ds, pred, card)]
+    pictures: list[Dataset] = []
     if pred.assessed and pred.image is not None and pred.heatmap is not None:
-        objects.append(overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred, card.model_id))
-    return objects
+        pictures = [heatmap_pm(ds, pred, card), overlay_sc(ds, overlay(pred.image.pixels, pred.heatmap), pred,
+                                                            card.model_id)]
+    return [result_sr(ds, pred, card), *pictures]
 
 
 def to_bytes(ds: Dataset) -> bytes:
@@ -195,12 +318,14 @@ def to_bytes(ds: Dataset) -> bytes:
 
 
 def kind(ds: Dataset) -> str:
-    """"SR" or "SC": which of the two result objects `ds` is."""
-    return "SR" if ds.Modality == "SR" else "SC"
+    """"SR", "PM" or "SC": which of the result objects `ds` is."""
+    if ds.Modality == "SR":
+        return "SR"
+    return "PM" if ds.SOPClassUID == ParametricMapStorage else "SC"
 
 
 def write_objects(objects: list[Dataset], out_dir: str | Path) -> list[Path]:
-    """Each object as `<SR|SC>-<SOP Instance UID>.dcm` (no patient data in the name), atomically."""
+    """Each object as `<SR|PM|SC>-<SOP Instance UID>.dcm` (no patient data in the name), atomically."""
     out = Path(out_dir)
     paths = []
     for ds in objects:

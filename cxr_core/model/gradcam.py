@@ -127,6 +127,17 @@ def upsample(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(cv2.resize(heatmap.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR), 0, 1)
 
 
+def on_image(heatmap: np.ndarray, shape: tuple[int, int], padded: bool = False) -> np.ndarray:
+    """A heatmap on the source image's own pixel grid (height, width), for a DICOM map that must match the source
+    pixel for pixel: where the model saw the image padded to a square (Preprocess.pad), the padding is cut away."""
+    if not padded:
+        return upsample(heatmap, shape)
+    h, w = shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return upsample(heatmap, (side, side))[top:top + h, left:left + w]
+
+
 def shown_by_default(pred: Any) -> bool:
     """The one rule every surface follows: the heatmap is drawn by default for a PNEUMONIA result only (for a
     NORMAL one a reader may ask for it; an unassessed input has none)."""
