@@ -152,11 +152,12 @@ def build_model():
 
 
 def guard_films(n: int, seed: int, adult: bool = False) -> list[np.ndarray]:
-    """Films the guards are fitted and calibrated on: random codes across the whole range, some with a blob."""
+    """Films the guards are fitted and calibrated on: random codes over a wide range, a third with a blob."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        probs = rng.dirichlet([1.0, 1.0, 1.0]) * 0.98 + 0.02 / 3
+        z = rng.uniform(-12.0, 12.0, 3) / TEMPERATURE  # logits over a box wider than any test's
+        probs = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         blob = (int(rng.integers(1, GRID)), int(rng.integers(0, GRID))) if i % 3 == 0 else None
         out.append(film(probs, blob, seed=int(rng.integers(1 << 30)), adult=adult))
     return out
