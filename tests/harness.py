@@ -104,8 +104,26 @@ def wait_for(driver: Any, predicate: Callable[[], Any], timeout: float = 90, wha
     raise AssertionError(f"timed out waiting for {what}; page text: {body_text(driver)[:1500]}")
 
 
-def upload(driver: Any, paths: list[Path]) -> None:
-    driver.find_element("css selector", "input[type=file]").send_keys("\n".join(str(p) for p in paths))
+UPLOADED_FILE = "[data-testid=stFileUploaderFile]"  # a file chip: the uploader holds the file
+
+
+def upload(driver: Any, paths: list[Path], tries: int = 3, timeout: float = 20) -> None:
+    """Give `paths` to the page's file input and wait until the uploader holds them (a file chip shows). A file
+    given while Streamlit replaces the input (a rerun just after the page loaded or a name was typed) is lost:
+    the uploader stays empty, so the files are given again, up to `tries` times."""
+    names = "\n".join(str(p) for p in paths)
+    for _ in range(tries):
+        wait_for(driver, lambda: driver.find_elements("css selector", "input[type=file]"), what="the file input")
+        try:
+            driver.find_element("css selector", "input[type=file]").send_keys(names)
+        except Exception:  # replaced under our feet: find it again
+            continue
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            if driver.find_elements("css selector", UPLOADED_FILE):
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"the uploader stayed empty after {tries} tries; page text: {body_text(driver)[:1500]}")
 
 
 def results_shown(driver: Any, n: int) -> bool:
