@@ -4,8 +4,8 @@ the heatmap; and the breakages `tests/mutations.py` applies (issue 34), each cau
 
 from __future__ import annotations
 
+import io
 import logging
-import re
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from cxr_core.errors import CXRError
 from . import controlled as C
 from . import inputs
 from .harness import c_store, free_port
+from .readers import FakePacs, pdf_words, sr_items, sr_text, sr_threshold_source
 
 
 @pytest.fixture
@@ -34,47 +35,6 @@ def exact_p(predictor, data: bytes) -> float:
     """P(pneumonia) as the Predictor decides on it (unrounded), from its own forward pass."""
     probs, _, _ = predictor.forward(model_input(predictor, data)[None])
     return float(1.0 - probs[0, 0])
-
-
-# ---- SR and PDF readers: on text that any report template keeps (the lead adapts them if the SR changes shape)
-def sr_items(ds) -> list[tuple[str, str]]:
-    """(concept name, value) of every content item of an SR, at any depth: text, codes and numbers as text."""
-    out: list[tuple[str, str]] = []
-
-    def walk(items) -> None:
-        for item in items or []:
-            name = item.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in item else ""
-            if "TextValue" in item:
-                value = str(item.TextValue)
-            elif "ConceptCodeSequence" in item:
-                value = str(item.ConceptCodeSequence[0].CodeMeaning)
-            elif "MeasuredValueSequence" in item and item.MeasuredValueSequence:
-                value = str(item.MeasuredValueSequence[0].NumericValue)
-            else:
-                value = ""
-            out.append((str(name), value))
-            walk(item.get("ContentSequence"))
-
-    walk(ds.get("ContentSequence"))
-    return out
-
-
-def sr_text(ds) -> str:
-    return " ".join(f"{n}: {v}" for n, v in sr_items(ds))
-
-
-def sr_threshold_source(ds) -> str:
-    """The SR's threshold-source item, as text ('' when it has none)."""
-    return " ".join(v for n, v in sr_items(ds) if "threshold" in n.lower() and "source" in n.lower())
-
-
-def pdf_words(pdf: bytes) -> str:
-    """The text a PDF shows, lines joined by spaces (fpdf2 writes `(text) Tj` in Flate streams)."""
-    from .test_privacy_security import pdf_text
-
-    parts = re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", pdf_text(pdf))
-    text = " ".join(re.sub(rb"\\(.)", rb"\1", p).decode("latin-1") for p in parts)
-    return re.sub(r"\s+", " ", text)
 
 
 # ---- the answers the code chooses
@@ -262,9 +222,9 @@ def test_the_listener_logs_no_patient_identifier(controlled_predictor, store, ca
     results: list = []
     listener, port = _listen(controlled_predictor, store, results)
     try:
-        ct = dcmread(__import__("io").BytesIO(inputs.dicom(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2",
+        ct = dcmread(io.BytesIO(inputs.dicom(modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2",
                                                            patient="Zqxsecret^Wvyname")))
-        dx = dcmread(__import__("io").BytesIO(C.dicom(C.film(C.target(0.8)), patient="Zqxsecret^Wvyname")))
+        dx = dcmread(io.BytesIO(C.dicom(C.film(C.target(0.8)), patient="Zqxsecret^Wvyname")))
         contexts = (CTImageStorage, DigitalXRayImageStorageForPresentation)
         assert c_store(port, ct, contexts) == 0xC000
         assert c_store(port, dx, contexts) == 0x0000
@@ -288,7 +248,7 @@ def test_the_listener_decides_at_the_site_point(controlled_predictor, store):
     results: list = []
     listener, port = _listen(controlled_predictor, store, results)
     try:
-        assert c_store(port, dcmread(__import__("io").BytesIO(data))) == 0x0000
+        assert c_store(port, dcmread(io.BytesIO(data))) == 0x0000
     finally:
         listener.stop()
     [result] = results
@@ -347,21 +307,6 @@ def test_every_stored_case_assessed_or_not_has_exactly_one_create_event(controll
 
 
 # ---- result identity follows the model
-class _FakePacs:
-    """The DICOMweb calls `analyse_study` makes, over a list of datasets in one study."""
-
-    url = "http://pacs.invalid/dicom-web"
-
-    def __init__(self, datasets):
-        self.datasets = datasets
-
-    def client(self):
-        return self
-
-    def retrieve_study(self, study_uid):
-        return list(self.datasets)
-
-
 def test_result_uids_depend_on_the_model_and_another_models_analysis_is_not_skipped(controlled_model_dir,
                                                                                     controlled_predictor, tmp_path):
     from pydicom import dcmread
@@ -372,14 +317,14 @@ def test_result_uids_depend_on_the_model_and_another_models_analysis_is_not_skip
 
     other = Predictor(C.variant(controlled_model_dir, tmp_path / "other", model_id="controlled-other"))
     data = C.dicom(C.film(C.target(0.8)))
-    source = dcmread(__import__("io").BytesIO(data))
+    source = dcmread(io.BytesIO(data))
     mine = result_objects(data, controlled_predictor.predict(data), controlled_predictor.card)
     theirs = result_objects(data, other.predict(data), other.card)
     assert [d.Modality for d in mine] == [d.Modality for d in theirs] == ["SR", "OT"]
     for a, b in zip(mine, theirs):
         assert a.SOPInstanceUID != b.SOPInstanceUID and a.SeriesInstanceUID != b.SeriesInstanceUID
     point = controlled_predictor.model_point
-    again = list(analyse_study(_FakePacs([source, *mine]), source.StudyInstanceUID, controlled_predictor, point))
+    again = list(analyse_study(FakePacs([source, *mine]), source.StudyInstanceUID, controlled_predictor, point))
     assert again[0].skipped and "already analysed" in again[0].skipped
-    first = list(analyse_study(_FakePacs([source, *mine]), source.StudyInstanceUID, other, point))
+    first = list(analyse_study(FakePacs([source, *mine]), source.StudyInstanceUID, other, point))
     assert first[0].skipped is None and first[0].prediction.label == "PNEUMONIA"

@@ -13,7 +13,7 @@ import pytest
 from . import controlled as C
 from .conftest import PROJECT_ROOT
 from .harness import c_store, free_port, run_cli
-from .test_controlled import _FakePacs, pdf_words, sr_items
+from .readers import FakePacs, pdf_words, sr_items
 
 APP = str(PROJECT_ROOT / "app.py")
 
@@ -74,7 +74,7 @@ def test_pacs_analysis_records_the_reader_and_the_model(controlled_predictor, st
     from cxr_core.dicom.pacs import analyse_study
 
     source = dcmread(io.BytesIO(C.dicom(C.film(C.target(0.8)))))
-    [result] = analyse_study(_FakePacs([source]), source.StudyInstanceUID, controlled_predictor,
+    [result] = analyse_study(FakePacs([source]), source.StudyInstanceUID, controlled_predictor,
                              controlled_predictor.model_point, store=store, actor="Dr Pacs")
     assert result.case_id and _creates(store) == [("Dr Pacs", controlled_predictor.card.model_id)]
 
@@ -155,7 +155,7 @@ def test_the_pacs_page_records_the_reader_and_the_model(app_env, controlled_pred
     study = {"0020000D": {"vr": "UI", "Value": [source.StudyInstanceUID]}, "00080020": {"vr": "DA", "Value": ["20240102"]},
              "00080061": {"vr": "CS", "Value": ["DX"]}}
 
-    class Fake(_FakePacs):
+    class Fake(FakePacs):
         def search_for_studies(self, **kw):
             return [study]
 
