@@ -104,14 +104,13 @@ def wait_for(driver: Any, predicate: Callable[[], Any], timeout: float = 90, wha
     raise AssertionError(f"timed out waiting for {what}; page text: {body_text(driver)[:1500]}")
 
 
-UPLOADED_FILE = "[data-testid=stFileUploaderFile]"  # a file chip: the uploader holds the file
-
-
-def upload(driver: Any, paths: list[Path], tries: int = 3, timeout: float = 20) -> None:
-    """Give `paths` to the page's file input and wait until the uploader holds them (a file chip shows). A file
-    given while Streamlit replaces the input (a rerun just after the page loaded or a name was typed) is lost:
-    the uploader stays empty, so the files are given again, up to `tries` times."""
+def upload(driver: Any, paths: list[Path], tries: int = 3, timeout: float = 90) -> None:
+    """Give `paths` to the page's file input and wait until the page has taken them: the Viewer's progress bar
+    ("Analysing..." / "Analysed...") or a file's name shows. Files given while Streamlit replaces the input (a rerun
+    just after the page loaded or a name was typed) are lost and the uploader stays empty: they are given again, up to
+    `tries` times (the same file dropped twice is one case)."""
     names = "\n".join(str(p) for p in paths)
+    taken = lambda: any(t in body_text(driver) for t in ("Analysing", "Analysed", *(Path(p).name for p in paths)))  # noqa: E731
     for _ in range(tries):
         wait_for(driver, lambda: driver.find_elements("css selector", "input[type=file]"), what="the file input")
         try:
@@ -120,10 +119,13 @@ def upload(driver: Any, paths: list[Path], tries: int = 3, timeout: float = 20) 
             continue
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout:
-            if driver.find_elements("css selector", UPLOADED_FILE):
-                return
+            try:
+                if taken():
+                    return
+            except Exception:
+                pass
             time.sleep(0.2)
-    raise AssertionError(f"the uploader stayed empty after {tries} tries; page text: {body_text(driver)[:1500]}")
+    raise AssertionError(f"the upload was not taken after {tries} tries; page text: {body_text(driver)[:1500]}")
 
 
 def results_shown(driver: Any, n: int) -> bool:
