@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny synthetic dataset, a tiny model trained by the real pipeline, and the
-path of the real training data (tests that need it skip with a message where it is absent)."""
+"""Shared fixtures: a tiny synthetic dataset, a tiny model trained by the real pipeline (for the training tests), a
+controlled model whose answers a test chooses (tests/controlled.py: every decision path), and the path of the real
+training data (tests that need it skip with a message where it is absent)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,33 @@ def tiny_predictor(tiny_model_dir):
     from cxr_core.model.predict import Predictor
 
     return Predictor(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def controlled_registry(tmp_path_factory):
+    """A registry holding the controlled test model (tests/controlled.py), active: a film's code sets its answer."""
+    from cxr_core.model.registry import Registry
+
+    from .controlled import write_model_folder
+
+    root = tmp_path_factory.mktemp("controlled")
+    registry = Registry(root / "registry")
+    entry = registry.register(write_model_folder(root / "build" / "model"))
+    registry.activate(entry.model_id)
+    return registry
+
+
+@pytest.fixture(scope="session")
+def controlled_model_dir(controlled_registry) -> Path:
+    return controlled_registry.active().path
+
+
+@pytest.fixture(scope="session")
+def controlled_predictor(controlled_model_dir):
+    """Shared by the session: nothing may change it (an operating point is passed per call)."""
+    from cxr_core.model.predict import Predictor
+
+    return Predictor(controlled_model_dir)
 
 
 @pytest.fixture

@@ -104,8 +104,28 @@ def wait_for(driver: Any, predicate: Callable[[], Any], timeout: float = 90, wha
     raise AssertionError(f"timed out waiting for {what}; page text: {body_text(driver)[:1500]}")
 
 
-def upload(driver: Any, paths: list[Path]) -> None:
-    driver.find_element("css selector", "input[type=file]").send_keys("\n".join(str(p) for p in paths))
+def upload(driver: Any, paths: list[Path], tries: int = 3, timeout: float = 90) -> None:
+    """Give `paths` to the page's file input and wait until the page has taken them: the Viewer's progress bar
+    ("Analysing..." / "Analysed...") or a file's name shows. Files given while Streamlit replaces the input (a rerun
+    just after the page loaded or a name was typed) are lost and the uploader stays empty: they are given again, up to
+    `tries` times (the same file dropped twice is one case)."""
+    names = "\n".join(str(p) for p in paths)
+    taken = lambda: any(t in body_text(driver) for t in ("Analysing", "Analysed", *(Path(p).name for p in paths)))  # noqa: E731
+    for _ in range(tries):
+        wait_for(driver, lambda: driver.find_elements("css selector", "input[type=file]"), what="the file input")
+        try:
+            driver.find_element("css selector", "input[type=file]").send_keys(names)
+        except Exception:  # replaced under our feet: find it again
+            continue
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            try:
+                if taken():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+    raise AssertionError(f"the upload was not taken after {tries} tries; page text: {body_text(driver)[:1500]}")
 
 
 def results_shown(driver: Any, n: int) -> bool:

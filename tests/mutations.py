@@ -1,19 +1,25 @@
 """Prove that the safety tests bite: apply each deliberate breakage to a temporary copy of the tree, run the
 tests that should catch it, and report which were caught.
 
-    python tests/mutations.py [--only NAME ...]
+    python tests/mutations.py [--only NAME ...] [--jobs N]
+    python tests/mutations.py --check     # seconds: every pin still matches its source, every named test exists
 
-Exit status 1 when any breakage goes uncaught. The checkout is never modified.
+Each breakage's tests run as the README's quick command runs them (`-m "not slow"`, one process): a breakage that
+only a slow test (real servers, killed processes) would catch counts as missed. Exit status 1 when any breakage goes
+uncaught, or (`--check`) when a pin is stale. The checkout is never modified.
 """
 
 from __future__ import annotations
 
 import argparse
+import py_compile
+import re
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +49,7 @@ MUTATIONS = (
                 session.add(AuditEvent(actor=actor, action="create", case_id=case_id, model_id=model_id,
                                        details={"label": pred.label, "assessed": pred.assessed}))
                 return case_id, True"""),),
-             ("tests/test_crash_safety.py",)),
+             ("tests/test_quick_safety.py::-k one_transaction",)),
     Mutation("the pictures are stored after the case commits (two transactions)", "cxr_core/cases/store.py",
              (("""                for kind, data in pictures.items():  # a picture another case already holds is stored once
                     if session.get(Picture, keys[kind]) is None:
@@ -55,7 +61,7 @@ MUTATIONS = (
                     if session.get(Picture, keys[kind]) is None:
                         session.add(Picture(sha256=keys[kind], data=data))
             return case_id, True""")),
-             ("tests/test_crash_safety.py",)),
+             ("tests/test_quick_safety.py::-k one_transaction",)),
     Mutation("the image guards never refuse or warn", "cxr_core/safety/ood.py",
              (("        found = {k: bool(v[0]) for k, v in", "        return [], []\n        found = {k: bool(v[0]) for k, v in"),),
              ("tests/test_intended_use.py::-k tiny_model_refuses or image_guards_refuse",)),
@@ -81,7 +87,7 @@ MUTATIONS = (
     Mutation("a shell's CXR_* variables reach the tests", "tests/conftest.py",
              (("for _name in [k for k in os.environ if _is_user_setting(k)]:", "for _name in []:"),
               ("        monkeypatch.delenv(name)", "        pass")),
-             ("tests/test_isolation.py",)),
+             ("tests/test_quick_safety.py::-k no_cxr_variable",)),
     Mutation("the DICOM map ignores the model's padding, off the source's pixels", "cxr_core/dicom/results.py",
              (("(int(source.Rows), int(source.Columns)), card.preprocess.pad)", "(int(source.Rows), int(source.Columns)))"),),
              ("tests/test_pacs.py::-k pixel_grid",)),
@@ -89,6 +95,56 @@ MUTATIONS = (
              (("UNDETERMINED if pred.subtype == SUBTYPE_UNCERTAIN else CAUSES[pred.subtype]",
                "CAUSES.get(pred.subtype, CAUSES['BACTERIAL'])"),),
              ("tests/test_pacs.py::-k every_decision_path",)),
+    # Issue 34: the breakages an independent audit found uncaught, each now caught by tests/test_controlled.py (the
+    # controlled model makes every decision path reachable).
+    Mutation("the heatmap explains NORMAL: evidence sign flipped in numpy and TensorFlow alike", "cxr_core/model/gradcam.py",
+             (("    w[rows, 0] = -1.0\n", "    w[rows, 0] = 1.0\n"),
+              ("np.where(logits[:, 2] > logits[:, 1], 2, 1)] = 1.0", "np.where(logits[:, 2] > logits[:, 1], 2, 1)] = -1.0"),
+              ("    return tf.one_hot(subtype, classes) - tf.one_hot(tf.zeros_like(subtype), classes)",
+               "    return tf.one_hot(tf.zeros_like(subtype), classes) - tf.one_hot(subtype, classes)")),
+             ("tests/test_controlled.py::-k evidence_weights or heatmap_peaks",)),
+    Mutation("the heatmap explains NORMAL: evidence sign flipped in numpy only", "cxr_core/model/gradcam.py",
+             (("    w[rows, 0] = -1.0\n", "    w[rows, 0] = 1.0\n"),
+              ("np.where(logits[:, 2] > logits[:, 1], 2, 1)] = 1.0", "np.where(logits[:, 2] > logits[:, 1], 2, 1)] = -1.0")),
+             ("tests/test_controlled.py::-k evidence_weights or heatmap_peaks",)),
+    Mutation("the heatmap explains NORMAL: evidence sign flipped in TensorFlow only (LayerCAM)", "cxr_core/model/gradcam.py",
+             (("    return tf.one_hot(subtype, classes) - tf.one_hot(tf.zeros_like(subtype), classes)",
+               "    return tf.one_hot(tf.zeros_like(subtype), classes) - tf.one_hot(subtype, classes)"),),
+             ("tests/test_controlled.py::-k evidence_weights or heatmap_peaks",)),
+    Mutation("the population (adult / age) warning never reaches the verdict", "cxr_core/safety/intended_use.py",
+             (("*([population_warning] if population_warning else [])", "*([] if population_warning else [])"),),
+             ("tests/test_controlled.py::-k adult or validated_ages",)),
+    Mutation("the listener logs the PatientID of a refused instance", "cxr_core/dicom/listener.py",
+             (('                        ds.get("SOPInstanceUID", "?"), modality, ", ".join(PROJECTION_MODALITIES))',
+               '                        ds.get("PatientID", "?"), modality, ", ".join(PROJECTION_MODALITIES))'),),
+             ("tests/test_controlled.py::-k logs_no_patient",)),
+    Mutation("the subtype margin is ignored: a close call states a subtype", "cxr_core/model/predict.py",
+             (("stated_subtype(probs, self.card.subtype_margin)", "stated_subtype(probs, None)"),),
+             ("tests/test_controlled.py::-k close_subtype",)),
+    Mutation("an unwindowed MONOCHROME1 film is read as a negative", "cxr_core/inputs/imaging.py",
+             (('        if photometric == "MONOCHROME1":', '        if photometric == "MONOCHROME1" and has_window:'),),
+             ("tests/test_controlled.py::-k monochrome1",)),
+    Mutation("serving skips the intensity policy that training applied", "cxr_core/model/predict.py",
+             (("        self.preprocess = self.card.preprocess\n",
+               "        self.preprocess = type(self.card.preprocess)(self.card.preprocess.size, self.card.preprocess.pad, 'none')\n"),),
+             ("tests/test_controlled.py::-k served_model_input",)),
+    Mutation("BACTERIAL and VIRAL probabilities swapped in what a prediction reports", "cxr_core/model/predict.py",
+             (("for c, v in zip(CLASSES, probs)}", "for c, v in zip(CLASSES, probs[[0, 2, 1]])}"),),
+             ("tests/test_controlled.py::-k reported_answer",)),
+    Mutation("the listener decides at the model's threshold, ignoring the site point", "cxr_core/dicom/listener.py",
+             (("point = resolve(self.predictor.card, self.store)", "point = resolve(self.predictor.card, None)"),),
+             ("tests/test_controlled.py::-k listener_decides",)),
+    Mutation("the site point's minimum is checked on the total, not per class", "cxr_core/model/operating_point.py",
+             (("             if n < policy.min_per_class]",
+               '             if ev["n_positive"] + ev["n_negative"] < policy.min_per_class]'),),
+             ("tests/test_controlled.py::-k minimum_is_per_class",)),
+    Mutation("an unassessed case gets no create audit event", "cxr_core/cases/store.py",
+             (('                session.add(AuditEvent(actor=actor, action="create", case_id=case.id, model_id=model_id,',
+               '                if pred.assessed: session.add(AuditEvent(actor=actor, action="create", case_id=case.id, model_id=model_id,'),),
+             ("tests/test_controlled.py::-k one_create_event",)),
+    Mutation("result UIDs no longer depend on the model", "cxr_core/dicom/results.py",
+             (("entropy_srcs=[str(source_sop_uid), str(model_id), what]", "entropy_srcs=[str(source_sop_uid), what]"),),
+             ("tests/test_controlled.py::-k result_uids",)),
 )
 
 
@@ -102,45 +158,117 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, dest / f)
 
 
+QUICK = ["-m", "not slow"]  # the README's quick command
+
+
+def pytest_command(spec: str) -> list[str]:
+    path, _, k = spec.partition("::-k ")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:randomly", "-p", "no:cacheprovider",
+           *QUICK, path]
+    return cmd + (["-k", k] if k else [])
+
+
 def run_tests(tree: Path, tests: tuple[str, ...], env: dict[str, str]) -> bool:
     """True when the tests fail (the breakage is caught)."""
     for spec in tests:
-        path, _, k = spec.partition("::-k ")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:randomly", "-p", "no:cacheprovider", path]
-        if k:
-            cmd += ["-k", k]
-        res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
+        res = subprocess.run(pytest_command(spec), cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
         if res.returncode == 1:  # tests ran and failed
             return True
     return False
 
 
+def apply(mutation: Mutation, root: Path) -> str | None:
+    """Apply `mutation` to the tree at `root`; the reason it cannot be (a stale pin), or None."""
+    target = root / mutation.file
+    if not target.is_file():
+        return f"{mutation.file} does not exist"
+    text = target.read_text()
+    for old, new in mutation.edits:
+        if old not in text:
+            return f"the code it breaks has changed ({mutation.file}: {old.strip().splitlines()[0][:70]!r} not found)"
+        text = text.replace(old, new, 1)
+    target.write_text(text)
+    return None
+
+
+def run_one(mutation: Mutation, env: dict[str, str]) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory(prefix="cxr-mutation-") as tmp:
+        tree = Path(tmp) / "tree"
+        copy_tree(tree)
+        if (ROOT.parent / "shared").exists():  # the real data, where tests read it (../shared)
+            (tree.parent / "shared").symlink_to(ROOT.parent / "shared")
+        stale = apply(mutation, tree)
+        if stale:
+            return False, f"STALE    {mutation.name}: {stale}"
+        caught = run_tests(tree, mutation.tests, env)
+        return caught, f"{'caught ' if caught else 'MISSED '}  {mutation.name}  <- {', '.join(mutation.tests)}"
+
+
+def check(mutations: list[Mutation]) -> int:
+    """Without running a test: each pin is found in the checkout's source, the broken file still compiles (a
+    breakage must be a behaviour, not a syntax error), and each named test file selects at least one quick test."""
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="cxr-mutation-check-") as tmp:
+        for i, m in enumerate(mutations):
+            target = Path(tmp) / str(i) / m.file
+            target.parent.mkdir(parents=True)
+            if (ROOT / m.file).is_file():
+                shutil.copy2(ROOT / m.file, target)
+            stale = apply(m, Path(tmp) / str(i))
+            if stale:
+                problems.append(f"STALE    {m.name}: {stale}")
+                continue
+            if target.suffix == ".py":
+                try:
+                    py_compile.compile(str(target), doraise=True)
+                except py_compile.PyCompileError as exc:
+                    problems.append(f"BROKEN   {m.name}: the mutated {m.file} does not compile ({exc.msg.strip()[:120]})")
+    specs = sorted({spec for m in mutations for spec in m.tests})
+    files = sorted({spec.partition("::-k ")[0] for spec in specs})
+    missing = [f for f in files if not (ROOT / f).is_file()]
+    problems += [f"NO TESTS {f} does not exist" for f in missing]
+    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:randomly",
+                          "-p", "no:cacheprovider", *QUICK, *[f for f in files if f not in missing]],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    ids = [line for line in res.stdout.splitlines() if "::" in line]
+    for spec in specs:
+        path, _, k = spec.partition("::-k ")
+        chosen = [i for i in ids if i.startswith(path + "::") and (not k or _selects(k, i))]
+        if path not in missing and not chosen:
+            problems.append(f"NO TESTS {spec}: selects no quick test")
+    for line in problems:
+        print(line)
+    print(f"{len(mutations)} breakages, {len(specs)} test selections checked: "
+          f"{'all current' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def _selects(expression: str, node_id: str) -> bool:
+    """pytest's -k on a node id (its names, case-insensitive substrings), as `pytest -k` selects."""
+    from _pytest.mark.expression import Expression
+
+    name = node_id.lower()
+    return Expression.compile(expression).evaluate(lambda word, **_: word.lower() in name)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="substrings of the breakages to run")
+    ap.add_argument("--check", action="store_true", help="only check that every pin and test selection is current")
+    ap.add_argument("--jobs", type=int, default=1, help="breakages tested at once (each runs its tests in one process)")
     args = ap.parse_args()
     chosen = [m for m in MUTATIONS if not args.only or any(o in m.name for o in args.only)]
+    if args.check:
+        return check(chosen)
     # The sentinel that the isolation breakage must be caught with: a database URL in the shell.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CXR_DATABASE_URL": "sqlite:////nonexistent/sentinel.db"}
     uncaught = 0
-    for mutation in chosen:
-        with tempfile.TemporaryDirectory(prefix="cxr-mutation-") as tmp:
-            tree = Path(tmp) / "tree"
-            copy_tree(tree)
-            if (ROOT.parent / "shared").exists():  # the real data, where tests read it (../shared)
-                (tree.parent / "shared").symlink_to(ROOT.parent / "shared")
-            target = tree / mutation.file
-            text = target.read_text()
-            if any(old not in text for old, _ in mutation.edits):
-                print(f"STALE    {mutation.name}: the code it breaks has changed ({mutation.file})")
-                uncaught += 1
-                continue
-            for old, new in mutation.edits:
-                text = text.replace(old, new, 1)
-            target.write_text(text)
-            caught = run_tests(tree, mutation.tests, env)
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for caught, line in pool.map(lambda m: run_one(m, env), chosen):
             uncaught += not caught
-            print(f"{'caught ' if caught else 'MISSED '}  {mutation.name}  <- {', '.join(mutation.tests)}", flush=True)
+            print(line, flush=True)
+    print(f"{len(chosen) - uncaught} of {len(chosen)} breakages caught by the quick tests")
     return 1 if uncaught else 0
 
 

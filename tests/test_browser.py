@@ -88,9 +88,11 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
     # the refused photograph
     maps, off = text.count("Grad-CAM: where the model found evidence"), text.count("Heatmap off.")
     assert (maps, off) in ((2, 0), (0, 2))
-    figures = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
-    assert len(figures) >= 3  # the three zoomable radiographs (and the probability bars)
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == maps  # their colour scales
+    # the charts draw after the text: wait for the figures themselves
+    wait_for(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= 3,
+             timeout=30, what="the three zoomable radiographs (and the probability bars)")
+    wait_for(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == maps,
+             timeout=30, what="the heatmaps' colour scales")
     assert "Doe^Jane" not in text and "ID-12345" not in text  # identifiers hidden by default
     assert text.count("Reader review") == 3 and "Case 1" in text  # each upload is a case with its review form
     time.sleep(1)

@@ -39,16 +39,24 @@ def _sign_in(browser, name: str) -> None:
     time.sleep(0.5)  # the name reaches the server before the next action
 
 
-def _select_first_row(browser) -> None:
-    """Click the selection cell of the worklist table's first row (the grid is a canvas)."""
+def _select_first_row(browser, selected: str, tries: int = 3) -> None:
+    """Click the selection cell of the worklist table's first row (the grid is a canvas) until the page says
+    `selected`: a click that lands while the grid redraws (the worklist refreshes itself) is lost."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    grid = browser.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
-    time.sleep(0.3)
-    ActionChains(browser).move_to_element_with_offset(grid, -grid.size["width"] // 2 + 15,
-                                                      -grid.size["height"] // 2 + 35 + 17).click().perform()
+    for attempt in range(tries):
+        grid = browser.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
+        time.sleep(0.3)
+        ActionChains(browser).move_to_element_with_offset(grid, -grid.size["width"] // 2 + 15,
+                                                          -grid.size["height"] // 2 + 35 + 17).click().perform()
+        try:
+            wait_for(browser, lambda: selected in body_text(browser), timeout=10, what="the selected row")
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
 
 
 def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny_registry, tiny_data, postgres_url,
@@ -82,8 +90,7 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         waited = wait_for(browser_b, lambda: "1 of 1 case(s)" in body_text(browser_b), timeout=REFRESH_S + 15,
                           what="the case on B's worklist")
         assert waited <= REFRESH_S + 15
-        _select_first_row(browser_b)
-        wait_for(browser_b, lambda: "Selected: case 1." in body_text(browser_b), what="the selected row")
+        _select_first_row(browser_b, "Selected: case 1.")
         browser_b.find_element(By.XPATH, "//button[.//p[text()='Open in the Viewer']]").click()
         # the image, and the reader's name kept across the page switch
         wait_for(browser_b, lambda: all(t in body_text(browser_b) for t in ("Reader review", "Reader: Dr B")),
@@ -96,7 +103,9 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
             toggle.click()
         wait_for(browser_b, lambda: "Grad-CAM: where the model found evidence" in body_text(browser_b),
                  what="the heatmap from the database")
-        assert len(browser_b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == 1  # image + heatmap
+        # the chart draws after its caption: wait for the colour bar itself (image + heatmap: one colour scale)
+        wait_for(browser_b, lambda: len(browser_b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == 1,
+                 timeout=30, what="the heatmap's colour bar")
         browser_b.find_element(By.XPATH, "//label[.//p[text()='Agree']]").click()
         field = browser_b.find_element(By.XPATH, "//div[@data-testid='stSelectbox'][.//p[text()='Final label']]//input")
         field.click()
