@@ -82,6 +82,13 @@ MUTATIONS = (
              (("for _name in [k for k in os.environ if _is_user_setting(k)]:", "for _name in []:"),
               ("        monkeypatch.delenv(name)", "        pass")),
              ("tests/test_isolation.py",)),
+    Mutation("the chest-appearance check never refuses", "cxr_core/safety/appearance.py",
+             (("        return [[REASON.format(why=WHY[k]) for k in RULES if found[k][i]][:1]",
+               "        return [[] for _ in found[\"refused\"]]\n        return [[REASON.format(why=WHY[k]) for k in RULES if found[k][i]][:1]"),),
+             ("tests/test_appearance.py::-k cannot_explain or refuses_noise",)),
+    Mutation("chest-appearance thresholds calibrated on the training films' own scores", "cxr_core/safety/appearance.py",
+             (("        held = check.scores(held_out_images)", "        held = check.scores(fit_images)"),),
+             ("tests/test_appearance.py::-k thresholds_come_from_held_out",)),
 )
 
 
