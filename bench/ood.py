@@ -1,15 +1,22 @@
-"""The input guards of a model, measured: held-out pediatric films, the hard pediatric check set, the adult
-reference set (cross-validated by patient) and synthetic inputs that are not chest radiographs.
+"""The input guards of a model, measured: what each refuses or warns on, with Wilson 95 % intervals, on
 
-- Held-out pediatric films: the model's own held-out split (from its card), each film judged by guard
-  thresholds calibrated without its patient (cxr_core.safety.guards.held_out_flags): refused, warned "unusual",
-  "very unusual", flagged adult, and flagged by any guard, with Wilson 95 % intervals.
-- Check set (bench/checksets/hard_pediatric.txt): training-split films with tubes, leads, rotation, markers...,
-  picked by eye. Predicted as a user would; none may be refused.
-- Adults: the population check refitted here with patient-grouped cross-validation (its out-of-fold verdict
-  per film), or-ed with the image guards (never fitted on adults).
+- the foreign-input set (tests/foreign.py: text pages, screenshots, charts, tables, drawings, a CT head phantom,
+  textures, photographs, CT and MR slices, other body parts), per kind, each file through Predictor.predict;
+- the model's held-out pediatric films, each judged by thresholds calibrated without its patient
+  (cxr_core.safety.guards.held_out_flags);
+- the hard pediatric check set (bench/checksets/hard_pediatric.txt: tubes, leads, rotation, markers, picked by
+  eye; most are training films), predicted as a user would;
+- the adult reference films: the image guards with the model's thresholds (never fitted on adults), the
+  population check by patient-grouped cross-validation (its out-of-fold verdict per film);
+- the held-out pediatric films under each realistic acquisition shift at severity 2 (cxr_core.validation.shifts),
+  judged, like the clean ones, by thresholds calibrated on other patients' clean films.
 
-    python bench/ood.py [--model DIR_OR_ID] [--per-kind 40] [--save]
+Columns: `layout` (pixel PCA, refuses), `appearance` (the chest-appearance autoencoder, refuses), `features`
+(model features, warns unusual / very unusual), `adult` (population check, warns), then the product's answer:
+`refused` (not assessed) and `flagged` (refused or any guard warning). Then what the appearance check adds:
+what it refuses that every other rule left assessed, and what it costs on pediatric films.
+
+    python bench/ood.py [--model DIR_OR_ID] [--per-kind 24] [--save]
 """
 
 from __future__ import annotations
@@ -19,93 +26,172 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import ROOT, SHARED_TRAIN, emit  # noqa: E402
 
 CHECK_SET = ROOT / "bench" / "checksets" / "hard_pediatric.txt"
+COLUMNS = ("layout", "appearance", "features", "adult", "refused", "flagged")
 
 
-def rate(name: str, flags: np.ndarray) -> None:
+def cell(flags: np.ndarray | None) -> str:
     from cxr_core.validation.metrics import wilson_interval
 
-    low, high = wilson_interval(int(flags.sum()), len(flags))
-    emit(name, f"{flags.mean():.4f} [{low:.4f}, {high:.4f}] ({int(flags.sum())}/{len(flags)})")
+    if flags is None:
+        return "-"
+    k, n = int(np.sum(flags)), len(flags)
+    low, high = wilson_interval(k, n)
+    return f"{k}/{n} {k / n:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def row(name: str, flags: dict[str, np.ndarray | None]) -> None:
+    emit(f"{name:28s}", " | ".join(f"{cell(flags.get(c)):>24s}" for c in COLUMNS))
+
+
+def cross_fitted_over(reference: np.ndarray, target: np.ndarray, groups: list[str], rule) -> np.ndarray:
+    """`target[i]` over `rule`'s threshold calibrated on the `reference` scores of the other patient-grouped folds
+    (reference = target gives cxr_core.safety.ood.cross_fitted_flags)."""
+    from sklearn.model_selection import GroupKFold
+
+    from cxr_core.safety.ood import fold_count
+
+    over = np.zeros(len(target), bool)
+    for fit, check in GroupKFold(fold_count(groups)).split(reference, groups=groups):
+        over[check] = target[check] > rule.calibrate(reference[fit])
+    return over
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model folder or registered id (default: the active model)")
-    ap.add_argument("--per-kind", type=int, default=40)
+    ap.add_argument("--per-kind", type=int, default=24, help="foreign images of each kind")
     args = ap.parse_args()
     from cxr_core.cli import resolve_model_dir
+    from cxr_core.model.predict import Predictor
+
+    predictor = Predictor(resolve_model_dir(args.model))
+    if predictor.ood is None or predictor.appearance is None:
+        raise SystemExit("the model lacks its image guards; run python -m cxr_core fit-ood")
+    emit("model", predictor.card.model_id)
+    emit("columns", "set | " + " | ".join(COLUMNS) + "   (each: k/n rate [Wilson 95 %])")
+    adds = foreign(predictor, args.per_kind)
+    if not SHARED_TRAIN.is_dir():
+        emit("pediatric_and_adult_films", f"skipped: {SHARED_TRAIN} not found")
+    else:
+        adds += pediatric_and_adults(predictor)
+    for line in adds:
+        emit(*line)
+
+
+def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
+    """Per kind: each guard on the model input, and the product's answer through Predictor.predict."""
+    from cxr_core.inputs.imaging import load_image
+    from cxr_core.safety.appearance import REASON
+    from tests.foreign import FOREIGN_KINDS, foreign_set
+
+    new = REASON.split("(")[0]
+    alone, without, total = [], [], []
+    for kind in FOREIGN_KINDS:
+        items = [data for _, data in foreign_set(per_kind, seed=0, kinds=(kind,))]
+        x = np.stack([predictor.preprocess(load_image(data).pixels) for data in items])
+        preds = [predictor.predict(data) for data in items]
+        pooled = predictor.forward(x, heatmaps=False)[2]
+        found = predictor.ood.findings(x, pooled)
+        others = np.array([any(not r.startswith(new) for r in p.not_assessed_reasons) for p in preds])
+        flags = {"layout": found["refused"], "appearance": predictor.appearance.findings(x)["refused"],
+                 "features": found["unusual"] | found["very_unusual"],
+                 "adult": predictor.adult_check.flags(x) if predictor.adult_check is not None else None,
+                 "refused": np.array([not p.assessed for p in preds]),
+                 "flagged": np.array([not p.assessed or bool(p.warnings) for p in preds])}
+        row(f"foreign: {kind}", flags)
+        alone.append(flags["refused"] & ~others)
+        without.append(others)
+        total.append(flags["refused"])
+    refused, without_it, only = (np.concatenate(v) for v in (total, without, alone))
+    row("foreign: all kinds", {"refused": refused})
+    return [("foreign_refused_with_the_appearance_check", cell(refused)),
+            ("foreign_refused_without_it (colour, blank and layout rules alone)", cell(without_it)),
+            ("foreign_refused_by_the_appearance_check_alone", cell(only))]
+
+
+def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
+    from cxr_core.inputs.imaging import load_image
+    from cxr_core.safety.appearance import RULES
     from cxr_core.safety.guards import held_out_flags, held_out_split
-    from cxr_core.safety.ood import ThresholdRule, cross_fitted_flags
+    from cxr_core.safety.ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL
     from cxr_core.safety.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
     from cxr_core.safety.population import cross_validated_scores, load_adult_reference
-    from cxr_core.model.predict import Predictor
-    from tests.synthetic import NON_XRAY_KINDS, non_xray
-
-    model_dir = resolve_model_dir(args.model)
-    predictor = Predictor(model_dir)
-    if predictor.ood is None:
-        raise SystemExit("the model has no (current) OOD detector; run python -m cxr_core fit-ood")
-    emit("model", predictor.card.model_id)
+    from cxr_core.validation.shifts import ACQUISITION, SHIFTS, image_rng
 
     def features(x: np.ndarray) -> np.ndarray:
         return np.concatenate([predictor.forward(x[i:i + 64], heatmaps=False)[2] for i in range(0, len(x), 64)])
 
-    if not SHARED_TRAIN.is_dir():
-        emit("held_out_pediatric", f"skipped: {SHARED_TRAIN} not found")
-    else:
-        train, held = held_out_split(model_dir, SHARED_TRAIN)
-        x = np.stack([predictor.preprocess.load(r.path) for r in held])
-        flags = held_out_flags(predictor.ood, predictor.adult_check, x, features(x), [r.patient for r in held])
-        emit("held_out_pediatric_films", str(len(x)))
-        for key in ("refused", "unusual", "very_unusual", "population", "flagged"):
-            rate(f"held_out_{key}_rate", flags[key])
-        check_set(predictor, {r.path.relative_to(SHARED_TRAIN).as_posix() for r in held})
-        if DEFAULT_ADULT_REFERENCE.is_dir():
-            x_train = np.stack([predictor.preprocess.load(r.path) for r in train])
-            adults, groups = load_adult_reference(DEFAULT_ADULT_REFERENCE, predictor.preprocess)
-            _, y, oof = cross_validated_scores(x_train, [r.patient for r in train], adults, groups)
-            cut = np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE)
-            # The pediatric rate with a threshold that did not see the film's patient (the quantile sets it otherwise).
-            rate("population_check_cv_pediatric_false_alarm_rate", cross_fitted_flags(
-                oof[y == 0], [r.patient for r in train], ThresholdRule(PEDIATRIC_FALSE_ALARM_QUANTILE)))
-            rate("population_check_cv_adult_detection_rate", oof[y == 1] > cut)
-            found = predictor.ood.findings(adults, features(adults))
-            guards = found["refused"] | found["unusual"]
-            rate("adult_films_refused_or_warned_by_image_guards", guards)
-            rate("adult_films_flagged_by_any_guard_cv", guards | (oof[y == 1] > cut))
-        else:
-            emit("adults", f"skipped: {DEFAULT_ADULT_REFERENCE} not found")
-    rng = np.random.default_rng(0)
-    refused, flagged = [], []
-    for kind in NON_XRAY_KINDS:  # each through Predictor.predict, as a PNG file: the product's own decision
-        preds = [predictor.predict(cv2.imencode(".png", (non_xray(kind, 256, rng) * 255).astype(np.uint8))[1].tobytes())
-                 for _ in range(args.per_kind)]
-        refused.append(np.array([not p.assessed for p in preds]))
-        flagged.append(np.array([not p.assessed or p.out_of_distribution for p in preds]))
-        rate(f"non_xray_{kind}_refused_rate", refused[-1])
-    rate("non_xray_all_refused_rate", np.concatenate(refused))
-    rate("non_xray_all_refused_or_warned_rate", np.concatenate(flagged))
+    def scores(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"pixel": predictor.ood.pixel_scores(x), "feature": predictor.ood.feature_scores(features(x)),
+                **predictor.appearance.scores(x)}
+
+    model_dir = predictor.model_dir
+    train, held = held_out_split(model_dir, SHARED_TRAIN)
+    patients = [r.patient for r in held]
+    gray = [load_image(r.path).pixels for r in held]
+    x = np.stack([predictor.preprocess(g) for g in gray])
+    flags = held_out_flags(predictor.ood, predictor.appearance, predictor.adult_check, x, features(x), patients)
+    row("held-out pediatric", {"layout": flags["refused_layout"], "appearance": flags["refused_appearance"],
+                               "features": flags["unusual"] | flags["very_unusual"], "adult": flags["population"],
+                               "refused": flags["refused"], "flagged": flags["flagged"]})
+    out = [("held_out_pediatric_refused_by_the_appearance_check_alone",
+            cell(flags["refused_appearance"] & ~flags["refused_layout"]))]
+
+    check_set(predictor, {r.path.relative_to(SHARED_TRAIN).as_posix() for r in held})
+
+    clean = scores(x)
+    for name in ACQUISITION:
+        shifted = np.stack([predictor.preprocess(SHIFTS[name](g, 2, image_rng(name, 2, i))) for i, g in enumerate(gray)])
+        s = scores(shifted)
+        over = {k: cross_fitted_over(clean[key], s[key], patients, rule) for k, key, rule in (
+            ("pixel", "pixel", PIXEL_REFUSAL), ("unusual", "feature", FEATURE_UNUSUAL),
+            ("very", "feature", FEATURE_VERY_UNUSUAL), *((k, k, rule) for k, rule in RULES.items()))}
+        appearance = np.logical_or.reduce([over[k] for k in RULES])
+        adult = predictor.adult_check.flags(shifted) if predictor.adult_check is not None else np.zeros(len(x), bool)
+        refused = over["pixel"] | appearance
+        row(f"held-out pediatric, {name}:2", {"layout": over["pixel"], "appearance": appearance,
+                                              "features": over["unusual"] | over["very"], "adult": adult,
+                                              "refused": refused,
+                                              "flagged": refused | over["unusual"] | over["very"] | adult})
+
+    if not DEFAULT_ADULT_REFERENCE.is_dir():
+        return out + [("adults", f"skipped: {DEFAULT_ADULT_REFERENCE} not found")]
+    x_train = np.stack([predictor.preprocess.load(r.path) for r in train])
+    adults, groups = load_adult_reference(DEFAULT_ADULT_REFERENCE, predictor.preprocess)
+    _, y, oof = cross_validated_scores(x_train, [r.patient for r in train], adults, groups)
+    population = oof[y == 1] > np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE)
+    found = predictor.ood.findings(adults, features(adults))
+    appearance = predictor.appearance.findings(adults)["refused"]
+    refused = found["refused"] | appearance
+    warned = found["unusual"] | found["very_unusual"]
+    row("adult reference (CV)", {"layout": found["refused"], "appearance": appearance, "features": warned,
+                                 "adult": population, "refused": refused, "flagged": refused | warned | population})
+    return out + [("adult_films_refused_by_the_appearance_check (they are chest films: a cost, not a catch)",
+                   cell(appearance))]
 
 
 def check_set(predictor, held_out_names: set[str]) -> None:
-    """Predict every film of the hard pediatric check set; none may be refused."""
+    """Predict every film of the hard pediatric check set, as a user would; none may be refused."""
+    from cxr_core.safety.appearance import REASON
+
     names = [line.split("\t")[0] for line in CHECK_SET.read_text().splitlines() if line and not line.startswith("#")]
-    refused, warned, in_held_out = [], [], 0
-    for name in names:
-        pred = predictor.predict(SHARED_TRAIN / name)
-        in_held_out += name in held_out_names
-        if not pred.assessed:
-            refused.append(name)
-        elif any("nusual" in w or "adult" in w for w in pred.warnings):
-            warned.append(name)
-    emit("check_set_films", f"{len(names)} ({in_held_out} in the model's held-out split)")
-    emit("check_set_refused", f"{len(refused)} {refused}")
-    emit("check_set_warned", f"{len(warned)} {warned}")
+    preds = [predictor.predict(SHARED_TRAIN / name) for name in names]
+    found = predictor.ood.findings(np.stack([predictor.preprocess.load(SHARED_TRAIN / n) for n in names]),
+                                   np.stack([predictor.forward(predictor.preprocess.load(SHARED_TRAIN / n)[None],
+                                                               heatmaps=False)[2][0] for n in names]))
+    new = REASON.split("(")[0]
+    row(f"hard check set ({sum(n in held_out_names for n in names)} held out)", {
+        "layout": found["refused"],
+        "appearance": np.array([any(r.startswith(new) for r in p.not_assessed_reasons) for p in preds]),
+        "features": found["unusual"] | found["very_unusual"],
+        "adult": np.array([any("adult" in w for w in p.warnings) for p in preds]),
+        "refused": np.array([not p.assessed for p in preds]),
+        "flagged": np.array([not p.assessed or any("nusual" in w or "adult" in w for w in p.warnings) for p in preds])})
+    emit("check_set_refused", str([n for n, p in zip(names, preds) if not p.assessed]))
 
 
 if __name__ == "__main__":

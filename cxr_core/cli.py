@@ -177,8 +177,10 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("--model", help=MODEL_HELP)
     li.set_defaults(func=cmd_listen)
 
-    fo = sub.add_parser("fit-ood", help="refit a model's out-of-distribution detector and population check "
-                                        "(writes ood.npz and population.npz into the model folder)")
+    fo = sub.add_parser("fit-ood", help="refit a model's input guards: the out-of-distribution detector, the "
+                                        "chest-appearance autoencoder and the population check (writes ood.npz, "
+                                        "appearance.keras, appearance.npz and population.npz into the model folder; "
+                                        "an interrupted run resumes the autoencoder's training when rerun)")
     fo.add_argument("--model", help=MODEL_HELP)
     fo.add_argument("--data", help="training data folder (default: the one in the model card)")
     fo.add_argument("--adult-data", help="adult reference set for the population check "
@@ -618,7 +620,8 @@ def cmd_fit_ood(args: argparse.Namespace) -> int:
     from .safety.guards import refit_model_guards
 
     model_dir = resolve_model_dir(args.model)
-    report = refit_model_guards(model_dir, args.data, args.adult_data)
+    report = refit_model_guards(model_dir, args.data, args.adult_data, log=lambda line: print(line, file=sys.stderr,
+                                                                                              flush=True))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -145,6 +145,13 @@ MUTATIONS = (
     Mutation("result UIDs no longer depend on the model", "cxr_core/dicom/results.py",
              (("entropy_srcs=[str(source_sop_uid), str(model_id), what]", "entropy_srcs=[str(source_sop_uid), what]"),),
              ("tests/test_controlled.py::-k result_uids",)),
+    Mutation("the chest-appearance check never refuses", "cxr_core/safety/appearance.py",
+             (("        return [[REASON.format(why=WHY[k]) for k in RULES if found[k][i]][:1]",
+               "        return [[] for _ in found[\"refused\"]]\n        return [[REASON.format(why=WHY[k]) for k in RULES if found[k][i]][:1]"),),
+             ("tests/test_appearance.py::-k cannot_explain or refuses_noise",)),
+    Mutation("chest-appearance thresholds calibrated on the training films' own scores", "cxr_core/safety/appearance.py",
+             (("        held = check.scores(held_out_images)", "        held = check.scores(fit_images)"),),
+             ("tests/test_appearance.py::-k thresholds_come_from_held_out",)),
 )
 
 

@@ -66,7 +66,8 @@ def test_a_single_split_run_chooses_a_stress_policy_threshold_on_its_held_out_im
         ("clean", "soft", "glare", "unsharp", "tone_curve", "annotation")
     calibration = card.guard_calibration
     assert calibration["held_out_images"] == n_val and set(calibration["held_out_rates"]) == \
-        {"refused", "unusual", "very_unusual", "population", "flagged"}
+        {"refused", "refused_layout", "refused_appearance", "unusual", "very_unusual", "population", "flagged"}
+    assert card.appearance_check["thresholds"].keys() == {"reconstruction", "code", "detail"}
     text = (registry.get(result.model_id).path / "MODEL_CARD.md").read_text()
     assert "What it trades" in text and "realistic acquisition family" in text
 

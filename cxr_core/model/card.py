@@ -25,7 +25,8 @@ from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 
 SCHEMA_VERSION = 2
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_MAPPINGS = ("input", "threshold_evidence", "guard_calibration", "population_check", "internal_validation", "stress",
+_MAPPINGS = ("input", "threshold_evidence", "guard_calibration", "appearance_check", "population_check",
+             "internal_validation", "stress",
              "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation")
 
 
@@ -63,6 +64,7 @@ class ModelCard:
     threshold_evidence: Mapping[str, Any] | None = None
     ece_uncalibrated: float | None = None
     guard_calibration: Mapping[str, Any] | None = None
+    appearance_check: Mapping[str, Any] | None = None  # the chest-appearance autoencoder (cxr_core.safety.appearance)
     population_check: Mapping[str, Any] | None = None
     internal_validation: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     internal_validation_kind: str = "Internal validation (patient-grouped split of the official training set)"

@@ -248,6 +248,9 @@ def guard_lines(card: ModelCard) -> list[str]:
     return [f"| held-out pediatric films (n = {n}) refused / warned unusual / warned very unusual / flagged adult | "
             f"{_pct(rates['refused'])} / {_pct(rates['unusual'])} / {_pct(rates['very_unusual'])} / "
             f"{_pct(rates['population'])} |",
+            *([f"| held-out pediatric films refused by the pixel layout / by the chest-appearance autoencoder | "
+               f"{_pct(rates['refused_layout'])} / {_pct(rates['refused_appearance'])} |"] if "refused_appearance" in rates
+              else []),
             f"| held-out pediatric films flagged by any guard | {_pct(rates['flagged'])} |"]
 
 
@@ -261,8 +264,13 @@ def _guard_section(card: ModelCard) -> list[str]:
     if not calibration:
         return []
     rules = "; ".join(f"{name}: {rule}" for name, rule in calibration["rules"].items())
+    appearance = card.appearance_check
+    what = [] if not appearance else [
+        f"Chest-appearance check: {appearance['what']} ({appearance['parameters']:,} parameters, "
+        f"{appearance['recipe']['size']} px, a {appearance['recipe']['code']}-number code, "
+        f"{appearance['recipe']['epochs']} epochs on the training films).", ""]
     return ["## Input guards", "", f"Thresholds calibrated on held-out pediatric films ({rules}). {calibration['note']}.",
-            "", "| guard | value |", "|---|---|", *guard_lines(card), ""]
+            "", *what, "| guard | value |", "|---|---|", *guard_lines(card), ""]
 
 
 def _stress_lines(card: ModelCard) -> list[str]:

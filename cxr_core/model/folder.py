@@ -7,6 +7,8 @@
     history.csv             per-epoch training metrics
     ood.npz                 the OOD detector (cxr_core.safety.ood)
     population.npz          the adult-film check (cxr_core.safety.population)
+    appearance.keras        the chest-appearance autoencoder (cxr_core.safety.appearance), safe_mode=True
+    appearance.npz          its thresholds and code statistics
     training_hashes.txt     sha256 of every training image (cxr_core.safety.overlap)
 
 Every reader and writer of these files goes through `ModelFolder`; nothing else spells a file name.
@@ -30,6 +32,8 @@ class ModelFolder:
     HISTORY = "history.csv"
     OOD = "ood.npz"
     POPULATION = "population.npz"
+    APPEARANCE_MODEL = "appearance.keras"
+    APPEARANCE = "appearance.npz"
     HASHES = "training_hashes.txt"
 
     def __init__(self, path: str | Path):
@@ -44,6 +48,8 @@ class ModelFolder:
     history_file = property(lambda self: self.path / self.HISTORY)
     ood_file = property(lambda self: self.path / self.OOD)
     population_file = property(lambda self: self.path / self.POPULATION)
+    appearance_model_file = property(lambda self: self.path / self.APPEARANCE_MODEL)
+    appearance_file = property(lambda self: self.path / self.APPEARANCE)
     hashes_file = property(lambda self: self.path / self.HASHES)
 
     def card(self) -> ModelCard:

@@ -74,15 +74,19 @@ class Predictor:
         self.model_point = OperatingPoint.of_model(self.card)
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
+        from ..safety.appearance import AppearanceCheck
         from ..safety.ood import OODDetector
         from ..safety.population import AdultImageCheck
 
         self.ood = OODDetector.load(self.model_dir)
+        self.appearance = AppearanceCheck.load(self.model_dir)
         self.adult_check = AdultImageCheck.load(self.model_dir)
         # A missing guard is said on every result, never silently skipped.
         self.guard_warnings = [text for guard, text in (
             (self.ood, "This model has no current out-of-distribution detector (ood.npz missing, or from before "
                        "held-out calibration): inputs were not screened; run `python -m cxr_core fit-ood`."),
+            (self.appearance, "This model has no chest-appearance check (appearance.keras): inputs that are not chest "
+                              "radiographs may not be refused; run `python -m cxr_core fit-ood`."),
             (self.adult_check, "This model has no population check (population.npz): adult films are not flagged "
                                "unless the DICOM gives an age; run `python -m cxr_core fit-ood`.")) if guard is None]
 
@@ -153,19 +157,23 @@ class Predictor:
             image = source if isinstance(source, LoadedImage) else load_image(source)
         except InputImageError as exc:
             return Prediction(file=name, model_id=self.card.model_id, error=str(exc))
-        probs, heat, pooled, batch = self._run([self.preprocess(image.pixels)])
-        return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0], point)
+        probs, heat, pooled, batch, looks = self._run([self.preprocess(image.pixels)])
+        return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0], looks[0], point)
 
-    def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
+        """The forward pass of a batch, and each input's chest-appearance refusals (one pass for the batch)."""
         batch = np.stack(inputs)
         probs, heat, pooled = self.forward(batch)
-        return probs, heat, pooled, batch
+        looks = self.appearance.refusals(batch) if self.appearance is not None else [[] for _ in batch]
+        return probs, heat, pooled, batch, looks
 
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
-                       pooled: np.ndarray, model_input: np.ndarray, point: OperatingPoint) -> Prediction:
+                       pooled: np.ndarray, model_input: np.ndarray, appearance_refusals: list[str],
+                       point: OperatingPoint) -> Prediction:
         from ..safety.intended_use import assess
 
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
+        refusals = [*appearance_refusals, *refusals]
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
         decided = int(decide(probs[None], point.threshold)[0])
         three = self.num_classes == 3
@@ -216,9 +224,9 @@ class Predictor:
                 ok = [d for d in decoded if d[3] is None]
                 results: dict[int, Prediction] = {}
                 if ok:
-                    probs, heat, pooled, batch = self._run([d[2] for d in ok])  # type: ignore[misc]
+                    probs, heat, pooled, batch, looks = self._run([d[2] for d in ok])  # type: ignore[misc]
                     for j, d in enumerate(ok):
-                        pred = self._to_prediction(d[0], d[1], probs[j], heat[j], pooled[j], batch[j], point)
+                        pred = self._to_prediction(d[0], d[1], probs[j], heat[j], pooled[j], batch[j], looks[j], point)
                         if not keep_images:
                             pred.image = None
                         results[id(d)] = pred

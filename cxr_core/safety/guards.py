@@ -1,5 +1,6 @@
-"""A model's input guards, fitted together: the OOD detector (ood.npz) and the population check
-(population.npz). Training, the ensemble assembly and `python -m cxr_core fit-ood` all call `fit_guards`.
+"""A model's input guards, fitted together: the OOD detector (ood.npz), the chest-appearance autoencoder
+(appearance.keras, appearance.npz) and the population check (population.npz). Training, the ensemble assembly
+and `python -m cxr_core fit-ood` all call `fit_guards`.
 
 Each guard is fitted on the model's training images and calibrated on held-out pediatric films (a single
 model's validation split; for a cross-validated ensemble, the last fold, which the other members trained on,
@@ -10,12 +11,14 @@ not see them (`held_out_flags`), and the rate of all guards together.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..model.folder import ModelFolder
 from ..model.architecture import pooled_features
+from .appearance import RULES as APPEARANCE_RULES
+from .appearance import AppearanceCheck, AutoencoderRecipe
 from .ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags, fold_count
 from .overlap import write_training_hashes
 from .population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
@@ -23,24 +26,30 @@ from .population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
 
 def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_out: np.ndarray,
                held_out_patients: list[str], preprocess: Any, out_dir: Path,
-               adult_dir: str | Path = DEFAULT_ADULT_REFERENCE) -> dict[str, Any]:
-    """Fit both guards on the training inputs `x_fit`, calibrate the OOD thresholds on the held-out pediatric
-    inputs `x_held_out`, save them into `out_dir`; the report the card stores."""
+               adult_dir: str | Path = DEFAULT_ADULT_REFERENCE, recipe: AutoencoderRecipe = AutoencoderRecipe(),
+               backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fit every guard on the training inputs `x_fit`, calibrate the image guards' thresholds on the held-out
+    pediatric inputs `x_held_out`, save them into `out_dir`; the report the card stores. `backup_dir`: where the
+    autoencoder's training keeps its state, so that an interrupted fit resumes."""
     held_features = pooled_features(model, x_held_out)
     ood = OODDetector.fit(x_fit, pooled_features(model, x_fit), x_held_out, held_features)
     ood.save(out_dir)
+    appearance = AppearanceCheck.fit(x_fit, x_held_out, recipe, backup_dir=backup_dir, log=log)
+    appearance.save(out_dir)
     check, population = fit_for_model(x_fit, fit_patients, preprocess, adult_dir)
     if check is not None:
         check.save(out_dir)
-    flags = held_out_flags(ood, check, x_held_out, held_features, held_out_patients)
+    flags = held_out_flags(ood, appearance, check, x_held_out, held_features, held_out_patients)
     rates = {k: float(v.mean()) for k, v in flags.items()}
     if check is not None:
         population["val_pediatric_false_alarm_rate"] = rates["population"]
     return {"ood_pixel_threshold": ood.pixel_threshold, "ood_feature_threshold": ood.feature_threshold,
             "ood_feature_threshold_strong": ood.feature_threshold_strong,
+            "appearance_check": appearance.describe(recipe),
             "guard_calibration": {
                 "held_out_images": int(len(x_held_out)),
                 "rules": {"refused (pixel layout)": PIXEL_REFUSAL.describe(),
+                          **{f"refused (chest appearance: {k})": rule.describe() for k, rule in APPEARANCE_RULES.items()},
                           "unusual (model features)": FEATURE_UNUSUAL.describe(),
                           "very unusual (model features)": FEATURE_VERY_UNUSUAL.describe()},
                 "held_out_rates": rates,
@@ -50,15 +59,22 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_ou
             "population_check": population}
 
 
-def held_out_flags(ood: OODDetector, check: AdultImageCheck | None, x_held_out: np.ndarray, features: np.ndarray,
-                   patients: list[str]) -> dict[str, np.ndarray]:
-    """Per held-out pediatric film, each guard's verdict with thresholds that did not see it, and `flagged`
-    (refused or any warning). bench/ood.py measures the same with this function."""
+def held_out_flags(ood: OODDetector, appearance: AppearanceCheck | None, check: AdultImageCheck | None,
+                   x_held_out: np.ndarray, features: np.ndarray, patients: list[str]) -> dict[str, np.ndarray]:
+    """Per held-out pediatric film, each guard's verdict with thresholds that did not see it: `refused` by any
+    image guard (`refused_layout`, the pixel check; `refused_appearance`, the autoencoder), the graded warnings,
+    the population check, and `flagged` (refused or any warning). bench/ood.py measures the same with this."""
     pixel, feature = ood.pixel_scores(x_held_out), ood.feature_scores(features)
-    out = {"refused": cross_fitted_flags(pixel, patients, PIXEL_REFUSAL),
-           "unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
-           "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
-           "population": check.flags(x_held_out) if check is not None else np.zeros(len(x_held_out), bool)}
+    none = np.zeros(len(x_held_out), bool)
+    out = {"refused_layout": cross_fitted_flags(pixel, patients, PIXEL_REFUSAL), "refused_appearance": none}
+    if appearance is not None:
+        scores = appearance.scores(x_held_out)
+        out["refused_appearance"] = np.logical_or.reduce([cross_fitted_flags(scores[k], patients, rule)
+                                                         for k, rule in APPEARANCE_RULES.items()])
+    out["refused"] = out["refused_layout"] | out["refused_appearance"]
+    out |= {"unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
+            "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
+            "population": check.flags(x_held_out) if check is not None else none}
     out["flagged"] = out["refused"] | out["unusual"] | out["very_unusual"] | out["population"]
     return out
 
@@ -73,20 +89,23 @@ def held_out_split(model_dir: str | Path, data_dir: str | Path | None = None) ->
 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,
-                       adult_dir: str | Path | None = None) -> dict[str, Any]:
+                       adult_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`fit-ood`: refit a registered model's guards on its own training split (from its card), calibrated on its
-    held-out split, and list the pixel hashes of its training data (cxr_core.safety.overlap)."""
+    held-out split, and list the pixel hashes of its training data (cxr_core.safety.overlap). The autoencoder's
+    training state is kept under $CXR_HOME/runs/fit-ood/<model id>/ until it finishes: a rerun resumes."""
     from ..model.predict import Predictor
+    from ..settings import current
 
     model_dir = Path(model_dir)
     train, held = held_out_split(model_dir, data_dir)
     predictor = Predictor(model_dir)
     x_train = np.stack([predictor.preprocess.load(r.path) for r in train])
     x_held = np.stack([predictor.preprocess.load(r.path) for r in held])
+    backup = current().runs / "fit-ood" / predictor.card.model_id
     report = fit_guards(predictor.model, x_train, [r.patient for r in train], x_held, [r.patient for r in held],
-                        predictor.preprocess, model_dir, adult_dir or DEFAULT_ADULT_REFERENCE)
+                        predictor.preprocess, model_dir, adult_dir or DEFAULT_ADULT_REFERENCE, backup_dir=backup,
+                        log=log)
     hashed = write_training_hashes(model_dir, [r.path for r in train + held])  # every image the model was built on
     ModelFolder(model_dir).update_card(**report, ood_val_false_alarm_rate=None)  # the old rate is superseded
     return {"model": predictor.card.model_id, "n_train": len(train), "n_val": len(held),
             "training_hashes": hashed, **report}
-

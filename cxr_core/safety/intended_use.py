@@ -7,7 +7,8 @@ Two tiers. Refuse only what is not a frontal chest radiograph; assess everything
 when it is unusual. A guard that silences the sickest children (lines, tubes, leads) is worse than none.
 - refused ("not assessed", label null, with reasons): DICOM that is not a projection radiograph
   (by Modality, else SOP class), of another body part, or a lateral view; colour photographs;
-  blank images; images whose global layout is not a chest radiograph's (cxr_core.safety.ood pixel check);
+  blank images; images whose global layout is not a chest radiograph's (cxr_core.safety.ood pixel check) or
+  that a model of what chest films look like cannot explain (cxr_core.safety.appearance autoencoder);
 - assessed with warnings: films the model finds unusual or very unusual (cxr_core.safety.ood feature
   check, graded), films outside the validated population (cxr_core.safety.population: adult-looking or a
   DICOM age), and loader warnings.

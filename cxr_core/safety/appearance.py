@@ -1,0 +1,234 @@
+"""The chest-appearance check: does this image look like a frontal chest radiograph at all?
+
+A small convolutional autoencoder (the idea of torchxrayvision's autoencoder check) trained only on the model's
+training films, at 64 x 64. It learns to draw chest films from a 32-number code, so whatever it is shown comes
+back looking like a chest; three one-class signals then measure what it could not explain:
+
+- reconstruction: the error between the input and its reconstruction at the scale of the anatomy (both blurred,
+  Gaussian sigma 3 px at 64 px): lung fields, mediastinum and diaphragm where a chest film has them. The error
+  at full resolution is dominated by fine detail that no autoencoder reproduces, and separates poorly;
+- code: how far the code lies from the training films' codes (Mahalanobis, Ledoit-Wolf covariance);
+- detail: the fine-structure energy of the model input (mean absolute Laplacian at the model's resolution),
+  above anything held-out chest films have: printed text, drawn edges, and the noise of flat areas (paper, a
+  background, air) that the model's intensity standardisation amplifies.
+
+Each earns its place in bench/ood.py (each refuses foreign kinds the others miss). Every threshold is calibrated
+on held-out pediatric films (`ThresholdRule`, like the other guards), never on the training films' own scores.
+It refuses: a chest film with tubes, leads or markers is explained at this scale and is assessed. Stored as
+`appearance.keras` (the network, loaded with safe_mode=True) and `appearance.npz` (thresholds and code
+statistics, allow_pickle=False) beside the model, through ModelFolder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from ..fileio import read_npz, write_npz_atomic
+from ..model.folder import ModelFolder
+from .ood import ThresholdRule
+
+REASON = "This does not look like a chest radiograph ({why})."
+WHY = {"reconstruction": "a model of what chest films look like cannot reproduce its layout",
+       "code": "its appearance is unlike every chest film the model was built on",
+       "detail": "its fine structure, such as text, drawn edges or flat noisy areas, is unlike a chest film's"}
+RULES = {"reconstruction": ThresholdRule(0.999, 1.1), "code": ThresholdRule(0.999, 1.25),
+         "detail": ThresholdRule(0.999, 1.1)}
+# The code distance is a Mahalanobis distance with a long held-out tail (as the model features' is): its margin is
+# wider, so that a real child's film with an arm over the chest (bench/checksets) stays assessed.
+ANATOMY_SIGMA = 3.0  # px at the autoencoder's 64 px: the scale at which the reconstruction error is measured
+
+
+@dataclass(frozen=True)
+class AutoencoderRecipe:
+    """How the autoencoder is built and trained (recorded in the card)."""
+
+    size: int = 64
+    filters: tuple[int, ...] = (16, 32, 64, 64)
+    code: int = 32
+    epochs: int = 40
+    batch_size: int = 64
+    min_steps: int = 240  # a tiny training set still gets this many updates
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size % (2 ** len(self.filters)):
+            raise ValueError(f"size = {self.size}: must be divisible by 2 ** {len(self.filters)} (one halving per stage)")
+
+
+def thumbnails(images: np.ndarray, size: int) -> np.ndarray:
+    """(n, H, W[, 1]) model inputs in [0, 1] -> (n, size, size, 1) float32 (area interpolation)."""
+    images = np.asarray(images, np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    if images.ndim == 2:
+        images = images[None]
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])[..., None]
+
+
+def build_autoencoder(recipe: AutoencoderRecipe) -> Any:
+    import keras
+    from keras import layers
+
+    inp = keras.Input((recipe.size, recipe.size, 1), name="thumbnail")
+    x = inp
+    for i, f in enumerate(recipe.filters):
+        x = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"enc{i}")(x)
+    side = recipe.size // 2 ** len(recipe.filters)
+    x = layers.Flatten()(x)
+    code = layers.Dense(recipe.code, name="code")(x)
+    x = layers.Dense(side * side * recipe.filters[-1], activation="relu", name="dec_dense")(code)
+    x = layers.Reshape((side, side, recipe.filters[-1]))(x)
+    for i, f in enumerate(reversed(recipe.filters)):
+        x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", name=f"dec{i}")(x)
+    out = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="reconstruction")(x)
+    return keras.Model(inp, out, name="chest_appearance_autoencoder")
+
+
+def _augmented_batches(x: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """Endless (input, target) batches: small rotations, shifts and zooms, as chest films are positioned."""
+    n, size = len(x), x.shape[1]
+    while True:
+        idx = rng.choice(n, size=min(batch_size, n), replace=n < batch_size)
+        out = np.empty((len(idx), size, size, 1), np.float32)
+        for j, i in enumerate(idx):
+            m = cv2.getRotationMatrix2D((size / 2 + rng.normal(0, size * 0.03), size / 2 + rng.normal(0, size * 0.03)),
+                                        rng.normal(0, 4), rng.uniform(0.92, 1.08))
+            out[j, ..., 0] = cv2.warpAffine(x[i, ..., 0], m, (size, size), flags=cv2.INTER_LINEAR,
+                                            borderMode=cv2.BORDER_REFLECT)
+        yield out, out
+
+
+def detail_energy(images: np.ndarray) -> np.ndarray:
+    """Mean absolute Laplacian of each model input at its own resolution."""
+    images = np.asarray(images, np.float32)
+    images = images[..., 0] if images.ndim == 4 else images[None] if images.ndim == 2 else images
+    return np.array([float(np.abs(cv2.Laplacian(im, cv2.CV_32F)).mean()) for im in images])
+
+
+@dataclass
+class AppearanceCheck:
+    """The fitted autoencoder, the training codes' mean and precision, and one refusal threshold per signal."""
+
+    network: Any  # keras.Model: thumbnail -> reconstruction
+    code_mean: np.ndarray
+    code_precision: np.ndarray
+    thresholds: dict[str, float]  # signal -> refusal threshold (RULES' keys)
+    size: int
+
+    def __post_init__(self) -> None:
+        import keras
+        import tensorflow as tf
+
+        both = keras.Model(self.network.inputs, [self.network.output, self.network.get_layer("code").output])
+        self._run = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
+
+    # ---- fitting
+    @classmethod
+    def fit(cls, fit_images: np.ndarray, held_out_images: np.ndarray, recipe: AutoencoderRecipe = AutoencoderRecipe(),
+            backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> "AppearanceCheck":
+        """Train on the training films' inputs, calibrate every threshold on held-out films' scores.
+        `backup_dir`: where an interrupted fit keeps its state (a rerun resumes from its last epoch)."""
+        import keras
+        from sklearn.covariance import LedoitWolf
+
+        keras.utils.set_random_seed(recipe.seed)
+        x = thumbnails(fit_images, recipe.size)
+        net = build_autoencoder(recipe)
+        net.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            recipe.learning_rate, recipe.epochs * cls._steps(len(x), recipe), alpha=0.05)), loss="mse")
+        callbacks: list[Any] = []
+        if backup_dir is not None:
+            callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        if log is not None:
+            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: log(
+                f"appearance autoencoder epoch {e + 1}/{recipe.epochs}: loss {logs['loss']:.5f}")))
+        net.fit(_augmented_batches(x, recipe.batch_size, np.random.default_rng(recipe.seed)),
+                steps_per_epoch=cls._steps(len(x), recipe), epochs=recipe.epochs, callbacks=callbacks, shuffle=False,
+                verbose=0)
+        check = cls(net, np.zeros(recipe.code, np.float64), np.eye(recipe.code), {k: math.inf for k in RULES},
+                    recipe.size)
+        _, codes = check._reconstruct(fit_images)
+        lw = LedoitWolf().fit(codes.astype(np.float64))
+        check.code_mean, check.code_precision = lw.location_, lw.precision_
+        held = check.scores(held_out_images)
+        check.thresholds = {k: rule.calibrate(held[k]) for k, rule in RULES.items()}
+        return check
+
+    @staticmethod
+    def _steps(n: int, recipe: AutoencoderRecipe) -> int:
+        return max(math.ceil(n / recipe.batch_size), math.ceil(recipe.min_steps / recipe.epochs))
+
+    # ---- scoring
+    def _reconstruct(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(per-image reconstruction error at the anatomy's scale, codes) for model inputs."""
+        x = thumbnails(images, self.size)
+        errors, codes = [], []
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size]
+            recon, code = (np.asarray(t) for t in self._run(batch))
+            blur = lambda a: cv2.GaussianBlur(a[..., 0], (0, 0), ANATOMY_SIGMA)  # noqa: E731
+            errors.append([float(np.mean((blur(a) - blur(b)) ** 2)) for a, b in zip(batch, recon)])
+            codes.append(code)
+        return np.concatenate(errors), np.concatenate(codes)
+
+    def scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Per model input, each signal's score (RULES' keys); higher = less like a chest film."""
+        errors, codes = self._reconstruct(images)
+        d = codes.astype(np.float64) - self.code_mean
+        return {"reconstruction": errors, "code": np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.code_precision, d), 0.0)),
+                "detail": detail_energy(images)}
+
+    def findings(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Per model input: refused by each signal, and `refused` by any."""
+        scores = self.scores(images)
+        out = {k: scores[k] > self.thresholds[k] for k in RULES}
+        out["refused"] = np.logical_or.reduce([out[k] for k in RULES])
+        return out
+
+    def refusals(self, images: np.ndarray) -> list[list[str]]:
+        """Per model input, its refusal reason (empty: it looks like a chest film); the first signal that refuses
+        says why."""
+        found = self.findings(images)
+        return [[REASON.format(why=WHY[k]) for k in RULES if found[k][i]][:1] for i in range(len(found["refused"]))]
+
+    def describe(self, recipe: AutoencoderRecipe) -> dict[str, Any]:
+        """The card's record of this check."""
+        return {"what": "a convolutional autoencoder of the model's training films: refuses what it cannot explain "
+                        "(reconstruction error at the anatomy's scale, distance of its code, fine-structure energy)",
+                "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()},
+                "parameters": int(self.network.count_params()),
+                "thresholds": dict(self.thresholds),
+                "rules": {k: rule.describe() for k, rule in RULES.items()}}
+
+    # ---- storage
+    def save(self, model_dir: str | Path) -> None:
+        import tempfile
+
+        from ..fileio import write_atomic
+
+        folder = ModelFolder(model_dir)
+        with tempfile.TemporaryDirectory(prefix="cxr_appearance_") as tmp:
+            staged = Path(tmp) / folder.APPEARANCE_MODEL  # Keras writes the file itself: staged, then atomic
+            self.network.save(staged)
+            write_atomic(folder.appearance_model_file, staged.read_bytes())
+        write_npz_atomic(folder.appearance_file, code_mean=self.code_mean, code_precision=self.code_precision,
+                         size=self.size, **{f"threshold_{k}": v for k, v in self.thresholds.items()})
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "AppearanceCheck | None":
+        """None when the model has no appearance check, or an older one (refit with fit-ood)."""
+        folder = ModelFolder(model_dir)
+        z = read_npz(folder.appearance_file)
+        if z is None or not folder.appearance_model_file.is_file() or any(f"threshold_{k}" not in z for k in RULES):
+            return None
+        from ..model.registry import load_keras_model
+
+        return cls(load_keras_model(folder.appearance_model_file), z["code_mean"], z["code_precision"],
+                   {k: float(z[f"threshold_{k}"]) for k in RULES}, int(z["size"]))
