@@ -26,7 +26,8 @@ from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 SCHEMA_VERSION = 2
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MAPPINGS = ("input", "threshold_evidence", "guard_calibration", "population_check", "internal_validation", "stress",
-             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble")
+             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble",
+             "distribution")
 
 
 def model_id_is_valid(model_id: Any) -> bool:
@@ -68,6 +69,7 @@ class ModelCard:
     internal_validation_kind: str = "Internal validation (patient-grouped split of the official training set)"
     stress: Mapping[str, Any] | None = None
     ensemble: Mapping[str, Any] | None = None
+    distribution: Mapping[str, Any] | None = None  # how it was trained: {"strategy", "workers", "replicas", "resumed", ...}
     # provenance
     data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
