@@ -73,9 +73,27 @@ class Distribution:
     def task(self) -> str:
         return f"{self.task_type}:{self.task_index}"
 
+    def barrier(self) -> None:
+        """Wait until every worker got here (a collective): a worker that finished training waits for the chief
+        to write the model, so the cluster ends together rather than reporting a vanished peer."""
+        if self.workers > 1:
+            _barrier(self.strategy)()
+
     def describe(self) -> dict[str, Any]:
         """The model card's and the status file's `distribution` block."""
         return {"strategy": self.name, "workers": self.workers, "replicas": self.replicas}
+
+
+@functools.cache
+def _barrier(strategy: Any) -> Any:
+    import tensorflow as tf
+
+    @tf.function
+    def barrier() -> Any:
+        ones = strategy.run(lambda: tf.identity(tf.constant(1.0)))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    return barrier
 
 
 def cluster_spec() -> dict[str, list[str]]:
@@ -170,7 +188,8 @@ class TrainingLoop:
             self.loss_metric.update_state(per_example)
             self.accuracy.update_state(y, probs)
             ctx = tf.distribute.get_replica_context()
-            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, scaled), ctx.all_reduce(tf.distribute.ReduceOp.SUM, stop)
+            # (tf.identity: an all-reduce needs a tensor made in the replica, not one passed in)
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, [scaled, tf.identity(stop)])
 
         @tf.function
         def step(iterator: Any, stop: Any) -> Any:
@@ -190,7 +209,7 @@ class TrainingLoop:
         @tf.function
         def agree(flag: Any) -> Any:
             def replica_flag() -> Any:
-                return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, flag)
+                return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(flag))
             return strategy.experimental_local_results(strategy.run(replica_flag))[0]
 
         self._step, self._sync, self._agree = step, sync, agree

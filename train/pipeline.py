@@ -84,10 +84,14 @@ def train(config: TrainConfig, runs_dir: str | Path | None = None, registry: Reg
     runs_dir = Path(runs_dir or default_runs_dir())
     dist = current()
     if not dist.is_chief:
-        return _train_as_worker(config, runs_dir, split, log, reevaluate, dist)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with single_run_lock(runs_dir):
-        return _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate, dist)
+        result = _train_as_worker(config, runs_dir, split, log, reevaluate, dist)
+    else:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with single_run_lock(runs_dir):
+            result = _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate,
+                                   dist)
+    dist.barrier()  # the other workers wait for the chief's model (not on an error: that ends the cluster)
+    return result
 
 
 def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None, register: bool, activate: bool,
