@@ -99,6 +99,11 @@ def live_run() -> None:
     text = f"epoch {epoch} / {epochs}" + (f", ETA {eta / 60:.1f} min" if state == "running" and eta else "")
     st.progress(min(1.0, epoch / max(1, epochs)), text=text)
     st.caption(s.get("message", ""))
+    if s.get("workers"):  # a local cluster started with --workers N (train.workers)
+        st.caption("Workers: " + "; ".join(f"{w['task']} ({w['role']}, pid {w['pid']}): {w['state']}"
+                                           for w in s["workers"]))
+    elif (s.get("distribution") or {}).get("workers", 1) > 1:
+        st.caption(f"{s['distribution']['strategy']} over {s['distribution']['workers']} workers")
     if state == "running":
         if st.button("Stop this run", icon=":material/stop:", key="stop"):
             launcher.stop(current.run_dir)

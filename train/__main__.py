@@ -1,7 +1,9 @@
-"""`python -m train --config train/configs/NAME.toml [--budget NAME] [--set section.key=value ...]`
+"""`python -m train --config train/configs/NAME.toml [--budget NAME] [--set section.key=value ...] [--workers N]`
 
-Runs (or resumes) a training run or, for a config with an [experiment] table, a whole experiment.
-Exit status: 0 done, 1 training failed, 2 bad arguments or config.
+Runs (or resumes) a training run or, for a config with an [experiment] table, a whole experiment, under the
+tf.distribute strategy the environment gives (a TF_CONFIG cluster, several GPUs, or one device).
+`--workers N` starts N worker processes on loopback (train.workers); under a TF_CONFIG it names the cluster's size.
+Exit status: 0 done, 1 training failed or a worker ended badly, 2 bad arguments or config.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+
+from train.workers import MAX_WORKERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,10 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reevaluate", action="store_true",
                         help="for a finished run: redo only calibration, threshold, OOD fit and model card from its best "
                              "checkpoint, and register the result as a new model")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help=f"train with N worker processes on this machine's loopback (1 to {MAX_WORKERS}); on real "
+                             "machines set TF_CONFIG on each instead (README 'Data and training')")
     args = parser.parse_args(argv)
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers {args.workers} is invalid: expected an integer from 1 to {MAX_WORKERS}.")
 
     from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
-    from cxr_core.errors import report_errors
+    from cxr_core.errors import ConfigError, report_errors
 
     # The command that reproduces the model: --reevaluate only redoes the last stage of the same run.
     command = "python -m train " + " ".join(shlex.quote(a) for a in argv if a != "--reevaluate")
@@ -48,6 +58,17 @@ def main(argv: list[str] | None = None) -> int:
 
         registry = Registry(args.registry) if args.registry else Registry()
         runs_dir = args.runs_dir or default_runs_dir()
+        if args.workers is not None and args.workers > 1:
+            from train.distribute import cluster_spec
+            from train.pipeline import run_dir_for
+            from train.workers import run_local_cluster
+
+            cluster = cluster_spec()
+            if not cluster:  # this process is the launcher
+                return run_local_cluster(argv, args.workers, run_dir_for(config, Path(runs_dir)), Path(runs_dir))
+            size = sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
+            if size != args.workers:
+                raise ConfigError(f"--workers {args.workers} does not match TF_CONFIG's cluster of {size} workers.")
         spec = experiments.read_experiment(args.config)
         if spec is not None:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -19,15 +19,19 @@ from train.status import write_status
 
 
 class ValidationMetrics(keras.callbacks.Callback):
-    def __init__(self, x_val: np.ndarray, y_val: np.ndarray, num_classes: int, batch_size: int = 64):
+    """`predict(x)` gives the model's softmax outputs on this process alone: under a multi-worker strategy,
+    Keras' own `model.predict` would try to distribute the validation set."""
+
+    def __init__(self, x_val: np.ndarray, y_val: np.ndarray, num_classes: int,
+                 predict: Callable[[np.ndarray], np.ndarray]):
         super().__init__()
-        self.x_val, self.y_val, self.num_classes, self.batch_size = x_val, y_val, num_classes, batch_size
+        self.x_val, self.y_val, self.num_classes, self.predict = x_val, y_val, num_classes, predict
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         from sklearn.metrics import roc_auc_score
 
         logs = logs if logs is not None else {}
-        probs = np.asarray(self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
+        probs = np.asarray(self.predict(self.x_val))
         y = self.y_val if self.num_classes == 3 else (self.y_val > 0).astype(int)
         yb = (self.y_val > 0).astype(int)
         p = M.pneumonia_probability(probs)
@@ -73,7 +77,7 @@ class StatusWriter(keras.callbacks.Callback):
 
 
 class StopFile(keras.callbacks.Callback):
-    """Stops training after the current batch when the STOP file appears."""
+    """Asks training to stop when the STOP file appears; the loop stops every worker after the same step."""
 
     def __init__(self, path: Path):
         super().__init__()

@@ -50,9 +50,11 @@ def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, reg
 
     from train.pipeline import RunResult, run_dir_for, single_run_lock
 
+    from train.distribute import current
+
     members = train_members(config, runs_dir, command, log)
-    if len(members) < config.data.folds or members[-1].state != "finished":
-        return RunResult(members[-1].run_dir, members[-1].state, None, {})
+    if len(members) < config.data.folds or members[-1].state != "finished" or not current().is_chief:
+        return RunResult(members[-1].run_dir, members[-1].state, None, {})  # only the chief assembles
     run_dir = run_dir_for(config, Path(runs_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     with single_run_lock(Path(runs_dir)):

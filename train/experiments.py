@@ -76,6 +76,7 @@ def plan(spec: dict[str, Any], base: TrainConfig) -> list[tuple[str, dict[str, A
 def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path, registry: Any = None,
                    command: str = "", results_dir: str | Path | None = None, log: Any = print) -> list[dict[str, Any]]:
     from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
+    from train.distribute import current
     from train.pipeline import train
 
     validate_spec(spec)
@@ -97,7 +98,9 @@ def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path
         split = folds[i] if folds is not None else None
         t0 = time.time()
         result = train(config, runs_dir=runs_dir, register=False, command=command, split=split, log=log)
-        previous_model = ModelFolder(result.run_dir / "model").model_file
+        previous_model = ModelFolder(result.run_dir / "model").model_file  # the chief's, in the shared run folder
+        if not current().is_chief:  # another worker of a cluster: the chief collects the results
+            continue
         rows.append(_row(base.name, config.name, label, result, overrides, time.time() - t0))
         if (result.run_dir / "history.csv").exists():
             shutil.copy(result.run_dir / "history.csv", out / f"history_{config.name}.csv")

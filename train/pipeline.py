@@ -5,13 +5,17 @@ A run lives in `runs/<name>-<config fingerprint>/`:
     status.json        state (running / finished / failed / stopped), epoch, ETA: the app follows it
     history.csv        per-epoch metrics (keras.callbacks.CSVLogger)
     tensorboard/       the same for TensorBoard
-    backup/            keras.callbacks.BackupAndRestore: a killed run resumes at its last epoch
+    checkpoints/       tf.train.CheckpointManager (model, optimizer, epoch): a killed run resumes at its last epoch
     best.weights.h5    best epoch by validation AUC (ModelCheckpoint)
     model/             the finished model folder, then copied into the registry
     STOP               created by the app (or a user) to stop the run after the current batch
 
 Rerunning the same command continues the same run. The active model is never changed here unless
 `activate=True`, and then only after the run finished and passed its validation gate.
+
+Training runs under the process's tf.distribute strategy (train.distribute: one device, several GPUs, or the
+workers of a TF_CONFIG cluster), with one custom step for all. Only the chief writes the run folder, the model,
+its card (with its `distribution` block) and the registry entry.
 """
 
 from __future__ import annotations
@@ -68,21 +72,31 @@ def train(config: TrainConfig, runs_dir: str | Path | None = None, registry: Reg
           register: bool = True, activate: bool = False, command: str | None = None,
           split: tuple[list[Record], list[Record]] | None = None, log: Callable[[str], None] = print,
           reevaluate: bool = False) -> RunResult:
-    """Run (or resume) one training run. Only one run at a time per runs folder.
+    """Run (or resume) one training run. Only one run at a time per runs folder. Under a multi-worker TF_CONFIG
+    every worker calls this with the same arguments; only the chief's result carries a model.
 
     `reevaluate`: for a run whose training finished, redo only the evaluation stage (calibration,
     threshold, OOD detector, model card) from its best checkpoint and register the result as a new
     model; for use after a change to that stage's code.
     """
+    from train.distribute import current
+
     runs_dir = Path(runs_dir or default_runs_dir())
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with single_run_lock(runs_dir):
-        return _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate)
+    dist = current()
+    if not dist.is_chief:
+        result = _train_as_worker(config, runs_dir, split, log, reevaluate, dist)
+    else:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with single_run_lock(runs_dir):
+            result = _train_locked(config, runs_dir, registry, register, activate, command, split, log, reevaluate,
+                                   dist)
+    dist.barrier()  # the other workers wait for the chief's model (not on an error: that ends the cluster)
+    return result
 
 
 def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None, register: bool, activate: bool,
                   command: str | None, split: tuple[list[Record], list[Record]] | None,
-                  log: Callable[[str], None], reevaluate: bool = False) -> RunResult:
+                  log: Callable[[str], None], reevaluate: bool, dist: Any) -> RunResult:
     run_dir = run_dir_for(config, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir)
@@ -96,7 +110,7 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
     write_json_atomic(run_dir / "config.json", {**config.to_dict(), "command": command})
     started = time.time() - float(status.get("elapsed_s", 0.0))
     write_status(run_dir, state="running", pid=os.getpid(), epoch=status.get("epoch", 0), epochs=config.train.epochs,
-            started=started, message="loading data")
+                 started=started, message="loading data", distribution=dist.describe())
     try:
         train_recs, val_recs, data_info = _split(config, split)
         log(f"Data: {data_info['n_train']} train / {data_info['n_val']} validation images "
@@ -105,14 +119,16 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         x_train, y_train = load_arrays(train_recs, preprocess)
         x_val, y_val = load_arrays(val_recs, preprocess)
         write_status(run_dir, message="training")
-        model, epochs_run = _fit(config, run_dir, x_train, y_train, x_val, y_val, started, log)
-        if (run_dir / "STOP").exists():
+        model, epochs_run = _fit(config, run_dir, x_train, y_train, x_val, y_val, started, log, dist)
+        if (run_dir / "STOP").exists() or model is None:
             write_status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
             return RunResult(run_dir, "stopped", None, {})
         write_status(run_dir, message="evaluating on internal validation")
+        resumed_at = [int(e) for e in read_status(run_dir).get("resumed_at", [])]
+        distribution = {**dist.describe(), "resumed": bool(resumed_at), "resumed_at_epochs": resumed_at}
         card = _evaluate_and_write_model(config, run_dir, model, x_train, train_recs, x_val,
                                          y_val, val_recs, data_info,
-                                         time.time() - started, epochs_run, command)
+                                         time.time() - started, epochs_run, command, distribution)
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         write_status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
@@ -122,6 +138,26 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
     write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
             passed_gate=passed, elapsed_s=time.time() - started)
     return RunResult(run_dir, "finished", model_id, metrics)
+
+
+def _train_as_worker(config: TrainConfig, runs_dir: Path, split: tuple[list[Record], list[Record]] | None,
+                     log: Callable[[str], None], reevaluate: bool, dist: Any) -> RunResult:
+    """A non-chief worker: the same data, steps, checkpoint saves and stop decisions as the chief (collectives),
+    but it writes nothing into the run folder (its checkpoints go to temporary folders, removed at once) and
+    neither evaluates nor registers. It reads the shared run folder to skip what the chief will skip."""
+    run_dir = run_dir_for(config, runs_dir)
+    status = read_status(run_dir)
+    if status.get("state") == "finished" or reevaluate or ((run_dir / "fit_done").exists()
+                                                            and (run_dir / "best.weights.h5").exists()):
+        log(f"[{dist.task}] nothing to train in {run_dir.name}: the chief finishes it.")
+        return RunResult(run_dir, "finished", None, {})
+    train_recs, val_recs, _ = _split(config, split)
+    preprocess = config.data.preprocess()
+    x_train, y_train = load_arrays(train_recs, preprocess)
+    x_val, y_val = load_arrays(val_recs, preprocess)
+    _, epochs = _fit(config, run_dir, x_train, y_train, x_val, y_val, time.time(), log, dist)
+    log(f"[{dist.task}] trained {epochs} epoch(s) with the chief; the chief writes the model.")
+    return RunResult(run_dir, "finished", None, {})
 
 
 def register_if_passed(card: ModelCard, model_dir: Path, config: TrainConfig, registry: Registry | None,
@@ -171,11 +207,21 @@ def load_arrays(records: list[Record], preprocess: Preprocess) -> tuple[np.ndarr
     return np.stack(images), np.array([r.label for r in records], dtype=np.int32)
 
 
-def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any:
-    """tf.data: balanced/oversampled indices -> shuffle -> batch -> gather -> augment -> prefetch."""
+def steps_per_epoch(config: TrainConfig, y: np.ndarray) -> int:
+    """Full global batches per epoch: ceil(balanced sample count / train.batch_size)."""
+    labels = y if config.model.num_classes == 3 else (y > 0).astype(np.int32)
+    return int(np.ceil(len(balanced_indices(labels, config.data.balancing, config.train.seed)) / config.train.batch_size))
+
+
+def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray, input_context: Any = None) -> Any:
+    """tf.data for one worker: balanced/oversampled indices -> shuffle -> repeat -> this worker's shard -> batch ->
+    gather -> augment -> prefetch. Sharding is by input pipeline on the index stream, before any gather or
+    augmentation, and tf.data's auto-sharding is off (see train.distribute). Without `input_context` (one
+    pipeline, one replica) the batch is the config's; with one it is the per-replica share of that global batch."""
     import tensorflow as tf
 
     from train.augment import build_augmenter
+    from train.distribute import dataset_options, per_replica_batch
 
     aug_config = config.augment
     if config.data.balancing == "balanced_strong":
@@ -193,11 +239,16 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> Any
         return xb, tf.one_hot(yb, num_classes), tf.gather(ws, yb)
 
     ds = tf.data.Dataset.from_tensor_slices(idx).shuffle(len(idx), seed=config.train.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.train.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.repeat()  # epochs are counted in full global batches: every worker runs the same number of steps
+    batch = config.train.batch_size
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch = per_replica_batch(batch, input_context.num_replicas_in_sync)
+    ds = ds.batch(batch, drop_remainder=True).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     if augmenter is not None:
         ds = ds.map(lambda a, b, c: (tf.clip_by_value(augmenter(a, training=True), 0.0, 1.0), b, c),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(dataset_options())
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -212,87 +263,139 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- fit
 def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-         y_val: np.ndarray, started: float, log: Callable[[str], None]) -> tuple[Any, int]:
+         y_val: np.ndarray, started: float, log: Callable[[str], None], dist: Any) -> tuple[Any, int]:
+    """Train with the one custom step (train.distribute) under the process's strategy; resume from the run's
+    checkpoint. The chief returns a plain (undistributed) model holding the best epoch's weights; another
+    worker returns None. Every worker runs the same steps, checkpoint saves and stop decisions."""
     import keras
 
     from cxr_core.model.architecture import build_model
     from train.callbacks import LearningRateLogger, StatusWriter, StopFile, ValidationMetrics
+    from train.distribute import Checkpoints, TrainingLoop
 
-    keras.utils.set_random_seed(config.train.seed)
-    model = build_model(config.model, config.data.image_size)
     t = config.train
-    steps = int(np.ceil(len(balanced_indices(y_train if config.model.num_classes == 3 else (y_train > 0).astype(int),
-                                             config.data.balancing, t.seed)) / t.batch_size))
-    lr: Any = t.learning_rate
-    if t.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=max(1, steps * t.epochs), alpha=0.02,
-                                                    warmup_target=None)
-    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing),
-                  metrics=["accuracy"])
     best = run_dir / "best.weights.h5"
     fit_done = run_dir / "fit_done"
     if fit_done.exists() and best.exists():
         log("Training already complete; evaluating the best checkpoint.")
-        model.load_weights(best)
-        return model, int(read_status(run_dir).get("epoch", t.epochs))
-    callbacks: list[Any] = [
-        ValidationMetrics(x_val, y_val, config.model.num_classes),  # first: adds val_* to the logs
-        LearningRateLogger(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max", save_best_only=True,
-                                        save_weights_only=True),
-        StatusWriter(run_dir, t.epochs, started),
-        StopFile(run_dir / "STOP"),
-    ]
+        return (_plain_model(config, best) if dist.is_chief else None), int(read_status(run_dir).get("epoch", t.epochs))
+    steps = steps_per_epoch(config, y_train)
+    keras.utils.set_random_seed(t.seed)
+    with dist.strategy.scope():  # model, optimizer, loss and metrics: their variables belong to the strategy
+        model = build_model(config.model, config.data.image_size)
+        lr: Any = t.learning_rate
+        if t.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=max(1, steps * t.epochs),
+                                                        alpha=0.02, warmup_target=None)
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
+        optimizer.build(model.trainable_variables)  # before a restore: every slot exists
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing, reduction=None)
+        model.compile(optimizer=optimizer)  # model.optimizer, for the callbacks (the loop is train.distribute's)
+    loop = TrainingLoop(dist, model, optimizer, loss)
+    checkpoints = Checkpoints(dist, run_dir, model, optimizer)
+    start = checkpoints.restore()
+    if start:
+        log(f"Resuming from the checkpoint after epoch {start}.")
+    callbacks: list[Any] = []
+    monitors_val = bool(t.early_stopping_patience) or t.lr_schedule == "plateau"
+    if dist.is_chief or monitors_val:  # the chief logs it; every worker needs it to take the same decisions
+        callbacks.append(ValidationMetrics(x_val, y_val, config.model.num_classes, predict=loop.predict))
+    callbacks.append(LearningRateLogger())
+    if dist.is_chief:
+        if start:
+            _keep_history_before(run_dir / "history.csv", start)
+            write_status(run_dir, resumed_at=[*read_status(run_dir).get("resumed_at", []), start])
+        checkpoint_best = keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max",
+                                                          save_best_only=True, save_weights_only=True)
+        previous = [r.get("val_auc") for r in _history_rows(run_dir / "history.csv")]
+        if best.exists() and previous:
+            checkpoint_best.best = max(previous)  # the best epoch before the restart still counts
+        callbacks += [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+                      keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+                      checkpoint_best, StatusWriter(run_dir, t.epochs, started)]
+    callbacks.append(StopFile(run_dir / "STOP"))
     if t.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                                        patience=t.early_stopping_patience))
     if t.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=t.plateau_patience, min_lr=1e-7))
-    # Keras keeps the previous checkpoint too (double_checkpoint) and falls back to it when a SIGKILL
-    # left the latest half-written; if neither is readable, the run restarts from epoch 0.
-    _discard_unreadable_backup(run_dir / "backup", log)
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False,
-                                                      double_checkpoint=True))
-    history = model.fit(make_train_dataset(config, x_train, y_train), epochs=t.epochs, callbacks=callbacks, verbose=2)
-    epochs_run = int(read_status(run_dir).get("epoch", len(history.epoch)))
-    if (run_dir / "STOP").exists():
-        return model, epochs_run
-    if best.exists():
-        model.load_weights(best)
+    hooks = keras.callbacks.CallbackList(callbacks, model=model, epochs=t.epochs, steps=steps)
+    iterator = loop.distribute(lambda context: make_train_dataset(config, x_train, y_train, context))
+    model.stop_training = False
+    stopped = False
+    epochs_done = start
+    hooks.on_train_begin()
+    for epoch in range(start, t.epochs):
+        hooks.on_epoch_begin(epoch)
+        loop.reset_metrics()
+        epoch_start = time.time()
+        for step in range(steps):
+            hooks.on_train_batch_begin(step)
+            _, stopped = loop.step(iterator, stop_here=bool(model.stop_training))
+            hooks.on_train_batch_end(step, {})
+            if stopped:
+                break
+        if stopped:  # the STOP file: this epoch is not finished; a rerun redoes it from the last checkpoint
+            break
+        loop.sync_statistics()
+        hooks.on_epoch_end(epoch, {**loop.epoch_logs(), "epoch_s": time.time() - epoch_start})
+        checkpoints.save(epoch + 1)
+        epochs_done = epoch + 1
+        if loop.agree(bool(model.stop_training)):  # early stopping: every worker stops after the same epoch
+            break
+    hooks.on_train_end()
+    if stopped or not dist.is_chief:
+        return None, epochs_done
     write_atomic(fit_done, b"done\n")
-    return model, epochs_run
+    if best.exists():
+        return _plain_model(config, best), epochs_done
+    plain = _plain_model(config, None)
+    plain.set_weights(model.get_weights())
+    return plain, epochs_done
 
 
-def _discard_unreadable_backup(backup: Path, log: Callable[[str], None]) -> None:
-    import h5py
+def _plain_model(config: TrainConfig, weights: Path | None) -> Any:
+    """The trained network outside any strategy (for evaluation and saving): no collective, no optimizer."""
+    from cxr_core.model.architecture import build_model
 
-    files = sorted(backup.glob("*.weights.h5"))
-    for f in files:
-        try:
-            with h5py.File(f, "r"):
-                return  # at least one readable checkpoint: Keras restores from it
-        except OSError:
-            continue
-    if files:
-        import shutil
+    model = build_model(dataclasses.replace(config.model, init_from=""), config.data.image_size)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
-        log("The training checkpoint was damaged (killed while saving); restarting this run from epoch 1.")
-        shutil.rmtree(backup, ignore_errors=True)
+
+def _history_rows(path: Path) -> list[dict[str, float]]:
+    from train.launcher import read_history
+
+    return read_history(path) if path.exists() else []
+
+
+def _keep_history_before(path: Path, epochs_done: int) -> None:
+    """After a restore to `epochs_done` finished epochs: drop the log rows of epochs that will be redone."""
+    import csv
+    import io
+
+    if not path.exists():
+        return
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs_done]
+    if len(kept) != len(rows):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(kept)
+        write_atomic(path, out.getvalue().encode())
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray,
                               train_recs: list[Record], x_val: np.ndarray, y_val: np.ndarray,
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
-                              command: str) -> ModelCard:
+                              command: str, distribution: dict[str, Any]) -> ModelCard:
     """The validation split's evidence, then `finish_model` (shared with the ensemble)."""
     from cxr_core.inputs.imaging import load_image
-    from cxr_core.model.architecture import LOGITS_LAYER, build_model, logit_function, predict_logits
+    from cxr_core.model.architecture import logit_function, predict_logits
     from cxr_core.validation.stress import CLEAN
     from train.evidence import needs_stress, stress_logits
     from train.finish import Evidence, finish_model
@@ -301,9 +404,6 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
     np.save(run_dir / VAL_LOGITS, logits[CLEAN])  # out-of-fold logits: what a cross-validated ensemble calibrates on
     if needs_stress(config):  # the validation images are held out: the stress suite runs on them
         logits.update(stress_logits([load_image(r.path).pixels for r in val_recs], config, logit_function(model)))
-    serving = build_model(dataclasses.replace(config.model, init_from=""), config.data.image_size)
-    serving.set_weights(model.get_weights())  # uncompiled copy: saved without the optimizer
-    assert serving.get_layer(LOGITS_LAYER) is not None
     out = ModelFolder(run_dir / "model")
     out.path.mkdir(exist_ok=True)
     if (run_dir / "history.csv").exists():
@@ -314,8 +414,9 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         training_paths=[r.path for r in train_recs + val_recs], data=data_info,
         kind=f"Internal (held-out): a patient-grouped validation split of {len(val_recs)} images",
         stress_note="validation images (held out from training)" if needs_stress(config) else None,
-        training_time_s=elapsed, epochs_run=epochs_run, presentation_held_out=(x_val, y_val))
-    return finish_model(serving, config, evidence, out.path, command)
+        training_time_s=elapsed, epochs_run=epochs_run, presentation_held_out=(x_val, y_val),
+        card_fields={"distribution": distribution})
+    return finish_model(model, config, evidence, out.path, command)  # uncompiled: saved without the optimizer
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -350,6 +451,7 @@ class single_run_lock:
 
     def __enter__(self) -> "single_run_lock":
         inherited = os.environ.pop(LOCK_FD_ENV, None)
+        self.inherited = inherited is not None
         if inherited is not None:
             self.fh = os.fdopen(int(inherited), "a+")  # already locked by the launcher, for this process
         else:
@@ -360,7 +462,8 @@ class single_run_lock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        if not self.inherited:  # an inherited lock is shared with its launcher: released when the last copy closes
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
 
 

@@ -27,7 +27,7 @@ SCHEMA_VERSION = 2
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MAPPINGS = ("input", "threshold_evidence", "guard_calibration", "appearance_check", "population_check",
              "internal_validation", "stress",
-             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation")
+             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation", "distribution")
 
 
 def model_id_is_valid(model_id: Any) -> bool:
@@ -71,6 +71,7 @@ class ModelCard:
     stress: Mapping[str, Any] | None = None
     ensemble: Mapping[str, Any] | None = None
     site_adaptation: Mapping[str, Any] | None = None  # a site-adapted model: parent, site films, local evidence
+    distribution: Mapping[str, Any] | None = None  # how it was trained: {"strategy", "workers", "replicas", "resumed", ...}
     # provenance
     data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
