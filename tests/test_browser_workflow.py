@@ -108,7 +108,7 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         wait_for(browser, lambda: browser.find_element(
             By.XPATH, "//button[.//p[starts-with(text(), 'Save ')]]").is_enabled(), what="the enabled Save button")
         browser.find_element(By.XPATH, "//button[.//p[starts-with(text(), 'Save ')]]").click()
-        wait_for(browser, lambda: "Refused by rule min_per_class" in body_text(browser), what="the refusal")
+        wait_for(browser, lambda: "Refused: too few local films" in body_text(browser), what="the refusal")
         assert "10 pneumonia and 10 normal" in body_text(browser)
         time.sleep(0.5)
         screenshot(browser, "site_point_refused")

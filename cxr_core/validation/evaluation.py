@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import CLASSES
-from .dataset import fingerprint, index_dataset
+from .dataset import fingerprint, index_dataset, label_source
 from ..errors import CXRError, StorageError
 from ..model.folder import ModelFolder
 from ..paths import evaluations_dir
@@ -113,7 +113,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     y, P = np.array(labels), np.array(probs)
     summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
     summary.update(threshold_source=point.source, model=predictor.card.model_id, data=str(data_dir.resolve()),
-                   data_fingerprint=fingerprint(records), failed=failed,
+                   data_fingerprint=fingerprint(records), failed=failed, label_source=label_source(data_dir),
                    overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     saved_to = None
