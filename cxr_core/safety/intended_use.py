@@ -52,7 +52,7 @@ def assess(image: LoadedImage, guard_refusals: Sequence[str] = (), guard_warning
     reasons = dicom_refusals(image.metadata) if image.format == "DICOM" else []
     colour = float(image.metadata.get("colourfulness", 0.0))
     if colour > MAX_COLOURFULNESS:
-        reasons.append(f"This is a colour image (colourfulness {colour:.2f}), not a radiograph: a photograph or a "
+        reasons.append("This is a colour image, not a radiograph: a photograph or a "
                        "screenshot is not assessed.")
     if float(np.std(image.pixels)) < MIN_STD:
         reasons.append(FAILED_EXPOSURE)
