@@ -17,14 +17,16 @@ SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (surv
 SAMPLES = "viewer_samples"  # the sample films asked for this session: [(display name, bytes)]
 AT = "viewer_at"  # the position of the case shown (one at a time)
 
-st.title("Chest X-ray viewer")
 store = case_store()
 reader = reader_name()
 entry = sidebar_model_panel(store)
 generation = st.session_state.setdefault("uploader_generation", 0)  # Clear starts a fresh, empty uploader
 busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstored") or st.query_params.get("case"))
-# With results on screen the drop zone folds away, so the verdict and the film stay above the fold.
-with st.expander("Add films", expanded=False) if busy else st.container():
+# With results on screen the title, the drop zone and the display settings share one row, so the verdict, P and
+# the film stay above the fold at 1280 x 800; before that, the drop zone is the page.
+top = st.columns([1.5, 1.2, 1], vertical_alignment="top") if busy else [st.container()] * 3
+top[0].title("Chest X-ray viewer")
+with top[1].expander("Add films", expanded=False) if busy else top[1]:
     uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many). Pediatric frontal chest "
                                "radiographs; research decision support only.", accept_multiple_files=True,
                                key=f"uploads_{generation}")
@@ -35,16 +37,15 @@ with st.expander("Add films", expanded=False) if busy else st.container():
         if c2.button("Try a sample film", icon=":material/science:", key="sample_try", help=SAMPLE_NOTE):
             st.session_state.setdefault(SAMPLES, []).append((sample, samples[sample].read_bytes()))
         st.caption(f"Sample films: {SAMPLE_NOTE[0].lower()}{SAMPLE_NOTE[1:]}")
-with st.expander("Display", expanded=False):
-    c1, c2, c3 = st.columns(3)
-    display = Display(opacity=c1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity"),
-                      colormap=c2.selectbox("Colour map", ["inferno", "viridis", "hot", "turbo", "jet"], key="colormap"),
-                      show_overlay=c3.toggle("Show Grad-CAM on PNEUMONIA results", value=True, key="show_overlay",
+with top[2].expander("Display", expanded=False):
+    display = Display(opacity=st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity"),
+                      colormap=st.selectbox("Colour map", ["inferno", "viridis", "hot", "turbo", "jet"], key="colormap"),
+                      show_overlay=st.toggle("Show Grad-CAM on PNEUMONIA results", value=True, key="show_overlay",
                                              help="A NORMAL result's heatmap is off; each such result has its own toggle."))
-    show_ids = c1.toggle("Show patient identifiers", value=False, key="show_ids",
+    show_ids = st.toggle("Show patient identifiers", value=False, key="show_ids",
                          help="DICOM patient tags; shown on screen only, never exported.")
-    with_names = c2.toggle("Include original file names in exports", value=False, key="with_names", help=FILE_NAME_NOTE)
-    show_all = c3.toggle("Show every case at once", value=False, key="show_all",
+    with_names = st.toggle("Include original file names in exports", value=False, key="with_names", help=FILE_NAME_NOTE)
+    show_all = st.toggle("Show every case at once", value=False, key="show_all",
                          help="Off: one case at a time, with Previous and Next.")
 
 if entry is None:

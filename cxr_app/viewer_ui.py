@@ -51,6 +51,7 @@ def sample_films() -> dict[str, Path]:
     return {f"Sample: {p.stem.replace('-', ' ')}": p for p in sorted(folder.glob("*.jpeg"))}
 
 
+FILM_PX = 420  # the radiograph's height: with the page's header, it fits above the fold at 1280 x 800
 SAMPLE_NOTE = "From the training set: for trying the interface, not for judging the model."
 
 
@@ -64,7 +65,7 @@ def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Dis
     figures for the PDF."""
     title = (f"Case {case['case_id']}" + ("" if pred.file == f"Case {case['case_id']}" else f": {pred.file}")
              if case else pred.file)
-    st.markdown(f"#### {title}")
+    st.markdown(f"**{title}**")
     if pred.error:
         st.error(f"Could not read this file: {pred.error}", icon=":material/error:")
         return
@@ -99,14 +100,15 @@ def film_view(pred: Prediction, index: int, display: Display, revision: str) -> 
               pred.assessed and st.toggle("Show the heatmap", value=False, key=f"heat_{index}",
                                           help="Off by default for a NORMAL result; on the same fixed scale."))
     heat = pred.heatmap if wanted else None
+    chart = st.empty()  # the film first, its sliders under it: the film stays above the fold
     c1, c2 = st.columns(2)
     level = c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key=f"level_{index}",
                       help="The centre of the displayed grey range; display only, the model is unaffected.")
     width = c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key=f"width_{index}",
                       help="The grey range shown from black to white: narrower is more contrast.")
-    st.plotly_chart(radiograph_figure(pred.image.pixels, heat, level, width, display.opacity, display.colormap,
-                                      revision=revision), width="stretch", key=f"radiograph_{index}",
-                    config={"scrollZoom": True, "displaylogo": False})
+    chart.plotly_chart(radiograph_figure(pred.image.pixels, heat, level, width, display.opacity, display.colormap,
+                                         revision=revision, height=FILM_PX), width="stretch", key=f"radiograph_{index}",
+                       config={"scrollZoom": True, "displaylogo": False})
     st.caption(("Grad-CAM: where the model found evidence for pneumonia, on a fixed scale (a faint map is weak "
                 "evidence). " if heat is not None else
                 "No heatmap: the input was not assessed. " if not pred.assessed else "Heatmap off. ")
@@ -170,12 +172,13 @@ def _tags(pred: Prediction, show_identifiers: bool) -> None:
 
 def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> None:
     """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
-    from cxr_core.cases.store import REVIEW_LABELS
+    from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
     from cxr_core.errors import CXRError
 
     review = case.get("review")
     if review:
-        st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): {review['decision']}, "
+        st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): "
+                f"{DECISION_WORDS.get(review['decision'], review['decision'])}, "
                 f"{review['label']}" + (f". {review['comment']}" if review["comment"] else ""), icon=":material/rate_review:")
     decisions = {"agree": "Agree", "disagree": "Disagree"}
     if case.get("subtype") in ("BACTERIAL", "VIRAL"):  # a stated subtype: it alone can be wrong

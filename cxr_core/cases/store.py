@@ -37,6 +37,7 @@ from ..settings import current
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
 # "subtype": the reader agrees there is pneumonia but not with the likelier subtype (a recorded disagreement)
 DECISIONS = ("agree", "disagree", "subtype")
+DECISION_WORDS = {"agree": "agrees with the model", "disagree": "disagrees", "subtype": "disagrees on the subtype only"}
 STATUSES = ("new", "reviewed", "disagreed")
 EXPORTABLE = ("NORMAL", "BACTERIAL", "VIRAL")  # OTHER, UNREADABLE and an uncertain subtype have no folder
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import CLASSES
 from .dataset import fingerprint, index_dataset, label_source
-from ..errors import CXRError, StorageError
+from ..errors import CXRError, StorageError, plain_cause
 from ..model.folder import ModelFolder
 from ..paths import evaluations_dir
 from ..fileio import write_atomic, write_json_atomic
@@ -52,7 +52,7 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     try:
         frame = pd.read_csv(path, dtype={"file": str, "label": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
-        raise CXRError(f"{str(path)!r} cannot be read as a scores file ({type(exc).__name__}).") from None
+        raise CXRError(f"{str(path)!r} cannot be read as a scores file ({plain_cause(exc)}).") from None
     if ",".join(frame.columns) != SCORES_HEADER or not frame["label"].isin(CLASSES).all():
         raise CXRError(f"{str(path)!r} is not a scores file (expected header {SCORES_HEADER!r}).")
     labels = frame["label"].map(CLASSES.index).to_numpy(dtype=int)
