@@ -12,7 +12,7 @@ import pytest
 
 from . import inputs
 from .harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
-from .test_browser import screenshot
+from .test_browser import screenshot, show_every_case
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
@@ -65,6 +65,7 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         for i in range(2):
             films.append(tmp_path / f"film_{i}.png")
             films[-1].write_bytes(inputs.png_gray8(seed=200 + i))
+        show_every_case(browser)
         upload(browser, films)
         wait_for(browser, lambda: results_shown(browser, 2), what="two results")
         # (8) nothing pre-selected in the review form; saving without a choice says so
