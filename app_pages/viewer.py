@@ -24,8 +24,8 @@ generation = st.session_state.setdefault("uploader_generation", 0)  # Clear star
 busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstored") or st.query_params.get("case"))
 # With results on screen the title, the drop zone and the display settings share one row, so the verdict, P and
 # the film stay above the fold at 1280 x 800; before that, the drop zone is the page.
-top = st.columns([1.5, 1.2, 1], vertical_alignment="top") if busy else [st.container()] * 3
-top[0].title("Chest X-ray viewer")
+top = st.columns([1.5, 1.2, 1], vertical_alignment="center") if busy else [st.container()] * 3
+(top[0].subheader if busy else top[0].title)("Chest X-ray viewer")
 with top[1].expander("Add films", expanded=False) if busy else top[1]:
     uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many). Pediatric frontal chest "
                                "radiographs; research decision support only.", accept_multiple_files=True,
@@ -144,7 +144,7 @@ if len(shown) > 1 and not show_all:
     c2.caption(f"**{at + 1} of {len(shown)}** image(s) this session" +
                (": each is a case in the Worklist." if store is not None else "."))
 else:
-    c1.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
+    c2.caption(f"{len(shown)} image(s) this session" + (": each is a case in the Worklist." if store is not None else "."))
 if c4.button("Clear the Viewer", icon=":material/clear_all:", help="The cases stay in the Worklist.", key="viewer_clear"):
     _clear()
     st.rerun()

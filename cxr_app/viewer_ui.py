@@ -51,7 +51,7 @@ def sample_films() -> dict[str, Path]:
     return {f"Sample: {p.stem.replace('-', ' ')}": p for p in sorted(folder.glob("*.jpeg"))}
 
 
-FILM_PX = 420  # the radiograph's height: with the page's header, it fits above the fold at 1280 x 800
+FILM_PX = 380  # the radiograph's height: with the page's header, it fits above the fold at 1280 x 800
 SAMPLE_NOTE = "From the training set: for trying the interface, not for judging the model."
 
 

@@ -174,6 +174,9 @@ def test_the_viewer_at_1280_by_800_reads_now_keeps_zoom_and_steps_between_cases(
     browser = make_browser(1280, 800)
     try:
         browser.get(f"{server.url}/?case={stale}")
+        chrome = browser.execute_script("return window.outerHeight - window.innerHeight")
+        browser.set_window_size(1280, 800 + chrome)  # a page area of 1280 x 800, as the walk had
+        assert browser.execute_script("return window.innerHeight") == 800
         wait_for(browser, lambda: results_shown(browser, 1), what="the stored case")
         time.sleep(1.5)
         text = body_text(browser)
@@ -198,8 +201,11 @@ def test_the_viewer_at_1280_by_800_reads_now_keeps_zoom_and_steps_between_cases(
         # (8) zoom, then window/level: the zoom stays; only this film's fragment redraws
         assert browser.execute_script(ZOOM)
         before = browser.execute_script(PLOT_STATE)
-        slider = browser.find_element(By.XPATH, "//div[@data-testid='stSlider'][.//p[text()='Level (brightness)']]"
-                                                 "//div[@role='slider']")
+        thumbs = [t for t in browser.find_elements(By.CSS_SELECTOR, "div[role=slider]") if t.is_displayed()]
+        slider = next((t for t in thumbs if float(t.get_attribute("aria-valuenow") or -1) == 0.5), None)
+        assert slider is not None, [(t.get_attribute("aria-valuenow"), t.get_attribute("aria-label")) for t in thumbs]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
+        time.sleep(0.3)
         slider.click()
         t0 = time.perf_counter()
         for _ in range(10):
