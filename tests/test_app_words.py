@@ -284,3 +284,26 @@ def test_pacs_studies_lead_with_date_and_description_and_results_with_label_and_
     assert results.iloc[0]["result"] == "PNEUMONIA" and results.iloc[0]["P(pneumonia)"] == "0.910"
     assert results.iloc[0]["instance"] == "..." + sop[-12:]
     assert_plain(at, "PACS results")
+
+
+def test_window_level_redraws_one_film_keeping_its_zoom_revision(app_env, tiny_predictor):
+    """Item 8: the film's figure keeps one uirevision (the film's hash) across window / level changes, so Plotly
+    keeps the reader's zoom; the level slider lives in the film's own fragment."""
+    import json
+
+    from cxr_core.cases.store import CaseStore
+
+    data = inputs.png_gray8(seed=11)
+    case_id, _ = CaseStore.open().add(tiny_predictor.predict(data, name="x.png"), data, tiny_predictor.card.model_id)
+    at = _app(case=case_id)
+
+    def film() -> dict:
+        return next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                    if json.loads(c.proto.spec)["data"][0].get("type") == "image")
+
+    before = film()
+    at.slider(key="level_0").set_value(0.7).run()
+    after = film()
+    assert before["layout"]["uirevision"] == after["layout"]["uirevision"] == CaseStore.open().get(case_id)["image_hash"][:12]
+    assert before["data"][0]["source"] != after["data"][0]["source"]  # re-windowed
+    assert not at.exception
