@@ -134,11 +134,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
         server.stop()
 
 
-const plots = [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.data && p.data[0].type === 'image');
-const gd = plots[0];
-return gd ? {x: gd.layout.xaxis.range, y: gd.layout.yaxis.range, src: gd.data[0].source.length + ':' +
-             gd.data[0].source.slice(-40)} : null;
-"""
+
 RECT = "const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom];"
 
 
