@@ -25,11 +25,11 @@ def _cam_picture(model_dir: str, model_id: str, path: str):
 
 st.title("Dashboards")
 store = case_store()
+reader = reader_name()
 entry = sidebar_model_panel(store)
 if entry is None:
     st.warning("No model is available: there is nothing to show. Train one on the Training page.")
     st.stop()
-reader = reader_name()
 point = point_in_use(entry, store)
 
 evals = saved_evaluations(entry.path, entry.model_id)

@@ -15,8 +15,8 @@ from cxr_core.settings import current
 st.title("PACS")
 st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
 store = case_store()
-entry = sidebar_model_panel(store)
 reader = reader_name()
+entry = sidebar_model_panel(store)
 if entry is None:
     st.warning("No model is available, so nothing can be analysed. Train one on the Training page.")
     st.stop()
@@ -37,6 +37,21 @@ def server() -> PacsServer:
     return PacsServer(url.strip(), user.strip() or None, password or None)
 
 
+def _short(uid: str | None) -> str:
+    """A UID's last 12 characters: enough to tell studies apart on screen."""
+    return "" if not uid else (uid if len(uid) <= 14 else f"...{uid[-12:]}")
+
+
+def _date(value: str | None) -> str:
+    """DICOM's YYYYMMDD as YYYY-MM-DD."""
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if value and len(value) == 8 and value.isdigit() else (value or "")
+
+
+def _time(value: str | None) -> str:
+    """DICOM's HHMMSS(.ffff) as HH:MM."""
+    return f"{value[:2]}:{value[2:4]}" if value and len(value) >= 4 and value[:4].isdigit() else (value or "")
+
+
 if listed:
     try:
         st.session_state["pacs_studies"] = find_studies(server(), since)
@@ -51,13 +66,16 @@ if studies is None:
 if not studies:
     st.info("No projection radiograph study on this PACS in that period.")
     st.stop()
-table = pd.DataFrame([{"date": s["date"], "time": s["time"], "modalities": ", ".join(s["modalities"] or []),
-                       "description": s["description"], "instances": s["instances"], "study UID": s["study_uid"]}
-                      for s in studies])
-st.caption(f"{len(studies)} radiograph stud{'y' if len(studies) == 1 else 'ies'}, newest first (no patient identifiers shown).")
-st.dataframe(table, hide_index=True, width="stretch")
-labels = {s["study_uid"]: f"{s['date'] or '?'} {', '.join(s['modalities'] or [])} {s['description'] or ''} "
-                          f"({s['study_uid'][-12:]})" for s in studies}
+table = pd.DataFrame([{"date": _date(s["date"]), "time": _time(s["time"]),
+                       "modalities": ", ".join(s["modalities"] or []), "description": s["description"] or "",
+                       "instances": s["instances"], "study": _short(s["study_uid"])} for s in studies])
+st.caption(f"{len(studies)} radiograph stud{'y' if len(studies) == 1 else 'ies'}, newest first (no patient identifiers "
+           "shown; the study UID shortened to its last digits).")
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "study": st.column_config.TextColumn("study", help="The end of the Study Instance UID.")})
+labels = {s["study_uid"]: f"{_date(s['date']) or 'undated'} {_time(s['time'])} {', '.join(s['modalities'] or [])} "
+                          f"{s['description'] or ''} ({s['instances']} image(s), study {_short(s['study_uid'])})"
+          for s in studies}
 chosen = st.multiselect("Studies to analyse", list(labels), format_func=labels.get, key="pacs_chosen")
 c1, c2 = st.columns(2)
 send = c1.toggle("Send the results back into each study (SR, Grad-CAM map and secondary capture)", value=False, key="pacs_send")
@@ -77,11 +95,14 @@ if st.button(f"Analyse {len(chosen)} selected stud{'y' if len(chosen) == 1 else 
                                             (k + done / total) / len(chosen), text=f"Study {k + 1} of {len(chosen)}: "
                                                                                   f"{done} of {total} instance(s)")):
                 pred = result.prediction
-                rows.append({"study UID": study_uid, "instance": result.sop_uid, "case": result.case_id,
-                             "result": result.outcome, "P(pneumonia)": pred.pneumonia_probability if pred else None,
-                             "sent": len(result.results) if send else 0})
+                p = pred.pneumonia_probability if pred else None
+                rows.append({"result": result.outcome, "P(pneumonia)": "" if p is None else f"{p:.3f}",
+                             "case": "" if result.case_id is None else str(result.case_id),
+                             "sent": len(result.results) if send else 0, "study": _short(study_uid),
+                             "instance": _short(result.sop_uid)})
         except CXRError as exc:  # one study's failure: say so, go on with the others
-            rows.append({"study UID": study_uid, "result": f"failed: {exc}"})
+            rows.append({"result": f"failed: {exc}", "P(pneumonia)": "", "case": "", "sent": 0,
+                         "study": _short(study_uid), "instance": ""})
     bar.empty()
     st.session_state["pacs_results"] = rows
 if st.session_state.get("pacs_results"):

@@ -16,24 +16,27 @@ from train.pipeline import default_runs_dir, training_in_progress
 RUNS_DIR = default_runs_dir()
 
 st.title("Training")
+reader = reader_name()  # first in the sidebar on every page, kept across pages
 store = case_store()
 entry = sidebar_model_panel(store)
-reader = reader_name()
 configs = launcher.list_configs()
 if not configs:
     st.error("No configs found under train/configs/.")
     st.stop()
 names = [str(p.relative_to(launcher.CONFIG_DIR)) for p in configs]
-# The config and budget live in the URL's query parameters, so a reload keeps them.
-wanted = st.query_params.get("config", "shipped.toml")
+# The config and budget live in the URL's query parameters, so a reload keeps them, and in the session, so a
+# page switch (whose link carries no query parameters) keeps them too.
+KEPT = "training_choice"
+kept = st.session_state.setdefault(KEPT, {})
+wanted = st.query_params.get("config") or kept.get("config", "shipped.toml")
 picked = st.selectbox("Stage config", names, index=names.index(wanted) if wanted in names else 0)
-st.query_params["config"] = picked
+st.query_params["config"] = kept["config"] = picked
 try:
     budgets = ["(full)"] + sorted(launcher.resolve_config(launcher.CONFIG_DIR / picked, {}).budgets)
-    wanted_budget = st.query_params.get("budget", "(full)")
+    wanted_budget = st.query_params.get("budget") or kept.get("budget", "(full)")
     budget = st.selectbox("Budget", budgets, index=budgets.index(wanted_budget) if wanted_budget in budgets else 0,
                           help="A config's [budget.NAME] table: reduced image size, subset and epochs.")
-    st.query_params["budget"] = budget
+    st.query_params["budget"] = kept["budget"] = budget
     budget = None if budget == "(full)" else budget
     base = launcher.resolve_config(launcher.CONFIG_DIR / picked, {}, budget)
 except CXRError as exc:
@@ -62,22 +65,32 @@ with st.form("config_form"):
     st.caption(f"Models trained here are registered in your own folder, `{registry().write_root}`; one below its "
                "validation gate is kept as an experiment, hidden from the model picker.")
     minutes = launcher.estimate_minutes(base, launcher.list_runs(RUNS_DIR))
-    st.caption(f"Estimated time: about {minutes:.0f} min on this machine (from earlier runs at this size)." if minutes
-               else "No earlier run at this image size and backbone to estimate the time from.")
+    eta = (f"about {minutes:.0f} min on this machine (from earlier runs at this size)" if minutes else
+           "unknown: no earlier run at this image size and backbone to estimate it from")
+    size = (f"{base.data.image_size} px, {base.train.epochs} epoch(s)"
+            + (f", {base.data.subset_fraction:.0%} of the films" if base.data.subset_fraction < 1 else ""))
+    st.caption(f"Estimated time ({size}): {eta}.")
     confirmed = st.checkbox("I understand: training uses this machine's CPU until it ends (one run at a time)")
+    full_ok = budget is not None or st.checkbox(
+        f"Yes, a full run ({size}; estimated time {eta})",
+        help="No reduced budget is chosen: this is the config's whole training. Pick a budget above for a short run.")
     submitted = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
 
 if submitted and not confirmed:
     st.warning("Tick the confirmation above the Start button to start.")
+elif submitted and not full_ok:
+    st.warning(f"This is a full run (estimated time {eta}): tick 'Yes, a full run' to start it, or pick a budget.")
 elif submitted:
     try:
         overrides = launcher.changed_fields(base, form)
+        launcher.check_data(launcher.resolve_config(launcher.CONFIG_DIR / picked, overrides, budget))
         run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().write_root,
                                  activate=False, budget=budget)
         st.session_state["followed_run"] = str(run_dir)
-        st.success(f"Started {run_dir.name}" + (f" with {overrides}" if overrides else ""))
+        st.success(f"Started {run_dir.name}" + (f" with {', '.join(f'{k} = {v}' for k, v in overrides.items())}"
+                                                if overrides else ""))
     except CXRError as exc:
-        st.error(str(exc))
+        st.error(f"Not started: {exc}")
 
 
 @st.fragment(run_every=2)

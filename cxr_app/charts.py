@@ -7,7 +7,6 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from cxr_core import CLASSES
 
 HEIGHT = 360
 
@@ -60,12 +59,30 @@ def reliability(curve: dict[str, list[float]], ece: float) -> go.Figure:
     return _layout(fig, f"Calibration (ECE {ece:.3f})", "mean predicted P(pneumonia)", "observed fraction with pneumonia")
 
 
-def class_bars(probs: dict[str, float | None], threshold: float | None = None) -> go.Figure:
-    names = [c for c in CLASSES if probs.get(c) is not None]
-    fig = go.Figure(go.Bar(x=[probs[c] for c in names], y=names, orientation="h", text=[f"{probs[c]:.2f}" for c in names],
-                           textposition="auto", marker_color=["#4c78a8", "#e45756", "#f58518"][:len(names)]))
-    fig.update_xaxes(range=[0, 1])
-    return _layout(fig, "Class probabilities", "probability", "", height=200)
+def pneumonia_bar(p: float, threshold: float) -> go.Figure:
+    """P(pneumonia) as one bar on [0, 1] against the threshold line: the figure the decision is made on."""
+    colour = "#e45756" if p >= threshold else "#4c78a8"
+    fig = go.Figure(go.Bar(x=[p], y=["P(pneumonia)"], orientation="h", marker_color=colour, text=[f"{p:.3f}"],
+                           textposition="auto", hovertemplate="P(pneumonia) %{x:.3f}<extra></extra>"))
+    fig.add_vline(x=threshold, line=dict(color="black", dash="dash", width=2),
+                  annotation=dict(text=f"threshold {threshold:.3f}", font=dict(size=12)), annotation_position="top")
+    fig.update_xaxes(range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=110, margin=dict(l=10, r=10, t=28, b=25), showlegend=False)
+    return fig
+
+
+def subtype_split(split: dict[str, float]) -> go.Figure:
+    """The subtype as shares of pneumonia (bacterial + viral = 100 %): one stacked bar, never against NORMAL."""
+    fig = go.Figure()
+    for name, colour in (("BACTERIAL", "#f58518"), ("VIRAL", "#72b7b2")):
+        fig.add_trace(go.Bar(x=[split[name]], y=["within pneumonia"], orientation="h", name=name.lower(),
+                             marker_color=colour, text=[f"{name.lower()} {split[name]:.0%}"], textposition="inside",
+                             insidetextanchor="middle", hovertemplate=f"{name.lower()} %{{x:.0%}}<extra></extra>"))
+    fig.update_layout(barmode="stack", height=70, margin=dict(l=10, r=10, t=5, b=5), showlegend=False)
+    fig.update_xaxes(range=[0, 1], visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
 
 
 def training_curves(history: list[dict[str, float]], pairs: Sequence[tuple[str, str]], title: str) -> go.Figure:

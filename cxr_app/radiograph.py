@@ -41,8 +41,11 @@ def _fading(colormap: str) -> list[list]:
 
 
 def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: float = 0.5, width: float = 1.0,
-                      opacity: float = 0.5, colormap: str = "inferno", height: int = 520) -> go.Figure:
-    """The windowed radiograph (zoom/pan with the mouse) and, when `heatmap` is given, Grad-CAM on top."""
+                      opacity: float = 0.5, colormap: str = "inferno", height: int = 460,
+                      revision: str = "film") -> go.Figure:
+    """The windowed radiograph (zoom/pan with the mouse) and, when `heatmap` is given, Grad-CAM on top.
+    `revision` (Plotly's uirevision): while it stays the same, the reader's zoom and pan survive a redraw
+    (a window/level change); a new film gets a new one."""
     if colormap not in COLOR_SCALES:
         raise ValueError(f"colormap {colormap!r} is not one of {sorted(COLOR_SCALES)}")
     h, w = _display_size(pixels.shape[:2])
@@ -54,7 +57,7 @@ def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: flo
                                  hovertemplate="pneumonia evidence %{z:.2f}<extra></extra>",
                                  colorbar=dict(title=dict(text="Evidence", side="right"), thickness=12,
                                                tickvals=[0, 0.5, 1], ticktext=["none", "", "strong"])))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", uirevision=revision)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     return fig

@@ -176,31 +176,30 @@ def _ci(v) -> str:
     return f"[{v[0]:.3f}, {v[1]:.3f}]"
 
 
-def _local_figures(entry: ModelEntry, store) -> None:
-    """The site's figures, from the local evaluation behind its operating point, or the newest saved local
-    evaluation that does not overlap the training data; else say there is none."""
-    from cxr_core.validation.evaluation import saved_evaluations
+def site_figures_for(entry: ModelEntry, store):
+    """The site's figures for this model at the point in use (cxr_core.validation.site_point.site_figures): shown
+    only where a local evaluation meets the site-point rules; None without any local evaluation."""
+    from cxr_core.model.operating_point import resolve
+    from cxr_core.settings import current
+    from cxr_core.validation.site_point import site_figures
 
-    point = store.site_threshold(entry.model_id) if store is not None else None
-    ev = (point or {}).get("evidence") or {}
-    if ev.get("n"):
-        st.markdown(f"**At this site** (local evaluation, n = {ev['n']}: {ev.get('n_positive')} pneumonia, "
-                    f"{ev.get('n_negative')} normal), at its operating point {point['threshold']:.3f}")
-        st.caption(f"Sensitivity {ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}, specificity "
-                   f"{ev['specificity']:.3f} {_ci(ev['specificity_ci95'])} (95 % CIs).")
+    return site_figures(entry.model_id, resolve(entry.card, store), current().site_policy)
+
+
+def _local_figures(entry: ModelEntry, store) -> None:
+    """The site's figures first, with where their labels came from; or why there are none, with a pointer to
+    local validation."""
+    figures = site_figures_for(entry, store)
+    if figures is not None and figures.reportable:
+        st.markdown(f"**At this site** (local evaluation, n = {figures.n})")
+        st.caption(figures.sentence().removeprefix("At this site "))
         return
-    for name, scores in saved_evaluations(entry.path, entry.model_id).items():
-        summary = _read_json(scores.parent / "summary.json")
-        if name == "internal validation" or not summary or (summary.get("overlap") or {}).get("warning"):
-            continue
-        b = summary["binary"]
-        st.markdown(f"**At this site** (local evaluation, n = {summary['n']}, {summary['evaluated'][:10]}), "
-                    f"at threshold {b['threshold']:.3f}")
-        st.caption(f"AUC {b['auc']:.3f} {_ci(b['auc_ci95'])}, sensitivity {b['sensitivity']:.3f}, specificity "
-                   f"{b['specificity']:.3f}.")
-        return
-    st.warning("No local evaluation at this site yet: the figures below are internal and flatter what a new site "
-               "sees. Validate locally before relying on them.", icon=":material/warning:")
+    if figures is None:
+        st.warning("No local evaluation at this site yet: the figures below are internal and flatter what a new site "
+                   "sees. Validate locally before relying on them.", icon=":material/warning:")
+    else:
+        st.warning(f"{figures.sentence()} The figures below are internal and flatter what a new site sees.",
+                   icon=":material/warning:")
     st.page_link("app_pages/worklist.py", label="Local validation: export reviewed cases", icon=":material/fact_check:")
 
 

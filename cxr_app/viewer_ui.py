@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,9 @@ from cxr_core.model.card import ModelCard
 from cxr_core.model.gradcam import overlay, shown_by_default
 from cxr_core.reports.export import result_row
 from cxr_core.model.predict import Prediction
-from cxr_core.model.operating_point import threshold_wording
+from cxr_core.model.decision import within_pneumonia
+from cxr_core.model.operating_point import OperatingPoint, reading_now, threshold_wording
+from cxr_core.settings import PROJECT_ROOT
 from cxr_core.reports.pdf import verdict_line
 
 NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
@@ -34,62 +37,94 @@ def results_table(preds: list[Prediction], digests: list[str], model_id: str | l
 
 @dataclass(frozen=True)
 class Display:
-    """The Viewer's display settings; the PDF uses the same overlay settings."""
+    """The Viewer's display settings; the PDF uses the same overlay settings. Window and level are each film's own
+    (set beside it), not shared."""
 
     opacity: float = 0.5
     colormap: str = "inferno"
     show_overlay: bool = True  # for PNEUMONIA results; a NORMAL result's heatmap is asked for on its panel
-    level: float = 0.5
-    width: float = 1.0
+
+
+def sample_films() -> dict[str, Path]:
+    """The films that ship for trying the interface (assets/samples, from the training split), by display name."""
+    folder = PROJECT_ROOT / "assets" / "samples"
+    return {f"Sample: {p.stem.replace('-', ' ')}": p for p in sorted(folder.glob("*.jpeg"))}
+
+
+FILM_PX = 380  # the radiograph's height: with the page's header, it fits above the fold at 1280 x 800
+SAMPLE_NOTE = "From the training set: for trying the interface, not for judging the model."
 
 
 def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Display,
                      show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
-                     reader: str = "", dicom_source: bytes | None = None, digest: str = "") -> None:
-    """One input: the radiograph (zoom, pan, window/level, Grad-CAM with its colour scale) beside the result
-    and, for a stored case, the review form."""
+                     reader: str = "", dicom_source: bytes | None = None, digest: str = "",
+                     point: OperatingPoint | None = None, model_in_use: str | None = None, site: Any = None) -> None:
+    """One input: the result (verdict, P against the threshold) beside the radiograph (zoom, pan, its own
+    window/level, Grad-CAM with its colour scale); for a stored case, what it would read now, the review form and
+    its audit trail. `point` and `model_in_use`: the operating point and model in use now; `site`: the site's
+    figures for the PDF."""
     title = (f"Case {case['case_id']}" + ("" if pred.file == f"Case {case['case_id']}" else f": {pred.file}")
              if case else pred.file)
-    st.markdown(f"#### {index + 1}. {title}")
+    st.markdown(f"**{title}**")
     if pred.error:
         st.error(f"Could not read this file: {pred.error}", icon=":material/error:")
         return
     assert pred.image is not None and pred.heatmap is not None
-    col_img, col_info = st.columns([1.3, 1], gap="medium")
-    with col_img:
-        wanted = (display.show_overlay if shown_by_default(pred) else
-                  pred.assessed and st.toggle("Show the heatmap", value=False, key=f"heat_{index}",
-                                              help="Off by default for a NORMAL result; on the same fixed scale."))
-        heat = pred.heatmap if wanted else None
-        st.plotly_chart(radiograph_figure(pred.image.pixels, heat, display.level, display.width, display.opacity,
-                                          display.colormap), width="stretch", key=f"radiograph_{index}",
-                        config={"scrollZoom": True, "displaylogo": False})
-        st.caption(("Grad-CAM: where the model found evidence for pneumonia, on a fixed scale (a faint map is weak "
-                    "evidence). " if heat is not None else
-                    "No heatmap: the input was not assessed. " if not pred.assessed else "Heatmap off. ")
-                   + "Scroll to zoom, drag to pan, double-click to reset.")
+    now = None
+    if point is not None and model_in_use:
+        now = reading_now(pred.assessed, pred.pneumonia_probability, pred.label,
+                          case["model_id"] if case else model_in_use, point, model_in_use)
+    col_img, col_info = st.columns([1.2, 1], gap="medium")
     with col_info:
-        _result(pred, index)
+        _result(pred, index, now)
+    with col_img:
+        film_view(pred, index, display, digest or title)
+    with col_info:
         for w in pred.warnings:
             st.warning(w, icon=":material/warning:")
         _tags(pred, show_identifiers)
         if case is not None and store is not None:
             review_form(case, store, reader, index)
-        _downloads(pred, index, card, display, case, digest)
+            case_audit(case, store)
+        _downloads(pred, index, card, display, case, digest, site, now)
         if pred.image.format == "DICOM":
             _dicom_downloads(pred, index, card, display, dicom_source,
                              f"case_{case['case_id']}" if case else digest[:12])
 
 
-def _result(pred: Prediction, index: int) -> None:
+@st.fragment
+def film_view(pred: Prediction, index: int, display: Display, revision: str) -> None:
+    """The radiograph with its own window/level: moving a slider redraws this film only (a fragment), and the
+    reader's zoom survives it (the figure's uirevision stays `revision`)."""
+    wanted = (display.show_overlay if shown_by_default(pred) else
+              pred.assessed and st.toggle("Show the heatmap", value=False, key=f"heat_{index}",
+                                          help="Off by default for a NORMAL result; on the same fixed scale."))
+    heat = pred.heatmap if wanted else None
+    chart = st.empty()  # the film first, its sliders under it: the film stays above the fold
+    c1, c2 = st.columns(2)
+    level = c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key=f"level_{index}",
+                      help="The centre of the displayed grey range; display only, the model is unaffected.")
+    width = c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key=f"width_{index}",
+                      help="The grey range shown from black to white: narrower is more contrast.")
+    chart.plotly_chart(radiograph_figure(pred.image.pixels, heat, level, width, display.opacity, display.colormap,
+                                         revision=revision, height=FILM_PX), width="stretch", key=f"radiograph_{index}",
+                       config={"scrollZoom": True, "displaylogo": False})
+    st.caption(("Grad-CAM: where the model found evidence for pneumonia, on a fixed scale (a faint map is weak "
+                "evidence). " if heat is not None else
+                "No heatmap: the input was not assessed. " if not pred.assessed else "Heatmap off. ")
+               + "Scroll to zoom, drag to pan, double-click to reset.")
+
+
+def _result(pred: Prediction, index: int, now: str | None) -> None:
+    """The decision first: the verdict and P(pneumonia) against the threshold; then, where the subtype is given,
+    its split as shares of pneumonia (it never competes with NORMAL)."""
     if not pred.assessed:
         st.error(NOT_ASSESSED_NOTE, icon=":material/block:")
         for reason in pred.not_assessed_reasons:
             st.markdown(f"- {reason}")
-        with st.expander("Raw model output (research only, not a finding)"):
-            st.caption(f"P(pneumonia) = {pred.raw_pneumonia_probability:.3f}: not a finding for this input.")
-            st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
-                            config={"displayModeBar": False})
+        if pred.raw_pneumonia_probability is not None:
+            with st.expander("Raw model output (research only, not a finding)"):
+                st.caption(f"P(pneumonia) = {pred.raw_pneumonia_probability:.3f}: not a finding for this input.")
         return
     verdict = verdict_line(pred)
     (st.error if pred.label == "PNEUMONIA" else st.success)(f"**{verdict}**")
@@ -97,8 +132,28 @@ def _result(pred: Prediction, index: int) -> None:
               delta=f"{pred.pneumonia_probability - pred.threshold:+.3f} vs threshold {pred.threshold:.3f}",
               delta_color="inverse")
     st.caption(f"Decided at {threshold_wording(pred.threshold_source)} ({pred.threshold:.3f}).")
-    st.plotly_chart(charts.class_bars(pred.class_probabilities), width="stretch", key=f"bars_{index}",
-                    config={"displayModeBar": False})
+    if now:
+        st.warning(f"{now} The decision above is the one this case was given; it stays, for the audit.",
+                   icon=":material/update:")
+    st.plotly_chart(charts.pneumonia_bar(pred.pneumonia_probability, pred.threshold), width="stretch",
+                    key=f"pbar_{index}", config={"displayModeBar": False})
+    split = within_pneumonia(pred.class_probabilities)
+    if pred.label == "PNEUMONIA" and split:
+        st.caption("Subtype, as shares within pneumonia (stated above only where its margin is clear):")
+        st.plotly_chart(charts.subtype_split(split), width="stretch", key=f"split_{index}",
+                        config={"displayModeBar": False})
+
+
+def case_audit(case: dict[str, Any], store: Any) -> None:
+    """This case's audit trail, in words: who analysed, reviewed, changed or removed it, and when."""
+    from cxr_core.cases.worklist import describe_audit
+
+    with st.expander("Audit trail of this case"):
+        events = store.audit(case_id=case["case_id"])
+        for e in events:
+            st.markdown(f"- {e['time'][:16].replace('T', ' ')} UTC, **{e['actor']}**: {e['action']}, {describe_audit(e)}")
+        if not events:
+            st.caption("No event recorded for this case.")
 
 
 def _tags(pred: Prediction, show_identifiers: bool) -> None:
@@ -117,12 +172,13 @@ def _tags(pred: Prediction, show_identifiers: bool) -> None:
 
 def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> None:
     """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
-    from cxr_core.cases.store import REVIEW_LABELS
+    from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
     from cxr_core.errors import CXRError
 
     review = case.get("review")
     if review:
-        st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): {review['decision']}, "
+        st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): "
+                f"{DECISION_WORDS.get(review['decision'], review['decision'])}, "
                 f"{review['label']}" + (f". {review['comment']}" if review["comment"] else ""), icon=":material/rate_review:")
     decisions = {"agree": "Agree", "disagree": "Disagree"}
     if case.get("subtype") in ("BACTERIAL", "VIRAL"):  # a stated subtype: it alone can be wrong
@@ -148,12 +204,12 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
 
 
 def _downloads(pred: Prediction, index: int, card: ModelCard, display: Display, case: dict[str, Any] | None,
-               digest: str) -> None:
+               digest: str, site: Any = None, now: str | None = None) -> None:
     from cxr_core.reports.pdf import build_pdf, report_name
 
     def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
         return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap),
-                         card, case=case)
+                         card, case=case, site=site, now=now)
 
     st.download_button("Download PDF report", data=pdf, file_name=report_name(case, digest),
                        mime="application/pdf", key=f"pdf_{index}", icon=":material/picture_as_pdf:")

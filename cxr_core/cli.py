@@ -417,10 +417,12 @@ def cmd_cases_review(args: argparse.Namespace) -> int:
 def cmd_cases_export(args: argparse.Namespace) -> int:
     from .cases.store import CaseStore
 
-    counts = CaseStore.open().export(_prepare_dir(args.folder), args.reviewed_only,
-                                     actor=args.reader.strip() or "unsigned")
-    print(f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to {args.folder} "
-          f"({counts['left out']} left out); evaluate with: python -m cxr_core evaluate {args.folder}")
+    from .paths import export_folder
+
+    folder = export_folder(args.folder)  # a relative path goes under $CXR_HOME/exports, never the working folder
+    counts = CaseStore.open().export(folder, args.reviewed_only, actor=args.reader.strip() or "unsigned")
+    print(f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to {folder} "
+          f"({counts['left out']} left out); evaluate with: python -m cxr_core evaluate {folder}")
     return 0
 
 

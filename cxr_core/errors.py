@@ -45,3 +45,24 @@ def report_errors(command: Callable[[], int], interrupted: str = "interrupted", 
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return interrupted_status
+
+
+def plain_cause(exc: BaseException) -> str:
+    """What went wrong, in a few plain words for a message a clinician reads (never the exception's class name)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOENT,):
+        return "the file or folder does not exist"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    if isinstance(exc, ConnectionError) or "Connection" in type(exc).__name__:
+        return "the connection failed"
+    if "Timeout" in type(exc).__name__ or isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError):
+        return (exc.strerror or "a system error").lower()
+    if isinstance(exc, (ValueError, KeyError, IndexError, TypeError)):
+        return "its content is not what was expected"
+    return "an unexpected problem"

@@ -21,3 +21,14 @@ def evaluations_dir(model_id: str) -> Path:
 def legacy_images_dir() -> Path:
     """Where case pictures were files before migration 0004 (now they live in the case database)."""
     return app_home() / "images"
+
+
+def exports_dir() -> Path:
+    """Where an export given as a relative path goes: never the working directory (it may be the checkout)."""
+    return app_home() / "exports"
+
+
+def export_folder(path: str | Path) -> Path:
+    """The folder an export writes to: an absolute path (or ~) as given, a relative one under $CXR_HOME/exports."""
+    given = Path(str(path).strip()).expanduser()
+    return given if given.is_absolute() else exports_dir() / given

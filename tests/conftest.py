@@ -73,6 +73,14 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def site_data(tmp_path_factory) -> Path:
+    """Another tiny labelled folder, none of whose films the tiny model was trained on: a "local" evaluation."""
+    from .synthetic import write_kaggle_folder
+
+    return write_kaggle_folder(tmp_path_factory.mktemp("data") / "site", per_class=16, size=64, seed=7)
+
+
+@pytest.fixture(scope="session")
 def tiny_registry(tmp_path_factory, tiny_data):
     """A registry holding one tiny 3-class model, trained and registered by train.pipeline."""
     from cxr_core.model.registry import Registry

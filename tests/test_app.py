@@ -139,6 +139,7 @@ def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tm
     at.button[0].click().run()  # not confirmed: nothing starts
     assert any("Tick the confirmation" in w.value for w in at.warning) and not any("Started" in s.value for s in at.success)
     by_label(at.checkbox, "I understand: training uses this machine's CPU until it ends (one run at a time)").check()
+    next(c for c in at.checkbox if c.label.startswith("Yes, a full run")).check()  # no budget: a full run, confirmed
     at.button[0].click().run()  # the form's submit button
     assert not at.exception and any("Started" in s.value for s in at.success), [e.value for e in at.error]
     at.button[0].click().run()  # a second start while the first runs is refused
@@ -227,3 +228,41 @@ def test_adapt_to_this_site_checks_the_folder_before_starting(app_env, tmp_path)
     assert not at.exception
     assert any("is not a labelled folder" in e.value for e in at.error)
     assert not any("Started" in s.value for s in at.success)
+
+
+def _training_form(at: AppTest, folder: str | None = None, full: bool = False) -> None:
+    if folder is not None:
+        next(w for w in at.text_input if w.label == "Training data folder").input(folder)
+    next(c for c in at.checkbox if c.label.startswith("I understand: training uses")).check()
+    if full:
+        next(c for c in at.checkbox if c.label.startswith("Yes, a full run")).check()
+    at.button[0].click().run()
+
+
+def test_training_checks_the_data_folder_before_saying_started(app_env, tmp_path):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
+    _training_form(at, folder=str(tmp_path / "no-such-data"))
+    assert not at.exception and not any("Started" in s.value for s in at.success)
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Not started:") and "does not exist" in error and "Training data folder" in error
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no failed run to resume
+
+
+def test_a_full_run_shows_its_eta_and_asks_for_its_own_confirmation(app_env, tmp_path):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Stage config").set_value("shipped.toml").run()
+    assert next(s for s in at.selectbox if s.label == "Budget").value == "(full)"
+    assert any(c.value.startswith("Estimated time (") for c in at.caption)
+    _training_form(at, folder=str(tmp_path / "no-such-data"))  # the CPU box alone does not start a full run
+    assert any("This is a full run" in w.value for w in at.warning) and not at.error and not at.success
+    assert not any(c.label.startswith("Yes, a full run") for c in at.checkbox if c.value)
+
+
+def test_the_training_budget_is_kept_across_pages(app_env):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
+    at.query_params.clear()  # a page link from the sidebar carries no query parameters
+    at.switch_page("app_pages/viewer.py").run()
+    at.switch_page("app_pages/training.py").run()
+    assert next(s for s in at.selectbox if s.label == "Budget").value == "tiny"

@@ -60,6 +60,18 @@ def screenshot(driver, name: str, full_page: bool = False) -> Path:
     return path
 
 
+def show_every_case(driver) -> None:
+    """The Viewer's Display setting "Show every case at once" (it shows one case at a time by default)."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, "//summary[.//p[text()='Display']]").click()
+    wait_for(driver, lambda: driver.find_element(By.XPATH, "//label[.//p[text()='Show every case at once']]").is_displayed(),
+             what="the display settings")
+    driver.find_element(By.XPATH, "//label[.//p[text()='Show every case at once']]").click()
+    time.sleep(1)
+    driver.find_element(By.XPATH, "//summary[.//p[text()='Display']]").click()
+
+
 def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_path, tiny_data):
     """A training-like JPEG and a DICOM of the same pixels are assessed; a colour photograph is refused.
     Also: after the uploads, the server log holds neither file names nor patient identifiers."""
@@ -78,6 +90,7 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
     browser.get(app_url.url)
     wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
     screenshot(browser, "viewer_empty")
+    show_every_case(browser)
     upload(browser, [jpeg, dcm, photo])
     wait_for(browser, lambda: results_shown(browser, 3) and "Download results (CSV)" in body_text(browser), what="all results")
     text = body_text(browser)

@@ -12,7 +12,7 @@ import pytest
 
 from . import inputs
 from .harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
-from .test_browser import screenshot
+from .test_browser import screenshot, show_every_case
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
@@ -65,6 +65,7 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         for i in range(2):
             films.append(tmp_path / f"film_{i}.png")
             films[-1].write_bytes(inputs.png_gray8(seed=200 + i))
+        show_every_case(browser)
         upload(browser, films)
         wait_for(browser, lambda: results_shown(browser, 2), what="two results")
         # (8) nothing pre-selected in the review form; saving without a choice says so
@@ -108,7 +109,7 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         wait_for(browser, lambda: browser.find_element(
             By.XPATH, "//button[.//p[starts-with(text(), 'Save ')]]").is_enabled(), what="the enabled Save button")
         browser.find_element(By.XPATH, "//button[.//p[starts-with(text(), 'Save ')]]").click()
-        wait_for(browser, lambda: "Refused by rule min_per_class" in body_text(browser), what="the refusal")
+        wait_for(browser, lambda: "Refused: too few local films" in body_text(browser), what="the refusal")
         assert "10 pneumonia and 10 normal" in body_text(browser)
         time.sleep(0.5)
         screenshot(browser, "site_point_refused")

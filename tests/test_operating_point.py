@@ -85,13 +85,13 @@ def _labels_and_scores(n_pos: int, n_neg: int, missed: int = 0) -> tuple[np.ndar
 
 def test_a_site_point_from_10_plus_10_images_is_refused_with_the_rule_and_numbers():
     y, p = _labels_and_scores(10, 10)
-    with pytest.raises(CXRError, match=r"rule min_per_class.*at least 50.*10 pneumonia and 10 normal"):
+    with pytest.raises(CXRError, match=r"too few local films.*50 per class needed.*10 pneumonia and 10 normal"):
         govern_site_point(0.5, y, p, SitePointPolicy())
 
 
 def test_a_site_point_whose_sensitivity_bound_falls_below_the_floor_is_refused():
     y, p = _labels_and_scores(60, 60, missed=6)  # sensitivity 0.9: its lower 95 % bound is about 0.80
-    with pytest.raises(CXRError, match=r"rule sensitivity_floor.*sensitivity is 0\.900.*at least 0\.90"):
+    with pytest.raises(CXRError, match=r"sensitivity is too uncertain.*it is 0\.900.*lower bound is 0\.90"):
         govern_site_point(0.5, y, p, SitePointPolicy())
     ev = govern_site_point(0.5, *_labels_and_scores(60, 60), SitePointPolicy())  # 60 of 60: the bound is 0.94
     assert ev["sensitivity"] == 1.0 and ev["sensitivity_ci95"][0] >= 0.9 and ev["n"] == 120
@@ -109,13 +109,14 @@ def _folder(tiny_data, root, per_class: int):
     return root
 
 
-def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_registry, tiny_data, tmp_path,
+def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_registry, tiny_data, site_data, tmp_path,
                                                                        own_app_home):
     from cxr_core.validation.evaluation import evaluate_folder
 
     model_dir = tiny_registry.active().path
     small = evaluate_folder(model_dir, _folder(tiny_data, tmp_path / "ten", 10), n_boot=0).saved_to.name
-    full = evaluate_folder(model_dir, tiny_data, n_boot=0).saved_to.name
+    own = evaluate_folder(model_dir, tiny_data, n_boot=0).saved_to.name  # the model's own training films
+    full = evaluate_folder(model_dir, site_data, n_boot=0).saved_to.name
     env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
     film = tmp_path / "film.png"
     film.write_bytes(inputs.png_gray8(seed=9))
@@ -123,10 +124,13 @@ def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_regi
     site = round(max(0.001, p - 0.01), 3)  # just below this film's P: the site point reads it PNEUMONIA
 
     refused = _cli(["site-point", "set", str(site), "--evaluation", small, "--reader", "Dr Site", "--yes"], env)
-    assert refused.returncode == 2 and "rule min_per_class" in refused.stderr and "10 pneumonia and 10 normal" in refused.stderr
+    assert refused.returncode == 2 and "too few local films" in refused.stderr and "10 pneumonia and 10 normal" in refused.stderr
+    assert "min_per_class" not in refused.stderr  # plain words, not the rule's code name
     unconfirmed = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site"], env)
     assert unconfirmed.returncode == 2 and "needs a confirmation" in unconfirmed.stderr
     lenient = {**env, "CXR_SITE_MIN_PER_CLASS": "16", "CXR_SITE_SENSITIVITY_FLOOR": "0.05"}
+    trained_on = _cli(["site-point", "set", str(site), "--evaluation", own, "--reader", "Dr Site", "--yes"], lenient)
+    assert trained_on.returncode == 2 and "includes the model's training films" in trained_on.stderr
     done = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site", "--yes"], lenient)
     assert done.returncode == 0, done.stderr
     shown = json.loads(_cli(["site-point", "show", "--json"], env).stdout)

@@ -78,7 +78,9 @@ def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registr
         evidence = out_of_fold_evidence(config, member_dirs, log)
         card = write_ensemble_model(config, run_dir, member_dirs, evidence, command, time.time() - started, log)
     except BaseException as exc:
-        write_status(run_dir, state="failed", message=f"{type(exc).__name__}: {exc}")
+        from train.pipeline import failure_message
+
+        write_status(run_dir, state="failed", message=failure_message(exc))
         raise
     metrics = dict(card.internal_validation)
     model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)

@@ -69,6 +69,17 @@ def changed_fields(config: TrainConfig, values: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def check_data(config: TrainConfig) -> None:
+    """The training data must be there before a run is started (else the run would fail at once, as a "failed"
+    run to resume): a CXRError in plain words."""
+    from cxr_core.validation.dataset import index_dataset
+
+    try:
+        index_dataset(config.data.root)
+    except CXRError as exc:
+        raise CXRError(f"{exc} Set 'Training data folder' to a folder holding NORMAL/ and PNEUMONIA/.") from None
+
+
 def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path,
           activate: bool = False, budget: str | None = None) -> Path:
     """Launch a run in a new process session. The run's own lock decides (a second run exits at once

@@ -64,6 +64,18 @@ class RunResult:
     metrics: dict[str, Any]
 
 
+def failure_message(exc: BaseException) -> str:
+    """A failed run's status message in plain words (shown on the Training page): ours as it is, anything else
+    by what went wrong, pointing at the run's log for the details."""
+    from cxr_core.errors import CXRError, plain_cause
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped (interrupted); rerun the same command to resume"
+    if isinstance(exc, CXRError):
+        return str(exc)
+    return f"the run stopped on {plain_cause(exc)}; the run's log has the details"
+
+
 def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:
     return Path(runs_dir) / f"{config.name}-{config.fingerprint()}"
 
@@ -131,7 +143,7 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
                                          time.time() - started, epochs_run, command, distribution)
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
-        write_status(run_dir, state=state, message=f"{type(exc).__name__}: {exc}")
+        write_status(run_dir, state=state, message=failure_message(exc))
         raise
     metrics = dict(card.internal_validation)
     model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import StorageError
+from ..errors import StorageError, plain_cause
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Prediction
 
@@ -31,7 +31,7 @@ def keep_case(pred: Prediction, data: bytes, predictor: Any, store: Any, actor: 
         case_id, new = store.add(pred, data, predictor.card.model_id, actor=actor.strip() or "unsigned",
                                  cam_settings=cam_settings)
     except SQLAlchemyError as exc:
-        raise StorageError(f"The case could not be kept: the case database failed ({type(exc).__name__}).") from None
+        raise StorageError(f"The case could not be kept: the case database failed ({plain_cause(exc)}).") from None
     return Analysis(pred, case_id, new)
 
 

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from .db import (AuditEvent, Case, Picture, Review, SiteOperatingPoint, adopt_picture_files, database_url,
                      open_engine)
-from ..validation.dataset import kaggle_name
-from ..errors import CXRError
-from ..fileio import write_atomic
+from ..validation.dataset import kaggle_name, write_label_source
+from ..errors import CXRError, StorageError
+from ..fileio import os_message, write_atomic
 from ..paths import legacy_images_dir
 from ..inputs.imaging import LoadedImage
 from ..model.operating_point import valid_threshold
@@ -37,6 +37,7 @@ from ..settings import current
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
 # "subtype": the reader agrees there is pneumonia but not with the likelier subtype (a recorded disagreement)
 DECISIONS = ("agree", "disagree", "subtype")
+DECISION_WORDS = {"agree": "agrees with the model", "disagree": "disagrees", "subtype": "disagrees on the subtype only"}
 STATUSES = ("new", "reviewed", "disagreed")
 EXPORTABLE = ("NORMAL", "BACTERIAL", "VIRAL")  # OTHER, UNREADABLE and an uncertain subtype have no folder
 
@@ -219,17 +220,29 @@ class CaseStore:
             return {"threshold": row.threshold, "author": row.author, "created": row.created.isoformat(),
                     "evidence": row.evidence}
 
-    def audit(self) -> list[dict[str, Any]]:
+    def audit(self, case_id: int | None = None) -> list[dict[str, Any]]:
+        """The audit trail, oldest first; `case_id`: one case's events only."""
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if case_id is not None:
+            query = query.where(AuditEvent.case_id == case_id)
         with Session(self.engine) as session:
-            events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+            events = session.scalars(query).all()
             return [{"time": e.time.isoformat(), "actor": e.actor, "action": e.action, "case_id": e.case_id,
                      "model_id": e.model_id, "details": e.details} for e in events]
 
     def export(self, folder: str | Path, reviewed_only: bool = False, actor: str = "unsigned") -> dict[str, int]:
         """A Kaggle-layout folder (NORMAL/, PNEUMONIA/) that `evaluate` reads: readers' labels where reviewed,
         else the model's (skipped with `reviewed_only`, which local validation needs); OTHER, UNREADABLE and
-        unassessed unreviewed cases are left out."""
-        folder = Path(folder)
+        unassessed unreviewed cases are left out. A relative `folder` goes under $CXR_HOME/exports
+        (`paths.export_folder`); the folder says where its labels came from (`dataset.write_label_source`).
+        A folder that cannot be written is a StorageError in plain words."""
+        from ..paths import export_folder
+
+        folder = export_folder(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(os_message(exc, folder)) from None
         counts = {"NORMAL": 0, "PNEUMONIA": 0, "left out": 0}
         exported: set[str] = set()  # an image analysed by two models is two cases but one exported file
         for row in self.list():
@@ -245,6 +258,7 @@ class CaseStore:
             write_atomic(folder / sub / name, self.picture(row["case_id"]))
             exported.add(row["image_hash"])
             counts[sub] += 1
+        write_label_source(folder, "reviews" if reviewed_only else "reviews and model")
         with Session(self.engine) as session, session.begin():
             session.add(AuditEvent(actor=actor, action="export", case_id=None, model_id=None,
                                    details={"reviewed_only": reviewed_only, **counts}))

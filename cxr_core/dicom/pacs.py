@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Iterator
 
-from ..errors import CXRError
+from ..errors import CXRError, plain_cause
 from .results import result_uid
 from .instance import AnalysedInstance, analyse_instance
 from ..safety.intended_use import PROJECTION_MODALITIES
@@ -88,7 +88,7 @@ def _call(server: PacsServer, what: str, fn: Callable[[], Any]) -> Any:
                            "check the DICOMweb root (Orthanc: http://host:8042/dicom-web) and the study UID.") from None
         raise CXRError(f"The PACS at {server.url} answered HTTP {code} while {what}.") from None
     except requests.exceptions.RequestException as exc:
-        raise CXRError(f"Cannot reach the PACS at {server.url} while {what} ({type(exc).__name__}): check the URL, "
+        raise CXRError(f"Cannot reach the PACS at {server.url} while {what} ({plain_cause(exc)}): check the URL, "
                        "that the server runs and that this machine may connect to it.") from None
 
 

@@ -39,7 +39,7 @@ from pydicom.uid import ParametricMapStorage
 
 from .. import INTENDED_USE
 from ..model.card import ModelCard
-from ..errors import CXRError
+from ..errors import CXRError, plain_cause
 from ..fileio import write_atomic
 from ..model.predict import Prediction
 from ..model.decision import SUBTYPE_UNCERTAIN
@@ -88,7 +88,7 @@ def read_source(data: bytes | Path | Dataset) -> Dataset:
             ds = pydicom.dcmread(io.BytesIO(data) if isinstance(data, bytes) else str(data), force=True,
                                  stop_before_pixels=True)
         except Exception as exc:  # pydicom raises many kinds on damaged files
-            raise CXRError(f"Not a readable DICOM file ({type(exc).__name__}).") from None
+            raise CXRError(f"Not a readable DICOM file ({plain_cause(exc)}).") from None
     missing = [k for k in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
     if missing:
         raise CXRError(f"The DICOM file lacks {', '.join(missing)}: results cannot be placed in its study.")

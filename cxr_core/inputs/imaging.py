@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputImageError
+from ..errors import InputImageError, plain_cause
 
 MAX_PIXELS = 50_000_000  # ~7000 x 7000; larger than any radiograph detector
 MAX_BYTES = 200 * 1024 * 1024
@@ -86,7 +86,7 @@ def load_image(source: str | Path | bytes) -> LoadedImage:
     except MemoryError:
         raise InputImageError("The image is too large to decode in memory.") from None
     except Exception as exc:  # any decoder failure on hostile bytes becomes our own error
-        raise InputImageError(f"The {kind} file is damaged or truncated and cannot be decoded ({type(exc).__name__}).") from None
+        raise InputImageError(f"The {kind} file is damaged or truncated and cannot be decoded ({plain_cause(exc)}).") from None
     _check_usable(image)
     return image
 
@@ -107,7 +107,7 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
     except PermissionError:
         raise InputImageError("The file cannot be read (permission denied).") from None
     except OSError as exc:
-        raise InputImageError(f"The file cannot be read ({exc.strerror or type(exc).__name__}).") from None
+        raise InputImageError(f"The file cannot be read ({plain_cause(exc)}).") from None
 
 
 def dicom_age_years(patient_age: str | None, birth_date: str | None, study_date: str | None) -> float | None:

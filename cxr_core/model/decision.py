@@ -46,3 +46,17 @@ def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
         return probs.argmax(axis=1)
     subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
     return np.where(pneumonia_probability(probs) >= threshold, subtype, 0)
+
+
+def binary_label(p: float, threshold: float) -> str:
+    """NORMAL or PNEUMONIA for one P(pneumonia) at `threshold`: the same rule as `decide`."""
+    return "PNEUMONIA" if p >= threshold else "NORMAL"
+
+
+def within_pneumonia(class_probabilities: dict[str, float | None]) -> dict[str, float] | None:
+    """P(bacterial) and P(viral) as shares of P(pneumonia): what the subtype split means (it says nothing about
+    NORMAL vs PNEUMONIA). None for a model without a subtype split or without pneumonia probability."""
+    b, v = class_probabilities.get("BACTERIAL"), class_probabilities.get("VIRAL")
+    if b is None or v is None or b + v <= 0:
+        return None
+    return {"BACTERIAL": b / (b + v), "VIRAL": v / (b + v)}

@@ -88,22 +88,52 @@ class SitePointPolicy:
             raise CXRError(f"sensitivity floor {self.sensitivity_floor!r} is invalid: expected a number in (0, 1).")
 
 
-def govern_site_point(threshold: float, y_binary: np.ndarray, p: np.ndarray, policy: SitePointPolicy) -> dict[str, Any]:
-    """The evidence for a proposed site point on a local evaluation, or a CXRError naming the rule that fails,
-    with its numbers. Every surface (Dashboards, CLI) calls this one function before saving."""
+def local_evaluation_problem(n_positive: int, n_negative: int, policy: SitePointPolicy,
+                             overlap_warning: str | None = None, purpose: str = "to rely on") -> str | None:
+    """The one check of the rules a local evaluation must meet before anything is based on it (a site operating
+    point, the site's figures): enough films of each class, and none of the model's training films. None when it
+    meets them, else why not, in plain words."""
+    if n_positive < policy.min_per_class or n_negative < policy.min_per_class:
+        return f"too few local films {purpose} (n = {n_positive + n_negative}; {policy.min_per_class} per class needed)"
+    if overlap_warning:
+        return f"this evaluation includes the model's training films, so it says nothing about this site. {overlap_warning}"
+    return None
+
+
+def govern_site_point(threshold: float, y_binary: np.ndarray, p: np.ndarray, policy: SitePointPolicy,
+                      overlap_warning: str | None = None) -> dict[str, Any]:
+    """The evidence for a proposed site point on a local evaluation, or a CXRError saying in plain words which
+    rule fails, with its numbers. Every surface (Dashboards, CLI) calls this one function before saving."""
     from ..validation.metrics import operating_point_evidence
 
     threshold = valid_threshold(threshold)
     ev = operating_point_evidence(y_binary, p, threshold)
-    small = [(name, n) for name, n in (("pneumonia", ev["n_positive"]), ("normal", ev["n_negative"]))
-             if n < policy.min_per_class]
-    if small:
-        raise CXRError(f"Refused by rule min_per_class: a site operating point needs a local evaluation with at least "
-                       f"{policy.min_per_class} images of each class; this one has {ev['n_positive']} pneumonia and "
+    problem = local_evaluation_problem(ev["n_positive"], ev["n_negative"], policy, overlap_warning,
+                                       "for a site operating point")
+    if problem:
+        raise CXRError(f"Refused: {problem}. This evaluation has {ev['n_positive']} pneumonia and "
                        f"{ev['n_negative']} normal.")
     low = ev["sensitivity_ci95"][0]
     if not low >= policy.sensitivity_floor:
-        raise CXRError(f"Refused by rule sensitivity_floor: at {threshold:.3f} the sensitivity is {ev['sensitivity']:.3f} "
+        raise CXRError(f"Refused: the sensitivity is too uncertain. At {threshold:.3f} it is {ev['sensitivity']:.3f} "
                        f"(95 % CI {low:.3f} to {ev['sensitivity_ci95'][1]:.3f}, n = {ev['n_positive']} pneumonia); "
-                       f"its lower bound must be at least {policy.sensitivity_floor:.2f}.")
+                       f"the site's floor for its lower bound is {policy.sensitivity_floor:.2f}.")
     return ev
+
+
+def reading_now(assessed: bool, probability: float | None, label: str | None, model_id: str,
+                point: OperatingPoint, current_model_id: str) -> str | None:
+    """What a stored result would read now, said plainly, or None when nothing has changed. A stored case keeps
+    the decision it was given (for the audit); the Viewer, the Worklist and the PDF all say this sentence."""
+    if model_id != current_model_id:
+        return (f"This film was read by model {model_id}; the model in use now is {current_model_id}. "
+                "Analyse the film again to see its reading.")
+    if not assessed or probability is None:
+        return None
+    from .decision import binary_label
+
+    now = binary_label(probability, point.threshold)
+    if now == label:
+        return None
+    where = "the site's current point" if point.source == "site" else "the model's own threshold"
+    return f"At {where} ({point.threshold:.3f}) this film reads {now}."

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import CLASSES
 from .decision import decide, pneumonia_probability, stated_subtype
-from ..errors import InputImageError
+from ..errors import InputImageError, plain_cause
 from ..inputs.imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
 from .folder import ModelFolder
@@ -215,7 +215,7 @@ class Predictor:
             except InputImageError as exc:
                 return name, None, None, str(exc)
             except Exception as exc:  # never let one file stop the batch
-                return name, None, None, f"The file could not be read ({type(exc).__name__})."
+                return name, None, None, f"The file could not be read ({plain_cause(exc)})."
 
         done = 0
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import CLASSES, INTENDED_USE
+from .. import INTENDED_USE
 from ..model.card import ModelCard
 from ..model.gradcam import shown_by_default
-from ..model.decision import SUBTYPE_UNCERTAIN
+from ..model.decision import SUBTYPE_UNCERTAIN, within_pneumonia
 from ..model.operating_point import threshold_wording
 from ..model.predict import Prediction
 
@@ -25,10 +25,11 @@ def report_name(case: dict[str, Any] | None, content_hash: str) -> str:
 
 
 def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
-              case: dict[str, Any] | None = None) -> bytes:
+              case: dict[str, Any] | None = None, site: Any = None, now: str | None = None) -> bytes:
     """PDF bytes for one decoded input (pred.image must hold the pixels), traceable to its case (`case`: the
     case store's JSON object) when it is one. An input that was not assessed gets its reasons, no probability
-    and no heatmap."""
+    and no heatmap. `site`: the site's figures (cxr_core.validation.site_point.SiteFigures), quoted before the
+    internal ones when reportable; `now`: how a stored decision would read now (operating_point.reading_now)."""
     from fpdf import FPDF
     from PIL import Image
 
@@ -77,10 +78,15 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
         pdf.set_font("Helvetica", "", 10)
         pdf.cell(0, 6, f"P(pneumonia) = {pred.pneumonia_probability:.3f}   operating threshold = {pred.threshold:.3f} "
                  f"({threshold_wording(pred.threshold_source)})", new_x="LMARGIN", new_y="NEXT")
-        for c in CLASSES:
-            v = pred.class_probabilities.get(c)
-            pdf.cell(0, 5, f"  P({c.lower()}) = {v:.3f}" if v is not None else f"  P({c.lower()}) = n/a",
-                     new_x="LMARGIN", new_y="NEXT")
+        split = within_pneumonia(pred.class_probabilities)
+        if pred.label == "PNEUMONIA" and split:
+            pdf.cell(0, 5, f"  Subtype, as shares within pneumonia: bacterial {split['BACTERIAL']:.0%}, viral "
+                     f"{split['VIRAL']:.0%}", new_x="LMARGIN", new_y="NEXT")
+    if now:
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.multi_cell(0, 5, _latin1(f"Now: {now} The decision above is the one given when the case was analysed."),
+                       new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 10)
     for w_ in pred.warnings:
         pdf.set_text_color(170, 60, 0)
         pdf.multi_cell(0, 5, f"Warning: {_latin1(w_)}", new_x="LMARGIN", new_y="NEXT")
@@ -94,6 +100,8 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
     pdf.ln(2)
     iv = model_card.binary_metrics
     pdf.set_font("Helvetica", "", 9)
+    if site is not None and site.reportable:
+        pdf.multi_cell(0, 4.5, _latin1(site.sentence()), new_x="LMARGIN", new_y="NEXT")
     pdf.multi_cell(0, 4.5, (
         f"Model: {model_card.name} version {model_card.version} ({model_card.model_id}). "
         f"Internal validation (same hospital as the training data, held-out patients; flatters what another "

@@ -30,6 +30,13 @@ LATERAL_VIEWS = ("LL", "RL", "LAT", "LATERAL", "LLD", "RLD")
 CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "TORSO")
 MAX_COLOURFULNESS = 0.04  # radiographs saved as RGB sit near 0; photographs far above
 MIN_STD = 0.01
+FAILED_EXPOSURE = "The image is almost uniform (blank or failed exposure)."
+
+
+def not_a_chest_film(reasons: Sequence[str]) -> bool:
+    """A refusal because the input is not a frontal chest film at all (a photograph, CT, a lateral view, another
+    body part): it needs no read, unlike a blank chest exposure, which needs a repeat."""
+    return any(r != FAILED_EXPOSURE for r in reasons)
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,10 @@ def assess(image: LoadedImage, guard_refusals: Sequence[str] = (), guard_warning
     reasons = dicom_refusals(image.metadata) if image.format == "DICOM" else []
     colour = float(image.metadata.get("colourfulness", 0.0))
     if colour > MAX_COLOURFULNESS:
-        reasons.append(f"This is a colour image (colourfulness {colour:.2f}), not a radiograph: a photograph or a "
+        reasons.append("This is a colour image, not a radiograph: a photograph or a "
                        "screenshot is not assessed.")
     if float(np.std(image.pixels)) < MIN_STD:
-        reasons.append("The image is almost uniform (blank or failed exposure).")
+        reasons.append(FAILED_EXPOSURE)
     reasons += [r for r in guard_refusals if r not in reasons]
     # The guards' warnings are about a film the model reads; for a refused input they would only add noise.
     warnings = [*image.warnings, *([] if reasons else [*guard_warnings, *([population_warning] if population_warning else [])])]

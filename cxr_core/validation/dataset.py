@@ -63,6 +63,40 @@ def kaggle_name(label: str, patient: int) -> tuple[str, str]:
     raise CXRError(f"label {label!r} has no Kaggle-layout name: expected NORMAL, BACTERIAL or VIRAL.")
 
 
+# Where a labelled folder's labels came from: the case store's export writes this file beside NORMAL/ and
+# PNEUMONIA/, and `evaluate` keeps what it says with the evaluation (the site's figures quote it).
+LABEL_SOURCE_FILE = "label_source.json"
+LABEL_SOURCES = {
+    "folder": "labels as given by the folder (its NORMAL/ and PNEUMONIA/ sub-folders)",
+    "reviews": "labels from readers' reviews of worklist cases; the readers saw the model's answer, so these "
+               "figures may flatter it",
+    "reviews and model": "labels from readers' reviews and, for unreviewed cases, the model's own answers",
+}
+CIRCULAR_SOURCES = ("reviews and model",)  # figures against the model's own answers say nothing
+
+
+def write_label_source(root: str | Path, source: str) -> None:
+    """Record where the labels of the folder `root` came from (one of LABEL_SOURCES)."""
+    import json
+
+    from ..fileio import write_atomic
+
+    if source not in LABEL_SOURCES:
+        raise CXRError(f"label source {source!r} is invalid: expected one of {tuple(LABEL_SOURCES)}.")
+    write_atomic(Path(root) / LABEL_SOURCE_FILE, json.dumps({"labels": source}).encode())
+
+
+def label_source(root: str | Path) -> str:
+    """Where the labels of the folder `root` came from: what its label_source.json says, else "folder"."""
+    import json
+
+    try:
+        source = json.loads((Path(root) / LABEL_SOURCE_FILE).read_text(encoding="utf-8")).get("labels")
+    except (OSError, ValueError, AttributeError):
+        return "folder"
+    return source if source in LABEL_SOURCES else "folder"
+
+
 def index_dataset(root: str | Path) -> list[Record]:
     """All images under root/NORMAL and root/PNEUMONIA with labels and patient ids, sorted by path."""
     root = Path(root)

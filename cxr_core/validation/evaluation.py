@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import CLASSES
-from .dataset import fingerprint, index_dataset
-from ..errors import CXRError, StorageError
+from .dataset import fingerprint, index_dataset, label_source
+from ..errors import CXRError, StorageError, plain_cause
 from ..model.folder import ModelFolder
 from ..paths import evaluations_dir
 from ..fileio import write_atomic, write_json_atomic
@@ -52,7 +52,7 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     try:
         frame = pd.read_csv(path, dtype={"file": str, "label": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
-        raise CXRError(f"{str(path)!r} cannot be read as a scores file ({type(exc).__name__}).") from None
+        raise CXRError(f"{str(path)!r} cannot be read as a scores file ({plain_cause(exc)}).") from None
     if ",".join(frame.columns) != SCORES_HEADER or not frame["label"].isin(CLASSES).all():
         raise CXRError(f"{str(path)!r} is not a scores file (expected header {SCORES_HEADER!r}).")
     labels = frame["label"].map(CLASSES.index).to_numpy(dtype=int)
@@ -113,7 +113,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     y, P = np.array(labels), np.array(probs)
     summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
     summary.update(threshold_source=point.source, model=predictor.card.model_id, data=str(data_dir.resolve()),
-                   data_fingerprint=fingerprint(records), failed=failed,
+                   data_fingerprint=fingerprint(records), failed=failed, label_source=label_source(data_dir),
                    overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     saved_to = None

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..errors import CXRError
+from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import read_scores
 from .metrics import pneumonia_probability
-from ..model.operating_point import SitePointPolicy, govern_site_point, valid_threshold
+from ..model.operating_point import (OperatingPoint, SitePointPolicy, govern_site_point, local_evaluation_problem,
+                                     valid_threshold)
 from ..paths import evaluations_dir
 
 
@@ -40,8 +43,9 @@ def set_site_point(store: Any, card: ModelCard, threshold: float, scores: Path, 
         raise CXRError("A site operating point needs the name of the reader who sets it.")
     threshold = valid_threshold(threshold)
     _, y, probs = read_scores(scores)
-    evidence = govern_site_point(threshold, (y > 0).astype(int), pneumonia_probability(probs), policy)
     summary = _summary(scores)
+    evidence = govern_site_point(threshold, (y > 0).astype(int), pneumonia_probability(probs), policy,
+                                 (summary.get("overlap") or {}).get("warning"))
     evidence.update(evaluation=scores.parent.name, data=summary.get("data"), evaluated=summary.get("evaluated"),
                     data_fingerprint=summary.get("data_fingerprint"),
                     overlap_warning=(summary.get("overlap") or {}).get("warning"),
@@ -65,3 +69,89 @@ def _summary(scores: Path) -> dict[str, Any]:
         return json.loads((scores.parent / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+@dataclass(frozen=True)
+class SiteFigures:
+    """The site's own figures for a model, from one saved local evaluation, at the operating point in use; or,
+    where that evaluation does not meet the site-point rules, why none are reported (`problem`)."""
+
+    evaluation: str
+    evaluated: str
+    n_positive: int
+    n_negative: int
+    label_source: str  # a key of dataset.LABEL_SOURCES
+    threshold: float
+    problem: str | None = None
+    auc: float | None = None
+    auc_ci95: tuple[float, float] | None = None
+    sensitivity: float | None = None
+    sensitivity_ci95: tuple[float, float] | None = None
+    specificity: float | None = None
+    specificity_ci95: tuple[float, float] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.n_positive + self.n_negative
+
+    @property
+    def reportable(self) -> bool:
+        return self.problem is None
+
+    @property
+    def labels(self) -> str:
+        """Where the labels came from, in words."""
+        return LABEL_SOURCES[self.label_source]
+
+    def sentence(self) -> str:
+        """The figures in one sentence (the sidebar's and the PDF's), or why there are none."""
+        if not self.reportable:
+            return f"At this site: {self.problem}."
+        ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
+        auc = f", AUC {self.auc:.3f}{ci(self.auc_ci95)}" if self.auc is not None else ""
+        return (f"At this site (local evaluation of {self.n} films, {self.n_positive} pneumonia and {self.n_negative} "
+                f"normal, {self.evaluated[:10]}; {self.labels}): at {self.threshold:.3f}, sensitivity "
+                f"{self.sensitivity:.3f}{ci(self.sensitivity_ci95)}, specificity {self.specificity:.3f}"
+                f"{ci(self.specificity_ci95)}{auc} (95 % CIs).")
+
+
+def site_figures(model_id: str, point: OperatingPoint, policy: SitePointPolicy) -> SiteFigures | None:
+    """The site's figures for `model_id` at `point`: from the evaluation behind the site's operating point, else
+    the newest saved local evaluation that meets the site-point rules (`local_evaluation_problem`, the one check
+    the site point itself passes), else the newest one with the reason it is not reported. None: no local
+    evaluation at all."""
+    from ..paths import evaluations_dir
+
+    folders = sorted((p.parent for p in evaluations_dir(model_id).glob("*/scores.csv")),
+                     key=lambda f: _summary(f / "scores.csv").get("evaluated", ""), reverse=True)
+    behind = point.evidence_dict.get("evaluation") if point.source == "site" else None
+    if behind:
+        folders.sort(key=lambda f: f.name != behind)  # stable: the site point's own evaluation first
+    found = [figures for f in folders if (figures := _figures(f / "scores.csv", point, policy)) is not None]
+    return next((f for f in found if f.reportable), found[0] if found else None)
+
+
+def _figures(scores: Path, point: OperatingPoint, policy: SitePointPolicy) -> SiteFigures | None:
+    from .metrics import operating_point_evidence, safe_auc
+
+    summary = _summary(scores)
+    try:
+        _, y, probs = read_scores(scores)
+    except CXRError:
+        return None  # a damaged or foreign folder: not a local evaluation
+    yb, p = (y > 0).astype(int), pneumonia_probability(probs)
+    source = summary.get("label_source") if summary.get("label_source") in LABEL_SOURCES else "folder"
+    n_pos, n_neg = int(yb.sum()), int(len(yb) - yb.sum())
+    base = dict(evaluation=scores.parent.name, evaluated=str(summary.get("evaluated") or ""), n_positive=n_pos,
+                n_negative=n_neg, label_source=source, threshold=point.threshold)
+    problem = local_evaluation_problem(n_pos, n_neg, policy, (summary.get("overlap") or {}).get("warning"), "to report")
+    if problem is None and source in CIRCULAR_SOURCES:
+        problem = "its labels include the model's own answers, so it cannot judge the model"
+    if problem:
+        return SiteFigures(**base, problem=problem)
+    ev = operating_point_evidence(yb, p, point.threshold)
+    b = summary.get("binary") or {}
+    ci = b.get("auc_ci95")
+    return SiteFigures(**base, auc=safe_auc(yb, p), auc_ci95=tuple(ci) if ci else None,
+                       sensitivity=ev["sensitivity"], sensitivity_ci95=tuple(ev["sensitivity_ci95"]),
+                       specificity=ev["specificity"], specificity_ci95=tuple(ev["specificity_ci95"]))
