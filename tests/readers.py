@@ -33,9 +33,17 @@ def sr_text(ds) -> str:
     return " ".join(f"{n}: {v}" for n, v in sr_items(ds))
 
 
+def sr_subtype(ds) -> str:
+    """The subtype the SR states, in the product's words: BACTERIAL, VIRAL or UNCERTAIN ('' when it states none):
+    TID 1500's "Etiology" of the pneumonia finding (Bacteria, Virus or Undetermined)."""
+    words = {"Bacteria": "BACTERIAL", "Virus": "VIRAL", "Undetermined": "UNCERTAIN"}
+    return " ".join(words.get(v, v) for n, v in sr_items(ds) if n == "Etiology")
+
+
 def sr_threshold_source(ds) -> str:
-    """The SR's threshold-source item, as text ('' when it has none)."""
-    return " ".join(v for n, v in sr_items(ds) if "threshold" in n.lower() and "source" in n.lower())
+    """Where the SR says its threshold came from, as text ('' when it does not): TID 4019's algorithm parameter
+    "operating threshold ... (the site's operating point | the model's threshold)"."""
+    return " ".join(v for n, v in sr_items(ds) if n == "Algorithm Parameters" and "threshold" in v.lower())
 
 
 def pdf_words(pdf: bytes) -> str:
