@@ -142,6 +142,7 @@ def test_uploaded_cases_survive_a_page_switch_and_an_app_restart(tiny_registry, 
     try:
         browser.get(first.url)
         wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), what="the file input")
+        show_every_case(browser)
         upload(browser, files)
         wait_for(browser, lambda: "kept_1.png" in body_text(browser) and results_shown(browser, 2), what="both results")
         nav = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a")

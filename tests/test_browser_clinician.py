@@ -52,13 +52,23 @@ def _tick(browser, row: int, tab: int = 0) -> None:
         grid, -w / 2 + 18, -h / 2 + HEADER_PX + ROW_PX * row + ROW_PX / 2).click().perform()
 
 
-def _click(browser, text: str) -> None:
+def _click(browser, text: str, tries: int = 5) -> None:
+    """Click the button labelled `text`; found again when a rerun (the worklist refreshes itself) replaced it."""
     from selenium.webdriver.common.by import By
 
-    button = browser.find_element(By.XPATH, f"//button[.//p[normalize-space(.)={text!r}]]")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    time.sleep(0.2)
-    button.click()
+    for attempt in range(tries):
+        try:
+            wait_for(browser, lambda: browser.find_elements(By.XPATH, f"//button[.//p[normalize-space(.)={text!r}]]"),
+                     timeout=20, what=f"the button {text!r}")
+            button = browser.find_element(By.XPATH, f"//button[.//p[normalize-space(.)={text!r}]]")
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+            time.sleep(0.2)
+            button.click()
+            return
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
 
 
 def _nav(browser, page: str) -> None:
