@@ -51,7 +51,7 @@ def main() -> None:
 
     from cxr_core.cli import resolve_model_dir
     from cxr_core.model.gradcam import cam_from_features, evidence_weights, layer_cam_model
-    from cxr_core.safety.guards import held_out_split
+    from cxr_core.validation.dataset import held_out_split
     from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER
     from cxr_core.model.predict import Predictor
 

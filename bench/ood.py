@@ -3,12 +3,12 @@
 - the foreign-input set (tests/foreign.py: text pages, screenshots, charts, tables, drawings, a CT head phantom,
   textures, photographs, CT and MR slices, other body parts), per kind, each file through Predictor.predict;
 - the model's held-out pediatric films, each judged by thresholds calibrated without its patient
-  (cxr_core.safety.guards.held_out_flags);
+  (cxr_core.fitting.guards.held_out_flags);
 - the hard pediatric check set (bench/checksets/hard_pediatric.txt: tubes, leads, rotation, markers, picked by
   eye; most are training films), predicted as a user would;
 - the adult reference films: the image guards with the model's thresholds (never fitted on adults), the
   population check by patient-grouped cross-validation (its out-of-fold verdict per film);
-- the held-out pediatric films under each realistic acquisition shift at severity 2 (cxr_core.validation.shifts),
+- the held-out pediatric films under each realistic acquisition shift at severity 2 (cxr_core.inputs.shifts),
   judged, like the clean ones, by thresholds calibrated on other patients' clean films.
 
 Columns: `layout` (pixel PCA, refuses), `appearance` (the chest-appearance autoencoder, refuses), `features`
@@ -116,11 +116,12 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
 def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     from cxr_core.inputs.imaging import load_image
     from cxr_core.safety.appearance import RULES
-    from cxr_core.safety.guards import held_out_flags, held_out_split
+    from cxr_core.fitting.guards import held_out_flags
+    from cxr_core.validation.dataset import held_out_split
     from cxr_core.safety.ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL
     from cxr_core.safety.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
     from cxr_core.safety.population import cross_validated_scores, load_adult_reference
-    from cxr_core.validation.shifts import ACQUISITION, SHIFTS, image_rng
+    from cxr_core.inputs.shifts import ACQUISITION, SHIFTS, image_rng
 
     def features(x: np.ndarray) -> np.ndarray:
         return np.concatenate([predictor.forward(x[i:i + 64], heatmaps=False)[2] for i in range(0, len(x), 64)])

@@ -18,7 +18,7 @@ import sys
 from _common import ROOT, emit
 
 from cxr_core.paths import app_home
-from cxr_core.validation.shifts import ACQUISITION
+from cxr_core.inputs.shifts import ACQUISITION
 
 _MILD_BLUR = ["augment.blur=0.3", "augment.blur_sigma=1.0"]  # the previous recipes' 3 x 3 blur
 _STRONG_BLUR = ["augment.blur=0.5", "augment.blur_sigma=2.0"]

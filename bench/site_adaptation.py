@@ -1,7 +1,7 @@
 """Site adaptation, measured on simulated sites (no other hospital's films are here).
 
 A site: the model's held-out training patients (its card's validation split, never trained on) rendered by
-another X-ray unit, i.e. every shift of the realistic acquisition family (cxr_core.validation.shifts: soft
+another X-ray unit, i.e. every shift of the realistic acquisition family (cxr_core.inputs.shifts: soft
 exposure, scatter glare, detector unsharpness, tone curve, annotations) at one severity. Each site's patients
 are split in two halves (patient-grouped); `train.site.adapt` adapts the model on N films per class drawn from
 one half (patients whole), and both the parent and the adapted model are scored on the other half, which the
@@ -35,7 +35,7 @@ def spec_at_sensitivity(y: np.ndarray, p: np.ndarray, target: float = 0.95) -> f
 def render_site(records: list, severity: int) -> list[tuple[str, bytes, object]]:
     """(Kaggle name, PNG bytes, record) of each film under the whole acquisition family at `severity`."""
     from cxr_core.inputs.imaging import load_image
-    from cxr_core.validation.shifts import ACQUISITION, SHIFTS, image_rng
+    from cxr_core.inputs.shifts import ACQUISITION, SHIFTS, image_rng
 
     out = []
     for i, r in enumerate(records):
@@ -87,7 +87,7 @@ def main() -> None:
     use_temporary_home("cxr-bench-site-")
     from cxr_core.cli import resolve_model_dir
     from cxr_core.model.predict import Predictor
-    from cxr_core.safety.guards import held_out_split
+    from cxr_core.validation.dataset import held_out_split
     from cxr_core.site.data import SiteFilm
     from cxr_core.validation.dataset import parse_name
     from cxr_core.validation.metrics import binary_at_threshold, safe_auc

@@ -15,7 +15,7 @@ from _common import SHARED_TRAIN
 
 from cxr_core.validation.dataset import index_dataset
 from cxr_core.inputs.imaging import load_image
-from cxr_core.validation.shifts import ACQUISITION, SEVERITIES, SHIFTS, image_rng
+from cxr_core.inputs.shifts import ACQUISITION, SEVERITIES, SHIFTS, image_rng
 
 
 def main() -> None:

@@ -619,7 +619,7 @@ def cmd_site_model_revert(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_ood(args: argparse.Namespace) -> int:
-    from .safety.guards import refit_model_guards
+    from .fitting.guards import refit_model_guards
 
     model_dir = resolve_model_dir(args.model)
     report = refit_model_guards(model_dir, args.data, args.adult_data, log=lambda line: print(line, file=sys.stderr,
@@ -785,7 +785,7 @@ def cmd_site_point_revert(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_presentation(args: argparse.Namespace) -> int:
-    from .model.card_markdown import fit_presentation
+    from .fitting.presentation import fit_presentation
 
     if not 0.5 <= args.precision < 1.0:
         raise CXRError(f"--precision {args.precision!r} is invalid: expected a number from 0.5 to below 1.")

@@ -24,15 +24,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .model.operating_point import SitePointPolicy
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the one anchor for its files
 SHIPPED_MODELS = PROJECT_ROOT / "assets" / "models"  # read-only, except `python -m train --registry assets/models`
+
+
+@dataclass(frozen=True)
+class SitePointPolicy:
+    """The deployment's rules for a site operating point."""
+
+    min_per_class: int = 50
+    sensitivity_floor: float = 0.90
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.min_per_class) <= 100_000:
+            raise ConfigError(f"min_per_class {self.min_per_class!r} is invalid: expected a whole number from 1.")
+        if not 0.0 < float(self.sensitivity_floor) < 1.0:
+            raise ConfigError(f"sensitivity floor {self.sensitivity_floor!r} is invalid: expected a number in (0, 1).")
 
 
 @dataclass(frozen=True)
@@ -57,9 +68,7 @@ class Settings:
                               "from 0 (never) to 3600.")
 
     @property
-    def site_policy(self) -> "SitePointPolicy":
-        from .model.operating_point import SitePointPolicy
-
+    def site_policy(self) -> SitePointPolicy:
         return SitePointPolicy(self.site_min_per_class, self.site_sensitivity_floor)
 
     @property

@@ -184,9 +184,9 @@ def write_model_folder(dest: Path, model_id: str = MODEL_ID, **card_fields) -> P
     kids, adults, held = (np.stack(guard_films(n, s, adult))[..., None] for n, s, adult in
                           ((150, 1, False), (60, 2, True), (150, 3, False)))
     fit = np.concatenate([kids, adults])
-    OODDetector.fit(fit, gap.predict(fit, verbose=0), held, gap.predict(held, verbose=0)).save(dest)
+    OODDetector.fit(fit, gap.predict(fit, verbose=0), held, gap.predict(held, verbose=0)).save(folder.ood_file)
     check, _ = fit_adult_check(kids, [f"k{i}" for i in range(len(kids))], adults, [f"a{i}" for i in range(len(adults))])
-    check.save(dest)
+    check.save(folder.population_file)
     card = ModelCard(model_id=model_id, name="controlled", version="1",
                      description="Test model whose output is a known function of a code drawn on the film.",
                      input=Preprocess(SIZE, False, "none").card_input(), threshold=THRESHOLD,

@@ -134,7 +134,7 @@ MUTATIONS = (
     Mutation("the listener decides at the model's threshold, ignoring the site point", "cxr_core/dicom/listener.py",
              (("point = resolve(self.predictor.card, self.store)", "point = resolve(self.predictor.card, None)"),),
              ("tests/test_controlled.py::-k listener_decides",)),
-    Mutation("the site point's minimum is checked on the total, not per class", "cxr_core/model/operating_point.py",
+    Mutation("the site point's minimum is checked on the total, not per class", "cxr_core/validation/site_point.py",
              (("    if n_positive < policy.min_per_class or n_negative < policy.min_per_class:",
                "    if n_positive + n_negative < policy.min_per_class:"),),
              ("tests/test_controlled.py::-k minimum_is_per_class",)),

@@ -53,17 +53,19 @@ def test_thresholds_come_from_held_out_scores_not_the_training_films(quick_check
 
 def test_it_round_trips_through_the_model_folder(quick_check, tmp_path):
     from cxr_core.model.folder import ModelFolder
+    from cxr_core.model.keras_import import load_keras_model
 
     check, rng = quick_check
-    check.save(tmp_path)
     folder = ModelFolder(tmp_path)
+    check.save(folder.appearance_file, folder.appearance_model_file)
     assert folder.appearance_model_file.is_file() and folder.appearance_file.is_file()
-    again = AppearanceCheck.load(tmp_path)
+    again = AppearanceCheck.load(folder.appearance_file, folder.appearance_model_file, load_keras_model)
     x = np.concatenate([_films(4, rng), non_xray("noise", 48, rng)[None]])
     for key, value in check.scores(x).items():
         np.testing.assert_allclose(again.scores(x)[key], value, rtol=1e-5)
     assert again.thresholds == check.thresholds
-    assert AppearanceCheck.load(tmp_path / "missing") is None
+    missing = ModelFolder(tmp_path / "missing")
+    assert AppearanceCheck.load(missing.appearance_file, missing.appearance_model_file, load_keras_model) is None
 
 
 def test_the_foreign_set_has_every_kind_and_is_reproducible():

@@ -148,7 +148,7 @@ def test_the_validation_gate_passes_at_its_auc_and_not_below(controlled_model_di
 @pytest.mark.parametrize("min_per_class,floor,valid", [(1, 0.9, True), (0, 0.9, False), (50, above(0.0), True),
                                                        (50, 0.0, False), (50, below(1.0), True), (50, 1.0, False)])
 def test_the_site_point_policy_bounds(min_per_class, floor, valid):
-    from cxr_core.model.operating_point import SitePointPolicy
+    from cxr_core.settings import SitePointPolicy
 
     if valid:
         SitePointPolicy(min_per_class, floor)

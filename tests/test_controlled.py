@@ -262,7 +262,8 @@ def test_the_listener_decides_at_the_site_point(controlled_predictor, store):
 
 # ---- the site point's rules
 def _govern(n_pos: int, n_neg: int, floor: float = 0.9, min_per_class: int = 50):
-    from cxr_core.model.operating_point import SitePointPolicy, govern_site_point
+    from cxr_core.settings import SitePointPolicy
+    from cxr_core.validation.site_point import govern_site_point
 
     y = np.r_[np.ones(n_pos), np.zeros(n_neg)].astype(int)
     p = np.r_[np.full(n_pos, 0.9), np.full(n_neg, 0.1)]

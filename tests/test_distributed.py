@@ -120,7 +120,7 @@ def test_two_loopback_workers_train_to_the_end_and_register_one_model(tmp_path, 
 
     from cxr_core.model.architecture import build_model
     from cxr_core.model.predict import Predictor
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
     from train.pipeline import train
 
     config_path = _config_file(tmp_path, tiny_data, epochs=2)

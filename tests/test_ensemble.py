@@ -17,7 +17,7 @@ def test_merged_logits_and_cam_are_the_members_means(tmp_path):
 
     from cxr_core.model.gradcam import cam_from_features, evidence_weights
     from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER, build_model, has_linear_head, merge_members
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
 
     keras.utils.set_random_seed(0)
     members = [build_model(ModelConfig(filters=[4, 8], dropout=0.0), 32) for _ in range(3)]

@@ -88,7 +88,7 @@ def _layercam_reference(model, image, layer, weights):
 def test_the_products_map_fuses_the_last_layers_cam_with_layercam_at_twice_the_resolution(tiny_predictor):
     import keras
 
-    from cxr_core.validation.metrics import softmax
+    from cxr_core.model.decision import softmax
 
     from .synthetic import phantom_cxr
 

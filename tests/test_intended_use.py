@@ -157,10 +157,10 @@ def test_adult_image_check_separates_two_populations_and_round_trips(tmp_path):
     kids, adults = films(120, 0.12), films(40, 0.2)
     check, report = fit_adult_check(kids, [f"k{i // 2}" for i in range(120)], adults, [f"a{i // 2}" for i in range(40)])
     assert report["cv_adult_detection_rate"] > 0.9 and report["cv_pediatric_false_alarm_rate"] <= 0.05
-    check.save(tmp_path)
-    again = AdultImageCheck.load(tmp_path)
+    check.save(tmp_path / "population.npz")
+    again = AdultImageCheck.load(tmp_path / "population.npz")
     np.testing.assert_allclose(again.scores(adults), check.scores(adults))
-    assert AdultImageCheck.load(tmp_path / "missing") is None
+    assert AdultImageCheck.load(tmp_path / "missing.npz") is None
 
 
 def _bare_dicom_with_a_long_header() -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
 
 
@@ -38,20 +39,20 @@ def test_threshold_policies():
 def test_temperature_scaling_recovers_the_true_temperature_and_lowers_ece():
     rng = np.random.default_rng(1)
     true_logits = rng.normal(0, 2, (4000, 3))
-    y = np.array([rng.choice(3, p=pr) for pr in M.softmax(true_logits)])
+    y = np.array([rng.choice(3, p=pr) for pr in D.softmax(true_logits)])
     overconfident = true_logits * 3.0
-    t = M.fit_temperature(overconfident, y)
+    t = D.fit_temperature(overconfident, y)
     assert t == pytest.approx(3.0, rel=0.15)
     yb = (y > 0).astype(int)
-    before = M.expected_calibration_error(yb, M.pneumonia_probability(M.softmax(overconfident)))
-    after = M.expected_calibration_error(yb, M.pneumonia_probability(M.softmax(overconfident, t)))
+    before = M.expected_calibration_error(yb, M.pneumonia_probability(D.softmax(overconfident)))
+    after = M.expected_calibration_error(yb, M.pneumonia_probability(D.softmax(overconfident, t)))
     assert after < before and after < 0.03
 
 
 def test_summary_has_every_field_and_cis_bracket_the_estimate():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 300)
-    probs = M.softmax(np.eye(3)[y] * 2 + rng.normal(0, 1, (300, 3)))
+    probs = D.softmax(np.eye(3)[y] * 2 + rng.normal(0, 1, (300, 3)))
     s = M.evaluation_summary(y, probs, 0.5, n_boot=200)
     b, t = s["binary"], s["three_class"]
     for key in ("accuracy", "auc", "sensitivity", "specificity", "threshold", "confusion_matrix", "accuracy_ci95", "auc_ci95"):

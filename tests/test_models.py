@@ -68,7 +68,7 @@ def test_weights_from_a_local_file(tmp_path):
 
 
 def test_save_and_safe_load_roundtrip(tmp_path):
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
 
     model = build_model(ModelConfig(backbone="cxrnet", filters=[8, 16]), 32)
     model.save(tmp_path / "m.keras")

@@ -14,7 +14,9 @@ import pytest
 
 from cxr_core.errors import CXRError
 from cxr_core.model.card import ModelCard
-from cxr_core.model.operating_point import OperatingPoint, SitePointPolicy, govern_site_point, resolve, valid_threshold
+from cxr_core.model.operating_point import OperatingPoint, resolve, valid_threshold
+from cxr_core.settings import SitePointPolicy
+from cxr_core.validation.site_point import govern_site_point
 
 from . import inputs
 from .harness import run_cli

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cxr_core.inputs.preprocess import INTENSITY_POLICIES, Preprocess
-from cxr_core.validation.shifts import SHIFTS, image_rng
+from cxr_core.inputs.shifts import SHIFTS, image_rng
 
 TOLERANCE = 0.03  # |difference| of model inputs, on the [0, 1] scale
 

@@ -81,7 +81,7 @@ def test_models_load_in_safe_mode_and_refuse_lambda_layers(tmp_path):
     inp = keras.Input((4,))
     model = keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp))
     model.save(tmp_path / "evil.keras")
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
 
     with pytest.raises(ModelError, match="cannot be loaded"):
         load_keras_model(tmp_path / "evil.keras")

@@ -135,7 +135,7 @@ def adapted_twice(tmp_path_factory, tiny_model_dir):
 
 
 def test_an_adaptation_is_deterministic_for_its_seed(adapted_twice):
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
 
     first, second = adapted_twice
     assert first["model_id"] == second["model_id"]

@@ -116,7 +116,7 @@ def test_a_model_below_the_gate_is_refused_whatever_its_own_gate_said(site, tiny
 @pytest.mark.parametrize("auc, expected", [(0.8999, False), (0.90, True)])
 def test_the_gate_floor_on_each_side(tiny_model_dir, auc, expected):
     from cxr_core.model.folder import ModelFolder
-    from cxr_core.model.operating_point import SitePointPolicy
+    from cxr_core.settings import SitePointPolicy
     from cxr_core.site.models import activation_refusals
 
     card = ModelFolder(tiny_model_dir).card().with_fields(validation_gate={"min_val_auc": 0.5, "auc": auc,
@@ -132,7 +132,7 @@ def test_the_gate_floor_on_each_side(tiny_model_dir, auc, expected):
 ])
 def test_the_site_adapted_gate(tiny_model_dir, adapted_auc, low, floor, refused_for):
     from cxr_core.model.folder import ModelFolder
-    from cxr_core.model.operating_point import SitePointPolicy
+    from cxr_core.settings import SitePointPolicy
     from cxr_core.site.models import activation_refusals
 
     card = ModelFolder(tiny_model_dir).card().with_fields(

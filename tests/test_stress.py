@@ -12,7 +12,7 @@ import pytest
 from cxr_core.validation import metrics as M
 from cxr_core.config import AugmentConfig, load_config
 from cxr_core.inputs.preprocess import Preprocess
-from cxr_core.validation.shifts import SHIFTS, image_rng
+from cxr_core.inputs.shifts import SHIFTS, image_rng
 from cxr_core.validation.stress import conditions, score_conditions, stress_table, worst_case
 
 
@@ -118,7 +118,7 @@ def test_burned_in_annotations_and_devices_hurt_a_model_that_reads_bright_marks_
 
 
 def test_the_acquisition_family_is_held_out_of_the_shipped_augmentation_where_no_layer_varies_it():
-    from cxr_core.validation.shifts import ACQUISITION
+    from cxr_core.inputs.shifts import ACQUISITION
 
     augment = load_config(Path(__file__).resolve().parents[1] / "train" / "configs" / "shipped.toml").augment
     assert set(ACQUISITION) == {"soft", "glare", "unsharp", "tone_curve", "annotation"}

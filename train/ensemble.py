@@ -99,7 +99,7 @@ def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Calla
     from collections import defaultdict
 
     from cxr_core.model.folder import ModelFolder
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
 
     from cxr_core.validation.stress import CLEAN
     from cxr_core.model.architecture import logit_function
@@ -134,7 +134,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
     from cxr_core.validation.dataset import class_counts, fingerprint, split_for
     from cxr_core.model.folder import ModelFolder
     from cxr_core.model.architecture import merge_members
-    from cxr_core.model.registry import load_keras_model
+    from cxr_core.model.keras_import import load_keras_model
     from train.finish import Evidence, finish_model
     from train.status import read_status
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from cxr_core.validation import metrics as M
 from cxr_core.config import STRESS_POLICIES, TrainConfig
-from cxr_core.validation.shifts import SHIFTS
+from cxr_core.inputs.shifts import SHIFTS
 from cxr_core.validation.stress import CLEAN, conditions, score_conditions, stress_table, worst_case
 
 

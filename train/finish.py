@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from cxr_core import CLASSES, INTENDED_USE, __version__
+from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
 from cxr_core.model.card import ModelCard
 from cxr_core.config import TrainConfig
 from cxr_core.validation.evaluation import write_scores
-from cxr_core.safety.guards import fit_guards
-from cxr_core.model.card_markdown import fit_presentation
+from cxr_core.fitting.guards import fit_guards
+from cxr_core.fitting.presentation import fit_presentation
 from cxr_core.model.folder import ModelFolder
 from cxr_core.model.architecture import trainable_parameter_count
 from cxr_core.safety.overlap import write_training_hashes
@@ -64,8 +65,8 @@ def finish_model(model: Any, config: TrainConfig, evidence: Evidence, out: Path,
     y = evidence.labels
     yb = (y > 0).astype(int)
     clean = evidence.logits[CLEAN]
-    temperature = M.fit_temperature(clean, yb if config.model.num_classes == 2 else y)
-    probs = {k: M.as_three_class(M.softmax(v, temperature)) for k, v in evidence.logits.items()}
+    temperature = D.fit_temperature(clean, yb if config.model.num_classes == 2 else y)
+    probs = {k: M.as_three_class(D.softmax(v, temperature)) for k, v in evidence.logits.items()}
     p = {k: M.pneumonia_probability(v) for k, v in probs.items()}
     threshold, policy = operating_point(config, yb, p)
     summary = M.evaluation_summary(y, probs[CLEAN], threshold)
@@ -74,13 +75,13 @@ def finish_model(model: Any, config: TrainConfig, evidence: Evidence, out: Path,
     model.save(folder.model_file)
     write_scores(folder.scores_file, evidence.files, y, probs[CLEAN])
     guards = fit_guards(model, *evidence.guard_fit, *evidence.guard_check, config.data.preprocess(), folder.path)
-    write_training_hashes(folder.path, evidence.training_paths)
+    write_training_hashes(folder.hashes_file, evidence.training_paths)
     card = ModelCard(
         model_id=model_identity(config), name=config.name, version=time.strftime("%Y.%m.%d"),
         description=config.description, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         intended_use=INTENDED_USE, classes=CLASSES, input=config.data.preprocess().card_input(),
         threshold=threshold, threshold_policy=policy["name"], threshold_evidence=policy, temperature=temperature,
-        ece_uncalibrated=M.expected_calibration_error(yb, M.pneumonia_probability(M.as_three_class(M.softmax(clean)))),
+        ece_uncalibrated=M.expected_calibration_error(yb, M.pneumonia_probability(M.as_three_class(D.softmax(clean)))),
         **guards, internal_validation=summary, internal_validation_kind=evidence.kind,
         stress=(stress_section(config, yb, p, threshold, evidence.stress_note) if evidence.stress_note else None),
         data=evidence.data, config=config.to_dict(), training_time_s=evidence.training_time_s,

@@ -39,6 +39,7 @@ from cxr_core.site.data import (SiteFilm, films_from_folder, films_from_reviews,
                                 split)
 from cxr_core.site.evidence import compare
 from cxr_core.site.models import ACTIVATION_MIN_AUC, activation_refusals, store_model, unpack
+from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
 
 
@@ -102,7 +103,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     logits_val = _logits(model, screened.x[val])
     y3_val = np.array([f.label3 if f.label3 is not None else -1 for f in (screened.films[i] for i in val)])
     temperature = _temperature(logits_val, y3_val, parent.card.temperature)
-    probs_val = M.as_three_class(M.softmax(logits_val, temperature))
+    probs_val = M.as_three_class(D.softmax(logits_val, temperature))
     p_val = M.pneumonia_probability(probs_val)
     threshold, policy = _threshold(parent, model, temperature, screened.films, val, yb[val], p_val)
     evidence = compare(yb[val], M.pneumonia_probability(screened.parent_probs[val]), parent.card.threshold, p_val,
@@ -119,7 +120,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
             shutil.copy2(parent.model_dir / guard, folder.path / guard)
     model.save(folder.model_file)
     guards = _fit_guards(model, screened, tune, val, parent, folder.path)
-    known = sorted((training_hashes(parent.model_dir) or set()) | set(screened.hashes))
+    known = sorted((training_hashes(parent.folder.hashes_file) or set()) | set(screened.hashes))
     write_atomic(folder.hashes_file, ("\n".join(known) + "\n").encode())
     summary = _summary(y3_val, yb[val], probs_val, p_val, threshold)
     counts = {**screened.counts, "tuning": label_counts(screened, tune), "local_validation": label_counts(screened, val)}
@@ -291,7 +292,7 @@ def fine_tune(parent: Predictor, x: np.ndarray, films: list[SiteFilm], tune: np.
             order = tune[rng.permutation(len(tune))]
             losses = [float(step(tf.constant(x[b]), tf.constant(y3[b]), tf.constant(yb[b])))
                       for b in np.array_split(order, max(1, int(np.ceil(len(order) / config.batch_size))))]
-            auc = M.safe_auc(y_val, M.pneumonia_probability(M.as_three_class(M.softmax(_logits(model, x[val])))))
+            auc = M.safe_auc(y_val, M.pneumonia_probability(M.as_three_class(D.softmax(_logits(model, x[val])))))
             row = {"epoch": len(history) + 1, "stage": stage, "loss": float(np.mean(losses)), "val_auc": auc,
                    "learning_rate": lr, "seconds": round(time.time() - t0, 2), "step": len(history) + 1,
                    "steps": steps_total}
@@ -327,7 +328,7 @@ def _logits(model: Any, x: np.ndarray) -> np.ndarray:
 def _temperature(logits: np.ndarray, y3: np.ndarray, parent_temperature: float) -> float:
     """Refit on the local-validation films with 3-class truth (the parent's temperature where under 20 have it)."""
     known = y3 >= 0
-    return M.fit_temperature(logits[known], y3[known]) if known.sum() >= 20 else float(parent_temperature)
+    return D.fit_temperature(logits[known], y3[known]) if known.sum() >= 20 else float(parent_temperature)
 
 
 def _threshold(parent: Predictor, model: Any, temperature: float, films: list[SiteFilm], val: np.ndarray,
@@ -344,7 +345,7 @@ def _threshold(parent: Predictor, model: Any, temperature: float, films: list[Si
         keys = [k for k in conditions(None, [1, 2]) if k != CLEAN]
         images = [load_image(films[int(i)].data).pixels for i in val]
         logits = score_conditions(images, config.data.preprocess(), logit_function(model), keys)
-        p.update({k: M.pneumonia_probability(M.as_three_class(M.softmax(v, temperature))) for k, v in logits.items()})
+        p.update({k: M.pneumonia_probability(M.as_three_class(D.softmax(v, temperature))) for k, v in logits.items()})
     return operating_point(config, y_val, p)
 
 
@@ -361,7 +362,7 @@ def _fit_guards(model: Any, screened: Any, tune: np.ndarray, val: np.ndarray, pa
                 out: Path) -> dict[str, Any]:
     """The guards for the adapted model's features, fitted on the tuning films and calibrated on the
     local-validation patients, as for any model."""
-    from cxr_core.safety.guards import fit_guards
+    from cxr_core.fitting.guards import fit_guards
 
     groups = screened.groups
     return fit_guards(model, screened.x[tune], [groups[i] for i in tune], screened.x[val], [groups[i] for i in val],
@@ -372,7 +373,7 @@ def _fit_presentation(folder: ModelFolder, parent_card: ModelCard, screened: Any
                       probs: np.ndarray) -> None:
     """The subtype margin and heatmap scale on the local-validation films with 3-class truth; the parent's where
     no pneumonia film there has a subtype."""
-    from cxr_core.model.card_markdown import fit_presentation
+    from cxr_core.fitting.presentation import fit_presentation
     from cxr_core.validation.evaluation import write_scores
 
     known = y3 >= 0

@@ -6,6 +6,8 @@ statistics that judge it (AUC, calibration, bootstrap CIs) live in metrics.py.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import softmax as _scipy_softmax
 
 
 def pneumonia_probability(probs: np.ndarray) -> np.ndarray:
@@ -60,3 +62,17 @@ def within_pneumonia(class_probabilities: dict[str, float | None]) -> dict[str, 
     if b is None or v is None or b + v <= 0:
         return None
     return {"BACTERIAL": b / (b + v), "VIRAL": v / (b + v)}
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    return _scipy_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising validation NLL of softmax(z/T)."""
+    def nll(log_t: float) -> float:
+        p = softmax(logits, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))

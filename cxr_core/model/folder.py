@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from .card import ModelCard
+from .card_markdown import render_markdown
 from ..errors import ModelError
+from ..fileio import write_atomic, write_json_atomic
+from .keras_import import load_keras_model
 
 
 class ModelFolder:
@@ -63,11 +66,12 @@ class ModelFolder:
         except ModelError as exc:
             raise ModelError(f"{str(self.path)!r} has an invalid model card: {exc}") from None
 
+    def load_model(self) -> Any:
+        """The Keras model, loaded with safe_mode=True; ModelError when it cannot be."""
+        return load_keras_model(self.model_file)
+
     def write_card(self, card: ModelCard) -> ModelCard:
         """The card as JSON and Markdown, each atomically (before registration, or by a maintenance command)."""
-        from ..fileio import write_atomic, write_json_atomic
-        from .card_markdown import render_markdown
-
         write_json_atomic(self.card_file, card.to_dict())
         write_atomic(self.path / self.CARD_MARKDOWN, render_markdown(card).encode())
         return card

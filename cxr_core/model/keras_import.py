@@ -5,14 +5,21 @@ editor, plotting helpers, scikit-learn wrappers and DataFrame inputs. This produ
 Keras, and here they cost 2-3 s of a 5-7 s `import keras` (bench/inference.py measures the cold start).
 `import_keras` hides them from Keras' first import, in this thread only, so Keras records them as absent;
 everyone else imports them as usual. When Keras is already imported it is returned as it is.
+
+It is also the one place that quiets TensorFlow's start-up logging, and that loads a saved `.keras` file.
 """
 
 from __future__ import annotations
 
 import importlib.abc
+import os
 import sys
 import threading
+from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from ..errors import ModelError
 
 OPTIONAL_INTEGRATIONS = ("IPython", "matplotlib", "sklearn", "pandas")
 
@@ -29,8 +36,17 @@ class _HideFromThisThread(importlib.abc.MetaPathFinder):
         return None
 
 
+_LOAD_LOCK = threading.Lock()  # Keras' loader is not thread-safe; the app's sessions share one process
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up messages hidden (warnings and info), unless the user chose a level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def import_keras() -> ModuleType:
     """The `keras` module, imported (the first time) without its optional integrations not yet loaded."""
+    quiet_tensorflow()
     if "keras" in sys.modules:
         return sys.modules["keras"]
     finder = _HideFromThisThread(tuple(n for n in OPTIONAL_INTEGRATIONS if n not in sys.modules))
@@ -40,3 +56,13 @@ def import_keras() -> ModuleType:
     finally:
         sys.meta_path.remove(finder)
     return keras
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """Load a `.keras` file with safe_mode=True (no arbitrary code), uncompiled."""
+    keras = import_keras()
+    try:
+        with _LOAD_LOCK:
+            return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"The model file {str(path)!r} cannot be loaded: {type(exc).__name__}: {exc}") from None

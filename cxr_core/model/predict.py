@@ -22,7 +22,10 @@ from ..errors import InputImageError, plain_cause
 from ..inputs.imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
 from .folder import ModelFolder
-from .registry import load_keras_model
+from .keras_import import load_keras_model
+from ..safety.appearance import AppearanceCheck
+from ..safety.ood import OODDetector
+from ..safety.population import AdultImageCheck
 
 
 @dataclass
@@ -66,21 +69,17 @@ class Predictor:
         """`jit_compile` (XLA) is off by default: bench/inference.py measured it slower here (bench/README.md)."""
         self.model_dir = Path(model_dir)
         self.jit_compile = jit_compile
-        folder = ModelFolder(self.model_dir)
+        self.folder = folder = ModelFolder(self.model_dir)
         self.card = folder.card()
-        self.model = load_keras_model(folder.model_file)
+        self.model = folder.load_model()
         self.preprocess = self.card.preprocess
         self.image_size = self.preprocess.size
         self.model_point = OperatingPoint.of_model(self.card)
         self.num_classes = int(self.model.output_shape[-1])
         self._build_forward()
-        from ..safety.appearance import AppearanceCheck
-        from ..safety.ood import OODDetector
-        from ..safety.population import AdultImageCheck
-
-        self.ood = OODDetector.load(self.model_dir)
-        self.appearance = AppearanceCheck.load(self.model_dir)
-        self.adult_check = AdultImageCheck.load(self.model_dir)
+        self.ood = OODDetector.load(folder.ood_file)
+        self.appearance = AppearanceCheck.load(folder.appearance_file, folder.appearance_model_file, load_keras_model)
+        self.adult_check = AdultImageCheck.load(folder.population_file)
         # A missing guard is said on every result, never silently skipped.
         self.guard_warnings = [text for guard, text in (
             (self.ood, "This model has no current out-of-distribution detector (ood.npz missing, or from before "
@@ -121,7 +120,7 @@ class Predictor:
         operating point decides (gradcam.py); `heatmaps=False` skips them (None), and their backward pass."""
         from .gradcam import to_display
         from .decision import as_three_class
-        from ..validation.metrics import softmax
+        from .decision import softmax
 
         if not heatmaps:
             logits, pooled = (np.asarray(t) for t in self._scores(np.asarray(batch, np.float32)))

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +66,6 @@ class ModelEntry:
 
 class Registry:
     """List, register, activate and load models: the shipped folder and the user's own (see above)."""
-
-    _load_lock = threading.Lock()
 
     def __init__(self, root: str | Path | None = None, user_root: str | Path | None = None):
         self.site_root: Path | None = None  # models unpacked from the case database (cxr_core.site.models)
@@ -177,20 +174,6 @@ class Registry:
             raise RegistryError(f"The active model cannot be changed: {exc}") from None
         except OSError as exc:
             raise RegistryError(os_message(exc, self.write_root)) from None
-
-
-def load_keras_model(path: str | Path) -> Any:
-    """Load a `.keras` file with safe_mode=True (no arbitrary code), uncompiled."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .keras_import import import_keras
-
-    keras = import_keras()
-
-    try:
-        with Registry._load_lock:
-            return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelError(f"The model file {str(path)!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
 
 
 def _read_card(folder: Path) -> ModelCard | None:

@@ -16,12 +16,13 @@ Each earns its place in bench/ood.py (each refuses foreign kinds the others miss
 on held-out pediatric films (`ThresholdRule`, like the other guards), never on the training films' own scores.
 It refuses: a chest film with tubes, leads or markers is explained at this scale and is assessed. Stored as
 `appearance.keras` (the network, loaded with safe_mode=True) and `appearance.npz` (thresholds and code
-statistics, allow_pickle=False) beside the model, through ModelFolder.
+statistics, allow_pickle=False) beside the model, at the paths the model folder gives.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,8 +30,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from ..fileio import read_npz, write_npz_atomic
-from ..model.folder import ModelFolder
+from ..fileio import read_npz, write_atomic, write_npz_atomic
 from .ood import ThresholdRule
 
 REASON = "This does not look like a chest radiograph ({why})."
@@ -208,27 +208,22 @@ class AppearanceCheck:
                 "rules": {k: rule.describe() for k, rule in RULES.items()}}
 
     # ---- storage
-    def save(self, model_dir: str | Path) -> None:
-        import tempfile
-
-        from ..fileio import write_atomic
-
-        folder = ModelFolder(model_dir)
+    def save(self, stats_file: Path, network_file: Path) -> None:
+        """The statistics and thresholds (npz) and the autoencoder (.keras), each written atomically."""
         with tempfile.TemporaryDirectory(prefix="cxr_appearance_") as tmp:
-            staged = Path(tmp) / folder.APPEARANCE_MODEL  # Keras writes the file itself: staged, then atomic
+            staged = Path(tmp) / network_file.name  # Keras writes the file itself: staged, then atomic
             self.network.save(staged)
-            write_atomic(folder.appearance_model_file, staged.read_bytes())
-        write_npz_atomic(folder.appearance_file, code_mean=self.code_mean, code_precision=self.code_precision,
+            write_atomic(network_file, staged.read_bytes())
+        write_npz_atomic(stats_file, code_mean=self.code_mean, code_precision=self.code_precision,
                          size=self.size, **{f"threshold_{k}": v for k, v in self.thresholds.items()})
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "AppearanceCheck | None":
-        """None when the model has no appearance check, or an older one (refit with fit-ood)."""
-        folder = ModelFolder(model_dir)
-        z = read_npz(folder.appearance_file)
-        if z is None or not folder.appearance_model_file.is_file() or any(f"threshold_{k}" not in z for k in RULES):
+    def load(cls, stats_file: Path, network_file: Path,
+             load_network: Callable[[Path], Any]) -> "AppearanceCheck | None":
+        """None when the model has no appearance check, or an older one (refit with fit-ood). `load_network`
+        reads the .keras file (the model layer's safe loader)."""
+        z = read_npz(stats_file)
+        if z is None or not network_file.is_file() or any(f"threshold_{k}" not in z for k in RULES):
             return None
-        from ..model.registry import load_keras_model
-
-        return cls(load_keras_model(folder.appearance_model_file), z["code_mean"], z["code_precision"],
+        return cls(load_network(network_file), z["code_mean"], z["code_precision"],
                    {k: float(z[f"threshold_{k}"]) for k in RULES}, int(z["size"]))

@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 
 from ..fileio import read_npz, write_npz_atomic
-from ..model.folder import ModelFolder
 
 THUMB = 32
 
@@ -150,16 +149,16 @@ class OODDetector:
         warnings = [VERY_UNUSUAL_WARNING] if found["very_unusual"] else [UNUSUAL_WARNING] if found["unusual"] else []
         return refusals, warnings
 
-    def save(self, model_dir: str | Path) -> Path:
-        return write_npz_atomic(ModelFolder(model_dir).ood_file, pca_mean=self.pca_mean, pca_components=self.pca_components,
+    def save(self, path: Path) -> Path:
+        return write_npz_atomic(path, pca_mean=self.pca_mean, pca_components=self.pca_components,
                                 pixel_threshold=self.pixel_threshold, feat_mean=self.feat_mean,
                                 feat_precision=self.feat_precision, feature_threshold=self.feature_threshold,
                                 feature_threshold_strong=self.feature_threshold_strong)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "OODDetector | None":
+    def load(cls, path: Path) -> "OODDetector | None":
         """None when the model has no detector, or one from before graded warnings (refit it with fit-ood)."""
-        z = read_npz(ModelFolder(model_dir).ood_file)
+        z = read_npz(path)
         if z is None or "feature_threshold_strong" not in z:
             return None
         return cls(z["pca_mean"], z["pca_components"], float(z["pixel_threshold"]), z["feat_mean"],

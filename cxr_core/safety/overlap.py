@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..model.folder import ModelFolder
+from ..fileio import write_atomic
+from ..inputs.imaging import load_image
 
 HASH_CHARS = 16  # 64 bits: collisions are negligible for datasets of this size
 
@@ -25,26 +26,23 @@ def pixel_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()[:HASH_CHARS]
 
 
-def write_training_hashes(model_dir: str | Path, paths: Iterable[str | Path]) -> int:
-    """Hash every training image into the model folder; the number written."""
-    from ..fileio import write_atomic
-    from ..inputs.imaging import load_image
-
+def write_training_hashes(hashes_file: Path, paths: Iterable[str | Path]) -> int:
+    """Hash every training image into the model folder's hash list (ModelFolder.hashes_file); the number written."""
     hashes = sorted({pixel_hash(load_image(p).pixels) for p in paths})
-    write_atomic(ModelFolder(model_dir).hashes_file, ("\n".join(hashes) + "\n").encode())
+    write_atomic(hashes_file, ("\n".join(hashes) + "\n").encode())
     return len(hashes)
 
 
-def training_hashes(model_dir: str | Path) -> set[str] | None:
-    path = ModelFolder(model_dir).hashes_file
+def training_hashes(path: Path) -> set[str] | None:
+    """The hash list of a model folder (ModelFolder.hashes_file); None when it has none."""
     return set(path.read_text().split()) if path.is_file() else None
 
 
-def overlap_report(card: Any, model_dir: str | Path, data_fingerprint: str,
+def overlap_report(training_fingerprint: str | None, hashes_file: Path, data_fingerprint: str,
                    hashes: list[str]) -> dict[str, Any]:
     """{same_folder, images_in_training (None when the model has no hash list), warning (None when clean)}."""
-    same = data_fingerprint == card.data.get("fingerprint")
-    known = training_hashes(model_dir)
+    same = data_fingerprint == training_fingerprint
+    known = training_hashes(hashes_file)
     seen = None if known is None else sum(h in known for h in hashes)
     warning = None
     if same:

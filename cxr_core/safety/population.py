@@ -20,7 +20,6 @@ import numpy as np
 
 from ..settings import PROJECT_ROOT
 from ..fileio import read_npz, write_npz_atomic
-from ..model.folder import ModelFolder
 from ..inputs.imaging import load_image
 from .ood import ThresholdRule, cross_fitted_flags, thumbnails
 
@@ -58,14 +57,14 @@ class AdultImageCheck:
     def flags(self, images: np.ndarray) -> np.ndarray:
         return self.scores(images) > self.threshold
 
-    def save(self, model_dir: str | Path) -> Path:
-        return write_npz_atomic(ModelFolder(model_dir).population_file, pca_mean=self.pca_mean,
+    def save(self, path: Path) -> Path:
+        return write_npz_atomic(path, pca_mean=self.pca_mean,
                                 pca_components=self.pca_components, scale_mean=self.scale_mean, scale_std=self.scale_std,
                                 coef=self.coef, intercept=self.intercept, threshold=self.threshold)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "AdultImageCheck | None":
-        z = read_npz(ModelFolder(model_dir).population_file)
+    def load(cls, path: Path) -> "AdultImageCheck | None":
+        z = read_npz(path)
         if z is None:
             return None
         return cls(z["pca_mean"], z["pca_components"], z["scale_mean"], z["scale_std"], z["coef"],

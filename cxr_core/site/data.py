@@ -133,7 +133,7 @@ def _dicom_patient(data: bytes) -> str | None:
 def screen(films: Sequence[SiteFilm], parent: Predictor, min_per_class: int) -> ScreenedFilms:
     """Apply the checks (module docstring) with the parent model; the films kept, or a CXRError naming the
     rule that refuses the set, with its numbers."""
-    known = training_hashes(parent.model_dir) or set()
+    known = training_hashes(parent.folder.hashes_file) or set()
     counts = {"given": len(films), "unreadable": 0, "outside the intended use": 0,
               "in the parent's training data": 0, "duplicates": 0, "kept": 0}
     kept: list[SiteFilm] = []

@@ -34,7 +34,7 @@ from ..errors import CXRError, ModelError
 from ..fileio import fsync_dir
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
-from ..model.operating_point import SitePointPolicy
+from ..settings import SitePointPolicy
 from ..model.registry import ModelEntry, Registry
 from ..settings import current
 

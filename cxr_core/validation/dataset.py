@@ -21,6 +21,7 @@ import numpy as np
 from .. import CLASSES
 from ..errors import CXRError
 from ..inputs.imaging import IMAGE_SUFFIXES
+from ..model.folder import ModelFolder
 
 _NORMAL_RE = re.compile(r"^(NORMAL2-)?IM-(\d+)-\d+", re.IGNORECASE)
 _PNEUMONIA_RE = re.compile(r"^person(\d+)_(bacteria|virus)_\d+", re.IGNORECASE)
@@ -192,3 +193,10 @@ def balanced_indices(labels: np.ndarray, mode: str, seed: int) -> np.ndarray:
             parts.append(np.concatenate([members, np.asarray(extra, dtype=int)]))
         return np.concatenate(parts)
     raise CXRError(f"Unknown balancing mode {mode!r}.")
+
+
+def held_out_split(model_dir: str | Path, data_dir: str | Path | None = None) -> tuple[list[Record], list[Record]]:
+    """(training records, held-out records) of a model from its card: a single model's validation split, or an
+    ensemble's guard fold (its card's data.fold)."""
+    card = ModelFolder(model_dir).card()
+    return split_for(index_dataset(Path(data_dir or card.data_root)), dict(card.data))

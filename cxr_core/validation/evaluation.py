@@ -114,7 +114,8 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
     summary.update(threshold_source=point.source, model=predictor.card.model_id, data=str(data_dir.resolve()),
                    data_fingerprint=fingerprint(records), failed=failed, label_source=label_source(data_dir),
-                   overlap=overlap_report(predictor.card, predictor.model_dir, fingerprint(records), hashes),
+                   overlap=overlap_report(predictor.card.data.get("fingerprint"), predictor.folder.hashes_file,
+                                          fingerprint(records), hashes),
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     saved_to = None
     if save:

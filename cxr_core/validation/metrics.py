@@ -218,24 +218,6 @@ def reliability_curve(y_binary: np.ndarray, p: np.ndarray, bins: int = 10) -> di
     return {"mean_predicted": mean.tolist(), "fraction_positive": frac.tolist()}
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    from scipy.special import softmax as _softmax
-
-    return _softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature scaling (Guo et al. 2017): the T > 0 minimising validation NLL of softmax(z/T)."""
-    from scipy.optimize import minimize_scalar
-
-    def nll(log_t: float) -> float:
-        p = softmax(logits, float(np.exp(log_t)))
-        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
-
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(res.x))
-
-
 def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int = 1000,
                  seed: int = 0, alpha: float = 0.05) -> dict[str, list[float]]:
     """Percentile bootstrap 95 % CIs (resampling images) for binary accuracy and AUC and 3-class accuracy.

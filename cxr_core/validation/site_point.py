@@ -1,11 +1,13 @@
 """The site operating point, governed: set only from a local evaluation that passes the deployment's rules
-(`operating_point.govern_site_point`), by a named reader, audited, and always revertible. The Dashboards page
+(`govern_site_point`), by a named reader, audited, and always revertible. The Dashboards page
 and `python -m cxr_core site-point` both call these functions; nothing else writes a site point.
 """
 
 from __future__ import annotations
 
 import json
+
+import numpy as np
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +17,41 @@ from ..model.folder import ModelFolder
 from ..errors import CXRError
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import read_scores
-from .metrics import pneumonia_probability
-from ..model.operating_point import (OperatingPoint, SitePointPolicy, govern_site_point, local_evaluation_problem,
-                                     valid_threshold)
+from .metrics import operating_point_evidence, pneumonia_probability
+from ..model.operating_point import OperatingPoint, valid_threshold
 from ..paths import evaluations_dir
+from ..settings import SitePointPolicy
+
+
+def local_evaluation_problem(n_positive: int, n_negative: int, policy: SitePointPolicy,
+                             overlap_warning: str | None = None, purpose: str = "to rely on") -> str | None:
+    """The one check of the rules a local evaluation must meet before anything is based on it (a site operating
+    point, the site's figures): enough films of each class, and none of the model's training films. None when it
+    meets them, else why not, in plain words."""
+    if n_positive < policy.min_per_class or n_negative < policy.min_per_class:
+        return f"too few local films {purpose} (n = {n_positive + n_negative}; {policy.min_per_class} per class needed)"
+    if overlap_warning:
+        return f"this evaluation includes the model's training films, so it says nothing about this site. {overlap_warning}"
+    return None
+
+
+def govern_site_point(threshold: float, y_binary: np.ndarray, p: np.ndarray, policy: SitePointPolicy,
+                      overlap_warning: str | None = None) -> dict[str, Any]:
+    """The evidence for a proposed site point on a local evaluation, or a CXRError saying in plain words which
+    rule fails, with its numbers. Every surface (Dashboards, CLI) calls this one function before saving."""
+    threshold = valid_threshold(threshold)
+    ev = operating_point_evidence(y_binary, p, threshold)
+    problem = local_evaluation_problem(ev["n_positive"], ev["n_negative"], policy, overlap_warning,
+                                       "for a site operating point")
+    if problem:
+        raise CXRError(f"Refused: {problem}. This evaluation has {ev['n_positive']} pneumonia and "
+                       f"{ev['n_negative']} normal.")
+    low = ev["sensitivity_ci95"][0]
+    if not low >= policy.sensitivity_floor:
+        raise CXRError(f"Refused: the sensitivity is too uncertain. At {threshold:.3f} it is {ev['sensitivity']:.3f} "
+                       f"(95 % CI {low:.3f} to {ev['sensitivity_ci95'][1]:.3f}, n = {ev['n_positive']} pneumonia); "
+                       f"the site's floor for its lower bound is {policy.sensitivity_floor:.2f}.")
+    return ev
 
 
 def find_evaluation(model_id: str, path_or_id: str) -> Path:

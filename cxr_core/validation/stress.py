@@ -1,4 +1,4 @@
-"""The shift stress suite: re-score labelled images under acquisition shifts (cxr_core.validation.shifts).
+"""The shift stress suite: re-score labelled images under acquisition shifts (cxr_core.inputs.shifts).
 
 The same functions serve `python -m cxr_core stress` (a registered model on a labelled folder)
 and training (an ensemble's out-of-fold images, each scored by the member that never saw it).
@@ -15,7 +15,7 @@ import numpy as np
 from ..model.decision import pneumonia_probability
 from .metrics import binary_at_threshold, safe_auc
 from ..inputs.preprocess import Preprocess
-from .shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
+from ..inputs.shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
 
 CLEAN = "clean"
 

@@ -4,7 +4,7 @@ Each `Shift` maps a decoded HxW float32 gray image in [0, 1] (before preprocessi
 resolution) and a per-image random generator to a shifted image, at severity 1 (mild), 2 (moderate)
 or 3 (severe). Sizes are relative to the image, so a 224-px and a 2,000-px film get the same shift.
 
-`augmented_by` names the `AugmentConfig` fields that vary the same property in training
+`augmented_by` names the `AugmentConfig` (cxr_core.config) fields that vary the same property in training
 (train/augment.py); `in_training_augmentation` says whether a given config does. The kinds that
 it does not are the stress suite's generalisation test.
 
@@ -19,15 +19,21 @@ as `unsharp` and `annotation`, so those two say so. The severities stay readable
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
 
-from ..config import AugmentConfig
 
 SEVERITIES = (1, 2, 3)
 SEVERITY_NAMES = {1: "mild", 2: "moderate", 3: "severe"}
+
+
+class Augmentation(Protocol):
+    """What a shift asks of a training augmentation config (cxr_core.config.AugmentConfig): its overall strength;
+    the fields a shift names in `augmented_by` are read by name."""
+
+    strength: float
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class Shift:
     augmented_by: tuple[str, ...] = ()
     family: str = "generic"  # "acquisition": the realistic other-unit family (held out of augmentation)
 
-    def in_training_augmentation(self, augment: AugmentConfig) -> bool:
+    def in_training_augmentation(self, augment: Augmentation) -> bool:
         """Whether training with `augment` varies this property."""
         return augment.strength > 0 and any(getattr(augment, f) > 0 for f in self.augmented_by)
 

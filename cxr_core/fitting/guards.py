@@ -15,13 +15,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..model.folder import ModelFolder
 from ..model.architecture import pooled_features
-from .appearance import RULES as APPEARANCE_RULES
-from .appearance import AppearanceCheck, AutoencoderRecipe
-from .ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags, fold_count
-from .overlap import write_training_hashes
-from .population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
+from ..model.folder import ModelFolder
+from ..model.predict import Predictor
+from ..safety.appearance import RULES as APPEARANCE_RULES
+from ..safety.appearance import AppearanceCheck, AutoencoderRecipe
+from ..safety.ood import (FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags,
+                          fold_count)
+from ..safety.overlap import write_training_hashes
+from ..safety.population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
+from ..settings import current
+from ..validation.dataset import held_out_split
 
 
 def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_out: np.ndarray,
@@ -31,14 +35,15 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_ou
     """Fit every guard on the training inputs `x_fit`, calibrate the image guards' thresholds on the held-out
     pediatric inputs `x_held_out`, save them into `out_dir`; the report the card stores. `backup_dir`: where the
     autoencoder's training keeps its state, so that an interrupted fit resumes."""
+    folder = ModelFolder(out_dir)
     held_features = pooled_features(model, x_held_out)
     ood = OODDetector.fit(x_fit, pooled_features(model, x_fit), x_held_out, held_features)
-    ood.save(out_dir)
+    ood.save(folder.ood_file)
     appearance = AppearanceCheck.fit(x_fit, x_held_out, recipe, backup_dir=backup_dir, log=log)
-    appearance.save(out_dir)
+    appearance.save(folder.appearance_file, folder.appearance_model_file)
     check, population = fit_for_model(x_fit, fit_patients, preprocess, adult_dir)
     if check is not None:
-        check.save(out_dir)
+        check.save(folder.population_file)
     flags = held_out_flags(ood, appearance, check, x_held_out, held_features, held_out_patients)
     rates = {k: float(v.mean()) for k, v in flags.items()}
     if check is not None:
@@ -79,23 +84,11 @@ def held_out_flags(ood: OODDetector, appearance: AppearanceCheck | None, check: 
     return out
 
 
-def held_out_split(model_dir: str | Path, data_dir: str | Path | None = None) -> tuple[list[Any], list[Any]]:
-    """(training records, held-out records) of a model from its card: a single model's validation split, or an
-    ensemble's guard fold (its card's data.fold)."""
-    from ..validation.dataset import index_dataset, split_for
-
-    card = ModelFolder(model_dir).card()
-    return split_for(index_dataset(Path(data_dir or card.data_root)), dict(card.data))
-
-
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,
                        adult_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`fit-ood`: refit a registered model's guards on its own training split (from its card), calibrated on its
     held-out split, and list the pixel hashes of its training data (cxr_core.safety.overlap). The autoencoder's
     training state is kept under $CXR_HOME/runs/fit-ood/<model id>/ until it finishes: a rerun resumes."""
-    from ..model.predict import Predictor
-    from ..settings import current
-
     model_dir = Path(model_dir)
     train, held = held_out_split(model_dir, data_dir)
     predictor = Predictor(model_dir)
@@ -105,7 +98,7 @@ def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None
     report = fit_guards(predictor.model, x_train, [r.patient for r in train], x_held, [r.patient for r in held],
                         predictor.preprocess, model_dir, adult_dir or DEFAULT_ADULT_REFERENCE, backup_dir=backup,
                         log=log)
-    hashed = write_training_hashes(model_dir, [r.path for r in train + held])  # every image the model was built on
+    hashed = write_training_hashes(ModelFolder(model_dir).hashes_file, [r.path for r in train + held])  # every image the model was built on
     ModelFolder(model_dir).update_card(**report, ood_val_false_alarm_rate=None)  # the old rate is superseded
     return {"model": predictor.card.model_id, "n_train": len(train), "n_val": len(held),
             "training_hashes": hashed, **report}
