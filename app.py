@@ -1,10 +1,6 @@
 """CXR pneumonia assistant: `streamlit run app.py`. Navigation and the always-visible model panel."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 st.set_page_config(page_title="CXR pneumonia assistant", page_icon=":material/radiology:", layout="wide")
 

@@ -7,7 +7,8 @@ import streamlit as st
 from cxr_app import charts
 from cxr_app.state import case_store, reader_name, sidebar_model_panel
 from train.experiments import RESULTS_DIR, grid_values, read_experiment
-from train.launcher import CONFIG_DIR, read_history
+from train.launcher import CONFIG_DIR
+from train.run_folder import read_history
 
 st.title("Experiments")
 reader_name()  # first in the sidebar on every page, kept across pages

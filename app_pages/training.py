@@ -11,7 +11,7 @@ from cxr_app.state import case_store, reader_name, registry, sidebar_model_panel
 from cxr_core.config import BACKBONES, BALANCING
 from cxr_core.errors import CXRError
 from train import launcher
-from train.pipeline import default_runs_dir, training_in_progress
+from train.run_folder import RunFolder, default_runs_dir, training_in_progress
 
 RUNS_DIR = default_runs_dir()
 
@@ -128,7 +128,7 @@ def live_run() -> None:
                 st.toast("Resumed: it continues from its last finished epoch.")
             except CXRError as exc:
                 st.error(str(exc))
-    history = launcher.read_history(current.run_dir)
+    history = RunFolder(current.run_dir).read_history()
     if history:
         c1, c2 = st.columns(2)
         c1.plotly_chart(charts.training_curves(history, [("loss", "train loss"), ("val_loss", "validation loss")], "Loss"),

@@ -9,6 +9,7 @@ from cxr_core.cases.store import STATUSES
 from cxr_core.cases.worklist import WorklistFilter, describe_audit, filter_cases, not_chest_film, readings_now
 from cxr_core.errors import CXRError
 from cxr_core.settings import current
+from cxr_core.model.operating_point import resolve
 
 st.title("Worklist")
 st.caption("Every analysed image is a case, kept across page switches, restarts and workstations sharing the "
@@ -27,7 +28,6 @@ CONFIRM = "wl_confirm_remove"  # the case id whose removal awaits the reader's c
 def _points_now(cases: list[dict]) -> dict:
     """Each listed model's operating point in use now (the site's, else its own); a model no longer registered
     has none."""
-    from cxr_core.model.operating_point import resolve
 
     reg, out = registry(), {}
     for model_id in {c["model_id"] for c in cases}:
@@ -180,7 +180,6 @@ def _confirm_removal(case: dict) -> None:
 def _study_date(value: str | None) -> str | None:
     """DICOM's YYYYMMDD as YYYY-MM-DD."""
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if value and len(value) == 8 and value.isdigit() else value
-
 
 worklist_table()
 

@@ -17,9 +17,6 @@ removal: a smaller area under the deletion curve (mean P over the steps). Compar
 from __future__ import annotations
 
 import argparse
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

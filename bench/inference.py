@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _common import ROOT, emit, peak_rss_mb, pct, sample_images  # noqa: E402
 

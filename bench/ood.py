@@ -22,9 +22,6 @@ what it refuses that every other rule left assessed, and what it costs on pediat
 from __future__ import annotations
 
 import argparse
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 from _common import ROOT, SHARED_TRAIN, emit  # noqa: E402

@@ -14,10 +14,8 @@ ranking figure), and each at its own threshold. The wall time of each adaptation
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

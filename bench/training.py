@@ -15,7 +15,6 @@ import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _common import ROOT, emit  # noqa: E402
 

@@ -31,7 +31,7 @@ def _display_size(shape: tuple[int, int]) -> tuple[int, int]:
 
 def _fading(colormap: str) -> list[list]:
     """The colour scale with its opacity rising from 0 (no evidence: the film shows through) to 1."""
-    from plotly.colors import get_colorscale, unlabel_rgb
+    from plotly.colors import get_colorscale, unlabel_rgb  # lazy: heavy
 
     out = []
     for value, colour in get_colorscale(COLOR_SCALES[colormap]):

@@ -9,7 +9,12 @@ from __future__ import annotations
 import streamlit as st
 
 from cxr_core.errors import CXRError
-from cxr_core.model.registry import ModelEntry
+from cxr_core.model.registry import ModelEntry, Registry
+from cxr_app import charts
+from cxr_core.settings import current
+from cxr_core.site.models import activate_model, activation_refusals, active_choice, find_entry, revert_active_model
+from train import site
+from train.run_folder import RunFolder
 
 
 def provenance(entry: ModelEntry) -> str | None:
@@ -25,9 +30,6 @@ def provenance(entry: ModelEntry) -> str | None:
 
 def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) -> None:
     """Make a model the site's active one (named reader, confirmation, the gate), or revert the latest change."""
-    from cxr_core.model.registry import Registry
-    from cxr_core.settings import current
-    from cxr_core.site.models import activate_model, activation_refusals, active_choice, revert_active_model
 
     if store is None:
         st.warning("The case database is unavailable: the site's model cannot be changed.")
@@ -62,7 +64,6 @@ def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) ->
 
 def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
     """ "Adapt to this site": the source, Start, then the live curves and the parent-vs-adapted comparison."""
-    from train import site
 
     st.subheader("Adapt to this site")
     st.caption("Fine-tune the model in use on this site's own labelled films; it is judged against its parent on "
@@ -89,9 +90,6 @@ def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
 
 @st.fragment(run_every=3)
 def _live_adaptation(store, reader: str) -> None:
-    from cxr_app import charts
-    from train import site
-
     runs = site.site_runs()
     followed = st.session_state.get("adapt_run")
     run = next((r for r in runs if str(r[0]) == followed), runs[0] if runs else None)
@@ -107,9 +105,8 @@ def _live_adaptation(store, reader: str) -> None:
         st.progress(min(1.0, status["epoch"] / status["epochs"]),
                     text=f"epoch {status['epoch']} of at most {status['epochs']}, local-validation AUC "
                          f"{status.get('val_auc', float('nan')):.3f}")
-    from train.launcher import read_history
 
-    history = read_history(folder / "history.csv") if (folder / "history.csv").is_file() else []
+    history = RunFolder(folder).read_history()
     if history:
         c1, c2 = st.columns(2)
         c1.plotly_chart(charts.training_curves(history, [("loss", "tuning loss")], "Loss"), key="adapt_loss")
@@ -121,11 +118,7 @@ def _live_adaptation(store, reader: str) -> None:
 
 
 def _comparison(store, result: dict, reader: str) -> None:
-    import pandas as pd
-
-    from cxr_app import charts
-    from cxr_core.model.registry import Registry
-    from cxr_core.site.models import find_entry
+    import pandas as pd  # lazy: heavy
 
     try:
         entry = find_entry(store, Registry(), result["model_id"])

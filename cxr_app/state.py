@@ -8,6 +8,19 @@ import streamlit as st
 
 from cxr_core.errors import CXRError
 from cxr_core.model.registry import ModelEntry, Registry
+from cxr_app.site_ui import provenance
+from cxr_core.cases.db import database_url
+from cxr_core.cases.store import CaseStore
+from cxr_core.model.operating_point import resolve
+from cxr_core.model.predict import Predictor
+from cxr_core.paths import app_home
+from cxr_core.settings import current
+from cxr_core.site.models import active_entry, sync
+from cxr_core.validation.metrics import wilson_interval
+from cxr_core.validation.site_point import site_figures
+import json
+import numpy as np
+import sys
 
 SESSION_MODEL = "model_id"
 SITE_MARK = " (the site's model)"
@@ -20,12 +33,8 @@ def registry() -> Registry:
 @st.cache_resource(show_spinner="Loading the model (once per server)...", max_entries=2)
 def _load_predictor(model_dir: str, stamp: float):
     """Shared by every session: the model is loaded once per process (per model version)."""
-    from cxr_core.model.predict import Predictor
 
     predictor = Predictor(model_dir)
-    import sys
-
-    import numpy as np
 
     print(f"cxr: model loaded ({predictor.card.model_id})", file=sys.stderr, flush=True)  # no patient data
 
@@ -41,15 +50,12 @@ def predictor_for(entry: ModelEntry):
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _open_store(url: str | None, home: str):
     """One case store (engine and connection pool) per database per process, shared by every session."""
-    from cxr_core.cases.store import CaseStore
 
     return CaseStore.open(url)
 
 
 def case_store():
     """The worklist's case store, or None with the reason shown (results are then not kept)."""
-    from cxr_core.cases.db import database_url
-    from cxr_core.paths import app_home
 
     try:
         return _open_store(database_url(), str(app_home()))
@@ -58,14 +64,12 @@ def case_store():
                  icon=":material/error:")
         return None
 
-
 READER = "reader_name"  # not a widget key: Streamlit drops a widget's state when another page is shown
 
 
 def reader_name() -> str:
     """The reader's name for reviews and the audit trail: from the trusted reverse-proxy header the deployment
     names (CXR_READER_HEADER), else asked once per browser session in the sidebar and kept across pages."""
-    from cxr_core.settings import current
 
     header = current().reader_header
     if header:
@@ -88,7 +92,6 @@ def reader_name() -> str:
 def point_in_use(entry: ModelEntry, store):
     """The operating point that decides for this request (resolved now, never stored on a shared object), said
     in the sidebar: the site's governed point, or the model's own threshold."""
-    from cxr_core.model.operating_point import resolve
 
     point = resolve(entry.card, store)
     with st.sidebar:
@@ -117,7 +120,6 @@ def current_entry(store=None) -> ModelEntry | None:
 
 def site_entry(store, reg: Registry) -> ModelEntry | None:
     """The site's model for every user (None, said on the page, where it cannot be had)."""
-    from cxr_core.site.models import active_entry
 
     try:
         return active_entry(store, reg)
@@ -129,8 +131,6 @@ def site_entry(store, reg: Registry) -> ModelEntry | None:
 def sidebar_model_panel(store=None) -> ModelEntry | None:
     """The model in use, always visible: name, version, a switcher; the site's own figures first where it has
     a local evaluation (else a pointer to local validation), then the internal figures, labelled as such."""
-    from cxr_app.site_ui import provenance
-    from cxr_core.site.models import sync
 
     reg = registry()
     try:
@@ -179,9 +179,6 @@ def _ci(v) -> str:
 def site_figures_for(entry: ModelEntry, store):
     """The site's figures for this model at the point in use (cxr_core.validation.site_point.site_figures): shown
     only where a local evaluation meets the site-point rules; None without any local evaluation."""
-    from cxr_core.model.operating_point import resolve
-    from cxr_core.settings import current
-    from cxr_core.validation.site_point import site_figures
 
     return site_figures(entry.model_id, resolve(entry.card, store), current().site_policy)
 
@@ -205,7 +202,6 @@ def _local_figures(entry: ModelEntry, store) -> None:
 
 def _internal_figures(entry: ModelEntry) -> None:
     """The model's own figures, labelled for what they are: internal (same hospital), with 95 % CIs."""
-    from cxr_core.validation.metrics import wilson_interval
 
     b, t = entry.card.binary_metrics, entry.card.three_class_metrics
     kind = entry.card.internal_validation_kind
@@ -225,8 +221,6 @@ def _internal_figures(entry: ModelEntry) -> None:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -234,8 +228,6 @@ def _read_json(path: Path) -> dict:
 
 
 def data_dir_default() -> str:
-    from cxr_core.settings import current
-
     return current().data_dir
 
 

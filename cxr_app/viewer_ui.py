@@ -19,7 +19,11 @@ from cxr_core.model.predict import Prediction
 from cxr_core.model.decision import within_pneumonia
 from cxr_core.model.operating_point import OperatingPoint, reading_now, threshold_wording
 from cxr_core.settings import PROJECT_ROOT
-from cxr_core.reports.pdf import verdict_line
+from cxr_core.reports.pdf import build_pdf, report_name, verdict_line
+from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
+from cxr_core.cases.worklist import describe_audit
+from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
+from cxr_core.errors import CXRError
 
 NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
 
@@ -49,7 +53,6 @@ def sample_films() -> dict[str, Path]:
     """The films that ship for trying the interface (assets/samples, from the training split), by display name."""
     folder = PROJECT_ROOT / "assets" / "samples"
     return {f"Sample: {p.stem.replace('-', ' ')}": p for p in sorted(folder.glob("*.jpeg"))}
-
 
 FILM_PX = 380  # the radiograph's height: with the page's header, it fits above the fold at 1280 x 800
 SAMPLE_NOTE = "From the training set: for trying the interface, not for judging the model."
@@ -146,7 +149,6 @@ def _result(pred: Prediction, index: int, now: str | None) -> None:
 
 def case_audit(case: dict[str, Any], store: Any) -> None:
     """This case's audit trail, in words: who analysed, reviewed, changed or removed it, and when."""
-    from cxr_core.cases.worklist import describe_audit
 
     with st.expander("Audit trail of this case"):
         events = store.audit(case_id=case["case_id"])
@@ -172,8 +174,6 @@ def _tags(pred: Prediction, show_identifiers: bool) -> None:
 
 def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> None:
     """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
-    from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
-    from cxr_core.errors import CXRError
 
     review = case.get("review")
     if review:
@@ -205,8 +205,6 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
 
 def _downloads(pred: Prediction, index: int, card: ModelCard, display: Display, case: dict[str, Any] | None,
                digest: str, site: Any = None, now: str | None = None) -> None:
-    from cxr_core.reports.pdf import build_pdf, report_name
-
     def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
         return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap),
                          card, case=case, site=site, now=now)
@@ -224,7 +222,6 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, display: Display,
                      source: bytes | None, name: str) -> None:
     """The DICOM results for the PACS (cxr_core.dicom.results), built only when downloaded."""
-    from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
 
     if source is None:
         st.caption("DICOM results (SR, parametric map, secondary capture) need the original file: drop it on the "

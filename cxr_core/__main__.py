@@ -1,10 +1,7 @@
 """`python -m cxr_core ...`: see cxr_core/cli.py."""
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from cxr_core.cli import main  # noqa: E402
+from cxr_core.cli import main
 
 sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .inputs.preprocess import IMAGE_SIZES, INTENSITY_POLICIES
+from .inputs.preprocess import IMAGE_SIZES, INTENSITY_POLICIES, Preprocess
 
 BACKBONES = ("cxrnet", "resnet50", "efficientnetb0", "mobilenetv2", "densenet121")
 BALANCING = ("none", "augment_x2", "augment_x4", "balanced", "balanced_strong")
@@ -51,7 +51,6 @@ class DataConfig:
 
     def preprocess(self) -> Any:
         """The `Preprocess` callable this data section describes (the model card stores the same)."""
-        from .inputs.preprocess import Preprocess
 
         return Preprocess(self.image_size, self.pad_to_square, self.intensity)
 
@@ -166,7 +165,6 @@ class TrainConfig:
         d = self.to_dict()
         d.pop("name"), d.pop("description")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig, "train": OptimConfig}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from typing import Callable
+import errno
 
 
 class CXRError(Exception):
@@ -49,7 +50,6 @@ def report_errors(command: Callable[[], int], interrupted: str = "interrupted", 
 
 def plain_cause(exc: BaseException) -> str:
     """What went wrong, in a few plain words for a message a clinician reads (never the exception's class name)."""
-    import errno
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOENT,):
         return "the file or folder does not exist"

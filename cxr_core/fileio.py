@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import StorageError
+import errno
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -69,8 +70,6 @@ def fsync_dir(folder: Path) -> None:
 
 
 def os_message(exc: OSError, path: Path) -> str:
-    import errno
-
     if exc.errno == errno.ENOSPC:
         return f"The disk is full: cannot write to {str(path)!r}. Nothing was changed; free some space and retry."
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -79,8 +78,6 @@ def os_message(exc: OSError, path: Path) -> str:
 
 
 def _json_default(obj: Any) -> Any:
-    import numpy as np
-
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):

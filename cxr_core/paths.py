@@ -4,11 +4,11 @@ folder (platformdirs), never the git checkout and never a registered model's fol
 from __future__ import annotations
 
 from pathlib import Path
+from .settings import current
 
 
 def app_home() -> Path:
     """`$CXR_HOME` if set, else e.g. ~/.local/share/cxr-assistant on Linux (see settings.py)."""
-    from .settings import current
 
     return current().home
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import ConfigError
+import platformdirs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the one anchor for its files
 SHIPPED_MODELS = PROJECT_ROOT / "assets" / "models"  # read-only, except `python -m train --registry assets/models`
@@ -122,6 +123,4 @@ def current() -> Settings:
 
 
 def _platform_home() -> Path:
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("cxr-assistant", appauthor=False))

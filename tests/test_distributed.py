@@ -186,20 +186,19 @@ def test_a_sigkilled_worker_restarted_with_the_same_command_resumes_and_the_card
     launcher = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
     from cxr_core.config import load_config
-    from train.pipeline import run_dir_for
-    from train.status import read_status
+    from train.run_folder import RunFolder, run_dir_for
 
     run_dir = run_dir_for(load_config(config_path), tmp_path / "runs")
     deadline = time.time() + 400
-    while time.time() < deadline and read_status(run_dir).get("message") != "epoch 3/6":
+    while time.time() < deadline and RunFolder(run_dir).read_status().get("message") != "epoch 3/6":
         assert launcher.poll() is None, launcher.stdout.read()[-3000:]
         time.sleep(0.01)
-    [chief, worker] = read_status(run_dir)["workers"]
+    [chief, worker] = RunFolder(run_dir).read_status()["workers"]
     os.kill(worker["pid"], signal.SIGKILL)
     out, _ = launcher.communicate(timeout=120)
     assert launcher.returncode == 1, out[-3000:]
     assert "Worker 1 killed (signal 9)" in out and "Rerun the same command to resume" in out
-    status = read_status(run_dir)
+    status = RunFolder(run_dir).read_status()
     assert [w["state"] for w in status["workers"]] == ["stopped by the launcher", "killed (signal 9)"]
     # The chief either failed on its own (TensorFlow's health check saw the peer vanish) or was stopped mid-epoch.
     assert status["state"] in ("failed", "running") and status["epoch"] == 2  # after epoch 2's checkpoint

@@ -52,7 +52,7 @@ def test_a_second_start_is_refused_at_once_while_the_first_child_holds_the_lock(
 
     from cxr_core.errors import CXRError
     from train import launcher
-    from train.pipeline import training_in_progress
+    from train.run_folder import training_in_progress
 
     runs = tmp_path / "runs"
     runs.mkdir()

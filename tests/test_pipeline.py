@@ -14,8 +14,8 @@ import pytest
 
 from cxr_core.errors import CXRError
 from cxr_core.model.registry import Registry
-from train.pipeline import run_dir_for, train, training_in_progress
-from train.status import read_status
+from train.pipeline import train
+from train.run_folder import RunFolder, run_dir_for, training_in_progress
 
 from .conftest import PROJECT_ROOT, tiny_config
 
@@ -94,7 +94,7 @@ def test_the_app_lists_shipped_and_user_models_and_hides_experiments(tiny_regist
 
 
 def test_only_one_training_at_a_time(tiny_data, tmp_path):
-    from train.pipeline import single_run_lock
+    from train.run_folder import single_run_lock
 
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -135,12 +135,12 @@ lr_schedule = "constant"
     deadline = time.time() + 240
     # "epoch 3/4" is written at the start of epoch 3, after epoch 2's checkpoint was saved: the kill
     # lands inside epoch 3's training steps, not inside a checkpoint write.
-    while time.time() < deadline and read_status(run_dir).get("message") != "epoch 3/4":
+    while time.time() < deadline and RunFolder(run_dir).read_status().get("message") != "epoch 3/4":
         time.sleep(0.01)
     time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    status = read_status(run_dir)
+    status = RunFolder(run_dir).read_status()
     assert status["state"] == "running" and 2 <= status["epoch"] < 4, status  # killed mid-run
     assert registry.list() == [] and registry.active_id() is None
     epochs_before = [r["epoch"] for r in csv.DictReader(open(run_dir / "history.csv"))]
@@ -150,5 +150,5 @@ lr_schedule = "constant"
     epochs_after = [r["epoch"] for r in csv.DictReader(open(run_dir / "history.csv"))]
     assert epochs_after[:len(epochs_before)] == epochs_before
     assert epochs_after[-1] == "3" and len(epochs_after) == 4  # resumed, not restarted
-    assert read_status(run_dir)["state"] == "finished"
+    assert RunFolder(run_dir).read_status()["state"] == "finished"
     assert len(registry.list()) == 1 and registry.active_id() == registry.list()[0].model_id

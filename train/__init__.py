@@ -1,5 +1,4 @@
-"""Training: fine-tuning stages and experiments, from TOML configs (see train/configs/)."""
+"""Training: fine-tuning stages and experiments, from TOML configs (see train/configs/). Importing cxr_core first
+quiets TensorFlow's start-up messages for every training module (see cxr_core/__init__.py)."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cxr_core  # noqa: F401

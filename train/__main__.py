@@ -13,7 +13,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from train.workers import MAX_WORKERS
+from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
+from cxr_core.errors import ConfigError, report_errors
+from cxr_core.model.registry import Registry
+from train.distribute import cluster_spec
+from train.run_folder import default_runs_dir, run_dir_for
+from train.workers import MAX_WORKERS, run_local_cluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,29 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         parser.error(f"--workers {args.workers} is invalid: expected an integer from 1 to {MAX_WORKERS}.")
 
-    from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
-    from cxr_core.errors import ConfigError, report_errors
-
     # The command that reproduces the model: --reevaluate only redoes the last stage of the same run.
     command = "python -m train " + " ".join(shlex.quote(a) for a in argv if a != "--reevaluate")
 
     def run() -> int:
+        from train import experiments  # lazy: heavy (TensorFlow, after the arguments are checked)
+        from train.ensemble import member_config, train_ensemble  # lazy: heavy
+        from train.pipeline import train  # lazy: heavy
+
         config = load_config(args.config)
         if args.budget:
             config = apply_budget(config, args.budget)
         if args.set:
             config = apply_overrides(config, dict(parse_override(s) for s in args.set))
-        from cxr_core.model.registry import Registry
-        from train import experiments
-        from train.pipeline import default_runs_dir, train
 
         registry = Registry(args.registry) if args.registry else Registry()
         runs_dir = args.runs_dir or default_runs_dir()
         if args.workers is not None and args.workers > 1:
-            from train.distribute import cluster_spec
-            from train.pipeline import run_dir_for
-            from train.workers import run_local_cluster
-
             cluster = cluster_spec()
             if not cluster:  # this process is the launcher
                 return run_local_cluster(argv, args.workers, run_dir_for(config, Path(runs_dir)), Path(runs_dir))
@@ -74,12 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)
             return 0
         if args.fold is not None:
-            from train.ensemble import member_config
-
             result = train(member_config(config, args.fold), runs_dir=runs_dir, register=False, command=command)
         elif config.data.folds >= 2:
-            from train.ensemble import train_ensemble
-
             result = train_ensemble(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
                                     activate=args.activate, command=command)
         else:

@@ -95,7 +95,7 @@ class RandomBands(keras.layers.Layer):
         self.rate, self.max_fraction, self.seed = float(rate), float(max_fraction), int(seed)
 
     def call(self, x: Any, training: bool = True) -> Any:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         if not training:
             return x
@@ -123,7 +123,7 @@ class RandomBurnedInText(keras.layers.Layer):
         self._banks: dict[int, Any] = {}
 
     def call(self, x: Any, training: bool = True) -> Any:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         if not training:
             return x

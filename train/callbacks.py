@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from cxr_core.validation import metrics as M
-from train.status import write_status
+from train.run_folder import RunFolder
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -28,7 +28,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         self.x_val, self.y_val, self.num_classes, self.predict = x_val, y_val, num_classes, predict
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        from sklearn.metrics import roc_auc_score
+        from sklearn.metrics import roc_auc_score  # lazy: heavy
 
         logs = logs if logs is not None else {}
         probs = np.asarray(self.predict(self.x_val))
@@ -73,7 +73,7 @@ class StatusWriter(keras.callbacks.Callback):
                     elapsed_s=time.time() - self.started, last={k: float(v) for k, v in (logs or {}).items()})
 
     def _write(self, **fields: Any) -> None:
-        write_status(self.run_dir, **fields)
+        RunFolder(self.run_dir).write_status(**fields)
 
 
 class StopFile(keras.callbacks.Callback):

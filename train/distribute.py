@@ -30,6 +30,8 @@ and ReduceLROnPlateau agree).
 
 from __future__ import annotations
 
+from train.run_folder import RunFolder
+
 import functools
 import json
 import os
@@ -40,8 +42,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cxr_core.errors import ConfigError
+import numpy as np
 
-CHECKPOINT_DIR = "checkpoints"  # in the run folder: the chief's tf.train.CheckpointManager
 WORKER_TEMP_PREFIX = "cxr-train-worker"  # a non-chief's checkpoint folder, removed after every save
 
 
@@ -86,7 +88,7 @@ class Distribution:
 
 @functools.cache
 def _barrier(strategy: Any) -> Any:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: heavy
 
     @tf.function
     def barrier() -> Any:
@@ -123,7 +125,7 @@ def tf_config() -> dict[str, Any] | None:
 @functools.cache
 def current() -> Distribution:
     """The strategy for this process, chosen once from the environment (see the module docstring)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: heavy
 
     config = tf_config()
     if config is not None:
@@ -146,7 +148,7 @@ def local(strategy: Any, name: str) -> Distribution:
 
 def dataset_options() -> Any:
     """Explicit sharding by input pipeline (see the module docstring): tf.data's auto-sharding is off."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: heavy
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -166,8 +168,8 @@ class TrainingLoop:
     stopping. Build the model, optimizer and loss under `dist.strategy.scope()` first."""
 
     def __init__(self, dist: Distribution, model: Any, optimizer: Any, loss: Any):
-        import keras
-        import tensorflow as tf
+        import keras  # lazy: heavy
+        import tensorflow as tf  # lazy: heavy
 
         self.dist, self.model, self.optimizer, self.loss = dist, model, optimizer, loss
         strategy = dist.strategy
@@ -222,14 +224,14 @@ class TrainingLoop:
     def step(self, iterator: Any, stop_here: bool = False) -> tuple[float, bool]:
         """One synchronous step on every replica: (the global batch's mean loss, whether any worker asked to
         stop). Every worker must call it the same number of times."""
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         loss_value, stops = self._step(iterator, tf.constant(1.0 if stop_here else 0.0))
         return float(loss_value), float(stops) > 0
 
     def agree(self, flag: bool) -> bool:
         """True on every worker when any worker's `flag` is set (a collective: every worker calls it)."""
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         return float(self._agree(tf.constant(1.0 if flag else 0.0))) > 0
 
@@ -247,7 +249,6 @@ class TrainingLoop:
 
     def predict(self, x: Any, batch_size: int = 64) -> Any:
         """Softmax outputs of `x` on this process alone (no collective): the validation callback's scores."""
-        import numpy as np
 
         return np.concatenate([np.asarray(self._forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
 
@@ -259,10 +260,10 @@ class Checkpoints:
     latest checkpoint (the run folder is shared)."""
 
     def __init__(self, dist: Distribution, run_dir: Path, model: Any, optimizer: Any):
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         self.dist = dist
-        self.directory = Path(run_dir) / CHECKPOINT_DIR
+        self.directory = RunFolder(run_dir).checkpoints_dir
         with dist.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
@@ -271,7 +272,7 @@ class Checkpoints:
 
     def restore(self) -> int:
         """Restore the latest checkpoint, if any: the number of finished epochs (0 for a fresh run)."""
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         latest = tf.train.latest_checkpoint(str(self.directory))
         if latest is None:
@@ -280,7 +281,7 @@ class Checkpoints:
         return int(self.epoch.numpy())
 
     def save(self, epochs_done: int) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         self.epoch.assign(epochs_done)
         if self.manager is not None:

@@ -11,10 +11,27 @@ For a config with `data.folds = k >= 2`:
 
 from __future__ import annotations
 
+from train.run_folder import RunFolder
+
 from typing import Any, Callable
 
 from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
+from collections import defaultdict
+from cxr_core.fileio import write_atomic
+from cxr_core.inputs.imaging import load_image
+from cxr_core.model.architecture import logit_function, merge_members
+from cxr_core.model.folder import ModelFolder
+from cxr_core.model.keras_import import load_keras_model
+from cxr_core.validation.dataset import class_counts, fingerprint, index_dataset, split_for
+from cxr_core.validation.stress import CLEAN
+from pathlib import Path
+from train.distribute import current
+from train.evidence import stress_logits
+from train.finish import Evidence, finish_model
+from train.pipeline import RunResult, failure_message, headline, register_if_passed, run_dir_for, single_run_lock, train
+import numpy as np
+import time
 
 
 def member_config(config: TrainConfig, fold: int) -> TrainConfig:
@@ -32,7 +49,6 @@ def member_config(config: TrainConfig, fold: int) -> TrainConfig:
 
 def train_members(config: TrainConfig, runs_dir: Any, command: str, log: Callable[[str], None] = print) -> list[Any]:
     """Train (or resume, or skip when finished) every member in fold order; their RunResults."""
-    from train.pipeline import train
 
     results = []
     for fold in range(config.data.folds):
@@ -46,11 +62,6 @@ def train_members(config: TrainConfig, runs_dir: Any, command: str, log: Callabl
 def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, register: bool = True,
                    activate: bool = False, command: str = "", log: Callable[[str], None] = print) -> Any:
     """Every member (resumable), then the ensemble assembled from OOF evidence, registered as one model."""
-    from pathlib import Path
-
-    from train.pipeline import RunResult, run_dir_for, single_run_lock
-
-    from train.distribute import current
 
     members = train_members(config, runs_dir, command, log)
     if len(members) < config.data.folds or members[-1].state != "finished" or not current().is_chief:
@@ -63,28 +74,22 @@ def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, reg
 
 def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registry: Any, register: bool,
               activate: bool, command: str, log: Callable[[str], None]) -> Any:
-    import time
-
-    from train.pipeline import RunResult, headline, register_if_passed
-    from train.status import read_status, write_status
-
-    status = read_status(run_dir)
+    run = RunFolder(run_dir)
+    status = run.read_status()
     if status.get("state") == "finished":
         log(f"Ensemble {run_dir.name} already finished (model {status.get('model_id')}); nothing to do.")
         return RunResult(run_dir, "finished", status.get("model_id"), status.get("metrics", {}))
     started = time.time()
-    write_status(run_dir, state="running", message="assembling the ensemble from out-of-fold evidence", started=started)
+    run.write_status(state="running", message="assembling the ensemble from out-of-fold evidence", started=started)
     try:
         evidence = out_of_fold_evidence(config, member_dirs, log)
         card = write_ensemble_model(config, run_dir, member_dirs, evidence, command, time.time() - started, log)
     except BaseException as exc:
-        from train.pipeline import failure_message
-
-        write_status(run_dir, state="failed", message=failure_message(exc))
+        run.write_status(state="failed", message=failure_message(exc))
         raise
     metrics = dict(card.internal_validation)
-    model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)
-    write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
+    model_id, passed = register_if_passed(card, run.model.path, config, registry, register, activate, log)
+    run.write_status(state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
                  passed_gate=passed)
     return RunResult(run_dir, "finished", model_id, metrics)
 
@@ -92,28 +97,15 @@ def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registr
 def out_of_fold_evidence(config: TrainConfig, member_dirs: list[Any], log: Callable[[str], None]) -> dict[str, Any]:
     """OOF labels, files and logits under every stress condition: each image scored by the one member
     that never trained on it. Clean logits are the ones each member saved at its own evaluation."""
-    import numpy as np
-
-    from cxr_core.validation.dataset import index_dataset, split_for
-    from cxr_core.inputs.imaging import load_image
-    from collections import defaultdict
-
-    from cxr_core.model.folder import ModelFolder
-    from cxr_core.model.keras_import import load_keras_model
-
-    from cxr_core.validation.stress import CLEAN
-    from cxr_core.model.architecture import logit_function
-    from train.evidence import stress_logits
-    from train.pipeline import VAL_LOGITS
 
     records = index_dataset(config.data.root)
     labels, files, logits = [], [], defaultdict(list)
     for fold, member_dir in enumerate(member_dirs):
         _, val = split_for(records, member_config(config, fold).data.__dict__)
         log(f"[{config.name}] stress suite on member {fold + 1}'s {len(val)} out-of-fold images")
-        model = load_keras_model(ModelFolder(member_dir / "model").model_file)
+        model = RunFolder(member_dir).model.load_model()
         images = [load_image(r.path).pixels for r in val]
-        clean = np.load(member_dir / VAL_LOGITS)
+        clean = np.load(RunFolder(member_dir).val_logits_file)
         if len(clean) != len(val):
             raise ConfigError(f"Member {fold + 1}'s saved logits ({len(clean)}) do not match its fold ({len(val)}).")
         logits[CLEAN].append(clean)
@@ -129,26 +121,18 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
                          command: str, assembly_s: float, log: Callable[[str], None]) -> Any:
     """Merge the members into one model, then `finish_model` (shared with the single pipeline) on the OOF
     evidence; the input guards are fitted on every fold but the last and calibrated on the last."""
-    import numpy as np
 
-    from cxr_core.validation.dataset import class_counts, fingerprint, split_for
-    from cxr_core.model.folder import ModelFolder
-    from cxr_core.model.architecture import merge_members
-    from cxr_core.model.keras_import import load_keras_model
-    from train.finish import Evidence, finish_model
-    from train.status import read_status
-
-    out = ModelFolder(run_dir / "model")
+    out = RunFolder(run_dir).model
     out.path.mkdir(exist_ok=True)
     log(f"[{config.name}] merging {len(member_dirs)} members")
-    members = [load_keras_model(ModelFolder(d / "model").model_file) for d in member_dirs]
+    members = [RunFolder(d).model.load_model() for d in member_dirs]
     merged = merge_members(members, name=config.name.replace("-", "_"))
     _write_member_histories(member_dirs, out.history_file)
     # Four of five members trained on the guards' held-out fold, so the feature-based rates are optimistic.
     records = evidence["records"]
     fit_recs, check_recs = split_for(records, member_config(config, config.data.folds - 1).data.__dict__)
     preprocess = config.data.preprocess()
-    member_cards = [ModelFolder(d / "model").card() for d in member_dirs]
+    member_cards = [RunFolder(d).model.card() for d in member_dirs]
     log(f"[{config.name}] calibrating, choosing the threshold and fitting the input guards")
     return finish_model(merged, config, Evidence(
         labels=evidence["labels"], files=evidence["files"], logits=evidence["logits"],
@@ -163,7 +147,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
               "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs)},
         kind=f"Internal (cross-validated): out-of-fold scores of {len(member_dirs)} patient-grouped folds",
         stress_note="out-of-fold images, each scored by the member that never trained on it",
-        training_time_s=sum(float(read_status(d).get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s,
+        training_time_s=sum(float(RunFolder(d).read_status().get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s,
         epochs_run=int(np.mean([c.epochs_run or 0 for c in member_cards])),
         card_fields={"ensemble": {"members": len(member_dirs), "combination": "mean of member logits, then temperature",
                                   "member_runs": [d.name for d in member_dirs],
@@ -175,11 +159,9 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
 
 def _write_member_histories(member_dirs: list[Any], path: Any) -> None:
     """Every member's per-epoch log in one CSV, with a `member` column (1-based)."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy
 
-    from cxr_core.fileio import write_atomic
-
-    frames = [pd.read_csv(d / "history.csv").assign(member=i + 1) for i, d in enumerate(member_dirs)
-              if (d / "history.csv").is_file()]
+    frames = [pd.read_csv(RunFolder(d).history_file).assign(member=i + 1) for i, d in enumerate(member_dirs)
+              if RunFolder(d).history_file.is_file()]
     if frames:
         write_atomic(path, pd.concat(frames, ignore_index=True).to_csv(index=False).encode())

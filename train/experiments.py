@@ -15,6 +15,8 @@ run's raw per-epoch log (history_<run>.csv).
 
 from __future__ import annotations
 
+from train.run_folder import RunFolder, read_history
+
 import csv
 import itertools
 import json
@@ -30,6 +32,9 @@ from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
 from cxr_core.model.folder import ModelFolder
 from cxr_core.settings import PROJECT_ROOT
+from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
+from train.distribute import current
+from train.pipeline import train
 
 RESULTS_DIR = PROJECT_ROOT / "docs" / "experiments"
 KINDS = ("runs", "grid", "cv")
@@ -75,10 +80,6 @@ def plan(spec: dict[str, Any], base: TrainConfig) -> list[tuple[str, dict[str, A
 
 def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path, registry: Any = None,
                    command: str = "", results_dir: str | Path | None = None, log: Any = print) -> list[dict[str, Any]]:
-    from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
-    from train.distribute import current
-    from train.pipeline import train
-
     validate_spec(spec)
     out = Path(results_dir or RESULTS_DIR) / base.name
     out.mkdir(parents=True, exist_ok=True)
@@ -98,19 +99,19 @@ def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path
         split = folds[i] if folds is not None else None
         t0 = time.time()
         result = train(config, runs_dir=runs_dir, register=False, command=command, split=split, log=log)
-        previous_model = ModelFolder(result.run_dir / "model").model_file  # the chief's, in the shared run folder
+        previous_model = RunFolder(result.run_dir).model.model_file  # the chief's, in the shared run folder
         if not current().is_chief:  # another worker of a cluster: the chief collects the results
             continue
         rows.append(_row(base.name, config.name, label, result, overrides, time.time() - t0))
-        if (result.run_dir / "history.csv").exists():
-            shutil.copy(result.run_dir / "history.csv", out / f"history_{config.name}.csv")
+        if RunFolder(result.run_dir).history_file.exists():
+            shutil.copy(RunFolder(result.run_dir).history_file, out / f"history_{config.name}.csv")
         write_results(out, spec, rows, command, time.time() - started)
     return rows
 
 
 def _row(experiment: str, run: str, label: str, result: Any, overrides: dict, seconds: float) -> dict[str, Any]:
     m = result.metrics
-    folder = ModelFolder(result.run_dir / "model")
+    folder = RunFolder(result.run_dir).model
     card = folder.card() if folder.card_file.exists() else None
     recall = m.get("three_class", {}).get("recall", {})
     return {"experiment": experiment, "run": run, "label": label,
@@ -145,12 +146,10 @@ def write_results(out: Path, spec: dict[str, Any], rows: list[dict[str, Any]], c
 
 def plot_results(out: Path, spec: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """PNG plots: validation curves of every run overlaid; the grid heatmap; the CV spread."""
-    import matplotlib
+    import matplotlib  # lazy: heavy
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from train.launcher import read_history
+    import matplotlib.pyplot as plt  # lazy: heavy
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in rows:

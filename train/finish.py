@@ -106,7 +106,7 @@ def git_commit() -> str:
 
 def gpu_note() -> str:
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: heavy
 
         gpus = tf.config.list_physical_devices("GPU")
         return f", {len(gpus)} GPU(s)" if gpus else ", no GPU"

@@ -2,7 +2,7 @@
 
 A run started here is `python -m train --config FILE --set ...` in its own process session, so it
 survives a browser refresh or a restart of the Streamlit server; its state is read back from the
-run folder (status.json, history.csv), never from the process that started it.
+run folder (train.run_folder.RunFolder), never from the process that started it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 from cxr_core.config import TrainConfig, apply_budget, apply_overrides, load_config
 from cxr_core.errors import CXRError
 from cxr_core.settings import PROJECT_ROOT
-from train.pipeline import LOCK_FD_ENV, acquire_run_lock, run_dir_for
-from train.status import read_status
+from train.run_folder import LOCK_FD_ENV, RunFolder, acquire_run_lock, run_dir_for
+from cxr_core.validation.dataset import index_dataset
 
 CONFIG_DIR = PROJECT_ROOT / "train" / "configs"
 _CHILDREN: list[subprocess.Popen] = []  # runs this process started: polled, so an ended child never lingers as a zombie
@@ -72,7 +72,6 @@ def changed_fields(config: TrainConfig, values: dict[str, Any]) -> dict[str, Any
 def check_data(config: TrainConfig) -> None:
     """The training data must be there before a run is started (else the run would fail at once, as a "failed"
     run to resume): a CXRError in plain words."""
-    from cxr_core.validation.dataset import index_dataset
 
     try:
         index_dataset(config.data.root)
@@ -117,8 +116,8 @@ def _spawn(cmd: list[str], run_dir: Path, runs_dir: Path) -> None:
     lock = acquire_run_lock(runs_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(run_dir / "train.log", "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", LOCK_FD_ENV: str(lock.fileno())}
+        log = open(RunFolder(run_dir).log_file, "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", LOCK_FD_ENV: str(lock.fileno())}
         _CHILDREN.append(subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                           pass_fds=(lock.fileno(),)))
@@ -143,33 +142,16 @@ def estimate_minutes(config: TrainConfig, runs: list[RunInfo]) -> float | None:
 
 def stop(run_dir: str | Path) -> None:
     """Ask a run to stop after its current batch (it can be resumed later by starting it again)."""
-    (Path(run_dir) / "STOP").touch()
+    RunFolder(run_dir).stop_file.touch()
 
 
 def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     runs_dir = Path(runs_dir)
     out = []
-    for d in sorted(runs_dir.glob("*/status.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            config = json.loads((d.parent / "config.json").read_text())
-        except (OSError, ValueError):
-            config = {}
-        out.append(RunInfo(d.parent, d.parent.name, read_status(d.parent), config))
+    for d in sorted(runs_dir.glob(f"*/{RunFolder.STATUS}"), key=lambda p: p.stat().st_mtime, reverse=True):
+        run = RunFolder(d.parent)
+        out.append(RunInfo(run.path, run.path.name, run.read_status(), run.read_config()))
     return out
-
-
-def read_history(run_dir_or_csv: str | Path) -> list[dict[str, float]]:
-    """Per-epoch rows of a run's history.csv (CSVLogger), as floats; [] before the first epoch."""
-    import pandas as pd
-
-    path = Path(run_dir_or_csv)
-    path = path / "history.csv" if path.is_dir() else path
-    try:
-        frame = pd.read_csv(path).apply(pd.to_numeric, errors="coerce")
-    except (OSError, ValueError):  # not there yet, or empty
-        return []
-    frame = frame.dropna(how="any", subset=[c for c in ("epoch", "loss") if c in frame])  # a line being written
-    return [{k: float(v) for k, v in row.items() if v == v} for row in frame.to_dict("records")]
 
 
 def _reap() -> None:

@@ -1,14 +1,6 @@
 """One training run, end to end: data -> fit -> calibrate -> threshold -> model card -> registry.
 
-A run lives in `runs/<name>-<config fingerprint>/`:
-    config.json        the exact resolved config
-    status.json        state (running / finished / failed / stopped), epoch, ETA: the app follows it
-    history.csv        per-epoch metrics (keras.callbacks.CSVLogger)
-    tensorboard/       the same for TensorBoard
-    checkpoints/       tf.train.CheckpointManager (model, optimizer, epoch): a killed run resumes at its last epoch
-    best.weights.h5    best epoch by validation AUC (ModelCheckpoint)
-    model/             the finished model folder, then copied into the registry
-    STOP               created by the app (or a user) to stop the run after the current batch
+A run lives in `runs/<name>-<config fingerprint>/`, whose layout train.run_folder.RunFolder owns.
 
 Rerunning the same command continues the same run. The active model is never changed here unless
 `activate=True`, and then only after the run finished and passed its validation gate.
@@ -21,7 +13,6 @@ its card (with its `distribution` block) and the registry entry.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import shlex
 import sys
@@ -36,24 +27,22 @@ import numpy as np
 from cxr_core.model.card import ModelCard
 from cxr_core.config import TrainConfig
 from cxr_core.validation.dataset import Record, balanced_indices, class_counts, fingerprint, index_dataset, split_for
-from cxr_core.errors import CXRError
+from cxr_core.errors import CXRError, plain_cause
 from cxr_core.fileio import write_atomic, write_json_atomic
 from cxr_core.model.folder import ModelFolder
 from cxr_core.inputs.preprocess import Preprocess
 from cxr_core.model.registry import Registry
-from train.status import read_status, write_status
-
-
-
-def default_runs_dir() -> Path:
-    """Runs are user data: `$CXR_HOME/runs` (or `$CXR_RUNS_DIR`), never the checkout."""
-    from cxr_core.settings import current
-
-    return current().runs
-
-
-LOCK_NAME = ".train.lock"
-VAL_LOGITS = "val_logits.npy"
+from train.run_folder import RunFolder, default_runs_dir, read_history, run_dir_for, single_run_lock
+from cxr_core.inputs.imaging import load_image
+from cxr_core.model.architecture import build_model, logit_function, predict_logits
+from cxr_core.validation.stress import CLEAN
+from train.augment import build_augmenter
+from train.callbacks import LearningRateLogger, StatusWriter, StopFile, ValidationMetrics
+from train.distribute import Checkpoints, TrainingLoop, current, dataset_options, per_replica_batch
+from train.evidence import needs_stress, stress_logits
+from train.finish import Evidence, finish_model
+import csv
+import io
 
 
 @dataclass
@@ -67,17 +56,12 @@ class RunResult:
 def failure_message(exc: BaseException) -> str:
     """A failed run's status message in plain words (shown on the Training page): ours as it is, anything else
     by what went wrong, pointing at the run's log for the details."""
-    from cxr_core.errors import CXRError, plain_cause
 
     if isinstance(exc, KeyboardInterrupt):
         return "stopped (interrupted); rerun the same command to resume"
     if isinstance(exc, CXRError):
         return str(exc)
     return f"the run stopped on {plain_cause(exc)}; the run's log has the details"
-
-
-def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:
-    return Path(runs_dir) / f"{config.name}-{config.fingerprint()}"
 
 
 def train(config: TrainConfig, runs_dir: str | Path | None = None, registry: Registry | None = None,
@@ -91,7 +75,6 @@ def train(config: TrainConfig, runs_dir: str | Path | None = None, registry: Reg
     threshold, OOD detector, model card) from its best checkpoint and register the result as a new
     model; for use after a change to that stage's code.
     """
-    from train.distribute import current
 
     runs_dir = Path(runs_dir or default_runs_dir())
     dist = current()
@@ -111,17 +94,18 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
                   log: Callable[[str], None], reevaluate: bool, dist: Any) -> RunResult:
     run_dir = run_dir_for(config, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    status = read_status(run_dir)
-    if reevaluate and not (run_dir / "fit_done").exists():
+    run = RunFolder(run_dir)
+    status = run.read_status()
+    if reevaluate and not run.fit_done_file.exists():
         raise CXRError(f"--reevaluate needs a run whose training finished; {run_dir.name} has not.")
     if status.get("state") == "finished" and not reevaluate:
         log(f"Run {run_dir.name} already finished (model {status.get('model_id')}); nothing to do.")
         return RunResult(run_dir, "finished", status.get("model_id"), status.get("metrics", {}))
-    (run_dir / "STOP").unlink(missing_ok=True)
+    run.stop_file.unlink(missing_ok=True)
     command = command or "python -m train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    write_json_atomic(run_dir / "config.json", {**config.to_dict(), "command": command})
+    write_json_atomic(run.config_file, {**config.to_dict(), "command": command})
     started = time.time() - float(status.get("elapsed_s", 0.0))
-    write_status(run_dir, state="running", pid=os.getpid(), epoch=status.get("epoch", 0), epochs=config.train.epochs,
+    run.write_status(state="running", pid=os.getpid(), epoch=status.get("epoch", 0), epochs=config.train.epochs,
                  started=started, message="loading data", distribution=dist.describe())
     try:
         train_recs, val_recs, data_info = _split(config, split)
@@ -130,24 +114,24 @@ def _train_locked(config: TrainConfig, runs_dir: Path, registry: Registry | None
         preprocess = config.data.preprocess()
         x_train, y_train = load_arrays(train_recs, preprocess)
         x_val, y_val = load_arrays(val_recs, preprocess)
-        write_status(run_dir, message="training")
+        run.write_status(message="training")
         model, epochs_run = _fit(config, run_dir, x_train, y_train, x_val, y_val, started, log, dist)
-        if (run_dir / "STOP").exists() or model is None:
-            write_status(run_dir, state="stopped", message="stopped by the user; rerun the same command to resume")
+        if run.stop_file.exists() or model is None:
+            run.write_status(state="stopped", message="stopped by the user; rerun the same command to resume")
             return RunResult(run_dir, "stopped", None, {})
-        write_status(run_dir, message="evaluating on internal validation")
-        resumed_at = [int(e) for e in read_status(run_dir).get("resumed_at", [])]
+        run.write_status(message="evaluating on internal validation")
+        resumed_at = [int(e) for e in run.read_status().get("resumed_at", [])]
         distribution = {**dist.describe(), "resumed": bool(resumed_at), "resumed_at_epochs": resumed_at}
         card = _evaluate_and_write_model(config, run_dir, model, x_train, train_recs, x_val,
                                          y_val, val_recs, data_info,
                                          time.time() - started, epochs_run, command, distribution)
     except BaseException as exc:
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
-        write_status(run_dir, state=state, message=failure_message(exc))
+        run.write_status(state=state, message=failure_message(exc))
         raise
     metrics = dict(card.internal_validation)
-    model_id, passed = register_if_passed(card, run_dir / "model", config, registry, register, activate, log)
-    write_status(run_dir, state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
+    model_id, passed = register_if_passed(card, run.model.path, config, registry, register, activate, log)
+    run.write_status(state="finished", message="finished", model_id=model_id, metrics=headline(metrics),
             passed_gate=passed, elapsed_s=time.time() - started)
     return RunResult(run_dir, "finished", model_id, metrics)
 
@@ -158,9 +142,10 @@ def _train_as_worker(config: TrainConfig, runs_dir: Path, split: tuple[list[Reco
     but it writes nothing into the run folder (its checkpoints go to temporary folders, removed at once) and
     neither evaluates nor registers. It reads the shared run folder to skip what the chief will skip."""
     run_dir = run_dir_for(config, runs_dir)
-    status = read_status(run_dir)
-    if status.get("state") == "finished" or reevaluate or ((run_dir / "fit_done").exists()
-                                                            and (run_dir / "best.weights.h5").exists()):
+    run = RunFolder(run_dir)
+    status = run.read_status()
+    if status.get("state") == "finished" or reevaluate or (run.fit_done_file.exists()
+                                                            and run.best_weights_file.exists()):
         log(f"[{dist.task}] nothing to train in {run_dir.name}: the chief finishes it.")
         return RunResult(run_dir, "finished", None, {})
     train_recs, val_recs, _ = _split(config, split)
@@ -196,7 +181,6 @@ def register_if_passed(card: ModelCard, model_dir: Path, config: TrainConfig, re
     log(f"Registered {model_id} in {registry.write_root}" + (" and made it active." if activate else "."))
     return model_id, passed
 
-
 # ---------------------------------------------------------------------------------------------- data
 def _split(config: TrainConfig, split: tuple[list[Record], list[Record]] | None) -> tuple[list[Record], list[Record], dict]:
     d = config.data
@@ -230,10 +214,7 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray, input_
     gather -> augment -> prefetch. Sharding is by input pipeline on the index stream, before any gather or
     augmentation, and tf.data's auto-sharding is off (see train.distribute). Without `input_context` (one
     pipeline, one replica) the batch is the config's; with one it is the per-replica share of that global batch."""
-    import tensorflow as tf
-
-    from train.augment import build_augmenter
-    from train.distribute import dataset_options, per_replica_batch
+    import tensorflow as tf  # lazy: heavy
 
     aug_config = config.augment
     if config.data.balancing == "balanced_strong":
@@ -265,13 +246,12 @@ def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray, input_
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """scikit-learn's "balanced" weights, n / (classes x count); 1 for a class absent from `labels`."""
-    from sklearn.utils.class_weight import compute_class_weight
+    from sklearn.utils.class_weight import compute_class_weight  # lazy: heavy
 
     present = np.unique(labels)
     weights = np.ones(num_classes, np.float32)
     weights[present] = compute_class_weight("balanced", classes=present, y=labels) * len(present) / num_classes
     return weights
-
 
 # ---------------------------------------------------------------------------------------------- fit
 def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
@@ -279,18 +259,15 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
     """Train with the one custom step (train.distribute) under the process's strategy; resume from the run's
     checkpoint. The chief returns a plain (undistributed) model holding the best epoch's weights; another
     worker returns None. Every worker runs the same steps, checkpoint saves and stop decisions."""
-    import keras
-
-    from cxr_core.model.architecture import build_model
-    from train.callbacks import LearningRateLogger, StatusWriter, StopFile, ValidationMetrics
-    from train.distribute import Checkpoints, TrainingLoop
+    import keras  # lazy: heavy
 
     t = config.train
-    best = run_dir / "best.weights.h5"
-    fit_done = run_dir / "fit_done"
+    run = RunFolder(run_dir)
+    best = run.best_weights_file
+    fit_done = run.fit_done_file
     if fit_done.exists() and best.exists():
         log("Training already complete; evaluating the best checkpoint.")
-        return (_plain_model(config, best) if dist.is_chief else None), int(read_status(run_dir).get("epoch", t.epochs))
+        return (_plain_model(config, best) if dist.is_chief else None), int(run.read_status().get("epoch", t.epochs))
     steps = steps_per_epoch(config, y_train)
     keras.utils.set_random_seed(t.seed)
     with dist.strategy.scope():  # model, optimizer, loss and metrics: their variables belong to the strategy
@@ -315,17 +292,17 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
     callbacks.append(LearningRateLogger())
     if dist.is_chief:
         if start:
-            _keep_history_before(run_dir / "history.csv", start)
-            write_status(run_dir, resumed_at=[*read_status(run_dir).get("resumed_at", []), start])
+            _keep_history_before(run.history_file, start)
+            run.write_status(resumed_at=[*run.read_status().get("resumed_at", []), start])
         checkpoint_best = keras.callbacks.ModelCheckpoint(str(best), monitor="val_auc", mode="max",
                                                           save_best_only=True, save_weights_only=True)
-        previous = [r.get("val_auc") for r in _history_rows(run_dir / "history.csv")]
+        previous = [r.get("val_auc") for r in read_history(run.history_file)]
         if best.exists() and previous:
             checkpoint_best.best = max(previous)  # the best epoch before the restart still counts
-        callbacks += [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-                      keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        callbacks += [keras.callbacks.CSVLogger(str(run.history_file), append=True),
+                      keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False),
                       checkpoint_best, StatusWriter(run_dir, t.epochs, started)]
-    callbacks.append(StopFile(run_dir / "STOP"))
+    callbacks.append(StopFile(run.stop_file))
     if t.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
                                                        patience=t.early_stopping_patience))
@@ -369,7 +346,6 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
 
 def _plain_model(config: TrainConfig, weights: Path | None) -> Any:
     """The trained network outside any strategy (for evaluation and saving): no collective, no optimizer."""
-    from cxr_core.model.architecture import build_model
 
     model = build_model(dataclasses.replace(config.model, init_from=""), config.data.image_size)
     if weights is not None:
@@ -377,16 +353,8 @@ def _plain_model(config: TrainConfig, weights: Path | None) -> Any:
     return model
 
 
-def _history_rows(path: Path) -> list[dict[str, float]]:
-    from train.launcher import read_history
-
-    return read_history(path) if path.exists() else []
-
-
 def _keep_history_before(path: Path, epochs_done: int) -> None:
     """After a restore to `epochs_done` finished epochs: drop the log rows of epochs that will be redone."""
-    import csv
-    import io
 
     if not path.exists():
         return
@@ -399,27 +367,22 @@ def _keep_history_before(path: Path, epochs_done: int) -> None:
         csv.writer(out, lineterminator="\n").writerows(kept)
         write_atomic(path, out.getvalue().encode())
 
-
 # ---------------------------------------------------------------------------------------------- evaluate
 def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_train: np.ndarray,
                               train_recs: list[Record], x_val: np.ndarray, y_val: np.ndarray,
                               val_recs: list[Record], data_info: dict, elapsed: float, epochs_run: int,
                               command: str, distribution: dict[str, Any]) -> ModelCard:
     """The validation split's evidence, then `finish_model` (shared with the ensemble)."""
-    from cxr_core.inputs.imaging import load_image
-    from cxr_core.model.architecture import logit_function, predict_logits
-    from cxr_core.validation.stress import CLEAN
-    from train.evidence import needs_stress, stress_logits
-    from train.finish import Evidence, finish_model
 
+    run = RunFolder(run_dir)
     logits = {CLEAN: predict_logits(model, x_val)}
-    np.save(run_dir / VAL_LOGITS, logits[CLEAN])  # out-of-fold logits: what a cross-validated ensemble calibrates on
+    np.save(run.val_logits_file, logits[CLEAN])  # out-of-fold logits: what a cross-validated ensemble calibrates on
     if needs_stress(config):  # the validation images are held out: the stress suite runs on them
         logits.update(stress_logits([load_image(r.path).pixels for r in val_recs], config, logit_function(model)))
-    out = ModelFolder(run_dir / "model")
+    out = run.model
     out.path.mkdir(exist_ok=True)
-    if (run_dir / "history.csv").exists():
-        out.history_file.write_bytes((run_dir / "history.csv").read_bytes())
+    if run.history_file.exists():
+        out.history_file.write_bytes(run.history_file.read_bytes())
     evidence = Evidence(
         labels=y_val, files=[f"{r.path.parent.name}/{r.path.name}" for r in val_recs], logits=logits,
         guard_fit=(x_train, [r.patient for r in train_recs]), guard_check=(x_val, [r.patient for r in val_recs]),
@@ -430,63 +393,9 @@ def _evaluate_and_write_model(config: TrainConfig, run_dir: Path, model: Any, x_
         card_fields={"distribution": distribution})
     return finish_model(model, config, evidence, out.path, command)  # uncompiled: saved without the optimizer
 
-
 # ---------------------------------------------------------------------------------------------- status
 def headline(summary: dict[str, Any]) -> dict[str, float]:
     return {"val_binary_accuracy": summary["binary"]["accuracy"], "val_auc": summary["binary"]["auc"],
             "val_sensitivity": summary["binary"]["sensitivity"], "val_specificity": summary["binary"]["specificity"],
             "val_3class_accuracy": summary["three_class"]["accuracy"], "val_macro_f1": summary["three_class"]["macro_f1"],
             "val_normal_recall": summary["three_class"]["recall"]["NORMAL"]}
-
-
-LOCK_FD_ENV = "CXR_TRAIN_LOCK_FD"  # set by train.launcher: the child inherits the lock its parent took
-
-
-def acquire_run_lock(runs_dir: Path) -> Any:
-    """Take the exclusive flock on runs/.train.lock (non-blocking); the open file, or CXRError when held."""
-    fh = open(Path(runs_dir) / LOCK_NAME, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise CXRError("A training run is already in progress (only one at a time): stop it or wait for it to finish.") from None
-    return fh
-
-
-class single_run_lock:
-    """An exclusive flock on runs/.train.lock: a second training is refused, a killed one releases it. A run
-    started by the app's launcher holds it from before its start (inherited descriptor), so two quick starts
-    can never both look started."""
-
-    def __init__(self, runs_dir: Path):
-        self.runs_dir = runs_dir
-
-    def __enter__(self) -> "single_run_lock":
-        inherited = os.environ.pop(LOCK_FD_ENV, None)
-        self.inherited = inherited is not None
-        if inherited is not None:
-            self.fh = os.fdopen(int(inherited), "a+")  # already locked by the launcher, for this process
-        else:
-            self.fh = acquire_run_lock(self.runs_dir)
-        self.fh.truncate(0)
-        self.fh.write(str(os.getpid()))
-        self.fh.flush()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if not self.inherited:  # an inherited lock is shared with its launcher: released when the last copy closes
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-
-
-def training_in_progress(runs_dir: Path) -> bool:
-    path = Path(runs_dir) / LOCK_NAME
-    if not path.exists():
-        return False
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False

@@ -34,13 +34,21 @@ from cxr_core.model.card import ModelCard
 from cxr_core.model.folder import ModelFolder
 from cxr_core.model.predict import Predictor
 from cxr_core.safety.overlap import training_hashes
-from cxr_core.settings import current
+from cxr_core.settings import PROJECT_ROOT, current
 from cxr_core.site.data import (SiteFilm, films_from_folder, films_from_reviews, label_counts, manifest, screen,
                                 split)
 from cxr_core.site.evidence import compare
 from cxr_core.site.models import ACTIVATION_MIN_AUC, activation_refusals, store_model, unpack
 from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
+from cxr_core.fitting.guards import fit_guards
+from cxr_core.fitting.presentation import fit_presentation
+from cxr_core.model.architecture import LOGITS_LAYER, logit_function, predict_logits
+from cxr_core.validation.evaluation import write_scores
+from cxr_core.validation.stress import CLEAN, conditions, score_conditions
+from train.augment import build_augmenter
+from train.evidence import needs_stress, operating_point
+import subprocess
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,8 @@ class AdaptConfig:
     patience: int = 3  # whole-network epochs without a better local-validation AUC before stopping
     batch_size: int = 16
 
-
 Progress = Callable[[dict[str, Any]], None]
-SITE_RUNS = "site-runs"  # under $CXR_HOME: one folder per adaptation (status.json, history.csv, log.txt, the model)
-STATUS = "status.json"
+SITE_RUNS = "site-runs"  # under $CXR_HOME: one folder per adaptation, a RunFolder (status, history, log) with the model
 
 
 def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int = 0,
@@ -72,13 +78,13 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     work_dir.mkdir(parents=True, exist_ok=True)
     status: dict[str, Any] = {"state": "checking the films", "started": started, "reader": reader.strip(),
                               "source": source}
-    write_json_atomic(work_dir / STATUS, status)
+    RunFolder(work_dir).write_status(**status)
     try:
         return _adapt(parent_dir, films, reader, source, seed, config, store, work_dir, progress, command,
                       min_per_class, status)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, CXRError) else f"The adaptation stopped ({type(exc).__name__})."
-        write_json_atomic(work_dir / STATUS, {**status, "state": "failed", "message": message})
+        RunFolder(work_dir).write_status(state="failed", message=message)
         raise
 
 
@@ -90,11 +96,10 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     screened = screen(films, parent, min_per_class)
     tune, val = split(screened, seed)
     status.update(state="training", counts=screened.counts, parent_model_id=parent.card.model_id)
-    write_json_atomic(work_dir / STATUS, status)
+    RunFolder(work_dir).write_status(**status)
 
     def on_epoch(row: dict[str, Any]) -> None:
-        write_json_atomic(work_dir / STATUS, {**status, "epoch": row["step"], "epochs": row["steps"],
-                                              "val_auc": row["val_auc"]})
+        RunFolder(work_dir).write_status(epoch=row["step"], epochs=row["steps"], val_auc=row["val_auc"])
         if progress:
             progress(row)
 
@@ -163,7 +168,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
               "passed_gate": not refusals, "gate_refusals": refusals, "warnings": screened.warnings,
               "time_s": round(time.time() - started, 1), "stored": store is not None,
               "model_dir": str(unpack(store, model_id) if store is not None else folder.path)}
-    write_json_atomic(work_dir / STATUS, {**status, "state": "finished", "result": result})
+    RunFolder(work_dir).write_status(state="finished", result=result)
     return result
 
 
@@ -181,9 +186,6 @@ def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, r
 def start(parent_model_id: str, data_dir: str | None, from_reviews: bool, reader: str, seed: int = 0) -> Path:
     """The Training page's "Adapt to this site": the same command in its own process (it survives a page reload);
     its folder, which `site_runs` reads. Cheap checks first, so a bad folder or no reader never looks started."""
-    import subprocess
-
-    from cxr_core.settings import PROJECT_ROOT
 
     if not reader.strip():
         raise CXRError("Site adaptation needs the reader's name (the sidebar's box).")
@@ -194,13 +196,13 @@ def start(parent_model_id: str, data_dir: str | None, from_reviews: bool, reader
         data_dir = str(root.resolve())
     work = current().home / SITE_RUNS / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=False)
-    write_json_atomic(work / STATUS, {"state": "starting", "started": time.time(), "reader": reader.strip(),
-                                      "source": "reviews" if from_reviews else "folder"})
+    RunFolder(work).write_status(state="starting", started=time.time(), reader=reader.strip(),
+                                 source="reviews" if from_reviews else "folder")
     cmd = [sys.executable, "-m", "cxr_core", "site-model", "adapt", *(["--from-reviews"] if from_reviews else
                                                                       [data_dir]),
            "--reader", reader.strip(), "--model", parent_model_id, "--seed", str(seed), "--json",
            "--work-dir", str(work)]
-    with open(work / "log.txt", "wb") as log:
+    with open(RunFolder(work).log_file, "wb") as log:
         subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
                          start_new_session=True)
     return work
@@ -211,10 +213,9 @@ def site_runs() -> list[tuple[Path, dict[str, Any]]]:
     root = current().home / SITE_RUNS
     runs = []
     for folder in sorted(root.glob("*/"), reverse=True) if root.is_dir() else []:
-        try:
-            runs.append((folder, json.loads((folder / STATUS).read_text())))
-        except (OSError, ValueError):
-            continue
+        status = RunFolder(folder).read_status()
+        if status:
+            runs.append((folder, status))
     return runs
 
 
@@ -227,18 +228,14 @@ def _bar(row: dict[str, Any]) -> None:
         sys.stderr.write("\n")
     sys.stderr.flush()
 
-
 # ------------------------------------------------------------------------------------------------ fine-tuning
 def fine_tune(parent: Predictor, x: np.ndarray, films: list[SiteFilm], tune: np.ndarray, val: np.ndarray,
               config: AdaptConfig, seed: int, work_dir: Path,
               progress: Progress | None) -> tuple[Any, list[dict[str, Any]]]:
     """The parent's weights, trained in two stages on the tuning films; the best epoch by local-validation AUC
-    and the per-epoch history (also history.csv in `work_dir`, which the Training page draws)."""
-    import keras
-    import tensorflow as tf
-
-    from cxr_core.model.architecture import LOGITS_LAYER
-    from train.augment import build_augmenter
+    and the per-epoch history (also the history file of `work_dir`, a RunFolder, which the Training page draws)."""
+    import keras  # lazy: heavy
+    import tensorflow as tf  # lazy: heavy
 
     keras.utils.set_random_seed(seed)
     parent_config = config_from_dict({k: v for k, v in parent.card.config.items()})
@@ -316,12 +313,10 @@ def _write_history(work_dir: Path, history: list[dict[str, Any]]) -> None:
     lines = ["epoch,stage,loss,val_auc,learning_rate,seconds"]
     lines += [f"{r['epoch']},{r['stage']},{r['loss']:.6f},{r['val_auc']:.6f},{r['learning_rate']},{r['seconds']}"
               for r in history]
-    write_atomic(work_dir / "history.csv", ("\n".join(lines) + "\n").encode())
+    write_atomic(RunFolder(work_dir).history_file, ("\n".join(lines) + "\n").encode())
 
 
 def _logits(model: Any, x: np.ndarray) -> np.ndarray:
-    from cxr_core.model.architecture import predict_logits
-
     return predict_logits(model, x)
 
 
@@ -335,9 +330,6 @@ def _threshold(parent: Predictor, model: Any, temperature: float, films: list[Si
                y_val: np.ndarray, p_val: np.ndarray) -> tuple[float, dict[str, Any]]:
     """The parent's threshold policy, applied to the adapted model's local-validation scores (with the stress
     conditions the policy reads, up to moderate severity, where it reads any)."""
-    from cxr_core.model.architecture import logit_function
-    from cxr_core.validation.stress import CLEAN, conditions, score_conditions
-    from train.evidence import needs_stress, operating_point
 
     config = config_from_dict(dict(parent.card.config))
     p = {CLEAN: p_val}
@@ -362,7 +354,6 @@ def _fit_guards(model: Any, screened: Any, tune: np.ndarray, val: np.ndarray, pa
                 out: Path) -> dict[str, Any]:
     """The guards for the adapted model's features, fitted on the tuning films and calibrated on the
     local-validation patients, as for any model."""
-    from cxr_core.fitting.guards import fit_guards
 
     groups = screened.groups
     return fit_guards(model, screened.x[tune], [groups[i] for i in tune], screened.x[val], [groups[i] for i in val],
@@ -373,8 +364,6 @@ def _fit_presentation(folder: ModelFolder, parent_card: ModelCard, screened: Any
                       probs: np.ndarray) -> None:
     """The subtype margin and heatmap scale on the local-validation films with 3-class truth; the parent's where
     no pneumonia film there has a subtype."""
-    from cxr_core.fitting.presentation import fit_presentation
-    from cxr_core.validation.evaluation import write_scores
 
     known = y3 >= 0
     if not (y3[known] > 0).any():
@@ -387,6 +376,5 @@ def _fit_presentation(folder: ModelFolder, parent_card: ModelCard, screened: Any
 def _short_hash(films_manifest: list[dict[str, Any]], seed: int, config: AdaptConfig) -> str:
     text = json.dumps([films_manifest, seed, config.__dict__], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
-
 
 __all__ = ["AdaptConfig", "adapt", "adapt_from_cli", "fine_tune", "site_runs", "start"]

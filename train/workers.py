@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from cxr_core.fileio import write_json_atomic
 from cxr_core.settings import PROJECT_ROOT
+from train.run_folder import LOCK_FD_ENV, RunFolder, single_run_lock
 
-WORKERS_FILE = "workers.json"
 MAX_WORKERS = 16
 
 
@@ -48,18 +48,9 @@ def worker_tf_config(addresses: list[str], index: int) -> str:
     return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
 
 
-def read_workers(run_dir: Path) -> list[dict[str, Any]]:
-    try:
-        return list(json.loads((Path(run_dir) / WORKERS_FILE).read_text()).get("workers", []))
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
 def run_local_cluster(argv: list[str], workers: int, run_dir: Path, runs_dir: Path,
                       log: Callable[[str], None] = print) -> int:
     """Start `workers` processes of `python -m train *argv`, wait for all; 0 when every one finished."""
-    from train.pipeline import LOCK_FD_ENV, single_run_lock
-
     run_dir.mkdir(parents=True, exist_ok=True)
     addresses = [f"localhost:{p}" for p in free_ports(workers)]
     procs: list[subprocess.Popen] = []
@@ -137,5 +128,5 @@ def _relay(proc: subprocess.Popen, prefix: str) -> None:
 
 
 def _write(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    write_json_atomic(Path(run_dir) / WORKERS_FILE, {"launcher_pid": os.getpid(), "workers": records,
+    write_json_atomic(RunFolder(run_dir).workers_file, {"launcher_pid": os.getpid(), "workers": records,
                                                      "updated": time.time()})

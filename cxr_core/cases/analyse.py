@@ -23,7 +23,7 @@ def keep_case(pred: Prediction, data: bytes, predictor: Any, store: Any, actor: 
               cam_settings: dict[str, Any] | None = None) -> Analysis:
     """Store a decoded prediction as a case of `predictor`'s model; a read error is not a case. A store that
     cannot write (lost connection, full disk) raises StorageError, which names no patient or file."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError  # lazy: heavy
 
     if store is None or pred.error is not None:
         return Analysis(pred)

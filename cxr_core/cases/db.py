@@ -12,12 +12,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, create_engine, event
-from sqlalchemy import select
+from sqlalchemy import (Boolean, DateTime, Float, ForeignKey, Integer, JSON, LargeBinary, String, Text,
+                        UniqueConstraint, create_engine, event, select)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from ..settings import current
+import hashlib
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -161,9 +162,8 @@ def adopt_picture_files(connection: Connection, images_dir: Path) -> list[Path]:
     files adopted (the caller deletes them once that transaction has committed). Files of cases made on another
     workstation are not here: that workstation adopts them the next time it opens the store. Written against
     lightweight table definitions, not the ORM classes, so that migration 0004 keeps working as they change."""
-    import hashlib
 
-    from sqlalchemy import column, insert, table, update
+    from sqlalchemy import column, insert, table, update  # lazy: heavy
 
     cases = table("cases", column("id"), column("image_file"), column("heatmap_file"), column("image_sha256"),
                   column("heatmap_sha256"))
@@ -217,8 +217,8 @@ def open_engine(url: str | None = None) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Alembic upgrade to head on this engine's database (idempotent)."""
-    from alembic import command
-    from alembic.config import Config
+    from alembic import command  # lazy: heavy
+    from alembic.config import Config  # lazy: heavy
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -28,11 +28,12 @@ from .db import (AuditEvent, Case, Picture, Review, SiteOperatingPoint, adopt_pi
 from ..validation.dataset import kaggle_name, write_label_source
 from ..errors import CXRError, StorageError
 from ..fileio import os_message, write_atomic
-from ..paths import legacy_images_dir
+from ..paths import export_folder, legacy_images_dir
 from ..inputs.imaging import LoadedImage
 from ..model.operating_point import valid_threshold
 from ..model.predict import Prediction
 from ..settings import current
+import json
 
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
 # "subtype": the reader agrees there is pneumonia but not with the likelier subtype (a recorded disagreement)
@@ -53,8 +54,8 @@ class CaseStore:
 
     @classmethod
     def open(cls, url: str | None = None) -> "CaseStore":
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.engine import make_url  # lazy: heavy
+        from sqlalchemy.exc import SQLAlchemyError  # lazy: heavy
 
         try:
             store = cls(open_engine(url))
@@ -236,7 +237,6 @@ class CaseStore:
         unassessed unreviewed cases are left out. A relative `folder` goes under $CXR_HOME/exports
         (`paths.export_folder`); the folder says where its labels came from (`dataset.write_label_source`).
         A folder that cannot be written is a StorageError in plain words."""
-        from ..paths import export_folder
 
         folder = export_folder(folder)
         try:
@@ -317,7 +317,6 @@ def _decode_png(data: bytes | None, case_id: int) -> np.ndarray:
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     """Metadata values as JSON-safe scalars (DICOM values can be pydicom types)."""
-    import json
 
     return json.loads(json.dumps(d, default=str))
 

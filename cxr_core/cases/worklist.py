@@ -9,6 +9,9 @@ from datetime import date, datetime
 from typing import Any
 
 from ..errors import CXRError
+from ..model.operating_point import reading_now
+from ..safety.intended_use import not_a_chest_film
+from .store import STATUSES
 
 LABELS = ("NORMAL", "PNEUMONIA", "not assessed")
 
@@ -27,8 +30,6 @@ class WorklistFilter:
     end: date | None = None  # created on or before
 
     def __post_init__(self) -> None:
-        from .store import STATUSES
-
         for name, values, allowed in (("status", self.statuses, STATUSES), ("label", self.labels, LABELS)):
             bad = [v for v in values if v not in allowed]
             if bad:
@@ -74,7 +75,6 @@ def triage_order(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def not_chest_film(case: dict[str, Any]) -> bool:
     """A case refused because its input is not a chest film (photograph, CT, lateral...): the Worklist keeps
     these in their own tab."""
-    from ..safety.intended_use import not_a_chest_film
 
     return not case["assessed"] and not_a_chest_film(case.get("not_assessed_reasons") or [])
 
@@ -83,7 +83,6 @@ def readings_now(cases: list[dict[str, Any]], points: dict[str, Any], model_in_u
     """Case id -> the sentence saying how a stored decision would read now (`operating_point.reading_now`), for
     the cases whose reading has changed; `points`: each model's operating point in use now (model id ->
     OperatingPoint), missing for a model no longer registered."""
-    from ..model.operating_point import reading_now
 
     out = {}
     for case in cases:

@@ -74,7 +74,7 @@ class Listener:
         return SUCCESS
 
     def start(self) -> "Listener":
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom import AE, AllStoragePresentationContexts, evt  # lazy: heavy
 
         ae = AE(ae_title=self.config.ae_title)
         ae.supported_contexts = AllStoragePresentationContexts

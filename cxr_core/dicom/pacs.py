@@ -53,8 +53,8 @@ class PacsServer:
         return f"PacsServer(url={self.url!r}, user={self.user!r})"
 
     def client(self) -> Any:
-        import requests
-        from dicomweb_client.api import DICOMwebClient
+        import requests  # lazy: heavy
+        from dicomweb_client.api import DICOMwebClient  # lazy: heavy
 
         session = requests.Session()
         if self.user:
@@ -74,7 +74,7 @@ class PacsServer:
 
 def _call(server: PacsServer, what: str, fn: Callable[[], Any]) -> Any:
     """Run one DICOMweb request; turn transport and HTTP failures into one clear sentence."""
-    import requests
+    import requests  # lazy: heavy
 
     try:
         return fn()
@@ -93,7 +93,7 @@ def _call(server: PacsServer, what: str, fn: Callable[[], Any]) -> Any:
 
 
 def _value(study: dict[str, Any], keyword: str) -> Any:
-    from pydicom.datadict import tag_for_keyword
+    from pydicom.datadict import tag_for_keyword  # lazy: heavy
 
     element = study.get(f"{tag_for_keyword(keyword):08X}", {})
     values = element.get("Value") or []

@@ -44,6 +44,7 @@ from ..fileio import write_atomic
 from ..model.predict import Prediction
 from ..model.decision import SUBTYPE_UNCERTAIN
 from ..model.operating_point import threshold_wording
+from ..model.gradcam import on_image, overlay
 
 MANUFACTURER = "CXR pneumonia assistant (research use only)"
 CAPTION = ("RESEARCH USE ONLY - NOT FOR DIAGNOSIS", "Grad-CAM: regions behind the model's answer")
@@ -102,14 +103,14 @@ def result_uid(source_sop_uid: str, model_id: str, what: str) -> str:
     """The UID of one result object ("SR series", "SR", "PM series", "PM", "SC series", "SC") or of an identity
     inside one ("tracking Pneumonia") of `model_id` on one source image: the same inputs always give the same UID
     (pydicom's generate_uid over them, under its UID root)."""
-    from pydicom.uid import generate_uid
+    from pydicom.uid import generate_uid  # lazy: heavy
 
     return str(generate_uid(entropy_srcs=[str(source_sop_uid), str(model_id), what]))
 
 
 def device_uid(model_id: str) -> str:
     """The Device Observer UID of a model: one per model id, in every report it makes."""
-    from pydicom.uid import generate_uid
+    from pydicom.uid import generate_uid  # lazy: heavy
 
     return str(generate_uid(entropy_srcs=["device observer", str(model_id)]))
 
@@ -234,7 +235,6 @@ def heatmap_pm(source: Dataset, pred: Prediction, card: ModelCard, instance_numb
     """The Grad-CAM heatmap as a Parametric Map in the source's study: float32, the source's rows and columns, on
     the model's fixed scale (0 = no evidence, 1 = the card's `gradcam.scale`; a model without one: each map's own
     peak), with its real-world value mapping, referencing the source image and naming the decision it explains."""
-    from ..model.gradcam import on_image
 
     if not pred.assessed or pred.heatmap is None:
         raise CXRError("No heatmap to map: the image was not assessed.")
@@ -299,7 +299,6 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model
 
 def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: ModelCard) -> list[Dataset]:
     """[SR] for an unassessed image; [SR, Parametric Map, SC of the default Grad-CAM overlay] for an assessed one."""
-    from ..model.gradcam import overlay
 
     ds = read_source(source)
     pictures: list[Dataset] = []

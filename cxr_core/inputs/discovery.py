@@ -50,7 +50,7 @@ def is_walked_input(path: Path) -> bool:
 
 def dicomdir_members(path: Path) -> list[Path]:
     """The files a DICOMDIR references (empty when it cannot be read as a File-set)."""
-    from pydicom.fileset import FileSet
+    from pydicom.fileset import FileSet  # lazy: heavy
 
     try:
         return [Path(instance.path) for instance in FileSet(path)]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputImageError, plain_cause
+from PIL import Image, ImageOps
 
 MAX_PIXELS = 50_000_000  # ~7000 x 7000; larger than any radiograph detector
 MAX_BYTES = 200 * 1024 * 1024
@@ -90,7 +91,6 @@ def load_image(source: str | Path | bytes) -> LoadedImage:
     _check_usable(image)
     return image
 
-
 # --------------------------------------------------------------------------------------------
 def _read_bytes(source: str | Path | bytes) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -136,8 +136,6 @@ def _check_pixel_count(width: int, height: int) -> None:
 
 
 def _load_raster(data: bytes, kind: str) -> LoadedImage:
-    from PIL import Image, ImageOps
-
     if kind not in ("PNG", "JPEG"):
         raise InputImageError(f"{kind} images are not supported; export the radiograph as PNG, JPEG or DICOM.")
     with _warnings.catch_warnings():
@@ -186,8 +184,6 @@ def colourfulness(img: Any) -> float:
 
 
 def _pil() -> Any:
-    from PIL import Image
-
     return Image
 
 
@@ -203,7 +199,7 @@ def _rescale(arr: np.ndarray, warnings: list[str]) -> np.ndarray:
 def _looks_like_raw_dicom(data: bytes) -> bool:
     """DICOM without the 128-byte preamble: try a header-only parse."""
     try:
-        import pydicom
+        import pydicom  # lazy: heavy
 
         ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
         return "SOPClassUID" in ds or "Modality" in ds
@@ -212,8 +208,8 @@ def _looks_like_raw_dicom(data: bytes) -> bool:
 
 
 def _load_dicom(data: bytes) -> LoadedImage:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    import pydicom  # lazy: heavy
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # lazy: heavy
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -262,8 +258,8 @@ def _load_dicom(data: bytes) -> LoadedImage:
 def _ensure_transfer_syntax(ds: Any) -> None:
     """A dataset written without file meta (no preamble, no transfer syntax): take the encoding the
     parser detected, so that its pixels decode (uncompressed data only)."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pydicom.dataset import FileMetaDataset  # lazy: heavy
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian  # lazy: heavy
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
@@ -291,4 +287,3 @@ def _check_usable(image: LoadedImage) -> None:
     ratio = max(h, w) / min(h, w)
     if ratio > 3.0:
         image.warnings.append(f"Unusual shape ({w} x {h}, aspect ratio {ratio:.1f}): not the shape of a chest radiograph.")
-

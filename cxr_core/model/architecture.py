@@ -11,7 +11,6 @@ All models share one contract, which prediction, Grad-CAM and training rely on:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..config import BACKBONES, ModelConfig
 from ..errors import ConfigError, ModelError, WeightsUnavailableError
+from .keras_import import import_keras
 
 CAM_LAYER = "cam_features"
 LOGITS_LAYER = "logits"
@@ -124,8 +124,6 @@ def merge_members(members: list[Any], name: str = "ensemble") -> Any:
 
 
 def trainable_parameter_count(model: Any) -> int:
-    import numpy as np
-
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
@@ -152,11 +150,8 @@ def load_weights_from(model: Any, path: str) -> None:
     else:
         model.load_weights(p, skip_mismatch=True)
 
-
 # --------------------------------------------------------------------------------------------
 def _keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .keras_import import import_keras
 
     return import_keras()
 
@@ -213,7 +208,6 @@ def _application_features(inputs: Any, config: ModelConfig, image_size: int) -> 
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = 0.9
     return layers.Activation("linear", name=CAM_LAYER)(base.get_layer(spec["last"]).output)
-
 
 _INPUT_ADAPTERS = ("gray_to_rgb", "backbone_preprocess", "scale")
 

@@ -8,6 +8,7 @@ from typing import Any
 from .. import INTENDED_USE
 from .card import ModelCard
 from ..inputs.shifts import SHIFTS
+import json
 
 
 def render_markdown(card: ModelCard) -> str:
@@ -81,7 +82,6 @@ def render_markdown(card: ModelCard) -> str:
         "",
     ]
     return "\n".join(lines)
-
 
 README_START, README_END = "<!-- shipped-model:start -->", "<!-- shipped-model:end -->"
 
@@ -260,8 +260,6 @@ def _stress_lines(card: ModelCard) -> list[str]:
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, indent=2)
 
 

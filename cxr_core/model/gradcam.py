@@ -55,8 +55,8 @@ def detail_layer(model: Any) -> str | None:
 def layer_cam_model(model: Any, layer: str) -> Any:
     """A tf.function: batch -> (raw LayerCAM maps at `layer` n x h x w, the last layer's features, logits,
     pooled last-layer features)."""
-    import keras
-    import tensorflow as tf
+    import keras  # lazy: heavy
+    import tensorflow as tf  # lazy: heavy
 
     graph = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer(CAM_LAYER).output,
                                        model.get_layer(LOGITS_LAYER).output, model.get_layer(POOL_LAYER).output])
@@ -81,7 +81,7 @@ def fuse(last_layer: np.ndarray, detail: np.ndarray) -> np.ndarray:
 
 def _evidence_weights_tf(logits: Any) -> Any:
     """`evidence_weights` in TensorFlow, inside the compiled forward pass."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: heavy
 
     classes = logits.shape[-1]
     if classes == 2:
@@ -99,8 +99,8 @@ def gradcam_reference(model: Any, image: np.ndarray, weights: np.ndarray, layer:
     """Textbook Grad-CAM of the evidence logits @ `weights` at `layer` for one (H, W, 1) image, by
     GradientTape; raw (unscaled). Channel weights are the spatially summed gradients (the paper averages: a
     constant factor h x w), so that for a GAP + linear head it equals `cam_from_features` exactly."""
-    import keras
-    import tensorflow as tf
+    import keras  # lazy: heavy
+    import tensorflow as tf  # lazy: heavy
 
     grad_model = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer(LOGITS_LAYER).output])
     x = tf.convert_to_tensor(image[None].astype(np.float32))

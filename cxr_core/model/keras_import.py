@@ -6,13 +6,12 @@ Keras, and here they cost 2-3 s of a 5-7 s `import keras` (bench/inference.py me
 `import_keras` hides them from Keras' first import, in this thread only, so Keras records them as absent;
 everyone else imports them as usual. When Keras is already imported it is returned as it is.
 
-It is also the one place that quiets TensorFlow's start-up logging, and that loads a saved `.keras` file.
+It is also the one place that loads a saved `.keras` file.
 """
 
 from __future__ import annotations
 
 import importlib.abc
-import os
 import sys
 import threading
 from pathlib import Path
@@ -35,24 +34,17 @@ class _HideFromThisThread(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"{fullname} is hidden while Keras is imported", name=fullname)
         return None
 
-
 _LOAD_LOCK = threading.Lock()  # Keras' loader is not thread-safe; the app's sessions share one process
-
-
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up messages hidden (warnings and info), unless the user chose a level."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def import_keras() -> ModuleType:
     """The `keras` module, imported (the first time) without its optional integrations not yet loaded."""
-    quiet_tensorflow()
     if "keras" in sys.modules:
         return sys.modules["keras"]
     finder = _HideFromThisThread(tuple(n for n in OPTIONAL_INTEGRATIONS if n not in sys.modules))
     sys.meta_path.insert(0, finder)
     try:
-        import keras
+        import keras  # lazy: heavy
     finally:
         sys.meta_path.remove(finder)
     return keras

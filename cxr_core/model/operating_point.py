@@ -13,6 +13,7 @@ from typing import Any
 
 
 from ..errors import CXRError
+from .decision import binary_label
 
 DEFAULT_THRESHOLD = 0.5  # a card without a threshold (never a shipped or trained model)
 SOURCES = ("model", "site")
@@ -81,7 +82,6 @@ def reading_now(assessed: bool, probability: float | None, label: str | None, mo
                 "Analyse the film again to see its reading.")
     if not assessed or probability is None:
         return None
-    from .decision import binary_label
 
     now = binary_label(probability, point.threshold)
     if now == label:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from .. import CLASSES
-from .decision import decide, pneumonia_probability, stated_subtype
+from .decision import as_three_class, decide, pneumonia_probability, softmax, stated_subtype
 from ..errors import InputImageError, plain_cause
 from ..inputs.imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
@@ -25,7 +25,11 @@ from .folder import ModelFolder
 from .keras_import import load_keras_model
 from ..safety.appearance import AppearanceCheck
 from ..safety.ood import OODDetector
-from ..safety.population import AdultImageCheck
+from ..safety.population import ADULT_IMAGE_REASON, AdultImageCheck, age_warning
+from ..safety.intended_use import assess
+from .architecture import CAM_LAYER, LOGITS_LAYER, POOL_LAYER, has_linear_head
+from .gradcam import (cam_from_features, detail_layer, evidence_weights, fuse, gradcam_reference, layer_cam_model,
+                      to_display)
 
 
 @dataclass
@@ -95,11 +99,8 @@ class Predictor:
 
     # ---- core: arrays in, probabilities and heatmaps out
     def _build_forward(self) -> None:
-        import keras
-        import tensorflow as tf
-
-        from .gradcam import detail_layer, layer_cam_model
-        from .architecture import CAM_LAYER, LOGITS_LAYER, POOL_LAYER, has_linear_head
+        import keras  # lazy: heavy
+        import tensorflow as tf  # lazy: heavy
 
         scores = keras.Model(self.model.inputs, [self.model.get_layer(LOGITS_LAYER).output, self.model.get_layer(POOL_LAYER).output])
         self._scores = tf.function(lambda x: scores(x, training=False), reduce_retracing=True)  # no heatmap: no backward
@@ -118,9 +119,6 @@ class Predictor:
         """(calibrated probabilities n x 3, heatmaps n x h x w in [0, 1] on the model's fixed scale, pooled
         features n x k) for a batch. The heatmaps show the pneumonia-against-normal evidence, whatever the
         operating point decides (gradcam.py); `heatmaps=False` skips them (None), and their backward pass."""
-        from .gradcam import to_display
-        from .decision import as_three_class
-        from .decision import softmax
 
         if not heatmaps:
             logits, pooled = (np.asarray(t) for t in self._scores(np.asarray(batch, np.float32)))
@@ -133,9 +131,6 @@ class Predictor:
         return self._maps(batch)[0]
 
     def _maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from .gradcam import cam_from_features, evidence_weights, fuse, gradcam_reference
-        from .architecture import CAM_LAYER
-
         out = [np.asarray(t) for t in self._forward(np.asarray(batch, np.float32))]
         if self.cam_layer != CAM_LAYER:
             detail, last, logits, pooled = out
@@ -169,8 +164,6 @@ class Predictor:
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray, appearance_refusals: list[str],
                        point: OperatingPoint) -> Prediction:
-        from ..safety.intended_use import assess
-
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         refusals = [*appearance_refusals, *refusals]
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
@@ -188,7 +181,6 @@ class Predictor:
 
     def _population_warning(self, image: LoadedImage, model_input: np.ndarray) -> str | None:
         """A known DICOM age decides; otherwise the image-based adult check (when the model has one)."""
-        from ..safety.population import ADULT_IMAGE_REASON, age_warning
 
         if "age_years" in image.metadata:
             return age_warning(float(image.metadata["age_years"]))
@@ -234,6 +226,5 @@ class Predictor:
                     if progress:
                         progress(done)
                     yield results.get(id(d)) or Prediction(file=d[0], model_id=self.card.model_id, error=d[3])
-
 
 __all__ = ["Prediction", "Predictor"]

@@ -32,13 +32,12 @@ from .card import ModelCard, model_id_is_valid
 from ..errors import ModelError, RegistryError, StorageError
 from ..fileio import fsync_dir, os_message, write_json_atomic
 from .folder import ModelFolder
+from ..settings import current
 
 ACTIVE_FILE = "ACTIVE"
 
 
 def default_registry_root() -> Path:
-    from ..settings import current
-
     return current().registry
 
 
@@ -72,8 +71,6 @@ class Registry:
         if root is not None:
             self.root, self.user_root = Path(root), Path(user_root) if user_root is not None else None
         else:
-            from ..settings import current
-
             self.root, self.user_root = default_registry_root(), current().user_models
             self.site_root = current().site_models
         self.write_root = self.user_root or self.root  # where register and activate write

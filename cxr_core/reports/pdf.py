@@ -17,6 +17,7 @@ from ..model.gradcam import shown_by_default
 from ..model.decision import SUBTYPE_UNCERTAIN, within_pneumonia
 from ..model.operating_point import threshold_wording
 from ..model.predict import Prediction
+from PIL import Image
 
 
 def report_name(case: dict[str, Any] | None, content_hash: str) -> str:
@@ -30,8 +31,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
     case store's JSON object) when it is one. An input that was not assessed gets its reasons, no probability
     and no heatmap. `site`: the site's figures (cxr_core.validation.site_point.SiteFigures), quoted before the
     internal ones when reportable; `now`: how a stored decision would read now (operating_point.reading_now)."""
-    from fpdf import FPDF
-    from PIL import Image
+    from fpdf import FPDF  # lazy: heavy
 
     if pred.error or pred.image is None:
         raise ValueError("a report needs a successful prediction with its image")

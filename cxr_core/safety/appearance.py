@@ -73,8 +73,8 @@ def thumbnails(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def build_autoencoder(recipe: AutoencoderRecipe) -> Any:
-    import keras
-    from keras import layers
+    import keras  # lazy: heavy
+    from keras import layers  # lazy: heavy
 
     inp = keras.Input((recipe.size, recipe.size, 1), name="thumbnail")
     x = inp
@@ -123,8 +123,8 @@ class AppearanceCheck:
     size: int
 
     def __post_init__(self) -> None:
-        import keras
-        import tensorflow as tf
+        import keras  # lazy: heavy
+        import tensorflow as tf  # lazy: heavy
 
         both = keras.Model(self.network.inputs, [self.network.output, self.network.get_layer("code").output])
         self._run = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
@@ -135,8 +135,8 @@ class AppearanceCheck:
             backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> "AppearanceCheck":
         """Train on the training films' inputs, calibrate every threshold on held-out films' scores.
         `backup_dir`: where an interrupted fit keeps its state (a rerun resumes from its last epoch)."""
-        import keras
-        from sklearn.covariance import LedoitWolf
+        import keras  # lazy: heavy
+        from sklearn.covariance import LedoitWolf  # lazy: heavy
 
         keras.utils.set_random_seed(recipe.seed)
         x = thumbnails(fit_images, recipe.size)

@@ -60,7 +60,6 @@ class ThresholdRule:
         where = "the maximum" if self.quantile == 1.0 else f"the {self.quantile:.1%} quantile"
         return f"{margin}{where} of held-out pediatric scores"
 
-
 # Refuse only what is clearly not a chest radiograph; warn, in two grades, for the merely unusual.
 PIXEL_REFUSAL = ThresholdRule(0.999, 1.1)  # held-out refusals ~0.2 % (cross-fitted), no training film
 FEATURE_UNUSUAL = ThresholdRule(0.995)
@@ -70,7 +69,7 @@ FEATURE_VERY_UNUSUAL = ThresholdRule(1.0, 1.25)
 def cross_fitted_flags(scores: np.ndarray, groups: Sequence[str], rule: ThresholdRule, folds: int = 5) -> np.ndarray:
     """Per held-out film: over `rule`'s threshold when that threshold comes from the other patient-grouped
     folds. Their mean is the false-alarm rate new films will see, not the rate the quantile was set to."""
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import GroupKFold  # lazy: heavy
 
     scores = np.asarray(scores, np.float64)
     if len(set(groups)) < 2:  # one patient: nothing to hold out from it (the card says how many folds were used)
@@ -112,8 +111,8 @@ class OODDetector:
     def fit(cls, fit_images: np.ndarray, fit_features: np.ndarray, held_out_images: np.ndarray,
             held_out_features: np.ndarray, n_components: int = 24) -> "OODDetector":
         """Fit the PCA and the feature distribution on training inputs; calibrate every threshold on held-out ones."""
-        from sklearn.covariance import LedoitWolf
-        from sklearn.decomposition import PCA
+        from sklearn.covariance import LedoitWolf  # lazy: heavy
+        from sklearn.decomposition import PCA  # lazy: heavy
 
         thumbs = thumbnails(fit_images)
         pca = PCA(n_components=min(n_components, len(thumbs) - 1, thumbs.shape[1])).fit(thumbs)

@@ -22,6 +22,8 @@ from ..settings import PROJECT_ROOT
 from ..fileio import read_npz, write_npz_atomic
 from ..inputs.imaging import load_image
 from .ood import ThresholdRule, cross_fitted_flags, thumbnails
+from ..errors import CXRError
+import csv
 
 VALIDATED_AGES = (1.0, 6.0)  # years: [1, 6), the Kermany cohort's "1 to 5 years"
 DEFAULT_ADULT_REFERENCE = PROJECT_ROOT.parent / "shared" / "data" / "adult-cxr-reference"
@@ -72,10 +74,10 @@ class AdultImageCheck:
 
 
 def _fit_pipeline(x: np.ndarray, y: np.ndarray, n_components: int, c: float) -> Any:
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.decomposition import PCA  # lazy: heavy
+    from sklearn.linear_model import LogisticRegression  # lazy: heavy
+    from sklearn.pipeline import make_pipeline  # lazy: heavy
+    from sklearn.preprocessing import StandardScaler  # lazy: heavy
 
     return make_pipeline(PCA(n_components, random_state=0), StandardScaler(),
                          LogisticRegression(C=c, class_weight="balanced", max_iter=5000)).fit(x, y)
@@ -105,7 +107,7 @@ def cross_validated_scores(pediatric: np.ndarray, pediatric_groups: list[str], a
                            c: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(thumbnails, labels 0 pediatric / 1 adult, out-of-fold scores): each film scored by a check fitted
     without its patient (stratified, patient-grouped folds)."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: heavy
 
     x = np.concatenate([thumbnails(pediatric), thumbnails(adult)])
     y = np.r_[np.zeros(len(pediatric)), np.ones(len(adult))].astype(int)
@@ -119,9 +121,6 @@ def cross_validated_scores(pediatric: np.ndarray, pediatric_groups: list[str], a
 def load_adult_reference(folder: str | Path, preprocess: Any) -> tuple[np.ndarray, list[str]]:
     """Model inputs and patient groups of the adult reference set (metadata.csv: file, patientid).
     A trailing a/b/c on the patient id marks films of one patient (the set's README)."""
-    import csv
-
-    from ..errors import CXRError
 
     folder = Path(folder)
     meta = folder / "metadata.csv"
@@ -141,7 +140,6 @@ def fit_for_model(pediatric_inputs: np.ndarray, pediatric_patients: list[str], p
 
     Without the reference set the check is not fitted (None) and the report says why; the predictor
     then warns on every result that adult films are not flagged."""
-    from ..errors import CXRError
 
     try:
         adult, adult_groups = load_adult_reference(adult_folder, preprocess)

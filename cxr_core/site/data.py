@@ -27,6 +27,7 @@ from ..inputs.imaging import load_image
 from ..model.predict import Predictor
 from ..safety.overlap import pixel_hash, training_hashes
 from ..validation.dataset import parse_name
+import io
 
 LABELS = ("NORMAL", "BACTERIAL", "VIRAL")
 VALIDATION_FRACTION = 0.4  # the site's patients kept for local validation (the rest tune the model)
@@ -119,9 +120,7 @@ def _dicom_patient(data: bytes) -> str | None:
     if len(data) < 132 or (data[128:132] != b"DICM" and not data.startswith(b"\x08\x00")):
         return None
     try:
-        import io
-
-        import pydicom
+        import pydicom  # lazy: heavy
 
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
         value = str(ds.get("PatientID", "") or "").strip()
@@ -193,7 +192,7 @@ def _refuse_unless_enough(counts: dict[str, int], kept: list[SiteFilm], min_per_
 
 def split(screened: ScreenedFilms, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(tuning indices, local-validation indices): patient-grouped, stratified by label, about 60 / 40."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: heavy
 
     strata = np.array([f.label3 if f.label3 is not None else 3 for f in screened.films])
     folds = round(1 / VALIDATION_FRACTION * 2)  # 5 folds, 2 of them held out

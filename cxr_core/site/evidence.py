@@ -17,7 +17,7 @@ from ..validation.metrics import operating_point_evidence, roc_points, safe_auc
 
 def model_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: float, draws: np.ndarray) -> dict[str, Any]:
     """One model's figures on the local-validation films; `draws` are the shared bootstrap resamples."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: heavy
 
     ev = operating_point_evidence(y_binary, p, threshold)
     labels = y_binary[draws]

@@ -22,6 +22,8 @@ from .. import CLASSES
 from ..errors import CXRError
 from ..inputs.imaging import IMAGE_SUFFIXES
 from ..model.folder import ModelFolder
+from ..fileio import write_atomic
+import json
 
 _NORMAL_RE = re.compile(r"^(NORMAL2-)?IM-(\d+)-\d+", re.IGNORECASE)
 _PNEUMONIA_RE = re.compile(r"^person(\d+)_(bacteria|virus)_\d+", re.IGNORECASE)
@@ -63,7 +65,6 @@ def kaggle_name(label: str, patient: int) -> tuple[str, str]:
         return "PNEUMONIA", f"person{patient}_{'bacteria' if label == 'BACTERIAL' else 'virus'}_1.png"
     raise CXRError(f"label {label!r} has no Kaggle-layout name: expected NORMAL, BACTERIAL or VIRAL.")
 
-
 # Where a labelled folder's labels came from: the case store's export writes this file beside NORMAL/ and
 # PNEUMONIA/, and `evaluate` keeps what it says with the evaluation (the site's figures quote it).
 LABEL_SOURCE_FILE = "label_source.json"
@@ -78,9 +79,6 @@ CIRCULAR_SOURCES = ("reviews and model",)  # figures against the model's own ans
 
 def write_label_source(root: str | Path, source: str) -> None:
     """Record where the labels of the folder `root` came from (one of LABEL_SOURCES)."""
-    import json
-
-    from ..fileio import write_atomic
 
     if source not in LABEL_SOURCES:
         raise CXRError(f"label source {source!r} is invalid: expected one of {tuple(LABEL_SOURCES)}.")
@@ -89,7 +87,6 @@ def write_label_source(root: str | Path, source: str) -> None:
 
 def label_source(root: str | Path) -> str:
     """Where the labels of the folder `root` came from: what its label_source.json says, else "folder"."""
-    import json
 
     try:
         source = json.loads((Path(root) / LABEL_SOURCE_FILE).read_text(encoding="utf-8")).get("labels")
@@ -133,7 +130,7 @@ def fingerprint(records: list[Record]) -> str:
 
 def grouped_folds(records: list[Record], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """k patient-grouped, label-stratified (train_idx, val_idx) folds."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: heavy
 
     if k < 2:
         raise CXRError(f"k = {k!r}: cross-validation needs at least 2 folds.")

@@ -22,6 +22,9 @@ from ..errors import CXRError, StorageError, plain_cause
 from ..model.folder import ModelFolder
 from ..paths import evaluations_dir
 from ..fileio import write_atomic, write_json_atomic
+from ..model.predict import Predictor
+from ..safety.overlap import overlap_report, pixel_hash
+from .metrics import evaluation_summary
 
 SCORES_HEADER = "file,label,p_normal,p_bacterial,p_viral"
 
@@ -37,7 +40,7 @@ class EvalResult:
 
 def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
     """Per-image scores at full float precision (pandas writes the shortest exact repr)."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy
 
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, 3)
     frame = pd.DataFrame({"file": files, "label": [CLASSES[int(y)] for y in labels], "p_normal": probs[:, 0],
@@ -47,7 +50,7 @@ def write_scores(path: Path, files: list[str], labels: np.ndarray, probs: np.nda
 
 def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(files, 3-class labels, N x 3 probabilities) from a scores CSV."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy
 
     try:
         frame = pd.read_csv(path, dtype={"file": str, "label": str}, keep_default_na=False)
@@ -83,9 +86,6 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
                     predictor: Any | None = None, point: Any | None = None) -> EvalResult:
     """Predict every labelled image of `data_dir` at `point` (default: the model's threshold) and summarise.
     Unreadable files are listed, not fatal."""
-    from .metrics import evaluation_summary
-    from ..safety.overlap import overlap_report, pixel_hash
-    from ..model.predict import Predictor
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

@@ -18,7 +18,7 @@ from ..model.decision import as_three_class, decide, pneumonia_probability, subt
 def _skm() -> Any:
     """scikit-learn's metrics, imported on first use: prediction needs none of them, and importing them
     costs about a second of a cold start (bench/inference.py)."""
-    from sklearn import metrics
+    from sklearn import metrics  # lazy: heavy
 
     return metrics
 
@@ -57,7 +57,7 @@ def operating_point_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: flo
 
 def wilson_interval(k: int, n: int) -> list[float]:
     """The Wilson 95 % interval of a proportion k / n (scipy); NaNs when n is 0."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # lazy: heavy
 
     if not n:
         return [float("nan")] * 2
@@ -88,7 +88,6 @@ def three_class(y: np.ndarray, probs: np.ndarray, threshold: float | None = None
         "bacterial_vs_viral_auc": bv_auc,
         "confusion_matrix": cm.tolist(),
     }
-
 
 SUBTYPE_PRECISION_TARGET = 0.85
 
@@ -212,7 +211,7 @@ def expected_calibration_error(y_binary: np.ndarray, p: np.ndarray, bins: int = 
 
 
 def reliability_curve(y_binary: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
-    from sklearn.calibration import calibration_curve
+    from sklearn.calibration import calibration_curve  # lazy: heavy
 
     frac, mean = calibration_curve(y_binary, p, n_bins=bins, strategy="uniform")
     return {"mean_predicted": mean.tolist(), "fraction_positive": frac.tolist()}
@@ -225,7 +224,7 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int
     One shared set of resamples for all three (scipy.stats.bootstrap draws per statistic and fails on the
     resamples that hold one class only, where AUC is undefined; those are skipped here). The resamples are
     scored together, in chunks: AUC as the Mann-Whitney statistic on average ranks, which equals roc_auc_score."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: heavy
 
     rng = np.random.default_rng(seed)
     yb = (y > 0).astype(int)

@@ -17,7 +17,7 @@ from ..model.folder import ModelFolder
 from ..errors import CXRError
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import read_scores
-from .metrics import operating_point_evidence, pneumonia_probability
+from .metrics import operating_point_evidence, pneumonia_probability, safe_auc
 from ..model.operating_point import OperatingPoint, valid_threshold
 from ..paths import evaluations_dir
 from ..settings import SitePointPolicy
@@ -153,7 +153,6 @@ def site_figures(model_id: str, point: OperatingPoint, policy: SitePointPolicy) 
     the newest saved local evaluation that meets the site-point rules (`local_evaluation_problem`, the one check
     the site point itself passes), else the newest one with the reason it is not reported. None: no local
     evaluation at all."""
-    from ..paths import evaluations_dir
 
     folders = sorted((p.parent for p in evaluations_dir(model_id).glob("*/scores.csv")),
                      key=lambda f: _summary(f / "scores.csv").get("evaluated", ""), reverse=True)
@@ -165,8 +164,6 @@ def site_figures(model_id: str, point: OperatingPoint, policy: SitePointPolicy) 
 
 
 def _figures(scores: Path, point: OperatingPoint, policy: SitePointPolicy) -> SiteFigures | None:
-    from .metrics import operating_point_evidence, safe_auc
-
     summary = _summary(scores)
     try:
         _, y, probs = read_scores(scores)

@@ -16,6 +16,10 @@ from ..model.decision import pneumonia_probability
 from .metrics import binary_at_threshold, safe_auc
 from ..inputs.preprocess import Preprocess
 from ..inputs.shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
+from ..config import config_from_dict
+from ..errors import CXRError, InputImageError
+from ..inputs.imaging import load_image
+from .dataset import index_dataset
 
 CLEAN = "clean"
 
@@ -95,10 +99,6 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
                   point: Any | None = None) -> dict[str, Any]:
     """Stress a registered model on a labelled folder (Kaggle layout) at `point` (default: the model's
     threshold); unreadable files are listed."""
-    from ..config import config_from_dict
-    from .dataset import index_dataset
-    from ..errors import CXRError, InputImageError
-    from ..inputs.imaging import load_image
 
     records = index_dataset(data_dir)
     images, labels, failed = [], [], []
