@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=80)
     args = ap.parse_args()
 
-    from cxr_core.cli import resolve_model_dir
+    from cxr_core.site.models import resolve_model_dir
     from cxr_core.model.gradcam import cam_from_features, evidence_weights, layer_cam_model
     from cxr_core.validation.dataset import held_out_split
     from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER

@@ -21,7 +21,7 @@ from _common import ROOT, emit, peak_rss_mb, pct, sample_images  # noqa: E402
 COLD = """
 import time, sys
 t0 = time.perf_counter()
-from cxr_core.cli import resolve_model_dir
+from cxr_core.site.models import resolve_model_dir
 from cxr_core.model.predict import Predictor
 p = Predictor(resolve_model_dir(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None))
 r = p.predict(sys.argv[2])
@@ -67,7 +67,7 @@ def main() -> None:
     emit("cold_start_in_process_s", pct(in_process, 50), "s")
     emit("cold_start_process_spawn_to_exit_s", pct(to_exit, 50), "s")
 
-    from cxr_core.cli import resolve_model_dir
+    from cxr_core.site.models import resolve_model_dir
     from cxr_core.model.predict import Predictor
 
     predictor = Predictor(resolve_model_dir(args.model or None), jit_compile=args.jit)

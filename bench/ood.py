@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder or registered id (default: the active model)")
     ap.add_argument("--per-kind", type=int, default=24, help="foreign images of each kind")
     args = ap.parse_args()
-    from cxr_core.cli import resolve_model_dir
+    from cxr_core.site.models import resolve_model_dir
     from cxr_core.model.predict import Predictor
 
     predictor = Predictor(resolve_model_dir(args.model))

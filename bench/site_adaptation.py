@@ -83,7 +83,7 @@ def main() -> None:
     if not SHARED_TRAIN.is_dir():
         raise SystemExit(f"The training data is not at {SHARED_TRAIN}: this bench needs it.")
     use_temporary_home("cxr-bench-site-")
-    from cxr_core.cli import resolve_model_dir
+    from cxr_core.site.models import resolve_model_dir
     from cxr_core.model.predict import Predictor
     from cxr_core.validation.dataset import held_out_split
     from cxr_core.site.data import SiteFilm

@@ -1,4 +1,4 @@
-"""`python -m cxr_core ...`: see cxr_core/cli.py."""
+"""`python -m cxr_core ...`: see cxr_core/cli/ (one module per command)."""
 
 import sys
 

@@ -57,7 +57,7 @@ def test_pdf_report_has_no_identifier_and_no_file_name(dicom_prediction, tiny_pr
 
 def test_csv_export_and_cam_png_carry_no_identifier(dicom_prediction, tmp_path):
     from cxr_app.viewer_ui import csv_bytes, results_table
-    from cxr_core.cli import _write_cam
+    from cxr_core.cli.predict import write_cam
 
     csv = csv_bytes(results_table([dicom_prediction], ["0123456789ab"], "model-x", "2026-01-01T00:00:00Z"))
     assert b"Secretname^" not in csv and SECRET_ID.encode() not in csv
@@ -67,7 +67,7 @@ def test_csv_export_and_cam_png_carry_no_identifier(dicom_prediction, tmp_path):
     assert b"Secretname_Patient.dcm" in opted_in
     import copy
 
-    _write_cam(tmp_path, 0, copy.copy(dicom_prediction))
+    write_cam(tmp_path, 0, copy.copy(dicom_prediction))
     png = next(tmp_path.glob("*.png")).read_bytes()
     assert SECRET_ID.encode() not in png and b"Secretname^" not in png
     assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape[2] == 3

@@ -173,6 +173,20 @@ class Registry:
             raise RegistryError(os_message(exc, self.write_root)) from None
 
 
+def model_dir(model: str | None, registry: Registry | None = None) -> Path:
+    """The plain registry lookup of a model folder: a folder path as given, a registered model id, or (None) the
+    registry's active model. The site's governed choice is not consulted here: cxr_core.site.models.resolve_model_dir
+    is the lookup every command and script uses, and falls back to this one."""
+    if model and Path(model).is_dir():
+        return Path(model)
+    registry = registry or Registry()
+    entry = registry.get(model) if model else registry.active()
+    if entry is None:
+        raise ModelError(f"No model is registered in {str(registry.root)!r}; pass --model DIR or train one with "
+                         "`python -m train`.")
+    return entry.path
+
+
 def _read_card(folder: Path) -> ModelCard | None:
     try:
         return ModelFolder(folder).card()

@@ -9,7 +9,8 @@ The site's active model is one governed action for every kind of model (shipped,
 database, appends to `active_model_changes` and the audit trail; `revert_active_model` returns the site to the
 model active before. `active_entry` is what every surface asks for "the model in use when none is chosen": the
 latest governed choice, else the registry's own default; read on each request, so a change made on one
-workstation is every server's default at once, without a restart. A site operating point stays with the model
+workstation is every server's default at once, without a restart. `resolve_model_dir` turns a command's or script's
+model argument (a folder, an id, or none: the active model) into a folder. A site operating point stays with the model
 it was set for (keyed by model id), so it never carries over to another model.
 """
 
@@ -34,9 +35,8 @@ from ..errors import CXRError, ModelError
 from ..fileio import fsync_dir
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
-from ..settings import SitePointPolicy
-from ..model.registry import ModelEntry, Registry
-from ..settings import current
+from ..model.registry import ModelEntry, Registry, model_dir
+from ..settings import SitePointPolicy, current
 
 # The floor of every validation gate for the site's active model: a config or budget may ask for more, never less
 # (a tiny run, whatever its own gate said, stays an experiment).
@@ -197,6 +197,29 @@ def active_entry(store: CaseStore | None, registry: Registry) -> ModelEntry | No
     if choice is not None and choice.model_id is not None:
         return find_entry(store, registry, choice.model_id)
     return registry.active()
+
+
+def quiet_store() -> CaseStore | None:
+    """The case store, or None where it does not open (the registry alone then says which model is active)."""
+    try:
+        return CaseStore.open()
+    except CXRError:
+        return None
+
+
+def resolve_model_dir(model: str | None, store: CaseStore | None = None) -> Path:
+    """The model folder a command or script means: a folder path as given, a model id (registered, or kept in the
+    case database), or (None) the site's active model. `store`: the case store to consult (default: opened here;
+    where it does not open, the registry alone decides, as cxr_core.model.registry.model_dir)."""
+    if model and Path(model).is_dir():
+        return Path(model)
+    registry = Registry()
+    store = store if store is not None else quiet_store()
+    if store is not None:
+        entry = find_entry(store, registry, model) if model else active_entry(store, registry)
+        if entry is not None:
+            return entry.path
+    return model_dir(model, registry)
 
 
 def activate_model(store: CaseStore, registry: Registry, model_id: str, reader: str,

@@ -1,0 +1,110 @@
+"""What every command shares: exit statuses and error reporting, JSON output, the reader and the confirmation a
+site-wide change needs, the model option, the case store and operating point a command decides with, folders it
+writes, a progress bar and the confidence-interval format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ..cases.store import CaseStore
+from ..dicom.pacs import PacsServer
+from ..errors import CXRError, report_errors
+from ..model.card import ModelCard
+from ..model.operating_point import OperatingPoint, resolve
+from ..settings import current
+
+# Exit statuses: 0 success; 1 a confirmation was declined (nothing changed); 2 an input failed or the arguments
+# are bad (a CXRError, or argparse's own usage error).
+EXIT_OK = 0
+EXIT_NOT_CONFIRMED = 1
+EXIT_FAILED = 2
+
+MODEL_HELP = "a model folder or a registered model id (default: the active model)"
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def run_command(command: Command, args: argparse.Namespace) -> int:
+    """Run a parsed command: a CXRError becomes one line on stderr and exit status 2, never a traceback."""
+    return report_errors(lambda: int(command(args)))
+
+
+def status(failed: int) -> int:
+    """The exit status of a command over many inputs: 2 when any of them failed."""
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def print_json(value: Any, indent: int | None = None, flush: bool = False) -> None:
+    """One JSON document on stdout (one line unless indented)."""
+    print(json.dumps(value, indent=indent), flush=flush)
+
+
+def add_model_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """--model: a folder, an id or (absent) the site's active model (cxr_core.site.models.resolve_model_dir)."""
+    parser.add_argument("--model", help=prefix + MODEL_HELP)
+
+
+def require_reader(reader: str, message: str) -> str:
+    """The reader's name, stripped; a CXRError with `message` when it is empty."""
+    if not reader.strip():
+        raise CXRError(message)
+    return reader.strip()
+
+
+def confirm(question: str, yes: bool, change: str = "A site-wide change") -> bool:
+    """A site-wide change is confirmed: --yes, or y at a terminal (never silently without one)."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CXRError(f"{change} needs a confirmation: run it in a terminal, or add --yes.")
+    return input(question).strip().lower() in ("y", "yes")
+
+
+def store_and_point(card: ModelCard) -> tuple[CaseStore | None, OperatingPoint]:
+    """The case store (or None, said on stderr, where it does not open) and the operating point that decides
+    for this command: the site's governed point, if one is set, else the model's threshold."""
+    try:
+        store = CaseStore.open()
+    except CXRError as exc:
+        print(f"Note: {exc} Results are not kept as cases; the model's own threshold decides.", file=sys.stderr)
+        return None, OperatingPoint.of_model(card)
+    return store, resolve(card, store)
+
+
+def pacs_server(url: str, user: str | None) -> PacsServer:
+    """A DICOMweb server; the password comes from $CXR_PACS_PASSWORD (Settings), only with a user."""
+    return PacsServer(url, user, current().pacs_password if user else None)
+
+
+def prepare_dir(path: str) -> Path:
+    """The folder a command writes into, created; a one-line error where it cannot be."""
+    d = Path(path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CXRError(f"Cannot create the folder {path!r}: {exc.strerror}.") from None
+    return d
+
+
+def ci(v: list[float]) -> str:
+    """A 95 % interval as the CLI prints it: [low, high]."""
+    return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+class Progress:
+    """A one-line progress bar on stderr (for more than 5 files)."""
+
+    def __init__(self, total: int):
+        self.total = total
+
+    def __call__(self, done: int) -> None:
+        filled = int(30 * done / self.total)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")

@@ -1,0 +1,86 @@
+"""`models`: list the registered models; make one the site's active model (governed), or revert; print the
+README's shipped-model section. The governed activation and revert are shared with `site-model`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cases.store import CaseStore
+from ..errors import CXRError
+from ..model.card_markdown import readme_section
+from ..model.registry import Registry
+from ..settings import PROJECT_ROOT, current
+from ..site.models import (active_entry, activate_model, activation_refusals, find_entry, quiet_store,
+                           revert_active_model, sync)
+from ._common import EXIT_NOT_CONFIRMED, confirm, require_reader
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    mo = sub.add_parser("models", help="list registered models; make one the site's active model (governed), or revert")
+    mo.add_argument("--activate", metavar="MODEL_ID", help="make this model every user's default at this site: "
+                                                           "needs --reader, passes the gate, audited")
+    mo.add_argument("--revert", action="store_true", help="undo the latest activation (audited)")
+    mo.add_argument("--reader", default="", help="with --activate / --revert: who does it (audited)")
+    mo.add_argument("--yes", action="store_true", help="confirm without asking")
+    mo.add_argument("--registry", help="registry folder (default: assets/models or $CXR_REGISTRY)")
+    mo.add_argument("--markdown", action="store_true",
+                    help="print the README's shipped-model section, generated from the active model's card")
+    mo.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = Registry(args.registry) if args.registry else Registry()
+    if args.markdown:
+        entry = registry.active()
+        if entry is None:
+            raise CXRError(f"No model is registered in {str(registry.root)!r}.")
+        shown = entry.path.relative_to(PROJECT_ROOT) if PROJECT_ROOT in entry.path.parents else entry.path
+        print(readme_section(entry.card, f"{shown}/"), end="")
+        return 0
+    if args.activate:
+        return activate(args.activate, args.reader, args.yes)
+    if args.revert:
+        return revert(args.reader)
+    store = None if args.registry else quiet_store()
+    sync(store)
+    try:
+        active = active_entry(store, registry)
+    except CXRError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        active = None
+    entries = registry.list()
+    if not entries:
+        print(f"No models in {registry.root}.")
+    for e in entries:
+        iv = e.card.binary_metrics
+        kind = (f"  site-adapted from {e.card.parent_model_id}" if e.card.parent_model_id else
+                ("" if e.passed_gate else "  experiment"))
+        print(f"{'*' if active and e.model_id == active.model_id else ' '} {e.model_id}  {e.display_name}  "
+              f"val AUC {iv.get('auc', float('nan')):.3f}  val acc {iv.get('accuracy', float('nan')):.3f}{kind}")
+    return 0
+
+
+def activate(model_id: str, reader: str, yes: bool) -> int:
+    """Make `model_id` the site's active model, as `reader`: refused before asking when the gate says no."""
+    reader = require_reader(reader, "Changing the site's active model needs --reader NAME (it is audited).")
+    store, registry = CaseStore.open(), Registry()
+    entry = find_entry(store, registry, model_id)
+    refusals = activation_refusals(entry.card, current().site_policy)
+    if refusals:  # refused before asking
+        raise CXRError(f"{model_id} cannot be the site's active model: " + " ".join(refusals))
+    if not confirm(f"Make {model_id} the active model for every user of this site, as {reader}? [y/N] ", yes):
+        print("Not changed.", file=sys.stderr)
+        return EXIT_NOT_CONFIRMED
+    activate_model(store, registry, model_id, reader, current().site_policy)
+    print(f"Active model for the site: {model_id} (by {reader}; audited). Revert with `models --revert`.")
+    return 0
+
+
+def revert(reader: str) -> int:
+    """Undo the site's latest activation, as `reader` (revert_active_model says when a name is missing)."""
+    store, registry = CaseStore.open(), Registry()
+    revert_active_model(store, registry, reader)
+    entry = active_entry(store, registry)
+    print(f"Active model for the site: {entry.model_id if entry else 'none'} (reverted by {reader.strip()}; audited).")
+    return 0

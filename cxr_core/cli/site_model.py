@@ -1,0 +1,100 @@
+"""`site-model {adapt, activate, show, revert}`: adapt a model to this site's own labelled films, and govern its
+use. The fine-tuning is train/'s (train.site): the CLI sits above train/ (README, "Layout")."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from train.site import adapt_from_cli
+
+from ..cases.store import CaseStore
+from ..errors import CXRError
+from ..model.registry import Registry
+from ..site.models import active_choice, active_entry, resolve_model_dir, stored_models
+from ._common import add_model_option, ci, print_json, require_reader
+from .models import activate, revert
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    sm = sub.add_parser("site-model", help="adapt a model to this site's own labelled films, and govern its use")
+    smsub = sm.add_subparsers(dest="site_model_command", required=True)
+    sa = smsub.add_parser("adapt", help="fine-tune a model on the site's labelled films; compare it with its parent "
+                                        "on the site's held-out patients; keep it in the case database (not active)")
+    sa.add_argument("data_dir", nargs="?", help="a labelled folder (NORMAL/ and PNEUMONIA/, as `evaluate` reads)")
+    sa.add_argument("--from-reviews", action="store_true", help="use the worklist's reviewed cases instead of a folder")
+    sa.add_argument("--reader", required=True, help="who adapts (recorded in the card and the audit)")
+    add_model_option(sa, prefix="the parent: ")
+    sa.add_argument("--seed", type=int, default=0, help="the split's and the training's seed (default 0)")
+    sa.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    sa.add_argument("--work-dir", help="the adaptation's folder (default: a new one under $CXR_HOME/site-runs)")
+    sa.set_defaults(func=run_adapt)
+    sv = smsub.add_parser("activate", help="make a site-adapted (or any) model the site's active one (governed)")
+    sv.add_argument("model_id")
+    sv.add_argument("--reader", required=True)
+    sv.add_argument("--yes", action="store_true", help="confirm without asking")
+    sv.set_defaults(func=run_activate)
+    sw = smsub.add_parser("show", help="the site's active model and the site-adapted models kept in the database")
+    sw.add_argument("--json", action="store_true")
+    sw.set_defaults(func=run_show)
+    sb = smsub.add_parser("revert", help="return the site to the parent of its active site-adapted model (or to the "
+                                         "model active before)")
+    sb.add_argument("--reader", required=True)
+    sb.set_defaults(func=run_revert)
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    if bool(args.data_dir) == bool(args.from_reviews):
+        raise CXRError("Give either a labelled folder (DATA_DIR) or --from-reviews.")
+    require_reader(args.reader, "Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
+    result = adapt_from_cli(resolve_model_dir(args.model), args.data_dir, args.from_reviews, args.reader,
+                            args.seed, quiet=args.json, work_dir=Path(args.work_dir) if args.work_dir else None)
+    if args.json:
+        print_json(result)
+        return 0
+    lv = result["local_validation"]
+    print(f"Site-adapted model {result['model_id']} (parent {result['parent_model_id']}), kept in the case database, "
+          f"not active. Local validation, {lv['n']} films ({lv['n_positive']} pneumonia, {lv['n_negative']} normal), "
+          "each model at its own threshold:")
+    for name in ("parent", "adapted"):
+        m = lv[name]
+        print(f"  {name:<8} AUC {m['auc']:.3f} {ci(m['auc_ci95'])}  sensitivity {m['sensitivity']:.3f} "
+              f"{ci(m['sensitivity_ci95'])}  specificity {m['specificity']:.3f} {ci(m['specificity_ci95'])}  "
+              f"threshold {m['threshold']:.3f}")
+    if result["passed_gate"]:
+        print(f"It passes the gate: activate it with `python -m cxr_core site-model activate {result['model_id']} "
+              "--reader NAME`.")
+    else:
+        print("It does not pass the gate: " + " ".join(result["gate_refusals"]))
+    return 0
+
+
+def run_activate(args: argparse.Namespace) -> int:
+    return activate(args.model_id, args.reader, args.yes)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    store, registry = CaseStore.open(), Registry()
+    entry, choice = active_entry(store, registry), active_choice(store)
+    adapted = [m for m in stored_models(store) if m["parent_model_id"]]
+    out = {"active_model_id": entry.model_id if entry else None,
+           "parent_model_id": entry.card.parent_model_id if entry else None,
+           "set_by": choice.author if choice else None, "set_on": choice.created if choice else None,
+           "site_adapted_models": [{"model_id": m["model_id"], "parent_model_id": m["parent_model_id"],
+                                    "created": m["created"], "stored_by": m["stored_by"],
+                                    "passed_gate": bool((m["card"].site_adaptation or {}).get("passed_gate"))}
+                                   for m in adapted]}
+    if args.json:
+        print_json(out)
+        return 0
+    print(f"Active model: {out['active_model_id']}" + (f", site-adapted from {out['parent_model_id']}"
+                                                       if out["parent_model_id"] else "")
+          + (f" (set by {out['set_by']} on {out['set_on'][:10]})." if choice else " (the registry's default)."))
+    for m in out["site_adapted_models"]:
+        print(f"  {m['model_id']}  parent {m['parent_model_id']}  {m['created'][:10]} by {m['stored_by']}  "
+              f"{'passes' if m['passed_gate'] else 'fails'} the gate")
+    return 0
+
+
+def run_revert(args: argparse.Namespace) -> int:
+    return revert(args.reader)

@@ -1,0 +1,54 @@
+"""`stress`: re-score a labelled folder under acquisition shifts (robustness)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import CXRError
+from ..model.predict import Predictor
+from ..site.models import resolve_model_dir
+from ..validation.stress import conditions, stress_folder
+from ._common import add_model_option, print_json, status, store_and_point
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    st = sub.add_parser("stress", help="re-score a labelled folder under acquisition shifts (robustness)")
+    st.add_argument("data_dir", help="a labelled folder (NORMAL/ and PNEUMONIA/)")
+    add_model_option(st)
+    st.add_argument("--shifts", help="comma-separated shift names (default: all)")
+    st.add_argument("--severities", default="1,2,3", help="comma-separated severities from 1 (mild) to 3 (severe)")
+    st.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    st.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    shifts = [s.strip() for s in args.shifts.split(",")] if args.shifts else None
+    try:
+        severities = [int(s) for s in args.severities.split(",")]
+        conditions(shifts, severities)
+    except ValueError as exc:
+        raise CXRError(f"--shifts/--severities: {exc}.") from None
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise CXRError(f"{args.data_dir!r} is not a folder.")
+    predictor = Predictor(resolve_model_dir(args.model))
+    _, point = store_and_point(predictor.card)
+    note = None if args.json else (lambda key: print(f"  scoring {key} ...", file=sys.stderr, flush=True))
+    result = stress_folder(predictor, data_dir, shifts, severities, progress=note, point=point)
+    if args.json:
+        print_json(result)
+        return status(len(result["failed"]))
+    print(f"n = {result['n']}  model {result['model']}  threshold {result['threshold']:.3f}")
+    print(f"{'condition':<18} {'aug.':<4} {'AUC':>6} {'sens.':>6} {'spec.':>6} {'acc.':>6}")
+    for r in result["conditions"]:
+        aug = "" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
+        print(f"{r['condition']:<18} {aug:<4} {r['auc']:6.3f} {r['sensitivity']:6.3f} {r['specificity']:6.3f} {r['accuracy']:6.3f}")
+    for label, key in (("moderate", "worst_moderate"), ("severe", "worst_severe")):
+        w = result[key]
+        print(f"worst up to {label}: " + ", ".join(f"{m} {w[m]['value']:.3f} ({w[m]['condition']})"
+                                                   for m in ("auc", "sensitivity", "specificity")))
+    if result["failed"]:
+        print(f"{len(result['failed'])} file(s) could not be read and were left out.")
+    return status(len(result["failed"]))
