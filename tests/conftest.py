@@ -1,5 +1,5 @@
 """Shared fixtures: a tiny synthetic dataset, a tiny model trained by the real pipeline (for the training tests), a
-controlled model whose answers a test chooses (tests/controlled.py: every decision path), and the path of the real
+controlled model whose answers a test chooses (testkit/controlled.py: every decision path), and the path of the real
 training data (tests that need it skip with a message where it is absent)."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def own_app_home(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from .synthetic import write_kaggle_folder
+    from testkit.synthetic import write_kaggle_folder
 
     return write_kaggle_folder(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=64, seed=0)
 
@@ -75,7 +75,7 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def site_data(tmp_path_factory) -> Path:
     """Another tiny labelled folder, none of whose films the tiny model was trained on: a "local" evaluation."""
-    from .synthetic import write_kaggle_folder
+    from testkit.synthetic import write_kaggle_folder
 
     return write_kaggle_folder(tmp_path_factory.mktemp("data") / "site", per_class=16, size=64, seed=7)
 
@@ -108,10 +108,10 @@ def tiny_predictor(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def controlled_registry(tmp_path_factory):
-    """A registry holding the controlled test model (tests/controlled.py), active: a film's code sets its answer."""
+    """A registry holding the controlled test model (testkit/controlled.py), active: a film's code sets its answer."""
     from cxr_core.model.registry import Registry
 
-    from .controlled import write_model_folder
+    from testkit.controlled import write_model_folder
 
     root = tmp_path_factory.mktemp("controlled")
     registry = Registry(root / "registry")
@@ -135,8 +135,8 @@ def controlled_predictor(controlled_model_dir):
 
 @pytest.fixture
 def postgres_url():
-    """A throwaway PostgreSQL server on loopback (tests/harness.py); skips, saying why, where it cannot run."""
-    from .harness import PostgresUnavailable, postgres_server
+    """A throwaway PostgreSQL server on loopback (testkit/harness.py); skips, saying why, where it cannot run."""
+    from testkit.harness import PostgresUnavailable, postgres_server
 
     try:
         with postgres_server() as url:

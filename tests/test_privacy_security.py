@@ -11,8 +11,8 @@ import pytest
 
 from cxr_core.errors import CXRError
 
-from . import inputs
-from .conftest import PROJECT_ROOT
+from testkit import inputs
+from tests.conftest import PROJECT_ROOT
 
 SECRET_NAME, SECRET_ID = "Secretname^Patient", "ID-12345"
 
@@ -94,7 +94,7 @@ def test_concurrent_predictions_equal_sequential_and_the_model_loads_once(tiny_p
     from cxr_app import state
 
     rng = np.random.default_rng(0)
-    from .synthetic import phantom_cxr
+    from testkit.synthetic import phantom_cxr
 
     images = [inputs.pil_bytes(__import__("PIL.Image").Image.fromarray((phantom_cxr(96, rng, i % 3) * 255).astype(np.uint8)), "PNG")
               for i in range(16)]

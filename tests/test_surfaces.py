@@ -1,6 +1,6 @@
 """Every surface records who acted and which model answered: the CLI, the Viewer, the Worklist, the PACS page and the
 listener in the audit trail and the case; the PDF, the CSV, the SR and the SC in what they carry. Driven by the
-controlled model (tests/controlled.py), whose id is not the tiny trained model's."""
+controlled model (testkit/controlled.py), whose id is not the tiny trained model's."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import os
 import numpy as np
 import pytest
 
-from . import controlled as C
-from .conftest import PROJECT_ROOT
-from .harness import c_store, free_port, run_cli
-from .readers import FakePacs, pdf_words, sr_items
+from testkit import controlled as C
+from tests.conftest import PROJECT_ROOT
+from testkit.harness import c_store, free_port, run_cli
+from testkit.readers import FakePacs, pdf_words, sr_items
 
 APP = str(PROJECT_ROOT / "app.py")
 
