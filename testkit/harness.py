@@ -212,31 +212,3 @@ def c_store(port: int, ds: Any, contexts: tuple[str, ...] | None = None, called:
     assoc.release()
     return int(status.Status) if status else -1
 
-
-def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m cxr_core ARGS` run in this process (`cxr_core.cli.main`): the same exit status, stdout and
-    stderr, without a new interpreter and TensorFlow import each time. `env` is the whole environment for the
-    call (restored afterwards); stdin is empty and not a terminal. Tests of the real process (signals, kill -9,
-    a server) start one instead."""
-    import contextlib
-    import io
-
-    from cxr_core.cli import main
-
-    saved_env, saved_stdin = dict(os.environ), sys.stdin
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        if env is not None:
-            os.environ.clear()
-            os.environ.update(env)
-        sys.stdin = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse's usage errors
-                code = exc.code if isinstance(exc.code, int) else 2
-    finally:
-        sys.stdin = saved_stdin
-        os.environ.clear()
-        os.environ.update(saved_env)
-    return subprocess.CompletedProcess(["python", "-m", "cxr_core", *args], code, out.getvalue(), err.getvalue())

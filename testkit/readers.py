@@ -46,10 +46,21 @@ def sr_threshold_source(ds) -> str:
     return " ".join(v for n, v in sr_items(ds) if n == "Algorithm Parameters" and "threshold" in v.lower())
 
 
+def pdf_text(pdf: bytes) -> bytes:
+    """The PDF's bytes with every Flate content stream inflated (fpdf2 compresses page text)."""
+    import zlib
+
+    parts = [pdf]
+    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        try:
+            parts.append(zlib.decompress(m.group(1)))
+        except zlib.error:
+            pass
+    return b"\n".join(parts)
+
+
 def pdf_words(pdf: bytes) -> str:
     """The text a PDF shows, lines joined by spaces (fpdf2 writes `(text) Tj` in Flate streams)."""
-    from tests.test_privacy_security import pdf_text
-
     parts = re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", pdf_text(pdf))
     text = " ".join(re.sub(rb"\\(.)", rb"\1", p).decode("latin-1") for p in parts)
     return re.sub(r"\s+", " ", text)

@@ -1,4 +1,5 @@
-"""The case store (worklist): cases, reviews, audit, export, crash safety; SQLite and, where installed, PostgreSQL."""
+"""The case store (worklist): cases, reviews, audit, export, crash safety; SQLite and, where installed, PostgreSQL. (A site
+point on the reports and the DICOM results: tests/reports/test_export.py, tests/dicom/test_site_point_results.py.)"""
 
 from __future__ import annotations
 
@@ -16,16 +17,7 @@ import pytest
 from cxr_core.errors import CXRError
 
 from testkit import inputs
-from tests.conftest import PROJECT_ROOT
-from testkit.harness import run_cli
-from tests.test_privacy_security import pdf_text
-
-
-@pytest.fixture
-def store(own_app_home):
-    from cxr_core.cases.store import CaseStore
-
-    return CaseStore.open()
+from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 
 
 def _training_like(tiny_data, i: int) -> bytes:
@@ -83,101 +75,6 @@ def test_a_stored_case_rebuilds_its_result_without_re_predicting(store, tiny_pre
     assert again.image.metadata.get("Modality") == pred.image.metadata.get("Modality")
     other_model, created = store.add(pred, data, "model-y")
     assert created and other_model != case_id  # the same image under another model is another case
-
-
-def test_the_site_operating_point_decides_and_every_surface_says_so(store, tiny_predictor):
-    from cxr_core.reports.export import result_row
-    from cxr_core.model.operating_point import resolve
-    from cxr_core.reports.pdf import build_pdf
-
-    predictor = tiny_predictor  # shared by the session: nothing here may change it
-    model_id = predictor.card.model_id
-    with pytest.raises(CXRError, match="1.5"):
-        store.record_site_point(model_id, 1.5, "Dr Site")
-    with pytest.raises(CXRError, match="author"):
-        store.record_site_point(model_id, 0.3, " ")
-    assert resolve(predictor.card, store).source == "model"
-    store.record_site_point(model_id, 0.987, "Dr Site", {"n": 40})
-    point = resolve(predictor.card, store)
-    assert (point.threshold, point.source, point.set_by, point.evidence_dict) == (0.987, "site", "Dr Site", {"n": 40})
-    pred = predictor.predict(inputs.png_gray8(), point=point)
-    assert (pred.threshold, pred.threshold_source) == (0.987, "site")
-    assert result_row(pred, 1, "abc", model_id, "now")["threshold_source"] == "site"
-    assert pred.to_json()["threshold_source"] == "site"
-    assert b"threshold = 0.987 \\(the site's operating point\\)" in pdf_text(build_pdf(pred, np.zeros((8, 8, 3), np.uint8), predictor.card))
-    store.record_site_point(model_id, None, "Dr Site")
-    assert resolve(predictor.card, store) == predictor.model_point
-    assert predictor.predict(inputs.png_gray8()).threshold_source == "model"  # the default never moved
-    assert [e["action"] for e in store.audit()] == ["site-threshold", "site-threshold"]
-
-
-@pytest.mark.parametrize("side", ["above", "below"])
-def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store, tiny_model_dir, tiny_data, side):
-    """Just above an image's P(pneumonia) the site point reads NORMAL, just below PNEUMONIA: in the JSON, the
-    CSV row, the PDF, the SR's finding code, the decision the Parametric Map names and the SC's burned-in line
-    alike; the map's values are the heatmap on the source's grid whatever the decision."""
-    import highdicom as hd
-    from pydicom import dcmread
-    from pydicom.sr.coding import Code
-
-    from cxr_core.dicom.results import CAPTION, captioned, result_line, result_objects
-    from cxr_core.reports.export import result_row
-    from cxr_core.model.gradcam import on_image, overlay
-    from cxr_core.model.operating_point import resolve
-    from cxr_core.model.predict import Predictor
-    from cxr_core.reports.pdf import build_pdf
-
-    film = cv2.imdecode(np.frombuffer(_training_like(tiny_data, 1), np.uint8), cv2.IMREAD_GRAYSCALE)
-    source = inputs.dicom(array=film.astype(np.uint16) * 16)
-    predictor = Predictor(tiny_model_dir)
-    p = predictor.predict(source).pneumonia_probability
-    assert p is not None and 0.01 < p < 0.99
-    threshold, expected = (p + 0.005, "NORMAL") if side == "above" else (p - 0.005, "PNEUMONIA")
-    store.record_site_point(predictor.card.model_id, threshold, "Dr Site")
-    pred = predictor.predict(source, point=resolve(predictor.card, store))
-    assert (pred.label, pred.threshold_source) == (expected, "site")
-    assert pred.to_json()["label"] == expected
-    assert result_row(pred, 1, "abc", "m", "now")["label"] == expected
-    assert f"Model output: {expected}".encode() in pdf_text(build_pdf(pred, overlay(pred.image.pixels, pred.heatmap),
-                                                               predictor.card))
-    sr, pm, sc = result_objects(source, pred, predictor.card)
-    pneumonia = Code("233604007", "SCT", "Pneumonia")
-    [group] = hd.sr.srread(_as_file(sr)).content.get_image_measurement_groups(finding_type=pneumonia)
-    [finding] = group.get_qualitative_evaluations(name=pneumonia)
-    assert finding.value.value == ("52101004" if expected == "PNEUMONIA" else "2667000")  # SNOMED CT Present / Absent
-    [threshold_item] = [m for m in group.get_measurements() if m.name.value == "122411"]
-    assert threshold_item.value == pytest.approx(threshold)
-    assert any("the site's operating point" in t for t in _sr_texts(sr, "111002"))  # DCM Algorithm Parameters
-    etiology = [e.value.value for e in group.get_qualitative_evaluations() if e.name.value == "134198009"]
-    assert etiology == {None: [], "UNCERTAIN": ["373068000"], "BACTERIAL": ["409822003"],
-                        "VIRAL": ["49872002"]}[pred.subtype]
-    assert (pred.subtype is None) == (expected == "NORMAL")
-    assert pm.ContentDescription == f"{expected}: P(pneumonia) {p:.3f}, threshold {threshold:.3f} (site)"
-    np.testing.assert_array_equal(dcmread(_as_file(pm)).pixel_array, on_image(pred.heatmap, film.shape))
-    line = result_line(pred)
-    assert line.startswith(expected) and "site" in line
-    plain = overlay(pred.image.pixels, pred.heatmap)
-    np.testing.assert_array_equal(dcmread(_as_file(sc)).pixel_array, captioned(plain, (line, *CAPTION)))
-    flipped = line.replace(expected, "PNEUMONIA" if expected == "NORMAL" else "NORMAL", 1)
-    assert not np.array_equal(captioned(plain, (line, *CAPTION)), captioned(plain, (flipped, *CAPTION)))
-
-
-def _sr_texts(node, code_value: str) -> list[str]:
-    """The TEXT values anywhere in an SR's tree whose concept name has `code_value`."""
-    found = []
-    for item in node.get("ContentSequence", []):
-        if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == code_value:
-            found.append(item.TextValue)
-        found += _sr_texts(item, code_value)
-    return found
-
-
-def _as_file(ds):
-    import io
-
-    from cxr_core.dicom.results import to_bytes
-
-    return io.BytesIO(to_bytes(ds))
 
 
 def test_a_database_made_by_the_first_schema_upgrades_in_place(own_app_home):
@@ -339,43 +236,38 @@ def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor,
     assert overlap["images_in_training"] == 8 and "8 of 8 images" in overlap["warning"]
 
 
-def _cli(args, env):
-    return run_cli(args, env)
-
-
 def _cli_round_trip(tiny_registry, tiny_data, tmp_path, env) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(4):
         (folder / f"img{i}.jpeg").write_bytes(_training_like(tiny_data, i))
-    saved = _cli(["predict", str(folder), "--save", "--json"], env)
+    saved = run_cli(["predict", str(folder), "--save", "--json"], env)
     assert saved.returncode == 0, saved.stderr
-    listed = [json.loads(line) for line in _cli(["cases", "list", "--json"], env).stdout.splitlines()]
+    listed = [json.loads(line) for line in run_cli(["cases", "list", "--json"], env).stdout.splitlines()]
     assert len(listed) == 4 and all(c["status"] == "new" for c in listed)
-    assert _cli(["predict", str(folder), "--save", "--json"], env).returncode == 0  # the same images: no new cases
-    assert len(_cli(["cases", "list", "--json"], env).stdout.splitlines()) == 4
+    assert run_cli(["predict", str(folder), "--save", "--json"], env).returncode == 0  # the same images: no new cases
+    assert len(run_cli(["cases", "list", "--json"], env).stdout.splitlines()) == 4
     for c, label in zip(listed, ["NORMAL", "BACTERIAL", "NORMAL", "VIRAL"]):
-        res = _cli(["cases", "review", str(c["case_id"]), "--decision", "agree", "--label", label, "--reader", "Dr B"], env)
+        res = run_cli(["cases", "review", str(c["case_id"]), "--decision", "agree", "--label", label, "--reader", "Dr B"], env)
         assert res.returncode == 0, res.stderr
-    bad = _cli(["cases", "review", str(listed[0]["case_id"]), "--decision", "agree", "--label", "X", "--reader", "B"], env)
+    bad = run_cli(["cases", "review", str(listed[0]["case_id"]), "--decision", "agree", "--label", "X", "--reader", "B"], env)
     assert bad.returncode == 2 and "'X'" in bad.stderr and "Traceback" not in bad.stderr
-    assert _cli(["cases", "list", "--status", "reviewed", "--json"], env).stdout.count("case_id") == 4
-    export = _cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only"], env)
+    assert run_cli(["cases", "list", "--status", "reviewed", "--json"], env).stdout.count("case_id") == 4
+    export = run_cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only"], env)
     assert export.returncode == 0 and "Exported 2 NORMAL and 2 PNEUMONIA" in export.stdout
-    evaluated = _cli(["evaluate", str(tmp_path / "site"), "--json", "--bootstrap", "10"], env)
+    evaluated = run_cli(["evaluate", str(tmp_path / "site"), "--json", "--bootstrap", "10"], env)
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["n"] == 4
-    actions = [json.loads(line)["action"] for line in _cli(["cases", "audit", "--json"], env).stdout.splitlines()]
+    actions = [json.loads(line)["action"] for line in run_cli(["cases", "audit", "--json"], env).stdout.splitlines()]
     assert actions.count("create") == 4 and actions.count("review") == 4 and actions[-1] == "export"
 
 
 def test_the_cases_commands_round_trip_on_sqlite(tiny_registry, tiny_data, tmp_path):
-    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env(tiny_registry)
     _cli_round_trip(tiny_registry, tiny_data, tmp_path, env)
 
 
 def test_the_cases_commands_round_trip_on_postgresql(tiny_registry, tiny_data, tmp_path, postgres_url):
-    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "CXR_DATABASE_URL": postgres_url}
+    env = cli_env(tiny_registry, CXR_DATABASE_URL=postgres_url)
     _cli_round_trip(tiny_registry, tiny_data, tmp_path, env)
 
 
@@ -389,7 +281,7 @@ def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_re
         img = cv2.imdecode(np.frombuffer(_training_like(tiny_data, i % 32), np.uint8), cv2.IMREAD_GRAYSCALE)
         noisy = np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(str(folder / f"{i:02d}.png"), noisy)
-    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env(tiny_registry)
     proc = subprocess.Popen([sys.executable, "-m", "cxr_core", "predict", str(folder), "--save", "--json",
                              "--batch-size", "1"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
@@ -423,31 +315,31 @@ def test_a_case_made_on_one_workstation_is_listed_opened_reviewed_and_exported_o
     """Two CXR_HOME folders on one database (the CLI): B needs nothing from A's disk."""
     url = (f"sqlite:///{tmp_path / 'shared.db'}" if database == "sqlite"
            else request.getfixturevalue("postgres_url"))
-    base = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3", "CXR_DATABASE_URL": url}
+    base = cli_env(tiny_registry, CXR_DATABASE_URL=url)
     env_a, env_b = ({**base, "CXR_HOME": str(tmp_path / name)} for name in ("a", "b"))
     film = tmp_path / "film.jpeg"
     film.write_bytes(_training_like(tiny_data, 1))
-    made = _cli(["predict", str(film), "--save", "--json"], env_a)
+    made = run_cli(["predict", str(film), "--save", "--json"], env_a)
     assert made.returncode == 0, made.stderr
-    [listed] = [json.loads(line) for line in _cli(["cases", "list", "--json"], env_b).stdout.splitlines()]
-    shown = _cli(["cases", "show", str(listed["case_id"]), "--out", str(tmp_path / "opened")], env_b)
+    [listed] = [json.loads(line) for line in run_cli(["cases", "list", "--json"], env_b).stdout.splitlines()]
+    shown = run_cli(["cases", "show", str(listed["case_id"]), "--out", str(tmp_path / "opened")], env_b)
     assert shown.returncode == 0, shown.stderr
     image = cv2.imread(str(tmp_path / "opened" / f"case-{listed['case_id']}.png"), cv2.IMREAD_GRAYSCALE)
     gradcam = cv2.imread(str(tmp_path / "opened" / f"case-{listed['case_id']}-gradcam.png"), cv2.IMREAD_COLOR)
     assert image is not None and gradcam is not None and image.shape == gradcam.shape[:2]
-    reviewed = _cli(["cases", "review", str(listed["case_id"]), "--decision", "agree", "--label", "BACTERIAL",
+    reviewed = run_cli(["cases", "review", str(listed["case_id"]), "--decision", "agree", "--label", "BACTERIAL",
                      "--reader", "Dr B"], env_b)
     assert reviewed.returncode == 0, reviewed.stderr
-    exported = _cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only", "--reader", "Dr B"], env_b)
+    exported = run_cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only", "--reader", "Dr B"], env_b)
     assert exported.returncode == 0 and "Exported 0 NORMAL and 1 PNEUMONIA" in exported.stdout, exported.stderr
     assert [p.name for p in (tmp_path / "site").rglob("*.png")] == [f"person{listed['case_id']}_bacteria_1.png"]
-    audit = [json.loads(line) for line in _cli(["cases", "audit", "--json"], env_b).stdout.splitlines()]
+    audit = [json.loads(line) for line in run_cli(["cases", "audit", "--json"], env_b).stdout.splitlines()]
     assert [(e["action"], e["actor"]) for e in audit] == [("create", "unsigned"), ("review", "Dr B"),
                                                          ("export", "Dr B")]
     assert not (tmp_path / "a" / "images").exists()  # A kept no picture of its own
 
 
 def test_a_missing_case_or_picture_kind_is_one_line_from_the_cli(tiny_registry):
-    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root)}
-    res = _cli(["cases", "show", "7"], env)
+    env = cli_env(tiny_registry)
+    res = run_cli(["cases", "show", "7"], env)
     assert res.returncode == 2 and res.stderr.strip() == "error: No case 7 in the case store."

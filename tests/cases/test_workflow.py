@@ -11,14 +11,7 @@ from cxr_core.errors import CXRError
 
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT
-from tests.test_privacy_security import pdf_text
-
-
-@pytest.fixture
-def store(own_app_home):
-    from cxr_core.cases.store import CaseStore
-
-    return CaseStore.open()
+from testkit.readers import pdf_text
 
 
 def test_the_pdf_is_named_by_case_and_carries_its_number_hash_uids_point_and_review(store, tiny_predictor):

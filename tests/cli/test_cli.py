@@ -1,11 +1,10 @@
-"""`python -m cxr_core predict / evaluate / models`, run as a user would, in a subprocess."""
+"""`python -m cxr_core predict / evaluate / models`, run as a user would: in this process (tests/conftest.run_cli), and
+once as a real process (`models`), which proves the command itself starts."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,13 +13,7 @@ from cxr_core import CLASSES
 from cxr_core.model.decision import stated_subtype
 
 from testkit import inputs
-from tests.conftest import PROJECT_ROOT
-
-
-def run_cli(args, registry, **kw):
-    env = {**os.environ, "CXR_REGISTRY": str(registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, **kw)
+from tests.conftest import cli_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +32,7 @@ def mixed_folder(tmp_path_factory, tiny_data):
 
 
 def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_folder, tmp_path):
-    res = run_cli(["predict", str(mixed_folder), "--json", "--cam-out", str(tmp_path / "cams")], tiny_registry)
+    res = run_cli(["predict", str(mixed_folder), "--json", "--cam-out", str(tmp_path / "cams")], cli_env(tiny_registry))
     assert res.returncode == 2, res.stderr  # some inputs failed
     assert "Traceback" not in res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
@@ -68,7 +61,7 @@ def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_fo
         expected = stated_subtype(np.array([r["class_probabilities"][c] for c in CLASSES]), margin)
         assert r["subtype"] == (expected if r["label"] == "PNEUMONIA" else None)
         assert r["pneumonia_probability"] >= r["threshold"] if r["label"] == "PNEUMONIA" else r["pneumonia_probability"] < r["threshold"]
-    named = run_cli(["predict", str(mixed_folder / "e_empty.png"), str(mixed_folder / "f_notes.jpg"), "--json"], tiny_registry)
+    named = run_cli(["predict", str(mixed_folder / "e_empty.png"), str(mixed_folder / "f_notes.jpg"), "--json"], cli_env(tiny_registry))
     errors = [json.loads(line)["error"] for line in named.stdout.splitlines()]
     assert named.returncode == 2 and "empty" in errors[0] and "not an image" in errors[1]  # named files get their error
     cams = sorted(os.listdir(tmp_path / "cams"))
@@ -77,17 +70,17 @@ def test_predict_json_one_line_per_input_errors_in_place(tiny_registry, mixed_fo
 
 
 def test_predict_table_and_clean_errors(tiny_registry, mixed_folder):
-    res = run_cli(["predict", str(mixed_folder / "a_gray.jpeg")], tiny_registry)
+    res = run_cli(["predict", str(mixed_folder / "a_gray.jpeg")], cli_env(tiny_registry))
     assert res.returncode == 0 and "a_gray.jpeg" in res.stdout and "research use only" in res.stdout
-    missing = run_cli(["predict", "/nonexistent/file.png", "--json"], tiny_registry)
+    missing = run_cli(["predict", "/nonexistent/file.png", "--json"], cli_env(tiny_registry))
     assert missing.returncode == 2 and "does not exist" in json.loads(missing.stdout)["error"]
-    bad_model = run_cli(["predict", str(mixed_folder), "--model", "no-such-model"], tiny_registry)
+    bad_model = run_cli(["predict", str(mixed_folder), "--model", "no-such-model"], cli_env(tiny_registry))
     assert bad_model.returncode == 2 and bad_model.stderr.startswith("error: No model") and "Traceback" not in bad_model.stderr
 
 
 def test_evaluate_json_keys_and_saved_scores(tiny_registry, tiny_data, tmp_path):
     out = tmp_path / "summary.json"
-    res = run_cli(["evaluate", str(tiny_data), "--json", "--out", str(out), "--bootstrap", "100"], tiny_registry)
+    res = run_cli(["evaluate", str(tiny_data), "--json", "--out", str(out), "--bootstrap", "100"], cli_env(tiny_registry))
     assert res.returncode == 0, res.stderr
     s = json.loads(res.stdout)
     assert s["n"] == 48 and json.loads(out.read_text()) == s
@@ -106,6 +99,6 @@ def test_evaluate_json_keys_and_saved_scores(tiny_registry, tiny_data, tmp_path)
 
 
 def test_models_lists_the_active_model(tiny_registry):
-    res = run_cli(["models"], tiny_registry)
+    res = run_cli(["models"], cli_env(tiny_registry), process=True)
     assert res.returncode == 0 and f"* {tiny_registry.active_id()} " in res.stdout
     assert res.stdout.count("* ") == 1

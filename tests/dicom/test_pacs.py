@@ -21,8 +21,8 @@ import pydicom
 import pytest
 
 from testkit import inputs
-from tests.conftest import PROJECT_ROOT
-from testkit.harness import c_store, free_port, run_cli
+from tests.conftest import PROJECT_ROOT, cli_env, run_cli
+from testkit.harness import c_store, free_port
 
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -35,14 +35,9 @@ def _training_like_dicom(tiny_data, modality="DX", **kw) -> bytes:
     return inputs.dicom(array=img.astype("uint16") * 16, modality=modality, **kw)
 
 
-def _cli(args, env):
-    return run_cli(args, env)
-
-
 @pytest.fixture
 def env(tiny_registry):
-    return {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3",
-            "CXR_PACS_PASSWORD": PASSWORD}
+    return cli_env(tiny_registry, CXR_PACS_PASSWORD=PASSWORD)
 
 
 # ---------------------------------------------------------------------------------------------- results out
@@ -83,7 +78,7 @@ def _export(env, tmp_path, data: bytes) -> dict:
     src = tmp_path / "source.dcm"
     src.write_bytes(data)
     out = tmp_path / "out"
-    res = _cli(["export-dicom", str(src), "--out", str(out)], env)
+    res = run_cli(["export-dicom", str(src), "--out", str(out)], env)
     assert res.returncode == 0, res.stderr
     return {p.name[:2]: p for p in out.iterdir()}
 
@@ -105,7 +100,7 @@ def test_export_dicom_writes_a_tid1500_report_a_parametric_map_and_a_secondary_c
     written = _export(env, tmp_path, data)
     assert set(written) == {"SR", "PM", "SC"}
     source = pydicom.dcmread(io.BytesIO(data))
-    prediction = json.loads(_cli(["predict", str(tmp_path / "source.dcm"), "--json"], env).stdout)
+    prediction = json.loads(run_cli(["predict", str(tmp_path / "source.dcm"), "--json"], env).stdout)
     card = _active_card(env)
     sr, pm, sc = (pydicom.dcmread(written[k]) for k in ("SR", "PM", "SC"))
     for obj in (sr, pm, sc):
@@ -342,7 +337,7 @@ def test_result_uids_stay_the_same_for_one_image_one_model_and_one_kind(tiny_mod
                                                  ("broken.dcm", b"DICM" * 10, "broken.dcm")])
 def test_export_dicom_refuses_what_it_cannot_place_in_a_study(env, tmp_path, name, data, message):
     (tmp_path / name).write_bytes(data)
-    res = _cli(["export-dicom", str(tmp_path / name), "--out", str(tmp_path / "out")], env)
+    res = run_cli(["export-dicom", str(tmp_path / name), "--out", str(tmp_path / "out")], env)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
 
 
@@ -444,14 +439,14 @@ def test_pacs_studies_then_analyse_and_send_puts_the_results_in_the_same_study(o
     orthanc.upload(data)
     orthanc.upload(_training_like_dicom(tiny_data, modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2"))
     pacs = ["pacs", "--url", orthanc.dicomweb, "--user", USER]
-    listed = _cli(pacs + ["studies", "--json"], env)
+    listed = run_cli(pacs + ["studies", "--json"], env)
     assert listed.returncode == 0, listed.stderr
     studies = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [s["study_uid"] for s in studies] == [source.StudyInstanceUID]  # the CT study is not a radiograph
     assert "Doe" not in listed.stdout and "ID-12345" not in listed.stdout and PASSWORD not in listed.stdout + listed.stderr
-    assert _cli(pacs + ["studies", "--since", "2030-01-01", "--json"], env).stdout == ""
+    assert run_cli(pacs + ["studies", "--since", "2030-01-01", "--json"], env).stdout == ""
 
-    analysed = _cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--json"], env)
+    analysed = run_cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--json"], env)
     assert analysed.returncode == 0, analysed.stderr
     [line] = [json.loads(x) for x in analysed.stdout.splitlines()]
     assert line["assessed"] and line["label"] in ("NORMAL", "PNEUMONIA") and line["case_id"] is not None
@@ -461,12 +456,12 @@ def test_pacs_studies_then_analyse_and_send_puts_the_results_in_the_same_study(o
         instance = orthanc.get(f"/instances/{series['Instances'][0]}/simplified-tags")
         assert instance["PatientID"] == source.PatientID and instance["StudyInstanceUID"] == source.StudyInstanceUID
     # Idempotent: a second "analyse --send" skips the analysed image and adds nothing; our own results are skipped
-    again = _cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--json"], env)
+    again = run_cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--json"], env)
     skipped = sorted(str(json.loads(x)["skipped"]) for x in again.stdout.splitlines())
     assert skipped == ["already analysed by this model; re-analyse to replace"] + ["this assistant's own result"] * 3
     assert _kinds(orthanc, source.StudyInstanceUID) == ["DX", "PM", "SC", "SR"]
     # Re-analysis on request: the new results replace the old ones (the same UIDs), never a second pair
-    redone = _cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--reanalyse", "--json"], env)
+    redone = run_cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--reanalyse", "--json"], env)
     assert redone.returncode == 0, redone.stderr
     assert [len(json.loads(x)["results"]) for x in redone.stdout.splitlines() if json.loads(x)["skipped"] is None] == [3]
     assert _kinds(orthanc, source.StudyInstanceUID) == ["DX", "PM", "SC", "SR"]
@@ -502,10 +497,10 @@ def test_pacs_errors_are_one_clear_line(orthanc, tiny_data, env):
         (["pacs", "--url", orthanc.dicomweb, "--user", USER, "studies", "--since", "yesterday"], env, "'yesterday'"),
     ]
     for args, e, message in cases:
-        res = _cli(args, e)
+        res = run_cli(args, e)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
         assert "wrong" not in res.stderr and PASSWORD not in res.stderr
-    ct = _cli(["pacs", "--url", orthanc.dicomweb, "--user", USER, "analyse", ct_uid, "--json"], env)
+    ct = run_cli(["pacs", "--url", orthanc.dicomweb, "--user", USER, "analyse", ct_uid, "--json"], env)
     assert ct.returncode == 0, ct.stderr
     [line] = [json.loads(x) for x in ct.stdout.splitlines()]
     assert not line["assessed"] and any("CT" in r for r in line["not_assessed_reasons"])

@@ -18,13 +18,6 @@ from testkit.harness import c_store, free_port
 from testkit.readers import FakePacs, pdf_words, sr_items, sr_subtype, sr_text, sr_threshold_source
 
 
-@pytest.fixture
-def store(own_app_home):
-    from cxr_core.cases.store import CaseStore
-
-    return CaseStore.open()
-
-
 def model_input(predictor, data: bytes) -> np.ndarray:
     from cxr_core.inputs.imaging import load_image
 

@@ -17,7 +17,7 @@ from cxr_core.model.card import ModelCard
 from cxr_core.model.operating_point import OperatingPoint, SitePointPolicy, govern_site_point, resolve, valid_threshold
 
 from testkit import inputs
-from testkit.harness import run_cli
+from tests.conftest import cli_env, run_cli
 
 
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, "x", None, float("nan")])
@@ -97,10 +97,6 @@ def test_a_site_point_whose_sensitivity_bound_falls_below_the_floor_is_refused()
     assert ev["sensitivity"] == 1.0 and ev["sensitivity_ci95"][0] >= 0.9 and ev["n"] == 120
 
 
-def _cli(args, env):
-    return run_cli(args, env)  # in process; its stdin is not a terminal
-
-
 def _folder(tiny_data, root, per_class: int):
     for cls in ("NORMAL", "PNEUMONIA"):
         (root / cls).mkdir(parents=True)
@@ -117,32 +113,32 @@ def test_site_point_cli_refuses_then_sets_shows_in_predict_and_reverts(tiny_regi
     small = evaluate_folder(model_dir, _folder(tiny_data, tmp_path / "ten", 10), n_boot=0).saved_to.name
     own = evaluate_folder(model_dir, tiny_data, n_boot=0).saved_to.name  # the model's own training films
     full = evaluate_folder(model_dir, site_data, n_boot=0).saved_to.name
-    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env(tiny_registry)
     film = tmp_path / "film.png"
     film.write_bytes(inputs.png_gray8(seed=9))
-    p = json.loads(_cli(["predict", str(film), "--json"], env).stdout)["pneumonia_probability"]
+    p = json.loads(run_cli(["predict", str(film), "--json"], env).stdout)["pneumonia_probability"]
     site = round(max(0.001, p - 0.01), 3)  # just below this film's P: the site point reads it PNEUMONIA
 
-    refused = _cli(["site-point", "set", str(site), "--evaluation", small, "--reader", "Dr Site", "--yes"], env)
+    refused = run_cli(["site-point", "set", str(site), "--evaluation", small, "--reader", "Dr Site", "--yes"], env)
     assert refused.returncode == 2 and "too few local films" in refused.stderr and "10 pneumonia and 10 normal" in refused.stderr
     assert "min_per_class" not in refused.stderr  # plain words, not the rule's code name
-    unconfirmed = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site"], env)
+    unconfirmed = run_cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site"], env)
     assert unconfirmed.returncode == 2 and "needs a confirmation" in unconfirmed.stderr
     lenient = {**env, "CXR_SITE_MIN_PER_CLASS": "16", "CXR_SITE_SENSITIVITY_FLOOR": "0.05"}
-    trained_on = _cli(["site-point", "set", str(site), "--evaluation", own, "--reader", "Dr Site", "--yes"], lenient)
+    trained_on = run_cli(["site-point", "set", str(site), "--evaluation", own, "--reader", "Dr Site", "--yes"], lenient)
     assert trained_on.returncode == 2 and "includes the model's training films" in trained_on.stderr
-    done = _cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site", "--yes"], lenient)
+    done = run_cli(["site-point", "set", str(site), "--evaluation", full, "--reader", "Dr Site", "--yes"], lenient)
     assert done.returncode == 0, done.stderr
-    shown = json.loads(_cli(["site-point", "show", "--json"], env).stdout)
+    shown = json.loads(run_cli(["site-point", "show", "--json"], env).stdout)
     assert (shown["threshold"], shown["threshold_source"], shown["set_by"]) == (site, "site", "Dr Site")
     assert shown["evidence"]["evaluation"] == full and shown["evidence"]["n"] == 48  # 16 normal, 32 pneumonia
-    decided = json.loads(_cli(["predict", str(film), "--json"], env).stdout)
+    decided = json.loads(run_cli(["predict", str(film), "--json"], env).stdout)
     assert (decided["threshold"], decided["threshold_source"], decided["label"]) == (site, "site", "PNEUMONIA")
-    reverted = _cli(["site-point", "revert", "--reader", "Dr Site"], env)
+    reverted = run_cli(["site-point", "revert", "--reader", "Dr Site"], env)
     assert reverted.returncode == 0 and "model's own threshold decides again" in reverted.stdout
-    back = json.loads(_cli(["predict", str(film), "--json"], env).stdout)
+    back = json.loads(run_cli(["predict", str(film), "--json"], env).stdout)
     assert back["threshold_source"] == "model" and back["threshold"] == round(tiny_registry.active().card.threshold, 6)
-    actions = [json.loads(line) for line in _cli(["cases", "audit", "--json"], env).stdout.splitlines()]
+    actions = [json.loads(line) for line in run_cli(["cases", "audit", "--json"], env).stdout.splitlines()]
     assert [(a["action"], a["actor"]) for a in actions] == [("site-threshold", "Dr Site")] * 2
 
 

@@ -225,11 +225,11 @@ def test_cli_app_table_csv_and_pdf_agree_on_a_refused_input(tiny_registry, tmp_p
     from cxr_core.model.predict import Predictor
     from cxr_core.reports.pdf import build_pdf
 
-    from tests.test_privacy_security import pdf_text
+    from testkit.readers import pdf_text
 
     ct = tmp_path / "ct_slice"
     ct.write_bytes(inputs.dicom(modality="CT", sop_class=CT))
-    env = {**os.environ, "CXR_REGISTRY": str(tiny_registry.root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env(tiny_registry)
     res = subprocess.run([sys.executable, "-m", "cxr_core", "predict", str(tmp_path), "--json"], cwd=PROJECT_ROOT,
                          env=env, capture_output=True, text=True, timeout=300)
     cli = json.loads(res.stdout.splitlines()[0])

@@ -10,16 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testkit.harness import run_cli
+from tests.conftest import cli_env, run_cli
 from testkit.synthetic import write_kaggle_folder
 
 SMALL = {"head_epochs": 1, "max_epochs": 2, "patience": 2, "batch_size": 8}
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CXR_")}
-    env.update(CXR_HOME=str(home), **extra)
-    return env
 
 
 def _site(tmp_path: Path, per_class: int = 12, seed: int = 7) -> Path:
@@ -37,14 +31,14 @@ def _adapt(parent: Path, films: list, seed: int = 0, **kw):
 def test_too_few_films_are_refused_naming_the_rule(tmp_path, tiny_model_dir):
     site = _site(tmp_path, per_class=6)
     r = run_cli(["site-model", "adapt", str(site), "--reader", "Dr A", "--model", str(tiny_model_dir)],
-                env=_env(tmp_path / "home"))
+                env=cli_env(CXR_HOME=str(tmp_path / "home")))
     assert r.returncode == 2
     assert "at least 50 films of each class" in r.stderr and "6 normal and" in r.stderr and "remain of 18" in r.stderr
 
 
 def test_the_parents_training_films_are_refused(tmp_path, tiny_model_dir, tiny_data):
     r = run_cli(["site-model", "adapt", str(tiny_data), "--reader", "Dr A", "--model", str(tiny_model_dir)],
-                env=_env(tmp_path / "home", CXR_SITE_MIN_PER_CLASS="8"))
+                env=cli_env(CXR_HOME=str(tmp_path / "home"), CXR_SITE_MIN_PER_CLASS="8"))
     assert r.returncode == 2
     assert "in the parent model's training data" in r.stderr
     assert "48 of the 48 films" in r.stderr
@@ -61,13 +55,13 @@ def test_a_set_outside_the_intended_use_is_refused(tmp_path, tiny_model_dir):
             colour = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # a colour picture is not a radiograph
             cv2.imwrite(str(site / folder / f"photo{i}.png"), colour)
     r = run_cli(["site-model", "adapt", str(site), "--reader", "Dr A", "--model", str(tiny_model_dir)],
-                env=_env(tmp_path / "home", CXR_SITE_MIN_PER_CLASS="8"))
+                env=cli_env(CXR_HOME=str(tmp_path / "home"), CXR_SITE_MIN_PER_CLASS="8"))
     assert r.returncode == 2
     assert "none of the 20 films can be used: 20 are outside the intended use" in r.stderr
 
 
 def test_a_reader_and_one_source_are_required(tmp_path, tiny_model_dir):
-    env = _env(tmp_path / "home")
+    env = cli_env(CXR_HOME=str(tmp_path / "home"))
     assert run_cli(["site-model", "adapt", "--reader", "Dr A", "--model", str(tiny_model_dir)], env=env).returncode == 2
     r = run_cli(["site-model", "adapt", str(tmp_path), "--reader", " ", "--model", str(tiny_model_dir)], env=env)
     assert r.returncode == 2 and "--reader NAME" in r.stderr
@@ -122,13 +116,27 @@ def test_dicom_patients_are_grouped_by_a_hash_never_the_id(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the adaptation
+def _with_identified_dicom(site: Path, n: int = 3) -> Path:
+    """`n` of the site's NORMAL films replaced by DICOM copies carrying a patient's name (as a PACS sends them)."""
+    from cxr_core.inputs.imaging import load_image
+
+    from testkit.inputs import dicom
+
+    for i, path in enumerate(sorted((site / "NORMAL").iterdir())[:n]):
+        pixels = (load_image(path).pixels * 4095).astype(np.uint16)
+        (site / "NORMAL" / f"Secret^Name{i}.dcm").write_bytes(dicom(array=pixels, patient=f"Secret^Name{i}"))
+        path.unlink()
+    return site
+
+
 @pytest.fixture(scope="module")
 def adapted_twice(tmp_path_factory, tiny_model_dir):
-    """The same site adapted twice with one seed (no case database: the card is read from the work folder)."""
+    """The same site (three of its films identified DICOM) adapted twice with one seed (no case database: the card
+    is read from the work folder). Shared read-only by the tests of the adaptation."""
     from cxr_core.site.data import films_from_folder
 
     base = tmp_path_factory.mktemp("adapt")
-    films = films_from_folder(_site(base, per_class=14))
+    films = films_from_folder(_with_identified_dicom(_site(base, per_class=14)))
     first = _adapt(tiny_model_dir, films, seed=5, work_dir=base / "one")
     second = _adapt(tiny_model_dir, films, seed=5, work_dir=base / "two")
     return first, second
@@ -171,20 +179,10 @@ def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted_twice
     assert pred.model_id == card.model_id  # it answers as itself
 
 
-def test_the_manifest_holds_hashes_and_labels_and_no_identifier(tmp_path, tiny_model_dir):
-    from cxr_core.site.data import films_from_folder
+def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted_twice):
     from cxr_core.model.folder import ModelFolder
 
-    site = _site(tmp_path, per_class=10, seed=11)
-    from cxr_core.inputs.imaging import load_image
-
-    from testkit.inputs import dicom
-
-    for i, path in enumerate(sorted((site / "NORMAL").iterdir())[:3]):  # three films arrive as DICOM, identified
-        pixels = (load_image(path).pixels * 4095).astype(np.uint16)
-        (site / "NORMAL" / f"Secret^Name{i}.dcm").write_bytes(dicom(array=pixels, patient=f"Secret^Name{i}"))
-        path.unlink()
-    result = _adapt(tiny_model_dir, films_from_folder(site), seed=1, work_dir=tmp_path / "work")
+    result = adapted_twice[0]  # its site's films include three DICOM files named and identified "Secret^Name"
     text = ModelFolder(result["model_dir"]).card_file.read_text()
     card = json.loads(text)
     entries = card["site_adaptation"]["manifest"]

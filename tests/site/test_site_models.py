@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.harness import run_cli
+from tests.conftest import cli_env, run_cli
 
 
 def _copy(model_dir: Path, dest: Path, model_id: str, **card_fields) -> Path:
@@ -52,8 +52,7 @@ def site(tmp_path, tiny_model_dir):
     child = _copy(parent, scratch, child_id, validation_gate={"min_val_auc": 0.9, "auc": 0.97, "passed": True},
                   site_adaptation={"parent_model_id": parent_id, "reader": "Dr Adapt",
                                    "local_validation": _site_evidence(0.95, 0.97, 0.93)})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CXR_")}
-    env.update(CXR_DATABASE_URL=db, CXR_REGISTRY=str(shipped))
+    env = cli_env(shipped, CXR_DATABASE_URL=db)
     homes = {"A": {**env, "CXR_HOME": str(tmp_path / "home-a")}, "B": {**env, "CXR_HOME": str(tmp_path / "home-b")}}
     store_model(CaseStore.open(db), child, "Dr Adapt")
     shutil.rmtree(child)  # it lives in the database only

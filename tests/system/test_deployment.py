@@ -17,9 +17,9 @@ import pydicom
 import pytest
 
 from testkit import inputs
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 from tests.system.test_browser import screenshot
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser, results_shown, run_cli,
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser, results_shown,
                       start_app, upload, wait_for)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -160,7 +160,7 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
     assert ("Dr B", "review", 1) in {(e["actor"], e["action"], e["case_id"]) for e in audit}
     assert ("Dr B", "export") in {(e["actor"], e["action"]) for e in audit}
     assert any(e["action"] == "create" and e["actor"].startswith("unsigned (listener, from MODALITY") for e in audit)
-    env_b = {**os.environ, **common, "CXR_HOME": str(homes["b"]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env_b = cli_env(**common, CXR_HOME=str(homes["b"]))
     export = run_cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only"], env=env_b)
     assert export.returncode == 0, export.stderr
     assert len(list((tmp_path / "site").rglob("*.png"))) == 1
