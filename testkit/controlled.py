@@ -204,3 +204,15 @@ def variant(source: Path, dest: Path, **card_fields) -> Path:
     shutil.copytree(source, dest)
     ModelFolder(dest).update_card(**card_fields)
     return dest
+
+
+def labelled_folder(root: Path, answers: list[tuple[str, float]], seed: int = 0) -> Path:
+    """A Kaggle-layout folder (NORMAL/, PNEUMONIA/) of controlled films, one per (true label, P(pneumonia) the model
+    will answer), each its own patient, as 16-bit PNGs: a local evaluation whose every figure the test knows."""
+    from cxr_core.validation.dataset import kaggle_name
+
+    for i, (label, p) in enumerate(answers):
+        folder, name = kaggle_name(label, i + 1)
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).write_bytes(png16(film(target(p), seed=seed + i)))
+    return root
