@@ -215,16 +215,41 @@ def controlled_predictor(controlled_model_dir):
     return Predictor(controlled_model_dir)
 
 
-@pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback (testkit/harness.py); skips, saying why, where it cannot run."""
-    from testkit.harness import PostgresUnavailable, postgres_server
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server on loopback per worker (testkit/harness.py), for the session; or, where it
+    cannot run, why (a PostgresUnavailable)."""
+    from testkit.harness import PostgresUnavailable
+    from testkit.harness import postgres_server as start
 
+    server = start()
     try:
-        with postgres_server() as url:
-            yield url
+        url = server.__enter__()
     except PostgresUnavailable as exc:
-        pytest.skip(f"{exc}; the SQLite tests still ran")
+        yield exc
+        return
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A database of its own for this test, on the session's PostgreSQL server; skips, saying why, where PostgreSQL
+    cannot run."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    if isinstance(postgres_server, Exception):
+        pytest.skip(f"{postgres_server}; the SQLite tests still ran")
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    engine = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
 
 
 # What `-m "not slow"` leaves out (pytest.ini): whole modules that drive real servers or processes or train models,
@@ -232,7 +257,7 @@ def postgres_url():
 # run from the app). The README's test command runs everything.
 SLOW_MODULES = {"test_browser", "test_browser_workflow", "test_deployment", "test_crash_safety", "test_isolation",
                 "test_pipeline", "test_ensemble", "test_experiments"}
-SLOW_FIXTURES = {"postgres_url", "orthanc"}
+SLOW_FIXTURES = {"postgres_url", "postgres_server", "orthanc"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
