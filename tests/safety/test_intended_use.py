@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from cxr_core.safety.intended_use import assess
 from cxr_core.safety.population import AdultImageCheck, age_warning, fit_adult_check
 
 from testkit import inputs
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import cli_env, run_cli
 
 CT, MR, US, NM, SEG, SC = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.6.1",
                            "1.2.840.10008.5.1.4.1.1.20", "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.7")
@@ -229,9 +227,7 @@ def test_cli_app_table_csv_and_pdf_agree_on_a_refused_input(tiny_registry, tmp_p
 
     ct = tmp_path / "ct_slice"
     ct.write_bytes(inputs.dicom(modality="CT", sop_class=CT))
-    env = cli_env(tiny_registry)
-    res = subprocess.run([sys.executable, "-m", "cxr_core", "predict", str(tmp_path), "--json"], cwd=PROJECT_ROOT,
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = run_cli(["predict", str(tmp_path), "--json"], cli_env(tiny_registry))
     cli = json.loads(res.stdout.splitlines()[0])
     assert res.returncode == 0 and cli["assessed"] is False and cli["label"] is None
     assert cli["pneumonia_probability"] is None and "'CT'" in cli["not_assessed_reasons"][0]
