@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny synthetic dataset, a tiny model trained by the real pipeline (for the training tests), a
-controlled model whose answers a test chooses (testkit/controlled.py: every decision path), and the path of the real
-training data (tests that need it skip with a message where it is absent)."""
+controlled model whose answers a test chooses (testkit/controlled.py: every decision path), each made once per run
+and shared read-only by the xdist workers (`made_once`); the case store of a test's own $CXR_HOME (`store`); the CLI
+run as a user runs it (`run_cli`, `cli_env`); a PostgreSQL database per test on one server per worker; and the path
+of the real training data (tests that need it skip with a message where it is absent)."""
 
 from __future__ import annotations
 
