@@ -75,7 +75,7 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
 
         from cxr_app.viewer_ui import Display, prediction_panel, results_table
         from cxr_core.model.predict import Predictor
-        from tests import inputs
+        from testkit import inputs
 
         predictor = Predictor(model_dir)
         dicom = inputs.dicom()

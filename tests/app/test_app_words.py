@@ -232,7 +232,7 @@ def test_the_display_puts_p_against_the_threshold_first_and_the_subtype_within_p
         from cxr_core.inputs.imaging import load_image
         from cxr_core.model.folder import ModelFolder
         from cxr_core.model.predict import Prediction
-        from tests import inputs as made
+        from testkit import inputs as made
 
         image = load_image(made.png_gray8(seed=3))
         normal = Prediction(file="n", label="NORMAL", pneumonia_probability=0.625, threshold=0.737, assessed=True,
