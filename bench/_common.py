@@ -56,7 +56,7 @@ def sample_images(n: int, seed: int = 0) -> tuple[Path, str]:
     """A folder of n 224-px JPEGs: real training images when ../shared is present, else phantoms."""
     import cv2
 
-    from tests.synthetic import phantom_cxr
+    from testkit.synthetic import phantom_cxr
 
     out = Path(tempfile.mkdtemp(prefix="cxr_bench_"))
     if SHARED_TRAIN.is_dir():

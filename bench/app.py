@@ -12,7 +12,7 @@ import time
 
 from _common import emit, sample_images, use_temporary_home
 
-from tests.harness import make_browser, results_shown, start_app, upload, wait_for
+from testkit.harness import make_browser, results_shown, start_app, upload, wait_for
 
 
 def main() -> None:

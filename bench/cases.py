@@ -4,7 +4,7 @@ servers would be) each add and review cases in the same database at once; nothin
     python bench/cases.py [--database sqlite|postgresql|both] [--database-url URL] [--sessions 8] [--cases 25] [--save]
 
 `sqlite`: a fresh SQLite database (WAL) in a temp $CXR_HOME. `postgresql`: a throwaway PostgreSQL server the
-bench starts on loopback itself (Debian's postgresql; tests/harness.py), or the server `--database-url` names.
+bench starts on loopback itself (Debian's postgresql; testkit/harness.py), or the server `--database-url` names.
 For each: the errors, the cases, reviews and audit events found against those expected, throughput, p50/p95
 latency of an add (pictures + case + audit in one commit) and of a review, and what a case costs in the
 database (its growth divided by the cases, pictures included). The case pictures are real 224-px training films
@@ -27,7 +27,7 @@ def _film(seed: int, size: tuple[int, int] | None = None):
     import cv2
     import numpy as np
 
-    from tests.synthetic import phantom_cxr
+    from testkit.synthetic import phantom_cxr
 
     rng = np.random.default_rng(seed)
     if SHARED_TRAIN.is_dir():
@@ -153,7 +153,7 @@ def main() -> None:
         if args.database_url:
             run("postgresql", args.database_url, args.sessions, args.cases)
         else:
-            from tests.harness import PostgresUnavailable, postgres_server
+            from testkit.harness import PostgresUnavailable, postgres_server
 
             try:
                 with postgres_server() as url:

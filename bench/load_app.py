@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from _common import ROOT, emit, pct, sample_images, use_temporary_home
 
-from tests.harness import body_text, make_browser, results_shown, start_app, upload, wait_for
+from testkit.harness import body_text, make_browser, results_shown, start_app, upload, wait_for
 
 
 def cli_probabilities(files: list[str]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The input guards of a model, measured: what each refuses or warns on, with Wilson 95 % intervals, on
 
-- the foreign-input set (tests/foreign.py: text pages, screenshots, charts, tables, drawings, a CT head phantom,
+- the foreign-input set (testkit/foreign.py: text pages, screenshots, charts, tables, drawings, a CT head phantom,
   textures, photographs, CT and MR slices, other body parts), per kind, each file through Predictor.predict;
 - the model's held-out pediatric films, each judged by thresholds calibrated without its patient
   (cxr_core.fitting.guards.held_out_flags);
@@ -83,7 +83,7 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
     """Per kind: each guard on the model input, and the product's answer through Predictor.predict."""
     from cxr_core.inputs.imaging import load_image
     from cxr_core.safety.appearance import REASON
-    from tests.foreign import FOREIGN_KINDS, foreign_set
+    from testkit.foreign import FOREIGN_KINDS, foreign_set
 
     new = REASON.split("(")[0]
     alone, without, total = [], [], []

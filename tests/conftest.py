@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny synthetic dataset, a tiny model trained by the real pipeline (for the training tests), a
-controlled model whose answers a test chooses (tests/controlled.py: every decision path), and the path of the real
-training data (tests that need it skip with a message where it is absent)."""
+controlled model whose answers a test chooses (testkit/controlled.py: every decision path), each made once per run
+and shared read-only by the xdist workers (`made_once`); the case store of a test's own $CXR_HOME (`store`); the CLI
+run as a user runs it (`run_cli`, `cli_env`); a PostgreSQL database per test on one server per worker; and the path
+of the real training data (tests that need it skip with a message where it is absent)."""
 
 from __future__ import annotations
 
@@ -65,33 +67,60 @@ def own_app_home(monkeypatch, tmp_path):
     return tmp_path / "cxr_home"
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """`make(folder)` run once per test run, whatever the number of pytest-xdist workers, and its folder shared by
+    all of them (read-only): the first worker makes it under a file lock in the run's common temporary folder, the
+    others wait and reuse it (pytest-xdist's documented pattern for session fixtures)."""
+    import fcntl
+    import shutil
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+                make(folder)
+                done.write_text("")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from .synthetic import write_kaggle_folder
+    from testkit.synthetic import write_kaggle_folder
 
-    return write_kaggle_folder(tmp_path_factory.mktemp("data") / "tiny", per_class=16, size=64, seed=0)
+    return made_once(tmp_path_factory, "tiny-data",
+                     lambda d: write_kaggle_folder(d / "tiny", per_class=16, size=64, seed=0)) / "tiny"
 
 
 @pytest.fixture(scope="session")
 def site_data(tmp_path_factory) -> Path:
     """Another tiny labelled folder, none of whose films the tiny model was trained on: a "local" evaluation."""
-    from .synthetic import write_kaggle_folder
+    from testkit.synthetic import write_kaggle_folder
 
-    return write_kaggle_folder(tmp_path_factory.mktemp("data") / "site", per_class=16, size=64, seed=7)
+    return made_once(tmp_path_factory, "site-data",
+                     lambda d: write_kaggle_folder(d / "site", per_class=16, size=64, seed=7)) / "site"
 
 
 @pytest.fixture(scope="session")
 def tiny_registry(tmp_path_factory, tiny_data):
-    """A registry holding one tiny 3-class model, trained and registered by train.pipeline."""
+    """A registry holding one tiny 3-class model, trained and registered by train.pipeline: once per test run,
+    shared read-only by every worker (`made_once`)."""
     from cxr_core.model.registry import Registry
-    from train.pipeline import train
 
-    root = tmp_path_factory.mktemp("registry")
-    registry = Registry(root)
-    result = train(tiny_config(tiny_data), runs_dir=root.parent / "runs", registry=registry, activate=True,
-                   command="pytest tiny", log=lambda s: None)
-    assert result.model_id is not None
-    return registry
+    def make(folder: Path) -> None:
+        from train.pipeline import train
+
+        result = train(tiny_config(tiny_data), runs_dir=folder / "runs", registry=Registry(folder / "registry"),
+                       activate=True, command="pytest tiny", log=lambda s: None)
+        assert result.model_id is not None
+
+    return Registry(made_once(tmp_path_factory, "tiny-registry", make) / "registry")
 
 
 @pytest.fixture(scope="session")
@@ -106,18 +135,73 @@ def tiny_predictor(tiny_model_dir):
     return Predictor(tiny_model_dir)
 
 
+@pytest.fixture
+def store(own_app_home):
+    """The case store of this test's own $CXR_HOME (SQLite), opened as the CLI and the pages open it."""
+    from cxr_core.cases.store import CaseStore
+
+    return CaseStore.open()
+
+
+def cli_env(registry=None, **variables: str) -> dict[str, str]:
+    """The environment for a CLI call or a started process: this process's, without the shell's CXR_* settings
+    (`own_app_home` puts the test's own CXR_HOME back), TensorFlow quiet, CXR_REGISTRY from `registry` (a Registry
+    or a folder) where given, and `variables`."""
+    env = {k: v for k, v in os.environ.items() if not _is_user_setting(k) or k == "CXR_HOME"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if registry is not None:
+        env["CXR_REGISTRY"] = str(registry if isinstance(registry, (str, os.PathLike)) else registry.root)
+    env.update(variables)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, process: bool = False):
+    """`python -m cxr_core ARGS` with `env` as its whole environment (default: `cli_env()`): its exit status, stdout
+    and stderr as a CompletedProcess. In this process (`cxr_core.cli.main`, stdin empty and not a terminal, the
+    environment restored afterwards), without a new interpreter and TensorFlow import each time; `process=True`
+    starts the real command, as a user would."""
+    import contextlib
+    import io
+    import subprocess
+    import sys
+
+    env = cli_env() if env is None else env
+    if process:
+        return subprocess.run([sys.executable, "-m", "cxr_core", *args], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    from cxr_core.cli import main
+
+    saved_env, saved_stdin = dict(os.environ), sys.stdin
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        sys.stdin = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        sys.stdin = saved_stdin
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["python", "-m", "cxr_core", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def controlled_registry(tmp_path_factory):
-    """A registry holding the controlled test model (tests/controlled.py), active: a film's code sets its answer."""
+    """A registry holding the controlled test model (testkit/controlled.py), active: a film's code sets its answer.
+    Built once per test run and shared read-only by every worker (`made_once`)."""
     from cxr_core.model.registry import Registry
 
-    from .controlled import write_model_folder
+    from testkit.controlled import write_model_folder
 
-    root = tmp_path_factory.mktemp("controlled")
-    registry = Registry(root / "registry")
-    entry = registry.register(write_model_folder(root / "build" / "model"))
-    registry.activate(entry.model_id)
-    return registry
+    def make(folder: Path) -> None:
+        registry = Registry(folder / "registry")
+        registry.activate(registry.register(write_model_folder(folder / "build" / "model")).model_id)
+
+    return Registry(made_once(tmp_path_factory, "controlled-registry", make) / "registry")
 
 
 @pytest.fixture(scope="session")
@@ -133,16 +217,41 @@ def controlled_predictor(controlled_model_dir):
     return Predictor(controlled_model_dir)
 
 
-@pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback (tests/harness.py); skips, saying why, where it cannot run."""
-    from .harness import PostgresUnavailable, postgres_server
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server on loopback per worker (testkit/harness.py), for the session; or, where it
+    cannot run, why (a PostgresUnavailable)."""
+    from testkit.harness import PostgresUnavailable
+    from testkit.harness import postgres_server as start
 
+    server = start()
     try:
-        with postgres_server() as url:
-            yield url
+        url = server.__enter__()
     except PostgresUnavailable as exc:
-        pytest.skip(f"{exc}; the SQLite tests still ran")
+        yield exc
+        return
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A database of its own for this test, on the session's PostgreSQL server; skips, saying why, where PostgreSQL
+    cannot run."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    if isinstance(postgres_server, Exception):
+        pytest.skip(f"{postgres_server}; the SQLite tests still ran")
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    engine = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
 
 
 # What `-m "not slow"` leaves out (pytest.ini): whole modules that drive real servers or processes or train models,
@@ -150,13 +259,21 @@ def postgres_url():
 # run from the app). The README's test command runs everything.
 SLOW_MODULES = {"test_browser", "test_browser_workflow", "test_deployment", "test_crash_safety", "test_isolation",
                 "test_pipeline", "test_ensemble", "test_experiments"}
-SLOW_FIXTURES = {"postgres_url", "orthanc"}
+SLOW_FIXTURES = {"postgres_url", "postgres_server", "orthanc"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        # A module-scoped fixture is built once in each worker that runs a test using it (an adaptation, a trained
+        # blob model, a server): a module's tests that use one go to one worker (pytest.ini: --dist loadgroup).
+        module = item.nodeid.split("::")[0]
+        info = getattr(item, "_fixtureinfo", None)
+        if info is not None and any(d.scope == "module" and d.baseid == module
+                                    for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(module))
 
 
 def pytest_make_parametrize_id(config, val, argname):

@@ -12,7 +12,7 @@ import pytest
 
 from cxr_core.errors import CXRError, InputImageError
 
-from . import controlled as C
+from testkit import controlled as C
 
 below = lambda x: float(np.nextafter(x, -np.inf))  # noqa: E731
 above = lambda x: float(np.nextafter(x, np.inf))  # noqa: E731
@@ -98,7 +98,7 @@ def test_the_heatmap_scale_maps_its_value_to_full_colour_and_clips_above():
 def test_the_smallest_side_of_an_image(side, ok):
     from cxr_core.inputs.imaging import load_image
 
-    from .inputs import pil_bytes
+    from testkit.inputs import pil_bytes
     from PIL import Image
 
     data = pil_bytes(Image.fromarray((np.random.default_rng(0).random((side, 80)) * 255).astype(np.uint8)), "PNG")
@@ -113,7 +113,7 @@ def test_the_smallest_side_of_an_image(side, ok):
 def test_the_aspect_ratio_warning_starts_above_three(width, warns):
     from cxr_core.inputs.imaging import load_image
 
-    from .inputs import pil_bytes
+    from testkit.inputs import pil_bytes
     from PIL import Image
 
     data = pil_bytes(Image.fromarray((np.random.default_rng(0).random((64, width)) * 255).astype(np.uint8)), "PNG")
@@ -123,7 +123,7 @@ def test_the_aspect_ratio_warning_starts_above_three(width, warns):
 def test_the_largest_image_a_header_may_claim():
     from cxr_core.inputs.imaging import MAX_PIXELS, load_image
 
-    from .inputs import png_with_size
+    from testkit.inputs import png_with_size
 
     with pytest.raises(InputImageError) as at_limit:  # decoded (and found truncated), not refused by its size
         load_image(png_with_size(MAX_PIXELS // 10, 10))
@@ -137,7 +137,7 @@ def test_the_validation_gate_passes_at_its_auc_and_not_below(controlled_model_di
     from cxr_core.model.folder import ModelFolder
     from train.pipeline import register_if_passed
 
-    from .conftest import tiny_config
+    from tests.conftest import tiny_config
 
     folder = C.variant(controlled_model_dir, tmp_path / "model", internal_validation={"binary": {"auc": auc}})
     config = tiny_config(tmp_path, train={"min_val_auc_to_register": 0.9})

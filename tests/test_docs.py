@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 
 
 def test_readme_shipped_model_section_matches_the_active_model_card():
@@ -22,7 +22,7 @@ def test_the_readmes_dicom_report_tree_is_what_the_code_writes():
     example film: regenerated and compared, the model's measured numbers aside."""
     import shutil
 
-    from .conftest import shared_data_or_skip
+    from tests.conftest import shared_data_or_skip
 
     if not shutil.which("dsrdump"):
         pytest.skip("dsrdump is not installed (Debian: apt-get install dcmtk)")

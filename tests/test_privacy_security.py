@@ -11,8 +11,9 @@ import pytest
 
 from cxr_core.errors import CXRError
 
-from . import inputs
-from .conftest import PROJECT_ROOT
+from testkit import inputs
+from testkit.readers import pdf_text
+from tests.conftest import PROJECT_ROOT
 
 SECRET_NAME, SECRET_ID = "Secretname^Patient", "ID-12345"
 
@@ -27,20 +28,6 @@ def test_identifiers_are_kept_apart_and_out_of_the_json(dicom_prediction):
     text = str(dicom_prediction.to_json())
     assert "Secretname^" not in text and SECRET_ID not in text
     assert not any("Patient" in k for k in dicom_prediction.image.metadata)
-
-
-def pdf_text(pdf: bytes) -> bytes:
-    """The PDF's bytes with every Flate content stream inflated (fpdf2 compresses page text)."""
-    import re
-    import zlib
-
-    parts = [pdf]
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
-        try:
-            parts.append(zlib.decompress(m.group(1)))
-        except zlib.error:
-            pass
-    return b"\n".join(parts)
 
 
 def test_pdf_report_has_no_identifier_and_no_file_name(dicom_prediction, tiny_predictor):
@@ -94,7 +81,7 @@ def test_concurrent_predictions_equal_sequential_and_the_model_loads_once(tiny_p
     from cxr_app import state
 
     rng = np.random.default_rng(0)
-    from .synthetic import phantom_cxr
+    from testkit.synthetic import phantom_cxr
 
     images = [inputs.pil_bytes(__import__("PIL.Image").Image.fromarray((phantom_cxr(96, rng, i % 3) * 255).astype(np.uint8)), "PNG")
               for i in range(16)]

@@ -1,6 +1,6 @@
 """Every surface records who acted and which model answered: the CLI, the Viewer, the Worklist, the PACS page and the
 listener in the audit trail and the case; the PDF, the CSV, the SR and the SC in what they carry. Driven by the
-controlled model (tests/controlled.py), whose id is not the tiny trained model's."""
+controlled model (testkit/controlled.py), whose id is not the tiny trained model's."""
 
 from __future__ import annotations
 
@@ -10,19 +10,12 @@ import os
 import numpy as np
 import pytest
 
-from . import controlled as C
-from .conftest import PROJECT_ROOT
-from .harness import c_store, free_port, run_cli
-from .readers import FakePacs, pdf_words, sr_items
+from testkit import controlled as C
+from tests.conftest import PROJECT_ROOT, cli_env, run_cli
+from testkit.harness import c_store, free_port
+from testkit.readers import FakePacs, pdf_words, sr_items
 
 APP = str(PROJECT_ROOT / "app.py")
-
-
-@pytest.fixture
-def store(own_app_home):
-    from cxr_core.cases.store import CaseStore
-
-    return CaseStore.open()
 
 
 @pytest.fixture
@@ -41,7 +34,7 @@ def test_the_cli_records_the_reader_and_the_model(controlled_registry, store, tm
     films = [tmp_path / "a.png", tmp_path / "b.png"]
     films[0].write_bytes(C.png16(C.film(C.target(0.8))))
     films[1].write_bytes(C.png16(C.film(C.target(0.2), seed=1)))
-    env = {**os.environ, "CXR_REGISTRY": str(controlled_registry.root)}
+    env = cli_env(controlled_registry)
     assert run_cli(["predict", str(films[0]), "--save", "--reader", "Dr Cli"], env=env).returncode == 0
     assert run_cli(["predict", str(films[1]), "--save"], env=env).returncode == 0
     assert _creates(store) == [("Dr Cli", model_id), ("unsigned", model_id)]

@@ -1,0 +1,268 @@
+"""Headless app tests (streamlit.testing.v1.AppTest): every page, with and without a model."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from testkit import inputs
+from tests.conftest import PROJECT_ROOT
+
+PAGES = ["app_pages/viewer.py", "app_pages/worklist.py", "app_pages/pacs.py", "app_pages/dashboards.py", "app_pages/training.py", "app_pages/experiments.py"]
+APP = str(PROJECT_ROOT / "app.py")
+
+
+@pytest.fixture
+def app_env(monkeypatch, tiny_registry, tmp_path):
+    monkeypatch.setenv("CXR_REGISTRY", str(tiny_registry.root))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(PROJECT_ROOT)
+    return tiny_registry
+
+
+def _run(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_model(app_env, page):
+    at = _run(page)
+    assert not at.exception, at.exception
+    assert any("Model in use" in m.value for m in at.sidebar.markdown)
+    sidebar = [m.value for m in at.sidebar.markdown]
+    assert any(m.startswith("**Internal (same hospital as training)**") for m in sidebar)  # labelled for what it is
+    assert any("No local evaluation at this site yet" in w.value for w in at.sidebar.warning)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_any_model(monkeypatch, tmp_path, page):
+    monkeypatch.setenv("CXR_REGISTRY", str(tmp_path / "empty"))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    at = _run(page)
+    assert not at.exception, at.exception
+    assert any("No model" in w.value for w in at.sidebar.warning)
+
+
+def test_dashboards_without_the_dataset_on_disk(app_env, monkeypatch):
+    monkeypatch.setenv("CXR_DATA_DIR", "/nonexistent/data")
+    at = _run("app_pages/dashboards.py")
+    assert not at.exception
+    assert any(m.label == "AUC" for m in at.metric)  # from the saved scores alone
+    at.button[0].click().run()  # "Evaluate" with a missing folder: a message, not a traceback
+    assert not at.exception and any("not an existing folder" in e.value for e in at.error)
+
+
+def test_threshold_slider_moves_the_metrics(app_env):
+    at = _run("app_pages/dashboards.py")
+    sens = lambda: next(m.value for m in at.metric if m.label == "Sensitivity")  # noqa: E731
+    spec = lambda: next(m.value for m in at.metric if m.label == "Specificity")  # noqa: E731
+    at.slider(key="threshold").set_value(0.0).run()
+    assert sens() == "1.000" and spec() == "0.000"
+    at.slider(key="threshold").set_value(1.0).run()
+    assert float(sens()) < 1.0 and float(spec()) == 1.0
+
+
+def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
+    def page(model_dir: str) -> None:
+        import streamlit as st
+
+        from cxr_app.viewer_ui import Display, prediction_panel, results_table
+        from cxr_core.model.predict import Predictor
+        from testkit import inputs
+
+        predictor = Predictor(model_dir)
+        dicom = inputs.dicom()
+        preds = [predictor.predict(dicom, name="scan.dcm"), predictor.predict(b"", name="empty.png")]
+        st.dataframe(results_table(preds, ["a", "b"], "model", "2026-01-01T00:00:00Z"))
+        for i, p in enumerate(preds):
+            prediction_panel(p, i, predictor.card, Display(), False, dicom_source=dicom if i == 0 else None)
+
+    at = AppTest.from_function(page, args=(str(tiny_predictor.model_dir),), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(x.value for x in list(at.success) + list(at.error) + list(at.warning) + list(at.info))
+    expected = tiny_predictor.predict(inputs.dicom(), name="scan.dcm")  # the same film, the same answer
+    assert (expected.label or "Not assessed") in shown
+    def layers() -> list[str]:  # the radiograph's traces: the image, and the evidence map when drawn
+        return [t.get("type", "image") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+
+    if expected.label == "PNEUMONIA":
+        assert "heatmap" in layers() and "Evidence" in at.get("plotly_chart")[0].proto.spec
+    else:  # NORMAL: off, with its own toggle; on, the same fixed-scale map appears
+        assert "heatmap" not in layers()
+        at.toggle(key="heat_0").set_value(True).run()
+        assert "heatmap" in layers()
+    assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
+    assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert "DICOM structured report" in downloads  # the DICOM input's results for the PACS
+    assert ("DICOM Grad-CAM map" in downloads) == expected.assessed  # the map exists where a heatmap does
+    assert "Doe" not in str(at.get("arrow_data_frame")) and "Doe" not in " ".join(t.value for t in at.markdown)
+
+
+@pytest.fixture
+def own_registry(monkeypatch, tiny_registry, tmp_path):
+    """A private copy of the tiny registry: a test that trains registers only here."""
+    import shutil
+
+    from cxr_core.model.registry import Registry
+
+    root = tmp_path / "registry"
+    shutil.copytree(tiny_registry.root, root)
+    monkeypatch.setenv("CXR_REGISTRY", str(root))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(PROJECT_ROOT)
+    return Registry(root)
+
+
+@pytest.mark.slow  # trains: a real process, 2 epochs
+def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tmp_path, own_app_home):
+    from cxr_core.model.registry import Registry
+
+    before = {e.model_id for e in own_registry.list()}
+    shipped = sorted(p.name for p in own_registry.root.iterdir())
+    at = _run("app_pages/training.py")
+    assert not at.exception
+    next(s for s in at.selectbox if s.label == "Stage config").set_value("single.toml").run()
+    by_label = lambda seq, label: next(w for w in seq if w.label == label)  # noqa: E731
+    by_label(at.text_input, "Training data folder").input(str(tiny_data))
+    by_label(at.number_input, "Image size (px)").set_value(64)
+    by_label(at.number_input, "Epochs").set_value(2)
+    by_label(at.number_input, "Batch size").set_value(16)
+    at.button[0].click().run()  # not confirmed: nothing starts
+    assert any("Tick the confirmation" in w.value for w in at.warning) and not any("Started" in s.value for s in at.success)
+    by_label(at.checkbox, "I understand: training uses this machine's CPU until it ends (one run at a time)").check()
+    next(c for c in at.checkbox if c.label.startswith("Yes, a full run")).check()  # no budget: a full run, confirmed
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and any("Started" in s.value for s in at.success), [e.value for e in at.error]
+    at.button[0].click().run()  # a second start while the first runs is refused
+    refused = any("already in progress" in e.value for e in at.error)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        at.run()
+        if any("finished" in h.value for h in at.subheader):
+            break
+        time.sleep(2)
+    assert any("finished" in h.value for h in at.subheader), [h.value for h in at.subheader]
+    assert refused, "a second concurrent start must be refused"
+    assert len(at.get("plotly_chart")) >= 3  # loss, accuracy/AUC and learning-rate curves
+    assert any(r for r in at.dataframe)
+    statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/status.json")]
+    assert len(statuses) == 1 and statuses[0]["state"] == "finished"
+    # registered in the user's own folder, never the shipped one; below its gate, as a hidden experiment
+    assert sorted(p.name for p in own_registry.root.iterdir()) == shipped
+    [new] = [e for e in Registry().list() if e.model_id not in before]
+    assert new.model_id == statuses[0]["model_id"] and new.model_id.startswith("cxrnet-single-")
+    assert new.path.parent == own_app_home / "models" and new.passed_gate == statuses[0]["passed_gate"]
+
+
+def test_training_page_keeps_the_config_and_budget_in_the_url(app_env):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Stage config").set_value("shipped.toml").run()
+    next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
+    assert at.query_params["config"] in ("shipped.toml", ["shipped.toml"]) and at.query_params["budget"] in ("tiny", ["tiny"])
+    reloaded = AppTest.from_file(APP, default_timeout=120)  # a browser reload: a new session, the same URL
+    reloaded.query_params.update({"config": "shipped.toml", "budget": "tiny"})
+    reloaded.run()
+    reloaded.switch_page("app_pages/training.py").run()
+    assert next(s for s in reloaded.selectbox if s.label == "Budget").value == "tiny"
+
+
+def _named(at: AppTest, name: str = "Dr App") -> AppTest:
+    at.sidebar.text_input(key="reader_input").set_value(name).run()
+    return at
+
+
+def test_the_site_model_is_changed_only_by_a_named_reader_past_the_gate(app_env, tmp_path, monkeypatch):
+    """The Training page's governed activation: the tiny model (below 0.90) is never offered; a copy whose card
+    passes is, needs the reader and the confirmation, and then is every new session's default, audited."""
+    import shutil
+
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.model.folder import ModelFolder
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(app_env.root, shipped)
+    good = shipped / "good-model"
+    shutil.copytree(app_env.active().path, good)
+    ModelFolder(good).write_card(ModelFolder(good).card().with_fields(
+        model_id="good-model", validation_gate={"min_val_auc": 0.9, "auc": 0.95, "passed": True}))
+    monkeypatch.setenv("CXR_REGISTRY", str(shipped))
+    from cxr_app.site_ui import activation_panel  # noqa: F401  (the panel under test)
+
+    at = _run()
+    at.switch_page("app_pages/training.py").run()
+    assert not at.exception
+    # the runs table lists no finished run here: drive the panel the adaptation comparison also uses
+    from cxr_core.site.models import activation_refusals
+    from cxr_core.settings import current
+
+    low = ModelFolder(good).card().with_fields(validation_gate={"min_val_auc": 0.0, "auc": 0.6, "passed": True})
+    assert activation_refusals(low, current().site_policy)  # a low-AUC run is refused whatever its own gate said
+    assert not activation_refusals(ModelFolder(good).card(), current().site_policy)
+    store = CaseStore.open()
+    from cxr_core.model.registry import Registry
+    from cxr_core.site.models import activate_model
+
+    with pytest.raises(Exception, match="name of the reader"):
+        activate_model(store, Registry(), "good-model", " ", current().site_policy)
+    activate_model(store, Registry(), "good-model", "Dr App", current().site_policy)
+    fresh = _run()  # a new browser session defaults to the site's model
+    picker = next(s for s in fresh.sidebar.selectbox if s.label == "Model")
+    assert picker.value == "good-model"
+    assert any(e["action"] == "model-activate" and e["actor"] == "Dr App" for e in store.audit())
+
+
+def test_adapt_to_this_site_checks_the_folder_before_starting(app_env, tmp_path):
+    at = _named(_run("app_pages/training.py"))
+    assert any("Adapt to this site" in h.value for h in at.subheader)
+    at.text_input(key="adapt_folder").set_value(str(tmp_path / "nowhere")).run()
+    next(b for b in at.button if b.label == "Start the adaptation").click().run()
+    assert not at.exception
+    assert any("is not a labelled folder" in e.value for e in at.error)
+    assert not any("Started" in s.value for s in at.success)
+
+
+def _training_form(at: AppTest, folder: str | None = None, full: bool = False) -> None:
+    if folder is not None:
+        next(w for w in at.text_input if w.label == "Training data folder").input(folder)
+    next(c for c in at.checkbox if c.label.startswith("I understand: training uses")).check()
+    if full:
+        next(c for c in at.checkbox if c.label.startswith("Yes, a full run")).check()
+    at.button[0].click().run()
+
+
+def test_training_checks_the_data_folder_before_saying_started(app_env, tmp_path):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
+    _training_form(at, folder=str(tmp_path / "no-such-data"))
+    assert not at.exception and not any("Started" in s.value for s in at.success)
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Not started:") and "does not exist" in error and "Training data folder" in error
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no failed run to resume
+
+
+def test_a_full_run_shows_its_eta_and_asks_for_its_own_confirmation(app_env, tmp_path):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Stage config").set_value("shipped.toml").run()
+    assert next(s for s in at.selectbox if s.label == "Budget").value == "(full)"
+    assert any(c.value.startswith("Estimated time (") for c in at.caption)
+    _training_form(at, folder=str(tmp_path / "no-such-data"))  # the CPU box alone does not start a full run
+    assert any("This is a full run" in w.value for w in at.warning) and not at.error and not at.success
+    assert not any(c.label.startswith("Yes, a full run") for c in at.checkbox if c.value)
+
+
+def test_the_training_budget_is_kept_across_pages(app_env):
+    at = _run("app_pages/training.py")
+    next(s for s in at.selectbox if s.label == "Budget").set_value("tiny").run()
+    at.query_params.clear()  # a page link from the sidebar carries no query parameters
+    at.switch_page("app_pages/viewer.py").run()
+    at.switch_page("app_pages/training.py").run()
+    assert next(s for s in at.selectbox if s.label == "Budget").value == "tiny"

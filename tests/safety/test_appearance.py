@@ -1,0 +1,135 @@
+"""The chest-appearance check (cxr_core.safety.appearance): an autoencoder of chest films refuses what it cannot
+explain. Unit tests on tiny inputs, the tiny model end to end, and the shipped model on the foreign-input set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxr_core.safety.appearance import AppearanceCheck, AutoencoderRecipe
+
+from tests.conftest import SHIPPED_REGISTRY
+from testkit.foreign import FOREIGN_KINDS, encode, foreign_image, foreign_set
+from testkit.synthetic import non_xray, phantom_cxr
+
+QUICK = AutoencoderRecipe(size=32, filters=(8, 16), code=8, epochs=8, batch_size=32, min_steps=120)
+
+
+def _films(n: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    return np.stack([phantom_cxr(size, rng, int(i % 3)) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def quick_check():
+    rng = np.random.default_rng(0)
+    return AppearanceCheck.fit(_films(96, rng), _films(48, rng), QUICK), rng
+
+
+def test_it_refuses_what_it_cannot_explain_and_keeps_chest_films(quick_check):
+    check, rng = quick_check
+    films = _films(40, rng)
+    assert not check.findings(films)["refused"].any()
+    foreign = np.stack([non_xray("noise", 48, rng), non_xray("document", 48, rng), non_xray("checker", 48, rng)])
+    assert check.findings(foreign)["refused"].all()
+    reasons = check.refusals(np.concatenate([films[:1], foreign]))
+    assert reasons[0] == [] and all(len(r) == 1 and r[0].startswith("This does not look like a chest radiograph (")
+                                    for r in reasons[1:])
+
+
+def test_thresholds_come_from_held_out_scores_not_the_training_films(quick_check):
+    """The autoencoder reproduces its own training films best: their scores would understate new films'."""
+    from cxr_core.safety.appearance import RULES
+
+    check, _ = quick_check
+    rng = np.random.default_rng(0)
+    fit, held = _films(96, rng), _films(48, rng)  # the very arrays the fixture used
+    held_scores, fit_scores = check.scores(held), check.scores(fit)
+    assert set(check.thresholds) == set(RULES) == {"reconstruction", "code", "detail"}
+    for key, rule in RULES.items():
+        assert check.thresholds[key] == pytest.approx(rule.calibrate(held_scores[key]), rel=1e-5), key
+    assert check.thresholds["reconstruction"] != pytest.approx(RULES["reconstruction"].calibrate(
+        fit_scores["reconstruction"]), rel=1e-3)
+
+
+def test_it_round_trips_through_the_model_folder(quick_check, tmp_path):
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.model.keras_import import load_keras_model
+
+    check, rng = quick_check
+    folder = ModelFolder(tmp_path)
+    check.save(folder.appearance_file, folder.appearance_model_file)
+    assert folder.appearance_model_file.is_file() and folder.appearance_file.is_file()
+    again = AppearanceCheck.load(folder.appearance_file, folder.appearance_model_file, load_keras_model)
+    x = np.concatenate([_films(4, rng), non_xray("noise", 48, rng)[None]])
+    for key, value in check.scores(x).items():
+        np.testing.assert_allclose(again.scores(x)[key], value, rtol=1e-5)
+    assert again.thresholds == check.thresholds
+    missing = ModelFolder(tmp_path / "missing")
+    assert AppearanceCheck.load(missing.appearance_file, missing.appearance_model_file, load_keras_model) is None
+
+
+def test_the_foreign_set_has_every_kind_and_is_reproducible():
+    from cxr_core.inputs.imaging import load_image
+    from cxr_core.safety.intended_use import assess
+
+    items = foreign_set(2, seed=3)
+    assert [k for k, _ in items] == [k for k in FOREIGN_KINDS for _ in range(2)]
+    assert items == foreign_set(2, seed=3) and items != foreign_set(2, seed=4)
+    for kind, data in items:  # each decodes, and none is caught by the colour or blank rules before the guards
+        image = load_image(data)
+        assert assess(image).assessed, kind
+    phantom = foreign_image("ct_head_phantom", np.random.default_rng(0))
+    assert phantom.ndim == 3 and (phantom[..., 0] == phantom[..., 2]).all()  # RGB, but grey
+
+
+def test_the_tiny_model_refuses_noise_a_text_page_and_a_drawing(tiny_predictor):
+    """End to end through Predictor: the tiny model's own guards, fitted on its phantom films, refuse them."""
+    import cv2
+
+    rng = np.random.default_rng(11)
+    inputs = {"noise": cv2.imencode(".png", (rng.random((96, 96)) * 255).astype(np.uint8))[1].tobytes(),
+              "text page": encode(foreign_image("text_page", rng), rng, "text_page"),
+              "drawing": encode(foreign_image("shapes", rng), rng, "shapes")}
+    assert tiny_predictor.appearance is not None
+    for name, data in inputs.items():
+        pred = tiny_predictor.predict(data, name=name)
+        assert pred.error is None and not pred.assessed and pred.label is None, (name, pred.warnings)
+        assert pred.pneumonia_probability is None and pred.out_of_distribution
+    refused_by_appearance = [name for name, data in inputs.items() if any(
+        r.startswith("This does not look like a chest radiograph (")
+        for r in tiny_predictor.predict(data).not_assessed_reasons)]
+    assert refused_by_appearance == list(inputs)
+    assert tiny_predictor.card.appearance_check["recipe"]["size"] == AutoencoderRecipe().size
+
+
+# ------------------------------------------------------------------------------------ the shipped model
+@pytest.fixture(scope="module")
+def shipped():
+    from cxr_core.model.predict import Predictor
+    from cxr_core.model.registry import Registry
+
+    entry = Registry(SHIPPED_REGISTRY).active()
+    if entry is None:
+        pytest.skip("no shipped model in assets/models")
+    return Predictor(entry.path)
+
+
+@pytest.mark.parametrize("kind", FOREIGN_KINDS)
+def test_each_foreign_kind_is_refused_by_the_shipped_model(shipped, kind):
+    """Seeds other than bench/ood.py's: new draws of each kind, through the product's own decision."""
+    assert shipped.appearance is not None
+    preds = [shipped.predict(data, name=kind) for _, data in foreign_set(4, seed=101, kinds=(kind,))]
+    assert all(p.error is None for p in preds)
+    assessed = [p.warnings for p in preds if p.assessed]
+    assert assessed == [], f"{len(assessed)} of {len(preds)} {kind} images were assessed"
+
+
+def test_the_shipped_model_refuses_at_most_one_percent_of_held_out_pediatric_films(shipped):
+    """The figure `fit-ood` stored: each held-out film judged by thresholds calibrated without its patient."""
+    card = shipped.card
+    calibration = card.guard_calibration
+    rates = calibration["held_out_rates"]
+    assert calibration["held_out_images"] >= 500 and "without its patient" in calibration["note"]
+    assert rates["refused"] <= 0.01 and rates["flagged"] <= 0.02
+    assert rates["refused_appearance"] <= rates["refused"]
+    assert card.appearance_check["thresholds"] == pytest.approx(shipped.appearance.thresholds)

@@ -1,0 +1,193 @@
+"""Site adaptation (cxr_core.site, train/site.py): the refusals, the split, determinism, the card's manifest, and
+the gate, on the tiny model and small synthetic sites. The governed activation is in test_site_models.py."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import cli_env, run_cli
+from testkit.synthetic import write_kaggle_folder
+
+SMALL = {"head_epochs": 1, "max_epochs": 2, "patience": 2, "batch_size": 8}
+
+
+def _site(tmp_path: Path, per_class: int = 12, seed: int = 7) -> Path:
+    """A site's labelled folder of films the tiny model never saw (another seed than its training data)."""
+    return write_kaggle_folder(tmp_path / f"site-{seed}", per_class=per_class, size=64, seed=seed)
+
+
+def _adapt(parent: Path, films: list, seed: int = 0, **kw):
+    from train.site import AdaptConfig, adapt
+
+    return adapt(parent, films, "Dr Site", "folder", seed=seed, config=AdaptConfig(**SMALL), min_per_class=8, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- refusals (exit 2)
+def test_too_few_films_are_refused_naming_the_rule(tmp_path, tiny_model_dir):
+    site = _site(tmp_path, per_class=6)
+    r = run_cli(["site-model", "adapt", str(site), "--reader", "Dr A", "--model", str(tiny_model_dir)],
+                env=cli_env(CXR_HOME=str(tmp_path / "home")))
+    assert r.returncode == 2
+    assert "at least 50 films of each class" in r.stderr and "6 normal and" in r.stderr and "remain of 18" in r.stderr
+
+
+def test_the_parents_training_films_are_refused(tmp_path, tiny_model_dir, tiny_data):
+    r = run_cli(["site-model", "adapt", str(tiny_data), "--reader", "Dr A", "--model", str(tiny_model_dir)],
+                env=cli_env(CXR_HOME=str(tmp_path / "home"), CXR_SITE_MIN_PER_CLASS="8"))
+    assert r.returncode == 2
+    assert "in the parent model's training data" in r.stderr
+    assert "48 of the 48 films" in r.stderr
+
+
+def test_a_set_outside_the_intended_use_is_refused(tmp_path, tiny_model_dir):
+    import cv2
+
+    site = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for folder in ("NORMAL", "PNEUMONIA"):
+        (site / folder).mkdir(parents=True)
+        for i in range(10):
+            colour = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # a colour picture is not a radiograph
+            cv2.imwrite(str(site / folder / f"photo{i}.png"), colour)
+    r = run_cli(["site-model", "adapt", str(site), "--reader", "Dr A", "--model", str(tiny_model_dir)],
+                env=cli_env(CXR_HOME=str(tmp_path / "home"), CXR_SITE_MIN_PER_CLASS="8"))
+    assert r.returncode == 2
+    assert "none of the 20 films can be used: 20 are outside the intended use" in r.stderr
+
+
+def test_a_reader_and_one_source_are_required(tmp_path, tiny_model_dir):
+    env = cli_env(CXR_HOME=str(tmp_path / "home"))
+    assert run_cli(["site-model", "adapt", "--reader", "Dr A", "--model", str(tiny_model_dir)], env=env).returncode == 2
+    r = run_cli(["site-model", "adapt", str(tmp_path), "--reader", " ", "--model", str(tiny_model_dir)], env=env)
+    assert r.returncode == 2 and "--reader NAME" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------- split and screening
+def test_no_patient_is_on_both_sides_of_the_split():
+    from cxr_core.site.data import ScreenedFilms, SiteFilm, split
+
+    rng = np.random.default_rng(0)
+    films = []
+    for patient in range(60):  # 1 to 4 films per patient, both classes, three strata
+        label3 = patient % 3
+        for _ in range(int(rng.integers(1, 5))):
+            films.append(SiteFilm(b"x", int(label3 > 0), label3, f"p{patient}", True))
+    screened = ScreenedFilms(films, np.zeros((len(films), 4, 4, 1)), np.zeros((len(films), 3)), ["h"] * len(films), {})
+    tune, val = split(screened, seed=3)
+    assert set(tune).isdisjoint(val) and len(tune) + len(val) == len(films)
+    assert {films[i].group for i in tune}.isdisjoint({films[i].group for i in val})
+    assert 0.3 < len(val) / len(films) < 0.5  # about 40 % held out
+    assert {films[i].binary for i in val} == {0, 1}
+
+
+def test_duplicates_count_once_and_patients_come_from_file_names(tmp_path, tiny_predictor):
+    from cxr_core.site.data import films_from_folder, screen
+
+    site = _site(tmp_path, per_class=10)
+    first = sorted((site / "NORMAL").iterdir())[0]
+    (site / "NORMAL" / "copy-of-first.png").write_bytes(first.read_bytes())  # the same film again
+    films = films_from_folder(site)
+    screened = screen(films, tiny_predictor, min_per_class=8)
+    assert screened.counts["duplicates"] == 1
+    assert screened.counts["kept"] == screened.counts["given"] - 1 - screened.counts["outside the intended use"]
+    named = [f for f in films if f.grouped]
+    assert len({f.group for f in named}) < len(named)  # Kaggle names group a patient's films
+    assert all(f.group.startswith(("name-", "film-")) for f in films)
+
+
+def test_dicom_patients_are_grouped_by_a_hash_never_the_id(tmp_path):
+    from cxr_core.site.data import films_from_folder
+
+    from testkit.inputs import dicom
+
+    site = tmp_path / "dicom"
+    for folder in ("NORMAL", "PNEUMONIA"):
+        (site / folder).mkdir(parents=True)
+    (site / "NORMAL" / "a.dcm").write_bytes(dicom())  # both carry PatientID ID-12345
+    (site / "PNEUMONIA" / "b.dcm").write_bytes(dicom(photometric="MONOCHROME1"))
+    films = films_from_folder(site)
+    assert films[0].group == films[1].group and films[0].grouped
+    assert "12345" not in films[0].group and films[0].group.startswith("dicom-")
+
+
+# ---------------------------------------------------------------------------------------------- the adaptation
+def _with_identified_dicom(site: Path, n: int = 3) -> Path:
+    """`n` of the site's NORMAL films replaced by DICOM copies carrying a patient's name (as a PACS sends them)."""
+    from cxr_core.inputs.imaging import load_image
+
+    from testkit.inputs import dicom
+
+    for i, path in enumerate(sorted((site / "NORMAL").iterdir())[:n]):
+        pixels = (load_image(path).pixels * 4095).astype(np.uint16)
+        (site / "NORMAL" / f"Secret^Name{i}.dcm").write_bytes(dicom(array=pixels, patient=f"Secret^Name{i}"))
+        path.unlink()
+    return site
+
+
+@pytest.fixture(scope="module")
+def adapted_twice(tmp_path_factory, tiny_model_dir):
+    """The same site (three of its films identified DICOM) adapted twice with one seed (no case database: the card
+    is read from the work folder). Shared read-only by the tests of the adaptation."""
+    from cxr_core.site.data import films_from_folder
+
+    base = tmp_path_factory.mktemp("adapt")
+    films = films_from_folder(_with_identified_dicom(_site(base, per_class=14)))
+    first = _adapt(tiny_model_dir, films, seed=5, work_dir=base / "one")
+    second = _adapt(tiny_model_dir, films, seed=5, work_dir=base / "two")
+    return first, second
+
+
+def test_an_adaptation_is_deterministic_for_its_seed(adapted_twice):
+    from cxr_core.model.keras_import import load_keras_model
+
+    first, second = adapted_twice
+    assert first["model_id"] == second["model_id"]
+    assert first["local_validation"]["adapted"]["auc"] == second["local_validation"]["adapted"]["auc"]
+    a = load_keras_model(Path(first["model_dir"]) / "model.keras").get_weights()
+    b = load_keras_model(Path(second["model_dir"]) / "model.keras").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted_twice, tiny_model_dir):
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.model.predict import Predictor
+
+    result = adapted_twice[0]
+    assert result["stored"] is False
+    card = ModelFolder(result["model_dir"]).card()
+    parent = ModelFolder(tiny_model_dir).card()
+    assert card.model_id.startswith(f"{parent.model_id}-site-") and card.parent_model_id == parent.model_id
+    site = card.site_adaptation
+    counts = site["counts"]
+    assert site["reader"] == "Dr Site" and counts["given"] == 14 * 3
+    assert counts["kept"] == counts["given"] - counts["outside the intended use"] > 30
+    lv = site["local_validation"]
+    for name in ("parent", "adapted"):
+        for key in ("auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95",
+                    "threshold", "roc"):
+            assert key in lv[name]
+    assert lv["parent"]["threshold"] == pytest.approx(parent.threshold)  # the parent judged at its own threshold
+    assert lv["n"] == site["counts"]["local_validation"]["n"]
+    assert card.threshold == pytest.approx(lv["adapted"]["threshold"])
+    assert card.guard_calibration["held_out_images"] == lv["n"]  # guards calibrated on the site's held-out films
+    pred = Predictor(result["model_dir"]).predict(next(Path(result["model_dir"]).parents[1].rglob("*.jpeg")))
+    assert pred.model_id == card.model_id  # it answers as itself
+
+
+def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted_twice):
+    from cxr_core.model.folder import ModelFolder
+
+    result = adapted_twice[0]  # its site's films include three DICOM files named and identified "Secret^Name"
+    text = ModelFolder(result["model_dir"]).card_file.read_text()
+    card = json.loads(text)
+    entries = card["site_adaptation"]["manifest"]
+    assert len(entries) == result["counts"]["kept"]
+    assert all(set(e) == {"sha256", "pixel_hash", "label", "part"} and len(e["sha256"]) == 64 for e in entries)
+    assert {e["label"] for e in entries} == {"NORMAL", "BACTERIAL", "VIRAL"}
+    for secret in ("ID-12345", "Secret", "IM-0", "person", ".jpeg", ".dcm"):
+        assert secret not in text

@@ -1,0 +1,195 @@
+"""The site's governed active model (cxr_core.site.models): models kept in the case database, activation by a
+named reader past the gate, seen by every workstation on the database, revertible, audited; a site point stays
+with its model. The models are the tiny model and copies of it whose cards each test chooses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, run_cli
+
+
+def _copy(model_dir: Path, dest: Path, model_id: str, **card_fields) -> Path:
+    """A copy of a model folder under a new id, its card changed as the test says."""
+    from cxr_core.model.folder import ModelFolder
+
+    shutil.copytree(model_dir, dest / model_id)
+    folder = ModelFolder(dest / model_id)
+    folder.write_card(folder.card().with_fields(model_id=model_id, **card_fields))
+    return folder.path
+
+
+def _site_evidence(parent_auc: float, adapted_auc: float, sensitivity_low: float) -> dict:
+    side = lambda auc, low: {"auc": auc, "auc_ci95": [auc - 0.02, min(1.0, auc + 0.02)], "threshold": 0.5,  # noqa: E731
+                             "sensitivity": 0.97, "sensitivity_ci95": [low, 0.99], "specificity": 0.9,
+                             "specificity_ci95": [0.85, 0.94]}
+    return {"n": 200, "n_positive": 120, "n_negative": 80, "parent": side(parent_auc, 0.9),
+            "adapted": side(adapted_auc, sensitivity_low)}
+
+
+@pytest.fixture
+def site(tmp_path, tiny_model_dir):
+    """A shipped registry (the tiny model as its default), one shared database, two workstations' homes, and a
+    site-adapted child of the tiny model that passes its gate, kept only in the database."""
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.site.models import store_model
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    parent_id = ModelFolder(tiny_model_dir).card().model_id
+    parent = _copy(tiny_model_dir, shipped, parent_id, validation_gate={"min_val_auc": 0.9, "auc": 0.95, "passed": True})
+    (shipped / "ACTIVE").write_text(json.dumps({"model_id": parent_id}))
+    db = f"sqlite:///{tmp_path / 'site.db'}"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    child_id = f"{parent_id}-site-0123456789"
+    child = _copy(parent, scratch, child_id, validation_gate={"min_val_auc": 0.9, "auc": 0.97, "passed": True},
+                  site_adaptation={"parent_model_id": parent_id, "reader": "Dr Adapt",
+                                   "local_validation": _site_evidence(0.95, 0.97, 0.93)})
+    env = cli_env(shipped, CXR_DATABASE_URL=db)
+    homes = {"A": {**env, "CXR_HOME": str(tmp_path / "home-a")}, "B": {**env, "CXR_HOME": str(tmp_path / "home-b")}}
+    store_model(CaseStore.open(db), child, "Dr Adapt")
+    shutil.rmtree(child)  # it lives in the database only
+    return {"parent": parent_id, "child": child_id, "homes": homes, "db": db, "shipped": shipped, "tmp": tmp_path}
+
+
+def _predict_model_id(env: dict, tmp_path: Path) -> str:
+    import cv2
+    import numpy as np
+
+    from testkit.synthetic import phantom_cxr
+
+    film = tmp_path / "film.png"
+    cv2.imwrite(str(film), (phantom_cxr(64, np.random.default_rng(0), 1) * 255).astype("uint8"))
+    r = run_cli(["predict", str(film), "--json"], env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[0])["model_id"]
+
+
+def test_an_activation_on_one_workstation_is_the_default_on_another_and_reverts(site):
+    a, b = site["homes"]["A"], site["homes"]["B"]
+    assert _predict_model_id(b, site["tmp"]) == site["parent"]  # the registry's default until a reader acts
+    r = run_cli(["site-model", "activate", site["child"], "--reader", "Dr A", "--yes"], env=a)
+    assert r.returncode == 0, r.stderr
+    assert _predict_model_id(b, site["tmp"]) == site["child"]  # B never had its files: the database did
+    assert Path(b["CXR_HOME"], "site-models", site["child"], "model.keras").is_file()
+    shown = json.loads(run_cli(["site-model", "show", "--json"], env=b).stdout)
+    assert shown["active_model_id"] == site["child"] and shown["parent_model_id"] == site["parent"]
+    assert shown["set_by"] == "Dr A"
+    r = run_cli(["site-model", "revert", "--reader", "Dr B"], env=b)
+    assert r.returncode == 0, r.stderr
+    assert _predict_model_id(a, site["tmp"]) == site["parent"]
+    events = [json.loads(line) for line in run_cli(["cases", "audit", "--json"], env=a).stdout.splitlines()]
+    changes = [(e["actor"], e["action"], e["model_id"]) for e in events if e["action"].startswith("model-")]
+    assert ("Dr A", "model-activate", site["child"]) in changes
+    assert ("Dr B", "model-revert", site["parent"]) in changes
+
+
+def test_activation_needs_a_reader_and_a_confirmation(site):
+    a = site["homes"]["A"]
+    r = run_cli(["models", "--activate", site["child"], "--yes"], env=a)
+    assert r.returncode == 2 and "--reader" in r.stderr
+    r = run_cli(["models", "--activate", site["child"], "--reader", "Dr A"], env=a)  # no terminal, no --yes
+    assert r.returncode == 2 and "confirmation" in r.stderr
+    assert _predict_model_id(a, site["tmp"]) == site["parent"]
+
+
+def test_a_model_below_the_gate_is_refused_whatever_its_own_gate_said(site, tiny_model_dir):
+    """A tiny run's card may say it passed a gate of 0.0: the site's model needs at least 0.90."""
+    from cxr_core.site.models import ACTIVATION_MIN_AUC
+
+    user = Path(site["homes"]["A"]["CXR_HOME"]) / "models"
+    user.mkdir(parents=True)
+    _copy(tiny_model_dir, user, "tiny-budget-run", validation_gate={"min_val_auc": 0.0, "auc": 0.62, "passed": True})
+    r = run_cli(["models", "--activate", "tiny-budget-run", "--reader", "X", "--yes"], env=site["homes"]["A"])
+    assert r.returncode == 2
+    assert f"below the gate for the site's model ({ACTIVATION_MIN_AUC:.2f})" in r.stderr and "0.620" in r.stderr
+
+
+@pytest.mark.parametrize("auc, expected", [(0.8999, False), (0.90, True)])
+def test_the_gate_floor_on_each_side(tiny_model_dir, auc, expected):
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.settings import SitePointPolicy
+    from cxr_core.site.models import activation_refusals
+
+    card = ModelFolder(tiny_model_dir).card().with_fields(validation_gate={"min_val_auc": 0.5, "auc": auc,
+                                                                           "passed": True})
+    assert (not activation_refusals(card, SitePointPolicy())) is expected
+
+
+@pytest.mark.parametrize("adapted_auc, low, floor, refused_for", [
+    (0.94, 0.95, 0.90, "below its parent's"),  # worse than its parent on the same films
+    (0.95, 0.95, 0.90, None),  # equal to the parent is enough
+    (0.97, 0.8999, 0.90, "floor"),  # sensitivity's lower bound just under the floor
+    (0.97, 0.90, 0.90, None),  # exactly at the floor
+])
+def test_the_site_adapted_gate(tiny_model_dir, adapted_auc, low, floor, refused_for):
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.settings import SitePointPolicy
+    from cxr_core.site.models import activation_refusals
+
+    card = ModelFolder(tiny_model_dir).card().with_fields(
+        validation_gate={"min_val_auc": 0.9, "auc": adapted_auc, "passed": True},
+        site_adaptation={"parent_model_id": "p", "local_validation": _site_evidence(0.95, adapted_auc, low)})
+    refusals = activation_refusals(card, SitePointPolicy(50, floor))
+    if refused_for is None:
+        assert refusals == []
+    else:
+        assert len(refusals) == 1 and refused_for in refusals[0]
+
+
+def test_a_worse_adapted_model_is_refused_activation(site):
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.site.models import store_model
+
+    worse_id = f"{site['parent']}-site-worse00000"
+    _copy(site["shipped"] / site["parent"], site["tmp"], worse_id,
+          validation_gate={"min_val_auc": 0.9, "auc": 0.93, "passed": True},
+          site_adaptation={"parent_model_id": site["parent"], "local_validation": _site_evidence(0.96, 0.93, 0.95)})
+    store_model(CaseStore.open(site["db"]), site["tmp"] / worse_id, "Dr Adapt")
+    r = run_cli(["site-model", "activate", worse_id, "--reader", "Dr A", "--yes"], env=site["homes"]["A"])
+    assert r.returncode == 2 and "below its parent's (0.960)" in r.stderr
+    assert _predict_model_id(site["homes"]["B"], site["tmp"]) == site["parent"]
+
+
+def test_a_site_point_stays_with_its_model(site, monkeypatch):
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.model.operating_point import resolve
+    from cxr_core.site.models import find_entry
+    from cxr_core.model.registry import Registry
+
+    store = CaseStore.open(site["db"])
+    store.record_site_point(site["parent"], 0.3, "Dr P", {"n": 200})
+    env = site["homes"]["A"]
+    assert run_cli(["site-model", "activate", site["child"], "--reader", "Dr A", "--yes"], env=env).returncode == 0
+    monkeypatch.setenv("CXR_HOME", env["CXR_HOME"])
+    monkeypatch.setenv("CXR_REGISTRY", env["CXR_REGISTRY"])
+    child = find_entry(store, Registry(), site["child"])
+    assert resolve(child.card, store).source == "model"  # the parent's site point does not carry over
+    parent = find_entry(store, Registry(), site["parent"])
+    assert resolve(parent.card, store).threshold == pytest.approx(0.3)
+
+
+def test_revert_without_an_activation_says_so(site):
+    r = run_cli(["models", "--revert", "--reader", "Dr A"], env=site["homes"]["A"])
+    assert r.returncode == 2 and "no activation to revert" in r.stderr
+
+
+def test_a_damaged_stored_model_is_refused(site):
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from cxr_core.cases.db import ModelArchive
+    from cxr_core.cases.store import CaseStore
+
+    store = CaseStore.open(site["db"])
+    with Session(store.engine) as session, session.begin():
+        session.execute(update(ModelArchive).values(data=b"not a zip"))
+    r = run_cli(["predict", "--model", site["child"], str(site["tmp"])], env=site["homes"]["B"])
+    assert r.returncode == 2 and "damaged" in r.stderr
