@@ -1,7 +1,7 @@
 """Real-browser test: `streamlit run app.py` on a free loopback port, driven by Debian's chromium.
 
 Uploads a JPEG and a DICOM through the viewer's file input, checks that the label and the Grad-CAM
-overlay appear, and saves a 1280x800 screenshot of each page to $CXR_SCREENSHOT_DIR (default: the temp folder's
+overlay appear, and saves a 1280x800 screenshot of each page to $CXR_BROWSER_SCREENSHOTS (default: the temp folder's
 cxr-screenshots/).
 Skips (with the reason) where chromium / chromedriver are not installed; .ci/run installs them.
 """
@@ -20,9 +20,9 @@ from .harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_sh
 
 from . import inputs
 
-# Screenshots go to a temp folder ($CXR_SCREENSHOT_DIR to choose it), never into the checkout; the README's are
+# Screenshots go to a temp folder ($CXR_BROWSER_SCREENSHOTS to choose it), never into the checkout; the README's are
 # retaken by `python docs/screenshots.py`.
-ARTIFACTS = Path(os.environ.get("CXR_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "cxr-screenshots")
+ARTIFACTS = Path(os.environ.get("CXR_BROWSER_SCREENSHOTS") or Path(tempfile.gettempdir()) / "cxr-screenshots")
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
