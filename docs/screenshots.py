@@ -77,6 +77,11 @@ def take(out: Path) -> list[Path]:
                  what="the four sample films analysed")
         wait_for(browser, lambda: [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
                                    if p.size["height"] > 300], timeout=60, what="the film")
+        settle(browser, 1)
+        browser.get(f"{server.url}/?case=1")  # the stored first film (bacterial), laid out as with results on screen
+        wait_for(browser, lambda: results_shown(browser, 1), timeout=60, what="case 1")
+        wait_for(browser, lambda: [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+                                   if p.size["height"] > 300], timeout=60, what="its film")
         settle(browser, 3)
         shot("viewer_results")
         for page, ready, name in (("Worklist", "case(s), most in need of a read first", "worklist"),
