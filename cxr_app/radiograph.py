@@ -3,6 +3,8 @@ drawn with a colour scale (its colour bar says what the colours mean)."""
 
 from __future__ import annotations
 
+import base64
+
 import cv2
 import numpy as np
 import plotly.express as px
@@ -29,6 +31,15 @@ def _display_size(shape: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def png_data_uri(gray: np.ndarray) -> str:
+    """An 8-bit grey image as a PNG data URI, the figure's film. Encoded here (cv2, a few ms for a 224-px film)
+    rather than by plotly express's imshow (about 30 ms): a window / level step redraws faster."""
+    ok, png = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("the film could not be encoded for display")
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+
+
 def _fading(colormap: str) -> list[list]:
     """The colour scale with its opacity rising from 0 (no evidence: the film shows through) to 1."""
     from plotly.colors import get_colorscale, unlabel_rgb  # lazy: heavy
@@ -50,7 +61,7 @@ def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: flo
         raise ValueError(f"colormap {colormap!r} is not one of {sorted(COLOR_SCALES)}")
     h, w = _display_size(pixels.shape[:2])
     shown = cv2.resize(window(pixels, level, width), (w, h), interpolation=cv2.INTER_AREA)
-    fig = px.imshow((shown * 255).astype(np.uint8), color_continuous_scale="gray", binary_string=True)
+    fig = go.Figure(go.Image(source=png_data_uri((shown * 255).round().astype(np.uint8)), hoverinfo="skip"))
     if heatmap is not None:
         heat = upsample(heatmap, (h, w))
         fig.add_trace(go.Heatmap(z=heat, colorscale=_fading(colormap), zmin=0, zmax=1, opacity=opacity,

@@ -34,10 +34,14 @@ def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) ->
     if store is None:
         st.warning("The case database is unavailable: the site's model cannot be changed.")
         return
-    candidates = [e for e in entries if not activation_refusals(e.card, current().site_policy)]
+    refusals = {e.model_id: activation_refusals(e.card, current().site_policy) for e in entries}
+    candidates = [e for e in entries if not refusals[e.model_id]]
     choice = active_choice(store)
     if choice is not None and choice.model_id:
         st.caption(f"The site's model: `{choice.model_id}`, set by {choice.author} on {choice.created[:10]}.")
+    for model_id, reasons in refusals.items():  # a run below the gate is named, with the gate: not silently left out
+        if reasons:
+            st.caption(f"`{model_id}` cannot become the site's model: " + " ".join(reasons))
     if not candidates:
         st.caption("No registered model passes the gate for the site's model (internal AUC at least 0.90; a "
                    "site-adapted model also its local-validation rules).")

@@ -103,15 +103,19 @@ def film_view(pred: Prediction, index: int, display: Display, revision: str) -> 
               pred.assessed and st.toggle("Show the heatmap", value=False, key=f"heat_{index}",
                                           help="Off by default for a NORMAL result; on the same fixed scale."))
     heat = pred.heatmap if wanted else None
-    chart = st.empty()  # the film first, its sliders under it: the film stays above the fold
+    # The film first, its sliders under it (the film stays above the fold). The sliders' values are read from the
+    # session before the sliders are drawn, so the chart is drawn in place rather than through an st.empty
+    # placeholder that stood in for it during every step.
+    level = float(st.session_state.get(f"level_{index}", 0.5))
+    width = float(st.session_state.get(f"width_{index}", 1.0))
+    st.plotly_chart(radiograph_figure(pred.image.pixels, heat, level, width, display.opacity, display.colormap,
+                                      revision=revision, height=FILM_PX), width="stretch", key=f"radiograph_{index}",
+                    config={"scrollZoom": True, "displaylogo": False})
     c1, c2 = st.columns(2)
-    level = c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key=f"level_{index}",
-                      help="The centre of the displayed grey range; display only, the model is unaffected.")
-    width = c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key=f"width_{index}",
-                      help="The grey range shown from black to white: narrower is more contrast.")
-    chart.plotly_chart(radiograph_figure(pred.image.pixels, heat, level, width, display.opacity, display.colormap,
-                                         revision=revision, height=FILM_PX), width="stretch", key=f"radiograph_{index}",
-                       config={"scrollZoom": True, "displaylogo": False})
+    c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key=f"level_{index}",
+              help="The centre of the displayed grey range; display only, the model is unaffected.")
+    c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key=f"width_{index}",
+              help="The grey range shown from black to white: narrower is more contrast.")
     st.caption(("Grad-CAM: where the model found evidence for pneumonia, on a fixed scale (a faint map is weak "
                 "evidence). " if heat is not None else
                 "No heatmap: the input was not assessed. " if not pred.assessed else "Heatmap off. ")

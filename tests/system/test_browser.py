@@ -1,7 +1,8 @@
 """Real-browser test: `streamlit run app.py` on a free loopback port, driven by Debian's chromium.
 
 Uploads a JPEG and a DICOM through the viewer's file input, checks that the label and the Grad-CAM
-overlay appear, and saves a 1280x800 screenshot of each page to artifacts/screenshots/.
+overlay appear, and saves a 1280x800 screenshot of each page to $CXR_BROWSER_SCREENSHOTS (default: the temp folder's
+cxr-screenshots/).
 Skips (with the reason) where chromium / chromedriver are not installed; .ci/run installs them.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from testkit.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, res
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT
 
-ARTIFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
+# Screenshots go to a temp folder ($CXR_BROWSER_SCREENSHOTS to choose it), never into the checkout; the README's are
+# retaken by `python docs/screenshots.py`.
+ARTIFACTS = Path(os.environ.get("CXR_BROWSER_SCREENSHOTS") or Path(tempfile.gettempdir()) / "cxr-screenshots")
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")

@@ -1,4 +1,4 @@
-"""The clinician's workflow in a real browser (Debian chromium), with screenshots in artifacts/screenshots/:
+"""The clinician's workflow in a real browser (Debian chromium), with screenshots in the screenshot folder:
 the reader's name survives page switches (issue 23, item 4), the review form pre-selects nothing (8), Clear
 empties the uploader (7), the sidebar labels internal figures and asks for local validation (3), and a site
 point justified by 10 + 10 images is refused with its rule (2). Skips where chromium is missing."""
