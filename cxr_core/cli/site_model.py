@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from train.site import adapt_from_cli
 
 from ..cases.store import CaseStore
 from ..errors import CXRError
@@ -47,6 +46,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     if bool(args.data_dir) == bool(args.from_reviews):
         raise CXRError("Give either a labelled folder (DATA_DIR) or --from-reviews.")
     require_reader(args.reader, "Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
+    from train.site import adapt_from_cli  # lazy: heavy (TensorFlow; `--help` stays fast)
+
     result = adapt_from_cli(resolve_model_dir(args.model), args.data_dir, args.from_reviews, args.reader,
                             args.seed, quiet=args.json, work_dir=Path(args.work_dir) if args.work_dir else None)
     if args.json:

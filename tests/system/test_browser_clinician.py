@@ -1,5 +1,5 @@
 """The clinician's workflow 2 (issue 35) in a real browser (Debian chromium) at 1280 x 800, with screenshots in
-the screenshot folder (tests/test_browser.py): the Worklist's selection is a case id across a refresh that inserts a case above it and a
+the screenshot folder (tests/system/test_browser.py): the Worklist's selection is a case id across a refresh that inserts a case above it and a
 page switch, and Remove asks first, naming the case and its label (item 2); the sidebar reports no site figures
 from 8 local films (3); a stored case says how it reads at the site's current point (4); zoom survives window /
 level, which redraws one film only, and Next / Previous move between cases (8); the name box, verdict, P and film

@@ -1,5 +1,5 @@
 """The 1280 x 800 walk of issue 35 in a real browser (Debian chromium), with screenshots in the screenshot folder
-(tests/test_browser.py's `screenshot`): zoom survives a window / level step, which greys out nothing beyond the
+(tests/system/test_browser.py's `screenshot`): zoom survives a window / level step, which greys out nothing beyond the
 film (item 8); the Worklist's essential columns and the PACS page's results fit and read first (item 9); the
 Training page's governed "Make the site's model" refuses a model below the gate, naming it, and an activation made
 on one server is the default model of a second server sharing the case database (item 1). Skips where chromium
@@ -41,7 +41,7 @@ def _page_area(browser) -> None:
 
 
 def screenshot(browser, name: str) -> None:
-    """tests/test_browser.py's screenshot, then the 1280 x 800 page area again (it resets the window's size)."""
+    """tests/system/test_browser.py's screenshot, then the 1280 x 800 page area again (it resets the window's size)."""
     _screenshot(browser, name)
     _page_area(browser)
 
