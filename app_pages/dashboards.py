@@ -1,6 +1,5 @@
 """Dashboards: test-set metrics of the model in use, from its saved per-image scores."""
 
-import json
 
 import pandas as pd
 import streamlit as st
@@ -13,7 +12,7 @@ from cxr_app.state import (case_store, data_dir_default, predictor_for, reader_n
 from cxr_core import CLASSES
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
-from cxr_core.validation.evaluation import evaluate_folder, read_scores, saved_evaluations
+from cxr_core.validation.evaluation import EvaluationFolder, evaluate_folder, read_scores, saved_evaluations
 from cxr_core.model.gradcam import overlay
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -39,8 +38,7 @@ else:
     name = st.selectbox("Evaluation", list(evals), help="'internal validation' is the patient-grouped split held out "
                         "from the training data; other entries are folders evaluated with `evaluate`.")
     files, y, probs = read_scores(evals[name])
-    summary_path = evals[name].parent / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = EvaluationFolder(evals[name].parent).summary()
     if name == "internal validation":
         st.caption("Internal validation: same hospital and period as the training data, so these figures flatter.")
     elif (summary.get("overlap") or {}).get("warning"):

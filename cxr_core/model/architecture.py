@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import BACKBONES, ModelConfig
 from ..errors import ConfigError, ModelError, WeightsUnavailableError
+from .folder import ModelFolder
 from .keras_import import import_keras
 
 CAM_LAYER = "cam_features"
@@ -134,7 +135,7 @@ def load_weights_from(model: Any, path: str) -> None:
     if not p.exists():
         raise ModelError(f"Cannot initialise from {path!r}: the file does not exist.")
     if p.suffix == ".keras" or p.is_dir():
-        source = keras.models.load_model(p / "model.keras" if p.is_dir() else p, compile=False, safe_mode=True)
+        source = keras.models.load_model(ModelFolder(p).model_file if p.is_dir() else p, compile=False, safe_mode=True)
         copied = 0
         for layer in model.layers:
             try:

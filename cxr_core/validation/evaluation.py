@@ -29,6 +29,27 @@ from .metrics import evaluation_summary
 SCORES_HEADER = "file,label,p_normal,p_bacterial,p_viral"
 
 
+class EvaluationFolder:
+    """A saved evaluation's folder ($CXR_HOME/evaluations/<model id>/<folder name>-<data fingerprint>/), its layout
+    owned here: scores.csv (per-image scores, `read_scores`) and summary.json (the figures, the data, the overlap)."""
+
+    SCORES = "scores.csv"
+    SUMMARY = "summary.json"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    scores_file = property(lambda self: self.path / self.SCORES)
+    summary_file = property(lambda self: self.path / self.SUMMARY)
+
+    def summary(self) -> dict[str, Any]:
+        """The saved summary; {} when there is none (internal validation) or it cannot be read."""
+        try:
+            return json.loads(self.summary_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+
 @dataclass
 class EvalResult:
     summary: dict[str, Any]
@@ -70,9 +91,9 @@ def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dic
     if ModelFolder(model_dir).scores_file.is_file():
         out["internal validation"] = ModelFolder(model_dir).scores_file
     saved = []
-    for scores in evaluations_dir(model_id or ModelFolder(model_dir).card().model_id).glob("*/scores.csv"):
+    for scores in evaluations_dir(model_id or ModelFolder(model_dir).card().model_id).glob(f"*/{EvaluationFolder.SCORES}"):
+        s = EvaluationFolder(scores.parent).summary()
         try:
-            s = json.loads((scores.parent / "summary.json").read_text(encoding="utf-8"))
             saved.append((s["evaluated"], f"{s['data']} ({s['evaluated'][:16].replace('T', ' ')} UTC, n = {s['n']})", scores))
         except (OSError, ValueError, KeyError):
             continue  # a half-written or foreign folder: not listed
@@ -122,8 +143,8 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
         folder = evaluations_dir(summary["model"]) / f"{data_dir.name}-{summary['data_fingerprint']}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_scores(folder / "scores.csv", files, y, P)
-            write_json_atomic(folder / "summary.json", summary)
+            write_scores(EvaluationFolder(folder).scores_file, files, y, P)
+            write_json_atomic(EvaluationFolder(folder).summary_file, summary)
             saved_to = folder
         except (OSError, StorageError):
             saved_to = None  # an unwritable $CXR_HOME: the summary is still printed

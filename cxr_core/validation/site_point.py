@@ -5,7 +5,6 @@ and `python -m cxr_core site-point` both call these functions; nothing else writ
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 from pathlib import Path
@@ -16,7 +15,7 @@ from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..errors import CXRError
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
-from .evaluation import read_scores
+from .evaluation import EvaluationFolder, read_scores
 from .metrics import operating_point_evidence, pneumonia_probability, safe_auc
 from ..model.operating_point import OperatingPoint, valid_threshold
 from ..paths import evaluations_dir
@@ -58,8 +57,9 @@ def find_evaluation(model_id: str, path_or_id: str) -> Path:
     """The scores.csv of a saved local evaluation of `model_id`: its id (the folder name under
     $CXR_HOME/evaluations/<model id>/), its folder, or its scores.csv."""
     given = Path(path_or_id).expanduser()
-    for candidate in (given, given / "scores.csv", evaluations_dir(model_id) / path_or_id / "scores.csv"):
-        if candidate.is_file() and candidate.name == "scores.csv":
+    for candidate in (given, EvaluationFolder(given).scores_file,
+                      EvaluationFolder(evaluations_dir(model_id) / path_or_id).scores_file):
+        if candidate.is_file() and candidate.name == EvaluationFolder.SCORES:
             return candidate
     if given.name == ModelFolder.SCORES:
         raise CXRError("The internal validation is not a local evaluation: a site point needs the site's own images.")
@@ -98,10 +98,7 @@ def revert_site_point(store: Any, card: ModelCard, reader: str) -> float | None:
 
 
 def _summary(scores: Path) -> dict[str, Any]:
-    try:
-        return json.loads((scores.parent / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return EvaluationFolder(scores.parent).summary()
 
 
 @dataclass(frozen=True)
@@ -154,12 +151,12 @@ def site_figures(model_id: str, point: OperatingPoint, policy: SitePointPolicy) 
     the site point itself passes), else the newest one with the reason it is not reported. None: no local
     evaluation at all."""
 
-    folders = sorted((p.parent for p in evaluations_dir(model_id).glob("*/scores.csv")),
-                     key=lambda f: _summary(f / "scores.csv").get("evaluated", ""), reverse=True)
+    folders = sorted((EvaluationFolder(p.parent) for p in evaluations_dir(model_id).glob(f"*/{EvaluationFolder.SCORES}")),
+                     key=lambda f: f.summary().get("evaluated", ""), reverse=True)
     behind = point.evidence_dict.get("evaluation") if point.source == "site" else None
     if behind:
-        folders.sort(key=lambda f: f.name != behind)  # stable: the site point's own evaluation first
-    found = [figures for f in folders if (figures := _figures(f / "scores.csv", point, policy)) is not None]
+        folders.sort(key=lambda f: f.path.name != behind)  # stable: the site point's own evaluation first
+    found = [figures for f in folders if (figures := _figures(f.scores_file, point, policy)) is not None]
     return next((f for f in found if f.reportable), found[0] if found else None)
 
 
