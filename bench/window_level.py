@@ -68,8 +68,6 @@ def step_level(browser, key: str) -> None:
 
 def server_side(image: Path, steps: int) -> list[float]:
     """Seconds to build and serialise the film's figure for one window/level step (the fragment's own work)."""
-    import numpy as np
-
     from cxr_app.radiograph import radiograph_figure
     from cxr_core.inputs.imaging import load_image
 

@@ -87,6 +87,19 @@ def make_browser(width: int = 1280, height: int = 800) -> Any:
     return driver
 
 
+READER_BOX = "input[aria-label='Your name (reviews and audit)']"  # the sidebar's reader name box
+
+
+def sign_in(driver: Any, name: str) -> None:
+    """Type the reader's name once the sidebar has rendered it, and wait until the page holds it (the name reaches
+    the server before the next action)."""
+    wait_for(driver, lambda: driver.find_elements("css selector", READER_BOX), what="the reader's name box")
+    driver.find_element("css selector", READER_BOX).send_keys(name + "\n")
+    wait_for(driver, lambda: driver.find_element("css selector", READER_BOX).get_attribute("value") == name,
+             what="the reader's name")
+    time.sleep(0.5)
+
+
 def body_text(driver: Any) -> str:
     return driver.find_element("tag name", "body").text
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import py_compile
-import re
 import os
 import shutil
 import subprocess

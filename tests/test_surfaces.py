@@ -5,7 +5,6 @@ controlled model (testkit/controlled.py), whose id is not the tiny trained model
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest

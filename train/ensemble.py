@@ -21,8 +21,6 @@ from collections import defaultdict
 from cxr_core.fileio import write_atomic
 from cxr_core.inputs.imaging import load_image
 from cxr_core.model.architecture import logit_function, merge_members
-from cxr_core.model.folder import ModelFolder
-from cxr_core.model.keras_import import load_keras_model
 from cxr_core.validation.dataset import class_counts, fingerprint, index_dataset, split_for
 from cxr_core.validation.stress import CLEAN
 from pathlib import Path

@@ -30,7 +30,6 @@ import numpy as np
 
 from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
-from cxr_core.model.folder import ModelFolder
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
 from train.distribute import current

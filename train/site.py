@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -28,8 +29,12 @@ import numpy as np
 from cxr_core.cases.store import CaseStore
 from cxr_core.config import config_from_dict
 from cxr_core.errors import CXRError
-from cxr_core.fileio import write_atomic, write_json_atomic
+from cxr_core.fileio import write_atomic
+from cxr_core.fitting.guards import fit_guards
+from cxr_core.fitting.presentation import fit_presentation
 from cxr_core.inputs.imaging import load_image
+from cxr_core.model import decision as D
+from cxr_core.model.architecture import LOGITS_LAYER, logit_function, predict_logits
 from cxr_core.model.card import ModelCard
 from cxr_core.model.folder import ModelFolder
 from cxr_core.model.predict import Predictor
@@ -39,16 +44,12 @@ from cxr_core.site.data import (SiteFilm, films_from_folder, films_from_reviews,
                                 split)
 from cxr_core.site.evidence import compare
 from cxr_core.site.models import ACTIVATION_MIN_AUC, activation_refusals, store_model, unpack
-from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
-from cxr_core.fitting.guards import fit_guards
-from cxr_core.fitting.presentation import fit_presentation
-from cxr_core.model.architecture import LOGITS_LAYER, logit_function, predict_logits
 from cxr_core.validation.evaluation import write_scores
 from cxr_core.validation.stress import CLEAN, conditions, score_conditions
 from train.augment import build_augmenter
 from train.evidence import needs_stress, operating_point
-import subprocess
+from train.run_folder import RunFolder
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .card import ModelCard, model_id_is_valid
 from ..errors import ModelError, RegistryError, StorageError

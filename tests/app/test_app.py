@@ -195,7 +195,6 @@ def test_the_site_model_is_changed_only_by_a_named_reader_past_the_gate(app_env,
     ModelFolder(good).write_card(ModelFolder(good).card().with_fields(
         model_id="good-model", validation_gate={"min_val_auc": 0.9, "auc": 0.95, "passed": True}))
     monkeypatch.setenv("CXR_REGISTRY", str(shipped))
-    from cxr_app.site_ui import activation_panel  # noqa: F401  (the panel under test)
 
     at = _run()
     at.switch_page("app_pages/training.py").run()

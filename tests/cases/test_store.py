@@ -4,7 +4,6 @@ point on the reports and the DICOM results: tests/reports/test_export.py, tests/
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

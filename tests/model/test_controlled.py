@@ -15,7 +15,7 @@ from cxr_core.errors import CXRError
 from testkit import controlled as C
 from testkit import inputs
 from testkit.harness import c_store, free_port
-from testkit.readers import FakePacs, pdf_words, sr_items, sr_subtype, sr_text, sr_threshold_source
+from testkit.readers import FakePacs, pdf_words, sr_subtype, sr_text, sr_threshold_source
 
 
 def model_input(predictor, data: bytes) -> np.ndarray:

@@ -4,7 +4,6 @@ the gate, on the tiny model and small synthetic sites. The governed activation i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

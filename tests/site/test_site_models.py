@@ -5,7 +5,6 @@ with its model. The models are the tiny model and copies of it whose cards each 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 

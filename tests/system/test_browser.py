@@ -19,7 +19,6 @@ import pytest
 from testkit.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
 
 from testkit import inputs
-from tests.conftest import PROJECT_ROOT
 
 # Screenshots go to a temp folder ($CXR_BROWSER_SCREENSHOTS to choose it), never into the checkout; the README's are
 # retaken by `python docs/screenshots.py`.

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from testkit import inputs
-from testkit.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, READER_BOX, body_text, make_browser, results_shown, sign_in,
+                             start_app, upload, wait_for)
 from tests.system.test_browser import screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
-READER_BOX = "input[aria-label='Your name (reviews and audit)']"
 ROW_PX, HEADER_PX = 35, 35  # Streamlit's dataframe (glide data grid): row and header heights
 
 
@@ -102,8 +102,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
     try:
         browser.get(f"{server.url}/worklist")
         wait_for(browser, lambda: "To read (3)" in body_text(browser), what="the worklist")
-        browser.find_element("css selector", READER_BOX).send_keys("Dr Remove\n")
-        time.sleep(1)
+        sign_in(browser, "Dr Remove")
         chosen = order[-1]  # the last row: every insert above it moves it
         _tick(browser, 2)
         wait_for(browser, lambda: f"Selected: case {chosen} (NORMAL, P 0.100" in body_text(browser), what="the selection")

@@ -16,7 +16,8 @@ from datetime import date
 import pytest
 
 from testkit import inputs
-from testkit.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, wait_for
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, sign_in,
+                             start_app, wait_for)
 from .test_browser import screenshot as _screenshot
 from tests.dicom.test_pacs import PASSWORD, USER, _training_like_dicom, orthanc  # noqa: F401  (the Orthanc fixture)
 
@@ -24,7 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
-READER_BOX = "input[aria-label='Your name (reviews and audit)']"
 FILM = "[...document.querySelectorAll('.js-plotly-plot')].find(p => p.getBoundingClientRect().height > 300)"
 
 
@@ -275,8 +275,7 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
     try:
         browser.get(f"{a.url}/training")
         wait_for(browser, lambda: "Make the site's model" in body_text(browser), what="the governed panel")
-        browser.find_element(By.CSS_SELECTOR, READER_BOX).send_keys("Dr Governor\n")
-        time.sleep(1.5)
+        sign_in(browser, "Dr Governor")
         text = body_text(browser)
         # the tiny run is refused, with the gate named; only the good run is offered
         assert "tiny-budget-run cannot become the site's model" in text

@@ -11,13 +11,13 @@ import time
 import pytest
 
 from testkit import inputs
-from testkit.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, READER_BOX, body_text, make_browser, results_shown, sign_in,
+                             start_app, upload, wait_for)
 from tests.system.test_browser import screenshot, show_every_case
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
 
-READER_BOX = "input[aria-label='Your name (reviews and audit)']"
 
 
 def _click_text(browser, text: str, tag: str = "*") -> None:
@@ -60,8 +60,7 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         text = body_text(browser)
         assert "Internal (same hospital as training)" in text
         # (4) the reader, typed once on the Viewer
-        browser.find_element(By.CSS_SELECTOR, READER_BOX).send_keys("Dr Kept\n")
-        time.sleep(1)
+        sign_in(browser, "Dr Kept")
         films = []
         for i in range(2):
             films.append(tmp_path / f"film_{i}.png")

@@ -19,24 +19,13 @@ import pytest
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 from tests.system.test_browser import screenshot
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser, results_shown,
-                      start_app, upload, wait_for)
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser,
+                             results_shown, sign_in, start_app, upload, wait_for)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
 
-READER_BOX = "input[aria-label='Your name (reviews and audit)']"
 REFRESH_S = 2
-
-
-def _sign_in(browser, name: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, READER_BOX), what="the reader's name box")
-    browser.find_element(By.CSS_SELECTOR, READER_BOX).send_keys(name + "\n")
-    wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, READER_BOX).get_attribute("value") == name,
-             what="the reader's name")
-    time.sleep(0.5)  # the name reaches the server before the next action
 
 
 def _select_first_row(browser, selected: str, tries: int = 3) -> None:
@@ -75,14 +64,14 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         browser_a, browser_b = browsers = [make_browser(), make_browser()]
         # B's worklist is open and empty before anything is stored.
         browser_b.get(f"{servers[1].url}/worklist")
-        _sign_in(browser_b, "Dr B")
+        sign_in(browser_b, "Dr B")
         wait_for(browser_b, lambda: "No case yet" in body_text(browser_b), what="B's empty worklist")
 
         # A reader on workstation A uploads a film in the Viewer.
         film = tmp_path / "film.png"
         film.write_bytes(sorted((tiny_data / "PNEUMONIA").iterdir())[0].read_bytes())
         browser_a.get(servers[0].url)
-        _sign_in(browser_a, "Dr A")
+        sign_in(browser_a, "Dr A")
         upload(browser_a, [film])
         wait_for(browser_a, lambda: results_shown(browser_a, 1), what="A's result")
 
