@@ -43,8 +43,11 @@ def _tick(browser, row: int, tab: int = 0) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    grids = [g for g in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]") if g.is_displayed()]
-    grid = grids[tab]
+    def grids():
+        return [g for g in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]") if g.is_displayed()]
+
+    wait_for(browser, lambda: len(grids()) > tab, what="the worklist table")  # a rerun may be redrawing it
+    grid = grids()[tab]
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
     time.sleep(0.3)
     w, h = grid.size["width"], grid.size["height"]
