@@ -354,11 +354,10 @@ def _summary(y3: np.ndarray, yb: np.ndarray, probs: np.ndarray, p: np.ndarray, t
 def _fit_guards(model: Any, screened: Any, tune: np.ndarray, val: np.ndarray, parent: Predictor,
                 out: Path) -> dict[str, Any]:
     """The guards for the adapted model's features, fitted on the tuning films and calibrated on the
-    local-validation patients, as for any model."""
-
+    local-validation patients, as for any model; the chest-appearance check is the parent's."""
     groups = screened.groups
     return fit_guards(model, screened.x[tune], [groups[i] for i in tune], screened.x[val], [groups[i] for i in val],
-                      parent.preprocess, out)
+                      parent.preprocess, out, appearance_of=parent)
 
 
 def _fit_presentation(folder: ModelFolder, parent_card: ModelCard, screened: Any, val: np.ndarray, y3: np.ndarray,

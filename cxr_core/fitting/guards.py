@@ -4,12 +4,15 @@ and `python -m cxr_core fit-ood` all call `fit_guards`.
 
 Each guard is fitted on the model's training images and calibrated on held-out pediatric films (a single
 model's validation split; for a cross-validated ensemble, the last fold, which the other members trained on,
-so its feature thresholds are lower and its rates optimistic); the report the card stores gives each guard's rate on those held-out films, measured with thresholds that did
-not see them (`held_out_flags`), and the rate of all guards together.
+so its feature thresholds are lower and its rates optimistic); the report the card stores gives each guard's rate on
+those held-out films, measured with thresholds that did not see them (`held_out_flags`), and the rate of all guards
+together. A site-adapted model inherits its parent's chest-appearance check: what a chest film looks like does not
+change with the classifier, and a few hundred site films (already screened by that check) would fit a weaker one.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,16 +34,25 @@ from ..validation.dataset import held_out_split
 def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_out: np.ndarray,
                held_out_patients: list[str], preprocess: Any, out_dir: Path,
                adult_dir: str | Path = DEFAULT_ADULT_REFERENCE, recipe: AutoencoderRecipe = AutoencoderRecipe(),
-               backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+               backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
+               appearance_of: Predictor | None = None) -> dict[str, Any]:
     """Fit every guard on the training inputs `x_fit`, calibrate the image guards' thresholds on the held-out
     pediatric inputs `x_held_out`, save them into `out_dir`; the report the card stores. `backup_dir`: where the
-    autoencoder's training keeps its state, so that an interrupted fit resumes."""
+    autoencoder's training keeps its state, so that an interrupted fit resumes. `appearance_of`: a parent model
+    whose chest-appearance check is copied instead of fitted (site adaptation)."""
     folder = ModelFolder(out_dir)
     held_features = pooled_features(model, x_held_out)
     ood = OODDetector.fit(x_fit, pooled_features(model, x_fit), x_held_out, held_features)
     ood.save(folder.ood_file)
-    appearance = AppearanceCheck.fit(x_fit, x_held_out, recipe, backup_dir=backup_dir, log=log)
-    appearance.save(folder.appearance_file, folder.appearance_model_file)
+    if appearance_of is not None and appearance_of.appearance is not None:
+        appearance = appearance_of.appearance
+        shutil.copyfile(appearance_of.folder.appearance_file, folder.appearance_file)
+        shutil.copyfile(appearance_of.folder.appearance_model_file, folder.appearance_model_file)
+        appearance_record = {**appearance_of.card.appearance_check, "inherited_from": appearance_of.card.model_id}
+    else:
+        appearance = AppearanceCheck.fit(x_fit, x_held_out, recipe, backup_dir=backup_dir, log=log)
+        appearance.save(folder.appearance_file, folder.appearance_model_file)
+        appearance_record = appearance.describe(recipe)
     check, population = fit_for_model(x_fit, fit_patients, preprocess, adult_dir)
     if check is not None:
         check.save(folder.population_file)
@@ -50,7 +62,7 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_ou
         population["val_pediatric_false_alarm_rate"] = rates["population"]
     return {"ood_pixel_threshold": ood.pixel_threshold, "ood_feature_threshold": ood.feature_threshold,
             "ood_feature_threshold_strong": ood.feature_threshold_strong,
-            "appearance_check": appearance.describe(recipe),
+            "appearance_check": appearance_record,
             "guard_calibration": {
                 "held_out_images": int(len(x_held_out)),
                 "rules": {"refused (pixel layout)": PIXEL_REFUSAL.describe(),

@@ -223,7 +223,9 @@ def _guard_section(card: ModelCard) -> list[str]:
     what = [] if not appearance else [
         f"Chest-appearance check: {appearance['what']} ({appearance['parameters']:,} parameters, "
         f"{appearance['recipe']['size']} px, a {appearance['recipe']['code']}-number code, "
-        f"{appearance['recipe']['epochs']} epochs on the training films).", ""]
+        f"{appearance['recipe']['epochs']} epochs on the training films"
+        + (f"; inherited from the parent model `{appearance['inherited_from']}`" if "inherited_from" in appearance else "")
+        + ").", ""]
     return ["## Input guards", "", f"Thresholds calibrated on held-out pediatric films ({rules}). {calibration['note']}.",
             "", *what, "| guard | value |", "|---|---|", *guard_lines(card), ""]
 

@@ -174,6 +174,12 @@ def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted_twice
     assert lv["n"] == site["counts"]["local_validation"]["n"]
     assert card.threshold == pytest.approx(lv["adapted"]["threshold"])
     assert card.guard_calibration["held_out_images"] == lv["n"]  # guards calibrated on the site's held-out films
+    # the chest-appearance check is the parent's, copied and recorded as such (not refitted on a few site films)
+    own, theirs = ModelFolder(result["model_dir"]), ModelFolder(tiny_model_dir)
+    assert own.appearance_model_file.read_bytes() == theirs.appearance_model_file.read_bytes()
+    assert own.appearance_file.read_bytes() == theirs.appearance_file.read_bytes()
+    assert card.appearance_check == {**parent.appearance_check, "inherited_from": parent.model_id}
+    assert f"inherited from the parent model `{parent.model_id}`" in (own.path / own.CARD_MARKDOWN).read_text()
     pred = Predictor(result["model_dir"]).predict(next(Path(result["model_dir"]).parents[1].rglob("*.jpeg")))
     assert pred.model_id == card.model_id  # it answers as itself
 
