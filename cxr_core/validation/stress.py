@@ -142,7 +142,7 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
     keys = conditions(shifts, severities)
 
     def score(batch: np.ndarray) -> np.ndarray:
-        return pneumonia_probability(predictor.forward(batch, heatmaps=False)[0])
+        return pneumonia_probability(predictor.score_many(batch).probabilities)
 
     p_by = {}
     for key in keys:
