@@ -73,25 +73,24 @@ def candidate_config(path: str, budget: str, name: str):
 
 
 def report(name: str, card) -> None:
-    rows = {r["condition"]: r for r in card.stress["conditions"]}
+    rows = {r.condition: r for r in card.stress.conditions}
     clean = rows["clean"]
     emit(name, f"minutes {card.training_time_s / 60:.1f}, threshold {card.threshold:.3f} "
-           f"({card.threshold_evidence['binding_condition']} binds), clean AUC {clean['auc']:.3f} "
-           f"sens {clean['sensitivity']:.3f} spec {clean['specificity']:.3f}")
+           f"({card.threshold_evidence.binding_condition} binds), clean AUC {clean.auc:.3f} "
+           f"sens {clean.sensitivity:.3f} spec {clean.specificity:.3f}")
     for severity in (2, 3):
         parts = []
         for shift in ACQUISITION:
             r = rows[f"{shift}:{severity}"]
-            parts.append(f"{shift} {r['auc']:.3f}/{r['sensitivity']:.3f}/{r['specificity']:.3f}")
+            parts.append(f"{shift} {r.auc:.3f}/{r.sensitivity:.3f}/{r.specificity:.3f}")
         emit(f"{name} severity {severity} (AUC/sens/spec)", "; ".join(parts))
-    held_out = [r for r in card.stress["conditions"] if r["in_training_augmentation"] is False and r["severity"] == 2]
+    held_out = [r for r in card.stress.conditions if r.in_training_augmentation is False and r.severity == 2]
     for metric in ("auc", "sensitivity", "specificity"):
-        worst = min(held_out, key=lambda r: r[metric])
-        emit(f"{name} held-out shifts, moderate, worst {metric}", f"{worst[metric]:.3f} ({worst['condition']})")
-    for key in ("worst_acquisition_moderate", "worst_acquisition_severe"):
-        w = card.stress[key]
-        emit(f"{name} {key}", ", ".join(f"{m} {w[m]['value']:.3f} ({w[m]['condition']})"
-                                              for m in ("auc", "sensitivity", "specificity")))
+        worst = min(held_out, key=lambda r: getattr(r, metric))
+        emit(f"{name} held-out shifts, moderate, worst {metric}", f"{getattr(worst, metric):.3f} ({worst.condition})")
+    for label, w in (("moderate", card.stress.worst_acquisition_moderate),
+                     ("severe", card.stress.worst_acquisition_severe)):
+        emit(f"{name} worst acquisition {label}", ", ".join(f"{m} {e.value:.3f} ({e.condition})" for m, e in w.shown()))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from cxr_core.model.evidence import StressRow
+
 
 HEIGHT = 360
 
@@ -130,18 +132,19 @@ def run_bars(labels: list[str], values: list[float], title: str, metric: str) ->
     return fig.update_layout(margin=dict(l=50, r=20, t=60, b=45))
 
 
-def stress_bars(rows: list[dict[str, Any]], metric: str, threshold_line: float | None = None) -> go.Figure:
+def stress_bars(rows: list[StressRow], metric: str, threshold_line: float | None = None) -> go.Figure:
     """One bar per stress condition (grouped by shift, coloured by severity) for `metric`."""
     colours = {0: "#4c78a8", 1: "#72b7b2", 2: "#f58518", 3: "#e45756"}
     fig = go.Figure()
-    for severity in sorted({r["severity"] for r in rows}):
-        sub = [r for r in rows if r["severity"] == severity]
-        fig.add_trace(go.Bar(x=[r["shift"] for r in sub], y=[r[metric] for r in sub], marker_color=colours.get(severity),
-                             name=sub[0]["severity_name"] if severity else "clean",
+    for severity in sorted({r.severity for r in rows}):
+        sub = [r for r in rows if r.severity == severity]
+        fig.add_trace(go.Bar(x=[r.shift for r in sub], y=[getattr(r, metric) for r in sub],
+                             marker_color=colours.get(severity), name=sub[0].severity_name if severity else "clean",
                              hovertemplate="%{x}<br>" + metric + " %{y:.3f}"))
     if threshold_line is not None:
         fig.add_hline(y=threshold_line, line_dash="dot", line_color="gray")
     fig.update_layout(barmode="group")
-    low = min([r[metric] for r in rows if r[metric] == r[metric]] + [1.0])
+    values = [getattr(r, metric) for r in rows]
+    low = min([v for v in values if v == v] + [1.0])
     fig.update_yaxes(range=[max(0.0, low - 0.05), 1.0])
     return _layout(fig, f"{metric} under acquisition shifts", "shift", metric, height=340)

@@ -6,14 +6,16 @@ both call these, so a policy means the same thing whichever recipe made the mode
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from dataclasses import replace
+from typing import Callable, Sequence
 
 import numpy as np
 
 from cxr_core.validation import metrics as M
 from cxr_core.config import STRESS_POLICIES, TrainConfig
 from cxr_core.inputs.shifts import SHIFTS
-from cxr_core.validation.stress import CLEAN, conditions, score_conditions, stress_table, worst_case
+from cxr_core.model.evidence import StressReport, ThresholdEvidence
+from cxr_core.validation.stress import CLEAN, conditions, score_conditions, stress_report, stress_table
 
 
 def needs_stress(config: TrainConfig) -> bool:
@@ -33,7 +35,7 @@ def stress_logits(images: Sequence[np.ndarray], config: TrainConfig,
     return score_conditions(images, config.data.preprocess(), logits, keys)
 
 
-def operating_point(config: TrainConfig, y_binary: np.ndarray, p: dict[str, np.ndarray]) -> tuple[float, dict[str, Any]]:
+def operating_point(config: TrainConfig, y_binary: np.ndarray, p: dict[str, np.ndarray]) -> tuple[float, ThresholdEvidence]:
     """(threshold, policy evidence) by the config's policy; `p` maps conditions to P(pneumonia) ("clean" at least)."""
     t = config.train
     if t.threshold_policy == "robust_sensitivity":
@@ -43,19 +45,15 @@ def operating_point(config: TrainConfig, y_binary: np.ndarray, p: dict[str, np.n
                                                     held_out_shifts(config), max_severity=2)
     else:
         threshold = M.choose_threshold(y_binary, p[CLEAN], t.threshold_policy, t.target_sensitivity)
-        policy = {"name": t.threshold_policy, "target_sensitivity": t.target_sensitivity}
+        policy = ThresholdEvidence(name=t.threshold_policy, target_sensitivity=t.target_sensitivity)
     youden = M.choose_threshold(y_binary, p[CLEAN], "youden")
-    policy["youden_threshold_for_comparison"] = youden
-    policy["at_youden"] = {k: M.binary_at_threshold(y_binary, p[CLEAN], youden)[k] for k in ("sensitivity", "specificity")}
-    return threshold, policy
+    at_youden = M.binary_at_threshold(y_binary, p[CLEAN], youden)
+    return threshold, replace(policy, youden_threshold_for_comparison=youden,
+                              at_youden={k: at_youden[k] for k in ("sensitivity", "specificity")})
 
 
 def stress_section(config: TrainConfig, y_binary: np.ndarray, p: dict[str, np.ndarray], threshold: float,
-                   note: str) -> dict[str, Any]:
-    """The card's `stress` block: one row per condition, the worst cases over every shift and over the acquisition
+                   note: str) -> StressReport:
+    """The card's stress report: one row per condition, the worst cases over every shift and over the acquisition
     family (whose rows say whether augmentation varied them)."""
-    rows = stress_table(y_binary, p, threshold, config.augment)
-    acquisition = [r for r in rows if r["severity"] == 0 or SHIFTS[r["shift"]].family == "acquisition"]
-    return {"conditions": rows, "worst_moderate": worst_case(rows, 2), "worst_severe": worst_case(rows, 3),
-            "worst_acquisition_moderate": worst_case(acquisition, 2),
-            "worst_acquisition_severe": worst_case(acquisition, 3), "note": note}
+    return stress_report(stress_table(y_binary, p, threshold, config.augment), note=note, acquisition=True)

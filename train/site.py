@@ -36,6 +36,7 @@ from cxr_core.inputs.imaging import load_image
 from cxr_core.model import decision as D
 from cxr_core.model.architecture import LOGITS_LAYER, logit_function, predict_logits
 from cxr_core.model.card import ModelCard
+from cxr_core.model.evidence import ThresholdEvidence
 from cxr_core.model.folder import ModelFolder
 from cxr_core.model.predict import Predictor
 from cxr_core.safety.overlap import training_hashes
@@ -142,7 +143,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
                                 "version": time.strftime("%Y.%m.%d"), "created": site["created"],
                                 "description": f"{parent.card.name} adapted to this site on {counts['tuning']['n']} of "
                                                f"its labelled films ({counts['tuning']['patients']} patients).",
-                                "threshold": threshold, "threshold_policy": policy["name"],
+                                "threshold": threshold, "threshold_policy": policy.name,
                                 "threshold_evidence": policy, "temperature": temperature,
                                 "internal_validation": summary,
                                 "internal_validation_kind": f"Local validation at this site: {len(val)} films of "
@@ -328,7 +329,7 @@ def _temperature(logits: np.ndarray, y3: np.ndarray, parent_temperature: float) 
 
 
 def _threshold(parent: Predictor, model: Any, temperature: float, films: list[SiteFilm], val: np.ndarray,
-               y_val: np.ndarray, p_val: np.ndarray) -> tuple[float, dict[str, Any]]:
+               y_val: np.ndarray, p_val: np.ndarray) -> tuple[float, ThresholdEvidence]:
     """The parent's threshold policy, applied to the adapted model's local-validation scores (with the stress
     conditions the policy reads, up to moderate severity, where it reads any)."""
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CXRError
+from ..model.evidence import stress_rows
 from ..model.predict import Predictor
 from ..site.models import resolve_model_dir
 from ..validation.stress import conditions, stress_folder
@@ -38,17 +39,15 @@ def run(args: argparse.Namespace) -> int:
     note = None if args.json else (lambda key: print(f"  scoring {key} ...", file=sys.stderr, flush=True))
     result = stress_folder(predictor, data_dir, shifts, severities, progress=note, point=point)
     if args.json:
-        print_json(result)
-        return status(len(result["failed"]))
-    print(f"n = {result['n']}  model {result['model']}  threshold {result['threshold']:.3f}")
+        print_json(result.to_dict())
+        return status(len(result.failed))
+    print(f"n = {result.n}  model {result.model}  threshold {result.threshold:.3f}")
     print(f"{'condition':<18} {'aug.':<4} {'AUC':>6} {'sens.':>6} {'spec.':>6} {'acc.':>6}")
-    for r in result["conditions"]:
-        aug = "" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
-        print(f"{r['condition']:<18} {aug:<4} {r['auc']:6.3f} {r['sensitivity']:6.3f} {r['specificity']:6.3f} {r['accuracy']:6.3f}")
-    for label, key in (("moderate", "worst_moderate"), ("severe", "worst_severe")):
-        w = result[key]
-        print(f"worst up to {label}: " + ", ".join(f"{m} {w[m]['value']:.3f} ({w[m]['condition']})"
-                                                   for m in ("auc", "sensitivity", "specificity")))
-    if result["failed"]:
-        print(f"{len(result['failed'])} file(s) could not be read and were left out.")
-    return status(len(result["failed"]))
+    for r in stress_rows(result.report):
+        print(f"{r.condition:<18} {r.in_augmentation:<4} {r.auc:6.3f} {r.sensitivity:6.3f} {r.specificity:6.3f} "
+              f"{r.accuracy:6.3f}")
+    for label, w in result.report.worst_cases():
+        print(f"worst case, {label}: " + ", ".join(f"{m} {e.value:.3f} ({e.condition})" for m, e in w.shown()))
+    if result.failed:
+        print(f"{len(result.failed)} file(s) could not be read and were left out.")
+    return status(len(result.failed))

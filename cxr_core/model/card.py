@@ -6,9 +6,9 @@ was versioned (no `schema_version`) read as version 1: their missing fields take
 missing `model_id` is the folder's name. Keys this version does not know (a newer card) are kept in `extra` and
 written back unchanged.
 
-The evidence blocks (internal validation, stress suite, guard calibration, threshold evidence...) stay
-read-only mappings: they are documents that the Markdown card, the dashboards and the README render, not rules
-the code decides by.
+The stress suite's results and the threshold policy's evidence are typed (`StressReport`, `ThresholdEvidence`,
+evidence.py: several surfaces read them); the other evidence blocks (internal validation, guard calibration...)
+stay read-only mappings: documents that the Markdown card, the dashboards and the README render.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any, Mapping
 from .. import CLASSES, INTENDED_USE
 from ..errors import ModelError
 from ..inputs.preprocess import Preprocess
+from .evidence import StressReport, ThresholdEvidence
 from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 
 SCHEMA_VERSION = 2
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_MAPPINGS = ("input", "threshold_evidence", "guard_calibration", "appearance_check", "population_check",
-             "internal_validation", "stress",
+_TYPED = {"threshold_evidence": ThresholdEvidence, "stress": StressReport}  # evidence blocks read as types
+_MAPPINGS = ("input", "guard_calibration", "appearance_check", "population_check", "internal_validation",
              "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation", "distribution")
 
 
@@ -61,14 +62,14 @@ class ModelCard:
     ood_feature_threshold_strong: float | None = None
     ood_val_false_alarm_rate: float | None = None  # older cards only: superseded by guard_calibration
     # evidence (documents, rendered)
-    threshold_evidence: Mapping[str, Any] | None = None
+    threshold_evidence: ThresholdEvidence | None = None
     ece_uncalibrated: float | None = None
     guard_calibration: Mapping[str, Any] | None = None
     appearance_check: Mapping[str, Any] | None = None  # the chest-appearance autoencoder (cxr_core.safety.appearance)
     population_check: Mapping[str, Any] | None = None
     internal_validation: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     internal_validation_kind: str = "Internal validation (patient-grouped split of the official training set)"
-    stress: Mapping[str, Any] | None = None
+    stress: StressReport | None = None
     ensemble: Mapping[str, Any] | None = None
     site_adaptation: Mapping[str, Any] | None = None  # a site-adapted model: parent, site films, local evidence
     distribution: Mapping[str, Any] | None = None  # how it was trained: {"strategy", "workers", "replicas", "resumed", ...}
@@ -108,6 +109,15 @@ class ModelCard:
                 if not isinstance(value, Mapping):
                     raise ModelError(f"Model {self.model_id}: card field {name!r} = {value!r} is invalid: expected an object.")
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
+        for name, kind in _TYPED.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                if not isinstance(value, Mapping):
+                    raise ModelError(f"Model {self.model_id}: card field {name!r} = {value!r} is invalid: expected an object.")
+                try:
+                    object.__setattr__(self, name, kind.from_dict(value))
+                except ModelError as exc:
+                    raise ModelError(f"Model {self.model_id}: {exc}") from None
 
     # ---- reading and writing
     @classmethod
@@ -200,6 +210,8 @@ class ModelCard:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, (StressReport, ThresholdEvidence)):
+        return value.to_dict()
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import INTENDED_USE
-from .card import ModelCard
-from ..inputs.shifts import SHIFTS
 import json
+
+from .card import ModelCard
+from .evidence import CLEAN, stress_rows
 
 
 def render_markdown(card: ModelCard) -> str:
@@ -122,12 +123,12 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
                      f"{pop['cv_adult_detection_rate']:.1%} / {pop['cv_pediatric_false_alarm_rate']:.1%} |")
     stress = card.stress
     if stress:
-        worst = lambda w: ", ".join(f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)"  # noqa: E731
-                                    for m in ("auc", "sensitivity", "specificity"))
-        lines += ["", f"Stress suite ({stress.get('note', 'held-out images')}, at the operating threshold), worst case "
-                  f"up to moderate severity: over every shift, {worst(stress['worst_moderate'])}"
+        worst = lambda w: ", ".join(f"{m} {e.value:.3f} (`{e.condition}`)" for m, e in w.shown())  # noqa: E731
+        acquisition = stress.worst_acquisition_moderate
+        lines += ["", f"Stress suite ({stress.note or 'held-out images'}, at the operating threshold), worst case "
+                  f"up to moderate severity: over every shift, {worst(stress.worst_moderate)}"
                   + (f"; over the realistic acquisition family (soft, glare, unsharp, tone_curve, annotation), "
-                     f"{worst(stress['worst_acquisition_moderate'])}" if "worst_acquisition_moderate" in stress else "")
+                     f"{worst(acquisition)}" if acquisition is not None else "")
                   + ". The full table is in the model card and on the Dashboards page (Robustness)."]
     lines += ["", "How results are presented (`python -m cxr_core fit-presentation`, on held-out data):", "",
               *subtype_lines(card)]
@@ -165,31 +166,31 @@ def policy_lines(card: ModelCard) -> list[str]:
     ev = card.threshold_evidence
     if not ev:
         return []
-    if ev["name"] == "sensitivity_then_specificity":
-        at = ev["at_threshold"]
-        worst_key = min((k for k in at if k != "clean"), key=lambda k: at[k]["specificity"], default="clean")
-        lines = [f"- Threshold policy `{ev['name']}`: sensitivity >= {ev['target_sensitivity']:.2f} on clean held-out "
-                 f"scores and >= {ev['shifted_sensitivity_floor']:.2f} under every held-out shift up to severity "
-                 f"{ev['max_severity']}; within that, the highest threshold, which maximises the worst-case "
-                 f"specificity. Binding condition: `{ev['binding_condition']}`.",
-                 f"- What it trades: {ev['trade']} At {card.threshold:.3f}, on the held-out "
+    if ev.name == "sensitivity_then_specificity":
+        at = ev.at_threshold
+        worst_key = min((k for k in at if k != CLEAN), key=lambda k: at[k]["specificity"], default=CLEAN)
+        lines = [f"- Threshold policy `{ev.name}`: sensitivity >= {ev.target_sensitivity:.2f} on clean held-out "
+                 f"scores and >= {ev.shifted_sensitivity_floor:.2f} under every held-out shift up to severity "
+                 f"{ev.max_severity}; within that, the highest threshold, which maximises the worst-case "
+                 f"specificity. Binding condition: `{ev.binding_condition}`.",
+                 f"- What it trades: {ev.trade} At {card.threshold:.3f}, on the held-out "
                  f"scores it was chosen on: clean "
-                 f"sensitivity {at['clean']['sensitivity']:.3f} / specificity {at['clean']['specificity']:.3f}; "
+                 f"sensitivity {at[CLEAN]['sensitivity']:.3f} / specificity {at[CLEAN]['specificity']:.3f}; "
                  f"worst held-out shift specificity {at[worst_key]['specificity']:.3f} (`{worst_key}`, sensitivity "
                  f"{at[worst_key]['sensitivity']:.3f})."]
-    elif ev["name"] == "robust_sensitivity":
-        lines = [f"- Threshold policy `{ev['name']}`: the highest threshold that keeps sensitivity >= "
-                 f"{ev['target_sensitivity']:.2f} on the clean out-of-fold scores and under every shift up to severity "
-                 f"{ev.get('max_severity', '?')}; binding condition: `{ev.get('binding_condition')}`."]
-    elif ev["name"] == "sensitivity":
+    elif ev.name == "robust_sensitivity":
+        lines = [f"- Threshold policy `{ev.name}`: the highest threshold that keeps sensitivity >= "
+                 f"{ev.target_sensitivity:.2f} on the clean out-of-fold scores and under every shift up to severity "
+                 f"{'?' if ev.max_severity is None else ev.max_severity}; binding condition: `{ev.binding_condition}`."]
+    elif ev.name == "sensitivity":
         lines = [f"- Threshold policy `sensitivity`: the highest threshold that keeps sensitivity >= "
-                 f"{ev['target_sensitivity']:.2f} on the validation scores."]
+                 f"{ev.target_sensitivity:.2f} on the validation scores."]
     else:
-        lines = [f"- Threshold policy `{ev['name']}`: maximises sensitivity + specificity - 1 on the validation scores."]
-    if "youden_threshold_for_comparison" in ev:
-        y = ev.get("at_youden", {})
+        lines = [f"- Threshold policy `{ev.name}`: maximises sensitivity + specificity - 1 on the validation scores."]
+    if ev.youden_threshold_for_comparison is not None:
+        y = ev.at_youden or {}
         lines.append(f"- For comparison, Youden's threshold on the same scores would be "
-                     f"{ev['youden_threshold_for_comparison']:.3f} (sensitivity {y.get('sensitivity', float('nan')):.3f}, "
+                     f"{ev.youden_threshold_for_comparison:.3f} (sensitivity {y.get('sensitivity', float('nan')):.3f}, "
                      f"specificity {y.get('specificity', float('nan')):.3f}).")
     return lines
 
@@ -207,11 +208,6 @@ def guard_lines(card: ModelCard) -> list[str]:
                f"{_pct(rates['refused_layout'])} / {_pct(rates['refused_appearance'])} |"] if "refused_appearance" in rates
               else []),
             f"| held-out pediatric films flagged by any guard | {_pct(rates['flagged'])} |"]
-
-
-def used_by_policy(card: ModelCard) -> set[str]:
-    """The stress conditions the card's threshold policy was chosen on (their figures at the threshold are in-sample)."""
-    return set((card.threshold_evidence or {}).get("per_condition_thresholds") or {"clean": None})
 
 
 def _guard_section(card: ModelCard) -> list[str]:
@@ -235,28 +231,20 @@ def _stress_lines(card: ModelCard) -> list[str]:
     if not stress:
         return []
     lines = ["## Stress suite (acquisition shifts)", "",
-             f"Scores on {stress.get('note', 'the validation images')}, at the operating threshold. "
+             f"Scores on {stress.note or 'the validation images'}, at the operating threshold. "
              "'in aug.' says whether training augmentation varies that property; 'no' is held out. The "
              "acquisition family (soft, glare, unsharp, tone_curve, annotation) models another X-ray unit's film. "
              "'chose threshold' marks the conditions the threshold policy was fitted on: their sensitivity and "
              "specificity at the threshold are not independent evidence (their AUC is; so are the other rows).", "",
              "| condition | family | in aug. | chose threshold | AUC | sensitivity | specificity |",
              "|---|---|---|---|---|---|---|"]
-    policy = used_by_policy(card)
-    for r in stress["conditions"]:
-        aug = "-" if r["in_training_augmentation"] is None else ("yes" if r["in_training_augmentation"] else "no")
-        family = SHIFTS[r["shift"]].family if r["shift"] in SHIFTS else "-"
-        lines.append(f"| {r['condition']} | {family} | {aug} | {'yes' if r['condition'] in policy else ''} | "
-                     f"{r['auc']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} |")
-    for label, key in (("moderate (severity <= 2)", "worst_moderate"), ("severe (all)", "worst_severe"),
-                       ("realistic acquisition family, moderate", "worst_acquisition_moderate"),
-                       ("realistic acquisition family, severe", "worst_acquisition_severe")):
-        if key not in stress:
-            continue
-        w = stress[key]
+    for r in stress_rows(stress, card.threshold_evidence):
+        lines.append(f"| {r.condition} | {r.family} | {r.in_augmentation} | {'yes' if r.chose_threshold else ''} | "
+                     f"{r.auc:.3f} | {r.sensitivity:.3f} | {r.specificity:.3f} |")
+    for label, w in stress.worst_cases():
         lines.append("")
         lines.append(f"Worst case, {label}: " + "; ".join(
-            f"{m} {w[m]['value']:.3f} (`{w[m]['condition']}`)" for m in ("auc", "sensitivity", "specificity")) + ".")
+            f"{m} {e.value:.3f} (`{e.condition}`)" for m, e in w.shown()) + ".")
     return lines + [""]
 
 

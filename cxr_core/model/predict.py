@@ -4,6 +4,8 @@
 calibrated probabilities (temperature from the model card), the subtype and a heatmap, all from a single
 forward pass (see gradcam.py for why CAM equals Grad-CAM here). A Predictor never changes after loading: it is
 shared by every session of the app, so the operating point is passed to each call (default: the model's own).
+`score_many` is the batch path that evaluation and the stress suite take: arrays of logits and probabilities,
+without heatmaps or guards.
 """
 
 from __future__ import annotations
@@ -68,6 +70,24 @@ class Prediction:
         return out
 
 
+@dataclass(frozen=True)
+class Scores:
+    """Many inputs' model outputs as float arrays, at full precision: what evaluation and the stress suite read."""
+
+    logits: np.ndarray  # n x k, the model's raw outputs
+    probabilities: np.ndarray  # n x 3, calibrated by the card's temperature (as `predict` reports them)
+
+
+@dataclass
+class Decoded:
+    """One input of `decode_many`: its image and model input, or why it could not be read."""
+
+    name: str
+    image: LoadedImage | None
+    model_input: np.ndarray | None
+    error: str | None
+
+
 class Predictor:
     def __init__(self, model_dir: str | Path, jit_compile: bool = False):
         """`jit_compile` (XLA) is off by default: bench/inference.py measured it slower here (bench/README.md)."""
@@ -125,6 +145,14 @@ class Predictor:
             return as_three_class(softmax(logits, self.card.temperature)), None, pooled
         maps, logits, pooled = self._maps(batch)
         return as_three_class(softmax(logits, self.card.temperature)), to_display(maps, self.card.cam_scale), pooled
+
+    def score_many(self, inputs: np.ndarray, batch_size: int = 64) -> Scores:
+        """Model inputs (n x s x s x 1) scored in batches: logits and calibrated probabilities, no heatmaps and no
+        guards (evaluation and the stress suite judge the model itself; `predict` is the interactive path)."""
+        x = np.asarray(inputs, np.float32)
+        parts = [np.asarray(self._scores(x[i:i + batch_size])[0]) for i in range(0, len(x), batch_size)]
+        logits = np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.float32)
+        return Scores(logits=logits, probabilities=as_three_class(softmax(logits, self.card.temperature)))
 
     def raw_heatmaps(self, batch: np.ndarray) -> np.ndarray:
         """The maps before the display scale (what `fit-presentation` fits the scale on)."""
@@ -194,37 +222,44 @@ class Predictor:
                      point: OperatingPoint | None = None) -> Iterator[Prediction]:
         """Decode in parallel threads, batch, and predict at `point` (default: the model's threshold); yields in
         input order. Failures yield errors."""
-        items = list(sources)
         point = point or self.model_point
+        done = 0
+        for decoded in self.decode_many(sources, batch_size):
+            ok = [d for d in decoded if d.error is None]
+            results: dict[int, Prediction] = {}
+            if ok:
+                probs, heat, pooled, batch, looks = self._run([d.model_input for d in ok])  # type: ignore[misc]
+                for j, d in enumerate(ok):
+                    pred = self._to_prediction(d.name, d.image, probs[j], heat[j], pooled[j], batch[j], looks[j], point)
+                    if not keep_images:
+                        pred.image = None
+                    results[id(d)] = pred
+            for d in decoded:
+                done += 1
+                if progress:
+                    progress(done)
+                yield results.get(id(d)) or Prediction(file=d.name, model_id=self.card.model_id, error=d.error)
+
+    def decode_many(self, sources: Iterable[tuple[str, str | Path | bytes]],
+                    batch_size: int = 32) -> Iterator[list[Decoded]]:
+        """(name, source) pairs decoded and preprocessed in parallel threads, yielded in input order, a batch at a
+        time; an unreadable input carries its error and never stops the others."""
+        items = list(sources)
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
 
-        def decode(item: tuple[str, Any]) -> tuple[str, LoadedImage | None, np.ndarray | None, str | None]:
+        def decode(item: tuple[str, Any]) -> Decoded:
             name, src = item
             try:
                 img = load_image(src)
-                return name, img, self.preprocess(img.pixels), None
+                return Decoded(name, img, self.preprocess(img.pixels), None)
             except InputImageError as exc:
-                return name, None, None, str(exc)
+                return Decoded(name, None, None, str(exc))
             except Exception as exc:  # never let one file stop the batch
-                return name, None, None, f"The file could not be read ({plain_cause(exc)})."
+                return Decoded(name, None, None, f"The file could not be read ({plain_cause(exc)}).")
 
-        done = 0
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for start in range(0, len(items), batch_size):
-                decoded = list(pool.map(decode, items[start:start + batch_size]))
-                ok = [d for d in decoded if d[3] is None]
-                results: dict[int, Prediction] = {}
-                if ok:
-                    probs, heat, pooled, batch, looks = self._run([d[2] for d in ok])  # type: ignore[misc]
-                    for j, d in enumerate(ok):
-                        pred = self._to_prediction(d[0], d[1], probs[j], heat[j], pooled[j], batch[j], looks[j], point)
-                        if not keep_images:
-                            pred.image = None
-                        results[id(d)] = pred
-                for d in decoded:
-                    done += 1
-                    if progress:
-                        progress(done)
-                    yield results.get(id(d)) or Prediction(file=d[0], model_id=self.card.model_id, error=d[3])
+                yield list(pool.map(decode, items[start:start + batch_size]))
 
-__all__ = ["Prediction", "Predictor"]
+
+__all__ = ["Decoded", "Prediction", "Predictor", "Scores"]

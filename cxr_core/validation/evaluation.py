@@ -105,8 +105,8 @@ def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dic
 def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1000,
                     progress: Callable[[int], Any] | None = None, save: bool = True,
                     predictor: Any | None = None, point: Any | None = None) -> EvalResult:
-    """Predict every labelled image of `data_dir` at `point` (default: the model's threshold) and summarise.
-    Unreadable files are listed, not fatal."""
+    """Score every labelled image of `data_dir` (`Predictor.score_many`: full-precision probabilities, no heatmaps)
+    and summarise at `point` (default: the model's threshold). Unreadable files are listed, not fatal."""
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -117,21 +117,23 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
     bar = progress(len(records)) if progress else None
     files, labels, probs, failed, hashes = [], [], [], [], []
     items = [(f"{r.path.parent.name}/{r.path.name}", r.path) for r in records]
-    for rec, pred in zip(records, predictor.predict_many(items, progress=bar, keep_images=True, point=point)):
-        if pred.error:
-            failed.append({"file": pred.file, "error": pred.error})
-            continue
-        hashes.append(pixel_hash(pred.image.pixels))  # for the training-overlap check
-        pred.image = None
-        files.append(pred.file)
-        labels.append(rec.label)
-        cp = pred.class_probabilities
-        probs.append([cp["NORMAL"], cp["BACTERIAL"] or 0.0, cp["VIRAL"] or 0.0])
+    done = 0
+    for decoded in predictor.decode_many(items):
+        ok = [(records[done + i], d) for i, d in enumerate(decoded) if d.error is None]
+        failed += [{"file": d.name, "error": d.error} for d in decoded if d.error is not None]
+        if ok:
+            probs.append(predictor.score_many(np.stack([d.model_input for _, d in ok])).probabilities)
+            hashes += [pixel_hash(d.image.pixels) for _, d in ok]  # for the training-overlap check
+            files += [d.name for _, d in ok]
+            labels += [rec.label for rec, _ in ok]
+        done += len(decoded)
+        if bar is not None:
+            bar(done)
     if bar is not None and hasattr(bar, "close"):
         bar.close()
     if not files:
         raise CXRError(f"None of the {len(records)} images in {str(data_dir)!r} could be read.")
-    y, P = np.array(labels), np.array(probs)
+    y, P = np.array(labels), np.concatenate(probs).astype(np.float64)
     summary = evaluation_summary(y, P, point.threshold, n_boot=n_boot)
     summary.update(threshold_source=point.source, model=predictor.card.model_id, data=str(data_dir.resolve()),
                    data_fingerprint=fingerprint(records), failed=failed, label_source=label_source(data_dir),

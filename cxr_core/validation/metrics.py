@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import CLASSES
 from ..model.decision import as_three_class, decide, pneumonia_probability, subtype_margin
+from ..model.evidence import ThresholdEvidence
 
 
 def _skm() -> Any:
@@ -137,7 +138,7 @@ def choose_threshold(y_binary: np.ndarray, p: np.ndarray, policy: str = "youden"
 
 
 def robust_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], target_sensitivity: float = 0.95,
-                     max_severity: int = 2) -> tuple[float, dict[str, Any]]:
+                     max_severity: int = 2) -> tuple[float, ThresholdEvidence]:
     """The "robust_sensitivity" policy: the highest threshold that keeps sensitivity >= target on the
     clean scores and under every shift up to `max_severity` (keys "clean" or "<shift>:<severity>").
 
@@ -151,14 +152,15 @@ def robust_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray]
     if not per_condition:
         raise ValueError(f"no condition up to severity {max_severity!r} among {sorted(p_by_condition)}")
     binding = min(per_condition, key=per_condition.get)
-    evidence = {"name": "robust_sensitivity", "target_sensitivity": target_sensitivity, "max_severity": max_severity,
-                "binding_condition": binding, "per_condition_thresholds": per_condition}
+    evidence = ThresholdEvidence(name="robust_sensitivity", target_sensitivity=target_sensitivity,
+                                 max_severity=max_severity, binding_condition=binding,
+                                 per_condition_thresholds=per_condition)
     return per_condition[binding], evidence
 
 
 def shift_aware_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], target_sensitivity: float = 0.95,
                           shifted_sensitivity_floor: float = 0.90, held_out: Sequence[str] = (),
-                          max_severity: int = 2) -> tuple[float, dict[str, Any]]:
+                          max_severity: int = 2) -> tuple[float, ThresholdEvidence]:
     """The "sensitivity_then_specificity" policy, chosen on held-out (out-of-fold) scores.
 
     1. Sensitivity >= `target_sensitivity` on the clean held-out scores.
@@ -186,15 +188,15 @@ def shift_aware_threshold(y_binary: np.ndarray, p_by_condition: dict[str, np.nda
     chosen, clean_only = at(threshold), at(limits["clean"])
     worst = lambda table: min(v["specificity"] for v in table.values())  # noqa: E731
     cost = worst(clean_only) - worst(chosen)
-    evidence = {"name": "sensitivity_then_specificity", "target_sensitivity": target_sensitivity,
-                "shifted_sensitivity_floor": shifted_sensitivity_floor, "max_severity": max_severity,
-                "held_out_shifts": sorted(held_out), "binding_condition": binding, "per_condition_thresholds": limits,
-                "at_threshold": chosen, "clean_only_threshold": limits["clean"],
-                "worst_specificity": worst(chosen), "worst_specificity_at_clean_only": worst(clean_only),
-                "specificity_cost_of_shift_floor": cost,
-                "trade": (f"The shift floor lowers the threshold from {limits['clean']:.3f} to {threshold:.3f} "
-                          f"({binding} binds) and costs {cost:.3f} of worst-case specificity."
-                          if binding != "clean" else "The clean sensitivity target binds; the shift floor costs nothing.")}
+    evidence = ThresholdEvidence(
+        name="sensitivity_then_specificity", target_sensitivity=target_sensitivity,
+        shifted_sensitivity_floor=shifted_sensitivity_floor, max_severity=max_severity,
+        held_out_shifts=tuple(sorted(held_out)), binding_condition=binding, per_condition_thresholds=limits,
+        at_threshold=chosen, clean_only_threshold=limits["clean"], worst_specificity=worst(chosen),
+        worst_specificity_at_clean_only=worst(clean_only), specificity_cost_of_shift_floor=cost,
+        trade=(f"The shift floor lowers the threshold from {limits['clean']:.3f} to {threshold:.3f} "
+               f"({binding} binds) and costs {cost:.3f} of worst-case specificity."
+               if binding != "clean" else "The clean sensitivity target binds; the shift floor costs nothing."))
     return threshold, evidence
 
 

@@ -3,16 +3,19 @@
 The same functions serve `python -m cxr_core stress` (a registered model on a labelled folder)
 and training (an ensemble's out-of-fold images, each scored by the member that never saw it).
 A condition is "clean" or "<shift>:<severity>"; every condition reports AUC and sensitivity,
-specificity and accuracy at the operating threshold, and `worst_case` names the weakest.
+specificity and accuracy at the operating threshold, and `worst_case` names the weakest. The results are a
+`StressReport` (cxr_core.model.evidence: the model card holds it).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..model.decision import pneumonia_probability
+from ..model.evidence import CLEAN, Extreme, StressCondition, StressReport, WorstCase
 from .metrics import binary_at_threshold, safe_auc
 from ..inputs.preprocess import Preprocess
 from ..inputs.shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
@@ -20,8 +23,6 @@ from ..config import config_from_dict
 from ..errors import CXRError, InputImageError
 from ..inputs.imaging import load_image
 from .dataset import index_dataset
-
-CLEAN = "clean"
 
 
 def conditions(shifts: Sequence[str] | None = None, severities: Sequence[int] = SEVERITIES) -> list[str]:
@@ -67,7 +68,7 @@ def score_conditions(images: Sequence[np.ndarray], preprocess: Preprocess, score
 
 
 def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], threshold: float,
-                 augment: Any = None) -> list[dict[str, Any]]:
+                 augment: Any = None) -> list[StressCondition]:
     """One row per condition: AUC, sensitivity, specificity and accuracy at `threshold`, and whether the
     model's training augmentation (`augment`: an AugmentConfig; None = unknown) varied it."""
     rows = []
@@ -75,28 +76,56 @@ def stress_table(y_binary: np.ndarray, p_by_condition: dict[str, np.ndarray], th
     for key, p in p_by_condition.items():
         name, severity = parse_condition(key)
         b = binary_at_threshold(y_binary, np.asarray(p), threshold)
-        rows.append({"condition": key, "shift": name, "severity": severity,
-                     "severity_name": SEVERITY_NAMES.get(severity, "none"),
-                     "in_training_augmentation": (SHIFTS[name].in_training_augmentation(augment)
-                                                  if name in SHIFTS and augment is not None else None),
-                     "n": int(len(p)), "auc": safe_auc(y_binary, np.asarray(p)), "sensitivity": b["sensitivity"],
-                     "specificity": b["specificity"], "accuracy": b["accuracy"]})
+        rows.append(StressCondition(
+            condition=key, shift=name, severity=severity, severity_name=SEVERITY_NAMES.get(severity, "none"),
+            in_training_augmentation=(SHIFTS[name].in_training_augmentation(augment)
+                                      if name in SHIFTS and augment is not None else None),
+            n=int(len(p)), auc=safe_auc(y_binary, np.asarray(p)), sensitivity=b["sensitivity"],
+            specificity=b["specificity"], accuracy=b["accuracy"]))
     return rows
 
 
-def worst_case(rows: list[dict[str, Any]], max_severity: int = 3) -> dict[str, Any]:
-    """The lowest AUC, sensitivity and specificity over conditions up to `max_severity`, with where."""
-    kept = [r for r in rows if r["severity"] <= max_severity]
-    out: dict[str, Any] = {"max_severity": max_severity}
-    for metric in ("auc", "sensitivity", "specificity", "accuracy"):
-        row = min(kept, key=lambda r: (np.nan_to_num(r[metric], nan=np.inf)))
-        out[metric] = {"value": row[metric], "condition": row["condition"]}
-    return out
+def worst_case(rows: Sequence[StressCondition], max_severity: int = 3) -> WorstCase:
+    """The lowest AUC, sensitivity, specificity and accuracy over conditions up to `max_severity`, with where."""
+    kept = [r for r in rows if r.severity <= max_severity]
+
+    def lowest(metric: str) -> Extreme:
+        row = min(kept, key=lambda r: np.nan_to_num(getattr(r, metric), nan=np.inf))
+        return Extreme(value=getattr(row, metric), condition=row.condition)
+
+    return WorstCase(max_severity=max_severity, auc=lowest("auc"), sensitivity=lowest("sensitivity"),
+                     specificity=lowest("specificity"), accuracy=lowest("accuracy"))
+
+
+def stress_report(rows: Sequence[StressCondition], note: str | None = None, acquisition: bool = False) -> StressReport:
+    """The report of a stress table: the worst cases over every shift and, with `acquisition`, over the realistic
+    acquisition family alone (the card's block from training; `note`: which images were scored)."""
+    family = [r for r in rows if r.severity == 0 or (r.shift in SHIFTS and SHIFTS[r.shift].family == "acquisition")]
+    return StressReport(conditions=tuple(rows), worst_moderate=worst_case(rows, 2), worst_severe=worst_case(rows, 3),
+                        worst_acquisition_moderate=worst_case(family, 2) if acquisition else None,
+                        worst_acquisition_severe=worst_case(family, 3) if acquisition else None, note=note)
+
+
+@dataclass(frozen=True)
+class StressRun:
+    """`stress_folder`'s result: the report and what it was measured on; `to_dict` is the CLI's JSON."""
+
+    model: str
+    data: str
+    n: int
+    threshold: float
+    threshold_source: str
+    report: StressReport
+    failed: list[dict[str, str]]  # {"file", "error"} of each unreadable image
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "data": self.data, "n": self.n, "threshold": self.threshold,
+                "threshold_source": self.threshold_source, **self.report.to_dict(), "failed": self.failed}
 
 
 def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = None,
                   severities: Sequence[int] = SEVERITIES, progress: Callable[[str], None] | None = None,
-                  point: Any | None = None) -> dict[str, Any]:
+                  point: Any | None = None) -> StressRun:
     """Stress a registered model on a labelled folder (Kaggle layout) at `point` (default: the model's
     threshold); unreadable files are listed."""
 
@@ -113,7 +142,7 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
     keys = conditions(shifts, severities)
 
     def score(batch: np.ndarray) -> np.ndarray:
-        return pneumonia_probability(predictor.forward(batch, heatmaps=False)[0])
+        return pneumonia_probability(predictor.score_many(batch).probabilities)
 
     p_by = {}
     for key in keys:
@@ -124,6 +153,5 @@ def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = 
     augment = config_from_dict({"augment": card_augment}).augment if card_augment is not None else None
     point = point or predictor.model_point
     rows = stress_table(np.array(labels), p_by, point.threshold, augment)
-    return {"model": predictor.card.model_id, "data": str(data_dir), "n": len(images),
-            "threshold": point.threshold, "threshold_source": point.source, "conditions": rows, "worst_moderate": worst_case(rows, 2),
-            "worst_severe": worst_case(rows, 3), "failed": failed}
+    return StressRun(model=predictor.card.model_id, data=str(data_dir), n=len(images), threshold=point.threshold,
+                     threshold_source=point.source, report=stress_report(rows), failed=failed)

@@ -10,6 +10,11 @@ from cxr_core.model.folder import ModelFolder
 from cxr_core.model.registry import Registry
 
 INPUT = {"image_size": 32, "pad_to_square": False, "intensity": "percentile"}
+_WORST = {"max_severity": 2, **{m: {"value": 0.9, "condition": "clean"} for m in
+                                ("auc", "sensitivity", "specificity", "accuracy")}}
+STRESS = {"conditions": [{"condition": "clean", "shift": "clean", "severity": 0, "severity_name": "none",
+                          "in_training_augmentation": None, "n": 10, "auc": 0.9, "sensitivity": 0.9,
+                          "specificity": 0.9, "accuracy": 0.9}], "worst_moderate": _WORST, "worst_severe": _WORST}
 
 
 def test_a_card_from_before_the_schema_reads_with_one_default_per_field():
@@ -36,7 +41,7 @@ def test_a_card_without_an_input_block_cannot_be_served():
 
 def test_the_json_round_trips_and_keeps_keys_a_newer_version_wrote():
     data = {"model_id": "m1", "name": "m", "version": "1", "input": INPUT, "threshold": 0.3,
-            "stress": {"conditions": []}, "from_the_future": {"x": 1}}
+            "stress": STRESS, "from_the_future": {"x": 1}}
     card = ModelCard.from_dict(data)
     out = card.to_dict()
     assert out["from_the_future"] == {"x": 1} and out["threshold"] == 0.3 and out["schema_version"] == 1

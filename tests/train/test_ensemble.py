@@ -56,13 +56,13 @@ def test_a_single_split_run_chooses_a_stress_policy_threshold_on_its_held_out_im
     result = train(config, runs_dir=tmp_path / "runs", registry=registry, command="pytest", log=lambda s: None)
     card = registry.get(result.model_id).card
     ev = card.threshold_evidence
-    assert card.threshold_policy == ev["name"] == "sensitivity_then_specificity"
-    assert card.threshold == ev["per_condition_thresholds"][ev["binding_condition"]]
-    assert "soft" in ev["held_out_shifts"] and "window" not in ev["held_out_shifts"]  # window is augmented
+    assert card.threshold_policy == ev.name == "sensitivity_then_specificity"
+    assert card.threshold == ev.per_condition_thresholds[ev.binding_condition]
+    assert "soft" in ev.held_out_shifts and "window" not in ev.held_out_shifts  # window is augmented
     n_val = card.data["n_val"]
-    rows = {r["condition"]: r for r in card.stress["conditions"]}
-    assert {"clean", "soft:3", "devices:2", "tone_curve:1"} <= set(rows) and rows["soft:2"]["n"] == n_val
-    assert card.stress["worst_acquisition_moderate"]["specificity"]["condition"].split(":")[0] in \
+    rows = {r.condition: r for r in card.stress.conditions}
+    assert {"clean", "soft:3", "devices:2", "tone_curve:1"} <= set(rows) and rows["soft:2"].n == n_val
+    assert card.stress.worst_acquisition_moderate.specificity.condition.split(":")[0] in \
         ("clean", "soft", "glare", "unsharp", "tone_curve", "annotation")
     calibration = card.guard_calibration
     assert calibration["held_out_images"] == n_val and set(calibration["held_out_rates"]) == \
@@ -85,9 +85,9 @@ def test_a_tiny_cross_validated_ensemble_is_one_registered_model_with_oof_eviden
     assert card.ensemble["members"] == 2
     assert card.internal_validation["n"] == len(index_dataset(tiny_data))  # every image scored out of fold
     assert card.threshold_policy == "robust_sensitivity"
-    assert card.threshold == card.threshold_evidence["per_condition_thresholds"][
-        card.threshold_evidence["binding_condition"]]
-    assert {r["condition"] for r in card.stress["conditions"]} >= {"clean", "noise:2", "jpeg:3"}
+    assert card.threshold == card.threshold_evidence.per_condition_thresholds[
+        card.threshold_evidence.binding_condition]
+    assert {r.condition for r in card.stress.conditions} >= {"clean", "noise:2", "jpeg:3"}
     assert card.input["intensity"] == "percentile"
     folder = registry.get(result.model_id).path
     card_text = (folder / "MODEL_CARD.md").read_text()

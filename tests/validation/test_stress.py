@@ -13,6 +13,7 @@ from cxr_core.validation import metrics as M
 from cxr_core.config import AugmentConfig, load_config
 from cxr_core.inputs.preprocess import Preprocess
 from cxr_core.inputs.shifts import SHIFTS, image_rng
+from cxr_core.model.evidence import StressCondition
 from cxr_core.validation.stress import conditions, score_conditions, stress_table, worst_case
 
 
@@ -93,10 +94,10 @@ def _haze_score(batch: np.ndarray) -> np.ndarray:
     return np.array([1.0 - np.abs(cv2.Laplacian(x[..., 0], cv2.CV_32F)).mean() for x in batch])
 
 
-def _stressed_rows(images, labels, score, shift: str) -> dict[str, dict]:
+def _stressed_rows(images, labels, score, shift: str) -> dict[str, StressCondition]:
     scores = score_conditions(images, Preprocess(96, intensity="none"), score, conditions([shift]), batch_size=32)
     threshold = M.choose_threshold(labels, scores["clean"], "sensitivity", 0.95)
-    return {r["condition"]: r for r in stress_table(labels, scores, threshold)}
+    return {r.condition: r for r in stress_table(labels, scores, threshold)}
 
 
 @pytest.mark.parametrize("shift", ["soft", "glare", "unsharp", "tone_curve"])
@@ -105,7 +106,7 @@ def test_each_photometric_acquisition_shift_hurts_a_model_that_reads_haze_at_eve
     rows = _stressed_rows(images, labels, _haze_score, shift)
     for severity in (1, 2, 3):
         row, clean = rows[f"{shift}:{severity}"], rows["clean"]
-        assert (row["specificity"] < clean["specificity"] - 0.05 or row["auc"] < clean["auc"] - 0.05), (severity, row)
+        assert (row.specificity < clean.specificity - 0.05 or row.auc < clean.auc - 0.05), (severity, row)
 
 
 @pytest.mark.parametrize("shift", ["annotation", "devices"])
@@ -114,7 +115,7 @@ def test_burned_in_annotations_and_devices_hurt_a_model_that_reads_bright_marks_
     rows = _stressed_rows(images, labels, _blob_score, shift)
     for severity in (1, 2, 3):
         row, clean = rows[f"{shift}:{severity}"], rows["clean"]
-        assert row["specificity"] < clean["specificity"] - 0.2 and row["auc"] < clean["auc"] - 0.2, (severity, row)
+        assert row.specificity < clean.specificity - 0.2 and row.auc < clean.auc - 0.2, (severity, row)
 
 
 def test_the_acquisition_family_is_held_out_of_the_shipped_augmentation_where_no_layer_varies_it():
@@ -133,18 +134,18 @@ def test_shift_aware_policy_picks_the_highest_threshold_meeting_both_sensitivity
     generic = clean - 0.6  # a shift the training augmentation varied: not in the policy
     p_by = {"clean": clean, "soft:2": soft, "soft:3": soft - 0.5, "noise:2": generic}
     threshold, ev = M.shift_aware_threshold(y, p_by, 0.95, 0.90, held_out=["soft"], max_severity=2)
-    assert ev["binding_condition"] == "soft:2" and set(ev["per_condition_thresholds"]) == {"clean", "soft:2"}
+    assert ev.binding_condition == "soft:2" and set(ev.per_condition_thresholds) == {"clean", "soft:2"}
     # documented: the highest threshold at which clean sensitivity >= 0.95 and soft:2 sensitivity >= 0.90
     positives_soft = np.sort(soft[y == 1])
     expected = (positives_soft[10] + positives_soft[9]) / 2  # keeps 90 of 100 positives, halfway to the next score
     assert threshold == pytest.approx(expected)
     assert M.binary_at_threshold(y, soft, threshold)["sensitivity"] >= 0.90
     assert M.binary_at_threshold(y, clean, threshold)["sensitivity"] >= 0.95
-    assert ev["clean_only_threshold"] > threshold and ev["specificity_cost_of_shift_floor"] > 0
-    assert "costs" in ev["trade"] and f"{threshold:.3f}" in ev["trade"]
+    assert ev.clean_only_threshold > threshold and ev.specificity_cost_of_shift_floor > 0
+    assert "costs" in ev.trade and f"{threshold:.3f}" in ev.trade
     # Without the shift the clean target binds and nothing is traded.
     t_clean, ev_clean = M.shift_aware_threshold(y, {"clean": clean}, 0.95, 0.90, held_out=["soft"])
-    assert ev_clean["binding_condition"] == "clean" and ev_clean["specificity_cost_of_shift_floor"] == 0
+    assert ev_clean.binding_condition == "clean" and ev_clean.specificity_cost_of_shift_floor == 0
     assert t_clean == pytest.approx(M.choose_threshold(y, clean, "sensitivity", 0.95))
 
 
@@ -152,12 +153,12 @@ def test_a_shift_that_makes_the_task_harder_lowers_the_reported_auc():
     images, labels = _blob_task()
     keys = conditions(["noise"], [1, 3])
     scores = score_conditions(images, Preprocess(64, intensity="none"), _blob_score, keys, batch_size=16)
-    rows = {r["condition"]: r for r in stress_table(labels, scores, threshold=0.5, augment=AugmentConfig(blur=0.3))}
-    assert rows["clean"]["auc"] > 0.95
-    assert rows["noise:3"]["auc"] < rows["clean"]["auc"] - 0.1
-    assert rows["noise:3"]["in_training_augmentation"] is False and rows["clean"]["severity"] == 0
+    rows = {r.condition: r for r in stress_table(labels, scores, threshold=0.5, augment=AugmentConfig(blur=0.3))}
+    assert rows["clean"].auc > 0.95
+    assert rows["noise:3"].auc < rows["clean"].auc - 0.1
+    assert rows["noise:3"].in_training_augmentation is False and rows["clean"].severity == 0
     worst = worst_case(list(rows.values()), max_severity=3)
-    assert worst["auc"]["condition"] == "noise:3"
+    assert worst.auc.condition == "noise:3" and worst.auc.value == rows["noise:3"].auc
 
 
 def test_robust_threshold_keeps_the_target_sensitivity_under_every_moderate_shift():
@@ -168,11 +169,11 @@ def test_robust_threshold_keeps_the_target_sensitivity_under_every_moderate_shif
     severe = np.where(y == 1, clean - 0.5, clean)  # beyond the policy's reach
     p_by = {"clean": clean, "noise:2": moderate, "noise:3": severe}
     threshold, evidence = M.robust_threshold(y, p_by, target_sensitivity=0.95, max_severity=2)
-    assert evidence["binding_condition"] == "noise:2"
+    assert evidence.binding_condition == "noise:2"
     assert threshold < M.choose_threshold(y, clean, "sensitivity", 0.95)
     for key in ("clean", "noise:2"):
         assert M.binary_at_threshold(y, p_by[key], threshold)["sensitivity"] >= 0.95
-    assert "noise:3" not in evidence["per_condition_thresholds"]
+    assert "noise:3" not in evidence.per_condition_thresholds
 
 
 def test_stress_cli_reports_every_condition_as_json(tiny_model_dir, tiny_data, capsys):
