@@ -90,7 +90,7 @@ def report(name: str, card) -> None:
         emit(f"{name} held-out shifts, moderate, worst {metric}", f"{getattr(worst, metric):.3f} ({worst.condition})")
     for label, w in (("moderate", card.stress.worst_acquisition_moderate),
                      ("severe", card.stress.worst_acquisition_severe)):
-        emit(f"{name} worst acquisition {label}", ", ".join(f"{m} {e.value:.3f} ({e.condition})" for m, e in w.shown()))
+        emit(f"{name} worst_acquisition_{label}", ", ".join(f"{m} {e.value:.3f} ({e.condition})" for m, e in w.shown()))
 
 
 if __name__ == "__main__":
