@@ -51,9 +51,11 @@ def pdf_text(pdf: bytes) -> bytes:
     import zlib
 
     parts = [pdf]
+    # A decompressor object, not zlib.decompress: a stream whose last byte is b"\r" loses it to the line-end
+    # match, and a truncated checksum must not drop the page text (it did, about one PDF in 256).
     for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
         try:
-            parts.append(zlib.decompress(m.group(1)))
+            parts.append(zlib.decompressobj().decompress(m.group(1)))
         except zlib.error:
             pass
     return b"\n".join(parts)
