@@ -10,10 +10,11 @@ import streamlit as st
 from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
 from cxr_core.errors import CXRError
 from cxr_core.dicom.pacs import PacsServer, analyse_study, find_studies
+from cxr_core.safety.intended_use import RESEARCH_ONLY
 from cxr_core.settings import current
 
 st.title("PACS")
-st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
+st.caption(f"Studies in from a PACS over DICOMweb, results back as DICOM. {RESEARCH_ONLY}.")
 store = case_store()
 reader = reader_name()
 entry = sidebar_model_panel(store)

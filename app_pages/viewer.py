@@ -13,6 +13,7 @@ from cxr_app.viewer_ui import SAMPLE_NOTE, Display, csv_bytes, prediction_panel,
 from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError
 from cxr_core.reports.export import FILE_NAME_NOTE, content_hash, utc_now
+from cxr_core.safety.intended_use import INTENDED_INPUTS, RESEARCH_ONLY
 
 SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (survives page switches)
 SAMPLES = "viewer_samples"  # the sample films asked for this session: [(display name, bytes)]
@@ -28,8 +29,8 @@ busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstore
 top = st.columns([1.5, 1.2, 1], vertical_alignment="center") if busy else [st.container()] * 3
 (top[0].subheader if busy else top[0].title)("Chest X-ray viewer")
 with top[1].expander("Add films", expanded=False) if busy else top[1]:
-    uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many). Pediatric frontal chest "
-                               "radiographs; research decision support only.", accept_multiple_files=True,
+    uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many). "
+                               f"{INTENDED_INPUTS.capitalize()}; {RESEARCH_ONLY.lower()}.", accept_multiple_files=True,
                                key=f"uploads_{generation}")
     samples = sample_films()
     if samples:

@@ -8,12 +8,13 @@ from cxr_app.state import case_store, reader_name, registry, sidebar_model_panel
 from cxr_core.cases.store import STATUSES
 from cxr_core.cases.worklist import WorklistFilter, describe_audit, filter_cases, not_chest_film, readings_now
 from cxr_core.errors import CXRError
+from cxr_core.safety.intended_use import RESEARCH_ONLY
 from cxr_core.settings import current
 from cxr_core.model.operating_point import resolve
 
 st.title("Worklist")
 st.caption("Every analysed image is a case, kept across page switches, restarts and workstations sharing the "
-           "database. Research decision support only.")
+           f"database. {RESEARCH_ONLY}.")
 store = case_store()
 reader = reader_name()
 entry = sidebar_model_panel(store)

@@ -14,6 +14,7 @@ from cxr_core.cases.store import CaseStore
 from cxr_core.model.operating_point import resolve
 from cxr_core.model.predict import Predictor
 from cxr_core.paths import app_home
+from cxr_core.safety.intended_use import BANNER
 from cxr_core.settings import current
 from cxr_core.site.models import active_entry, sync
 from cxr_core.validation.metrics import wilson_interval
@@ -168,7 +169,7 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
             st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
         _local_figures(entry, store)
         _internal_figures(entry)
-        st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")
+        st.info(BANNER, icon=":material/info:")
         return entry
 
 

@@ -18,6 +18,7 @@ from cxr_core.reports.export import result_row
 from cxr_core.model.predict import Prediction
 from cxr_core.model.decision import within_pneumonia
 from cxr_core.model.operating_point import OperatingPoint, reading_now, threshold_wording
+from cxr_core.safety.intended_use import INTENDED_INPUTS, NOT_ASSESSED
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.reports.pdf import build_pdf, report_name, verdict_line
 from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
@@ -25,7 +26,7 @@ from cxr_core.cases.worklist import describe_audit
 from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
 from cxr_core.errors import CXRError
 
-NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
+NOT_ASSESSED_NOTE = f"{NOT_ASSESSED} ({INTENDED_INPUTS})."
 
 
 def results_table(preds: list[Prediction], digests: list[str], model_id: str | list[str], exported: str,

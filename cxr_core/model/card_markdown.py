@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import INTENDED_USE
 from .card import ModelCard
 from ..inputs.shifts import SHIFTS
+from ..safety.intended_use import INTENDED_USE, TRAINED_ON, UNKNOWN_ELSEWHERE
 import json
 
 
@@ -27,9 +27,8 @@ def render_markdown(card: ModelCard) -> str:
         "",
         f"**Intended use.** {INTENDED_USE}",
         "",
-        "Trained on pediatric (1 to 5 years) frontal chest radiographs from one centre (Guangzhou Women and "
-        "Children's Medical Center, via the Kermany et al. 2018 release). Performance on adults, other "
-        "views, other hospitals or other devices is unknown.",
+        f"{TRAINED_ON} (Guangzhou Women and Children's Medical Center, via the Kermany et al. 2018 release). "
+        f"{UNKNOWN_ELSEWHERE}",
         "",
         "## Outputs",
         f"- Classes: {', '.join(card.classes)}; P(pneumonia) = 1 - P(NORMAL).",
