@@ -13,7 +13,7 @@ from typing import Any
 
 
 from ..errors import CXRError
-from .decision import binary_label
+from . import decision
 
 DEFAULT_THRESHOLD = 0.5  # a card without a threshold (never a shipped or trained model)
 SOURCES = ("model", "site")
@@ -83,7 +83,7 @@ def reading_now(assessed: bool, probability: float | None, label: str | None, mo
     if not assessed or probability is None:
         return None
 
-    now = binary_label(probability, point.threshold)
+    now = decision.label(probability, point.threshold)
     if now == label:
         return None
     where = "the site's current point" if point.source == "site" else "the model's own threshold"
