@@ -12,6 +12,7 @@ from cxr_app.state import (case_store, data_dir_default, predictor_for, reader_n
 from cxr_core import CLASSES
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci
 from cxr_core.validation.evaluation import EvaluationFolder, evaluate_folder, read_scores, saved_evaluations
 from cxr_core.model.gradcam import overlay
 
@@ -127,7 +128,6 @@ if st.button("Evaluate", icon=":material/play_arrow:"):
         bar.empty()
         s = result.summary
         b, t = s["binary"], s["three_class"]
-        ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
         st.session_state["evaluation_message"] = (f"Evaluated {s['n']} images of `{s['data']}`: AUC {b['auc']:.3f} {ci(b['auc_ci95'])}, accuracy "
                    f"{b['accuracy']:.3f} {ci(b['accuracy_ci95'])}, sensitivity {b['sensitivity']:.3f}, specificity "
                    f"{b['specificity']:.3f}, 3-class accuracy {t['accuracy']:.3f} {ci(t['accuracy_ci95'])} "

@@ -12,14 +12,11 @@ import streamlit as st
 
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci
 from cxr_core.settings import current
 from cxr_core.validation.site_point import revert_site_point, set_site_point
 
 MESSAGE = "site_point_message"
-
-
-def _ci(v: list[float]) -> str:
-    return f"[{v[0]:.3f}, {v[1]:.3f}]"
 
 
 def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndarray, threshold: float,
@@ -34,8 +31,8 @@ def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndar
         policy = current().site_policy
         ev = metrics.operating_point_evidence(yb, p, threshold)
         st.caption(f"At {threshold:.3f} on this evaluation (n = {ev['n']}: {ev['n_positive']} pneumonia, "
-                   f"{ev['n_negative']} normal): sensitivity {ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}, "
-                   f"specificity {ev['specificity']:.3f} {_ci(ev['specificity_ci95'])} (Wilson 95 % CIs). A site point "
+                   f"{ev['n_negative']} normal): sensitivity {ev['sensitivity']:.3f} {ci(ev['sensitivity_ci95'])}, "
+                   f"specificity {ev['specificity']:.3f} {ci(ev['specificity_ci95'])} (Wilson 95 % CIs). A site point "
                    "decides every new result of this model for every user. It is accepted only from a local evaluation "
                    f"with at least {policy.min_per_class} images of each class, and where the lower 95 % bound of "
                    f"sensitivity stays at or above {policy.sensitivity_floor:.2f}.")

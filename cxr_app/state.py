@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci, with_ci
 from cxr_core.model.registry import ModelEntry, Registry
 from cxr_app.site_ui import provenance
 from cxr_core.cases.db import database_url
@@ -173,10 +174,6 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
         return entry
 
 
-def _ci(v) -> str:
-    return f"[{v[0]:.3f}, {v[1]:.3f}]"
-
-
 def site_figures_for(entry: ModelEntry, store):
     """The site's figures for this model at the point in use (cxr_core.validation.site_point.site_figures): shown
     only where a local evaluation meets the site-point rules; None without any local evaluation."""
@@ -209,12 +206,12 @@ def _internal_figures(entry: ModelEntry) -> None:
     st.markdown("**Internal (same hospital as training)**")
     lines = []
     if b.get("auc") is not None:
-        lines.append(f"AUC {b['auc']:.3f}" + (f" {_ci(b['auc_ci95'])}" if b.get("auc_ci95") else ""))
+        lines.append(f"AUC {with_ci(b['auc'], b.get('auc_ci95'))}")
     cm = b.get("confusion_matrix")
     if cm:  # [[TN, FP], [FN, TP]]
         (tn, fp), (fn, tp) = cm
-        lines.append(f"sensitivity {tp / max(1, tp + fn):.3f} {_ci(wilson_interval(tp, tp + fn))}")
-        lines.append(f"specificity {tn / max(1, tn + fp):.3f} {_ci(wilson_interval(tn, tn + fp))}")
+        lines.append(f"sensitivity {tp / max(1, tp + fn):.3f} {ci(wilson_interval(tp, tp + fn))}")
+        lines.append(f"specificity {tn / max(1, tn + fp):.3f} {ci(wilson_interval(tn, tn + fp))}")
     if t.get("accuracy") is not None:
         lines.append(f"3-class accuracy {t['accuracy']:.3f}")
     st.caption(", ".join(lines) + f" at threshold {entry.card.threshold:.3f}; {kind[0].lower() + kind[1:]} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..formatting import ci, with_ci
 from .card import ModelCard
 from ..inputs.shifts import SHIFTS
 from ..safety.intended_use import INTENDED_USE, TRAINED_ON, UNKNOWN_ELSEWHERE
@@ -13,7 +14,6 @@ import json
 def render_markdown(card: ModelCard) -> str:
     m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
-    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "n/a"  # noqa: E731
     data = card.data
     members = (card.ensemble or {}).get("members")
     evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
@@ -88,7 +88,6 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
     """The README's "shipped model" figures, generated from the card (`python -m cxr_core models --markdown`)."""
     m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
-    ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
     kind = card.internal_validation_kind
     lines = [
         f"`{model_dir}` (active): {card.description}",
@@ -106,10 +105,10 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
         "| metric | value |",
         "|---|---|",
         f"| binary accuracy (threshold {card.threshold:.3f}, policy `{card.threshold_policy}`) "
-        f"| {b.get('accuracy', float('nan')):.3f}{ci(b.get('accuracy_ci95'))} |",
-        f"| binary AUC | {b.get('auc', float('nan')):.3f}{ci(b.get('auc_ci95'))} |",
+        f"| {with_ci(b.get('accuracy', float('nan')), b.get('accuracy_ci95'))} |",
+        f"| binary AUC | {with_ci(b.get('auc', float('nan')), b.get('auc_ci95'))} |",
         f"| sensitivity / specificity | {b.get('sensitivity', float('nan')):.3f} / {b.get('specificity', float('nan')):.3f} |",
-        f"| 3-class accuracy | {t.get('accuracy', float('nan')):.3f}{ci(t.get('accuracy_ci95'))} |",
+        f"| 3-class accuracy | {with_ci(t.get('accuracy', float('nan')), t.get('accuracy_ci95'))} |",
         f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} |",
         f"| ECE after temperature scaling (T = {card.temperature:.2f}) | {b.get('ece', float('nan')):.3f} "
         f"({_num(card.ece_uncalibrated)} before) |",
