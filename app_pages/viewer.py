@@ -8,7 +8,7 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 import streamlit as st
 
 from cxr_app.site_ui import provenance
-from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel, site_figures_for
+from cxr_app.state import page_preamble, predictor_for, site_figures_for
 from cxr_app.viewer_ui import SAMPLE_NOTE, Display, csv_bytes, prediction_panel, results_table, sample_films
 from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError
@@ -19,9 +19,8 @@ SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (surv
 SAMPLES = "viewer_samples"  # the sample films asked for this session: [(display name, bytes)]
 AT = "viewer_at"  # the position of the case shown (one at a time)
 
-store = case_store()
-reader = reader_name()
-entry = sidebar_model_panel(store)
+page = page_preamble(without_model="nothing can be predicted")
+store, reader, entry, point = page.store, page.reader, page.entry, page.point
 generation = st.session_state.setdefault("uploader_generation", 0)  # Clear starts a fresh, empty uploader
 busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstored") or st.query_params.get("case"))
 # With results on screen the title, the drop zone and the display settings share one row, so the verdict, P and
@@ -50,11 +49,7 @@ with top[2].expander("Display", expanded=False):
     show_all = st.toggle("Show every case at once", value=False, key="show_all",
                          help="Off: one case at a time, with Previous and Next.")
 
-if entry is None:
-    st.warning("No model is available, so nothing can be predicted. Train one on the Training page.")
-    st.stop()
-predictor = predictor_for(entry)
-point = point_in_use(entry, store)  # resolved for this rerun only; the shared predictor never changes
+predictor = predictor_for(entry)  # shared by every session; `point` is resolved for this rerun only
 st.caption(f"Answered by `{entry.model_id}`. " + (provenance(entry) or ""))
 if message := st.session_state.pop("review_message", None):
     st.success(message, icon=":material/check:")

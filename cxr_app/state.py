@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -12,7 +13,7 @@ from cxr_core.model.registry import ModelEntry, Registry
 from cxr_app.site_ui import provenance
 from cxr_core.cases.db import database_url
 from cxr_core.cases.store import CaseStore
-from cxr_core.model.operating_point import resolve
+from cxr_core.model.operating_point import OperatingPoint, resolve
 from cxr_core.model.predict import Predictor
 from cxr_core.paths import app_home
 from cxr_core.safety.intended_use import BANNER
@@ -91,7 +92,33 @@ def reader_name() -> str:
     return st.session_state[READER]
 
 
-def point_in_use(entry: ModelEntry, store):
+@dataclass(frozen=True)
+class PageStart:
+    """What every page starts from: the case store (None when unavailable, said on the page), the reader's name,
+    the model in use and the operating point that decides for this rerun (both None without a model)."""
+    store: CaseStore | None
+    reader: str
+    entry: ModelEntry | None
+    point: OperatingPoint | None
+
+
+def page_preamble(without_model: str | None = None, needs_store: bool = False) -> PageStart:
+    """The start every page shares, in one order: the reader's name first in the sidebar, the case store, the model
+    panel and the threshold in use. `without_model`: what the page cannot do without a model ("nothing can be
+    analysed"); said, and the page stops. `needs_store`: the page stops without the case store (its reason is
+    already shown)."""
+    reader = reader_name()
+    store = case_store()
+    entry = sidebar_model_panel(store)
+    if entry is None and without_model:
+        st.warning(f"No model is available, so {without_model}. Train one on the Training page.")
+        st.stop()
+    if store is None and needs_store:
+        st.stop()
+    return PageStart(store, reader, entry, point_in_use(entry, store) if entry is not None else None)
+
+
+def point_in_use(entry: ModelEntry, store: CaseStore | None) -> OperatingPoint:
     """The operating point that decides for this request (resolved now, never stored on a shared object), said
     in the sidebar: the site's governed point, or the model's own threshold."""
 
