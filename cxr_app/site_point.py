@@ -5,11 +5,13 @@ never in the model card."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
 
+from cxr_core.cases.store import CaseStore
+from cxr_core.model.registry import ModelEntry
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
 from cxr_core.formatting import ci
@@ -19,7 +21,7 @@ from cxr_core.validation.site_point import revert_site_point, set_site_point
 MESSAGE = "site_point_message"
 
 
-def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndarray, threshold: float,
+def site_operating_point_form(store: CaseStore | None, entry: ModelEntry, yb: np.ndarray, p: np.ndarray, threshold: float,
                               summary: dict[str, Any], reader: str, scores: Path) -> None:
     with st.container(border=True):
         st.markdown("**Site operating point**")
@@ -52,7 +54,7 @@ def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndar
             _apply(lambda: revert_site_point(store, entry.card, reader), "The model's own threshold decides again.")
 
 
-def _apply(action: Any, done: str) -> None:
+def _apply(action: Callable[[], object], done: str) -> None:
     try:
         action()
     except CXRError as exc:
