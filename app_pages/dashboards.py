@@ -7,11 +7,11 @@ import streamlit as st
 from cxr_app import charts
 from cxr_app.robustness import robustness_view
 from cxr_app.site_point import site_operating_point_form
-from cxr_app.state import (case_store, data_dir_default, predictor_for, reader_name, registry, resolve_data_dir,
-                           point_in_use, sidebar_model_panel)
+from cxr_app.state import data_dir_default, page_preamble, predictor_for, registry, resolve_data_dir
 from cxr_core import CLASSES
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci
 from cxr_core.validation.evaluation import EvaluationFolder, evaluate_folder, read_scores, saved_evaluations
 from cxr_core.model.gradcam import overlay
 
@@ -23,13 +23,8 @@ def _cam_picture(model_dir: str, model_id: str, path: str):
 
 
 st.title("Dashboards")
-store = case_store()
-reader = reader_name()
-entry = sidebar_model_panel(store)
-if entry is None:
-    st.warning("No model is available: there is nothing to show. Train one on the Training page.")
-    st.stop()
-point = point_in_use(entry, store)
+page = page_preamble(without_model="there is nothing to show")
+store, reader, entry, point = page.store, page.reader, page.entry, page.point
 
 evals = saved_evaluations(entry.path, entry.model_id)
 if not evals:
@@ -127,7 +122,6 @@ if st.button("Evaluate", icon=":material/play_arrow:"):
         bar.empty()
         s = result.summary
         b, t = s["binary"], s["three_class"]
-        ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
         st.session_state["evaluation_message"] = (f"Evaluated {s['n']} images of `{s['data']}`: AUC {b['auc']:.3f} {ci(b['auc_ci95'])}, accuracy "
                    f"{b['accuracy']:.3f} {ci(b['accuracy_ci95'])}, sensitivity {b['sensitivity']:.3f}, specificity "
                    f"{b['specificity']:.3f}, 3-class accuracy {t['accuracy']:.3f} {ci(t['accuracy_ci95'])} "

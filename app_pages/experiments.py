@@ -5,14 +5,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cxr_app import charts
-from cxr_app.state import case_store, reader_name, sidebar_model_panel
+from cxr_app.state import page_preamble
 from train.experiments import RESULTS_DIR, grid_values, read_experiment
 from train.launcher import CONFIG_DIR
 from train.run_folder import read_history
 
 st.title("Experiments")
-reader_name()  # first in the sidebar on every page, kept across pages
-sidebar_model_panel(case_store())
+page_preamble()
 st.caption("Internal validation (patient-grouped split of the training data). Run an experiment from the Training page "
            "or with `python -m train --config train/configs/experiments/NAME.toml --budget reduced`.")
 tables = sorted(RESULTS_DIR.glob("*/results.csv"))

@@ -7,20 +7,16 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel
+from cxr_app.state import page_preamble, predictor_for
 from cxr_core.errors import CXRError
 from cxr_core.dicom.pacs import PacsServer, analyse_study, find_studies
+from cxr_core.safety.intended_use import RESEARCH_ONLY
 from cxr_core.settings import current
 
 st.title("PACS")
-st.caption("Studies in from a PACS over DICOMweb, results back as DICOM. Research decision support only.")
-store = case_store()
-reader = reader_name()
-entry = sidebar_model_panel(store)
-if entry is None:
-    st.warning("No model is available, so nothing can be analysed. Train one on the Training page.")
-    st.stop()
-point = point_in_use(entry, store)
+st.caption(f"Studies in from a PACS over DICOMweb, results back as DICOM. {RESEARCH_ONLY}.")
+page = page_preamble(without_model="nothing can be analysed")
+store, reader, entry, point = page.store, page.reader, page.entry, page.point
 
 with st.form("pacs_server"):
     url = st.text_input("DICOMweb URL", value=current().pacs_url, key="pacs_url",

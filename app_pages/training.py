@@ -7,7 +7,7 @@ import streamlit as st
 
 from cxr_app import charts
 from cxr_app.site_ui import activation_panel, adaptation_section
-from cxr_app.state import case_store, reader_name, registry, sidebar_model_panel
+from cxr_app.state import page_preamble, registry
 from cxr_core.config import BACKBONES, BALANCING
 from cxr_core.errors import CXRError
 from train import launcher
@@ -16,9 +16,8 @@ from train.run_folder import RunFolder, default_runs_dir, training_in_progress
 RUNS_DIR = default_runs_dir()
 
 st.title("Training")
-reader = reader_name()  # first in the sidebar on every page, kept across pages
-store = case_store()
-entry = sidebar_model_panel(store)
+page = page_preamble()
+store, reader, entry = page.store, page.reader, page.entry
 configs = launcher.list_configs()
 if not configs:
     st.error("No configs found under train/configs/.")

@@ -8,19 +8,19 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 import streamlit as st
 
 from cxr_app.site_ui import provenance
-from cxr_app.state import case_store, point_in_use, predictor_for, reader_name, sidebar_model_panel, site_figures_for
+from cxr_app.state import page_preamble, predictor_for, site_figures_for
 from cxr_app.viewer_ui import SAMPLE_NOTE, Display, csv_bytes, prediction_panel, results_table, sample_films
 from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError
 from cxr_core.reports.export import FILE_NAME_NOTE, content_hash, utc_now
+from cxr_core.safety.intended_use import INTENDED_INPUTS, RESEARCH_ONLY
 
 SESSION_CASES = "viewer_cases"  # this session's case ids, in upload order (survives page switches)
 SAMPLES = "viewer_samples"  # the sample films asked for this session: [(display name, bytes)]
 AT = "viewer_at"  # the position of the case shown (one at a time)
 
-store = case_store()
-reader = reader_name()
-entry = sidebar_model_panel(store)
+page = page_preamble(without_model="nothing can be predicted")
+store, reader, entry, point = page.store, page.reader, page.entry, page.point
 generation = st.session_state.setdefault("uploader_generation", 0)  # Clear starts a fresh, empty uploader
 busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstored") or st.query_params.get("case"))
 # With results on screen the title, the drop zone and the display settings share one row, so the verdict, P and
@@ -28,8 +28,8 @@ busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstore
 top = st.columns([1.5, 1.2, 1], vertical_alignment="center") if busy else [st.container()] * 3
 (top[0].subheader if busy else top[0].title)("Chest X-ray viewer")
 with top[1].expander("Add films", expanded=False) if busy else top[1]:
-    uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many). Pediatric frontal chest "
-                               "radiographs; research decision support only.", accept_multiple_files=True,
+    uploads = st.file_uploader("Drop chest X-rays here (JPEG, PNG or DICOM; one or many). "
+                               f"{INTENDED_INPUTS.capitalize()}; {RESEARCH_ONLY.lower()}.", accept_multiple_files=True,
                                key=f"uploads_{generation}")
     samples = sample_films()
     if samples:
@@ -49,11 +49,7 @@ with top[2].expander("Display", expanded=False):
     show_all = st.toggle("Show every case at once", value=False, key="show_all",
                          help="Off: one case at a time, with Previous and Next.")
 
-if entry is None:
-    st.warning("No model is available, so nothing can be predicted. Train one on the Training page.")
-    st.stop()
-predictor = predictor_for(entry)
-point = point_in_use(entry, store)  # resolved for this rerun only; the shared predictor never changes
+predictor = predictor_for(entry)  # shared by every session; `point` is resolved for this rerun only
 st.caption(f"Answered by `{entry.model_id}`. " + (provenance(entry) or ""))
 if message := st.session_state.pop("review_message", None):
     st.success(message, icon=":material/check:")

@@ -4,21 +4,19 @@ validation; the audit trail. The same case store as `python -m cxr_core cases`."
 import pandas as pd
 import streamlit as st
 
-from cxr_app.state import case_store, reader_name, registry, sidebar_model_panel
+from cxr_app.state import page_preamble, registry
 from cxr_core.cases.store import STATUSES
 from cxr_core.cases.worklist import WorklistFilter, describe_audit, filter_cases, not_chest_film, readings_now
 from cxr_core.errors import CXRError
+from cxr_core.safety.intended_use import RESEARCH_ONLY
 from cxr_core.settings import current
 from cxr_core.model.operating_point import resolve
 
 st.title("Worklist")
 st.caption("Every analysed image is a case, kept across page switches, restarts and workstations sharing the "
-           "database. Research decision support only.")
-store = case_store()
-reader = reader_name()
-entry = sidebar_model_panel(store)
-if store is None:
-    st.stop()
+           f"database. {RESEARCH_ONLY}.")
+page = page_preamble(needs_store=True)
+store, reader, entry = page.store, page.reader, page.entry
 if message := st.session_state.pop("worklist_message", None):
     st.success(message, icon=":material/check:")
 

@@ -46,12 +46,14 @@ def _prediction(seed: int, size: tuple[int, int] | None = None):
     import numpy as np
 
     from cxr_core.inputs.imaging import LoadedImage
+    from cxr_core.model.decision import label
     from cxr_core.model.predict import Prediction
 
     rng = np.random.default_rng(seed)
     p = float(rng.uniform())
-    return Prediction(file=f"bench-{seed}.png", label="PNEUMONIA" if p >= 0.5 else "NORMAL", pneumonia_probability=p,
-                      subtype="BACTERIAL" if p >= 0.5 else None,
+    decided = label(p, 0.5)
+    return Prediction(file=f"bench-{seed}.png", label=decided, pneumonia_probability=p,
+                      subtype="BACTERIAL" if decided == "PNEUMONIA" else None,
                       class_probabilities={"NORMAL": 1 - p, "BACTERIAL": p * 0.6, "VIRAL": p * 0.4}, threshold=0.5,
                       assessed=True, heatmap=rng.uniform(size=(7, 7)).astype(np.float32),
                       image=LoadedImage(pixels=_film(seed, size), format="PNG", metadata={}, identifiers={}))

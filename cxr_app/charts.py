@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cxr_core.model.evidence import StressRow
+from cxr_core.model.decision import is_pneumonia
 
 
 HEIGHT = 360
@@ -63,7 +64,7 @@ def reliability(curve: dict[str, list[float]], ece: float) -> go.Figure:
 
 def pneumonia_bar(p: float, threshold: float) -> go.Figure:
     """P(pneumonia) as one bar on [0, 1] against the threshold line: the figure the decision is made on."""
-    colour = "#e45756" if p >= threshold else "#4c78a8"
+    colour = "#e45756" if is_pneumonia(p, threshold) else "#4c78a8"
     fig = go.Figure(go.Bar(x=[p], y=["P(pneumonia)"], orientation="h", marker_color=colour, text=[f"{p:.3f}"],
                            textposition="auto", hovertemplate="P(pneumonia) %{x:.3f}<extra></extra>"))
     fig.add_vline(x=threshold, line=dict(color="black", dash="dash", width=2),

@@ -5,24 +5,23 @@ never in the model card."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
 
+from cxr_core.cases.store import CaseStore
+from cxr_core.model.registry import ModelEntry
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci
 from cxr_core.settings import current
 from cxr_core.validation.site_point import revert_site_point, set_site_point
 
 MESSAGE = "site_point_message"
 
 
-def _ci(v: list[float]) -> str:
-    return f"[{v[0]:.3f}, {v[1]:.3f}]"
-
-
-def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndarray, threshold: float,
+def site_operating_point_form(store: CaseStore | None, entry: ModelEntry, yb: np.ndarray, p: np.ndarray, threshold: float,
                               summary: dict[str, Any], reader: str, scores: Path) -> None:
     with st.container(border=True):
         st.markdown("**Site operating point**")
@@ -34,8 +33,8 @@ def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndar
         policy = current().site_policy
         ev = metrics.operating_point_evidence(yb, p, threshold)
         st.caption(f"At {threshold:.3f} on this evaluation (n = {ev['n']}: {ev['n_positive']} pneumonia, "
-                   f"{ev['n_negative']} normal): sensitivity {ev['sensitivity']:.3f} {_ci(ev['sensitivity_ci95'])}, "
-                   f"specificity {ev['specificity']:.3f} {_ci(ev['specificity_ci95'])} (Wilson 95 % CIs). A site point "
+                   f"{ev['n_negative']} normal): sensitivity {ev['sensitivity']:.3f} {ci(ev['sensitivity_ci95'])}, "
+                   f"specificity {ev['specificity']:.3f} {ci(ev['specificity_ci95'])} (Wilson 95 % CIs). A site point "
                    "decides every new result of this model for every user. It is accepted only from a local evaluation "
                    f"with at least {policy.min_per_class} images of each class, and where the lower 95 % bound of "
                    f"sensitivity stays at or above {policy.sensitivity_floor:.2f}.")
@@ -55,7 +54,7 @@ def site_operating_point_form(store: Any, entry: Any, yb: np.ndarray, p: np.ndar
             _apply(lambda: revert_site_point(store, entry.card, reader), "The model's own threshold decides again.")
 
 
-def _apply(action: Any, done: str) -> None:
+def _apply(action: Callable[[], object], done: str) -> None:
     try:
         action()
     except CXRError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci
 from cxr_core.model.registry import ModelEntry, Registry
 from cxr_app import charts
 from cxr_core.settings import current
@@ -132,7 +133,6 @@ def _comparison(store, result: dict, reader: str) -> None:
     lv = entry.card.site_adaptation["local_validation"]
     st.markdown(f"**Parent and adapted model on the same {lv['n']} local-validation films** ({lv['n_positive']} "
                 f"pneumonia, {lv['n_negative']} normal; patients never used to tune), each at its own threshold:")
-    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
     rows = [{"model": name, "AUC": f"{m['auc']:.3f} {ci(m['auc_ci95'])}",
              "sensitivity": f"{m['sensitivity']:.3f} {ci(m['sensitivity_ci95'])}",
              "specificity": f"{m['specificity']:.3f} {ci(m['specificity_ci95'])}", "threshold": f"{m['threshold']:.3f}"}

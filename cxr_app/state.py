@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from cxr_core.errors import CXRError
+from cxr_core.formatting import ci, with_ci
 from cxr_core.model.registry import ModelEntry, Registry
 from cxr_app.site_ui import provenance
 from cxr_core.cases.db import database_url
 from cxr_core.cases.store import CaseStore
-from cxr_core.model.operating_point import resolve
+from cxr_core.model.operating_point import OperatingPoint, resolve
 from cxr_core.model.predict import Predictor
 from cxr_core.paths import app_home
+from cxr_core.safety.intended_use import BANNER
 from cxr_core.settings import current
 from cxr_core.site.models import active_entry, sync
 from cxr_core.validation.metrics import wilson_interval
@@ -89,7 +92,33 @@ def reader_name() -> str:
     return st.session_state[READER]
 
 
-def point_in_use(entry: ModelEntry, store):
+@dataclass(frozen=True)
+class PageStart:
+    """What every page starts from: the case store (None when unavailable, said on the page), the reader's name,
+    the model in use and the operating point that decides for this rerun (both None without a model)."""
+    store: CaseStore | None
+    reader: str
+    entry: ModelEntry | None
+    point: OperatingPoint | None
+
+
+def page_preamble(without_model: str | None = None, needs_store: bool = False) -> PageStart:
+    """The start every page shares, in one order: the reader's name first in the sidebar, the case store, the model
+    panel and the threshold in use. `without_model`: what the page cannot do without a model ("nothing can be
+    analysed"); said, and the page stops. `needs_store`: the page stops without the case store (its reason is
+    already shown)."""
+    reader = reader_name()
+    store = case_store()
+    entry = sidebar_model_panel(store)
+    if entry is None and without_model:
+        st.warning(f"No model is available, so {without_model}. Train one on the Training page.")
+        st.stop()
+    if store is None and needs_store:
+        st.stop()
+    return PageStart(store, reader, entry, point_in_use(entry, store) if entry is not None else None)
+
+
+def point_in_use(entry: ModelEntry, store: CaseStore | None) -> OperatingPoint:
     """The operating point that decides for this request (resolved now, never stored on a shared object), said
     in the sidebar: the site's governed point, or the model's own threshold."""
 
@@ -168,12 +197,8 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
             st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
         _local_figures(entry, store)
         _internal_figures(entry)
-        st.info("Research decision support only: not a diagnosis. Pediatric frontal chest X-rays.", icon=":material/info:")
+        st.info(BANNER, icon=":material/info:")
         return entry
-
-
-def _ci(v) -> str:
-    return f"[{v[0]:.3f}, {v[1]:.3f}]"
 
 
 def site_figures_for(entry: ModelEntry, store):
@@ -208,12 +233,12 @@ def _internal_figures(entry: ModelEntry) -> None:
     st.markdown("**Internal (same hospital as training)**")
     lines = []
     if b.get("auc") is not None:
-        lines.append(f"AUC {b['auc']:.3f}" + (f" {_ci(b['auc_ci95'])}" if b.get("auc_ci95") else ""))
+        lines.append(f"AUC {with_ci(b['auc'], b.get('auc_ci95'))}")
     cm = b.get("confusion_matrix")
     if cm:  # [[TN, FP], [FN, TP]]
         (tn, fp), (fn, tp) = cm
-        lines.append(f"sensitivity {tp / max(1, tp + fn):.3f} {_ci(wilson_interval(tp, tp + fn))}")
-        lines.append(f"specificity {tn / max(1, tn + fp):.3f} {_ci(wilson_interval(tn, tn + fp))}")
+        lines.append(f"sensitivity {tp / max(1, tp + fn):.3f} {ci(wilson_interval(tp, tp + fn))}")
+        lines.append(f"specificity {tn / max(1, tn + fp):.3f} {ci(wilson_interval(tn, tn + fp))}")
     if t.get("accuracy") is not None:
         lines.append(f"3-class accuracy {t['accuracy']:.3f}")
     st.caption(", ".join(lines) + f" at threshold {entry.card.threshold:.3f}; {kind[0].lower() + kind[1:]} "

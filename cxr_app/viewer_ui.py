@@ -18,14 +18,16 @@ from cxr_core.reports.export import result_row
 from cxr_core.model.predict import Prediction
 from cxr_core.model.decision import within_pneumonia
 from cxr_core.model.operating_point import OperatingPoint, reading_now, threshold_wording
+from cxr_core.safety.intended_use import INTENDED_INPUTS, NOT_ASSESSED
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.reports.pdf import build_pdf, report_name, verdict_line
 from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
 from cxr_core.cases.worklist import describe_audit
 from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
 from cxr_core.errors import CXRError
+from cxr_core.validation.site_point import SiteFigures
 
-NOT_ASSESSED_NOTE = "Not assessed: this input is outside the intended use (pediatric frontal chest radiographs)."
+NOT_ASSESSED_NOTE = f"{NOT_ASSESSED} ({INTENDED_INPUTS})."
 
 
 def results_table(preds: list[Prediction], digests: list[str], model_id: str | list[str], exported: str,
@@ -61,7 +63,7 @@ SAMPLE_NOTE = "From the training set: for trying the interface, not for judging 
 def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Display,
                      show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
                      reader: str = "", dicom_source: bytes | None = None, digest: str = "",
-                     point: OperatingPoint | None = None, model_in_use: str | None = None, site: Any = None) -> None:
+                     point: OperatingPoint | None = None, model_in_use: str | None = None, site: SiteFigures | None = None) -> None:
     """One input: the result (verdict, P against the threshold) beside the radiograph (zoom, pan, its own
     window/level, Grad-CAM with its colour scale); for a stored case, what it would read now, the review form and
     its audit trail. `point` and `model_in_use`: the operating point and model in use now; `site`: the site's
@@ -208,7 +210,7 @@ def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> No
 
 
 def _downloads(pred: Prediction, index: int, card: ModelCard, display: Display, case: dict[str, Any] | None,
-               digest: str, site: Any = None, now: str | None = None) -> None:
+               digest: str, site: SiteFigures | None = None, now: str | None = None) -> None:
     def pdf() -> bytes:  # built only when downloaded, with the overlay settings on screen
         return build_pdf(pred, overlay(pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap),
                          card, case=case, site=site, now=now)

@@ -13,9 +13,5 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CLASSES = ("NORMAL", "BACTERIAL", "VIRAL")
 BINARY_CLASSES = ("NORMAL", "PNEUMONIA")
-INTENDED_USE = (
-    "Research decision support for pediatric chest radiographs (frontal view). "
-    "Not a diagnosis and not a medical device: every result must be reviewed by a qualified clinician."
-)
 
 __version__ = "0.1.0"

@@ -35,8 +35,8 @@ class Mutation:
 
 MUTATIONS = (
     Mutation("the decision ignores the site operating point (uses the card's threshold)", "cxr_core/model/predict.py",
-             (("decided = int(decide(probs[None], point.threshold)[0])",
-               "decided = int(decide(probs[None], self.card.threshold)[0])"),),
+             (("decided = label(p, point.threshold) if verdict.assessed else None",
+               "decided = label(p, self.card.threshold) if verdict.assessed else None"),),
              ("tests/dicom/test_site_point_results.py::-k flips",)),
     Mutation("the case commits before its audit event (two transactions)", "cxr_core/cases/store.py",
              (("""                session.flush()

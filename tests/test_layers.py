@@ -13,12 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cxr_core", "train", "cxr_app", "app_pages")
 # Lowest first: a module may import its own layer and those before it, never a later one.
 LAYERS = (
-    ("cxr_core", "cxr_core.errors", "cxr_core.fileio", "cxr_core.settings", "cxr_core.paths"),
+    ("cxr_core", "cxr_core.errors", "cxr_core.fileio", "cxr_core.settings", "cxr_core.paths", "cxr_core.formatting"),
     ("cxr_core.inputs",), ("cxr_core.config",), ("cxr_core.safety",), ("cxr_core.model",), ("cxr_core.validation",),
     ("cxr_core.fitting",), ("cxr_core.cases",), ("cxr_core.site",), ("cxr_core.dicom",), ("cxr_core.reports",),
     ("train",), ("cxr_core.cli", "cxr_core.__main__"), ("cxr_app",), ("app_pages", "app"),
 )
-ORDER_SENTENCE = ("Layers, lowest first: errors/fileio/settings/paths, inputs, config, safety, model, validation, "
+ORDER_SENTENCE = ("Layers, lowest first: errors/fileio/settings/paths/formatting, inputs, config, safety, model, validation, "
                   "fitting, cases, site, dicom, reports, train, cli, cxr_app, app_pages")
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from cxr_core.model.decision import is_pneumonia
 from cxr_core.validation import metrics as M
 from train.run_folder import RunFolder
 
@@ -38,9 +39,9 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs["val_loss"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, None))))
         logs["val_accuracy"] = float(np.mean(probs.argmax(1) == y))
         logs["val_auc"] = float(roc_auc_score(yb, p)) if 0 < yb.sum() < len(yb) else float("nan")
-        logs["val_binary_accuracy"] = float(np.mean((p >= 0.5) == yb))
+        logs["val_binary_accuracy"] = float(np.mean(is_pneumonia(p, 0.5) == yb))
         normal = yb == 0
-        logs["val_normal_recall"] = float(np.mean(p[normal] < 0.5)) if normal.any() else float("nan")
+        logs["val_normal_recall"] = float(np.mean(~is_pneumonia(p[normal], 0.5))) if normal.any() else float("nan")
         logs["val_pred_std"] = float(np.std(p))  # ~0 means constant predictions (a BN-statistics failure)
 
 

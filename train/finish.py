@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from cxr_core import CLASSES, INTENDED_USE, __version__
+from cxr_core import CLASSES, __version__
 from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
 from cxr_core.model.card import ModelCard
+from cxr_core.safety.intended_use import INTENDED_USE
 from cxr_core.config import TrainConfig
 from cxr_core.validation.evaluation import write_scores
 from cxr_core.fitting.guards import fit_guards

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import StorageError, plain_cause
 from ..model.operating_point import OperatingPoint
-from ..model.predict import Prediction
+from ..model.predict import Prediction, Predictor
+from .store import CaseStore
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Analysis:
     new: bool = False  # False when this image was already a case of this model: the first result stands
 
 
-def keep_case(pred: Prediction, data: bytes, predictor: Any, store: Any, actor: str = "unsigned",
+def keep_case(pred: Prediction, data: bytes, predictor: Predictor, store: CaseStore | None, actor: str = "unsigned",
               cam_settings: dict[str, Any] | None = None) -> Analysis:
     """Store a decoded prediction as a case of `predictor`'s model; a read error is not a case. A store that
     cannot write (lost connection, full disk) raises StorageError, which names no patient or file."""
@@ -35,7 +36,7 @@ def keep_case(pred: Prediction, data: bytes, predictor: Any, store: Any, actor: 
     return Analysis(pred, case_id, new)
 
 
-def analyse_and_store(data: bytes, name: str, predictor: Any, point: OperatingPoint, store: Any = None,
+def analyse_and_store(data: bytes, name: str, predictor: Predictor, point: OperatingPoint, store: CaseStore | None = None,
                       actor: str = "unsigned", cam_settings: dict[str, Any] | None = None) -> Analysis:
     """Predict `data` at `point` (the intended-use rule included) and keep it as a case when a store is given."""
     return keep_case(predictor.predict(data, name=name, point=point), data, predictor, store, actor, cam_settings)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from ..safety.intended_use import INTENDED_USE, RESEARCH_USE_ONLY
+
 from . import (cases, evaluate, export_dicom, fit_ood, fit_presentation, listen, models, pacs, predict, site_model,
                site_point, stress)
 from ._common import run_command
@@ -37,7 +39,7 @@ COMMANDS = (predict, cases, evaluate, stress, models, site_model, export_dicom, 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cxr_core",
-                                     description="Chest X-ray pneumonia assistant (research use only).")
+                                     description=f"Chest X-ray pneumonia assistant ({RESEARCH_USE_ONLY}). {INTENDED_USE}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)

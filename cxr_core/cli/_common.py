@@ -90,11 +90,6 @@ def prepare_dir(path: str) -> Path:
     return d
 
 
-def ci(v: list[float]) -> str:
-    """A 95 % interval as the CLI prints it: [low, high]."""
-    return f"[{v[0]:.3f}, {v[1]:.3f}]"
-
-
 class Progress:
     """A one-line progress bar on stderr (for more than 5 files)."""
 

@@ -12,7 +12,8 @@ from ..model.operating_point import threshold_wording
 from ..model.predict import Predictor
 from ..site.models import resolve_model_dir
 from ..validation.evaluation import evaluate_folder
-from ._common import Progress, add_model_option, ci, print_json, status, store_and_point
+from ..formatting import ci
+from ._common import Progress, add_model_option, print_json, status, store_and_point
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -12,6 +12,7 @@ from ..inputs.discovery import collect_inputs
 from ..model.gradcam import overlay
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Prediction, Predictor
+from ..safety.intended_use import RESEARCH_USE_ONLY
 from ..site.models import resolve_model_dir
 from ._common import Progress, add_model_option, prepare_dir, print_json, status, store_and_point
 
@@ -81,7 +82,7 @@ def write_cam(cam_dir: Path, index: int, pred: Prediction) -> None:
 
 def _print_table(rows: list[Prediction], predictor: Predictor, point: OperatingPoint) -> None:
     print(f"Model: {predictor.name}  threshold on P(pneumonia): {point.threshold:.3f}, {point.wording}  "
-          "(research use only)")
+          f"({RESEARCH_USE_ONLY})")
     width = min(60, max([len(r.file) for r in rows] + [4]))
     print(f"{'file':<{width}}  {'label':<9}  {'P(pneu)':>7}  {'subtype':<9}  note")
     for r in rows:

@@ -11,7 +11,8 @@ from ..cases.store import CaseStore
 from ..errors import CXRError
 from ..model.registry import Registry
 from ..site.models import active_choice, active_entry, resolve_model_dir, stored_models
-from ._common import add_model_option, ci, print_json, require_reader
+from ..formatting import ci
+from ._common import add_model_option, print_json, require_reader
 from .models import activate, revert
 
 

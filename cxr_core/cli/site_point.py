@@ -13,7 +13,8 @@ from ..model.operating_point import resolve, valid_threshold
 from ..settings import current
 from ..site.models import resolve_model_dir
 from ..validation.site_point import find_evaluation, revert_site_point, set_site_point
-from ._common import EXIT_NOT_CONFIRMED, add_model_option, ci, confirm, print_json
+from ..formatting import ci
+from ._common import EXIT_NOT_CONFIRMED, add_model_option, confirm, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,8 @@ from pydicom.dataset import Dataset
 from ..cases.analyse import analyse_and_store
 from .results import MANUFACTURER, kind, result_objects, to_bytes
 from ..model.operating_point import OperatingPoint
-from ..model.predict import Prediction
+from ..cases.store import CaseStore
+from ..model.predict import Prediction, Predictor
 
 
 @dataclass
@@ -54,7 +55,7 @@ def skip_reason(ds: Dataset) -> str | None:
     return None
 
 
-def analyse_instance(ds: Dataset, predictor: Any, point: OperatingPoint, store: Any = None,
+def analyse_instance(ds: Dataset, predictor: Predictor, point: OperatingPoint, store: CaseStore | None = None,
                      actor: str = "unsigned") -> AnalysedInstance:
     """Predict one instance at `point`, store it as a case (when a store is given), and build its results."""
     out = AnalysedInstance(sop_uid=str(ds.get("SOPInstanceUID", "?")))

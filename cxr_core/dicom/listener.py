@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import CXRError
-from .instance import analyse_instance
+from .instance import AnalysedInstance, analyse_instance
 from ..safety.intended_use import PROJECTION_MODALITIES
+from ..cases.store import CaseStore
 from ..model.operating_point import resolve
+from ..model.predict import Predictor
+from .pacs import PacsServer
 
 log = logging.getLogger("cxr.listener")
 SUCCESS = 0x0000
@@ -41,8 +44,9 @@ class ListenerConfig:
 class Listener:
     """The SCP; `start()` returns at once, `stop()` shuts it down; `serve_forever()` blocks until a signal."""
 
-    def __init__(self, config: ListenerConfig, predictor: Any, store: Any = None, forward: Any = None,
-                 on_result: Callable[[Any], None] | None = None):
+    def __init__(self, config: ListenerConfig, predictor: Predictor, store: CaseStore | None = None,
+                 forward: PacsServer | None = None,
+                 on_result: Callable[[AnalysedInstance], None] | None = None):
         self.config, self.predictor, self.store, self.forward = config, predictor, store, forward
         self.on_result = on_result
         self._predict_lock = threading.Lock()

@@ -16,7 +16,9 @@ from ..errors import CXRError, plain_cause
 from .results import result_uid
 from .instance import AnalysedInstance, analyse_instance
 from ..safety.intended_use import PROJECTION_MODALITIES
+from ..cases.store import CaseStore
 from ..model.operating_point import OperatingPoint
+from ..model.predict import Predictor
 
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
                 "NumberOfStudyRelatedInstances")
@@ -119,8 +121,8 @@ def find_studies(server: PacsServer, since: date | None = None, limit: int = 200
     return sorted(found.values(), key=lambda s: (s["date"] or "", s["time"] or ""), reverse=True)
 
 
-def analyse_study(server: PacsServer, study_uid: str, predictor: Any, point: OperatingPoint, send: bool = False,
-                  store: Any = None, progress: Callable[[int, int], None] | None = None, actor: str = "unsigned",
+def analyse_study(server: PacsServer, study_uid: str, predictor: Predictor, point: OperatingPoint, send: bool = False,
+                  store: CaseStore | None = None, progress: Callable[[int, int], None] | None = None, actor: str = "unsigned",
                   reanalyse: bool = False) -> Iterator[AnalysedInstance]:
     """Retrieve a study, analyse each instance at `point` and (with `send`) store its SR, PM and SC back into the
     study. Idempotent: an image whose SR from this model the study already holds is skipped, unless `reanalyse`,

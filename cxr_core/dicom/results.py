@@ -37,17 +37,17 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import ParametricMapStorage
 
-from .. import INTENDED_USE
 from ..model.card import ModelCard
 from ..errors import CXRError, plain_cause
 from ..fileio import write_atomic
 from ..model.predict import Prediction
 from ..model.decision import SUBTYPE_UNCERTAIN
+from ..safety.intended_use import INTENDED_USE, RESEARCH_USE_ONLY
 from ..model.operating_point import threshold_wording
 from ..model.gradcam import on_image, overlay
 
-MANUFACTURER = "CXR pneumonia assistant (research use only)"
-CAPTION = ("RESEARCH USE ONLY - NOT FOR DIAGNOSIS", "Grad-CAM: regions behind the model's answer")
+MANUFACTURER = f"CXR pneumonia assistant ({RESEARCH_USE_ONLY})"
+CAPTION = (f"{RESEARCH_USE_ONLY.upper()} - NOT FOR DIAGNOSIS", "Grad-CAM: regions behind the model's answer")
 # High numbers keep the AI series after the acquisition's.
 SR_SERIES_NUMBER, SC_SERIES_NUMBER, PM_SERIES_NUMBER = 9901, 9902, 9903
 
@@ -178,7 +178,7 @@ def result_sr(source: Dataset, pred: Prediction, card: ModelCard, instance_numbe
         instance_number=instance_number,
         series_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR series"),
         sop_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR"), manufacturer=MANUFACTURER,
-        is_complete=True, is_final=False, is_verified=False, series_description="CXR AI result (research use only)")
+        is_complete=True, is_final=False, is_verified=False, series_description=f"CXR AI result ({RESEARCH_USE_ONLY})")
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]  # declares 99CXRAI, as PS3.3 C.12.1.1.4 asks
     return sr
 
@@ -252,7 +252,7 @@ def heatmap_pm(source: Dataset, pred: Prediction, card: ModelCard, instance_numb
         contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
         content_label="GRADCAM", content_description=map_decision(pred)[:64],
-        series_description="CXR AI Grad-CAM map (research use only)")
+        series_description=f"CXR AI Grad-CAM map ({RESEARCH_USE_ONLY})")
     pm.BodyPartExamined = "CHEST"  # unpaired: General Series' Laterality (type 2C) is then rightly absent
     return pm
 
@@ -291,7 +291,7 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model
         coordinate_system="PATIENT", series_number=SC_SERIES_NUMBER, instance_number=instance_number,
         series_instance_uid=result_uid(source.SOPInstanceUID, model_id, "SC series"),
         sop_instance_uid=result_uid(source.SOPInstanceUID, model_id, "SC"), manufacturer=MANUFACTURER,
-        patient_orientation=("L", "F"), series_description="CXR AI Grad-CAM (research use only)")
+        patient_orientation=("L", "F"), series_description=f"CXR AI Grad-CAM ({RESEARCH_USE_ONLY})")
     sc.BurnedInAnnotation = "YES"
     sc.BodyPartExamined = "CHEST"  # unpaired: General Series' Laterality (type 2C) is then rightly absent
     return sc

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .. import CLASSES, INTENDED_USE
+from .. import CLASSES
 from ..errors import ModelError
 from ..inputs.preprocess import Preprocess
+from ..safety.intended_use import INTENDED_USE
 from .evidence import StressReport, ThresholdEvidence
 from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 

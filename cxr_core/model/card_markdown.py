@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from .. import INTENDED_USE
-import json
-
+from ..formatting import ci, with_ci
+from ..safety.intended_use import INTENDED_USE, TRAINED_ON, UNKNOWN_ELSEWHERE
 from .card import ModelCard
 from .evidence import CLEAN, stress_rows
 
@@ -14,7 +14,6 @@ from .evidence import CLEAN, stress_rows
 def render_markdown(card: ModelCard) -> str:
     m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
-    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "n/a"  # noqa: E731
     data = card.data
     members = (card.ensemble or {}).get("members")
     evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
@@ -28,9 +27,8 @@ def render_markdown(card: ModelCard) -> str:
         "",
         f"**Intended use.** {INTENDED_USE}",
         "",
-        "Trained on pediatric (1 to 5 years) frontal chest radiographs from one centre (Guangzhou Women and "
-        "Children's Medical Center, via the Kermany et al. 2018 release). Performance on adults, other "
-        "views, other hospitals or other devices is unknown.",
+        f"{TRAINED_ON} (Guangzhou Women and Children's Medical Center, via the Kermany et al. 2018 release). "
+        f"{UNKNOWN_ELSEWHERE}",
         "",
         "## Outputs",
         f"- Classes: {', '.join(card.classes)}; P(pneumonia) = 1 - P(NORMAL).",
@@ -90,7 +88,6 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
     """The README's "shipped model" figures, generated from the card (`python -m cxr_core models --markdown`)."""
     m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
-    ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
     kind = card.internal_validation_kind
     lines = [
         f"`{model_dir}` (active): {card.description}",
@@ -108,10 +105,10 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
         "| metric | value |",
         "|---|---|",
         f"| binary accuracy (threshold {card.threshold:.3f}, policy `{card.threshold_policy}`) "
-        f"| {b.get('accuracy', float('nan')):.3f}{ci(b.get('accuracy_ci95'))} |",
-        f"| binary AUC | {b.get('auc', float('nan')):.3f}{ci(b.get('auc_ci95'))} |",
+        f"| {with_ci(b.get('accuracy', float('nan')), b.get('accuracy_ci95'))} |",
+        f"| binary AUC | {with_ci(b.get('auc', float('nan')), b.get('auc_ci95'))} |",
         f"| sensitivity / specificity | {b.get('sensitivity', float('nan')):.3f} / {b.get('specificity', float('nan')):.3f} |",
-        f"| 3-class accuracy | {t.get('accuracy', float('nan')):.3f}{ci(t.get('accuracy_ci95'))} |",
+        f"| 3-class accuracy | {with_ci(t.get('accuracy', float('nan')), t.get('accuracy_ci95'))} |",
         f"| bacterial-vs-viral AUC | {t.get('bacterial_vs_viral_auc', float('nan')):.3f} |",
         f"| ECE after temperature scaling (T = {card.temperature:.2f}) | {b.get('ece', float('nan')):.3f} "
         f"({_num(card.ece_uncalibrated)} before) |",

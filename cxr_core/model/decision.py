@@ -5,13 +5,33 @@ statistics that judge it (AUC, calibration, bootstrap CIs) live in metrics.py.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax as _scipy_softmax
 
+from .. import BINARY_CLASSES
+
 
 def pneumonia_probability(probs: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(probs)[:, 0]
+
+
+@overload
+def is_pneumonia(p: float, threshold: float) -> bool: ...
+@overload
+def is_pneumonia(p: np.ndarray, threshold: float) -> np.ndarray: ...
+def is_pneumonia(p: float | np.ndarray, threshold: float) -> bool | np.ndarray:
+    """The rule itself: PNEUMONIA where P(pneumonia) is at or above the threshold (a film exactly at it is read as
+    PNEUMONIA). One value gives a bool, an array a boolean array."""
+    decided = np.asarray(p) >= threshold
+    return decided if decided.ndim else bool(decided)
+
+
+def label(p: float, threshold: float) -> str:
+    """NORMAL or PNEUMONIA for one P(pneumonia) at `threshold`: `is_pneumonia` in words."""
+    return BINARY_CLASSES[is_pneumonia(p, threshold)]
 
 
 def as_three_class(probs: np.ndarray) -> np.ndarray:
@@ -47,12 +67,7 @@ def decide(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
     if threshold is None:
         return probs.argmax(axis=1)
     subtype = np.where(probs[:, 2] > probs[:, 1], 2, 1)
-    return np.where(pneumonia_probability(probs) >= threshold, subtype, 0)
-
-
-def binary_label(p: float, threshold: float) -> str:
-    """NORMAL or PNEUMONIA for one P(pneumonia) at `threshold`: the same rule as `decide`."""
-    return "PNEUMONIA" if p >= threshold else "NORMAL"
+    return np.where(is_pneumonia(pneumonia_probability(probs), threshold), subtype, 0)
 
 
 def within_pneumonia(class_probabilities: dict[str, float | None]) -> dict[str, float] | None:

@@ -9,11 +9,24 @@ A site point is governed by `validation.site_point.govern_site_point`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 from ..errors import CXRError
-from .decision import binary_label
+from . import decision
+
+
+
+class CardThreshold(Protocol):
+    """What a point needs of a model's card (cxr_core.model.card.ModelCard, which imports this module)."""
+    model_id: str
+    threshold: float
+
+
+class SitePoints(Protocol):
+    """What a point needs of the case store (cxr_core.cases.store.CaseStore, a later layer): the site's point."""
+    def site_threshold(self, model_id: str) -> dict[str, Any] | None: ...
+
 
 DEFAULT_THRESHOLD = 0.5  # a card without a threshold (never a shipped or trained model)
 SOURCES = ("model", "site")
@@ -44,7 +57,7 @@ class OperatingPoint:
             raise CXRError(f"operating point source {self.source!r} is invalid: expected one of {SOURCES}.")
 
     @classmethod
-    def of_model(cls, card: Any) -> "OperatingPoint":
+    def of_model(cls, card: CardThreshold) -> OperatingPoint:
         """The model's own threshold, as its card (cxr_core.model.card.ModelCard) states it."""
         return cls(card.threshold, "model")
 
@@ -63,7 +76,7 @@ def threshold_wording(source: str) -> str:
     return "the site's operating point" if source == "site" else "the model's threshold"
 
 
-def resolve(card: Any, store: Any | None) -> OperatingPoint:
+def resolve(card: CardThreshold, store: SitePoints | None) -> OperatingPoint:
     """The point that decides now for this model (a ModelCard): the site's governed point when one is set, else
     the card's."""
     point = store.site_threshold(card.model_id) if store is not None else None
@@ -83,7 +96,7 @@ def reading_now(assessed: bool, probability: float | None, label: str | None, mo
     if not assessed or probability is None:
         return None
 
-    now = binary_label(probability, point.threshold)
+    now = decision.label(probability, point.threshold)
     if now == label:
         return None
     where = "the site's current point" if point.source == "site" else "the model's own threshold"

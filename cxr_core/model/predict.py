@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from .. import CLASSES
-from .decision import as_three_class, decide, pneumonia_probability, softmax, stated_subtype
+from .decision import as_three_class, label, pneumonia_probability, softmax, stated_subtype
 from ..errors import InputImageError, plain_cause
 from ..inputs.imaging import LoadedImage, load_image
 from .operating_point import OperatingPoint
@@ -195,12 +195,13 @@ class Predictor:
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         refusals = [*appearance_refusals, *refusals]
         verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
-        decided = int(decide(probs[None], point.threshold)[0])
+        p = float(pneumonia_probability(probs[None])[0])
+        decided = label(p, point.threshold) if verdict.assessed else None
         three = self.num_classes == 3
         return Prediction(
-            file=name, model_id=self.card.model_id, label=("PNEUMONIA" if decided else "NORMAL") if verdict.assessed else None,
-            pneumonia_probability=round(float(pneumonia_probability(probs[None])[0]), 6) if verdict.assessed else None,
-            subtype=stated_subtype(probs, self.card.subtype_margin) if decided and three and verdict.assessed else None,
+            file=name, model_id=self.card.model_id, label=decided,
+            pneumonia_probability=round(p, 6) if verdict.assessed else None,
+            subtype=stated_subtype(probs, self.card.subtype_margin) if decided == "PNEUMONIA" and three else None,
             class_probabilities={c: (round(float(v), 6) if three or c == "NORMAL" else None) for c, v in zip(CLASSES, probs)},
             threshold=round(point.threshold, 6), threshold_source=point.source,
             warnings=list(verdict.warnings) + self.guard_warnings,

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import INTENDED_USE
 from ..model.card import ModelCard
 from ..model.gradcam import shown_by_default
 from ..model.decision import SUBTYPE_UNCERTAIN, within_pneumonia
 from ..model.operating_point import threshold_wording
 from ..model.predict import Prediction
+from ..safety.intended_use import INTENDED_USE, NOT_ASSESSED, TRAINED_ON, UNKNOWN_ELSEWHERE
 from PIL import Image
 
 
@@ -43,7 +43,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 10, "Chest X-ray pneumonia assistant - research report", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 9)
-    pdf.multi_cell(0, 4.5, f"{INTENDED_USE}", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4.5, INTENDED_USE, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)
     pdf.set_font("Helvetica", "", 8)
     for line in _trace_lines(case):
@@ -68,7 +68,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
 
     pdf.set_font("Helvetica", "B", 13)
     if not pred.assessed:
-        pdf.cell(0, 8, "Not assessed: this input is outside the intended use. No finding is reported.",
+        pdf.cell(0, 8, f"{NOT_ASSESSED}. No finding is reported.",
                  new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "", 10)
         for reason in pred.not_assessed_reasons:
@@ -110,8 +110,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
         f"sensitivity {iv.get('sensitivity', float('nan')):.3f}, specificity {iv.get('specificity', float('nan')):.3f}."),
         new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)
-    pdf.multi_cell(0, 4.5, "Trained on pediatric chest radiographs from a single centre. Not validated for adults, "
-                   "other views or other hospitals. Not a diagnosis.", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4.5, f"{TRAINED_ON}. {UNKNOWN_ELSEWHERE} Not a diagnosis.", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(-15)
     pdf.set_font("Helvetica", "I", 8)
     pdf.cell(0, 5, f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", align="R")

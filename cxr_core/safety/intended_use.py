@@ -23,6 +23,23 @@ import numpy as np
 
 from ..inputs.imaging import LoadedImage
 
+# The intended use in words, spelled once here for every surface (card, PDF, DICOM SR, CLI, app).
+VALIDATED_AGES = (1.0, 6.0)  # years: [1, 6), the Kermany cohort's "1 to 5 years"
+VALIDATED_AGE_RANGE = f"{VALIDATED_AGES[0]:g} to {VALIDATED_AGES[1] - 1:g} years"  # whole years inside [lo, hi)
+VALIDATED_POPULATION = f"children aged {VALIDATED_AGE_RANGE}"
+OUTSIDE_POPULATION = f"Outside the validated population ({VALIDATED_POPULATION})"
+INTENDED_INPUTS = "pediatric frontal chest radiographs"
+RESEARCH_USE_ONLY = "research use only"
+RESEARCH_ONLY = "Research decision support only"
+INTENDED_USE = (
+    "Research decision support for pediatric chest radiographs (frontal view). "
+    "Not a diagnosis and not a medical device: every result must be reviewed by a qualified clinician."
+)
+BANNER = f"{RESEARCH_ONLY}: not a diagnosis. {INTENDED_INPUTS.capitalize()}."
+TRAINED_ON = f"Trained on pediatric ({VALIDATED_AGE_RANGE}) frontal chest radiographs from one centre"
+UNKNOWN_ELSEWHERE = "Performance on adults, other views, other hospitals or other devices is unknown."
+NOT_ASSESSED = "Not assessed: this input is outside the intended use"
+
 PROJECTION_MODALITIES = ("CR", "DX", "DR", "RG")
 # Computed Radiography; Digital X-Ray for presentation / for processing.
 PROJECTION_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1.1")

@@ -1,4 +1,4 @@
-"""The population check: is this chest radiograph outside the validated population (children aged 1-5)?
+"""The population check: is this chest radiograph outside the validated population (intended_use.VALIDATED_AGES)?
 
 - DICOM: from the age (PatientAge, else PatientBirthDate and StudyDate).
 - Any input without an age: an image-based adult detector. Deliberately simple so that it carries
@@ -21,15 +21,15 @@ import numpy as np
 from ..settings import PROJECT_ROOT
 from ..fileio import read_npz, write_npz_atomic
 from ..inputs.imaging import load_image
+from .intended_use import OUTSIDE_POPULATION, VALIDATED_AGES
 from .ood import ThresholdRule, cross_fitted_flags, thumbnails
 from ..errors import CXRError
 import csv
 
-VALIDATED_AGES = (1.0, 6.0)  # years: [1, 6), the Kermany cohort's "1 to 5 years"
 DEFAULT_ADULT_REFERENCE = PROJECT_ROOT.parent / "shared" / "data" / "adult-cxr-reference"
 PEDIATRIC_FALSE_ALARM_QUANTILE = 0.995
-ADULT_IMAGE_REASON = ("Outside the validated population (children aged 1 to 5 years): this image looks like an adult "
-                      "chest radiograph. The model was not validated on adults.")
+ADULT_IMAGE_REASON = (f"{OUTSIDE_POPULATION}: this image looks like an adult chest radiograph. The model was not "
+                      "validated on adults.")
 
 
 def age_warning(age_years: float | None) -> str | None:
@@ -37,7 +37,7 @@ def age_warning(age_years: float | None) -> str | None:
     if age_years is None or VALIDATED_AGES[0] <= age_years < VALIDATED_AGES[1]:
         return None
     shown = f"{age_years:.0f} years" if age_years >= 2 else f"{age_years * 12:.0f} months"
-    return (f"Outside the validated population (children aged 1 to 5 years): the DICOM header gives an age of {shown}. "
+    return (f"{OUTSIDE_POPULATION}: the DICOM header gives an age of {shown}. "
             "The model was not validated for this age.")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model.decision import is_pneumonia
 from ..validation.metrics import operating_point_evidence, roc_points, safe_auc
 
 
@@ -30,7 +31,7 @@ def model_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: float, draws:
     return {"auc": safe_auc(y_binary, p), "auc_ci95": [float(np.quantile(aucs, 0.025)), float(np.quantile(aucs, 0.975))],
             "threshold": float(threshold), "sensitivity": ev["sensitivity"], "sensitivity_ci95": ev["sensitivity_ci95"],
             "specificity": ev["specificity"], "specificity_ci95": ev["specificity_ci95"],
-            "accuracy": float(np.mean((p >= threshold).astype(int) == y_binary)),
+            "accuracy": float(np.mean(is_pneumonia(p, threshold).astype(int) == y_binary)),
             "roc": roc}
 
 

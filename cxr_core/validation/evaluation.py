@@ -22,6 +22,7 @@ from ..errors import CXRError, StorageError, plain_cause
 from ..model.folder import ModelFolder
 from ..paths import evaluations_dir
 from ..fileio import write_atomic, write_json_atomic
+from ..model.operating_point import OperatingPoint
 from ..model.predict import Predictor
 from ..safety.overlap import overlap_report, pixel_hash
 from .metrics import evaluation_summary
@@ -104,7 +105,7 @@ def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dic
 
 def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1000,
                     progress: Callable[[int], Any] | None = None, save: bool = True,
-                    predictor: Any | None = None, point: Any | None = None) -> EvalResult:
+                    predictor: Predictor | None = None, point: OperatingPoint | None = None) -> EvalResult:
     """Score every labelled image of `data_dir` (`Predictor.score_many`: full-precision probabilities, no heatmaps)
     and summarise at `point` (default: the model's threshold). Unreadable files are listed, not fatal."""
 

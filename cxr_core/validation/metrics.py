@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import CLASSES
-from ..model.decision import as_three_class, decide, pneumonia_probability, subtype_margin
+from ..model.decision import as_three_class, decide, is_pneumonia, pneumonia_probability, subtype_margin
 from ..model.evidence import ThresholdEvidence
 
 
@@ -26,7 +26,7 @@ def _skm() -> Any:
 
 def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity, PPV, NPV and confusion matrix [[TN, FP], [FN, TP]]."""
-    pred = (p >= threshold).astype(int)
+    pred = is_pneumonia(p, threshold).astype(int)
     cm = _skm().confusion_matrix(y_binary, pred, labels=[0, 1])
     tn, fp, fn, tp = (int(v) for v in cm.ravel())
     div = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
@@ -45,7 +45,7 @@ def binary_at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -
 def operating_point_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """Sensitivity and specificity at `threshold` with Wilson 95 % intervals (scipy), and their n: the
     evidence a site operating point is saved with."""
-    y_binary, pred = np.asarray(y_binary), (np.asarray(p) >= threshold).astype(int)
+    y_binary, pred = np.asarray(y_binary), is_pneumonia(np.asarray(p), threshold).astype(int)
     out: dict[str, Any] = {"threshold": float(threshold), "n": int(len(y_binary))}
     for name, cls in (("sensitivity", 1), ("specificity", 0)):
         n = int((y_binary == cls).sum())
@@ -231,7 +231,7 @@ def bootstrap_ci(y: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int
     rng = np.random.default_rng(seed)
     yb = (y > 0).astype(int)
     p = pneumonia_probability(probs)
-    pred_b = (p >= threshold).astype(int)
+    pred_b = is_pneumonia(p, threshold).astype(int)
     pred_3 = decide(probs, threshold)
     n = len(y)
     draws = rng.integers(0, n, (n_boot, n))  # the same stream as n_boot draws of n, one after another

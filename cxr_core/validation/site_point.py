@@ -14,6 +14,7 @@ from typing import Any
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..errors import CXRError
+from ..formatting import with_ci
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import EvaluationFolder, read_scores
 from .metrics import operating_point_evidence, pneumonia_probability, safe_auc
@@ -137,12 +138,11 @@ class SiteFigures:
         """The figures in one sentence (the sidebar's and the PDF's), or why there are none."""
         if not self.reportable:
             return f"At this site: {self.problem}."
-        ci = lambda v: f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""  # noqa: E731
-        auc = f", AUC {self.auc:.3f}{ci(self.auc_ci95)}" if self.auc is not None else ""
+        auc = f", AUC {with_ci(self.auc, self.auc_ci95)}" if self.auc is not None else ""
         return (f"At this site (local evaluation of {self.n} films, {self.n_positive} pneumonia and {self.n_negative} "
                 f"normal, {self.evaluated[:10]}; {self.labels}): at {self.threshold:.3f}, sensitivity "
-                f"{self.sensitivity:.3f}{ci(self.sensitivity_ci95)}, specificity {self.specificity:.3f}"
-                f"{ci(self.specificity_ci95)}{auc} (95 % CIs).")
+                f"{with_ci(self.sensitivity, self.sensitivity_ci95)}, specificity "
+                f"{with_ci(self.specificity, self.specificity_ci95)}{auc} (95 % CIs).")
 
 
 def site_figures(model_id: str, point: OperatingPoint, policy: SitePointPolicy) -> SiteFigures | None:

@@ -10,12 +10,15 @@ specificity and accuracy at the operating threshold, and `worst_case` names the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..model.decision import pneumonia_probability
 from ..model.evidence import CLEAN, Extreme, StressCondition, StressReport, WorstCase
+from ..model.operating_point import OperatingPoint
+from ..model.predict import Predictor
 from .metrics import binary_at_threshold, safe_auc
 from ..inputs.preprocess import Preprocess
 from ..inputs.shifts import SEVERITIES, SEVERITY_NAMES, SHIFTS, image_rng
@@ -123,9 +126,9 @@ class StressRun:
                 "threshold_source": self.threshold_source, **self.report.to_dict(), "failed": self.failed}
 
 
-def stress_folder(predictor: Any, data_dir: Any, shifts: Sequence[str] | None = None,
+def stress_folder(predictor: Predictor, data_dir: str | Path, shifts: Sequence[str] | None = None,
                   severities: Sequence[int] = SEVERITIES, progress: Callable[[str], None] | None = None,
-                  point: Any | None = None) -> StressRun:
+                  point: OperatingPoint | None = None) -> StressRun:
     """Stress a registered model on a labelled folder (Kaggle layout) at `point` (default: the model's
     threshold); unreadable files are listed."""
 

@@ -39,6 +39,15 @@ def test_every_page_renders_with_a_model(app_env, page):
     sidebar = [m.value for m in at.sidebar.markdown]
     assert any(m.startswith("**Internal (same hospital as training)**") for m in sidebar)  # labelled for what it is
     assert any("No local evaluation at this site yet" in w.value for w in at.sidebar.warning)
+    assert any(c.value.startswith("Threshold in use:") for c in at.sidebar.caption)  # the shared preamble said it
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_starts_with_the_one_preamble(page):
+    """The store, reader, model panel and threshold come from cxr_app.state.page_preamble, never page by page."""
+    source = (PROJECT_ROOT / page).read_text()
+    assert "page_preamble(" in source
+    assert not any(f"{f}(" in source for f in ("case_store", "reader_name", "sidebar_model_panel", "point_in_use"))
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxr_core.model.decision import (SUBTYPE_UNCERTAIN, as_three_class, binary_label, decide, pneumonia_probability,
-                                     stated_subtype, subtype_margin, within_pneumonia)
+from cxr_core.model.decision import (SUBTYPE_UNCERTAIN, as_three_class, decide, is_pneumonia, label,
+                                     pneumonia_probability, stated_subtype, subtype_margin, within_pneumonia)
 
 PROBS = np.array([[0.70, 0.20, 0.10],   # P(pneumonia) 0.30
                   [0.40, 0.15, 0.45],   # 0.60, viral likelier
@@ -27,10 +27,21 @@ def test_decide_at_and_beside_the_threshold(threshold, expected):
     assert decide(PROBS, threshold).tolist() == expected
 
 
-def test_binary_label_is_the_same_rule_as_decide():
+@pytest.mark.parametrize("threshold", [0.25, 0.5, 0.9])
+def test_label_and_is_pneumonia_exactly_at_just_below_and_just_above_the_threshold(threshold):
+    below, above = np.nextafter(threshold, 0.0), np.nextafter(threshold, 1.0)
+    assert [label(p, threshold) for p in (below, threshold, above)] == ["NORMAL", "PNEUMONIA", "PNEUMONIA"]
+    assert [is_pneumonia(p, threshold) for p in (below, threshold, above)] == [False, True, True]
+    assert type(is_pneumonia(threshold, threshold)) is bool  # one value: a plain bool
+    assert is_pneumonia(np.array([below, threshold, above]), threshold).tolist() == [False, True, True]
+
+
+def test_label_and_is_pneumonia_are_the_same_rule_as_decide():
     for threshold in (0.3, 0.5, 0.6, 0.9):
-        for row, p in zip(PROBS, pneumonia_probability(PROBS)):
-            assert (binary_label(float(p), threshold) == "PNEUMONIA") == bool(decide(row[None], threshold)[0] > 0)
+        p = pneumonia_probability(PROBS)
+        assert is_pneumonia(p, threshold).tolist() == (decide(PROBS, threshold) > 0).tolist()
+        for row, one in zip(PROBS, p):
+            assert (label(float(one), threshold) == "PNEUMONIA") == bool(decide(row[None], threshold)[0] > 0)
 
 
 def test_a_binary_models_pneumonia_is_split_in_halves_and_decided_alike():

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cxr_core.model.folder import ModelFolder
-from cxr_core.safety.population import (PEDIATRIC_FALSE_ALARM_QUANTILE, VALIDATED_AGES, AdultImageCheck, age_warning,
-                                        fit_adult_check, fit_for_model)
+from cxr_core.safety.intended_use import VALIDATED_AGES
+from cxr_core.safety.population import (PEDIATRIC_FALSE_ALARM_QUANTILE, AdultImageCheck, age_warning, fit_adult_check,
+                                        fit_for_model)
 from testkit.synthetic import phantom_cxr
 
 SIZE = 48
