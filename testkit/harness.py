@@ -88,6 +88,15 @@ def make_browser(width: int = 1280, height: int = 800) -> Any:
 
 
 READER_BOX = "input[aria-label='Your name (reviews and audit)']"  # the sidebar's reader name box
+# JavaScript for the Viewer's film (cxr_app.film_component): the first film canvas on the page, inside its
+# component's shadow root.
+FILM_CANVAS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
+               ".map(e => e.shadowRoot && e.shadowRoot.querySelector('canvas.view')).find(Boolean)")
+
+
+def film_control(name: str) -> str:
+    """JavaScript for the film's "level" (Level (brightness)) or "width" (Window (contrast)) range input."""
+    return f"({FILM_CANVAS}).getRootNode().querySelector('input.{name}')"
 
 
 def sign_in(driver: Any, name: str) -> None:
