@@ -4,7 +4,8 @@ zoom (wheel), pan (drag) and reset (double-click) in the browser. None of these 
 zoom survives a window/level step by construction, and a step redraws in a few milliseconds.
 
 For tests the canvas carries its state: data-level, data-width, data-zoom, data-x, data-y, data-transform (the
-canvas's drawing transform), data-draws (frames drawn) and data-drawn-at (performance.now() of the last one)."""
+canvas's drawing transform), data-overlay (the evidence drawn), data-draws (frames drawn) and data-drawn-at
+(performance.now() of the last one)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ function setUp(root) {
     s.draws += 1;
     Object.assign(canvas.dataset, {
       level: level.value, width: width.value, zoom: String(s.zoom), x: String(s.x), y: String(s.y),
-      transform: [t.a, t.b, t.c, t.d, t.e, t.f].map(n => n.toFixed(3)).join(','),
+      transform: [t.a, t.b, t.c, t.d, t.e, t.f].map(n => n.toFixed(3)).join(','), overlay: String(!!s.overlay),
       draws: String(s.draws), drawnAt: String(performance.now()),
     });
   }

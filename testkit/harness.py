@@ -88,10 +88,14 @@ def make_browser(width: int = 1280, height: int = 800) -> Any:
 
 
 READER_BOX = "input[aria-label='Your name (reviews and audit)']"  # the sidebar's reader name box
-# JavaScript for the Viewer's film (cxr_app.film_component): the first film canvas on the page, inside its
-# component's shadow root.
-FILM_CANVAS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
-               ".map(e => e.shadowRoot && e.shadowRoot.querySelector('canvas.view')).find(Boolean)")
+# JavaScript for the Viewer's films (cxr_app.film_component): their canvases, each inside its component's shadow
+# root, and the first one.
+FILMS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
+         ".map(e => e.shadowRoot && e.shadowRoot.querySelector('canvas.view')).filter(Boolean)")
+FILM_CANVAS = f"{FILMS}[0]"
+# how many films are drawn with the evidence overlay and show its legend
+OVERLAID_FILMS = (f"return {FILMS}.filter(c => c.dataset.overlay === 'true' && "
+                  "!c.getRootNode().querySelector('.legend').hidden).length")
 
 
 def film_control(name: str) -> str:

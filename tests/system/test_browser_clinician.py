@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from testkit import inputs
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, READER_BOX, body_text, make_browser, results_shown, sign_in,
-                             start_app, upload, wait_for)
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, READER_BOX, body_text, make_browser, results_shown,
+                             sign_in, start_app, upload, wait_for)
 from tests.system.test_browser import screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -195,7 +195,7 @@ def test_the_viewer_at_1280_by_800_reads_now_keeps_zoom_and_steps_between_cases(
         verdict = browser.find_element(By.XPATH, f"//*[@data-testid='stAlertContentError' or "
                                                  f"@data-testid='stAlertContentSuccess'][.//strong[starts-with(., '{pred.label}')]]")
         metric = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMetric]")
-        film = [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot") if p.size["height"] > 300][0]
+        film = browser.execute_script(f"return {FILM_CANVAS}")
         for name, element in (("verdict", verdict), ("P", metric), ("film", film)):
             top, bottom = browser.execute_script(RECT, element)
             assert 0 <= top and bottom <= 800, (name, top, bottom)
