@@ -1,8 +1,8 @@
 """The clinician's workflow 2 (issue 35) in a real browser (Debian chromium) at 1280 x 800, with screenshots in
 the screenshot folder (tests/system/test_browser.py): the Worklist's selection is a case id across a refresh that inserts a case above it and a
 page switch, and Remove asks first, naming the case and its label (item 2); the sidebar reports no site figures
-from 8 local films (3); a stored case says how it reads at the site's current point (4); zoom survives window /
-level, which redraws one film only, and Next / Previous move between cases (8); the name box, verdict, P and film
+from 8 local films (3); a stored case says how it reads at the site's current point (4); Next / Previous move
+between cases (8); the name box, verdict, P and film
 are above the fold (9). Skips where chromium is missing."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
 RECT = "const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom];"
 
 
-def test_the_viewer_at_1280_by_800_reads_now_keeps_zoom_and_steps_between_cases(tiny_registry, tiny_predictor,
+def test_the_viewer_at_1280_by_800_reads_now_and_steps_between_cases(tiny_registry, tiny_predictor,
                                                                                 home, tmp_path):
     from selenium.webdriver.common.by import By
     
