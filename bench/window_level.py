@@ -52,6 +52,7 @@ def server_side(image: Path, steps: int) -> list[float]:
 
 
 def main() -> None:
+    import cv2
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
     from selenium.webdriver.common.keys import Keys
@@ -88,7 +89,8 @@ def main() -> None:
         after = canvas_state(browser)
         stale = browser.execute_script("return window.__wl.stale")
         server_times = server_side(image, args.steps)
-        emit("film", f"{image.name} ({image.stat().st_size} bytes, 224 px), shipped model, 1280 x 800, "
+        h, w = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE).shape
+        emit("film", f"{image.name} ({image.stat().st_size} bytes, {w} x {h} px), shipped model, 1280 x 800, "
                      "canvas component (cxr_app/film_component.py)")
         emit("steps", args.steps)
         emit("window_level_key_to_redraw_p50_s", pct(latencies, 50), "s")
