@@ -97,8 +97,8 @@ def main() -> None:
         emit("window_level_key_to_redraw_p95_s", pct(latencies, 95), "s")
         emit("window_level_key_to_redraw_max_s", max(latencies), "s")
         emit("window_level_elements_greyed_out_by_a_rerun", stale)
-        emit("zoom_before_and_after_the_steps", f"{zoomed['zoom']} / {after['zoom']} "
-                                                  f"({'kept' if zoomed['transform'] == after['transform'] else 'LOST'})")
+        kept = "kept" if zoomed["transform"] == after["transform"] else "LOST"
+        emit("zoom_before_and_after_the_steps", f"{zoomed['zoom']} / {after['zoom']} ({kept})")
         emit("server_film_data_once_per_film_p50_s", pct(server_times, 50), "s")
         emit("target", "key to redraw <= 0.3 s for one 224-px film")
     finally:

@@ -159,7 +159,9 @@ function setUp(root) {
     stage.style.height = `${data.view}px`;
     const legend = root.querySelector('.legend');
     legend.hidden = !data.legend;
-    if (data.legend) legend.querySelector('.bar').style.background = `linear-gradient(to top, ${data.legend.join(', ')})`;
+    if (data.legend) {
+      legend.querySelector('.bar').style.background = `linear-gradient(to top, ${data.legend.join(', ')})`;
+    }
     let overlay = null;
     if (data.overlay) {
       overlay = new Image();

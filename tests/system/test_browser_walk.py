@@ -103,12 +103,14 @@ def _open_zoom_and_step(one_film, name: str):
     browser.execute_script("""
         window.__film = {canvas: arguments[0], greyed: []};
         new MutationObserver(rs => rs.forEach(r => {
-            if (r.target.getAttribute('data-stale') === 'true') window.__film.greyed.push(r.target.innerText.slice(0, 60));
+            if (r.target.getAttribute('data-stale') === 'true')
+                window.__film.greyed.push(r.target.innerText.slice(0, 60));
         })).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['data-stale']});""", film)
     for control, key, times, value in (("level", Keys.ARROW_RIGHT, 5, "0.55"), ("width", Keys.ARROW_LEFT, 2, "0.9")):
         browser.execute_script(f"{film_control(control)}.focus()")
         ActionChains(browser).send_keys(key * times).perform()
-        wait_for(browser, lambda: _film(browser)[control] == value, timeout=10, what=f"the film drawn at {control} {value}")
+        wait_for(browser, lambda: _film(browser)[control] == value, timeout=10,
+                 what=f"the film drawn at {control} {value}")
     time.sleep(1.5)  # a rerun, if any, has happened by now
     screenshot(browser, name)
     same = browser.execute_script(f"return window.__film.canvas === {FILM_CANVAS}")
@@ -137,7 +139,8 @@ def test_the_readers_zoom_survives_a_window_level_step(one_film):
     try:
         assert same  # the same canvas: not mounted anew
         assert (after["level"], after["width"]) == ("0.55", "0.9") != (zoomed["level"], zoomed["width"])
-        assert [after[k] for k in ("zoom", "x", "y", "transform")] == [zoomed[k] for k in ("zoom", "x", "y", "transform")]
+        view = ("zoom", "x", "y", "transform")
+        assert [after[k] for k in view] == [zoomed[k] for k in view]
         # the browser's window / level rule is window()'s
         values = [0.0, 0.1, 0.3, 0.5, 0.52, 0.77, 1.0]
         rule = browser.execute_script(f"return arguments[0].map(v => ({FILM_CANVAS}).__windowed(v, 0.55, 0.9))", values)
