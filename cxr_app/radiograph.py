@@ -1,24 +1,25 @@
-"""The Viewer's radiograph: a Plotly figure with zoom and pan, window/level, and the Grad-CAM overlay
-drawn with a colour scale (its colour bar says what the colours mean)."""
+"""The Viewer's radiograph as the browser gets it (pixels only, no identifier): the film's grey values, deep enough
+for window/level there, and the Grad-CAM evidence as a colour image with the legend of its colours. The film
+component (cxr_app/film_component.py) draws them and does window/level, zoom and pan in the browser."""
 
 from __future__ import annotations
 
 import base64
+import zlib
 
 import cv2
 import numpy as np
-import plotly.express as px
-import plotly.graph_objects as go
 
-from cxr_core.model.gradcam import upsample
+from cxr_core.model.gradcam import COLORMAPS, upsample
 
 DISPLAY_MAX = 768  # pixels on the long side sent to the browser: enough on screen, light on the wire
-# cv2 colour map (the PDF's overlay) -> the same Plotly colour scale (the screen's)
-COLOR_SCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "turbo": "Turbo", "hot": "Hot"}
+GREY_LEVELS = 65535  # the film's grey values are sent as 16-bit integers
+LEGEND_STOPS = 11  # colours of the legend's gradient, from no evidence to strong
 
 
 def window(pixels: np.ndarray, level: float, width: float) -> np.ndarray:
-    """Window/level on [0, 1] pixels: `level` is the centre, `width` the range mapped to black..white."""
+    """Window/level on [0, 1] pixels: `level` is the centre, `width` the range mapped to black..white. The film
+    component's JavaScript applies this rule in the browser; the browser tests check that it does."""
     if not 0.0 < width <= 1.0:
         raise ValueError(f"window width {width!r} must be in (0, 1]")
     low = level - width / 2
@@ -31,44 +32,50 @@ def _display_size(shape: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def png_data_uri(gray: np.ndarray) -> str:
-    """An 8-bit grey image as a PNG data URI, the figure's film. Encoded here (cv2, a few ms for a 224-px film)
-    rather than by plotly express's imshow (about 30 ms): a window / level step redraws faster."""
-    ok, png = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+def png_data_uri(image: np.ndarray) -> str:
+    """An 8-bit image (grey, BGR or BGRA) as a PNG data URI."""
+    ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
-        raise ValueError("the film could not be encoded for display")
+        raise ValueError("the image could not be encoded for display")
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
 
 
-def _fading(colormap: str) -> list[list]:
-    """The colour scale with its opacity rising from 0 (no evidence: the film shows through) to 1."""
-    from plotly.colors import get_colorscale, unlabel_rgb  # lazy: heavy
-
-    out = []
-    for value, colour in get_colorscale(COLOR_SCALES[colormap]):
-        r, g, b = unlabel_rgb(colour) if colour.startswith("rgb") else px.colors.hex_to_rgb(colour)
-        out.append([value, f"rgba({r:.0f},{g:.0f},{b:.0f},{value:.3f})"])
-    return out
+def grey_values(pixels: np.ndarray) -> str:
+    """[0, 1] pixels as 16-bit little-endian integers, deflated (zlib) and base64-encoded. Window/level runs in the
+    browser on these values: an 8-bit PNG (or any PNG, which a canvas decodes to 8 bits) would leave a narrow window
+    on a 12-bit DICOM film a few grey steps, banded. Deflate keeps them small on the wire, and browsers inflate it
+    natively (DecompressionStream), with no library."""
+    values = (np.clip(pixels, 0.0, 1.0) * GREY_LEVELS).round().astype("<u2")
+    return base64.b64encode(zlib.compress(values.tobytes(), 1)).decode("ascii")
 
 
-def radiograph_figure(pixels: np.ndarray, heatmap: np.ndarray | None, level: float = 0.5, width: float = 1.0,
-                      opacity: float = 0.5, colormap: str = "inferno", height: int = 460,
-                      revision: str = "film") -> go.Figure:
-    """The windowed radiograph (zoom/pan with the mouse) and, when `heatmap` is given, Grad-CAM on top.
-    `revision` (Plotly's uirevision): while it stays the same, the reader's zoom and pan survive a redraw
-    (a window/level change); a new film gets a new one."""
-    if colormap not in COLOR_SCALES:
-        raise ValueError(f"colormap {colormap!r} is not one of {sorted(COLOR_SCALES)}")
+def overlay_rgba(heatmap: np.ndarray, shape: tuple[int, int], opacity: float, colormap: str) -> np.ndarray:
+    """The Grad-CAM map as a BGRA image of `shape` (height, width) on the fixed 0..1 scale: the colour map's
+    colour, its alpha `opacity` x the evidence, so no evidence leaves the film untinted. Drawn over the film it
+    blends as the PDF's overlay does (cxr_core.model.gradcam.overlay)."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"colormap {colormap!r} is not one of {sorted(COLORMAPS)}")
+    heat = upsample(heatmap, shape)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), COLORMAPS[colormap])  # as the PDF indexes it
+    alpha = (heat * opacity * 255).round().astype(np.uint8)
+    return np.dstack([colour, alpha])
+
+
+def legend(colormap: str) -> list[str]:
+    """The legend's gradient, from no evidence (transparent) to strong (opaque), as CSS colours."""
+    values = np.linspace(0.0, 1.0, LEGEND_STOPS)
+    bgr = cv2.applyColorMap((values * 255).round().astype(np.uint8)[:, None], COLORMAPS[colormap])[:, 0]
+    return [f"rgba({r},{g},{b},{v:.2f})" for (b, g, r), v in zip(bgr.tolist(), values)]
+
+
+def film_data(pixels: np.ndarray, heatmap: np.ndarray | None, opacity: float = 0.5,
+              colormap: str = "inferno") -> dict:
+    """What the film component is sent for one film: its size (at most DISPLAY_MAX on the long side), its grey
+    values (grey_values) and, when `heatmap` is given, the evidence overlay (a PNG data URI) and its legend."""
     h, w = _display_size(pixels.shape[:2])
-    shown = cv2.resize(window(pixels, level, width), (w, h), interpolation=cv2.INTER_AREA)
-    fig = go.Figure(go.Image(source=png_data_uri((shown * 255).round().astype(np.uint8)), hoverinfo="skip"))
+    shown = cv2.resize(pixels.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    data: dict = {"width": w, "height": h, "grey": grey_values(shown), "overlay": None, "legend": None}
     if heatmap is not None:
-        heat = upsample(heatmap, (h, w))
-        fig.add_trace(go.Heatmap(z=heat, colorscale=_fading(colormap), zmin=0, zmax=1, opacity=opacity,
-                                 hovertemplate="pneumonia evidence %{z:.2f}<extra></extra>",
-                                 colorbar=dict(title=dict(text="Evidence", side="right"), thickness=12,
-                                               tickvals=[0, 0.5, 1], ticktext=["none", "", "strong"])))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", uirevision=revision)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x")
-    return fig
+        data["overlay"] = png_data_uri(overlay_rgba(heatmap, (h, w), opacity, colormap))
+        data["legend"] = legend(colormap)
+    return data

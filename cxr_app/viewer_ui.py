@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app import charts
-from cxr_app.radiograph import radiograph_figure
+from cxr_app.film_component import film
+from cxr_app.radiograph import film_data
 from cxr_core.model.card import ModelCard
 from cxr_core.model.gradcam import overlay, shown_by_default
 from cxr_core.reports.export import result_row
@@ -99,25 +101,16 @@ def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Dis
 
 @st.fragment
 def film_view(pred: Prediction, index: int, display: Display, revision: str) -> None:
-    """The radiograph with its own window/level: moving a slider redraws this film only (a fragment), and the
-    reader's zoom survives it (the figure's uirevision stays `revision`)."""
+    """The radiograph (cxr_app.film_component): window/level, zoom and pan happen in the browser, with no rerun,
+    so the zoom survives window/level. The heatmap toggle reruns this film only (a fragment). The component is keyed
+    by a hash of `revision` (the film's content hash): a new film starts at a fresh zoom, and no name reaches the
+    browser."""
     wanted = (display.show_overlay if shown_by_default(pred) else
               pred.assessed and st.toggle("Show the heatmap", value=False, key=f"heat_{index}",
                                           help="Off by default for a NORMAL result; on the same fixed scale."))
     heat = pred.heatmap if wanted else None
-    # The film first, its sliders under it (the film stays above the fold). The sliders' values are read from the
-    # session before the sliders are drawn, so the chart is drawn in place rather than through an st.empty
-    # placeholder that stood in for it during every step.
-    level = float(st.session_state.get(f"level_{index}", 0.5))
-    width = float(st.session_state.get(f"width_{index}", 1.0))
-    st.plotly_chart(radiograph_figure(pred.image.pixels, heat, level, width, display.opacity, display.colormap,
-                                      revision=revision, height=FILM_PX), width="stretch", key=f"radiograph_{index}",
-                    config={"scrollZoom": True, "displaylogo": False})
-    c1, c2 = st.columns(2)
-    c1.slider("Level (brightness)", 0.0, 1.0, 0.5, 0.01, key=f"level_{index}",
-              help="The centre of the displayed grey range; display only, the model is unaffected.")
-    c2.slider("Window (contrast)", 0.05, 1.0, 1.0, 0.05, key=f"width_{index}",
-              help="The grey range shown from black to white: narrower is more contrast.")
+    key = "film_" + hashlib.sha256(f"{index}:{revision}".encode()).hexdigest()[:16]
+    film(film_data(pred.image.pixels, heat, display.opacity, display.colormap), key=key, height=FILM_PX)
     st.caption(("Grad-CAM: where the model found evidence for pneumonia, on a fixed scale (a faint map is weak "
                 "evidence). " if heat is not None else
                 "No heatmap: the input was not assessed. " if not pred.assessed else "Heatmap off. ")

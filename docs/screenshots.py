@@ -19,9 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import body_text, make_browser, results_shown, start_app, upload, wait_for  # noqa: E402
-
-READER_BOX = "input[aria-label='Your name (reviews and audit)']"
+from testkit.harness import (FILM_CANVAS, READER_BOX, body_text, make_browser, results_shown,  # noqa: E402
+                             start_app, upload, wait_for)
 
 
 def page_area(browser, width: int = 1280, height: int = 800) -> None:
@@ -75,13 +74,13 @@ def take(out: Path) -> list[Path]:
         upload(browser, films)
         wait_for(browser, lambda: results_shown(browser, 1) and "of 4" in body_text(browser), timeout=180,
                  what="the four sample films analysed")
-        wait_for(browser, lambda: [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                                   if p.size["height"] > 300], timeout=60, what="the film")
+        wait_for(browser, lambda: browser.execute_script(f"return {FILM_CANVAS}.dataset.draws"), timeout=60,
+                 what="the film")
         settle(browser, 1)
         browser.get(f"{server.url}/?case=1")  # the stored first film (bacterial), laid out as with results on screen
         wait_for(browser, lambda: results_shown(browser, 1), timeout=60, what="case 1")
-        wait_for(browser, lambda: [p for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                                   if p.size["height"] > 300], timeout=60, what="its film")
+        wait_for(browser, lambda: browser.execute_script(f"return {FILM_CANVAS}.dataset.draws"), timeout=60,
+                 what="its film")
         settle(browser, 3)
         shot("viewer_results")
         for page, ready, name in (("Worklist", "case(s), most in need of a read first", "worklist"),

@@ -88,6 +88,19 @@ def make_browser(width: int = 1280, height: int = 800) -> Any:
 
 
 READER_BOX = "input[aria-label='Your name (reviews and audit)']"  # the sidebar's reader name box
+# JavaScript for the Viewer's films (cxr_app.film_component): their canvases, each inside its component's shadow
+# root, and the first one.
+FILMS = ("[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]"
+         ".map(e => e.shadowRoot && e.shadowRoot.querySelector('canvas.view')).filter(Boolean)")
+FILM_CANVAS = f"{FILMS}[0]"
+# how many films are drawn with the evidence overlay and show its legend
+OVERLAID_FILMS = (f"return {FILMS}.filter(c => c.dataset.overlay === 'true' && "
+                  "!c.getRootNode().querySelector('.legend').hidden).length")
+
+
+def film_control(name: str) -> str:
+    """JavaScript for the film's "level" (Level (brightness)) or "width" (Window (contrast)) range input."""
+    return f"({FILM_CANVAS}).getRootNode().querySelector('input.{name}')"
 
 
 def sign_in(driver: Any, name: str) -> None:

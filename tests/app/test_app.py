@@ -99,15 +99,17 @@ def test_viewer_panel_shows_label_overlay_and_report(tiny_predictor):
     shown = " ".join(x.value for x in list(at.success) + list(at.error) + list(at.warning) + list(at.info))
     expected = tiny_predictor.predict(inputs.dicom(), name="scan.dcm")  # the same film, the same answer
     assert (expected.label or "Not assessed") in shown
-    def layers() -> list[str]:  # the radiograph's traces: the image, and the evidence map when drawn
-        return [t.get("type", "image") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    def overlaid() -> bool:  # the film component is sent the evidence overlay and its legend
+        sent = json.loads(at.get("bidi_component")[0].proto.json)
+        assert (sent["overlay"] is None) == (sent["legend"] is None)
+        return sent["overlay"] is not None
 
     if expected.label == "PNEUMONIA":
-        assert "heatmap" in layers() and "Evidence" in at.get("plotly_chart")[0].proto.spec
+        assert overlaid()
     else:  # NORMAL: off, with its own toggle; on, the same fixed-scale map appears
-        assert "heatmap" not in layers()
+        assert not overlaid()
         at.toggle(key="heat_0").set_value(True).run()
-        assert "heatmap" in layers()
+        assert overlaid()
     assert any("empty" in e.value for e in at.error)  # the unreadable file's message, in place
     assert "identifying tag(s) hidden" in " ".join(c.value for c in at.caption)
     downloads = [b.proto.label for b in at.get("download_button")]

@@ -286,24 +286,25 @@ def test_pacs_studies_lead_with_date_and_description_and_results_with_label_and_
     assert_plain(at, "PACS results")
 
 
-def test_window_level_redraws_one_film_keeping_its_zoom_revision(app_env, tiny_predictor):
-    """Item 8: the film's figure keeps one uirevision (the film's hash) across window / level changes, so Plotly
-    keeps the reader's zoom; the level slider lives in the film's own fragment."""
+def test_the_film_is_one_component_sent_pixels_only_with_window_level_in_the_browser(app_env, tiny_predictor):
+    """Item 8: the film is one component (cxr_app.film_component), keyed by the film, that does window / level, zoom
+    and pan in the browser: no Streamlit slider (whose step would rerun the script) is left; it is sent the film at
+    most 768 px on the long side, its overlay and legend, and nothing that names the case."""
     import json
 
     from cxr_core.cases.store import CaseStore
 
     data = inputs.png_gray8(seed=11)
-    case_id, _ = CaseStore.open().add(tiny_predictor.predict(data, name="x.png"), data, tiny_predictor.card.model_id)
+    case_id, _ = CaseStore.open().add(tiny_predictor.predict(data, name="secret-name.png"), data,
+                                      tiny_predictor.card.model_id)
     at = _app(case=case_id)
-
-    def film() -> dict:
-        return next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                    if json.loads(c.proto.spec)["data"][0].get("type") == "image")
-
-    before = film()
-    at.slider(key="level_0").set_value(0.7).run()
-    after = film()
-    assert before["layout"]["uirevision"] == after["layout"]["uirevision"] == CaseStore.open().get(case_id)["image_hash"][:12]
-    assert before["data"][0]["source"] != after["data"][0]["source"]  # re-windowed
     assert not at.exception
+    films = at.get("bidi_component")
+    assert len(films) == 1 and films[0].proto.component_name == "cxr_film"
+    sent = json.loads(films[0].proto.json)
+    assert set(sent) == {"width", "height", "grey", "overlay", "legend", "view"}
+    assert 0 < max(sent["width"], sent["height"]) <= 768
+    assert not [s for s in at.slider if str(s.key).startswith(("level_", "width_"))]
+    image_hash = CaseStore.open().get(case_id)["image_hash"]
+    for name in ("secret-name", image_hash[:12], f"Case {case_id}"):
+        assert name not in films[0].proto.json and name not in films[0].proto.id

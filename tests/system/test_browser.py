@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from testkit.harness import CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, start_app, upload, wait_for
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILMS, OVERLAID_FILMS, body_text, make_browser, results_shown,
+                             start_app, upload, wait_for)
 
 from testkit import inputs
 
@@ -105,10 +106,10 @@ def test_upload_jpeg_and_dicom_shows_label_and_overlay(app_url, browser, tmp_pat
     maps, off = text.count("Grad-CAM: where the model found evidence"), text.count("Heatmap off.")
     assert (maps, off) in ((2, 0), (0, 2))
     # the charts draw after the text: wait for the figures themselves
-    wait_for(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= 3,
-             timeout=30, what="the three zoomable radiographs (and the probability bars)")
-    wait_for(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == maps,
-             timeout=30, what="the heatmaps' colour scales")
+    wait_for(browser, lambda: browser.execute_script(f"return {FILMS}.filter(c => c.dataset.draws).length") >= 3,
+             timeout=30, what="the three zoomable radiographs")
+    wait_for(browser, lambda: browser.execute_script(OVERLAID_FILMS) == maps, timeout=30,
+             what="the heatmaps and their legends")
     assert "Doe^Jane" not in text and "ID-12345" not in text  # identifiers hidden by default
     assert text.count("Reader review") == 3 and "Case 1" in text  # each upload is a case with its review form
     time.sleep(1)

@@ -1,6 +1,6 @@
 """The 1280 x 800 walk of issue 35 in a real browser (Debian chromium), with screenshots in the screenshot folder
-(tests/system/test_browser.py's `screenshot`): zoom survives a window / level step, which greys out nothing beyond the
-film (item 8); the Worklist's essential columns and the PACS page's results fit and read first (item 9); the
+(tests/system/test_browser.py's `screenshot`): zoom and pan survive a window / level step, which the film does in the
+browser, rerunning nothing (item 8); the Worklist's essential columns and the PACS page's results fit and read first (item 9); the
 Training page's governed "Make the site's model" refuses a model below the gate, naming it, and an activation made
 on one server is the default model of a second server sharing the case database (item 1). Skips where chromium
 (or, for the PACS, Orthanc) is missing."""
@@ -13,20 +13,18 @@ import shutil
 import time
 from datetime import date
 
+import numpy as np
 import pytest
 
 from testkit import inputs
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, make_browser, results_shown, sign_in,
-                             start_app, wait_for)
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, body_text, film_control, make_browser,
+                             results_shown, sign_in, start_app, wait_for)
 from .test_browser import screenshot as _screenshot
 from tests.dicom.test_pacs import PASSWORD, USER, _training_like_dicom, orthanc  # noqa: F401  (the Orthanc fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
-
-FILM = "[...document.querySelectorAll('.js-plotly-plot')].find(p => p.getBoundingClientRect().height > 300)"
-
 
 def _page_area(browser) -> None:
     """A page area of exactly 1280 x 800, as the walk had (the window's own bars added)."""
@@ -51,8 +49,9 @@ def _store_case(home_store, predictor, seed: int) -> int:
     return home_store.add(predictor.predict(data, name="x.png"), data, predictor.card.model_id, actor="Dr Test")[0]
 
 
-def _ranges(browser) -> list[list[float]]:
-    return browser.execute_script(f"const gd = {FILM}; return [gd._fullLayout.xaxis.range, gd._fullLayout.yaxis.range];")
+def _film(browser) -> dict:
+    """The film canvas's state (cxr_app.film_component): level, width, zoom, x, y, transform, draws."""
+    return browser.execute_script(f"return Object.assign({{}}, ({FILM_CANVAS}).dataset)")
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +75,10 @@ def one_film(tiny_registry, tiny_predictor, tmp_path_factory):
 
 
 def _open_zoom_and_step(one_film, name: str):
-    """Open the stored film at 1280 x 800, zoom it with the mouse wheel, then press the Level slider's arrow key
-    5 times (0.50 -> 0.55) and wait for the film's new pixels. Returns (browser, ranges zoomed, ranges after the
-    step, texts of visible elements outside the film's fragment that the step greyed out)."""
+    """Open the stored film at 1280 x 800, zoom it with the mouse wheel and pan it by a drag, then press the Level
+    control's arrow key 5 times (0.50 -> 0.55) and the Window's twice (1.00 -> 0.90), and wait for the film drawn
+    at both. Returns (browser, the film's state zoomed, its state after the steps, texts of the elements the steps
+    greyed out (a Streamlit rerun), whether the canvas is still the one zoomed)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
     from selenium.webdriver.common.keys import Keys
@@ -88,56 +88,66 @@ def _open_zoom_and_step(one_film, name: str):
     browser.get(f"{server.url}/?case={case_id}")
     _page_area(browser)
     wait_for(browser, lambda: results_shown(browser, 1), what="the stored case")
-    wait_for(browser, lambda: browser.execute_script(f"return {FILM}._fullLayout.xaxis.range"), timeout=30,
-             what="the film")
+    wait_for(browser, lambda: int(_film(browser).get("draws", 0)) > 0, timeout=30, what="the film")
     time.sleep(1)
-    before = _ranges(browser)
-    film = browser.execute_script(f"return {FILM}")
+    before = _film(browser)
+    assert (before["level"], before["width"], before["zoom"]) == ("0.5", "1", "1")
+    film = browser.execute_script(f"return {FILM_CANVAS}")
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(film), 0, -400).perform()  # the wheel
-    wait_for(browser, lambda: _ranges(browser) != before, timeout=10, what="the film zoomed by the mouse wheel")
+    wait_for(browser, lambda: float(_film(browser)["zoom"]) > 1, timeout=10, what="the film zoomed by the mouse wheel")
+    ActionChains(browser).drag_and_drop_by_offset(film, 40, 20).perform()  # pan
+    wait_for(browser, lambda: _film(browser)["x"] != before["x"], timeout=10, what="the film panned")
     time.sleep(0.5)
-    zoomed = _ranges(browser)
-    assert abs(zoomed[0][1] - zoomed[0][0]) < abs(before[0][1] - before[0][0])  # in, not out
-    # every visible element outside the film's fragment, watched for Streamlit's greying (data-stale)
+    zoomed = _film(browser)
+    # every element greyed out for a rerun (Streamlit's data-stale), and the canvas itself, watched
     browser.execute_script("""
-        const plot = arguments[0];
-        let frag = plot; while (frag && !frag.querySelector('[data-testid=stSlider]')) frag = frag.parentElement;
-        window.__film = {pixels: plot.querySelector('image').getAttribute('href'), greyed: []};
-        const outside = [...document.querySelectorAll('[data-testid=stElementContainer]')]
-            .filter(e => !frag.contains(e) && e.getBoundingClientRect().height > 0);
+        window.__film = {canvas: arguments[0], greyed: []};
         new MutationObserver(rs => rs.forEach(r => {
-            if (outside.includes(r.target) && r.target.getAttribute('data-stale') === 'true')
+            if (r.target.getAttribute('data-stale') === 'true')
                 window.__film.greyed.push(r.target.innerText.slice(0, 60));
         })).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['data-stale']});""", film)
-    browser.execute_script("document.querySelector(\"input[type=range][aria-label='Level (brightness)']\").focus()")
-    ActionChains(browser).send_keys(Keys.ARROW_RIGHT * 5).perform()
-    wait_for(browser, lambda: browser.execute_script(
-        f"return {FILM}.querySelector('image').getAttribute('href') !== window.__film.pixels"), timeout=30,
-        what="the film redrawn at the new level")
-    wait_for(browser, lambda: "0.55" in browser.find_element(
-        "xpath", "//*[@data-testid='stSlider'][.//p[text()='Level (brightness)']]").text, timeout=10,
-        what="the level at 0.55")
-    time.sleep(1.5)  # any rerun that would reset the zoom has happened by now
+    for control, key, times, value in (("level", Keys.ARROW_RIGHT, 5, "0.55"), ("width", Keys.ARROW_LEFT, 2, "0.9")):
+        browser.execute_script(f"{film_control(control)}.focus()")
+        ActionChains(browser).send_keys(key * times).perform()
+        wait_for(browser, lambda: _film(browser)[control] == value, timeout=10,
+                 what=f"the film drawn at {control} {value}")
+    time.sleep(1.5)  # a rerun, if any, has happened by now
     screenshot(browser, name)
-    return browser, zoomed, _ranges(browser), browser.execute_script("return window.__film.greyed")
+    same = browser.execute_script(f"return window.__film.canvas === {FILM_CANVAS}")
+    return browser, zoomed, _film(browser), browser.execute_script("return window.__film.greyed"), same
 
 
 def test_a_window_level_step_redraws_the_film_and_greys_out_nothing_else(one_film):
-    browser, _, _, greyed = _open_zoom_and_step(one_film, "viewer_level_step")
+    browser, zoomed, after, greyed, _ = _open_zoom_and_step(one_film, "viewer_level_step")
     try:
-        assert greyed == []  # the film's fragment reran, not the page
+        assert greyed == []  # no rerun: the film windows itself in the browser
+        assert int(after["draws"]) > int(zoomed["draws"])
+        shown = browser.execute_script(f"return [...({FILM_CANVAS}).getRootNode().querySelectorAll('output')]"
+                                       ".map(o => o.textContent)")
+        assert shown == ["0.55", "0.90"]  # the controls say their values
         assert "Traceback" not in body_text(browser)
     finally:
         browser.quit()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Streamlit 1.67's st.plotly_chart derives the element id from the figure's spec (key_as_main_identity=False), "
-    "so every window / level step mounts a new Plotly chart and the figure's uirevision cannot keep the zoom"))
 def test_the_readers_zoom_survives_a_window_level_step(one_film):
-    browser, zoomed, after, _ = _open_zoom_and_step(one_film, "viewer_zoom_after_level")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from cxr_app.radiograph import window
+
+    browser, zoomed, after, _, same = _open_zoom_and_step(one_film, "viewer_zoom_after_level")
     try:
-        assert after == zoomed
+        assert same  # the same canvas: not mounted anew
+        assert (after["level"], after["width"]) == ("0.55", "0.9") != (zoomed["level"], zoomed["width"])
+        view = ("zoom", "x", "y", "transform")
+        assert [after[k] for k in view] == [zoomed[k] for k in view]
+        # the browser's window / level rule is window()'s
+        values = [0.0, 0.1, 0.3, 0.5, 0.52, 0.77, 1.0]
+        rule = browser.execute_script(f"return arguments[0].map(v => ({FILM_CANVAS}).__windowed(v, 0.55, 0.9))", values)
+        assert rule == pytest.approx(window(np.array(values), 0.55, 0.9).tolist())
+        ActionChains(browser).double_click(browser.execute_script(f"return {FILM_CANVAS}")).perform()  # reset
+        wait_for(browser, lambda: _film(browser)["zoom"] == "1", timeout=10, what="the zoom reset by a double-click")
+        assert (_film(browser)["x"], _film(browser)["level"]) == ("0", "0.55")
     finally:
         browser.quit()
 

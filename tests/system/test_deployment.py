@@ -19,8 +19,8 @@ import pytest
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 from tests.system.test_browser import screenshot
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, body_text, c_store, free_port, make_browser,
-                             results_shown, sign_in, start_app, upload, wait_for)
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, OVERLAID_FILMS, body_text, c_store, free_port,
+                             make_browser, results_shown, sign_in, start_app, upload, wait_for)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
@@ -92,9 +92,9 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
             toggle.click()
         wait_for(browser_b, lambda: "Grad-CAM: where the model found evidence" in body_text(browser_b),
                  what="the heatmap from the database")
-        # the chart draws after its caption: wait for the colour bar itself (image + heatmap: one colour scale)
-        wait_for(browser_b, lambda: len(browser_b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .colorbar")) == 1,
-                 timeout=30, what="the heatmap's colour bar")
+        # the film draws after its caption: wait for the overlay and its legend themselves
+        wait_for(browser_b, lambda: browser_b.execute_script(OVERLAID_FILMS) == 1, timeout=30,
+                 what="the heatmap and its legend")
         browser_b.find_element(By.XPATH, "//label[.//p[text()='Agree']]").click()
         field = browser_b.find_element(By.XPATH, "//div[@data-testid='stSelectbox'][.//p[text()='Final label']]//input")
         field.click()
