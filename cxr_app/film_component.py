@@ -162,12 +162,13 @@ function setUp(root) {
     if (data.legend) {
       legend.querySelector('.bar').style.background = `linear-gradient(to top, ${data.legend.join(', ')})`;
     }
-    let overlay = null;
-    if (data.overlay) {
-      overlay = new Image();
-      overlay.src = data.overlay;
-      await overlay.decode();
-    }
+    // onload, not Image.decode(): decode() may reject a valid image (Chromium, under load), losing the overlay
+    const overlay = !data.overlay ? null : await new Promise(resolve => {
+      const image = new Image();
+      image.onload = () => resolve(image);
+      image.onerror = () => resolve(null);
+      image.src = data.overlay;
+    });
     let values = s.values;
     if (data.grey !== s.grey) values = await inflate(data.grey);
     if (load !== s.loads) return;  // a newer film arrived meanwhile

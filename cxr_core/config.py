@@ -137,6 +137,22 @@ class OptimConfig:
 
 
 @dataclass
+class GuardsConfig:
+    """The budget of the input guards fitted after training: the chest-appearance autoencoder's epochs and its
+    minimum number of updates (a tiny training set still gets them). A smaller budget fits a weaker check; the card
+    records the recipe used."""
+
+    appearance_epochs: int = 40
+    appearance_min_steps: int = 240
+
+    def validate(self) -> None:
+        _check(1 <= self.appearance_epochs <= 1000, "guards.appearance_epochs", self.appearance_epochs,
+               "an integer from 1 to 1000")
+        _check(1 <= self.appearance_min_steps <= 100_000, "guards.appearance_min_steps", self.appearance_min_steps,
+               "an integer from 1 to 100000")
+
+
+@dataclass
 class TrainConfig:
     name: str = "run"
     description: str = ""
@@ -144,6 +160,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
+    guards: GuardsConfig = field(default_factory=GuardsConfig)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
@@ -151,7 +168,7 @@ class TrainConfig:
             bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
             "name", self.name, "letters, digits, '-', '_' or '.'",
         )
-        for part in (self.data, self.model, self.augment, self.train):
+        for part in (self.data, self.model, self.augment, self.train, self.guards):
             part.validate()
         return self
 
@@ -166,7 +183,8 @@ class TrainConfig:
         d.pop("name"), d.pop("description")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig, "train": OptimConfig}
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig, "train": OptimConfig,
+             "guards": GuardsConfig}
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:

@@ -23,6 +23,7 @@ TINY_CONFIG = {
     "model": {"backbone": "cxrnet", "filters": [8, 16, 16], "dropout": 0.1},
     "augment": {"strength": 0.5},
     "train": {"epochs": 3, "batch_size": 16, "learning_rate": 3e-3, "lr_schedule": "constant"},
+    "guards": {"appearance_epochs": 2, "appearance_min_steps": 20},  # a tiny run's guards: fitted, not good
 }
 
 

@@ -21,6 +21,7 @@ from cxr_core import CLASSES, __version__
 from cxr_core.model import decision as D
 from cxr_core.validation import metrics as M
 from cxr_core.model.card import ModelCard
+from cxr_core.safety.appearance import AutoencoderRecipe
 from cxr_core.safety.intended_use import INTENDED_USE
 from cxr_core.config import TrainConfig
 from cxr_core.validation.evaluation import write_scores
@@ -75,7 +76,9 @@ def finish_model(model: Any, config: TrainConfig, evidence: Evidence, out: Path,
 
     model.save(folder.model_file)
     write_scores(folder.scores_file, evidence.files, y, probs[CLEAN])
-    guards = fit_guards(model, *evidence.guard_fit, *evidence.guard_check, config.data.preprocess(), folder.path)
+    guards = fit_guards(model, *evidence.guard_fit, *evidence.guard_check, config.data.preprocess(), folder.path,
+                        recipe=AutoencoderRecipe(epochs=config.guards.appearance_epochs,
+                                                 min_steps=config.guards.appearance_min_steps))
     write_training_hashes(folder.hashes_file, evidence.training_paths)
     card = ModelCard(
         model_id=model_identity(config), name=config.name, version=time.strftime("%Y.%m.%d"),

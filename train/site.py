@@ -264,8 +264,12 @@ def fine_tune(parent: Predictor, x: np.ndarray, films: list[SiteFilm], tune: np.
         weight = tf.gather(tf.constant(class_weight), tf.cast(ybb, tf.int32))
         return tf.reduce_mean(weight * (has3 * ce3 + (1 - has3) * bce))
 
+    # One trace per stage: batches differ in size by one film, and each retrace costs seconds.
+    signature = [tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype)), tf.TensorSpec([None], tf.as_dtype(y3.dtype)),
+                 tf.TensorSpec([None], tf.float32)]
+
     def make_step(optimizer: Any, variables: list[Any]) -> Any:
-        @tf.function(reduce_retracing=True)
+        @tf.function(input_signature=signature)
         def step(xb: Any, y3b: Any, ybb: Any) -> Any:
             if augmenter is not None:
                 xb = tf.clip_by_value(augmenter(xb, training=True), 0.0, 1.0)

@@ -99,7 +99,9 @@ def test_the_tiny_model_refuses_noise_a_text_page_and_a_drawing(tiny_predictor):
         r.startswith("This does not look like a chest radiograph (")
         for r in tiny_predictor.predict(data).not_assessed_reasons)]
     assert refused_by_appearance == list(inputs)
-    assert tiny_predictor.card.appearance_check["recipe"]["size"] == AutoencoderRecipe().size
+    recipe = tiny_predictor.card.appearance_check["recipe"]
+    assert recipe["size"] == AutoencoderRecipe().size
+    assert (recipe["epochs"], recipe["min_steps"]) == (2, 20)  # the tiny config's [guards] budget, recorded
 
 
 # ------------------------------------------------------------------------------------ the shipped model
