@@ -45,6 +45,9 @@ st.caption(base.description or "")
 if picked.startswith("experiments"):
     st.caption("An experiment: several runs; results appear on the Experiments page.")
 
+GUARDS_HELP = ("After training, the check that refuses what is not a chest film is fitted on the training films; "
+               "a smaller budget fits it faster and makes it less reliable. The model card records it.")
+
 with st.form("config_form"):
     c1, c2, c3, c4 = st.columns(4)
     form = {
@@ -60,6 +63,10 @@ with st.form("config_form"):
         "data.balancing": c2.selectbox("Balancing case", BALANCING, index=BALANCING.index(base.data.balancing)),
         "train.class_weights": c3.checkbox("Class weights", base.train.class_weights),
         "data.root": c4.text_input("Training data folder", base.data.root),
+        "guards.appearance_epochs": c1.number_input(
+            "Chest-film check: epochs", 1, 1000, base.guards.appearance_epochs, help=GUARDS_HELP),
+        "guards.appearance_min_steps": c2.number_input(
+            "Chest-film check: minimum updates", 1, 100_000, base.guards.appearance_min_steps, help=GUARDS_HELP),
     }
     st.caption(f"Models trained here are registered in your own folder, `{registry().write_root}`; one below its "
                "validation gate is kept as an experiment, hidden from the model picker.")

@@ -23,7 +23,7 @@ from cxr_core.model.operating_point import OperatingPoint, reading_now, threshol
 from cxr_core.safety.intended_use import INTENDED_INPUTS, NOT_ASSESSED
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.reports.pdf import build_pdf, report_name, verdict_line
-from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS
+from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS, CaseStore
 from cxr_core.cases.worklist import describe_audit
 from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
 from cxr_core.errors import CXRError
@@ -63,7 +63,7 @@ SAMPLE_NOTE = "From the training set: for trying the interface, not for judging 
 
 
 def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Display,
-                     show_identifiers: bool, case: dict[str, Any] | None = None, store: Any = None,
+                     show_identifiers: bool, case: dict[str, Any] | None = None, store: CaseStore | None = None,
                      reader: str = "", dicom_source: bytes | None = None, digest: str = "",
                      point: OperatingPoint | None = None, model_in_use: str | None = None, site: SiteFigures | None = None) -> None:
     """One input: the result (verdict, P against the threshold) beside the radiograph (zoom, pan, its own
@@ -146,7 +146,7 @@ def _result(pred: Prediction, index: int, now: str | None) -> None:
                         config={"displayModeBar": False})
 
 
-def case_audit(case: dict[str, Any], store: Any) -> None:
+def case_audit(case: dict[str, Any], store: CaseStore) -> None:
     """This case's audit trail, in words: who analysed, reviewed, changed or removed it, and when."""
 
     with st.expander("Audit trail of this case"):
@@ -171,7 +171,7 @@ def _tags(pred: Prediction, show_identifiers: bool) -> None:
             st.caption(f"{len(pred.image.identifiers)} identifying tag(s) hidden.")
 
 
-def review_form(case: dict[str, Any], store: Any, reader: str, index: int) -> None:
+def review_form(case: dict[str, Any], store: CaseStore, reader: str, index: int) -> None:
     """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
 
     review = case.get("review")

@@ -11,25 +11,26 @@ For a config with `data.folds = k >= 2`:
 
 from __future__ import annotations
 
-from train.run_folder import RunFolder
-
+import time
+from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
-from collections import defaultdict
 from cxr_core.fileio import write_atomic
 from cxr_core.inputs.imaging import load_image
 from cxr_core.model.architecture import logit_function, merge_members
+from cxr_core.model.registry import Registry
 from cxr_core.validation.dataset import class_counts, fingerprint, index_dataset, split_for
 from cxr_core.validation.stress import CLEAN
-from pathlib import Path
 from train.distribute import current
 from train.evidence import stress_logits
 from train.finish import Evidence, finish_model
 from train.pipeline import RunResult, failure_message, headline, register_if_passed, run_dir_for, single_run_lock, train
-import numpy as np
-import time
+from train.run_folder import RunFolder
 
 
 def member_config(config: TrainConfig, fold: int) -> TrainConfig:
@@ -57,8 +58,8 @@ def train_members(config: TrainConfig, runs_dir: Any, command: str, log: Callabl
     return results
 
 
-def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, register: bool = True,
-                   activate: bool = False, command: str = "", log: Callable[[str], None] = print) -> Any:
+def train_ensemble(config: TrainConfig, runs_dir: str | Path, registry: Registry | None = None, register: bool = True,
+                   activate: bool = False, command: str = "", log: Callable[[str], None] = print) -> RunResult:
     """Every member (resumable), then the ensemble assembled from OOF evidence, registered as one model."""
 
     members = train_members(config, runs_dir, command, log)
@@ -70,8 +71,8 @@ def train_ensemble(config: TrainConfig, runs_dir: Any, registry: Any = None, reg
         return _assemble(config, run_dir, [m.run_dir for m in members], registry, register, activate, command, log)
 
 
-def _assemble(config: TrainConfig, run_dir: Any, member_dirs: list[Any], registry: Any, register: bool,
-              activate: bool, command: str, log: Callable[[str], None]) -> Any:
+def _assemble(config: TrainConfig, run_dir: Path, member_dirs: list[Path], registry: Registry | None, register: bool,
+              activate: bool, command: str, log: Callable[[str], None]) -> RunResult:
     run = RunFolder(run_dir)
     status = run.read_status()
     if status.get("state") == "finished":

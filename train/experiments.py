@@ -15,8 +15,6 @@ run's raw per-epoch log (history_<run>.csv).
 
 from __future__ import annotations
 
-from train.run_folder import RunFolder, read_history
-
 import csv
 import itertools
 import json
@@ -24,16 +22,18 @@ import shutil
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from cxr_core.config import TrainConfig, apply_overrides
 from cxr_core.errors import ConfigError
+from cxr_core.model.registry import Registry
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
 from train.distribute import current
 from train.pipeline import train
+from train.run_folder import RunFolder, read_history
 
 RESULTS_DIR = PROJECT_ROOT / "docs" / "experiments"
 KINDS = ("runs", "grid", "cv")
@@ -77,8 +77,8 @@ def plan(spec: dict[str, Any], base: TrainConfig) -> list[tuple[str, dict[str, A
     return [(f"fold {i + 1}", {}, False) for i in range(int(spec.get("folds", 5)))]
 
 
-def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path, registry: Any = None,
-                   command: str = "", results_dir: str | Path | None = None, log: Any = print) -> list[dict[str, Any]]:
+def run_experiment(spec: dict[str, Any], base: TrainConfig, runs_dir: str | Path, registry: Registry | None = None,
+                   command: str = "", results_dir: str | Path | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     validate_spec(spec)
     out = Path(results_dir or RESULTS_DIR) / base.name
     out.mkdir(parents=True, exist_ok=True)

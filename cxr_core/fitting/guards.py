@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..inputs.preprocess import Preprocess
 from ..model.architecture import pooled_features
 from ..model.folder import ModelFolder
 from ..model.predict import Predictor
@@ -32,7 +33,7 @@ from ..validation.dataset import held_out_split
 
 
 def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_out: np.ndarray,
-               held_out_patients: list[str], preprocess: Any, out_dir: Path,
+               held_out_patients: list[str], preprocess: Preprocess, out_dir: Path,
                adult_dir: str | Path = DEFAULT_ADULT_REFERENCE, recipe: AutoencoderRecipe = AutoencoderRecipe(),
                backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
                appearance_of: Predictor | None = None) -> dict[str, Any]:

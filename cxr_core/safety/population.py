@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,10 @@ import numpy as np
 from ..settings import PROJECT_ROOT
 from ..fileio import read_npz, write_npz_atomic
 from ..inputs.imaging import load_image
+from ..inputs.preprocess import Preprocess
 from .intended_use import OUTSIDE_POPULATION, VALIDATED_AGES
 from .ood import ThresholdRule, cross_fitted_flags, thumbnails
 from ..errors import CXRError
-import csv
 
 DEFAULT_ADULT_REFERENCE = PROJECT_ROOT.parent / "shared" / "data" / "adult-cxr-reference"
 PEDIATRIC_FALSE_ALARM_QUANTILE = 0.995
@@ -118,7 +119,7 @@ def cross_validated_scores(pediatric: np.ndarray, pediatric_groups: list[str], a
     return x, y, oof
 
 
-def load_adult_reference(folder: str | Path, preprocess: Any) -> tuple[np.ndarray, list[str]]:
+def load_adult_reference(folder: str | Path, preprocess: Preprocess) -> tuple[np.ndarray, list[str]]:
     """Model inputs and patient groups of the adult reference set (metadata.csv: file, patientid).
     A trailing a/b/c on the patient id marks films of one patient (the set's README)."""
 
@@ -134,7 +135,7 @@ def load_adult_reference(folder: str | Path, preprocess: Any) -> tuple[np.ndarra
     return np.stack(images), groups
 
 
-def fit_for_model(pediatric_inputs: np.ndarray, pediatric_patients: list[str], preprocess: Any,
+def fit_for_model(pediatric_inputs: np.ndarray, pediatric_patients: list[str], preprocess: Preprocess,
                   adult_folder: str | Path = DEFAULT_ADULT_REFERENCE) -> tuple[AdultImageCheck | None, dict[str, Any]]:
     """Fit the adult check on a model's pediatric training inputs and the adult reference set.
 

@@ -5,22 +5,29 @@ and `python -m cxr_core site-point` both call these functions; nothing else writ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-from pathlib import Path
-from dataclasses import dataclass
-from typing import Any
 
-from ..model.card import ModelCard
-from ..model.folder import ModelFolder
 from ..errors import CXRError
 from ..formatting import with_ci
+from ..model.card import ModelCard
+from ..model.folder import ModelFolder
+from ..model.operating_point import OperatingPoint, SitePoints, valid_threshold
+from ..paths import evaluations_dir
+from ..settings import SitePointPolicy
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import EvaluationFolder, read_scores
 from .metrics import operating_point_evidence, pneumonia_probability, safe_auc
-from ..model.operating_point import OperatingPoint, valid_threshold
-from ..paths import evaluations_dir
-from ..settings import SitePointPolicy
+
+
+class SitePointStore(SitePoints, Protocol):
+    """What governing a site point needs of the case store (cxr_core.cases.store.CaseStore, a later layer)."""
+
+    def record_site_point(self, model_id: str, threshold: float | None, author: str,
+                          evidence: dict[str, Any] | None = None) -> None: ...
 
 
 def local_evaluation_problem(n_positive: int, n_negative: int, policy: SitePointPolicy,
@@ -69,7 +76,7 @@ def find_evaluation(model_id: str, path_or_id: str) -> Path:
                    "(run `python -m cxr_core evaluate FOLDER` first).")
 
 
-def set_site_point(store: Any, card: ModelCard, threshold: float, scores: Path, reader: str,
+def set_site_point(store: SitePointStore, card: ModelCard, threshold: float, scores: Path, reader: str,
                    policy: SitePointPolicy) -> dict[str, Any]:
     """Check the proposed point on the evaluation behind `scores` and save it for every user of the model;
     the evidence saved. Raises CXRError naming the failed rule."""
@@ -88,7 +95,7 @@ def set_site_point(store: Any, card: ModelCard, threshold: float, scores: Path, 
     return evidence
 
 
-def revert_site_point(store: Any, card: ModelCard, reader: str) -> float | None:
+def revert_site_point(store: SitePointStore, card: ModelCard, reader: str) -> float | None:
     """Return every user of the model to its own threshold (audited); the site threshold that was in use."""
     if not reader.strip():
         raise CXRError("Reverting the site operating point needs the reader's name.")

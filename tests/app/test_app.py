@@ -147,6 +147,8 @@ def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tm
     by_label(at.number_input, "Image size (px)").set_value(64)
     by_label(at.number_input, "Epochs").set_value(2)
     by_label(at.number_input, "Batch size").set_value(16)
+    by_label(at.number_input, "Chest-film check: epochs").set_value(2)
+    by_label(at.number_input, "Chest-film check: minimum updates").set_value(20)
     at.button[0].click().run()  # not confirmed: nothing starts
     assert any("Tick the confirmation" in w.value for w in at.warning) and not any("Started" in s.value for s in at.success)
     by_label(at.checkbox, "I understand: training uses this machine's CPU until it ends (one run at a time)").check()
@@ -172,6 +174,8 @@ def test_training_page_runs_a_tiny_config_to_the_end(own_registry, tiny_data, tm
     [new] = [e for e in Registry().list() if e.model_id not in before]
     assert new.model_id == statuses[0]["model_id"] and new.model_id.startswith("cxrnet-single-")
     assert new.path.parent == own_app_home / "models" and new.passed_gate == statuses[0]["passed_gate"]
+    recipe = new.card.appearance_check["recipe"]  # the form's guard budget reached the run
+    assert (recipe["epochs"], recipe["min_steps"]) == (2, 20)
 
 
 def test_training_page_keeps_the_config_and_budget_in_the_url(app_env):

@@ -96,12 +96,16 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
         wait_for(browser_b, lambda: browser_b.execute_script(OVERLAID_FILMS) == 1, timeout=30,
                  what="the heatmap and its legend")
         browser_b.find_element(By.XPATH, "//label[.//p[text()='Agree']]").click()
-        field = browser_b.find_element(By.XPATH, "//div[@data-testid='stSelectbox'][.//p[text()='Final label']]//input")
+        final = "//div[@data-testid='stSelectbox'][.//p[text()='Final label']]"
+        wait_for(browser_b, lambda: browser_b.find_elements(By.XPATH, final + "//input"), what="the final-label box")
+        field = browser_b.find_element(By.XPATH, final + "//input")
         field.click()
         field.send_keys("BACTERIAL")
-        time.sleep(0.5)
+        wait_for(browser_b, lambda: [o.text for o in browser_b.find_elements(By.CSS_SELECTOR, "[role=option]")]
+                 == ["BACTERIAL"], what="the BACTERIAL option alone")
         field.send_keys(Keys.ENTER)
-        time.sleep(0.5)
+        wait_for(browser_b, lambda: "BACTERIAL" in browser_b.find_element(By.XPATH, final).text,
+                 what="BACTERIAL chosen")
         browser_b.find_element(By.XPATH, "//button[.//p[text()='Save review']]").click()
         wait_for(browser_b, lambda: "Case 1: review saved." in body_text(browser_b), what="B's saved review")
 

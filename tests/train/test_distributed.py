@@ -39,6 +39,9 @@ epochs = {epochs}
 batch_size = {batch_size}
 learning_rate = 3e-3
 lr_schedule = "constant"
+[guards]
+appearance_epochs = 2
+appearance_min_steps = 20
 """)
     return path
 

@@ -123,6 +123,9 @@ filters = [8, 16, 16]
 epochs = 4
 batch_size = 4
 lr_schedule = "constant"
+[guards]
+appearance_epochs = 2
+appearance_min_steps = 20
 """)
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "train", "--config", str(config_path), "--runs-dir", str(runs),
