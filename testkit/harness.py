@@ -82,6 +82,7 @@ def make_browser(width: int = 1280, height: int = 800) -> Any:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}", "--disable-gpu"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failure messages
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_window_size(width, height)
     return driver
@@ -96,6 +97,9 @@ FILM_CANVAS = f"{FILMS}[0]"
 # how many films are drawn with the evidence overlay and show its legend
 OVERLAID_FILMS = (f"return {FILMS}.filter(c => c.dataset.overlay === 'true' && "
                   "!c.getRootNode().querySelector('.legend').hidden).length")
+# each film's drawn state, for a failure's message
+FILM_STATES = (f"return {FILMS}.map(c => ({{...c.dataset, legendHidden: c.getRootNode().querySelector('.legend').hidden, "
+               "width: c.clientWidth, height: c.clientHeight}))")
 
 
 def film_control(name: str) -> str:
