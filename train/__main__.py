@@ -49,10 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m train " + " ".join(shlex.quote(a) for a in argv if a != "--reevaluate")
 
     def run() -> int:
-        from train import experiments  # lazy: heavy (TensorFlow, after the arguments are checked)
-        from train.ensemble import member_config, train_ensemble  # lazy: heavy
-        from train.pipeline import train  # lazy: heavy
-
         config = load_config(args.config)
         if args.budget:
             config = apply_budget(config, args.budget)
@@ -68,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             size = sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
             if size != args.workers:
                 raise ConfigError(f"--workers {args.workers} does not match TF_CONFIG's cluster of {size} workers.")
+        # TensorFlow only now: a bad config, budget, override or cluster, and the launcher, never wait for it.
+        from train import experiments  # lazy: heavy
+        from train.ensemble import member_config, train_ensemble  # lazy: heavy
+        from train.pipeline import train  # lazy: heavy
+
         spec = experiments.read_experiment(args.config)
         if spec is not None:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)
