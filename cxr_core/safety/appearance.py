@@ -43,7 +43,8 @@ RULES = {"reconstruction": ThresholdRule(0.999, 1.1), "code": ThresholdRule(0.99
 # wider, so that a real child's film with an arm over the chest (bench/checksets) stays assessed.
 ANATOMY_SIGMA = 3.0  # px at the autoencoder's 64 px: the scale at which the reconstruction error is measured
 # XLA's compile (about 5 s on 2 CPU cores) pays for itself only over enough updates: 48 updates of 64 films took
-# 9.1 s with it and 11.7 s without; a tiny run's 20 updates took 12.7 s with it and 6.3 s without.
+# 9.1 s with it and 11.7 s without; a tiny run's 20 updates took 12.7 s with it and 6.3 s without (both while
+# other tests ran).
 XLA_MIN_UPDATES = 40
 
 

@@ -28,6 +28,9 @@ def test_every_shipped_config_is_valid(path):
     ({"data": {"balancing": "smote"}}, "'smote'"),
     ({"model": {"colour": 3}}, "colour"),
     ({"name": "bad name!"}, "'bad name!'"),
+    ({"guards": {"appearance_epochs": 0}}, "guards.appearance_epochs = 0"),
+    ({"guards": {"appearance_min_steps": 100_001}}, "100001"),
+    ({"guards": {"appearance_epoch": 3}}, "appearance_epoch"),
 ])
 def test_bad_values_are_rejected_with_the_value_quoted(raw, quoted):
     with pytest.raises(ConfigError) as err:
