@@ -22,7 +22,7 @@ from .. import CLASSES
 from ..errors import ModelError
 from ..inputs.preprocess import Preprocess
 from ..safety.intended_use import INTENDED_USE
-from .evidence import StressReport, ThresholdEvidence
+from .evidence import StressReport, ThresholdEvidence, plain
 from .operating_point import DEFAULT_THRESHOLD, valid_threshold
 
 SCHEMA_VERSION = 2
@@ -149,9 +149,9 @@ class ModelCard:
                 continue
             value = getattr(self, f.name)
             if value is not None:  # an optional block not (yet) fitted is absent, as older versions wrote it
-                out[f.name] = _plain(value)
+                out[f.name] = plain(value)
         out["num_classes"] = self.num_classes
-        out.update(_plain(self.extra))
+        out.update(plain(self.extra))
         return out
 
     def with_fields(self, **changes: Any) -> "ModelCard":
@@ -209,12 +209,3 @@ class ModelCard:
     def data_root(self) -> str | None:
         return self.data.get("root")
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (StressReport, ThresholdEvidence)):
-        return value.to_dict()
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -19,6 +19,7 @@ from ..errors import ModelError
 from ..inputs.shifts import SHIFTS
 
 CLEAN = "clean"  # the unshifted condition's key
+STRESS_METRICS = ("auc", "sensitivity", "specificity", "accuracy")  # what each condition and worst case holds
 SHOWN_METRICS = ("auc", "sensitivity", "specificity")  # what every worst-case line states
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -45,8 +46,8 @@ class _Block:
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if f.name != "extra" and not (value is None and f.default is None):
-                out[f.name] = _plain(value)
-        out.update(_plain(self.extra))  # type: ignore[attr-defined]
+                out[f.name] = plain(value)
+        out.update(plain(self.extra))  # type: ignore[attr-defined]
         return out
 
     def _bad(self, name: str, expected: str) -> ModelError:
@@ -64,13 +65,14 @@ class _Block:
         self._freeze("extra", MappingProxyType(dict(self.extra)))  # type: ignore[attr-defined]
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """`value` as JSON data: every evidence block as its dict, mappings and sequences copied (the card's writer)."""
     if isinstance(value, _Block):
         return value.to_dict()
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -122,7 +124,7 @@ class WorstCase(_Block):
 
     def __post_init__(self) -> None:
         self._check("max_severity", _is_int(self.max_severity), "a severity from 0 to 3")
-        for name in ("auc", "sensitivity", "specificity", "accuracy"):
+        for name in STRESS_METRICS:
             self._freeze(name, _typed(getattr(self, name), Extreme))
         self._freeze_extra()
 
@@ -155,7 +157,7 @@ class StressCondition(_Block):
         self._check("in_training_augmentation", self.in_training_augmentation in (True, False, None),
                     "true, false or null")
         self._check("n", _is_int(self.n), "a count")
-        for name in ("auc", "sensitivity", "specificity", "accuracy"):
+        for name in STRESS_METRICS:
             self._check(name, _is_rate(getattr(self, name)), "a number in [0, 1]")
         self._freeze_extra()
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..model.decision import pneumonia_probability
-from ..model.evidence import CLEAN, Extreme, StressCondition, StressReport, WorstCase
+from ..model.evidence import CLEAN, STRESS_METRICS, Extreme, StressCondition, StressReport, WorstCase
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Predictor
 from .metrics import binary_at_threshold, safe_auc
@@ -96,8 +96,7 @@ def worst_case(rows: Sequence[StressCondition], max_severity: int = 3) -> WorstC
         row = min(kept, key=lambda r: np.nan_to_num(getattr(r, metric), nan=np.inf))
         return Extreme(value=getattr(row, metric), condition=row.condition)
 
-    return WorstCase(max_severity=max_severity, auc=lowest("auc"), sensitivity=lowest("sensitivity"),
-                     specificity=lowest("specificity"), accuracy=lowest("accuracy"))
+    return WorstCase(max_severity=max_severity, **{metric: lowest(metric) for metric in STRESS_METRICS})
 
 
 def stress_report(rows: Sequence[StressCondition], note: str | None = None, acquisition: bool = False) -> StressReport:
