@@ -21,7 +21,6 @@ if message := st.session_state.pop("worklist_message", None):
     st.success(message, icon=":material/check:")
 
 CONFIRM = "wl_confirm_remove"  # the case id whose removal awaits the reader's confirmation
-OPEN = "wl_open_case"  # the case id to open in the Viewer, set by the table's fragment
 
 
 def _points_now(cases: list[dict]) -> dict:
@@ -124,11 +123,11 @@ def worklist_table() -> None:
     if selected in now:
         st.warning(f"Case {selected}: {now[selected]} Its stored decision stays as it was given, for the audit.",
                    icon=":material/update:")
-    if c1.button("Open in the Viewer", icon=":material/open_in_new:", key="wl_open"):
-        # The page is switched by a full rerun, not from inside this self-refreshing fragment: a switch from the
-        # fragment left its timer running, and its next tick blanked the Viewer.
-        st.session_state[OPEN] = selected
-        st.rerun()
+    # A link, not a button that switches pages from the server: the browser stops this fragment's refresh timer
+    # before it leaves the page. A server-side switch let a refresh already on its way run after the Viewer had
+    # drawn, for the Worklist's page, and the browser then cleared the Viewer (a blank page).
+    c1.page_link("app_pages/viewer.py", label="Open in the Viewer", icon=":material/open_in_new:",
+                 query_params={"case": str(selected)})
     if c2.button("Remove from the worklist", icon=":material/delete:", key="wl_remove",
                  help="A soft delete: the case, its image and its audit trail are kept."):
         st.session_state[CONFIRM] = selected
@@ -184,8 +183,6 @@ def _study_date(value: str | None) -> str | None:
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if value and len(value) == 8 and value.isdigit() else value
 
 
-if (opened := st.session_state.pop(OPEN, None)) is not None:
-    st.switch_page("app_pages/viewer.py", query_params={"case": str(opened)})
 worklist_table()
 
 st.divider()
