@@ -88,13 +88,14 @@ def _cases(tiny_predictor) -> dict[str, int]:
     return ids
 
 
-def test_every_page_in_its_main_states_speaks_plainly(app_env, tiny_predictor, tmp_path, site_data):
-    from cxr_core.validation.evaluation import evaluate_folder
-
-    ids = _cases(tiny_predictor)
+def test_the_viewer_speaks_plainly_empty_and_on_every_kind_of_case(app_env, tiny_predictor):
     assert_plain(_app(), "the empty Viewer")
-    for kind, case_id in ids.items():
+    for kind, case_id in _cases(tiny_predictor).items():
         assert_plain(_app(case=case_id), f"the Viewer on a {kind} case")
+
+
+def test_the_worklist_and_its_refused_exports_speak_plainly(app_env, tiny_predictor):
+    _cases(tiny_predictor)
     at = _app("app_pages/worklist.py")
     assert_plain(at, "the Worklist")
     next(e for e in at.expander if e.label == "Audit trail")  # the audit in words (checked above with the page)
@@ -105,8 +106,17 @@ def test_every_page_in_its_main_states_speaks_plainly(app_env, tiny_predictor, t
     at.button(key="wl_export").click().run()  # an unwritable folder
     assert any(e.value.startswith("Export failed.") for e in at.error), [e.value for e in at.error]
     assert_plain(at, "an export to an unwritable folder")
-    for page in ("app_pages/pacs.py", "app_pages/training.py", "app_pages/experiments.py", "app_pages/dashboards.py"):
-        assert_plain(_app(page), page)
+
+
+@pytest.mark.parametrize("page", ["app_pages/pacs.py", "app_pages/training.py", "app_pages/experiments.py",
+                                  "app_pages/dashboards.py"])
+def test_the_other_pages_speak_plainly(app_env, page):
+    assert_plain(_app(page), page)
+
+
+def test_a_refused_site_point_speaks_plainly(app_env, site_data):
+    from cxr_core.validation.evaluation import evaluate_folder
+
     evaluate_folder(app_env.active().path, site_data, n_boot=0)  # a local evaluation of 48 films: too few
     at = _app("app_pages/dashboards.py")
     box = next(s for s in at.selectbox if s.label == "Evaluation")
@@ -116,6 +126,9 @@ def test_every_page_in_its_main_states_speaks_plainly(app_env, tiny_predictor, t
     at.button(key="site_save").click().run()
     assert any("too few local films" in e.value for e in at.error)
     assert_plain(at, "a refused site point")
+
+
+def test_an_unreachable_pacs_speaks_plainly(app_env):
     at = _app("app_pages/pacs.py")
     at.text_input(key="pacs_url").input("http://127.0.0.1:9/dicom-web")
     next(b for b in at.button if "List radiograph studies" in b.label).click().run()

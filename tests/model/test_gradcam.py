@@ -24,7 +24,7 @@ def blob_model():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     xs, ys = [], []
-    for i in range(800):
+    for i in range(400):
         img, _ = blob_image(SIZE, rng, with_blob=bool(i % 2))
         xs.append(img[..., None])
         ys.append(i % 2)

@@ -129,22 +129,28 @@ def _with_identified_dicom(site: Path, n: int = 3) -> Path:
 
 
 @pytest.fixture(scope="module")
-def adapted_twice(tmp_path_factory, tiny_model_dir):
-    """The same site (three of its films identified DICOM) adapted twice with one seed (no case database: the card
-    is read from the work folder). Shared read-only by the tests of the adaptation."""
+def site_films(tmp_path_factory) -> tuple[Path, list]:
+    """A site's films (three of them identified DICOM) and a folder for its adaptations."""
     from cxr_core.site.data import films_from_folder
 
     base = tmp_path_factory.mktemp("adapt")
-    films = films_from_folder(_with_identified_dicom(_site(base, per_class=14)))
-    first = _adapt(tiny_model_dir, films, seed=5, work_dir=base / "one")
-    second = _adapt(tiny_model_dir, films, seed=5, work_dir=base / "two")
-    return first, second
+    return base, films_from_folder(_with_identified_dicom(_site(base, per_class=14)))
 
 
-def test_an_adaptation_is_deterministic_for_its_seed(adapted_twice):
+@pytest.fixture(scope="module")
+def adapted(site_films, tiny_model_dir):
+    """The site adapted once with seed 5 (no case database: the card is read from the work folder). Shared
+    read-only by the tests of the adaptation."""
+    base, films = site_films
+    return _adapt(tiny_model_dir, films, seed=5, work_dir=base / "one")
+
+
+@pytest.mark.slow  # a second adaptation: it trains a model again
+def test_an_adaptation_is_deterministic_for_its_seed(adapted, site_films, tiny_model_dir):
     from cxr_core.model.keras_import import load_keras_model
 
-    first, second = adapted_twice
+    base, films = site_films
+    first, second = adapted, _adapt(tiny_model_dir, films, seed=5, work_dir=base / "two")
     assert first["model_id"] == second["model_id"]
     assert first["local_validation"]["adapted"]["auc"] == second["local_validation"]["adapted"]["auc"]
     a = load_keras_model(Path(first["model_dir"]) / "model.keras").get_weights()
@@ -152,11 +158,11 @@ def test_an_adaptation_is_deterministic_for_its_seed(adapted_twice):
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted_twice, tiny_model_dir):
+def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted, tiny_model_dir):
     from cxr_core.model.folder import ModelFolder
     from cxr_core.model.predict import Predictor
 
-    result = adapted_twice[0]
+    result = adapted
     assert result["stored"] is False
     card = ModelFolder(result["model_dir"]).card()
     parent = ModelFolder(tiny_model_dir).card()
@@ -184,10 +190,10 @@ def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted_twice
     assert pred.model_id == card.model_id  # it answers as itself
 
 
-def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted_twice):
+def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted):
     from cxr_core.model.folder import ModelFolder
 
-    result = adapted_twice[0]  # its site's films include three DICOM files named and identified "Secret^Name"
+    result = adapted  # its site's films include three DICOM files named and identified "Secret^Name"
     text = ModelFolder(result["model_dir"]).card_file.read_text()
     card = json.loads(text)
     entries = card["site_adaptation"]["manifest"]
