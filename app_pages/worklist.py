@@ -118,7 +118,7 @@ def worklist_table() -> None:
         st.session_state.pop(CONFIRM, None)
         st.caption("Select a row (tick its box) to open or remove that case.")
         return
-    c1, c2, c3 = st.columns([1.4, 1.7, 2])
+    c1, c2, c3 = st.columns([1.4, 1.7, 2], vertical_alignment="center")
     c3.caption(f"Selected: case {selected} ({_label(case)}).")
     if selected in now:
         st.warning(f"Case {selected}: {now[selected]} Its stored decision stays as it was given, for the audit.",

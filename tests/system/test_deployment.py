@@ -36,7 +36,9 @@ def _select_first_row(browser, selected: str, tries: int = 3) -> None:
     from selenium.webdriver.common.by import By
 
     for attempt in range(tries):
-        try:
+        try:  # the table draws after the caption that counts its cases
+            wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]"), timeout=30,
+                     what="the worklist table")
             grid = browser.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
             # its top row in view, below Streamlit's header, however tall the grid
             browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -120)", grid)
