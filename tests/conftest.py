@@ -76,9 +76,10 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
     import shutil
 
     root = tmp_path_factory.getbasetemp()
-    if root.name.startswith("popen-gw"):  # a pytest-xdist worker's own folder: the run's folder is above it
-        root = root.parent  # (not PYTEST_XDIST_WORKER: a pytest run started by a test inherits it, and its folder's
-        # parent is the folder of every run, so a model made by an earlier run would be reused)
+    # A pytest-xdist worker's own folder is popen-gwN, and the run's folder is above it. Not PYTEST_XDIST_WORKER: a
+    # pytest run started by a test inherits it, and above that run's folder is the folder of every run.
+    if root.name.startswith("popen-gw"):
+        root = root.parent
     folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
     with open(root / f"shared-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
