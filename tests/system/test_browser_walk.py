@@ -304,8 +304,11 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
         box = browser.find_element(By.XPATH, "//label[.//p[starts-with(., 'I confirm: every user and workstation')]]")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
         box.click()
-        time.sleep(1)
-        browser.find_element(By.XPATH, "//button[.//p[text()=\"Make the site's model\"]]").click()
+        # the button is enabled by the rerun that the tick starts: a click before it lands on a disabled button
+        button = "//button[.//p[text()=\"Make the site's model\"]]"
+        wait_for(browser, lambda: browser.find_element(By.XPATH, button).is_enabled(), timeout=30,
+                 what="the activation button, enabled by the confirmation")
+        browser.find_element(By.XPATH, button).click()
         wait_for(browser, lambda: "good-run is now the site's model (audited; revertible)." in body_text(browser),
                  what="the activation")
         screenshot(browser, "training_activated")
