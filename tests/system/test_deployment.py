@@ -84,7 +84,9 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
                           what="the case on B's worklist")
         assert waited <= REFRESH_S + 15
         _select_first_row(browser_b, "Selected: case 1 (")
-        browser_b.find_element(By.XPATH, "//a[.//p[text()='Open in the Viewer']]").click()
+        link = "//a[.//p[text()='Open in the Viewer']]"  # drawn just after the caption that names the selection
+        wait_for(browser_b, lambda: browser_b.find_elements(By.XPATH, link), timeout=30, what="the link to the Viewer")
+        browser_b.find_element(By.XPATH, link).click()
         # the image, and the reader's name kept across the page switch
         wait_for(browser_b, lambda: all(t in body_text(browser_b) for t in ("Reader review", "Reader: Dr B")),
                  what="case 1 in B's Viewer")
