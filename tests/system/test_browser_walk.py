@@ -178,8 +178,11 @@ def test_the_worklist_and_the_pacs_page_lead_with_what_matters_at_1280_by_800(ti
         browser.get(f"{server.url}/worklist")
         _page_area(browser)
         wait_for(browser, lambda: "To read (3)" in body_text(browser), what="the worklist")
-        time.sleep(1.5)
-        grid = next(g for g in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]") if g.is_displayed())
+        shown = lambda: [g for g in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]")  # noqa: E731
+                         if g.is_displayed()]
+        wait_for(browser, shown, timeout=30, what="the worklist table (drawn after its tab's label)")
+        time.sleep(1)  # its columns laid out
+        grid = shown()[0]
         left, right = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.right];",
                                              grid)
         widths = browser.execute_script("""
@@ -205,7 +208,8 @@ def test_the_worklist_and_the_pacs_page_lead_with_what_matters_at_1280_by_800(ti
         wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=stMultiSelect]"), what="the picker")
         picker = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMultiSelect] input")
         picker.click()
-        time.sleep(0.5)
+        wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "[role=option]"), timeout=20,
+                 what="the studies offered")
         options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "[role=option]")]
         assert options and options[0].startswith(today) and options[0].endswith(f"study {short})"), options
         assert study_uid not in " ".join(options)
@@ -292,7 +296,8 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
         assert "is below the gate for the site's model (0.90)" in text
         panel = browser.find_element(By.XPATH, "//*[@data-testid='stSelectbox'][.//p[text()='Model for the whole site']]")
         panel.click()
-        time.sleep(0.5)
+        wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "[role=option]"), timeout=20,
+                 what="the models offered")
         offered = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "[role=option]")]
         assert offered == ["good-run"], offered
         browser.find_element(By.CSS_SELECTOR, "[role=option]").click()
