@@ -134,6 +134,30 @@ def wait_for(driver: Any, predicate: Callable[[], Any], timeout: float = 90, wha
     raise AssertionError(f"timed out waiting for {what}; page text: {body_text(driver)[:1500]}")
 
 
+ROW_PX, HEADER_PX = 35, 35  # Streamlit's dataframe (glide data grid): row and header heights
+
+
+def shown_tables(driver: Any) -> list[Any]:
+    """The page's visible dataframes (those of a tab not shown are left out)."""
+    return [g for g in driver.find_elements("css selector", "[data-testid=stDataFrame]") if g.is_displayed()]
+
+
+def tick_row(driver: Any, row: int, tab: int = 0) -> None:
+    """Tick the selection box of `row` (0: the first data row) in the `tab`-th visible table. The grid is a canvas,
+    so the click lands by position, once the table is drawn (it draws after the caption above it; a rerun may be
+    redrawing it)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    wait_for(driver, lambda: len(shown_tables(driver)) > tab, what="the table")
+    grid = shown_tables(driver)[tab]
+    # its top rows in view, below Streamlit's header, however tall the grid
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -120)", grid)
+    time.sleep(0.3)
+    w, h = grid.size["width"], grid.size["height"]
+    ActionChains(driver).move_to_element_with_offset(
+        grid, -w / 2 + 18, -h / 2 + HEADER_PX + ROW_PX * row + ROW_PX / 2).click().perform()
+
+
 def upload(driver: Any, paths: list[Path], tries: int = 3, timeout: float = 90) -> None:
     """Give `paths` to the page's file input and wait until the page has taken them: the Viewer's progress bar
     ("Analysing..." / "Analysed...") or a file's name shows. Files given while Streamlit replaces the input (a rerun

@@ -15,15 +15,12 @@ import pytest
 
 from testkit import inputs
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, READER_BOX, body_text, make_browser, results_shown,
-                             sign_in, start_app, upload, wait_for)
+                             sign_in, start_app, tick_row, upload, wait_for)
 from tests.system.test_browser import screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
-
-ROW_PX, HEADER_PX = 35, 35  # Streamlit's dataframe (glide data grid): row and header heights
-
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
@@ -36,23 +33,6 @@ def home(tmp_path, monkeypatch):
 def _server(tiny_registry, home, tmp_path, refresh: str = "0"):
     return start_app({"CXR_REGISTRY": str(tiny_registry.root), "CXR_HOME": str(home), "CXR_WORKLIST_REFRESH_S": refresh},
                      log_path=tmp_path / "app.log")
-
-
-def _tick(browser, row: int, tab: int = 0) -> None:
-    """Tick the selection box of `row` (0 = first data row) in the `tab`-th visible worklist table."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-
-    def grids():
-        return [g for g in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]") if g.is_displayed()]
-
-    wait_for(browser, lambda: len(grids()) > tab, what="the worklist table")  # a rerun may be redrawing it
-    grid = grids()[tab]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
-    time.sleep(0.3)
-    w, h = grid.size["width"], grid.size["height"]
-    ActionChains(browser).move_to_element_with_offset(
-        grid, -w / 2 + 18, -h / 2 + HEADER_PX + ROW_PX * row + ROW_PX / 2).click().perform()
 
 
 def _click(browser, text: str, tries: int = 5) -> None:
@@ -107,7 +87,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
         wait_for(browser, lambda: "To read (3)" in body_text(browser), what="the worklist")
         sign_in(browser, "Dr Remove")
         chosen = order[-1]  # the last row: every insert above it moves it
-        _tick(browser, 2)
+        tick_row(browser, 2)
         wait_for(browser, lambda: f"Selected: case {chosen} (NORMAL, P 0.100" in body_text(browser), what="the selection")
         screenshot(browser, "worklist_selected")
         # a case that sorts above it arrives; the 2-s refresh runs
@@ -119,7 +99,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
         assert f"Selected: case {inserted}" not in text and "Selected: case " + str(order[-2]) not in text
         screenshot(browser, "worklist_after_insert")
         # tick it again (now the 4th row): the caption and Remove name it, and Remove asks first
-        _tick(browser, 3)
+        tick_row(browser, 3)
         wait_for(browser, lambda: f"Selected: case {chosen} (" in body_text(browser), what="the selection again")
         _click(browser, "Remove from the worklist")
         wait_for(browser, lambda: f"Remove case {chosen} (NORMAL, P 0.100; not reviewed) from the worklist?"
@@ -132,7 +112,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
         assert chosen not in [c["case_id"] for c in store.list()]
         assert [(e["actor"], e["case_id"]) for e in store.audit() if e["action"] == "delete"] == [("Dr Remove", chosen)]
         # a page switch: nothing ticked, nothing said selected
-        _tick(browser, 0)
+        tick_row(browser, 0)
         wait_for(browser, lambda: "Selected: case " in body_text(browser), what="a selection")
         _nav(browser, "Viewer")
         wait_for(browser, lambda: "Chest X-ray viewer" in body_text(browser), what="the viewer")

@@ -18,7 +18,7 @@ import pytest
 
 from testkit import inputs
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, body_text, film_control, make_browser,
-                             results_shown, sign_in, start_app, wait_for)
+                             results_shown, shown_tables, sign_in, start_app, wait_for)
 from .test_browser import screenshot as _screenshot
 from tests.dicom.test_pacs import PASSWORD, USER, _training_like_dicom, orthanc  # noqa: F401  (the Orthanc fixture)
 
@@ -178,11 +178,10 @@ def test_the_worklist_and_the_pacs_page_lead_with_what_matters_at_1280_by_800(ti
         browser.get(f"{server.url}/worklist")
         _page_area(browser)
         wait_for(browser, lambda: "To read (3)" in body_text(browser), what="the worklist")
-        shown = lambda: [g for g in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]")  # noqa: E731
-                         if g.is_displayed()]
-        wait_for(browser, shown, timeout=30, what="the worklist table (drawn after its tab's label)")
+        wait_for(browser, lambda: shown_tables(browser), timeout=30,
+                 what="the worklist table (drawn after its tab's label)")
         time.sleep(1)  # its columns laid out
-        grid = shown()[0]
+        grid = shown_tables(browser)[0]
         left, right = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.right];",
                                              grid)
         widths = browser.execute_script("""

@@ -20,7 +20,7 @@ from testkit import inputs
 from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 from tests.system.test_browser import screenshot
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_STATES, OVERLAID_FILMS, body_text, c_store, free_port,
-                             make_browser, results_shown, sign_in, start_app, upload, wait_for)
+                             make_browser, results_shown, sign_in, start_app, tick_row, upload, wait_for)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
@@ -29,22 +29,13 @@ REFRESH_S = 2
 
 
 def _select_first_row(browser, selected: str, tries: int = 3) -> None:
-    """Click the selection cell of the worklist table's first row (the grid is a canvas) until the page says
-    `selected`: a click that lands while the grid redraws (the worklist refreshes itself) is lost."""
+    """Tick the worklist table's first row until the page says `selected`: a click that lands while the grid
+    redraws (the worklist refreshes itself) is lost."""
     from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
 
     for attempt in range(tries):
-        try:  # the table draws after the caption that counts its cases
-            wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]"), timeout=30,
-                     what="the worklist table")
-            grid = browser.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
-            # its top row in view, below Streamlit's header, however tall the grid
-            browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -120)", grid)
-            time.sleep(0.3)
-            ActionChains(browser).move_to_element_with_offset(grid, -grid.size["width"] // 2 + 15,
-                                                              -grid.size["height"] // 2 + 35 + 17).click().perform()
+        try:
+            tick_row(browser, 0)
             wait_for(browser, lambda: selected in body_text(browser), timeout=10, what="the selected row")
             return
         except (AssertionError, WebDriverException):  # lost, or the grid was redrawn under the pointer
