@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,18 @@ def _load_predictor(model_dir: str, stamp: float):
     print(f"cxr: model loaded ({predictor.card.model_id})", file=sys.stderr, flush=True)  # no patient data
 
     predictor.forward(np.zeros((1, predictor.image_size, predictor.image_size, 1), np.float32))  # warm up
+    _freeze_heap()
     return predictor
+
+
+def _freeze_heap() -> None:
+    """Take what is loaded now (the libraries, the model) out of the garbage collector's walk. Streamlit collects
+    every generation after each rerun (`runner.postScriptGC`, and Keras's `clear_session`, which it calls whenever
+    Keras is loaded); with TensorFlow's heap in the walk that cost about 0.3 s of CPU per rerun
+    (`python bench/app.py`). Unfreezing first lets a model that the cache has dropped be collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def predictor_for(entry: ModelEntry):
