@@ -43,6 +43,11 @@ class AppServer:
         kb = lambda k: float(fields.get(k, "0 kB").split()[0]) / 1024  # noqa: E731
         return kb("VmRSS"), kb("VmHWM")
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server process has used so far, from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

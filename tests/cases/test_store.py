@@ -29,11 +29,11 @@ def _database_bytes(home) -> bytes:
     return b"".join(p.read_bytes() for p in home.glob("cases.db*"))
 
 
-def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(store, tiny_predictor, own_app_home):
+def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(store, controlled_predictor, own_app_home):
     data = inputs.dicom(patient="Secret^Name")
-    pred = tiny_predictor.predict(data, name="Secret_Name.dcm")
+    pred = controlled_predictor.predict(data, name="Secret_Name.dcm")
     case_id, created = store.add(pred, data, "model-x", actor="tester")
-    again, created_again = store.add(tiny_predictor.predict(data, name="copy.dcm"), data, "model-x")
+    again, created_again = store.add(controlled_predictor.predict(data, name="copy.dcm"), data, "model-x")
     assert created and not created_again and again == case_id
     png = store.picture(case_id)  # the de-identified pixels live in the database, not in a workstation's files
     assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) is not None and b"Secret" not in png
@@ -160,21 +160,21 @@ def test_the_0004_migration_moves_a_workstations_picture_files_into_the_database
     assert not (other_home / "images").exists()
 
 
-def test_identifiers_are_stored_only_with_the_deployment_opt_in(store, tiny_predictor, own_app_home, monkeypatch):
+def test_identifiers_are_stored_only_with_the_deployment_opt_in(store, controlled_predictor, own_app_home, monkeypatch):
     monkeypatch.setenv("CXR_STORE_IDENTIFIERS", "1")
     data = inputs.dicom(patient="Secret^Name")
-    store.add(tiny_predictor.predict(data, name="Secret_Name.dcm"), data, "model-x")
+    store.add(controlled_predictor.predict(data, name="Secret_Name.dcm"), data, "model-x")
     assert b"Secret_Name.dcm" in _database_bytes(own_app_home) and b"Secret^Name" in _database_bytes(own_app_home)
 
 
-def test_the_audit_trail_is_append_only(store, tiny_predictor):
+def test_the_audit_trail_is_append_only(store, controlled_predictor):
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
     from cxr_core.cases.db import AuditEvent
 
     data = inputs.png_gray8()
-    store.add(tiny_predictor.predict(data), data, "model-x")
+    store.add(controlled_predictor.predict(data), data, "model-x")
     with Session(store.engine) as session:
         event = session.scalars(select(AuditEvent)).first()
         event.actor = "someone else"
