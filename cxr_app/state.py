@@ -50,8 +50,8 @@ def _load_predictor(model_dir: str, stamp: float):
 def _freeze_heap() -> None:
     """Take what is loaded now (the libraries, the model) out of the garbage collector's walk. Streamlit collects
     every generation after each rerun (`runner.postScriptGC`, and Keras's `clear_session`, which it calls whenever
-    Keras is loaded); with TensorFlow's heap in the walk a Viewer rerun took 0.85 s of the server's CPU,
-    and 0.07 s without it (`python bench/app.py`, 2 cores). Unfreezing first lets a model that the cache has dropped be collected."""
+    Keras is loaded). With TensorFlow's heap in the walk, a Viewer rerun took 0.85 s of the server's CPU; without
+    it, 0.07 s (`python bench/app.py`, 2 cores). Unfreezing first lets a model the cache has dropped be collected."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -6,6 +6,7 @@ of the real training data (tests that need it skip with a message where it is ab
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -61,8 +62,6 @@ def pytest_collection_finish(session) -> None:
     """What collection imported (TensorFlow, Keras, Streamlit...) lives for the whole run: freeze it out of the garbage
     collector's walk. Every Streamlit script run of an AppTest collects every generation (twice); walking those
     libraries each time was about a third of the quick command's CPU time (`gc.callbacks` timing)."""
-    import gc
-
     gc.freeze()
 
 
