@@ -1,7 +1,7 @@
 """App timings with a real headless browser: start to first render, upload to result, the server's CPU per rerun
 of the Viewer with a model loaded (a page reload: one script run), memory.
 
-    python bench/app.py [--image FILE]
+    python bench/app.py [--image FILE] [--reruns 20]
 
 Needs Debian chromium + chromium-driver. Uses the active model of assets/models (or $CXR_REGISTRY).
 """

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """One $CXR_HOME for this test process and the app server (the same SQLite case database)."""
