@@ -97,6 +97,21 @@ def training_curves(history: list[dict[str, float]], pairs: Sequence[tuple[str, 
     return _layout(fig, title, "epoch", "", height=300)
 
 
+def fold_curves(history: list[dict[str, float]], metric: str, title: str) -> go.Figure:
+    """A site adaptation's rows, one line per fold (the final model's last): epochs as written, from 1."""
+    fig = go.Figure()
+    folds = sorted({r["fold"] for r in history if "fold" in r})  # the final model's rows read no fold number
+    for fold in folds:
+        rows = [r for r in history if r.get("fold") == fold and metric in r]
+        fig.add_trace(go.Scatter(x=[int(r["epoch"]) for r in rows], y=[r[metric] for r in rows],
+                                 mode="lines+markers", name=f"fold {int(fold)}"))
+    final = [r for r in history if "fold" not in r and metric in r]
+    if final:
+        fig.add_trace(go.Scatter(x=[int(r["epoch"]) for r in final], y=[r[metric] for r in final],
+                                 mode="lines+markers", name="final model", line=dict(dash="dash")))
+    return _layout(fig, title, "epoch", "", height=300)
+
+
 def grid_heatmap(rows: list[Any], cols: list[Any], values: np.ndarray, title: str, row_name: str, col_name: str) -> go.Figure:
     """A grid's metric per cell, with the value written large in each cell on a light-to-dark scale whose
     text colour Plotly picks for contrast."""

@@ -13,9 +13,9 @@ from cxr_core.formatting import ci
 from cxr_core.model.registry import ModelEntry, Registry
 from cxr_app import charts
 from cxr_core.settings import current
-from cxr_core.site.models import activate_model, activation_refusals, active_choice, find_entry, revert_active_model
-from train import site
 from train.run_folder import RunFolder
+from cxr_core.site.models import activate_model, activation_refusals, active_choice, find_entry, revert_active_model
+from train.launcher import list_runs, start_site_adaptation
 
 
 def provenance(entry: ModelEntry) -> str | None:
@@ -24,7 +24,7 @@ def provenance(entry: ModelEntry) -> str | None:
     if not site:
         return None
     counts = site.get("counts") or {}
-    n = (counts.get("tuning") or {}).get("n", "?")
+    n = counts.get("kept", "?")
     return (f"Site-adapted from `{site.get('parent_model_id')}` on {n} of this site's labelled films, "
             f"{str(site.get('created', ''))[:10]}, by {site.get('reader')}.")
 
@@ -71,9 +71,9 @@ def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
     """ "Adapt to this site": the source, Start, then the live curves and the parent-vs-adapted comparison."""
 
     st.subheader("Adapt to this site")
-    st.caption("Fine-tune the model in use on this site's own labelled films; it is judged against its parent on "
-               "the site's held-out patients and kept in the case database. It is used only once a named reader "
-               "activates it past the gate.")
+    st.caption("Fine-tune the model in use on this site's own labelled films, cross-fitted: each film is scored by "
+               "a model fine-tuned without its patient, and the parent on the same films. The model is kept in the "
+               "case database and used only once a named reader activates it past the gate.")
     if entry is None:
         return
     source = st.radio("Films", ["A labelled folder (NORMAL/ and PNEUMONIA/)", "The worklist's reviewed cases"],
@@ -86,8 +86,9 @@ def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
     if st.button("Start the adaptation", icon=":material/play_arrow:", key="adapt_start", disabled=not reader,
                   help=None if reader else "Type your name in the sidebar first."):
         try:
-            st.session_state["adapt_run"] = str(site.start(entry.model_id, folder, from_reviews, reader))
-            st.success("Started: the films are checked, then the model trains (a few minutes).")
+            st.session_state["adapt_run"] = str(start_site_adaptation(entry.model_id, folder, from_reviews, reader))
+            st.success("Started: the films are checked, then one model per fold and the final model train "
+                       "(a few minutes).")
         except CXRError as exc:
             st.error(str(exc))
     _live_adaptation(store, reader)
@@ -95,27 +96,30 @@ def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
 
 @st.fragment(run_every=3)
 def _live_adaptation(store, reader: str) -> None:
-    runs = site.site_runs()
+    runs = list_runs(current().site_runs)
     followed = st.session_state.get("adapt_run")
-    run = next((r for r in runs if str(r[0]) == followed), runs[0] if runs else None)
+    run = next((r for r in runs if str(r.run_dir) == followed), runs[0] if runs else None)
     if run is None:
         return
-    folder, status = run
+    status = run.status
     state = status.get("state", "?")
-    st.markdown(f"**Adaptation {folder.name}: {state}**")
+    st.markdown(f"**Adaptation {run.name}: {state}**")
     if state == "failed":
         st.error(status.get("message") or "It stopped.")
         return
-    if status.get("epochs"):
+    if status.get("epochs") and state == "training":
+        fold = status.get("fold")
+        where = "the final model" if fold == "final" else f"fold {fold} of {status.get('folds')}"
+        auc = status.get("val_auc")
         st.progress(min(1.0, status["epoch"] / status["epochs"]),
-                    text=f"epoch {status['epoch']} of at most {status['epochs']}, local-validation AUC "
-                         f"{status.get('val_auc', float('nan')):.3f}")
-
-    history = RunFolder(folder).read_history()
+                    text=f"{where}: epoch {status['epoch']} of {status['epochs']}"
+                         + ("" if auc is None else f", AUC on the fold's own held-out patients {auc:.3f}"))
+    history = RunFolder(run.run_dir).read_history()
     if history:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(charts.training_curves(history, [("loss", "tuning loss")], "Loss"), key="adapt_loss")
-        c2.plotly_chart(charts.training_curves(history, [("val_auc", "local-validation AUC")], "AUC"), key="adapt_auc")
+        c1.plotly_chart(charts.fold_curves(history, "loss", "Training loss, per fold"), key="adapt_loss")
+        c2.plotly_chart(charts.fold_curves(history, "val_auc", "AUC on each fold's held-out patients"),
+                        key="adapt_auc")
     result = status.get("result")
     if state != "finished" or not result:
         return
@@ -130,14 +134,22 @@ def _comparison(store, result: dict, reader: str) -> None:
     except CXRError as exc:
         st.error(str(exc))
         return
-    lv = entry.card.site_adaptation["local_validation"]
-    st.markdown(f"**Parent and adapted model on the same {lv['n']} local-validation films** ({lv['n_positive']} "
-                f"pneumonia, {lv['n_negative']} normal; patients never used to tune), each at its own threshold:")
+    site = entry.card.site_adaptation
+    lv, check = site["local_validation"], site.get("threshold_cross_check") or {}
+    st.markdown(f"**Parent and adapted model on the same {lv['n']} site films** ({lv['n_positive']} pneumonia, "
+                f"{lv['n_negative']} normal), each at its own threshold; the adapted model's scores are out-of-fold "
+                "(each film scored by a model fine-tuned without its patient):")
     rows = [{"model": name, "AUC": f"{m['auc']:.3f} {ci(m['auc_ci95'])}",
              "sensitivity": f"{m['sensitivity']:.3f} {ci(m['sensitivity_ci95'])}",
              "specificity": f"{m['specificity']:.3f} {ci(m['specificity_ci95'])}", "threshold": f"{m['threshold']:.3f}"}
             for name, m in (("parent", lv["parent"]), ("adapted", lv["adapted"]))]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    difference = lv.get("difference") or {}
+    if difference:
+        st.caption(f"Paired AUC difference (adapted - parent): {difference['auc']:+.3f} {ci(difference['auc_ci95'])}. "
+                   f"The threshold rule ({check.get('rule', 'out-of-fold sensitivity')}) judged on folds it did not "
+                   f"see: sensitivity {check.get('sensitivity', float('nan')):.3f}, specificity "
+                   f"{check.get('specificity', float('nan')):.3f}.")
     st.plotly_chart(charts.roc({name: (lv[name]["roc"], lv[name]["auc"]) for name in ("parent", "adapted")}),
                     key="adapt_roc")
     refusals = result.get("gate_refusals") or []

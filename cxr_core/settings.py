@@ -87,6 +87,11 @@ class Settings:
     def runs(self) -> Path:
         return self.runs_dir or self.home / "runs"
 
+    @property
+    def site_runs(self) -> Path:
+        """One folder per site adaptation (a RunFolder: status, history, log, and the model it made)."""
+        return self.home / "site-runs"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

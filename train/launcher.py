@@ -1,4 +1,4 @@
-"""Start, follow and stop training runs as separate processes (used by the app's training page).
+"""Start, follow and stop training runs and site adaptations as separate processes (used by the Training page).
 
 A run started here is `python -m train --config FILE --set ...` in its own process session, so it
 survives a browser refresh or a restart of the Streamlit server; its state is read back from the
@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cxr_core.config import TrainConfig, apply_budget, apply_overrides, load_config
 from cxr_core.errors import CXRError
-from cxr_core.settings import PROJECT_ROOT
+from cxr_core.settings import PROJECT_ROOT, current
 from train.run_folder import LOCK_FD_ENV, RunFolder, acquire_run_lock, run_dir_for
 from cxr_core.validation.dataset import index_dataset
 
@@ -124,6 +126,34 @@ def _spawn(cmd: list[str], run_dir: Path, runs_dir: Path) -> None:
         log.close()
     finally:
         lock.close()  # the parent's copy; the child's descriptor keeps the lock until it ends
+
+
+def start_site_adaptation(parent_model_id: str, data_dir: str | None, from_reviews: bool, reader: str,
+                          seed: int = 0) -> Path:
+    """The Training page's "Adapt to this site": `python -m cxr_core site-model adapt` in its own process (it
+    survives a page reload; one adaptation at a time); its folder, which `list_runs(current().site_runs)` reads.
+    Cheap checks first, so a bad folder or no reader never looks started."""
+    if not reader.strip():
+        raise CXRError("Site adaptation needs the reader's name (the sidebar's box).")
+    if not from_reviews:
+        root = Path(data_dir or "").expanduser()
+        if not (root / "NORMAL").is_dir() or not (root / "PNEUMONIA").is_dir():
+            raise CXRError(f"{str(data_dir)!r} is not a labelled folder: it needs NORMAL/ and PNEUMONIA/ subfolders.")
+        data_dir = str(root.resolve())
+    runs_dir = current().site_runs
+    work = runs_dir / time.strftime("%Y%m%d-%H%M%S")
+    work.mkdir(parents=True, exist_ok=False)
+    RunFolder(work).write_status(state="starting", started=time.time(), reader=reader.strip(),
+                                 source="reviews" if from_reviews else "folder")
+    try:
+        _spawn([sys.executable, "-m", "cxr_core", "site-model", "adapt", *(["--from-reviews"] if from_reviews
+                                                                          else [str(data_dir)]),
+                "--reader", reader.strip(), "--model", parent_model_id, "--seed", str(seed), "--json",
+                "--work-dir", str(work)], work, runs_dir)
+    except CXRError:
+        shutil.rmtree(work, ignore_errors=True)  # refused (one at a time): no folder that looks started
+        raise
+    return work
 
 
 def estimate_minutes(config: TrainConfig, runs: list[RunInfo]) -> float | None:

@@ -19,8 +19,9 @@ from .models import activate, revert
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sm = sub.add_parser("site-model", help="adapt a model to this site's own labelled films, and govern its use")
     smsub = sm.add_subparsers(dest="site_model_command", required=True)
-    sa = smsub.add_parser("adapt", help="fine-tune a model on the site's labelled films; compare it with its parent "
-                                        "on the site's held-out patients; keep it in the case database (not active)")
+    sa = smsub.add_parser("adapt", help="fine-tune a model on the site's labelled films, cross-fitted: compare it with its "
+                                        "parent on every site film, out-of-fold; keep it in the case database "
+                                        "(not active)")
     sa.add_argument("data_dir", nargs="?", help="a labelled folder (NORMAL/ and PNEUMONIA/, as `evaluate` reads)")
     sa.add_argument("--from-reviews", action="store_true", help="use the worklist's reviewed cases instead of a folder")
     sa.add_argument("--reader", required=True, help="who adapts (recorded in the card and the audit)")
@@ -50,19 +51,22 @@ def run_adapt(args: argparse.Namespace) -> int:
     from train.site import adapt_from_cli  # lazy: heavy (TensorFlow; `--help` stays fast)
 
     result = adapt_from_cli(resolve_model_dir(args.model), args.data_dir, args.from_reviews, args.reader,
-                            args.seed, quiet=args.json, work_dir=Path(args.work_dir) if args.work_dir else None)
+                            args.seed, work_dir=Path(args.work_dir) if args.work_dir else None)
     if args.json:
         print_json(result)
         return 0
-    lv = result["local_validation"]
+    lv, check = result["local_validation"], result["threshold_cross_check"]
     print(f"Site-adapted model {result['model_id']} (parent {result['parent_model_id']}), kept in the case database, "
-          f"not active. Local validation, {lv['n']} films ({lv['n_positive']} pneumonia, {lv['n_negative']} normal), "
-          "each model at its own threshold:")
+          f"not active. Out-of-fold evidence on all {lv['n']} site films ({lv['n_positive']} pneumonia, "
+          f"{lv['n_negative']} normal), each model at its own threshold:")
     for name in ("parent", "adapted"):
         m = lv[name]
         print(f"  {name:<8} AUC {m['auc']:.3f} {ci(m['auc_ci95'])}  sensitivity {m['sensitivity']:.3f} "
               f"{ci(m['sensitivity_ci95'])}  specificity {m['specificity']:.3f} {ci(m['specificity_ci95'])}  "
               f"threshold {m['threshold']:.3f}")
+    print(f"  paired AUC difference (adapted - parent) {lv['difference']['auc']:+.3f} {ci(lv['difference']['auc_ci95'])}")
+    print(f"  the threshold rule judged on folds it did not see: sensitivity {check['sensitivity']:.3f} "
+          f"{ci(check['sensitivity_ci95'])}, specificity {check['specificity']:.3f} {ci(check['specificity_ci95'])}")
     if result["passed_gate"]:
         print(f"It passes the gate: activate it with `python -m cxr_core site-model activate {result['model_id']} "
               "--reader NAME`.")

@@ -8,13 +8,14 @@ Predictor) accepts it; its pixels are not among the parent's training films (tra
 duplicate of another film (counted once). Then at least `min_per_class` films of each class must remain.
 A refusal is a `CXRError` that names the rule and its numbers (the CLI exits 2).
 
-Patients stay on one side of the split: a DICOM PatientID (hashed, never kept), else the Kaggle file-name
+Patients stay in one cross-fitting fold: a DICOM PatientID (hashed, never kept), else the Kaggle file-name
 patient, else a stored case's study, else one group per film (said in a warning).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,10 +28,9 @@ from ..inputs.imaging import load_image
 from ..model.predict import Predictor
 from ..safety.overlap import pixel_hash, training_hashes
 from ..validation.dataset import parse_name
-import io
+from .evidence import pneumonia_films_needed
 
 LABELS = ("NORMAL", "BACTERIAL", "VIRAL")
-VALIDATION_FRACTION = 0.4  # the site's patients kept for local validation (the rest tune the model)
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,11 @@ def _dicom_patient(data: bytes) -> str | None:
         return None
 
 
-def screen(films: Sequence[SiteFilm], parent: Predictor, min_per_class: int) -> ScreenedFilms:
+def screen(films: Sequence[SiteFilm], parent: Predictor, min_per_class: int,
+           sensitivity_floor: float | None = None) -> ScreenedFilms:
     """Apply the checks (module docstring) with the parent model; the films kept, or a CXRError naming the
-    rule that refuses the set, with its numbers."""
+    rule that refuses the set, with its numbers. `sensitivity_floor`: also refuse a set with too few pneumonia
+    films for the gate's sensitivity bound ever to reach it (`pneumonia_films_needed`)."""
     known = training_hashes(parent.folder.hashes_file) or set()
     counts = {"given": len(films), "unreadable": 0, "outside the intended use": 0,
               "in the parent's training data": 0, "duplicates": 0, "kept": 0}
@@ -161,11 +163,17 @@ def screen(films: Sequence[SiteFilm], parent: Predictor, min_per_class: int) -> 
         probs.append([pred.class_probabilities[c] or 0.0 for c in LABELS])
     counts["kept"] = len(kept)
     _refuse_unless_enough(counts, kept, min_per_class)
+    pneumonia = sum(f.binary for f in kept)
+    if sensitivity_floor is not None and pneumonia < pneumonia_films_needed(sensitivity_floor):
+        raise CXRError(f"Refused (too few pneumonia films for the gate): even if the adapted model found all "
+                       f"{pneumonia} pneumonia films, the lower 95 % bound of its sensitivity would be under the site's "
+                       f"floor ({sensitivity_floor:.2f}); at least {pneumonia_films_needed(sensitivity_floor)} pneumonia "
+                       "films are needed.")
     warnings = []
     ungrouped = sum(not f.grouped for f in kept)
     if ungrouped:
         warnings.append(f"{ungrouped} of {len(kept)} films name no patient (no DICOM PatientID, no Kaggle file name, "
-                        "no study): each is its own group, so one patient's films may sit on both sides of the split.")
+                        "no study): each is its own group, so one patient's films may sit in two folds.")
     return ScreenedFilms(kept, np.stack(x), np.asarray(probs, dtype=np.float64), hashes, counts, warnings)
 
 
@@ -190,28 +198,26 @@ def _refuse_unless_enough(counts: dict[str, int], kept: list[SiteFilm], min_per_
                    + (f" ({dropped} left out)." if dropped else "."))
 
 
-def split(screened: ScreenedFilms, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tuning indices, local-validation indices): patient-grouped, stratified by label, about 60 / 40."""
+def folds(screened: ScreenedFilms, k: int, seed: int) -> list[np.ndarray]:
+    """The cross-fitting folds: `k` parts of the film indices, patient-grouped (a patient's films in one part) and
+    stratified by label; refused where a part would hold one class only."""
     from sklearn.model_selection import StratifiedGroupKFold  # lazy: heavy
 
     strata = np.array([f.label3 if f.label3 is not None else 3 for f in screened.films])
-    folds = round(1 / VALIDATION_FRACTION * 2)  # 5 folds, 2 of them held out
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    parts = [va for _, va in splitter.split(np.zeros(len(strata)), strata, screened.groups)]
-    val = np.sort(np.concatenate(parts[:2]))
-    tune = np.setdiff1d(np.arange(len(strata)), val)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    parts = [np.sort(held) for _, held in splitter.split(np.zeros(len(strata)), strata, screened.groups)]
     yb = screened.binary
-    for name, idx in (("tuning", tune), ("local-validation", val)):
-        if len(np.unique(yb[idx])) < 2:
-            raise CXRError(f"Refused: the {name} part of the split holds one class only (too few patients of the "
-                           "other): add films from more patients.")
-    return tune, val
+    for i, held in enumerate(parts):
+        if len(np.unique(yb[held])) < 2:
+            raise CXRError(f"Refused: fold {i + 1} of {k} of the site's patients holds one class only (too few "
+                           "patients of the other): add films from more patients.")
+    return parts
 
 
-def manifest(screened: ScreenedFilms, tune: np.ndarray, val: np.ndarray) -> list[dict[str, Any]]:
+def manifest(screened: ScreenedFilms, parts: list[np.ndarray]) -> list[dict[str, Any]]:
     """What the card keeps of each site film: the sha256 of its bytes, its pixel hash (the overlap check's key),
-    its label and its part. No identifier, no file name."""
-    part = {int(i): "tuning" for i in tune} | {int(i): "local validation" for i in val}
+    its label and its cross-fitting fold. No identifier, no file name."""
+    part = {int(i): f"fold {k + 1}" for k, held in enumerate(parts) for i in held}
     return [{"sha256": hashlib.sha256(f.data).hexdigest(), "pixel_hash": h,
              "label": (LABELS[f.label3] if f.label3 is not None else "PNEUMONIA"), "part": part[i]}
             for i, (f, h) in enumerate(zip(screened.films, screened.hashes))]

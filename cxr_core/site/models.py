@@ -37,6 +37,7 @@ from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..model.registry import ModelEntry, Registry, model_dir
 from ..settings import SitePointPolicy, current
+from .evidence import NON_INFERIORITY_MARGIN
 
 # The floor of every validation gate for the site's active model: a config or budget may ask for more, never less
 # (a tiny run, whatever its own gate said, stays an experiment).
@@ -154,14 +155,16 @@ def activation_refusals(card: ModelCard, policy: SitePointPolicy) -> list[str]:
     site = card.site_adaptation
     if site:
         lv = site.get("local_validation") or {}
-        parent, adapted = lv.get("parent") or {}, lv.get("adapted") or {}
-        if not adapted.get("auc", -1.0) >= parent.get("auc", 2.0):
-            reasons.append(f"On the site's local-validation patients its AUC ({adapted.get('auc', float('nan')):.3f}) "
-                           f"is below its parent's ({parent.get('auc', float('nan')):.3f}) on the same films.")
+        adapted, difference = lv.get("adapted") or {}, lv.get("difference") or {}
+        point, low_diff = difference.get("auc", float("nan")), (difference.get("auc_ci95") or [float("nan")])[0]
+        if not (point >= 0.0 and low_diff >= -NON_INFERIORITY_MARGIN):
+            reasons.append(f"On the site's films its AUC is not shown to be at least its parent's on the same films: "
+                           f"the paired difference is {point:+.3f}, lower 95 % bound {low_diff:+.3f} (needed: a "
+                           f"difference of at least 0 with a lower bound of at least -{NON_INFERIORITY_MARGIN:.2f}).")
         low = (adapted.get("sensitivity_ci95") or [0.0])[0]
         if not low >= policy.sensitivity_floor:
-            reasons.append(f"The lower 95 % bound of its local-validation sensitivity ({low:.3f}) is below the site's "
-                           f"floor ({policy.sensitivity_floor:.2f}).")
+            reasons.append(f"The lower 95 % bound of its sensitivity on the site's films ({low:.3f}) is below the "
+                           f"site's floor ({policy.sensitivity_floor:.2f}).")
     return reasons
 
 

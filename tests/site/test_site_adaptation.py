@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import cli_env, run_cli
 from testkit.synthetic import write_kaggle_folder
 
-SMALL = {"head_epochs": 1, "max_epochs": 2, "patience": 2, "batch_size": 8}
+SMALL = {"epochs": 2, "batch_size": 8, "folds": 3}
 
 
 def _site(tmp_path: Path, per_class: int = 12, seed: int = 7) -> Path:
@@ -21,9 +21,9 @@ def _site(tmp_path: Path, per_class: int = 12, seed: int = 7) -> Path:
 
 
 def _adapt(parent: Path, films: list, seed: int = 0, **kw):
-    from train.site import AdaptConfig, adapt
+    from train.site import Recipe, adapt
 
-    return adapt(parent, films, "Dr Site", "folder", seed=seed, config=AdaptConfig(**SMALL), min_per_class=8, **kw)
+    return adapt(parent, films, "Dr Site", "folder", seed=seed, recipe=Recipe(**SMALL), min_per_class=8, **kw)
 
 
 # ---------------------------------------------------------------------------------------------- refusals (exit 2)
@@ -67,8 +67,15 @@ def test_a_reader_and_one_source_are_required(tmp_path, tiny_model_dir):
 
 
 # ---------------------------------------------------------------------------------------------- split and screening
-def test_no_patient_is_on_both_sides_of_the_split():
-    from cxr_core.site.data import ScreenedFilms, SiteFilm, split
+def _screened(films: list, x: np.ndarray | None = None):
+    from cxr_core.site.data import ScreenedFilms
+
+    n = len(films)
+    return ScreenedFilms(films, np.zeros((n, 4, 4, 1)) if x is None else x, np.zeros((n, 3)), ["h"] * n, {})
+
+
+def test_each_patient_is_in_one_fold_and_every_fold_holds_both_classes():
+    from cxr_core.site.data import SiteFilm, folds
 
     rng = np.random.default_rng(0)
     films = []
@@ -76,12 +83,66 @@ def test_no_patient_is_on_both_sides_of_the_split():
         label3 = patient % 3
         for _ in range(int(rng.integers(1, 5))):
             films.append(SiteFilm(b"x", int(label3 > 0), label3, f"p{patient}", True))
-    screened = ScreenedFilms(films, np.zeros((len(films), 4, 4, 1)), np.zeros((len(films), 3)), ["h"] * len(films), {})
-    tune, val = split(screened, seed=3)
-    assert set(tune).isdisjoint(val) and len(tune) + len(val) == len(films)
-    assert {films[i].group for i in tune}.isdisjoint({films[i].group for i in val})
-    assert 0.3 < len(val) / len(films) < 0.5  # about 40 % held out
-    assert {films[i].binary for i in val} == {0, 1}
+    parts = folds(_screened(films), 5, seed=3)
+    assert len(parts) == 5 and sorted(np.concatenate(parts).tolist()) == list(range(len(films)))
+    groups = [{films[i].group for i in held} for held in parts]
+    assert all(a.isdisjoint(b) for i, a in enumerate(groups) for b in groups[i + 1:])
+    assert all({films[i].binary for i in held} == {0, 1} for held in parts)
+
+
+def test_a_fold_of_one_class_is_refused():
+    from cxr_core.errors import CXRError
+    from cxr_core.site.data import SiteFilm, folds
+
+    films = [SiteFilm(b"x", 1, 1, f"p{i}", True) for i in range(10)] + [SiteFilm(b"x", 0, 0, "one", True)] * 3
+    with pytest.raises(CXRError, match="holds one class only"):
+        folds(_screened(films), 3, seed=0)
+
+
+@pytest.mark.parametrize("normal, pneumonia, refused", [(8, 7, True), (7, 8, True), (8, 8, False)])
+def test_each_class_needs_the_minimum(normal, pneumonia, refused):
+    """Both classes at least at the minimum: one class there is not enough, whichever it is."""
+    from cxr_core.errors import CXRError
+    from cxr_core.site.data import SiteFilm, _refuse_unless_enough
+
+    kept = [SiteFilm(b"x", 0, 0, "n", True)] * normal + [SiteFilm(b"x", 1, 1, "p", True)] * pneumonia
+    counts = {"given": len(kept), "unreadable": 0, "outside the intended use": 0,
+              "in the parent's training data": 0, "duplicates": 0, "kept": len(kept)}
+    if refused:
+        with pytest.raises(CXRError, match=f"{normal} normal and {pneumonia} pneumonia remain"):
+            _refuse_unless_enough(counts, kept, 8)
+    else:
+        _refuse_unless_enough(counts, kept, 8)
+
+
+def test_a_site_whose_sensitivity_bound_can_never_reach_the_floor_is_refused_before_training(tmp_path,
+                                                                                         tiny_predictor):
+    from cxr_core.errors import CXRError
+    from cxr_core.site.data import films_from_folder, screen
+
+    films = films_from_folder(_site(tmp_path, per_class=10))  # 20 pneumonia films: 35 are needed for 0.90
+    with pytest.raises(CXRError, match="at least 35 pneumonia films are needed"):
+        screen(films, tiny_predictor, min_per_class=8, sensitivity_floor=0.90)
+    assert screen(films, tiny_predictor, min_per_class=8, sensitivity_floor=0.80).counts["kept"] > 16
+
+
+def test_fine_tuning_draws_its_batches_from_its_own_films_only(tmp_path, tiny_predictor):
+    """The held-out fold's films are poisoned (NaN pixels): one of them in a batch would make the loss and the
+    weights NaN."""
+    from cxr_core.site.data import films_from_folder, screen
+    from train.site import Recipe, fine_tune
+
+    screened = screen(films_from_folder(_site(tmp_path, per_class=6)), tiny_predictor, min_per_class=4)
+    held = np.arange(0, len(screened.films), 3)
+    x = screened.x.copy()
+    x[held] = np.nan
+    screened.x = x
+    tune = np.setdiff1d(np.arange(len(x)), held)
+    seen = []
+    model, rows = fine_tune(tiny_predictor, screened, tune, Recipe(epochs=2, batch_size=4), 0, 2, None, seen.append)
+    assert [r["epoch"] for r in rows] == [1, 2] and len(seen) == 2
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def test_duplicates_count_once_and_patients_come_from_file_names(tmp_path, tiny_predictor):
@@ -134,7 +195,7 @@ def site_films(tmp_path_factory) -> tuple[Path, list]:
     from cxr_core.site.data import films_from_folder
 
     base = tmp_path_factory.mktemp("adapt")
-    return base, films_from_folder(_with_identified_dicom(_site(base, per_class=14)))
+    return base, films_from_folder(_with_identified_dicom(_site(base, per_class=18)))  # 36 pneumonia: 35 needed
 
 
 @pytest.fixture(scope="module")
@@ -169,17 +230,23 @@ def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted, tiny
     assert card.model_id.startswith(f"{parent.model_id}-site-") and card.parent_model_id == parent.model_id
     site = card.site_adaptation
     counts = site["counts"]
-    assert site["reader"] == "Dr Site" and counts["given"] == 14 * 3
-    assert counts["kept"] == counts["given"] - counts["outside the intended use"] > 30
+    assert site["reader"] == "Dr Site" and counts["given"] == 18 * 3
+    assert counts["kept"] == counts["given"] - counts["outside the intended use"] > 40
     lv = site["local_validation"]
     for name in ("parent", "adapted"):
         for key in ("auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95",
                     "threshold", "roc"):
             assert key in lv[name]
+    assert lv["kind"] == "out-of-fold" and lv["n"] == counts["kept"]  # every kept film is evidence
+    assert lv["difference"]["auc"] == pytest.approx(lv["adapted"]["auc"] - lv["parent"]["auc"])
     assert lv["parent"]["threshold"] == pytest.approx(parent.threshold)  # the parent judged at its own threshold
-    assert lv["n"] == site["counts"]["local_validation"]["n"]
     assert card.threshold == pytest.approx(lv["adapted"]["threshold"])
-    assert card.guard_calibration["held_out_images"] == lv["n"]  # guards calibrated on the site's held-out films
+    assert 1 <= site["epoch"] == card.epochs_run <= SMALL["epochs"]
+    assert len(site["out_of_fold_auc_by_epoch"]) == SMALL["epochs"]
+    assert len(site["threshold_cross_check"]["fold_thresholds"]) == SMALL["folds"] == len(counts["folds"])
+    assert sum(f["n"] for f in counts["folds"]) == lv["n"]
+    assert {r["fold"] for r in site["history"]} == {1, 2, 3}
+    assert card.guard_calibration["held_out_images"] == counts["folds"][0]["n"]  # calibrated on the first fold
     # the chest-appearance check is the parent's, copied and recorded as such (not refitted on a few site films)
     own, theirs = ModelFolder(result["model_dir"]), ModelFolder(tiny_model_dir)
     assert own.appearance_model_file.read_bytes() == theirs.appearance_model_file.read_bytes()
@@ -188,6 +255,17 @@ def test_the_adapted_model_is_a_model_with_its_parent_and_evidence(adapted, tiny
     assert f"inherited from the parent model `{parent.model_id}`" in (own.path / own.CARD_MARKDOWN).read_text()
     pred = Predictor(result["model_dir"]).predict(next(Path(result["model_dir"]).parents[1].rglob("*.jpeg")))
     assert pred.model_id == card.model_id  # it answers as itself
+
+
+def test_the_adapted_model_knows_its_parents_training_films_and_the_sites(adapted, tiny_model_dir):
+    """Its training_hashes.txt (the overlap check's list) holds both: an evaluation of either is flagged."""
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.safety.overlap import training_hashes
+
+    own = training_hashes(ModelFolder(adapted["model_dir"]).hashes_file)
+    parents = training_hashes(ModelFolder(tiny_model_dir).hashes_file)
+    site = {e["pixel_hash"] for e in ModelFolder(adapted["model_dir"]).card().site_adaptation["manifest"]}
+    assert parents and parents <= own and site <= own
 
 
 def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted):
@@ -199,6 +277,7 @@ def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted):
     entries = card["site_adaptation"]["manifest"]
     assert len(entries) == result["counts"]["kept"]
     assert all(set(e) == {"sha256", "pixel_hash", "label", "part"} and len(e["sha256"]) == 64 for e in entries)
+    assert {e["part"] for e in entries} == {"fold 1", "fold 2", "fold 3"}
     assert {e["label"] for e in entries} == {"NORMAL", "BACTERIAL", "VIRAL"}
     for secret in ("ID-12345", "Secret", "IM-0", "person", ".jpeg", ".dcm"):
         assert secret not in text

@@ -23,12 +23,17 @@ def _copy(model_dir: Path, dest: Path, model_id: str, **card_fields) -> Path:
     return folder.path
 
 
-def _site_evidence(parent_auc: float, adapted_auc: float, sensitivity_low: float) -> dict:
+def _site_evidence(parent_auc: float, adapted_auc: float, sensitivity_low: float,
+                   difference_low: float | None = None) -> dict:
+    """Out-of-fold evidence as the card keeps it; the paired difference's lower bound 0.01 under the point unless
+    the test says otherwise."""
     side = lambda auc, low: {"auc": auc, "auc_ci95": [auc - 0.02, min(1.0, auc + 0.02)], "threshold": 0.5,  # noqa: E731
                              "sensitivity": 0.97, "sensitivity_ci95": [low, 0.99], "specificity": 0.9,
                              "specificity_ci95": [0.85, 0.94]}
-    return {"n": 200, "n_positive": 120, "n_negative": 80, "parent": side(parent_auc, 0.9),
-            "adapted": side(adapted_auc, sensitivity_low)}
+    point = adapted_auc - parent_auc
+    low = point - 0.01 if difference_low is None else difference_low
+    return {"n": 200, "n_positive": 120, "n_negative": 80, "kind": "out-of-fold", "parent": side(parent_auc, 0.9),
+            "adapted": side(adapted_auc, sensitivity_low), "difference": {"auc": point, "auc_ci95": [low, point + 0.02]}}
 
 
 @pytest.fixture
@@ -122,25 +127,40 @@ def test_the_gate_floor_on_each_side(tiny_model_dir, auc, expected):
     assert (not activation_refusals(card, SitePointPolicy())) is expected
 
 
-@pytest.mark.parametrize("adapted_auc, low, floor, refused_for", [
-    (0.94, 0.95, 0.90, "below its parent's"),  # worse than its parent on the same films
-    (0.95, 0.95, 0.90, None),  # equal to the parent is enough
-    (0.97, 0.8999, 0.90, "floor"),  # sensitivity's lower bound just under the floor
-    (0.97, 0.90, 0.90, None),  # exactly at the floor
+@pytest.mark.parametrize("adapted_auc, low, difference_low, floor, refused_for", [
+    (0.9499, 0.95, -0.005, 0.90, "paired difference is -0.000"),  # a point difference just under 0
+    (0.95, 0.95, -0.01, 0.90, None),  # equal to the parent, lower bound exactly at the margin
+    (0.97, 0.95, -0.0101, 0.90, "lower 95 % bound -0.010"),  # the lower bound just past the margin
+    (0.97, 0.8999, 0.0, 0.90, "floor"),  # sensitivity's lower bound just under the floor
+    (0.97, 0.90, 0.0, 0.90, None),  # exactly at the floor
 ])
-def test_the_site_adapted_gate(tiny_model_dir, adapted_auc, low, floor, refused_for):
+def test_the_site_adapted_gate(tiny_model_dir, adapted_auc, low, difference_low, floor, refused_for):
     from cxr_core.model.folder import ModelFolder
     from cxr_core.settings import SitePointPolicy
     from cxr_core.site.models import activation_refusals
 
     card = ModelFolder(tiny_model_dir).card().with_fields(
         validation_gate={"min_val_auc": 0.9, "auc": adapted_auc, "passed": True},
-        site_adaptation={"parent_model_id": "p", "local_validation": _site_evidence(0.95, adapted_auc, low)})
+        site_adaptation={"parent_model_id": "p",
+                         "local_validation": _site_evidence(0.95, adapted_auc, low, difference_low)})
     refusals = activation_refusals(card, SitePointPolicy(50, floor))
     if refused_for is None:
         assert refusals == []
     else:
         assert len(refusals) == 1 and refused_for in refusals[0]
+
+
+def test_a_card_marked_failed_is_refused_whatever_its_figures(tiny_model_dir):
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.settings import SitePointPolicy
+    from cxr_core.site.models import activation_refusals
+
+    good = ModelFolder(tiny_model_dir).card().with_fields(
+        site_adaptation={"parent_model_id": "p", "local_validation": _site_evidence(0.95, 0.97, 0.93)})
+    passed = good.with_fields(validation_gate={"min_val_auc": 0.9, "auc": 0.97, "passed": True})
+    failed = good.with_fields(validation_gate={"min_val_auc": 0.9, "auc": 0.97, "passed": False})
+    assert activation_refusals(passed, SitePointPolicy()) == []
+    assert len(activation_refusals(failed, SitePointPolicy())) == 1
 
 
 def test_a_worse_adapted_model_is_refused_activation(site):
@@ -153,7 +173,7 @@ def test_a_worse_adapted_model_is_refused_activation(site):
           site_adaptation={"parent_model_id": site["parent"], "local_validation": _site_evidence(0.96, 0.93, 0.95)})
     store_model(CaseStore.open(site["db"]), site["tmp"] / worse_id, "Dr Adapt")
     r = run_cli(["site-model", "activate", worse_id, "--reader", "Dr A", "--yes"], env=site["homes"]["A"])
-    assert r.returncode == 2 and "below its parent's (0.960)" in r.stderr
+    assert r.returncode == 2 and "paired difference is -0.030" in r.stderr
     assert _predict_model_id(site["homes"]["B"], site["tmp"]) == site["parent"]
 
 
@@ -192,3 +212,93 @@ def test_a_damaged_stored_model_is_refused(site):
         session.execute(update(ModelArchive).values(data=b"not a zip"))
     r = run_cli(["predict", "--model", site["child"], str(site["tmp"])], env=site["homes"]["B"])
     assert r.returncode == 2 and "damaged" in r.stderr
+
+
+def test_revert_of_a_site_adapted_model_returns_to_its_parent_not_the_model_before(site, tiny_model_dir):
+    """Activate another model first, then the site-adapted child: revert gives the child's parent."""
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.model.registry import Registry
+    from cxr_core.settings import SitePointPolicy
+    from cxr_core.site.models import activate_model, revert_active_model
+
+    other = _copy(tiny_model_dir, site["shipped"], "other-model",
+                  validation_gate={"min_val_auc": 0.9, "auc": 0.96, "passed": True})
+    assert other.is_dir()
+    env = site["homes"]["A"]
+    store = CaseStore.open(site["db"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXR_HOME", env["CXR_HOME"])
+        mp.setenv("CXR_REGISTRY", env["CXR_REGISTRY"])
+        activate_model(store, Registry(), "other-model", "Dr A", SitePointPolicy())
+        activate_model(store, Registry(), site["child"], "Dr A", SitePointPolicy())
+        back = revert_active_model(store, Registry(), "Dr B")
+    assert back.model_id == site["parent"] and back.details["previous_model_id"] == site["child"]
+
+
+def test_storing_a_model_is_audited(site):
+    from cxr_core.cases.store import CaseStore
+
+    events = [e for e in CaseStore.open(site["db"]).audit() if e["action"] == "model-store"]
+    assert [(e["model_id"], e["actor"]) for e in events] == [(site["child"], "Dr Adapt")]
+
+
+def _replace_archive(site: dict, data: bytes) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from cxr_core.cases.db import ModelArchive
+    from cxr_core.cases.store import CaseStore
+
+    with Session(CaseStore.open(site["db"]).engine) as session, session.begin():
+        session.execute(update(ModelArchive).values(data=data))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _unpack(site: dict):
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.site.models import unpack
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXR_HOME", site["homes"]["B"]["CXR_HOME"])
+        return unpack(CaseStore.open(site["db"]), site["child"])
+
+
+def test_a_valid_zip_swapped_in_under_the_stored_hash_is_refused_as_damaged(site):
+    from cxr_core.errors import ModelError
+
+    _replace_archive(site, _zip({"model_card.json": b"{}"}))
+    with pytest.raises(ModelError, match="damaged"):
+        _unpack(site)
+
+
+def test_an_archive_member_outside_its_folder_is_refused(site, monkeypatch):
+    """Even under a matching hash (a database written by someone else): no member may climb out of the folder."""
+    import hashlib
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from cxr_core.cases.db import ModelArchive, StoredModel
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.errors import ModelError
+
+    data = _zip({"model_card.json": b"{}", "../escaped.txt": b"x"})
+    key = hashlib.sha256(data).hexdigest()
+    with Session(CaseStore.open(site["db"]).engine) as session, session.begin():
+        session.add(ModelArchive(sha256=key, data=data))
+        session.flush()
+        session.execute(update(StoredModel).values(archive_sha256=key))
+    with pytest.raises(ModelError, match="unsafe path"):
+        _unpack(site)
+    home = Path(site["homes"]["B"]["CXR_HOME"])
+    assert not list(home.parent.rglob("escaped.txt"))
