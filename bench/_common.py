@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _RECORDED: list[str] = []
+_RESULT_NAME: list[str] = []  # a script's mode that saves under another name (`save_as`)
 
 
 def _save_at_exit() -> None:
@@ -30,12 +31,18 @@ def _save_at_exit() -> None:
         RESULTS_DIR.mkdir(exist_ok=True)
         header = [f"command: {command}", f"measured_utc: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
                   f"machine: {os.cpu_count()} CPU cores"]
-        (RESULTS_DIR / f"{script}.txt").write_text("\n".join(header + _RECORDED) + "\n")
+        name = _RESULT_NAME[-1] if _RESULT_NAME else script
+        (RESULTS_DIR / f"{name}.txt").write_text("\n".join(header + _RECORDED) + "\n")
 
     atexit.register(write)
 
 
 _save_at_exit()
+
+
+def save_as(name: str) -> None:
+    """With --save, write this run's figures to bench/results/<name>.txt (a mode with a table of its own)."""
+    _RESULT_NAME.append(name)
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "kermany-cxr-224" / "train"
 
 

@@ -72,7 +72,8 @@ def session(index: int, n: int, url: str) -> tuple[list[float], list[float], lis
             t0 = time.perf_counter()
             case_id, _ = store.add(pred, f"bench image {seed}".encode(), "bench-model", actor=f"session{index}")
             t1 = time.perf_counter()
-            store.review(case_id, "agree", "NORMAL" if pred.label == "NORMAL" else "BACTERIAL", f"reader{index}")
+            store.review(case_id, "agree", "NORMAL" if pred.label == "NORMAL" else (pred.subtype or "BACTERIAL"),
+                         f"reader{index}")
             t2 = time.perf_counter()
             adds.append(t1 - t0)
             reviews.append(t2 - t1)

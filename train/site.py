@@ -108,9 +108,11 @@ class CrossFit:
 
 def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int = 0,
           recipe: Recipe = Recipe(), store: CaseStore | None = None, work_dir: Path | None = None,
-          progress: Progress | None = None, command: str = "", min_per_class: int | None = None) -> dict[str, Any]:
+          progress: Progress | None = None, command: str = "", min_per_class: int | None = None,
+          left_out_reviews: int = 0) -> dict[str, Any]:
     """Screen, cross-fit, train the final model, judge and keep (see the module docstring); the result
-    `site-model adapt --json` prints. Refusals are CXRErrors naming the rule."""
+    `site-model adapt --json` prints. Refusals are CXRErrors naming the rule. `left_out_reviews`: reviews the
+    source left out as contradicting themselves (counted in the card)."""
     settings = current()
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
     work_dir = Path(work_dir or settings.site_runs / time.strftime("%Y%m%d-%H%M%S"))
@@ -118,7 +120,8 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader.strip(),
                                     "source": source})
     try:
-        return _adapt(parent_dir, films, reader, source, seed, recipe, store, run, command, min_per_class)
+        return _adapt(parent_dir, films, reader, source, seed, recipe, store, run, command, min_per_class,
+                      left_out_reviews)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, CXRError) else f"The adaptation stopped ({type(exc).__name__})."
         run.stage("failed", message=message)
@@ -149,7 +152,8 @@ class _Run:
 
 
 def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int, recipe: Recipe,
-           store: CaseStore | None, run: _Run, command: str, min_per_class: int) -> dict[str, Any]:
+           store: CaseStore | None, run: _Run, command: str, min_per_class: int,
+           left_out_reviews: int) -> dict[str, Any]:
     started, settings = run.status["started"], current()
     parent = Predictor(parent_dir)
     screened = screen(films, parent, min_per_class, settings.site_policy.sensitivity_floor)
@@ -183,7 +187,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     guards = _fit_guards(model, screened, parts, parent, folder.path)
     known = sorted((training_hashes(parent.folder.hashes_file) or set()) | set(screened.hashes))
     write_atomic(folder.hashes_file, ("\n".join(known) + "\n").encode())
-    counts = {**screened.counts, "local_validation": label_counts(screened, np.arange(len(yb))),
+    counts = {**screened.counts, "contradictory reviews left out": left_out_reviews, "local_validation": label_counts(screened, np.arange(len(yb))),
               "folds": [label_counts(screened, held) for held in parts]}
     site = {"parent_model_id": parent.card.model_id, "reader": reader.strip(), "source": source,
             "labels_from": ("the worklist's reader reviews (readers saw the model's answer)" if source == "reviews"
@@ -239,11 +243,11 @@ def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, r
                    work_dir: Path | None = None) -> dict[str, Any]:
     """`python -m cxr_core site-model adapt`: the source, a progress bar on stderr, the case database."""
     store = CaseStore.open()
-    films = films_from_reviews(store) if from_reviews else films_from_folder(data_dir or "")
+    films, contradictory = films_from_reviews(store) if from_reviews else (films_from_folder(data_dir or ""), 0)
     command = "python -m cxr_core site-model adapt " + ("--from-reviews" if from_reviews else "DATA_DIR") + \
               f" --reader NAME --seed {seed}"
     return adapt(parent_dir, films, reader, "reviews" if from_reviews else "folder", seed, store=store,
-                 work_dir=work_dir, progress=_Bar(), command=command)
+                 work_dir=work_dir, progress=_Bar(), command=command, left_out_reviews=contradictory)
 
 
 class _Bar:

@@ -139,6 +139,9 @@ class CaseStore:
             raise CXRError("A review needs the reader's name.")
         with Session(self.engine) as session, session.begin():
             case = self._case(session, case_id)
+            problem = review_problem(decision, label, case.label if case.assessed else None, case.subtype)
+            if problem:
+                raise CXRError(f"Refused: {problem}")
             previous = case.reviews[-1] if case.reviews else None
             session.add(Review(case_id=case.id, decision=decision, label=label, reader=reader.strip(), comment=comment))
             details = {"decision": decision, "label": label, "comment": comment}
@@ -315,6 +318,30 @@ def _decode_png(data: bytes | None, case_id: int) -> np.ndarray:
     return arr.astype(np.float32) / 255.0
 
 
+def review_problem(decision: str, label: str, model_label: str | None, model_subtype: str | None) -> str | None:
+    """Why a review contradicts itself (None: it does not). The one rule for the CLI, the app and what reviews feed:
+    "agree" records the model's own finding (and its subtype, where it stated one); "disagree" needs another finding;
+    "subtype" the same finding, pneumonia, and the subtype the model did not state."""
+    finding = "PNEUMONIA" if label in ("BACTERIAL", "VIRAL") else label
+    said = model_label or "no finding (not assessed)"
+    if decision == "agree":
+        if finding != model_label:
+            return f"An agreement records the model's own finding ({said}), not {label}: choose Disagree."
+        if model_subtype and label != model_subtype:
+            return (f"The model said {model_subtype}: agreeing records {model_subtype}, not {label} (choose "
+                    "'subtype only' to disagree on the subtype).")
+    elif decision == "disagree" and finding == model_label:
+        return (f"A disagreement needs another finding than the model's ({said}): "
+                + ("choose 'subtype only' to disagree on the subtype." if finding == "PNEUMONIA" else "choose Agree."))
+    elif decision == "subtype":
+        if model_label != "PNEUMONIA" or not model_subtype:
+            return (f"A subtype-only disagreement needs a pneumonia result with a stated subtype; the model said "
+                    f"{said}{'' if model_subtype else ' with no stated subtype'}.")
+        if label == model_subtype:
+            return f"A subtype-only disagreement needs the other subtype than the model's {model_subtype}."
+    return None
+
+
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     """Metadata values as JSON-safe scalars (DICOM values can be pydicom types)."""
 
@@ -335,7 +362,10 @@ def case_json(case: Case) -> dict[str, Any]:
             "warnings": case.warnings, "not_assessed_reasons": case.not_assessed_reasons,
             "review": None if latest is None else {"decision": latest.decision, "label": latest.label,
                                                    "reader": latest.reader, "comment": latest.comment,
-                                                   "time": latest.time.isoformat()}}
+                                                   "time": latest.time.isoformat(),
+                                                   "contradiction": review_problem(
+                                                       latest.decision, latest.label,
+                                                       case.label if case.assessed else None, case.subtype)}}
 
 
 def _model_class(row: dict[str, Any]) -> str | None:

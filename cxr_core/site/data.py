@@ -95,13 +95,17 @@ def films_from_folder(data_dir: str | Path) -> list[SiteFilm]:
     return films
 
 
-def films_from_reviews(store: CaseStore) -> list[SiteFilm]:
+def films_from_reviews(store: CaseStore) -> tuple[list[SiteFilm], int]:
     """The worklist's reviewed cases, labelled by the latest review (NORMAL, BACTERIAL or VIRAL; OTHER and
-    UNREADABLE are left out), as their de-identified pictures."""
-    films = []
+    UNREADABLE are left out), as their de-identified pictures; and how many reviews were left out because they
+    contradict themselves (an "agree" with a label that is not the model's: `review_problem`)."""
+    films, contradictory = [], 0
     for row in store.list():
         review = row["review"]
         if not review or review["label"] not in LABELS:
+            continue
+        if review.get("contradiction"):
+            contradictory += 1
             continue
         label3 = LABELS.index(review["label"])
         if row["study_uid"]:
@@ -110,9 +114,10 @@ def films_from_reviews(store: CaseStore) -> list[SiteFilm]:
             group, grouped = f"case-{row['case_id']}", False
         films.append(SiteFilm(store.picture(row["case_id"]), int(label3 > 0), label3, group, grouped))
     if not films:
-        raise CXRError("No reviewed cases with a NORMAL, BACTERIAL or VIRAL label in the worklist: review cases "
-                       "first, or give a labelled folder.")
-    return films
+        raise CXRError("No reviewed cases with a NORMAL, BACTERIAL or VIRAL label in the worklist"
+                       + (f" ({contradictory} left out: their review contradicts itself)" if contradictory else "")
+                       + ": review cases first, or give a labelled folder.")
+    return films, contradictory
 
 
 def _dicom_patient(data: bytes) -> str | None:

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT
+from testkit.reviews import review_as
 
 APP = str(PROJECT_ROOT / "app.py")
 FORBIDDEN = [
@@ -174,7 +175,7 @@ def test_site_figures_only_from_an_evaluation_meeting_the_rules_with_their_label
     for i in range(8):
         data = inputs.png_gray8(seed=40 + i)
         case_id, _ = store.add(tiny_predictor.predict(data, name="x.png"), data, model_id)
-        store.review(case_id, "agree", "NORMAL" if i % 2 else "BACTERIAL", "Dr Site")
+        review_as(store, case_id, "NORMAL" if i % 2 else "BACTERIAL", "Dr Site")
     export = store.export("site-check", reviewed_only=True, actor="Dr Site")
     assert export["NORMAL"] == 4 and export["PNEUMONIA"] == 4
     evaluate_folder(app_env.active().path, _exported("site-check"), n_boot=0)

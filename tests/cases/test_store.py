@@ -17,6 +17,7 @@ from cxr_core.errors import CXRError
 
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT, cli_env, run_cli
+from testkit.reviews import consistent_decision, own_label, other_label, review_as
 
 
 def _training_like(tiny_data, i: int) -> bytes:
@@ -43,18 +44,19 @@ def test_a_case_is_stored_once_deidentified_and_reviewed_with_an_audit_trail(sto
     [row] = store.list()
     assert row["case_id"] == case_id and row["status"] == "new" and row["review"] is None
     assert set(row) >= {"case_id", "created", "label", "assessed", "pneumonia_probability", "model_id", "status", "review"}
-    store.review(case_id, "disagree", "VIRAL", "Dr Who", "ground glass")
-    assert store.list("disagreed")[0]["review"]["label"] == "VIRAL" and store.list("new") == []
-    store.review(case_id, "agree", "VIRAL", "Dr Who")
-    assert store.list("reviewed")[0]["review"]["decision"] == "agree"
+    other, own = other_label(row), own_label(row)
+    store.review(case_id, "disagree", other, "Dr Who", "ground glass")
+    assert store.list("disagreed")[0]["review"]["label"] == other and store.list("new") == []
+    decision = review_as(store, case_id, own, "Dr Who")  # "agree" where the model assessed the film
+    assert store.list()[0]["review"]["decision"] == decision
     assert [e["action"] for e in store.audit()] == ["create", "review", "change"]
-    assert store.audit()[-1]["details"]["previous"] == {"decision": "disagree", "label": "VIRAL", "reader": "Dr Who"}
+    assert store.audit()[-1]["details"]["previous"] == {"decision": "disagree", "label": other, "reader": "Dr Who"}
     with pytest.raises(CXRError, match="'MAYBE'"):
-        store.review(case_id, "agree", "MAYBE", "Dr Who")
+        store.review(case_id, "disagree", "MAYBE", "Dr Who")
     with pytest.raises(CXRError, match="'perhaps'"):
-        store.review(case_id, "perhaps", "VIRAL", "Dr Who")
+        store.review(case_id, "perhaps", own, "Dr Who")
     with pytest.raises(CXRError, match="No case 999"):
-        store.review(999, "agree", "VIRAL", "Dr Who")
+        store.review(999, "agree", own, "Dr Who")
     store.delete(case_id, "Dr Who")
     assert store.list() == [] and store.audit()[-1]["action"] == "delete"
     assert store.add(pred, data, "model-x", actor="tester") == (case_id, False)  # dropped again: back, audited
@@ -223,7 +225,7 @@ def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor,
     for i in range(8):
         data = _training_like(tiny_data, i)
         case_id, _ = store.add(tiny_predictor.predict(data), data, "model-x")
-        store.review(case_id, "agree", "NORMAL" if i % 2 == 0 else ("BACTERIAL" if i % 4 == 1 else "VIRAL"), "Dr A")
+        review_as(store, case_id, "NORMAL" if i % 2 == 0 else ("BACTERIAL" if i % 4 == 1 else "VIRAL"), "Dr A")
     other = inputs.jpeg_gray()
     case_id, _ = store.add(tiny_predictor.predict(other), other, "model-x")
     store.review(case_id, "disagree", "UNREADABLE", "Dr A")
@@ -247,11 +249,12 @@ def _cli_round_trip(tiny_registry, tiny_data, tmp_path, env) -> None:
     assert run_cli(["predict", str(folder), "--save", "--json"], env).returncode == 0  # the same images: no new cases
     assert len(run_cli(["cases", "list", "--json"], env).stdout.splitlines()) == 4
     for c, label in zip(listed, ["NORMAL", "BACTERIAL", "NORMAL", "VIRAL"]):
-        res = run_cli(["cases", "review", str(c["case_id"]), "--decision", "agree", "--label", label, "--reader", "Dr B"], env)
+        res = run_cli(["cases", "review", str(c["case_id"]), "--decision", consistent_decision(c, label), "--label",
+                       label, "--reader", "Dr B"], env)
         assert res.returncode == 0, res.stderr
     bad = run_cli(["cases", "review", str(listed[0]["case_id"]), "--decision", "agree", "--label", "X", "--reader", "B"], env)
     assert bad.returncode == 2 and "'X'" in bad.stderr and "Traceback" not in bad.stderr
-    assert run_cli(["cases", "list", "--status", "reviewed", "--json"], env).stdout.count("case_id") == 4
+    assert run_cli(["cases", "list", "--status", "new", "--json"], env).stdout.count("case_id") == 0
     export = run_cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only"], env)
     assert export.returncode == 0 and "Exported 2 NORMAL and 2 PNEUMONIA" in export.stdout
     evaluated = run_cli(["evaluate", str(tmp_path / "site"), "--json", "--bootstrap", "10"], env)
@@ -326,8 +329,8 @@ def test_a_case_made_on_one_workstation_is_listed_opened_reviewed_and_exported_o
     image = cv2.imread(str(tmp_path / "opened" / f"case-{listed['case_id']}.png"), cv2.IMREAD_GRAYSCALE)
     gradcam = cv2.imread(str(tmp_path / "opened" / f"case-{listed['case_id']}-gradcam.png"), cv2.IMREAD_COLOR)
     assert image is not None and gradcam is not None and image.shape == gradcam.shape[:2]
-    reviewed = run_cli(["cases", "review", str(listed["case_id"]), "--decision", "agree", "--label", "BACTERIAL",
-                     "--reader", "Dr B"], env_b)
+    reviewed = run_cli(["cases", "review", str(listed["case_id"]), "--decision",
+                        consistent_decision(listed, "BACTERIAL"), "--label", "BACTERIAL", "--reader", "Dr B"], env_b)
     assert reviewed.returncode == 0, reviewed.stderr
     exported = run_cli(["cases", "export", str(tmp_path / "site"), "--reviewed-only", "--reader", "Dr B"], env_b)
     assert exported.returncode == 0 and "Exported 0 NORMAL and 1 PNEUMONIA" in exported.stdout, exported.stderr

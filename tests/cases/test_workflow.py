@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from cxr_core.errors import CXRError
 
 from testkit import inputs
+from testkit.reviews import review_as, stored_result
 from tests.conftest import PROJECT_ROOT
 from testkit.readers import pdf_text
 
@@ -20,7 +21,7 @@ def test_the_pdf_is_named_by_case_and_carries_its_number_hash_uids_point_and_rev
     data = inputs.dicom(patient="Secret^Name")
     pred = tiny_predictor.predict(data, name="Secret_Name.dcm")
     case_id, _ = store.add(pred, data, "model-x", actor="Dr A")
-    store.review(case_id, "disagree", "VIRAL", "Dr Review", "patchy")
+    review_as(store, case_id, "VIRAL", "Dr Review", "patchy")
     case = store.get(case_id)
     text = pdf_text(build_pdf(pred, np.zeros((8, 8, 3), np.uint8), tiny_predictor.card, case=case))
     assert report_name(case, case["image_hash"]) == f"cxr_report_case_{case_id}.pdf"
@@ -64,14 +65,62 @@ def test_the_subtype_margin_is_chosen_on_held_out_scores_for_a_stated_precision(
     assert 0.0 < policy["margin"] < 1.0 and policy["n_pneumonia"] == 400
 
 
-def test_a_subtype_only_disagreement_is_recorded_and_needs_a_subtype(store, tiny_predictor):
-    data = inputs.png_gray8(seed=11)
-    case_id, _ = store.add(tiny_predictor.predict(data), data, "model-x")
+def test_a_subtype_only_disagreement_is_recorded_and_needs_a_subtype(store):
+    case_id = stored_result(store, "PNEUMONIA", "BACTERIAL")
     with pytest.raises(CXRError, match="subtype-only disagreement needs the subtype"):
         store.review(case_id, "subtype", "NORMAL", "Dr B")
     store.review(case_id, "subtype", "VIRAL", "Dr B", "pneumonia yes, but viral")
     case = store.get(case_id)
     assert case["status"] == "disagreed" and case["review"]["decision"] == "subtype"
+
+
+@pytest.mark.parametrize("model, subtype, decision, label, refused", [
+    ("NORMAL", None, "agree", "NORMAL", None),
+    ("NORMAL", None, "agree", "BACTERIAL", "not BACTERIAL: choose Disagree"),  # case 2 of the walkthrough
+    ("PNEUMONIA", "BACTERIAL", "agree", "NORMAL", "not NORMAL: choose Disagree"),  # case 18
+    ("PNEUMONIA", "BACTERIAL", "agree", "BACTERIAL", None),
+    ("PNEUMONIA", "BACTERIAL", "agree", "VIRAL", "agreeing records BACTERIAL"),
+    ("PNEUMONIA", None, "agree", "VIRAL", None),  # no stated subtype: agreeing may give one
+    ("PNEUMONIA", "VIRAL", "disagree", "NORMAL", None),
+    ("PNEUMONIA", "VIRAL", "disagree", "BACTERIAL", "choose 'subtype only'"),
+    ("NORMAL", None, "disagree", "NORMAL", "choose Agree"),
+    ("NORMAL", None, "disagree", "OTHER", None),
+    ("PNEUMONIA", "VIRAL", "subtype", "BACTERIAL", None),
+    ("PNEUMONIA", "VIRAL", "subtype", "VIRAL", "the other subtype"),
+    ("PNEUMONIA", None, "subtype", "VIRAL", "with no stated subtype"),
+    ("NORMAL", None, "subtype", "VIRAL", "the model said NORMAL"),
+    (None, None, "agree", "NORMAL", "not assessed"),
+    (None, None, "disagree", "UNREADABLE", None),
+])
+def test_a_review_that_contradicts_itself_is_refused(store, model, subtype, decision, label, refused):
+    """Agree records the model's finding; Disagree needs another; Subtype-only the same finding, the other subtype.
+    The rule is the core's: the CLI and the form call it through CaseStore.review."""
+    case_id = stored_result(store, model, subtype)
+    if refused is None:
+        store.review(case_id, decision, label, "Dr R")
+        assert store.get(case_id)["review"]["contradiction"] is None
+    else:
+        with pytest.raises(CXRError, match=refused.replace("(", r"\(")):
+            store.review(case_id, decision, label, "Dr R")
+        assert store.get(case_id)["review"] is None and [e["action"] for e in store.audit(case_id)] == ["create"]
+
+
+def test_a_contradictory_review_kept_from_before_is_flagged_and_left_out_of_adaptation(store):
+    """A review saved before the rule (written past it here) is shown as contradicting itself, and site adaptation
+    from reviews leaves it out with a count."""
+    from sqlalchemy.orm import Session
+
+    from cxr_core.cases.db import Review
+    from cxr_core.site.data import films_from_reviews
+
+    old = stored_result(store, "PNEUMONIA", "BACTERIAL", seed=1)
+    good = stored_result(store, "NORMAL", seed=2)
+    with Session(store.engine) as session, session.begin():
+        session.add(Review(case_id=old, decision="agree", label="NORMAL", reader="Dr Old", comment=""))
+    store.review(good, "agree", "NORMAL", "Dr New")
+    assert "choose Disagree" in store.get(old)["review"]["contradiction"]
+    films, left_out = films_from_reviews(store)
+    assert left_out == 1 and len(films) == 1 and films[0].binary == 0
 
 
 def test_a_reader_from_a_trusted_header_and_a_missing_one(own_app_home, tiny_registry, monkeypatch):

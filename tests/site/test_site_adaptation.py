@@ -126,6 +126,35 @@ def test_a_site_whose_sensitivity_bound_can_never_reach_the_floor_is_refused_bef
     assert screen(films, tiny_predictor, min_per_class=8, sensitivity_floor=0.80).counts["kept"] > 16
 
 
+def test_cross_fitting_never_tunes_on_the_fold_it_scores(monkeypatch):
+    """Each fold's model is tuned on the other folds' films only, and scores exactly its own fold; the logits kept
+    for a film are its own fold model's (a stand-in fine-tuning answers with the fold's number)."""
+    import train.site as site_module
+    from cxr_core.site.data import SiteFilm
+    from train.site import Recipe, cross_fit
+
+    films = [SiteFilm(b"x", int(i % 3 > 0), i % 3, f"p{i // 2}", True) for i in range(40)]
+    screened = _screened(films)
+    parts = [np.arange(k, 40, 4) for k in range(4)]
+    calls = []
+
+    def fake_fine_tune(parent, screened, tune, recipe, seed, epochs, watch, on_epoch):
+        k = len(calls)
+        calls.append((set(tune.tolist()), set(watch.tolist())))
+        for e in range(1, epochs + 1):
+            on_epoch({"epoch": e, "epochs": epochs, "stage": "whole network", "loss": 0.1, "learning_rate": 1e-4,
+                      "seconds": 0.0, "logits": np.full((len(watch), 3), float(k * 10 + e))})
+        return None, []
+
+    monkeypatch.setattr(site_module, "fine_tune", fake_fine_tune)
+    fit = cross_fit(None, screened, parts, Recipe(epochs=2, folds=4), seed=0)
+    for (tune, watch), held in zip(calls, parts):
+        assert watch == set(held.tolist()) and tune == set(range(40)) - watch
+    for k, held in enumerate(parts):
+        assert (fit.logits[1, held] == k * 10 + 2).all() and (fit.logits[0, held] == k * 10 + 1).all()
+    assert [(r["fold"], r["epoch"]) for r in fit.history] == [(k, e) for k in range(1, 5) for e in (1, 2)]
+
+
 def test_fine_tuning_draws_its_batches_from_its_own_films_only(tmp_path, tiny_predictor):
     """The held-out fold's films are poisoned (NaN pixels): one of them in a batch would make the loss and the
     weights NaN."""

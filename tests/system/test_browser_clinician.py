@@ -17,6 +17,7 @@ from testkit import inputs
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, READER_BOX, body_text, make_browser, results_shown,
                              sign_in, start_app, tick_row, upload, wait_for)
 from tests.system.test_browser import screenshot
+from testkit.reviews import review_as
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
@@ -143,7 +144,7 @@ def test_the_viewer_at_1280_by_800_reads_now_and_steps_between_cases(tiny_regist
     model_id = tiny_predictor.card.model_id
     for i in range(8):  # 8 reviewed cases, exported and evaluated: too few for site figures
         case_id = _store_case(store, tiny_predictor, 60 + i)
-        store.review(case_id, "agree", "NORMAL" if i % 2 else "BACTERIAL", "Dr Site")
+        review_as(store, case_id, "NORMAL" if i % 2 else "BACTERIAL", "Dr Site")
     store.export("eight", reviewed_only=True, actor="Dr Site")
     evaluate_folder(tiny_registry.active().path, exports_dir() / "eight", n_boot=0)
     data = inputs.png_gray8(seed=90)
