@@ -255,7 +255,7 @@ class _Bar:
 
     def __call__(self, row: dict[str, Any]) -> None:
         if "epoch" not in row:
-            text = f"{row['stage']}..."
+            text = row["stage"] if row["stage"] in ("finished", "failed") else f"{row['stage']}..."
         else:
             fold = "final model" if row["fold"] == "final" else f"fold {row['fold']}/{row['folds']}"
             auc = "" if row.get("val_auc") is None else f"  held-out AUC {row['val_auc']:.3f}"

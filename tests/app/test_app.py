@@ -280,3 +280,33 @@ def test_the_training_budget_is_kept_across_pages(app_env):
     at.switch_page("app_pages/viewer.py").run()
     at.switch_page("app_pages/training.py").run()
     assert next(s for s in at.selectbox if s.label == "Budget").value == "tiny"
+
+
+def test_a_running_adaptation_shows_its_fold_and_per_fold_curves_from_epoch_one(app_env):
+    """A site adaptation's folder as the process writes it mid-run: the progress names the fold and the epoch,
+    and the curves draw one line per fold (and the final model) at the epochs written, counted from 1."""
+    import time
+
+    from cxr_core.settings import current
+    from train.run_folder import RunFolder
+
+    run = RunFolder(current().site_runs / "20261207-090000")
+    run.path.mkdir(parents=True)
+    run.write_status(state="training", started=time.time(), reader="Dr App", source="folder", fold=2, folds=5,
+                     epoch=3, epochs=8, val_auc=0.951)
+    rows = ["fold,epoch,stage,loss,val_auc,learning_rate,seconds"]
+    rows += [f"{fold},{epoch},whole network,{0.5 - 0.01 * epoch},{0.9 + 0.01 * epoch},0.0001,2.0"
+             for fold in (1, 2) for epoch in range(1, 9 if fold == 1 else 4)]
+    rows += ["final,1,whole network,0.3,,0.0001,2.0"]
+    run.history_file.write_text("\n".join(rows) + "\n")
+    at = _named(_run("app_pages/training.py"))
+    assert not at.exception
+    assert any("Adaptation 20261207-090000: training" in m.value for m in at.markdown)
+    bar = next(p for p in at.get("progress"))
+    assert "fold 2 of 5: epoch 3 of 8" in bar.proto.text and "0.951" in bar.proto.text
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    auc = next(c for c in charts if "held-out patients" in json.dumps(c["layout"].get("title", "")))
+    lines = {t["name"]: t["x"] for t in auc["data"]}
+    assert lines == {"fold 1": list(range(1, 9)), "fold 2": [1, 2, 3]}  # the final model has no held-out AUC
+    loss = next(c for c in charts if "Training loss" in json.dumps(c["layout"].get("title", "")))
+    assert {t["name"] for t in loss["data"]} == {"fold 1", "fold 2", "final model"}
