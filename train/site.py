@@ -74,7 +74,7 @@ class Recipe:
     def __post_init__(self) -> None:
         checks = ((1 <= self.epochs <= 100, "epochs", "a whole number from 1 to 100"),
                   (0 < self.learning_rate < 1, "learning_rate", "a number in (0, 1)"),
-                  (1 <= self.batch_size <= 512, "batch_size", "a whole number from 1 to 512"),
+                  (1 <= self.batch_size <= 512, "batch_size", "a whole number in [1, 512]"),
                   (0 <= self.head_epochs <= 20, "head_epochs", "a whole number from 0 to 20"),
                   (0 < self.head_learning_rate < 1, "head_learning_rate", "a number in (0, 1)"),
                   (self.batchnorm in BATCHNORM, "batchnorm", " or ".join(BATCHNORM)),
@@ -272,13 +272,16 @@ def cross_fit(parent: Predictor, screened: ScreenedFilms, parts: list[np.ndarray
               on_epoch: Progress | None = None) -> CrossFit:
     """For each fold, the parent fine-tuned on the other folds' films for `recipe.epochs`, scoring the fold's films
     after every epoch: every film's out-of-fold logits, epoch by epoch (what the bench and `adapt` choose on)."""
-    logits = np.zeros((recipe.epochs, len(screened.films), 3))
+    logits = np.zeros((0,))  # (epochs, films, classes) once the first fold's first epoch says how many classes
     history: list[dict[str, Any]] = []
     yb = screened.binary
     for k, held in enumerate(parts):
         tune = np.setdiff1d(np.arange(len(yb)), held)
 
         def row_done(row: dict[str, Any], k: int = k, held: np.ndarray = held) -> None:
+            nonlocal logits
+            if not logits.size:
+                logits = np.zeros((recipe.epochs, len(yb), row["logits"].shape[1]))
             logits[row["epoch"] - 1, held] = row.pop("logits")
             row.update(fold=k + 1, folds=len(parts),
                        val_auc=M.safe_auc(yb[held], M.pneumonia_probability(M.as_three_class(
