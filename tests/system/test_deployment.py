@@ -16,7 +16,9 @@ import cv2
 import pydicom
 import pytest
 
+from cxr_core.cases.store import CaseStore
 from testkit import inputs
+from testkit.reviews import own_label
 from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 from tests.system.test_browser import screenshot
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_STATES, OVERLAID_FILMS, body_text, c_store, free_port,
@@ -100,13 +102,14 @@ def test_two_workstations_and_the_listener_share_one_worklist_on_postgresql(tiny
             raise AssertionError(f"{exc}\nfilms: {browser_b.execute_script(FILM_STATES)}; components: {components}; "
                                  f"console: {[e['message'][:400] for e in browser_b.get_log('browser')][-15:]}") from None
         browser_b.find_element(By.XPATH, "//label[.//p[text()='Agree']]").click()
+        agreed = own_label(CaseStore.open(postgres_url).get(1))  # an agreement records the model's own label
         final = "//div[@data-testid='stSelectbox'][.//p[text()='Final label']]"
         wait_for(browser_b, lambda: browser_b.find_elements(By.XPATH, final + "//input"), what="the final-label box")
         field = browser_b.find_element(By.XPATH, final + "//input")
         field.click()
-        field.send_keys("BACTERIAL")
+        field.send_keys(agreed)
         wait_for(browser_b, lambda: [o.text for o in browser_b.find_elements(By.CSS_SELECTOR, "[role=option]")]
-                 == ["BACTERIAL"], what="the BACTERIAL option alone")
+                 == [agreed], what=f"the {agreed} option alone")
         field.send_keys(Keys.ENTER)
         wait_for(browser_b, lambda: not browser_b.find_elements(By.CSS_SELECTOR, "[role=option]"),
                  what="the option chosen (the list closed)")
