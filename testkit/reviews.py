@@ -10,7 +10,8 @@ from cxr_core.cases.store import DECISIONS, CaseStore, review_problem
 
 def own_label(case: dict[str, Any]) -> str:
     """The label an agreement records for this case (a PNEUMONIA result without a stated subtype: BACTERIAL)."""
-    return "NORMAL" if case["label"] == "NORMAL" else (case["subtype"] or "BACTERIAL")
+    stated = case["subtype"] if case["subtype"] in ("BACTERIAL", "VIRAL") else None  # not "UNCERTAIN"
+    return "NORMAL" if case["label"] == "NORMAL" else (stated or "BACTERIAL")
 
 
 def other_label(case: dict[str, Any]) -> str:

@@ -324,6 +324,7 @@ def review_problem(decision: str, label: str, model_label: str | None, model_sub
     "subtype" the same finding, pneumonia, and the subtype the model did not state."""
     finding = "PNEUMONIA" if label in ("BACTERIAL", "VIRAL") else label
     said = model_label or "no finding (not assessed)"
+    model_subtype = model_subtype if model_subtype in ("BACTERIAL", "VIRAL") else None  # "UNCERTAIN": none stated
     if decision == "agree":
         if finding != model_label:
             return f"An agreement records the model's own finding ({said}), not {label}: choose Disagree."

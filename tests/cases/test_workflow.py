@@ -81,6 +81,8 @@ def test_a_subtype_only_disagreement_is_recorded_and_needs_a_subtype(store):
     ("PNEUMONIA", "BACTERIAL", "agree", "BACTERIAL", None),
     ("PNEUMONIA", "BACTERIAL", "agree", "VIRAL", "agreeing records BACTERIAL"),
     ("PNEUMONIA", None, "agree", "VIRAL", None),  # no stated subtype: agreeing may give one
+    ("PNEUMONIA", "UNCERTAIN", "agree", "BACTERIAL", None),  # as a stored case says "no stated subtype"
+    ("PNEUMONIA", "UNCERTAIN", "subtype", "VIRAL", "with no stated subtype"),
     ("PNEUMONIA", "VIRAL", "disagree", "NORMAL", None),
     ("PNEUMONIA", "VIRAL", "disagree", "BACTERIAL", "choose 'subtype only'"),
     ("NORMAL", None, "disagree", "NORMAL", "choose Agree"),
