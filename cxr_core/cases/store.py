@@ -139,7 +139,7 @@ class CaseStore:
             raise CXRError("A review needs the reader's name.")
         with Session(self.engine) as session, session.begin():
             case = self._case(session, case_id)
-            problem = review_problem(decision, label, case.label if case.assessed else None, case.subtype)
+            problem = _contradiction(case, decision, label)
             if problem:
                 raise CXRError(f"Refused: {problem}")
             previous = case.reviews[-1] if case.reviews else None
@@ -343,6 +343,11 @@ def review_problem(decision: str, label: str, model_label: str | None, model_sub
     return None
 
 
+def _contradiction(case: Case, decision: str, label: str) -> str | None:
+    """`review_problem` for a stored case: its model answer as the rule reads it (no finding when not assessed)."""
+    return review_problem(decision, label, case.label if case.assessed else None, case.subtype)
+
+
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     """Metadata values as JSON-safe scalars (DICOM values can be pydicom types)."""
 
@@ -364,9 +369,8 @@ def case_json(case: Case) -> dict[str, Any]:
             "review": None if latest is None else {"decision": latest.decision, "label": latest.label,
                                                    "reader": latest.reader, "comment": latest.comment,
                                                    "time": latest.time.isoformat(),
-                                                   "contradiction": review_problem(
-                                                       latest.decision, latest.label,
-                                                       case.label if case.assessed else None, case.subtype)}}
+                                                   "contradiction": _contradiction(case, latest.decision,
+                                                                                   latest.label)}}
 
 
 def _model_class(row: dict[str, Any]) -> str | None:

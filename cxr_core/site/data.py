@@ -169,11 +169,11 @@ def screen(films: Sequence[SiteFilm], parent: Predictor, min_per_class: int,
     counts["kept"] = len(kept)
     _refuse_unless_enough(counts, kept, min_per_class)
     pneumonia = sum(f.binary for f in kept)
-    if sensitivity_floor is not None and pneumonia < pneumonia_films_needed(sensitivity_floor):
+    needed = 0 if sensitivity_floor is None else pneumonia_films_needed(sensitivity_floor)
+    if pneumonia < needed:
         raise CXRError(f"Refused (too few pneumonia films for the gate): even if the adapted model found all "
                        f"{pneumonia} pneumonia films, the lower 95 % bound of its sensitivity would be under the site's "
-                       f"floor ({sensitivity_floor:.2f}); at least {pneumonia_films_needed(sensitivity_floor)} pneumonia "
-                       "films are needed.")
+                       f"floor ({sensitivity_floor:.2f}); at least {needed} pneumonia films are needed.")
     warnings = []
     ungrouped = sum(not f.grouped for f in kept)
     if ungrouped:

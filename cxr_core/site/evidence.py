@@ -17,8 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.decision import is_pneumonia
-from ..validation.metrics import (binary_at_threshold, choose_threshold, operating_point_evidence, roc_points,
-                                  safe_auc, wilson_interval)
+from ..validation.metrics import choose_threshold, operating_point_evidence, roc_points, safe_auc, wilson_interval
 
 NON_INFERIORITY_MARGIN = 0.01  # the paired AUC difference's lower 95 % bound may not fall below -margin
 
@@ -92,12 +91,6 @@ def threshold_cross_check(y_binary: np.ndarray, p: np.ndarray, folds: Sequence[n
             "fold_thresholds": [float(t) for t in thresholds],
             "sensitivity": tp / pos if pos else float("nan"), "sensitivity_ci95": wilson_interval(tp, pos),
             "specificity": tn / neg if neg else float("nan"), "specificity_ci95": wilson_interval(tn, neg)}
-
-
-def at_threshold(y_binary: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Sensitivity, specificity and accuracy at one threshold (the bench's and the card's plain figures)."""
-    m = binary_at_threshold(np.asarray(y_binary, int), np.asarray(p, float), threshold)
-    return {k: float(m[k]) for k in ("sensitivity", "specificity", "accuracy")}
 
 
 def pneumonia_films_needed(floor: float, limit: int = 10_000) -> int:
