@@ -12,6 +12,7 @@ from cxr_core import CLASSES
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
 from cxr_core.formatting import ci
+from cxr_core.validation.external import external_sentence
 from cxr_core.validation.evaluation import EvaluationFolder, evaluate_folder, read_scores, saved_evaluations
 from cxr_core.model.gradcam import overlay
 
@@ -26,6 +27,10 @@ st.title("Dashboards")
 page = page_preamble(without_model="there is nothing to show")
 store, reader, entry, point = page.store, page.reader, page.entry, page.point
 
+if entry.card.external_validation:  # beside the internal figures below: how the model did on a site it never saw
+    st.markdown(f"**{entry.card.external_label}**")
+    st.caption(external_sentence(entry.card.external_validation) + " From the model's card (`python -m cxr_core "
+               "validate-external`): films of a site this model never trained on.")
 evals = saved_evaluations(entry.path, entry.model_id)
 if not evals:
     st.info("This model has no saved evaluation yet. Run one below.")
@@ -41,7 +46,7 @@ else:
     yb, p = (y > 0).astype(int), metrics.pneumonia_probability(probs)
     threshold = st.slider("Operating threshold on P(pneumonia)", 0.0, 1.0, point.threshold, 0.001, key="threshold",
                           format="%.3f", help=f"Starts at the threshold in use: {point.threshold:.3f}, {point.wording}. "
-                          f"The model's own, chosen on internal validation, is {entry.card.threshold:.3f}.")
+                          f"The model's own is {entry.card.threshold:.3f} (policy {entry.card.threshold_policy}).")
     b = metrics.binary_at_threshold(yb, p, threshold)
     auc = metrics.safe_auc(yb, p)
     cols = st.columns(6)

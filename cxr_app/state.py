@@ -21,8 +21,8 @@ from cxr_core.safety.intended_use import BANNER
 from cxr_core.settings import current
 from cxr_core.site.models import active_entry, sync
 from cxr_core.validation.metrics import wilson_interval
+from cxr_core.validation.external import external_sentence
 from cxr_core.validation.site_point import site_figures
-import json
 import numpy as np
 import sys
 
@@ -208,6 +208,7 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
         if not entry.passed_gate:
             st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
         _local_figures(entry, store)
+        _external_figures(entry)
         _internal_figures(entry)
         st.info(BANNER, icon=":material/info:")
         return entry
@@ -237,6 +238,13 @@ def _local_figures(entry: ModelEntry, store) -> None:
     st.page_link("app_pages/worklist.py", label="Local validation: export reviewed cases", icon=":material/fact_check:")
 
 
+def _external_figures(entry: ModelEntry) -> None:
+    """The model's figures on a site it never trained on (validate-external), where its card has them."""
+    if entry.card.external_validation:
+        st.markdown(f"**{entry.card.external_label}**")
+        st.caption(external_sentence(entry.card.external_validation))
+
+
 def _internal_figures(entry: ModelEntry) -> None:
     """The model's own figures, labelled for what they are: internal (same hospital), with 95 % CIs."""
 
@@ -253,15 +261,8 @@ def _internal_figures(entry: ModelEntry) -> None:
         lines.append(f"specificity {tn / max(1, tn + fp):.3f} {ci(wilson_interval(tn, tn + fp))}")
     if t.get("accuracy") is not None:
         lines.append(f"3-class accuracy {t['accuracy']:.3f}")
-    st.caption(", ".join(lines) + f" at threshold {entry.card.threshold:.3f}; {kind[0].lower() + kind[1:]} "
+    st.caption(", ".join(lines) + f" at threshold {b.get('threshold', entry.card.threshold):.3f}; {kind[0].lower() + kind[1:]} "
                "(95 % CIs). Same hospital and period as the training films: expect lower figures elsewhere.")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def data_dir_default() -> str:

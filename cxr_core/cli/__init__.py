@@ -3,6 +3,7 @@
     predict            NORMAL / PNEUMONIA (and subtype) for images or folders      predict.py
     cases              the case store: list, show, review, export, audit           cases.py
     evaluate           a model on a labelled folder, with 95 % CIs                 evaluate.py
+    validate-external  a model on a site it never trained on, into its card        validate_external.py
     stress             re-scoring under acquisition shifts (robustness)            stress.py
     models             the registered models; the site's active model (governed)   models.py
     site-model         adapt, activate, show, revert a site-adapted model          site_model.py
@@ -29,11 +30,11 @@ from typing import Sequence
 from ..safety.intended_use import INTENDED_USE, RESEARCH_USE_ONLY
 
 from . import (cases, evaluate, export_dicom, fit_ood, fit_presentation, listen, models, pacs, predict, site_model,
-               site_point, stress)
+               site_point, stress, validate_external)
 from ._common import run_command
 
 # In the order `--help` lists them.
-COMMANDS = (predict, cases, evaluate, stress, models, site_model, export_dicom, pacs, site_point, fit_presentation,
+COMMANDS = (predict, cases, evaluate, validate_external, stress, models, site_model, export_dicom, pacs, site_point, fit_presentation,
             listen, fit_ood)
 
 

@@ -29,7 +29,8 @@ SCHEMA_VERSION = 2
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _TYPED = {"threshold_evidence": ThresholdEvidence, "stress": StressReport}  # evidence blocks read as types
 _MAPPINGS = ("input", "guard_calibration", "appearance_check", "population_check", "internal_validation",
-             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation", "distribution")
+             "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation", "distribution",
+             "external_validation")
 
 
 def model_id_is_valid(model_id: Any) -> bool:
@@ -70,6 +71,7 @@ class ModelCard:
     population_check: Mapping[str, Any] | None = None
     internal_validation: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     internal_validation_kind: str = "Internal validation (patient-grouped split of the official training set)"
+    external_validation: Mapping[str, Any] | None = None  # validate-external: a site it never trained on (validation.external)
     stress: StressReport | None = None
     ensemble: Mapping[str, Any] | None = None
     site_adaptation: Mapping[str, Any] | None = None  # a site-adapted model: parent, site films, local evidence
@@ -179,6 +181,16 @@ class ModelCard:
     def parent_model_id(self) -> str | None:
         """A site-adapted model's parent (None for any other model)."""
         return (self.site_adaptation or {}).get("parent_model_id")
+
+    @property
+    def external_label(self) -> str | None:
+        """How every surface names the external figures, "External (site A, another period's patients)"; None
+        without external validation (cxr_core.validation.external)."""
+        block = self.external_validation
+        if not block:
+            return None
+        about = block.get("about")
+        return f"External ({block.get('site', '?')}{', ' + about if about else ''})"
 
     @property
     def subtype_margin(self) -> float | None:

@@ -17,6 +17,8 @@ def render_markdown(card: ModelCard) -> str:
     data = card.data
     members = (card.ensemble or {}).get("members")
     evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
+    chosen_on = (f"{card.external_validation['n']} films of {card.external_validation['site']} (external)"
+                 if card.threshold_policy == "external_sensitivity" and card.external_validation else evidence)
     split = ([f"- {data.get('n')} images {data.get('counts')} in {data.get('folds')} patient-grouped, stratified folds "
               f"(seed {data.get('split_seed')}): each member trained on {data.get('folds', 1) - 1} folds; every image "
               "is scored once, out-of-fold, by the member that never trained on it."] if members else
@@ -33,7 +35,7 @@ def render_markdown(card: ModelCard) -> str:
         "## Outputs",
         f"- Classes: {', '.join(card.classes)}; P(pneumonia) = 1 - P(NORMAL).",
         f"- Operating threshold on P(pneumonia): **{card.threshold:.3f}** "
-        f"(policy `{card.threshold_policy}`, chosen on {evidence}).",
+        f"(policy `{card.threshold_policy}`, chosen on {chosen_on}).",
         f"- Temperature scaling T = {card.temperature:.3f} (fitted on {evidence}).",
         *policy_lines(card),
         *subtype_lines(card),
@@ -55,6 +57,7 @@ def render_markdown(card: ModelCard) -> str:
         f"ECE before calibration: {_num(card.ece_uncalibrated)}. "
         "CIs: percentile bootstrap over images (1,000 resamples).",
         "",
+        *external_section(card),
         *_stress_lines(card),
         *_guard_section(card),
         "## Training data",
@@ -104,7 +107,7 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| binary accuracy (threshold {card.threshold:.3f}, policy `{card.threshold_policy}`) "
+        f"| binary accuracy (threshold {b.get('threshold', card.threshold):.3f}) "
         f"| {with_ci(b.get('accuracy', float('nan')), b.get('accuracy_ci95'))} |",
         f"| binary AUC | {with_ci(b.get('auc', float('nan')), b.get('auc_ci95'))} |",
         f"| sensitivity / specificity | {b.get('sensitivity', float('nan')):.3f} / {b.get('specificity', float('nan')):.3f} |",
@@ -127,7 +130,9 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
                   + (f"; over the realistic acquisition family (soft, glare, unsharp, tone_curve, annotation), "
                      f"{worst(acquisition)}" if acquisition is not None else "")
                   + ". The full table is in the model card and on the Dashboards page (Robustness)."]
-    lines += ["", "How results are presented (`python -m cxr_core fit-presentation`, on held-out data):", "",
+    lines += ["", *external_section(card, "###"), f"Operating threshold **{card.threshold:.3f}** (policy "
+              f"`{card.threshold_policy}`):", "", *policy_lines(card),
+              "", "How results are presented (`python -m cxr_core fit-presentation`, on held-out data):", "",
               *subtype_lines(card)]
     return "\n".join(lines) + "\n"
 
@@ -158,11 +163,47 @@ def gradcam_lines(card: ModelCard) -> list[str]:
             f"(1.0 = {g['scale']:.4g}, {g['fitted_on']})."]
 
 
+def external_section(card: ModelCard, heading: str = "##") -> list[str]:
+    """The external validation's figures (validate-external), beside the internal ones; [] without one."""
+    e = card.external_validation
+    if not e:
+        return []
+    at, card_at, t = e["at_target_sensitivity"], e["at_card_threshold"], e["three_class"]
+    rows = [("AUC", with_ci(e["auc"], e.get("auc_ci95")))]
+    for name, point in ((f"at sensitivity >= {at['target_sensitivity']:.2f}: threshold", at),
+                        (f"at the threshold the card had then (`{card_at.get('policy')}`)", card_at)):
+        rows += [(f"{name} {point['threshold']:.3f}: sensitivity", with_ci(point["sensitivity"], point["sensitivity_ci95"])),
+                 ("specificity", with_ci(point["specificity"], point["specificity_ci95"])),
+                 ("accuracy", f"{point['accuracy']:.3f}")]
+    rows += [("3-class accuracy", with_ci(t["accuracy"], t.get("accuracy_ci95"))),
+             ("bacterial-vs-viral AUC", f"{t['bacterial_vs_viral_auc']:.3f}")]
+    if t.get("subtype_stated_fraction") is not None:
+        rows.append(("subtype stated (past the margin) / its precision",
+                     f"{t['subtype_stated_fraction']:.1%} / {t['subtype_precision_stated']:.3f}"))
+    return [f"{heading} {card.external_label}",
+            f"n = {e['n']} films ({e['class_counts']}), none in the model's training data (training_hashes.txt); "
+            f"labels: {e.get('label_source') or 'the folder names'}; scored {str(e.get('evaluated'))[:10]} by "
+            "`python -m cxr_core validate-external`. The threshold at the sensitivity target was chosen on these "
+            f"same films (bootstrap 95 % CI of the threshold {ci(at.get('threshold_ci95'))}), so its own figures "
+            "here are optimistic; the AUC is not.",
+            "", "| metric | value [95 % CI] |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+
+
 def policy_lines(card: ModelCard) -> list[str]:
     """Markdown bullets: the threshold policy, what it trades, and Youden's threshold for comparison."""
     ev = card.threshold_evidence
+    external, own = [], card.threshold  # own: the threshold the internal policy chose
+    if card.threshold_policy == "external_sensitivity" and card.external_validation:
+        e = card.external_validation
+        was = e.get("internal_threshold") or {}
+        own = was.get("threshold", own)
+        external = [f"- Threshold policy `external_sensitivity`: the highest threshold with sensitivity >= "
+                    f"{e['at_target_sensitivity']['target_sensitivity']:.2f} on {e['n']} films of {e['site']}, an "
+                    f"external site the model never trained on (internal validation could not rank models for the "
+                    f"field). It replaced the internal policy's threshold {was.get('threshold', float('nan')):.3f} "
+                    f"(`{was.get('policy')}`), described below."]
     if not ev:
-        return []
+        return external
     if ev.name == "sensitivity_then_specificity":
         at = ev.at_threshold
         worst_key = min((k for k in at if k != CLEAN), key=lambda k: at[k]["specificity"], default=CLEAN)
@@ -170,7 +211,7 @@ def policy_lines(card: ModelCard) -> list[str]:
                  f"scores and >= {ev.shifted_sensitivity_floor:.2f} under every held-out shift up to severity "
                  f"{ev.max_severity}; within that, the highest threshold, which maximises the worst-case "
                  f"specificity. Binding condition: `{ev.binding_condition}`.",
-                 f"- What it trades: {ev.trade} At {card.threshold:.3f}, on the held-out "
+                 f"- What it trades: {ev.trade} At {own:.3f}, on the held-out "
                  f"scores it was chosen on: clean "
                  f"sensitivity {at[CLEAN]['sensitivity']:.3f} / specificity {at[CLEAN]['specificity']:.3f}; "
                  f"worst held-out shift specificity {at[worst_key]['specificity']:.3f} (`{worst_key}`, sensitivity "
@@ -189,7 +230,7 @@ def policy_lines(card: ModelCard) -> list[str]:
         lines.append(f"- For comparison, Youden's threshold on the same scores would be "
                      f"{ev.youden_threshold_for_comparison:.3f} (sensitivity {y.get('sensitivity', float('nan')):.3f}, "
                      f"specificity {y.get('specificity', float('nan')):.3f}).")
-    return lines
+    return external + lines
 
 
 def guard_lines(card: ModelCard) -> list[str]:
