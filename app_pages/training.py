@@ -172,8 +172,9 @@ def run_history() -> None:
     entries = [e for e in registry().list() if e.model_id in finished]
     if entries:
         st.markdown("**The site's model.** A finished model becomes every user's default only through this "
-                    "governed change: a named reader, a confirmation, the gate (a reduced-budget run never passes), "
-                    "the audit trail; revertible.")
+                    "governed change: evidence on this site's own films (the model and the site's model compared on "
+                    "the same local films), a named reader and a confirmation, the audit trail; revertible. A "
+                    "reduced-budget run never does.")
         activation_panel(store, entries, reader, key="trained")
     if training_in_progress(RUNS_DIR):
         st.caption(f"A run is in progress ({time.strftime('%H:%M:%S')}); starting another is refused until it ends.")

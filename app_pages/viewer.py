@@ -7,8 +7,7 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 
 import streamlit as st
 
-from cxr_app.site_ui import provenance
-from cxr_app.state import page_preamble, predictor_for, site_figures_for
+from cxr_app.state import page_preamble, predictor_for, provenance, site_figures_for
 from cxr_app.viewer_ui import SAMPLE_NOTE, Display, csv_bytes, prediction_panel, results_table, sample_films
 from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError

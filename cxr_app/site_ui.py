@@ -14,57 +14,119 @@ from cxr_core.model.registry import ModelEntry, Registry
 from cxr_app import charts
 from cxr_core.settings import current
 from train.run_folder import RunFolder
-from cxr_core.site.models import activate_model, activation_refusals, active_choice, find_entry, revert_active_model
+from cxr_app.state import follow_site_model
+from cxr_core.site.activation import (activate_model, activation_refusals, adaptation_evidence, local_comparison,
+                                      revert_active_model, standing_refusals)
+from cxr_core.site.models import active_choice, active_entry, find_entry
 from train.launcher import list_runs, start_site_adaptation
 
 
-def provenance(entry: ModelEntry) -> str | None:
-    """One line for a site-adapted model: its parent, films, date and reader (None for any other model)."""
-    site = entry.card.site_adaptation
-    if not site:
-        return None
-    counts = site.get("counts") or {}
-    n = counts.get("kept", "?")
-    return (f"Site-adapted from `{site.get('parent_model_id')}` on {n} of this site's labelled films, "
-            f"{str(site.get('created', ''))[:10]}, by {site.get('reader')}.")
-
-
 def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) -> None:
-    """Make a model the site's active one (named reader, confirmation, the gate), or revert the latest change."""
+    """Make a model the site's active one, on evidence from the site's own films (a named reader, the paired
+    comparison shown, then the confirmation), or revert the latest change. One confirmation after each change, and
+    this session follows it at once."""
 
     if store is None:
         st.warning("The case database is unavailable: the site's model cannot be changed.")
         return
-    refusals = {e.model_id: activation_refusals(e.card, current().site_policy) for e in entries}
-    candidates = [e for e in entries if not refusals[e.model_id]]
+    said = st.session_state.pop(f"{key}_done", None)
+    if said:
+        st.success(said, icon=":material/check_circle:")
     choice = active_choice(store)
     if choice is not None and choice.model_id:
         st.caption(f"The site's model: `{choice.model_id}`, set by {choice.author} on {choice.created[:10]}.")
-    for model_id, reasons in refusals.items():  # a run below the gate is named, with the gate: not silently left out
-        if reasons:
-            st.caption(f"`{model_id}` cannot become the site's model: " + " ".join(reasons))
-    if not candidates:
-        st.caption("No registered model passes the gate for the site's model (internal AUC at least 0.90; a "
-                   "site-adapted model also its local-validation rules).")
-    else:
-        c1, c2 = st.columns([3, 1])
-        target = c1.selectbox("Model for the whole site", [e.model_id for e in candidates], key=f"{key}_target")
-        confirmed = st.checkbox(f"I confirm: every user and workstation of this site will get {target} by default",
-                                key=f"{key}_confirm")
-        if c2.button("Make the site's model", icon=":material/check_circle:", disabled=not (confirmed and reader),
-                     key=f"{key}_activate", help=None if reader else "Type your name in the sidebar first."):
-            try:
-                activate_model(store, Registry(), target, reader, current().site_policy)
-                st.success(f"{target} is now the site's model (audited; revertible).")
-            except CXRError as exc:
-                st.error(str(exc))
+    current_id = choice.model_id if choice is not None else None
+    candidates = [e for e in entries if e.model_id != current_id]
+    for e in candidates:  # what no local films can make up for is named, not silently left out
+        if standing := standing_refusals(e.card):
+            st.caption(f"`{e.model_id}` cannot become the site's model: " + " ".join(standing))
+    candidates = [e for e in candidates if not standing_refusals(e.card)]
+    if candidates:
+        target = st.selectbox("Model for the whole site", [e.model_id for e in candidates], key=f"{key}_target")
+        entry = next(e for e in candidates if e.model_id == target)
+        evidence = _evidence(store, entry, key)
+        refusals = activation_refusals(entry.card, current().site_policy, evidence)
+        if refusals:
+            st.error(f"{target} cannot become the site's model: " + " ".join(refusals), icon=":material/block:")
+        else:
+            c1, c2 = st.columns([3, 1])
+            confirmed = c1.checkbox(f"I confirm: every user and workstation of this site will get {target} by "
+                                    "default", key=f"{key}_confirm")
+            if c2.button("Make the site's model", icon=":material/check_circle:", disabled=not (confirmed and reader),
+                         key=f"{key}_activate", help=None if reader else "Type your name in the sidebar first."):
+                try:
+                    activate_model(store, Registry(), target, reader, current().site_policy, evidence)
+                    _changed(key, f"{target} is now the site's model, set by {reader} (audited; revertible). This "
+                                  "session uses it now.")
+                except CXRError as exc:
+                    st.error(str(exc))
     if choice is not None and choice.model_id and st.button("Revert the site's model", key=f"{key}_revert",
                                                              icon=":material/undo:", disabled=not reader):
         try:
             back = revert_active_model(store, Registry(), reader)
-            st.success(f"The site's model is {back.model_id or 'the shipped default'} again (audited).")
+            now = back.model_id or f"the default, {getattr(active_entry(store, Registry()), 'model_id', 'none')}"
+            _changed(key, f"Reverted by {reader}: the site's model is {now} again (audited). This session uses it now.")
         except CXRError as exc:
             st.error(str(exc))
+
+
+def _evidence(store, entry: ModelEntry, key: str) -> dict | None:
+    """The evidence `entry` is judged on: a site-adapted model's own, else a comparison with the site's model on a
+    labelled folder of local films, run on request and kept for this session only."""
+    own = adaptation_evidence(entry.card)
+    if own is not None:
+        _show_comparison(own, f"{key}_own_roc")
+        return own
+    kept = st.session_state.setdefault(f"{key}_evidence", {})
+    c1, c2 = st.columns([3, 1])
+    folder = c1.text_input("Local films to compare on (NORMAL/ and PNEUMONIA/, none used in training)",
+                           key=f"{key}_films", placeholder="/data/site-films or an exported reviewed worklist")
+    c2.write("")
+    if c2.button("Compare on local films", icon=":material/compare_arrows:", key=f"{key}_compare",
+                 disabled=not folder.strip()):
+        try:
+            with st.spinner("Scoring both models on the local films..."):
+                kept[entry.model_id] = local_comparison(store, Registry(), entry, folder.strip())
+        except CXRError as exc:
+            kept.pop(entry.model_id, None)
+            st.error(str(exc))
+    evidence = kept.get(entry.model_id)
+    if evidence is not None:
+        _show_comparison(evidence, f"{key}_roc")
+    return evidence
+
+
+def _show_comparison(evidence: dict, key: str) -> None:
+    """The paired comparison before any confirmation: a table with CIs, the difference, and both ROCs."""
+    import pandas as pd  # lazy: heavy
+
+    st.markdown(f"**{evidence['n']} local films** ({evidence['n_positive']} pneumonia, {evidence['n_negative']} "
+                f"normal; {evidence.get('source')}), each model at the point it decides with:")
+    roles = [r for r in ("current", "candidate") if evidence.get(r)]
+    rows = [{"": role, "model": evidence[role].get("model_id"),
+             "AUC": f"{evidence[role]['auc']:.3f} {ci(evidence[role]['auc_ci95'])}",
+             "threshold": f"{evidence[role]['threshold']:.3f}",
+             "sensitivity": f"{evidence[role]['sensitivity']:.3f} {ci(evidence[role]['sensitivity_ci95'])}",
+             "specificity": f"{evidence[role]['specificity']:.3f} {ci(evidence[role]['specificity_ci95'])}"}
+            for role in roles]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    difference = evidence.get("difference") or {}
+    if difference:
+        st.caption(f"Paired AUC difference (candidate - current, same films): {difference['auc']:+.3f} "
+                   f"{ci(difference['auc_ci95'])}.")
+    if all("roc" in evidence[r] for r in roles):
+        st.plotly_chart(charts.roc({f"{r} ({evidence[r].get('model_id')})": (evidence[r]["roc"], evidence[r]["auc"])
+                                    for r in roles}), key=key)
+
+
+def _changed(key: str, message: str) -> None:
+    """After a change of the site's model: this session follows it (its own pick dropped), the confirmation is
+    said once on the next run, and the whole page reruns, so that the sidebar and every panel agree."""
+    follow_site_model()
+    for stale in (f"{key}_confirm", f"{key}_evidence"):
+        st.session_state.pop(stale, None)
+    st.session_state[f"{key}_done"] = message
+    st.rerun()
 
 
 def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
@@ -127,34 +189,15 @@ def _live_adaptation(store, reader: str) -> None:
 
 
 def _comparison(store, result: dict, reader: str) -> None:
-    import pandas as pd  # lazy: heavy
-
+    """A finished adaptation: how optimistic its threshold is, then the governed panel with its paired evidence."""
     try:
         entry = find_entry(store, Registry(), result["model_id"])
     except CXRError as exc:
         st.error(str(exc))
         return
-    site = entry.card.site_adaptation
-    lv, check = site["local_validation"], site.get("threshold_cross_check") or {}
-    st.markdown(f"**Parent and adapted model on the same {lv['n']} site films** ({lv['n_positive']} pneumonia, "
-                f"{lv['n_negative']} normal), each at its own threshold; the adapted model's scores are out-of-fold "
-                "(each film scored by a model fine-tuned without its patient):")
-    rows = [{"model": name, "AUC": f"{m['auc']:.3f} {ci(m['auc_ci95'])}",
-             "sensitivity": f"{m['sensitivity']:.3f} {ci(m['sensitivity_ci95'])}",
-             "specificity": f"{m['specificity']:.3f} {ci(m['specificity_ci95'])}", "threshold": f"{m['threshold']:.3f}"}
-            for name, m in (("parent", lv["parent"]), ("adapted", lv["adapted"]))]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
-    difference = lv.get("difference") or {}
-    if difference:
-        st.caption(f"Paired AUC difference (adapted - parent): {difference['auc']:+.3f} {ci(difference['auc_ci95'])}. "
-                   f"The threshold rule ({check.get('rule', 'out-of-fold sensitivity')}) judged on folds it did not "
-                   f"see: sensitivity {check.get('sensitivity', float('nan')):.3f}, specificity "
-                   f"{check.get('specificity', float('nan')):.3f}.")
-    st.plotly_chart(charts.roc({name: (lv[name]["roc"], lv[name]["auc"]) for name in ("parent", "adapted")}),
-                    key="adapt_roc")
-    refusals = result.get("gate_refusals") or []
-    if refusals:
-        st.warning("It does not pass the gate, so it cannot become the site's model: " + " ".join(refusals))
-        return
-    st.success("It passes the gate.")
+    check = entry.card.site_adaptation.get("threshold_cross_check") or {}
+    st.caption("The adapted model's scores are out-of-fold: each film scored by a model fine-tuned without its "
+               f"patient. Its threshold rule ({check.get('rule', 'out-of-fold sensitivity')}) judged on folds it did "
+               f"not see: sensitivity {check.get('sensitivity', float('nan')):.3f}, specificity "
+               f"{check.get('specificity', float('nan')):.3f}.")
     activation_panel(store, [entry], reader, key="adapted")

@@ -11,7 +11,6 @@ import streamlit as st
 from cxr_core.errors import CXRError
 from cxr_core.formatting import ci, with_ci
 from cxr_core.model.registry import ModelEntry, Registry
-from cxr_app.site_ui import provenance
 from cxr_core.cases.db import database_url
 from cxr_core.cases.store import CaseStore
 from cxr_core.model.operating_point import OperatingPoint, resolve
@@ -144,6 +143,23 @@ def point_in_use(entry: ModelEntry, store: CaseStore | None) -> OperatingPoint:
         else:
             st.caption(f"Threshold in use: {point.threshold:.3f}, the model's own.")
     return point
+
+
+def provenance(entry: ModelEntry) -> str | None:
+    """One line for a site-adapted model: its parent, films, date and reader (None for any other model)."""
+    site = entry.card.site_adaptation
+    if not site:
+        return None
+    counts = site.get("counts") or {}
+    return (f"Site-adapted from `{site.get('parent_model_id')}` on {counts.get('kept', '?')} of this site's labelled "
+            f"films, {str(site.get('created', ''))[:10]}, by {site.get('reader')}.")
+
+
+def follow_site_model() -> None:
+    """After this reader changed the site's model: drop the session's own pick, so the session uses the site's
+    model from the next run on, as every other session does."""
+    st.session_state.pop(SESSION_MODEL, None)
+    st.session_state.pop("model_picker", None)
 
 
 def current_entry(store=None) -> ModelEntry | None:

@@ -162,6 +162,7 @@ class TrainConfig:
     train: OptimConfig = field(default_factory=OptimConfig)
     guards: GuardsConfig = field(default_factory=GuardsConfig)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reduced_budget: str = ""  # the [budget.NAME] applied (apply_budget): its model is never the site's model
 
     def validate(self) -> "TrainConfig":
         _check(
@@ -181,6 +182,8 @@ class TrainConfig:
         """Short hash of everything that changes the result (not the name or description)."""
         d = self.to_dict()
         d.pop("name"), d.pop("description")
+        if not d["reduced_budget"]:
+            d.pop("reduced_budget")  # a full run's fingerprint as before the field existed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig, "train": OptimConfig,
@@ -201,7 +204,7 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
             raise ConfigError(f"Unknown key(s) in [{section}]: {', '.join(unknown)}. Known: {', '.join(known)}.")
         kwargs[section] = cls(**{k: _coerce(section, k, v, known[k]) for k, v in values.items()})
     budgets = raw.pop("budget", {}) or {}
-    for key in ("name", "description"):
+    for key in ("name", "description", "reduced_budget"):
         if key in raw:
             kwargs[key] = str(raw.pop(key))
     raw.pop("experiment", None)  # read by train.experiments, not part of a single run
@@ -247,7 +250,7 @@ def apply_budget(config: TrainConfig, budget: str) -> TrainConfig:
         raise ConfigError(f"Budget {budget!r} lowers the validation gate ({gate} < "
                           f"{config.train.min_val_auc_to_register}): no budget may; a reduced run is an experiment.")
     # A reduced run gets its own name, so it never registers under the full recipe's name.
-    return apply_overrides(config, {"name": f"{config.name}-{budget}", **flat})
+    return apply_overrides(config, {"name": f"{config.name}-{budget}", "reduced_budget": budget, **flat})
 
 
 def parse_override(text: str) -> tuple[str, Any]:

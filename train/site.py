@@ -45,7 +45,8 @@ from cxr_core.settings import current
 from cxr_core.site.data import (ScreenedFilms, SiteFilm, films_from_folder, films_from_reviews, folds, label_counts,
                                 manifest, screen)
 from cxr_core.site.evidence import compare, site_threshold, threshold_cross_check
-from cxr_core.site.models import ACTIVATION_MIN_AUC, activation_refusals, store_model, unpack
+from cxr_core.site.activation import activation_refusals
+from cxr_core.site.models import store_model, unpack
 from cxr_core.validation import metrics as M
 from cxr_core.validation.evaluation import write_scores
 from train.augment import build_augmenter
@@ -215,10 +216,11 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
                                                             "patients, each scored by a model fine-tuned without its "
                                                             "patient",
                                 "stress": None, "ensemble": None, "site_adaptation": site, **guards,
+                                "external_validation": None,  # the parent's: this model trained on site films
                                 "reproduce_command": command, "epochs_run": epoch,
                                 "parameters": int(model.count_params())})
-    gate = {"min_val_auc": ACTIVATION_MIN_AUC, "auc": evidence["adapted"]["auc"], "passed": True}
-    refusals = activation_refusals(card.with_fields(validation_gate=gate), settings.site_policy)
+    gate = {"auc": evidence["adapted"]["auc"], "rule": "cxr_core.site.activation.activation_refusals"}
+    refusals = activation_refusals(card.with_fields(validation_gate={**gate, "passed": True}), settings.site_policy)
     site.update(passed_gate=not refusals, gate_refusals=refusals, time_s=time.time() - started)
     card = card.with_fields(site_adaptation=site, training_time_s=site["time_s"],
                             validation_gate={**gate, "passed": not refusals})

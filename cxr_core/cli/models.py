@@ -11,15 +11,20 @@ from ..errors import CXRError
 from ..model.card_markdown import readme_section
 from ..model.registry import Registry
 from ..settings import PROJECT_ROOT, current
-from ..site.models import (active_entry, activate_model, activation_refusals, find_entry, quiet_store,
-                           revert_active_model, sync)
-from ._common import EXIT_NOT_CONFIRMED, confirm, require_reader
+from ..formatting import ci
+from ..site.activation import (activate_model, activation_refusals, local_comparison, revert_active_model,
+                               standing_refusals)
+from ..site.models import active_entry, find_entry, quiet_store, sync
+from ._common import EXIT_FAILED, EXIT_NOT_CONFIRMED, confirm, require_reader
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     mo = sub.add_parser("models", help="list registered models; make one the site's active model (governed), or revert")
     mo.add_argument("--activate", metavar="MODEL_ID", help="make this model every user's default at this site: "
-                                                           "needs --reader, passes the gate, audited")
+                                                           "needs --reader and site evidence (--evidence), audited")
+    mo.add_argument("--evidence", metavar="DATA_DIR", help="with --activate: a labelled folder of this site's films "
+                                                           "(NORMAL/ and PNEUMONIA/) neither model trained on; the "
+                                                           "candidate and the site's model are compared on it")
     mo.add_argument("--revert", action="store_true", help="undo the latest activation (audited)")
     mo.add_argument("--reader", default="", help="with --activate / --revert: who does it (audited)")
     mo.add_argument("--yes", action="store_true", help="confirm without asking")
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(readme_section(entry.card, f"{shown}/"), end="")
         return 0
     if args.activate:
-        return activate(args.activate, args.reader, args.yes)
+        return activate(args.activate, args.reader, args.yes, args.evidence)
     if args.revert:
         return revert(args.reader)
     store = None if args.registry else quiet_store()
@@ -61,20 +66,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def activate(model_id: str, reader: str, yes: bool) -> int:
-    """Make `model_id` the site's active model, as `reader`: refused before asking when the gate says no."""
+def activate(model_id: str, reader: str, yes: bool, evidence_dir: str | None) -> int:
+    """Make `model_id` the site's active model, as `reader`, on evidence from the site's own films: the paired
+    comparison is printed, and a refusal names the rule (exit 2) before anything is asked."""
     reader = require_reader(reader, "Changing the site's active model needs --reader NAME (it is audited).")
     store, registry = CaseStore.open(), Registry()
     entry = find_entry(store, registry, model_id)
-    refusals = activation_refusals(entry.card, current().site_policy)
+    policy = current().site_policy
+    evidence = None
+    if evidence_dir is not None and not standing_refusals(entry.card):  # no films can make up for those
+        evidence = local_comparison(store, registry, entry, evidence_dir)
+        print_comparison(evidence)
+    refusals = activation_refusals(entry.card, policy, evidence)
     if refusals:  # refused before asking
-        raise CXRError(f"{model_id} cannot be the site's active model: " + " ".join(refusals))
+        print(f"{model_id} cannot be the site's active model: " + " ".join(refusals), file=sys.stderr)
+        return EXIT_FAILED
     if not confirm(f"Make {model_id} the active model for every user of this site, as {reader}? [y/N] ", yes):
         print("Not changed.", file=sys.stderr)
         return EXIT_NOT_CONFIRMED
-    activate_model(store, registry, model_id, reader, current().site_policy)
-    print(f"Active model for the site: {model_id} (by {reader}; audited). Revert with `models --revert`.")
+    activate_model(store, registry, model_id, reader, policy, evidence)
+    print(f"Active model for the site: {model_id} (by {reader}; audited, with its evidence). Revert with "
+          "`models --revert`.")
     return 0
+
+
+def print_comparison(evidence: dict) -> None:
+    """The paired comparison on the local films: each model at its own threshold, and the difference."""
+    print(f"On {evidence['n']} local films ({evidence['n_positive']} pneumonia, {evidence['n_negative']} normal; "
+          f"labels: {evidence.get('label_source') or 'the folder names'}), each model at the point it decides with:")
+    print(f"{'':10} {'model':44} {'AUC [95 % CI]':22} {'threshold':9}  {'sensitivity [95 % CI]':26} specificity [95 % CI]")
+    for role in ("current", "candidate"):
+        m = evidence.get(role)
+        if m:
+            print(f"{role:10} {m['model_id'][:44]:44} {m['auc']:.3f} {ci(m['auc_ci95']):15} {m['threshold']:9.3f}  "
+                  f"{m['sensitivity']:.3f} {ci(m['sensitivity_ci95']):19} {m['specificity']:.3f} {ci(m['specificity_ci95'])}")
+    d = evidence.get("difference")
+    if d:
+        print(f"Paired AUC difference (candidate - current): {d['auc']:+.3f} {ci(d['auc_ci95'])}")
 
 
 def revert(reader: str) -> int:

@@ -76,7 +76,7 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 
 def run_activate(args: argparse.Namespace) -> int:
-    return activate(args.model_id, args.reader, args.yes)
+    return activate(args.model_id, args.reader, args.yes, None)  # a site-adapted model brings its evidence
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -178,6 +178,15 @@ class ModelCard:
         return bool((self.validation_gate or {}).get("passed", True))
 
     @property
+    def reduced_budget(self) -> str | None:
+        """The budget of a reduced run ("tiny", "candidate", or "subset" for part of the data): never the site's
+        model, whatever its figures. None for a full run."""
+        budget = self.config.get("reduced_budget")
+        if budget:
+            return str(budget)
+        return "subset" if float((self.config.get("data") or {}).get("subset_fraction", 1.0)) < 1.0 else None
+
+    @property
     def parent_model_id(self) -> str | None:
         """A site-adapted model's parent (None for any other model)."""
         return (self.site_adaptation or {}).get("parent_model_id")

@@ -29,6 +29,8 @@ def render_markdown(card: ModelCard) -> str:
         "",
         f"**Intended use.** {INTENDED_USE}",
         "",
+        *([f"**Reduced-budget run (`{card.reduced_budget}`)**: an experiment, never the site's model, whatever its "
+           "figures.", ""] if card.reduced_budget else []),
         f"{TRAINED_ON} (Guangzhou Women and Children's Medical Center, via the Kermany et al. 2018 release). "
         f"{UNKNOWN_ELSEWHERE}",
         "",

@@ -53,9 +53,11 @@ def model_evidence(y_binary: np.ndarray, p: np.ndarray, threshold: float, aucs: 
 
 
 def compare(y_binary: np.ndarray, p_parent: np.ndarray, parent_threshold: float, p_adapted: np.ndarray,
-            adapted_threshold: float, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """{n, n_positive, n_negative, parent: {...}, adapted: {...}, difference: {auc, auc_ci95}} on the same films.
-    The difference is paired: both models' AUCs on the same resamples."""
+            adapted_threshold: float, n_boot: int = 1000, seed: int = 0,
+            names: tuple[str, str] = ("parent", "adapted")) -> dict[str, Any]:
+    """{n, n_positive, n_negative, parent: {...}, adapted: {...}, difference: {auc, auc_ci95}} on the same films
+    (`names`: the two models' keys, e.g. ("current", "candidate") for an activation). The difference is paired:
+    both models' AUCs on the same resamples, second minus first."""
     y_binary = np.asarray(y_binary, dtype=int)
     p_parent, p_adapted = np.asarray(p_parent, float), np.asarray(p_adapted, float)
     draws = np.random.default_rng(seed).integers(0, len(y_binary), (n_boot, len(y_binary)))
@@ -63,7 +65,7 @@ def compare(y_binary: np.ndarray, p_parent: np.ndarray, parent_threshold: float,
     parent = model_evidence(y_binary, p_parent, parent_threshold, a_parent)
     adapted = model_evidence(y_binary, p_adapted, adapted_threshold, a_adapted)
     return {"n": int(len(y_binary)), "n_positive": int(y_binary.sum()), "n_negative": int((1 - y_binary).sum()),
-            "parent": parent, "adapted": adapted,
+            names[0]: parent, names[1]: adapted,
             "difference": {"auc": adapted["auc"] - parent["auc"], "auc_ci95": _ci(a_adapted - a_parent)}}
 
 

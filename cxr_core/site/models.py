@@ -4,10 +4,8 @@ A model folder is stored as one deterministic zip keyed by its sha256 (`model_ar
 (`stored_models`); every workstation on the database lists it and unpacks it on first use into its own
 $CXR_HOME/site-models (a cache, verified by the hash), so nobody copies files. A site-adapted model lives only here.
 
-The site's active model is one governed action for every kind of model (shipped, user-trained, site-adapted):
-`activate_model` checks the gate (`activation_refusals`), needs a named reader, stores the model's files in the
-database, appends to `active_model_changes` and the audit trail; `revert_active_model` returns the site to the
-model active before. `active_entry` is what every surface asks for "the model in use when none is chosen": the
+The site's active model is changed by one governed action for every kind of model (cxr_core.site.activation), which
+appends to `active_model_changes` and the audit trail here (`record_choice`). `active_entry` is what every surface asks for "the model in use when none is chosen": the
 latest governed choice, else the registry's own default; read on each request, so a change made on one
 workstation is every server's default at once, without a restart. `resolve_model_dir` turns a command's or script's
 model argument (a folder, an id, or none: the active model) into a folder. A site operating point stays with the model
@@ -37,11 +35,7 @@ from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..model.registry import ModelEntry, Registry, model_dir
 from ..settings import SitePointPolicy, current
-from .evidence import NON_INFERIORITY_MARGIN
 
-# The floor of every validation gate for the site's active model: a config or budget may ask for more, never less
-# (a tiny run, whatever its own gate said, stays an experiment).
-ACTIVATION_MIN_AUC = 0.90
 _ARCHIVE_MARK = ".archive-sha256"  # in an unpacked copy: the archive it came from
 
 
@@ -141,33 +135,6 @@ def sync(store: CaseStore | None) -> None:
             unpack(store, model_id)
 
 
-# ------------------------------------------------------------------------------------------------ the gate
-def activation_refusals(card: ModelCard, policy: SitePointPolicy) -> list[str]:
-    """Why this model may not be the site's active model (empty: it may). The one rule every surface calls."""
-    reasons = []
-    gate = dict(card.validation_gate or {})
-    auc = gate.get("auc", card.binary_metrics.get("auc"))
-    needed = max(float(gate.get("min_val_auc") or 0.0), ACTIVATION_MIN_AUC)
-    if not card.passed_gate or auc is None or not float(auc) >= needed:
-        shown = "unknown" if auc is None else f"{float(auc):.3f}"
-        reasons.append(f"Its validation AUC ({shown}) is below the gate for the site's model ({needed:.2f}): it stays "
-                       "an experiment (a reduced-budget run always is).")
-    site = card.site_adaptation
-    if site:
-        lv = site.get("local_validation") or {}
-        adapted, difference = lv.get("adapted") or {}, lv.get("difference") or {}
-        point, low_diff = difference.get("auc", float("nan")), (difference.get("auc_ci95") or [float("nan")])[0]
-        if not (point >= 0.0 and low_diff >= -NON_INFERIORITY_MARGIN):
-            reasons.append(f"On the site's films its AUC is not shown to be at least its parent's on the same films: "
-                           f"the paired difference is {point:+.3f}, lower 95 % bound {low_diff:+.3f} (needed: a "
-                           f"difference of at least 0 with a lower bound of at least -{NON_INFERIORITY_MARGIN:.2f}).")
-        low = (adapted.get("sensitivity_ci95") or [0.0])[0]
-        if not low >= policy.sensitivity_floor:
-            reasons.append(f"The lower 95 % bound of its sensitivity on the site's films ({low:.3f}) is below the "
-                           f"site's floor ({policy.sensitivity_floor:.2f}).")
-    return reasons
-
-
 # ------------------------------------------------------------------------------------------------ the active model
 def active_choice(store: CaseStore | None) -> ActiveChoice | None:
     """The latest governed change of the site's active model (None: never changed here)."""
@@ -225,39 +192,8 @@ def resolve_model_dir(model: str | None, store: CaseStore | None = None) -> Path
     return model_dir(model, registry)
 
 
-def activate_model(store: CaseStore, registry: Registry, model_id: str, reader: str,
-                   policy: SitePointPolicy) -> ActiveChoice:
-    """Make `model_id` the site's active model for every user and workstation: refused (CXRError naming the
-    rule and its numbers) without a reader or past the gate; the model's files go into the database; audited."""
-    reader = reader.strip()
-    if not reader:
-        raise CXRError("Changing the site's active model needs the name of the reader who does it.")
-    entry = find_entry(store, registry, model_id)
-    refusals = activation_refusals(entry.card, policy)
-    if refusals:
-        raise CXRError(f"{model_id} cannot be the site's active model: " + " ".join(refusals))
-    store_model(store, entry.path, reader)
-    before = active_choice(store)
-    previous = before.model_id if before is not None else None
-    return _record(store, model_id, reader, {"previous_model_id": previous, "action": "activate",
-                                            "parent_model_id": entry.card.parent_model_id})
-
-
-def revert_active_model(store: CaseStore, registry: Registry, reader: str) -> ActiveChoice:
-    """Undo the latest activation: a site-adapted model gives way to its parent; any other model to the model
-    that was active before it (or the registry's default). Audited."""
-    reader = reader.strip()
-    if not reader:
-        raise CXRError("Reverting the site's active model needs the reader's name.")
-    choice = active_choice(store)
-    if choice is None or choice.model_id is None:
-        raise CXRError("The site uses the registry's default model: there is no activation to revert.")
-    entry = find_entry(store, registry, choice.model_id)
-    target = entry.card.parent_model_id or choice.details.get("previous_model_id")
-    return _record(store, target, reader, {"previous_model_id": choice.model_id, "action": "revert"})
-
-
-def _record(store: CaseStore, model_id: str | None, reader: str, details: dict[str, Any]) -> ActiveChoice:
+def record_choice(store: CaseStore, model_id: str | None, reader: str, details: dict[str, Any]) -> ActiveChoice:
+    """Append a governed change of the site's model (cxr_core.site.activation, its only caller) and its audit event."""
     with Session(store.engine) as session, session.begin():
         session.add(ActiveModelChange(model_id=model_id, author=reader, details=details))
         session.add(AuditEvent(actor=reader, action=f"model-{details['action']}", case_id=None, model_id=model_id,

@@ -195,43 +195,67 @@ def _named(at: AppTest, name: str = "Dr App") -> AppTest:
     return at
 
 
-def test_the_site_model_is_changed_only_by_a_named_reader_past_the_gate(app_env, tmp_path, monkeypatch):
-    """The Training page's governed activation: the tiny model (below 0.90) is never offered; a copy whose card
-    passes is, needs the reader and the confirmation, and then is every new session's default, audited."""
+def test_the_site_model_is_changed_only_on_local_evidence_by_a_named_reader(app_env, tmp_path, monkeypatch,
+                                                                            site_data):
+    """The Training page's governed activation: a reduced-budget run is named and never offered; a finished run is
+    refused until it is compared with the site's model on local films (the table, the paired difference and both
+    ROCs shown first), then needs the reader and the confirmation; one confirmation follows, this session uses the
+    new model at once, and so does every new session; a revert is said once and followed too."""
     import shutil
 
     from cxr_core.cases.store import CaseStore
     from cxr_core.model.folder import ModelFolder
+    from train.run_folder import RunFolder
 
     shipped = tmp_path / "shipped"
     shutil.copytree(app_env.root, shipped)
-    good = shipped / "good-model"
-    shutil.copytree(app_env.active().path, good)
-    ModelFolder(good).write_card(ModelFolder(good).card().with_fields(
-        model_id="good-model", validation_gate={"min_val_auc": 0.9, "auc": 0.95, "passed": True}))
+    parent = app_env.active().model_id
+    for model_id, budget in (("reduced-run", "tiny"), ("good-model", "")):  # finished runs, as the runs table lists them
+        copy = ModelFolder(shutil.copytree(app_env.active().path, shipped / model_id))
+        copy.write_card(copy.card().with_fields(model_id=model_id, config={**copy.card().config,
+                                                                           "reduced_budget": budget}))
+        RunFolder(tmp_path / "runs" / model_id).path.mkdir(parents=True)
+        RunFolder(tmp_path / "runs" / model_id).write_status(state="finished", model_id=model_id, epoch=1, epochs=1)
     monkeypatch.setenv("CXR_REGISTRY", str(shipped))
+    monkeypatch.setenv("CXR_SITE_MIN_PER_CLASS", "10")
+    monkeypatch.setenv("CXR_SITE_SENSITIVITY_FLOOR", "0.3")
 
-    at = _run()
-    at.switch_page("app_pages/training.py").run()
+    at = _run("app_pages/training.py")
     assert not at.exception
-    # the runs table lists no finished run here: drive the panel the adaptation comparison also uses
-    from cxr_core.site.models import activation_refusals
-    from cxr_core.settings import current
+    assert any(c.value.startswith("`reduced-run` cannot become the site's model: It is a reduced-budget run (tiny)")
+               for c in at.caption)
+    assert at.selectbox(key="trained_target").options == ["good-model"]
+    assert any("no evidence on this site's own films" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "trained_activate"]  # nothing to confirm without evidence
+    at.text_input(key="trained_films").set_value(str(site_data)).run()
+    at.button(key="trained_compare").click().run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("Paired AUC difference (candidate - current, same films): +0.000")
+               for c in at.caption)
+    table = at.dataframe[-1].value
+    assert list(table["model"]) == [parent, "good-model"] and "AUC" in table.columns
 
-    low = ModelFolder(good).card().with_fields(validation_gate={"min_val_auc": 0.0, "auc": 0.6, "passed": True})
-    assert activation_refusals(low, current().site_policy)  # a low-AUC run is refused whatever its own gate said
-    assert not activation_refusals(ModelFolder(good).card(), current().site_policy)
+    at.checkbox(key="trained_confirm").check().run()
+    assert at.button(key="trained_activate").disabled  # no reader named yet
+    _named(at)
+    at.button(key="trained_activate").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["good-model is now the site's model, set by Dr App (audited; revertible). "
+                                             "This session uses it now."]
+    assert next(s for s in at.sidebar.selectbox if s.label == "Model").value == "good-model"  # followed at once
+    assert not any("Not the site's model" in w.value for w in at.sidebar.warning)
     store = CaseStore.open()
-    from cxr_core.model.registry import Registry
-    from cxr_core.site.models import activate_model
-
-    with pytest.raises(Exception, match="name of the reader"):
-        activate_model(store, Registry(), "good-model", " ", current().site_policy)
-    activate_model(store, Registry(), "good-model", "Dr App", current().site_policy)
+    activated = [e for e in store.audit() if e["action"] == "model-activate"]
+    assert [e["actor"] for e in activated] == ["Dr App"]
+    assert activated[0]["details"]["evidence"]["candidate"]["model_id"] == "good-model"
     fresh = _run()  # a new browser session defaults to the site's model
-    picker = next(s for s in fresh.sidebar.selectbox if s.label == "Model")
-    assert picker.value == "good-model"
-    assert any(e["action"] == "model-activate" and e["actor"] == "Dr App" for e in store.audit())
+    assert next(s for s in fresh.sidebar.selectbox if s.label == "Model").value == "good-model"
+
+    at.button(key="trained_revert").click().run()
+    assert [s.value for s in at.success] == [f"Reverted by Dr App: the site's model is the default, {parent} again (audited). "
+                                             "This session uses it now."]
+    assert next(s for s in at.sidebar.selectbox if s.label == "Model").value == parent
+    assert not any("Not the site's model" in w.value for w in at.sidebar.warning)
 
 
 def test_adapt_to_this_site_checks_the_folder_before_starting(app_env, tmp_path):

@@ -104,27 +104,33 @@ def test_activation_needs_a_reader_and_a_confirmation(site):
     assert _predict_model_id(a, site["tmp"]) == site["parent"]
 
 
-def test_a_model_below_the_gate_is_refused_whatever_its_own_gate_said(site, tiny_model_dir):
-    """A tiny run's card may say it passed a gate of 0.0: the site's model needs at least 0.90."""
-    from cxr_core.site.models import ACTIVATION_MIN_AUC
-
+def test_a_reduced_budget_run_is_refused_whatever_its_figures(site, tiny_model_dir):
+    """A tiny run's card may report any figures: a reduced-budget run is never the site's model, and no local
+    films are scored for it."""
     user = Path(site["homes"]["A"]["CXR_HOME"]) / "models"
     user.mkdir(parents=True)
-    _copy(tiny_model_dir, user, "tiny-budget-run", validation_gate={"min_val_auc": 0.0, "auc": 0.62, "passed": True})
-    r = run_cli(["models", "--activate", "tiny-budget-run", "--reader", "X", "--yes"], env=site["homes"]["A"])
-    assert r.returncode == 2
-    assert f"below the gate for the site's model ({ACTIVATION_MIN_AUC:.2f})" in r.stderr and "0.620" in r.stderr
+    config = {**_card(tiny_model_dir).config, "reduced_budget": "tiny"}
+    _copy(tiny_model_dir, user, "tiny-budget-run", config=config,
+          site_adaptation={"parent_model_id": "p", "local_validation": _site_evidence(0.95, 0.99, 0.97)})
+    r = run_cli(["models", "--activate", "tiny-budget-run", "--reader", "X", "--yes", "--evidence", str(site["tmp"])],
+                env=site["homes"]["A"])
+    assert r.returncode == 2 and "reduced-budget run (tiny): never the site's model" in r.stderr
+    assert "On " not in r.stdout  # refused before any film was scored
 
 
-@pytest.mark.parametrize("auc, expected", [(0.8999, False), (0.90, True)])
-def test_the_gate_floor_on_each_side(tiny_model_dir, auc, expected):
+def test_a_model_without_site_evidence_is_refused(site, tiny_model_dir):
+    user = Path(site["homes"]["A"]["CXR_HOME"]) / "models"
+    user.mkdir(parents=True)
+    _copy(tiny_model_dir, user, "user-run", validation_gate={"min_val_auc": 0.9, "auc": 0.999, "passed": True})
+    r = run_cli(["models", "--activate", "user-run", "--reader", "X", "--yes"], env=site["homes"]["A"])
+    assert r.returncode == 2 and "no evidence on this site's own films" in r.stderr and "--evidence DATA_DIR" in r.stderr
+    assert _predict_model_id(site["homes"]["A"], site["tmp"]) == site["parent"]
+
+
+def _card(model_dir: Path):
     from cxr_core.model.folder import ModelFolder
-    from cxr_core.settings import SitePointPolicy
-    from cxr_core.site.models import activation_refusals
 
-    card = ModelFolder(tiny_model_dir).card().with_fields(validation_gate={"min_val_auc": 0.5, "auc": auc,
-                                                                           "passed": True})
-    assert (not activation_refusals(card, SitePointPolicy())) is expected
+    return ModelFolder(model_dir).card()
 
 
 @pytest.mark.parametrize("adapted_auc, low, difference_low, floor, refused_for", [
@@ -137,7 +143,7 @@ def test_the_gate_floor_on_each_side(tiny_model_dir, auc, expected):
 def test_the_site_adapted_gate(tiny_model_dir, adapted_auc, low, difference_low, floor, refused_for):
     from cxr_core.model.folder import ModelFolder
     from cxr_core.settings import SitePointPolicy
-    from cxr_core.site.models import activation_refusals
+    from cxr_core.site.activation import activation_refusals
 
     card = ModelFolder(tiny_model_dir).card().with_fields(
         validation_gate={"min_val_auc": 0.9, "auc": adapted_auc, "passed": True},
@@ -153,7 +159,7 @@ def test_the_site_adapted_gate(tiny_model_dir, adapted_auc, low, difference_low,
 def test_a_card_marked_failed_is_refused_whatever_its_figures(tiny_model_dir):
     from cxr_core.model.folder import ModelFolder
     from cxr_core.settings import SitePointPolicy
-    from cxr_core.site.models import activation_refusals
+    from cxr_core.site.activation import activation_refusals
 
     good = ModelFolder(tiny_model_dir).card().with_fields(
         site_adaptation={"parent_model_id": "p", "local_validation": _site_evidence(0.95, 0.97, 0.93)})
@@ -219,17 +225,20 @@ def test_revert_of_a_site_adapted_model_returns_to_its_parent_not_the_model_befo
     from cxr_core.cases.store import CaseStore
     from cxr_core.model.registry import Registry
     from cxr_core.settings import SitePointPolicy
-    from cxr_core.site.models import activate_model, revert_active_model
+    from cxr_core.site.activation import activate_model, revert_active_model
 
     other = _copy(tiny_model_dir, site["shipped"], "other-model",
                   validation_gate={"min_val_auc": 0.9, "auc": 0.96, "passed": True})
+    evidence = {"source": "local films", "n": 200, "n_positive": 120, "n_negative": 80,
+                **{k: v for k, v in _site_evidence(0.95, 0.96, 0.93).items() if k == "difference"},
+                "current": {"model_id": site["parent"]}, "candidate": _site_evidence(0.95, 0.96, 0.93)["adapted"]}
     assert other.is_dir()
     env = site["homes"]["A"]
     store = CaseStore.open(site["db"])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXR_HOME", env["CXR_HOME"])
         mp.setenv("CXR_REGISTRY", env["CXR_REGISTRY"])
-        activate_model(store, Registry(), "other-model", "Dr A", SitePointPolicy())
+        activate_model(store, Registry(), "other-model", "Dr A", SitePointPolicy(), evidence)
         activate_model(store, Registry(), site["child"], "Dr A", SitePointPolicy())
         back = revert_active_model(store, Registry(), "Dr B")
     assert back.model_id == site["parent"] and back.details["previous_model_id"] == site["child"]

@@ -1,0 +1,104 @@
+"""Choosing the shipped default on an external site: each candidate model scored on a labelled site it never trained
+on, with its internal figures beside, and the mean of every group of two or more candidates (an ensemble of their
+class probabilities). Ranked by external AUC, then by the specificity at the highest threshold with sensitivity
+>= 0.95 on the site; internal validation is shown, not used (it ranked the project's shipped models in reverse).
+
+    python bench/external_choice.py [--site DIR] CANDIDATE ... [--save]
+
+A CANDIDATE is a model folder or REV:PATH, a model folder in the project's git history (e.g.
+`ccb7b4d:assets/models/cxrnet-shipped-20261122-031100-e803ba214b`), extracted to a temporary folder. Saved as
+bench/results/external_choice_site_a.txt; bench/update_readme.py renders it as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _common import ROOT, emit, save_as, use_temporary_home  # noqa: E402
+
+SITE_A = ROOT.parent / "shared" / "data" / "kermany-site-a"
+
+
+def extract(candidate: str) -> Path:
+    """A model folder: as given, or REV:PATH checked out of git into a temporary folder."""
+    if Path(candidate).is_dir():
+        return Path(candidate)
+    rev, _, path = candidate.partition(":")
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, path], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    if not files:
+        raise SystemExit(f"{candidate!r} is neither a folder nor REV:PATH of a model folder in git.")
+    out = Path(tempfile.mkdtemp(prefix="cxr_candidate_")) / Path(path).name
+    out.mkdir()
+    for name in files:
+        blob = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=ROOT, capture_output=True, check=True).stdout
+        (out / Path(name).name).write_bytes(blob)
+    return out
+
+
+def figures(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """External AUC with its CI; at the highest threshold with sensitivity >= 0.95: sensitivity, specificity and
+    3-class accuracy."""
+    from cxr_core.validation.metrics import (bootstrap_ci, choose_threshold, operating_point_evidence, safe_auc,
+                                             three_class)
+
+    yb, p = (y > 0).astype(int), 1.0 - probs[:, 0]
+    threshold = choose_threshold(yb, p, "sensitivity", 0.95)
+    at = operating_point_evidence(yb, p, threshold)
+    return {"auc": safe_auc(yb, p), "auc_ci": bootstrap_ci(y, probs, threshold)["binary_auc"], "threshold": threshold,
+            "sens": at["sensitivity"], "spec": at["specificity"], "acc3": three_class(y, probs, threshold)["accuracy"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("candidates", nargs="+")
+    ap.add_argument("--site", default=str(SITE_A))
+    args = ap.parse_args()
+    if not Path(args.site).is_dir():
+        raise SystemExit(f"No site folder at {args.site}: this bench needs a labelled external site "
+                         "(../shared/data/kermany-site-a).")
+    save_as("external_choice_site_a")
+    use_temporary_home("cxr_bench_external_")
+    from cxr_core.formatting import ci
+    from cxr_core.model.predict import Predictor
+    from cxr_core.validation.evaluation import evaluate_folder
+
+    scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    emit("site", f"{Path(args.site).name} ({Path(args.site).resolve()})")
+    rows = []
+    for candidate in args.candidates:
+        folder = extract(candidate)
+        predictor = Predictor(folder)
+        card = predictor.card
+        result = evaluate_folder(folder, args.site, n_boot=0, save=False, predictor=predictor,
+                                 point=predictor.model_point)
+        order = np.argsort(result.files)
+        y, probs = result.labels[order], result.probs[order]
+        scored[card.model_id] = (y, probs)
+        b = card.binary_metrics
+        internal = f"{b.get('auc', float('nan')):.3f} {ci(b.get('auc_ci95'))} (n {card.internal_validation.get('n')})"
+        rows.append((card.model_id, internal, figures(y, probs), result.summary["overlap"]["images_in_training"],
+                     card.input.get("image_size")))
+    names = list(scored)
+    for k in range(2, len(names) + 1):
+        for group in itertools.combinations(names, k):
+            y = scored[group[0]][0]
+            if any(not np.array_equal(scored[g][0], y) for g in group):
+                continue  # a film failed for one member: not the same films
+            rows.append((" + ".join(group), "n/a (different splits)", figures(y, np.mean([scored[g][1] for g in group], 0)),
+                         None, None))
+    for name, internal, f, in_training, size in rows:
+        emit(f"candidate {name}", f"internal AUC {internal}; external AUC {f['auc']:.3f} {ci(f['auc_ci'])}; "
+             f"spec@sens>=0.95 {f['spec']:.3f} (threshold {f['threshold']:.3f}, sens {f['sens']:.3f}); "
+             f"3-class acc {f['acc3']:.3f}; films in training {'n/a' if in_training is None else in_training}")
+    best = max(rows, key=lambda r: (round(r[2]["auc"], 3), r[2]["spec"]))
+    emit("chosen", f"{best[0]} (highest external AUC, then specificity at sensitivity >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
