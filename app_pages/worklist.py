@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from cxr_app.state import page_preamble, registry
-from cxr_core.cases.store import STATUSES
+from cxr_core.cases.store import STATUSES, export_sentence
 from cxr_core.cases.worklist import WorklistFilter, describe_audit, filter_cases, not_chest_film, readings_now
 from cxr_core.errors import CXRError
 from cxr_core.safety.intended_use import RESEARCH_ONLY
@@ -207,8 +207,7 @@ if st.button("Export", icon=":material/download:", key="wl_export"):
         target = export_folder(folder)
         counts = store.export(target, reviewed_only, actor=reader)
         st.session_state["evaluation_path"] = str(target)  # pre-fills the Dashboards' evaluation field
-        st.success(f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to `{target}` "
-                   f"({counts['left out']} left out). Evaluate it on the Dashboards page.")
+        st.success(f"{export_sentence(counts, target)}. Evaluate it on the Dashboards page.")
     except CXRError as exc:
         st.error(f"Export failed. {exc}")
 

@@ -245,6 +245,8 @@ def _local_figures(entry: ModelEntry, store) -> None:
         st.markdown(f"**At this site** (local evaluation, n = {figures.n})")
         st.caption(figures.sentence().removeprefix("At this site "))
         return
+    if entry.card.site_adaptation:  # its own figures below are this site's: out-of-fold local validation
+        return
     if figures is None:
         st.warning("No local evaluation at this site yet: the figures below are internal and flatter what a new site "
                    "sees. Validate locally before relying on them.", icon=":material/warning:")
@@ -262,11 +264,13 @@ def _external_figures(entry: ModelEntry) -> None:
 
 
 def _internal_figures(entry: ModelEntry) -> None:
-    """The model's own figures, labelled for what they are: internal (same hospital), with 95 % CIs."""
+    """The model's own figures, labelled for what they are, with 95 % CIs: internal (same hospital), or this site's
+    for a site-adapted model (out-of-fold local validation)."""
 
     b, t = entry.card.binary_metrics, entry.card.three_class_metrics
     kind = entry.card.internal_validation_kind
-    st.markdown("**Internal (same hospital as training)**")
+    local = bool(entry.card.site_adaptation)  # a site-adapted model's own figures are this site's
+    st.markdown("**At this site (out-of-fold local validation)**" if local else "**Internal (same hospital as training)**")
     lines = []
     if b.get("auc") is not None:
         lines.append(f"AUC {with_ci(b['auc'], b.get('auc_ci95'))}")
@@ -277,8 +281,10 @@ def _internal_figures(entry: ModelEntry) -> None:
         lines.append(f"specificity {tn / max(1, tn + fp):.3f} {ci(wilson_interval(tn, tn + fp))}")
     if t.get("accuracy") is not None:
         lines.append(f"3-class accuracy {t['accuracy']:.3f}")
-    st.caption(", ".join(lines) + f" at threshold {b.get('threshold', entry.card.threshold):.3f}; {kind[0].lower() + kind[1:]} "
-               "(95 % CIs). Same hospital and period as the training films: expect lower figures elsewhere.")
+    where = ("The threshold was chosen on these same scores, so they are slightly optimistic." if local else
+             "Same hospital and period as the training films: expect lower figures elsewhere.")
+    st.caption(", ".join(lines) + f" at threshold {b.get('threshold', entry.card.threshold):.3f}; "
+               f"{kind[0].lower() + kind[1:]} (95 % CIs). {where}")
 
 
 def data_dir_default() -> str:

@@ -179,6 +179,9 @@ def review_form(case: dict[str, Any], store: CaseStore, reader: str, index: int)
         st.info(f"Reviewed by {review['reader']} ({review['time'][:16].replace('T', ' ')} UTC): "
                 f"{DECISION_WORDS.get(review['decision'], review['decision'])}, "
                 f"{review['label']}" + (f". {review['comment']}" if review["comment"] else ""), icon=":material/rate_review:")
+        if review.get("contradiction"):
+            st.warning(f"This review contradicts itself: {review['contradiction']} It is left out of exports and site "
+                       "adaptation until it is changed.", icon=":material/report:")
     decisions = {"agree": "Agree", "disagree": "Disagree"}
     if case.get("subtype") in ("BACTERIAL", "VIRAL"):  # a stated subtype: it alone can be wrong
         decisions["subtype"] = "Disagree: subtype only"

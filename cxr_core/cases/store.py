@@ -39,7 +39,8 @@ REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
 # "subtype": the reader agrees there is pneumonia but not with the likelier subtype (a recorded disagreement)
 DECISIONS = ("agree", "disagree", "subtype")
 DECISION_WORDS = {"agree": "agrees with the model", "disagree": "disagrees", "subtype": "disagrees on the subtype only"}
-STATUSES = ("new", "reviewed", "disagreed")
+STATUSES = ("new", "reviewed", "disagreed", "contradictory")  # contradictory: a review from before the rule that
+# contradicts itself (review_problem); shown as such, and left out of exports and site adaptation
 EXPORTABLE = ("NORMAL", "BACTERIAL", "VIRAL")  # OTHER, UNREADABLE and an uncertain subtype have no folder
 
 
@@ -237,7 +238,7 @@ class CaseStore:
     def export(self, folder: str | Path, reviewed_only: bool = False, actor: str = "unsigned") -> dict[str, int]:
         """A Kaggle-layout folder (NORMAL/, PNEUMONIA/) that `evaluate` reads: readers' labels where reviewed,
         else the model's (skipped with `reviewed_only`, which local validation needs); OTHER, UNREADABLE and
-        unassessed unreviewed cases are left out. A relative `folder` goes under $CXR_HOME/exports
+        unassessed unreviewed cases are left out, and so are reviews that contradict themselves (counted apart). A relative `folder` goes under $CXR_HOME/exports
         (`paths.export_folder`); the folder says where its labels came from (`dataset.write_label_source`).
         A folder that cannot be written is a StorageError in plain words."""
 
@@ -246,12 +247,15 @@ class CaseStore:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(os_message(exc, folder)) from None
-        counts = {"NORMAL": 0, "PNEUMONIA": 0, "left out": 0}
+        counts = {"NORMAL": 0, "PNEUMONIA": 0, "left out": 0, "contradictory": 0}
         exported: set[str] = set()  # an image analysed by two models is two cases but one exported file
         for row in self.list():
             if row["image_hash"] in exported:
                 continue
             review = row["review"]
+            if review and review["contradiction"]:  # its label says nothing reliable: never exported
+                counts["contradictory"] += 1
+                continue
             label = review["label"] if review else (None if reviewed_only else _model_class(row))
             if label not in EXPORTABLE:
                 counts["left out"] += 1
@@ -356,7 +360,9 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def case_json(case: Case) -> dict[str, Any]:
     latest = case.reviews[-1] if case.reviews else None
-    status = "new" if latest is None else ("reviewed" if latest.decision == "agree" else "disagreed")
+    contradiction = None if latest is None else _contradiction(case, latest.decision, latest.label)
+    status = ("new" if latest is None else "contradictory" if contradiction else
+              "reviewed" if latest.decision == "agree" else "disagreed")
     return {"case_id": case.id, "created": case.created.isoformat(), "image_hash": case.image_hash,
             "label": case.label, "assessed": case.assessed,
             "subtype": case.subtype, "pneumonia_probability": case.pneumonia_probability, "model_id": case.model_id,
@@ -369,8 +375,15 @@ def case_json(case: Case) -> dict[str, Any]:
             "review": None if latest is None else {"decision": latest.decision, "label": latest.label,
                                                    "reader": latest.reader, "comment": latest.comment,
                                                    "time": latest.time.isoformat(),
-                                                   "contradiction": _contradiction(case, latest.decision,
-                                                                                   latest.label)}}
+                                                   "contradiction": contradiction}}
+
+
+def export_sentence(counts: dict[str, int], folder: Path) -> str:
+    """What an export did, said the same way by the CLI and the Worklist page."""
+    contradictory = counts.get("contradictory", 0)
+    return (f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to {folder} "
+            f"({counts['left out']} left out"
+            + (f"; {contradictory} with a review that contradicts itself" if contradictory else "") + ")")
 
 
 def _model_class(row: dict[str, Any]) -> str | None:

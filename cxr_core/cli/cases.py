@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cases.store import CaseStore
+from ..cases.store import CaseStore, export_sentence
 from ..cases.worklist import triage_order
 from ..fileio import write_atomic
 from ..model.gradcam import overlay
@@ -95,8 +95,7 @@ def run_review(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     folder = export_folder(args.folder)  # a relative path goes under $CXR_HOME/exports, never the working folder
     counts = CaseStore.open().export(folder, args.reviewed_only, actor=args.reader.strip() or "unsigned")
-    print(f"Exported {counts['NORMAL']} NORMAL and {counts['PNEUMONIA']} PNEUMONIA image(s) to {folder} "
-          f"({counts['left out']} left out); evaluate with: python -m cxr_core evaluate {folder}")
+    print(f"{export_sentence(counts, folder)}; evaluate with: python -m cxr_core evaluate {folder}")
     return 0
 
 

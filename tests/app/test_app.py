@@ -334,3 +334,28 @@ def test_a_running_adaptation_shows_its_fold_and_per_fold_curves_from_epoch_one(
     assert lines == {"fold 1": list(range(1, 9)), "fold 2": [1, 2, 3]}  # the final model has no held-out AUC
     loss = next(c for c in charts if "Training loss" in json.dumps(c["layout"].get("title", "")))
     assert {t["name"] for t in loss["data"]} == {"fold 1", "fold 2", "final model"}
+
+
+def test_a_site_adapted_model_s_figures_are_called_this_site_s(app_env, tmp_path, monkeypatch):
+    """The sidebar names where each figure comes from without contradicting itself: a site-adapted model's own
+    figures are local (out-of-fold), never "internal" nor "no local evaluation"."""
+    import json
+    import shutil
+
+    from cxr_core.model.folder import ModelFolder
+
+    shipped = tmp_path / "shipped"
+    adapted = ModelFolder(shutil.copytree(app_env.active().path, shipped / "adapted-model"))
+    adapted.write_card(adapted.card().with_fields(
+        model_id="adapted-model", internal_validation_kind="Local validation at this site, out-of-fold: 40 films",
+        site_adaptation={"parent_model_id": app_env.active().model_id, "reader": "Dr Adapt", "counts": {"kept": 40}}))
+    (shipped / "ACTIVE").write_text(json.dumps({"model_id": "adapted-model"}))
+    monkeypatch.setenv("CXR_REGISTRY", str(shipped))
+    at = _run()
+    assert not at.exception
+    assert "**At this site (out-of-fold local validation)**" in [m.value for m in at.sidebar.markdown]
+    said = " ".join([m.value for m in at.sidebar.markdown] + [c.value for c in at.sidebar.caption]
+                    + [w.value for w in at.sidebar.warning])
+    for contradiction in ("Internal (same hospital", "No local evaluation at this site", "Same hospital and period"):
+        assert contradiction not in said
+    assert "Site-adapted from" in said and "local validation at this site, out-of-fold" in said

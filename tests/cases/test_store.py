@@ -230,7 +230,7 @@ def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor,
     case_id, _ = store.add(tiny_predictor.predict(other), other, "model-x")
     store.review(case_id, "disagree", "UNREADABLE", "Dr A")
     counts = store.export(tmp_path / "site", reviewed_only=True)
-    assert counts == {"NORMAL": 4, "PNEUMONIA": 4, "left out": 1}
+    assert counts == {"NORMAL": 4, "PNEUMONIA": 4, "left out": 1, "contradictory": 0}
     result = evaluate_folder(tiny_model_dir, tmp_path / "site", n_boot=20)
     assert result.summary["n"] == 8 and result.summary["class_counts"] == {"NORMAL": 4, "BACTERIAL": 2, "VIRAL": 2}
     overlap = result.summary["overlap"]  # the exported PNGs are the tiny model's training JPEGs, decoded

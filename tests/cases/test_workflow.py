@@ -107,12 +107,13 @@ def test_a_review_that_contradicts_itself_is_refused(store, model, subtype, deci
         assert store.get(case_id)["review"] is None and [e["action"] for e in store.audit(case_id)] == ["create"]
 
 
-def test_a_contradictory_review_kept_from_before_is_flagged_and_left_out_of_adaptation(store):
-    """A review saved before the rule (written past it here) is shown as contradicting itself, and site adaptation
-    from reviews leaves it out with a count."""
+def test_a_contradictory_review_kept_from_before_is_flagged_and_left_out_of_adaptation(store, tmp_path):
+    """A review saved before the rule (written past it here) is shown as contradicting itself (its own status, a
+    Worklist filter), and the export and site adaptation from reviews leave it out with a count."""
     from sqlalchemy.orm import Session
 
     from cxr_core.cases.db import Review
+    from cxr_core.cases.worklist import WorklistFilter, filter_cases
     from cxr_core.site.data import films_from_reviews
 
     old = stored_result(store, "PNEUMONIA", "BACTERIAL", seed=1)
@@ -123,6 +124,12 @@ def test_a_contradictory_review_kept_from_before_is_flagged_and_left_out_of_adap
     assert "choose Disagree" in store.get(old)["review"]["contradiction"]
     films, left_out = films_from_reviews(store)
     assert left_out == 1 and len(films) == 1 and films[0].binary == 0
+    assert store.get(old)["status"] == "contradictory" and store.get(good)["status"] == "reviewed"
+    shown = filter_cases(store.list(), WorklistFilter(statuses=("contradictory",)))
+    assert [c["case_id"] for c in shown] == [old]
+    counts = store.export(tmp_path / "export", reviewed_only=True, actor="Dr New")
+    assert (counts["NORMAL"], counts["PNEUMONIA"], counts["contradictory"]) == (1, 0, 1)
+    assert len(list((tmp_path / "export" / "NORMAL").glob("*"))) == 1  # the contradicted NORMAL label is not there
 
 
 def test_a_reader_from_a_trusted_header_and_a_missing_one(own_app_home, tiny_registry, monkeypatch):
