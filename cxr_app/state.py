@@ -79,11 +79,13 @@ def case_store():
         return None
 
 READER = "reader_name"  # not a widget key: Streamlit drops a widget's state when another page is shown
+READER_PARAM = "reader"  # the address's query parameter that keeps the name through a reload
 
 
 def reader_name() -> str:
     """The reader's name for reviews and the audit trail: from the trusted reverse-proxy header the deployment
-    names (CXR_READER_HEADER), else asked once per browser session in the sidebar and kept across pages."""
+    names (CXR_READER_HEADER), else asked once per browser session in the sidebar and kept across pages and, in
+    the address (?reader=), through a reload."""
 
     header = current().reader_header
     if header:
@@ -97,9 +99,14 @@ def reader_name() -> str:
         if typed is not None:
             st.session_state[READER] = typed.strip()
 
-    st.session_state.setdefault(READER, "")
+    if READER not in st.session_state:  # a new session (a reload) takes the name the address carries
+        st.session_state[READER] = str(st.query_params.get(READER_PARAM) or "").strip()
     st.sidebar.text_input("Your name (reviews and audit)", value=st.session_state[READER], key="reader_input",
                           on_change=keep, placeholder="e.g. Dr A. Smith")
+    if st.session_state[READER]:
+        st.query_params[READER_PARAM] = st.session_state[READER]  # kept for this browser tab's session
+    else:
+        st.query_params.pop(READER_PARAM, None)
     return st.session_state[READER]
 
 

@@ -359,3 +359,31 @@ def test_a_site_adapted_model_s_figures_are_called_this_site_s(app_env, tmp_path
     for contradiction in ("Internal (same hospital", "No local evaluation at this site", "Same hospital and period"):
         assert contradiction not in said
     assert "Site-adapted from" in said and "local validation at this site, out-of-fold" in said
+
+
+def test_the_reader_s_name_survives_a_reload(app_env):
+    """The name is kept in the address (?reader=), so a reload (a new session on the same address) keeps it;
+    clearing the box clears it there too."""
+    at = _named(_run())
+    assert at.query_params["reader"] in ("Dr App", ["Dr App"])
+    reloaded = AppTest.from_file(APP, default_timeout=120)
+    reloaded.query_params["reader"] = "Dr App"
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.sidebar.text_input(key="reader_input").value == "Dr App"
+    reloaded.sidebar.text_input(key="reader_input").set_value("").run()
+    assert "reader" not in reloaded.query_params
+
+
+def test_a_case_link_is_the_viewer_s_own_address(app_env):
+    """The root address forwards to /viewer, so "Open in the Viewer" links (/viewer?case=N) open the case
+    wherever they are opened; the root's own ?case= goes with it."""
+    import inspect
+
+    from streamlit.navigation.page import StreamlitPage
+
+    at = _run()
+    assert not at.exception and any(i.value.startswith("Drop one or more images above") for i in at.info)
+    source = (PROJECT_ROOT / "app.py").read_text()
+    assert 'url_path="viewer"' in source and "switch_page(viewer, query_params=st.query_params.to_dict())" in source
+    assert "url_path" in inspect.signature(StreamlitPage.__init__).parameters

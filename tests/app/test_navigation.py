@@ -24,9 +24,13 @@ def _page_switches(source: str) -> list[int]:
 
 
 def test_no_page_is_switched_from_the_server():
+    """Only the app's root address forwards to the Viewer's own address, before any page (or its timers) ran."""
     assert len(APP_FILES) > 10
     found = {path.relative_to(PROJECT_ROOT).as_posix(): lines for path in APP_FILES
              if (lines := _page_switches(path.read_text()))}
+    start = next(node for node in ast.walk(ast.parse((PROJECT_ROOT / "app.py").read_text()))
+                 if isinstance(node, ast.FunctionDef) and node.name == "_start")
+    assert found.pop("app.py", []) == [start.body[-1].lineno]
     assert not found, f"use st.page_link (the browser stops the page's refresh timers first), not switch_page: {found}"
 
 
