@@ -89,6 +89,8 @@ if todo:
     bar.empty()
     if first_new is not None:
         st.session_state[AT] = first_new  # the first new film is the one shown
+    if not busy:  # the first results: draw them in the compact layout, the verdict above the fold
+        st.rerun()
 
 opened = st.query_params.get("case")
 if opened is not None and store is not None:

@@ -87,8 +87,6 @@ def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Dis
     with col_img:
         film_view(pred, index, display, digest or title)
     with col_info:
-        for w in pred.warnings:
-            st.warning(w, icon=":material/warning:")
         _tags(pred, show_identifiers)
         if case is not None and store is not None:
             review_form(case, store, reader, index)
@@ -118,7 +116,8 @@ def film_view(pred: Prediction, index: int, display: Display, revision: str) -> 
 
 
 def _result(pred: Prediction, index: int, now: str | None) -> None:
-    """The decision first: the verdict and P(pneumonia) against the threshold; then, where the subtype is given,
+    """The decision first: the verdict, any warning that qualifies it, and P(pneumonia) against the threshold; then,
+    where the subtype is given,
     its split as shares of pneumonia (it never competes with NORMAL)."""
     if not pred.assessed:
         st.error(NOT_ASSESSED_NOTE, icon=":material/block:")
@@ -130,6 +129,8 @@ def _result(pred: Prediction, index: int, now: str | None) -> None:
         return
     verdict = verdict_line(pred)
     (st.error if pred.label == "PNEUMONIA" else st.success)(f"**{verdict}**")
+    for w in pred.warnings:  # with the verdict it qualifies, never below the fold
+        st.warning(w, icon=":material/warning:")
     st.metric("P(pneumonia)", f"{pred.pneumonia_probability:.3f}",
               delta=f"{pred.pneumonia_probability - pred.threshold:+.3f} vs threshold {pred.threshold:.3f}",
               delta_color="inverse")
