@@ -69,8 +69,10 @@ st.caption(f"{len(studies)} radiograph stud{'y' if len(studies) == 1 else 'ies'}
            "shown; the study UID shortened to its last digits).")
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "study": st.column_config.TextColumn("study", help="The end of the Study Instance UID.")})
+# A chip names its study by what does not change; the count of images (which grows as results are sent back) is
+# in the table, read fresh on every listing: a selected chip keeps the label it was chosen with.
 labels = {s["study_uid"]: f"{_date(s['date']) or 'undated'} {_time(s['time'])} {', '.join(s['modalities'] or [])} "
-                          f"{s['description'] or ''} ({s['instances']} image(s), study {_short(s['study_uid'])})"
+                          f"{s['description'] or ''} (study {_short(s['study_uid'])})"
           for s in studies}
 chosen = st.multiselect("Studies to analyse", list(labels), format_func=labels.get, key="pacs_chosen")
 c1, c2 = st.columns(2)

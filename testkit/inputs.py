@@ -112,6 +112,7 @@ def dicom(photometric: str = "MONOCHROME2", window: tuple[float, float] | None =
         ds.PatientAge = age
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "101500", "1", 1, 1
+    ds.StudyDescription, ds.AccessionNumber, ds.ReferringPhysicianName = "XR CHEST PA", "ACC-778", "Ref^Doctor"
     if pixels:
         ds.Rows, ds.Columns = arr.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric

@@ -75,6 +75,10 @@ PRIVATE_CODES = (WARNING, NOT_ASSESSED, DISCLAIMER)
 # Patient and study attributes the results copy from the source; DICOM requires them present, even empty.
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
                  "AccessionNumber", "ReferringPhysicianName")
+# Study-level attributes every result carries exactly as its source does: a PACS's study list reads them from any of
+# the study's instances, so a result without them (a Secondary Capture had no StudyDescription) blanks the study.
+STUDY_ATTRIBUTES = ("StudyDescription", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                    "ReferringPhysicianName", "PatientAge", "PatientSize", "PatientWeight")
 KINDS = ("SR", "PM", "SC")  # the result objects, in the order result_objects builds them
 
 
@@ -97,6 +101,14 @@ def read_source(data: bytes | Path | Dataset) -> Dataset:
         if keyword not in ds:
             setattr(ds, keyword, "")
     return ds
+
+
+def in_source_study(result: Dataset, source: Dataset) -> Dataset:
+    """`result` with the source's study-level attributes (STUDY_ATTRIBUTES), whichever builder made it."""
+    for keyword in STUDY_ATTRIBUTES:
+        if keyword in source:
+            setattr(result, keyword, source.data_element(keyword).value)
+    return result
 
 
 def result_uid(source_sop_uid: str, model_id: str, what: str) -> str:
@@ -180,7 +192,7 @@ def result_sr(source: Dataset, pred: Prediction, card: ModelCard, instance_numbe
         sop_instance_uid=result_uid(source.SOPInstanceUID, card.model_id, "SR"), manufacturer=MANUFACTURER,
         is_complete=True, is_final=False, is_verified=False, series_description=f"CXR AI result ({RESEARCH_USE_ONLY})")
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]  # declares 99CXRAI, as PS3.3 C.12.1.1.4 asks
-    return sr
+    return in_source_study(sr, source)
 
 
 def _private_scheme() -> Dataset:
@@ -254,7 +266,7 @@ def heatmap_pm(source: Dataset, pred: Prediction, card: ModelCard, instance_numb
         content_label="GRADCAM", content_description=map_decision(pred)[:64],
         series_description=f"CXR AI Grad-CAM map ({RESEARCH_USE_ONLY})")
     pm.BodyPartExamined = "CHEST"  # unpaired: General Series' Laterality (type 2C) is then rightly absent
-    return pm
+    return in_source_study(pm, source)
 
 
 def result_line(pred: Prediction) -> str:
@@ -294,7 +306,7 @@ def overlay_sc(source: Dataset, overlay_rgb: np.ndarray, pred: Prediction, model
         patient_orientation=("L", "F"), series_description=f"CXR AI Grad-CAM ({RESEARCH_USE_ONLY})")
     sc.BurnedInAnnotation = "YES"
     sc.BodyPartExamined = "CHEST"  # unpaired: General Series' Laterality (type 2C) is then rightly absent
-    return sc
+    return in_source_study(sc, source)
 
 
 def result_objects(source: bytes | Path | Dataset, pred: Prediction, card: ModelCard) -> list[Dataset]:

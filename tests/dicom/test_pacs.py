@@ -106,6 +106,9 @@ def test_export_dicom_writes_a_tid1500_report_a_parametric_map_and_a_secondary_c
     for obj in (sr, pm, sc):
         assert obj.StudyInstanceUID == source.StudyInstanceUID and obj.PatientID == source.PatientID
         assert obj.PatientName == source.PatientName
+        for keyword in ("StudyDescription", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                        "ReferringPhysicianName"):  # every result carries the study as its source does
+            assert obj.get(keyword) == source.get(keyword), (obj.Modality, keyword)
         assert obj.SeriesInstanceUID != source.SeriesInstanceUID and obj.SOPInstanceUID != source.SOPInstanceUID
     assert len({obj.SeriesInstanceUID for obj in (sr, pm, sc)}) == 3
 
@@ -455,6 +458,8 @@ def test_pacs_studies_then_analyse_and_send_puts_the_results_in_the_same_study(o
     for series in orthanc.study_series(source.StudyInstanceUID):
         instance = orthanc.get(f"/instances/{series['Instances'][0]}/simplified-tags")
         assert instance["PatientID"] == source.PatientID and instance["StudyInstanceUID"] == source.StudyInstanceUID
+        for keyword in ("StudyDescription", "AccessionNumber", "StudyDate", "StudyID"):  # read back from Orthanc
+            assert instance.get(keyword) == str(source.get(keyword)), (instance.get("Modality"), keyword)
     # Idempotent: a second "analyse --send" skips the analysed image and adds nothing; our own results are skipped
     again = run_cli(pacs + ["analyse", source.StudyInstanceUID, "--send", "--json"], env)
     skipped = sorted(str(json.loads(x)["skipped"]) for x in again.stdout.splitlines())
