@@ -17,6 +17,7 @@ seed give the same model.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -30,8 +31,8 @@ import numpy as np
 
 from cxr_core.cases.store import CaseStore
 from cxr_core.config import AugmentConfig, config_from_dict
-from cxr_core.errors import ConfigError, CXRError
-from cxr_core.fileio import write_atomic
+from cxr_core.errors import ConfigError, CXRError, report_errors
+from cxr_core.fileio import write_atomic, write_json_atomic
 from cxr_core.fitting.guards import fit_guards
 from cxr_core.fitting.presentation import fit_presentation
 from cxr_core.model import decision as D
@@ -243,13 +244,37 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
 
 def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, reader: str, seed: int,
                    work_dir: Path | None = None) -> dict[str, Any]:
-    """`python -m cxr_core site-model adapt`: the source, a progress bar on stderr, the case database."""
+    """`python -m cxr_core site-model adapt` (through `main`): the source, a progress bar on stderr, the case
+    database."""
     store = CaseStore.open()
     films, contradictory = films_from_reviews(store) if from_reviews else (films_from_folder(data_dir or ""), 0)
     command = "python -m cxr_core site-model adapt " + ("--from-reviews" if from_reviews else "DATA_DIR") + \
               f" --reader NAME --seed {seed}"
     return adapt(parent_dir, films, reader, "reviews" if from_reviews else "folder", seed, store=store,
                  work_dir=work_dir, progress=_Bar(), command=command, left_out_reviews=contradictory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m train.site PARENT_DIR (DATA_DIR | --from-reviews) --reader NAME --seed N --result FILE
+    [--work-dir DIR]`: the process `python -m cxr_core site-model adapt` runs (cxr_core never imports train/); the
+    result is written to FILE as JSON. Errors are one line on stderr, exit status 2."""
+    parser = argparse.ArgumentParser(prog="python -m train.site", description="site adaptation (run by cxr_core)")
+    parser.add_argument("parent_dir")
+    parser.add_argument("data_dir", nargs="?")
+    parser.add_argument("--from-reviews", action="store_true")
+    parser.add_argument("--reader", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--result", required=True, help="where the result's JSON is written")
+    parser.add_argument("--work-dir")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        result = adapt_from_cli(Path(args.parent_dir), args.data_dir, args.from_reviews, args.reader, args.seed,
+                                work_dir=Path(args.work_dir) if args.work_dir else None)
+        write_json_atomic(Path(args.result), result)
+        return 0
+
+    return report_errors(run)
 
 
 class _Bar:
@@ -436,4 +461,7 @@ def _short_hash(films_manifest: list[dict[str, Any]], seed: int, recipe: Recipe)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-__all__ = ["CrossFit", "Recipe", "adapt", "adapt_from_cli", "cross_fit", "fine_tune"]
+__all__ = ["CrossFit", "Recipe", "adapt", "adapt_from_cli", "cross_fit", "fine_tune", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

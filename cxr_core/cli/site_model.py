@@ -1,15 +1,20 @@
 """`site-model {adapt, activate, show, revert}`: adapt a model to this site's own labelled films, and govern its
-use. The fine-tuning is train/'s (train.site): the CLI sits above train/ (README, "Layout")."""
+use. The fine-tuning is train/'s, run as its own process (`python -m train.site`): cxr_core never imports train/."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 
 from ..cases.store import CaseStore
 from ..errors import CXRError
 from ..model.registry import Registry
+from ..settings import PROJECT_ROOT
 from ..site.models import active_choice, active_entry, resolve_model_dir, stored_models
 from ..formatting import ci
 from ._common import add_model_option, print_json, require_reader
@@ -48,10 +53,9 @@ def run_adapt(args: argparse.Namespace) -> int:
     if bool(args.data_dir) == bool(args.from_reviews):
         raise CXRError("Give either a labelled folder (DATA_DIR) or --from-reviews.")
     require_reader(args.reader, "Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
-    from train.site import adapt_from_cli  # lazy: heavy (TensorFlow; `--help` stays fast)
-
-    result = adapt_from_cli(resolve_model_dir(args.model), args.data_dir, args.from_reviews, args.reader,
-                            args.seed, work_dir=Path(args.work_dir) if args.work_dir else None)
+    code, result = _adapt_in_process(resolve_model_dir(args.model), args)
+    if result is None:
+        return code  # the adaptation said why on stderr
     if args.json:
         print_json(result)
         return 0
@@ -73,6 +77,25 @@ def run_adapt(args: argparse.Namespace) -> int:
     else:
         print("It does not pass the gate: " + " ".join(result["gate_refusals"]))
     return 0
+
+
+def _adapt_in_process(parent_dir: Path, args: argparse.Namespace) -> tuple[int, dict | None]:
+    """Run `python -m train.site`, passing its stderr (the progress bar, or its one-line error) through to this
+    command's; (its exit status, its result or None)."""
+    with tempfile.TemporaryDirectory(prefix="cxr_site_adapt_") as tmp:
+        result_file = Path(tmp) / "result.json"
+        command = [sys.executable, "-m", "train.site", str(parent_dir),
+                   *(["--from-reviews"] if args.from_reviews else [str(Path(args.data_dir).expanduser().resolve())]),
+                   "--reader", args.reader, "--seed", str(args.seed), "--result", str(result_file),
+                   *(["--work-dir", str(args.work_dir)] if args.work_dir else [])]
+        with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
+            assert child.stderr is not None
+            for chunk in iter(lambda: child.stderr.read1(4096), b""):  # type: ignore[union-attr]
+                sys.stderr.write(chunk.decode("utf-8", "replace"))
+                sys.stderr.flush()
+        if child.returncode != 0:
+            return child.returncode, None
+        return 0, json.loads(result_file.read_text(encoding="utf-8"))
 
 
 def run_activate(args: argparse.Namespace) -> int:
