@@ -49,7 +49,8 @@ ETIOLOGY, CAUSES = ("134198009", "SCT"), {"BACTERIAL": ("409822003", "SCT"), "VI
                                          "UNCERTAIN": UNDETERMINED}
 FINDING, PROBABILITY, THRESHOLD = ("121071", "DCM"), ("122157", "DCM"), ("122411", "DCM")
 ALGORITHM_NAME, ALGORITHM_VERSION, ALGORITHM_PARAMETERS = ("111001", "DCM"), ("111003", "DCM"), ("111002", "DCM")
-SOURCE_OF_MEASUREMENT, DEVICE_OBSERVER_NAME = ("121112", "DCM"), ("121013", "DCM")
+SOURCE_OF_MEASUREMENT, DEVICE_OBSERVER_NAME, DEVICE_OBSERVER_UID = ("121112", "DCM"), ("121013", "DCM"), \
+    ("121012", "DCM")
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
 
 
@@ -143,6 +144,10 @@ def test_export_dicom_writes_a_tid1500_report_a_parametric_map_and_a_secondary_c
     assert [i.TextValue for i in _items(pneumonia, ALGORITHM_NAME)] == [card.name]
     assert [i.TextValue for i in _items(pneumonia, ALGORITHM_VERSION)] == [card.version]
     assert [i.TextValue for i in _items(sr, DEVICE_OBSERVER_NAME)] == [card.model_id]
+    from cxr_core.dicom.results import device_uid
+
+    [observer_uid] = [i.UID for i in _items(sr, DEVICE_OBSERVER_UID)]  # one device per model id, never per name
+    assert observer_uid == device_uid(card.model_id) and observer_uid != device_uid(card.name)
     parameters = " ".join(i.TextValue for i in _items(pneumonia, ALGORITHM_PARAMETERS))
     assert card.model_id in parameters and "the model's threshold" in parameters
     [image] = _items(pneumonia, SOURCE_OF_MEASUREMENT)

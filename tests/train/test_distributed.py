@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -274,3 +275,38 @@ def test_two_logical_cpus_under_mirrored_strategy_give_one_devices_first_step_lo
     assert out["mirrored"] == pytest.approx(out["one"], abs=1e-5) and 0.5 < out["one"] < 5
     assert out["mirrored_metric"] == pytest.approx(out["one_metric"], abs=1e-5)
     assert out["max_weight_diff"] < 1e-5
+
+
+def _checkpoints(run_dir: Path, task_index: int, monkeypatch):
+    """Checkpoints of a tiny Keras model for worker `task_index` of a two-worker cluster (the default strategy:
+    the rules under test are the files each worker writes and what restore returns)."""
+    import keras
+    import tensorflow as tf
+
+    from train.distribute import Checkpoints, Distribution
+
+    two = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two, "task": {"type": "worker", "index": task_index}}))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.SGD(0.1)
+    dist = Distribution(tf.distribute.get_strategy(), "x", 2, "worker", task_index)
+    return Checkpoints(dist, run_dir, model, optimizer)
+
+
+def test_a_non_chief_s_save_leaves_the_shared_run_folder_untouched(tmp_path, monkeypatch):
+    run_dir, scratch = tmp_path / "run", tmp_path / "tmp"
+    run_dir.mkdir(), scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # this test's own temporary folder
+    _checkpoints(run_dir, 1, monkeypatch).save(1)
+    assert list(run_dir.rglob("*")) == []  # the chief alone writes the run folder
+    assert list(scratch.iterdir()) == []  # and the non-chief's scratch copy is gone
+
+
+def test_restore_returns_the_epochs_saved(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert _checkpoints(run_dir, 0, monkeypatch).restore() == 0  # a fresh run starts at epoch 0
+    chief = _checkpoints(run_dir, 0, monkeypatch)
+    chief.save(1)
+    assert _checkpoints(run_dir, 0, monkeypatch).restore() == 1  # one epoch done: the next is epoch index 1
+    chief.save(2)
+    assert _checkpoints(run_dir, 1, monkeypatch).restore() == 2  # a restarted worker reads the chief's latest
