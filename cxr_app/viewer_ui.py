@@ -25,7 +25,8 @@ from cxr_core.settings import PROJECT_ROOT
 from cxr_core.reports.pdf import build_pdf, report_name, verdict_line
 from cxr_core.cases.store import DECISION_WORDS, REVIEW_LABELS, CaseStore
 from cxr_core.cases.worklist import describe_audit
-from cxr_core.dicom.results import heatmap_pm, overlay_sc, read_source, result_sr, to_bytes
+from cxr_core.dicom.results import planned_file_name, result_kinds, result_object, to_bytes
+from cxr_core.dicom.source import read_source
 from cxr_core.errors import CXRError
 from cxr_core.validation.site_point import SiteFigures
 
@@ -93,8 +94,7 @@ def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Dis
             case_audit(case, store)
         _downloads(pred, index, card, display, case, digest, site, now)
         if pred.image.format == "DICOM":
-            _dicom_downloads(pred, index, card, display, dicom_source,
-                             f"case_{case['case_id']}" if case else digest[:12])
+            _dicom_downloads(pred, index, card, dicom_source)
 
 
 @st.fragment
@@ -222,24 +222,24 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue().encode()
 
 
-def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, display: Display,
-                     source: bytes | None, name: str) -> None:
-    """The DICOM results for the PACS (cxr_core.dicom.results), built only when downloaded."""
+def _dicom_downloads(pred: Prediction, index: int, card: ModelCard, source: bytes | None) -> None:
+    """The DICOM results for the PACS: the same builders and file names as every other surface
+    (cxr_core.dicom.results), each built only when downloaded."""
 
     if source is None:
         st.caption("DICOM results (SR, parametric map, secondary capture) need the original file: drop it on the "
                    "Viewer again.")
         return
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("DICOM structured report", data=lambda: to_bytes(result_sr(read_source(source), pred, card)),
-                       file_name=f"cxr_result_{name}_SR.dcm", mime="application/dicom", key=f"sr_{index}",
-                       icon=":material/description:")
-    if pred.assessed:
-        c2.download_button("DICOM Grad-CAM capture", key=f"sc_{index}", icon=":material/image:",
-                           data=lambda: to_bytes(overlay_sc(read_source(source), overlay(
-                               pred.image.pixels, pred.heatmap, alpha=display.opacity, colormap=display.colormap), pred,
-                               card.model_id)),
-                           file_name=f"cxr_result_{name}_SC.dcm", mime="application/dicom")
-        c3.download_button("DICOM Grad-CAM map", key=f"pm_{index}", icon=":material/layers:",
-                           data=lambda: to_bytes(heatmap_pm(read_source(source), pred, card)),
-                           file_name=f"cxr_result_{name}_PM.dcm", mime="application/dicom")
+    try:
+        header = read_source(source)
+    except CXRError as exc:
+        st.caption(f"No DICOM results for this file: {exc}")
+        return
+    labels = {"SR": ("DICOM structured report", ":material/description:"),
+              "SC": ("DICOM Grad-CAM capture", ":material/image:"), "PM": ("DICOM Grad-CAM map", ":material/layers:")}
+    for col, which in zip(st.columns(3), ("SR", "SC", "PM")):
+        if which in result_kinds(pred):
+            col.download_button(labels[which][0], icon=labels[which][1], key=f"{which.lower()}_{index}",
+                                data=lambda which=which: to_bytes(result_object(header, pred, card, which)),
+                                file_name=planned_file_name(header.SOPInstanceUID, card.model_id, which),
+                                mime="application/dicom")

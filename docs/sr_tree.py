@@ -56,7 +56,9 @@ def example_dicom(film: Path) -> bytes:
 
 def tree() -> str:
     """dsrdump's tree of the report the shipped model's result makes for the example film."""
-    from cxr_core.dicom.results import read_source, result_sr, to_bytes
+    from cxr_core.dicom.results import to_bytes
+    from cxr_core.dicom.source import read_source
+    from cxr_core.dicom.sr import result_sr
     from cxr_core.model.predict import Predictor
     from cxr_core.model.registry import Registry
 

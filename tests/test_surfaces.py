@@ -75,7 +75,8 @@ def test_the_pdf_csv_sr_and_sc_carry_the_model_id(controlled_predictor, store):
     from pydicom import dcmread
 
     from cxr_app.viewer_ui import results_table
-    from cxr_core.dicom.results import result_objects, result_uid
+    from cxr_core.dicom.results import result_objects
+    from cxr_core.dicom.source import result_uid
     from cxr_core.model.gradcam import overlay
     from cxr_core.reports.pdf import build_pdf
 

@@ -9,7 +9,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from ..cases.analyse import analyse_and_store
-from .results import MANUFACTURER, kind, result_objects, to_bytes
+from .results import kind, result_objects, to_bytes
+from .source import MANUFACTURER
 from ..model.operating_point import OperatingPoint
 from ..cases.store import CaseStore
 from ..model.predict import Prediction, Predictor

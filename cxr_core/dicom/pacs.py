@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any, Callable, Iterator
 
 from ..errors import CXRError, plain_cause
-from .results import result_uid
+from .source import result_uid
 from .instance import AnalysedInstance, analyse_instance
 from ..safety.intended_use import PROJECTION_MODALITIES
 from ..cases.store import CaseStore

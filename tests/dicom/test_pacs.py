@@ -144,7 +144,7 @@ def test_export_dicom_writes_a_tid1500_report_a_parametric_map_and_a_secondary_c
     assert [i.TextValue for i in _items(pneumonia, ALGORITHM_NAME)] == [card.name]
     assert [i.TextValue for i in _items(pneumonia, ALGORITHM_VERSION)] == [card.version]
     assert [i.TextValue for i in _items(sr, DEVICE_OBSERVER_NAME)] == [card.model_id]
-    from cxr_core.dicom.results import device_uid
+    from cxr_core.dicom.source import device_uid
 
     [observer_uid] = [i.UID for i in _items(sr, DEVICE_OBSERVER_UID)]  # one device per model id, never per name
     assert observer_uid == device_uid(card.model_id) and observer_uid != device_uid(card.name)
@@ -201,7 +201,7 @@ def test_the_sr_pm_and_sc_pass_the_standards_own_validators(tiny_data, env, tmp_
     A CT image (not assessed) gets only the SR, whose finding is undetermined, with the reason."""
     import re
 
-    from cxr_core.dicom.results import PRIVATE_CODES
+    from cxr_core.dicom.codes import PRIVATE_CODES
 
     data = _training_like_dicom(tiny_data, modality=modality,
                                 **({"sop_class": "1.2.840.10008.5.1.4.1.1.2"} if modality == "CT" else {}))
@@ -294,7 +294,8 @@ def test_the_map_holds_the_heatmap_on_the_sources_pixel_grid(tiny_model_dir, pad
 
     import numpy as np
 
-    from cxr_core.dicom.results import heatmap_pm, read_source
+    from cxr_core.dicom.pm import heatmap_pm
+    from cxr_core.dicom.source import read_source
     from cxr_core.model.folder import ModelFolder
 
     card = ModelFolder(tiny_model_dir).card()
@@ -587,3 +588,36 @@ def test_the_pacs_page_lists_analyses_and_sends_back(orthanc, tiny_data, tiny_re
     assert row["result"] in ("NORMAL", "PNEUMONIA") and row["sent"] == 3
     assert _kinds(orthanc, study_uid) == ["DX", "PM", "SC", "SR"]
     assert CaseStore.open().get(int(row["case"]))["study_uid"] == study_uid
+
+
+def test_the_viewer_s_downloads_are_the_objects_every_surface_sends(tiny_model_dir):
+    """The Viewer builds each download with the builder PACS, export-dicom and the listener use, names its file as
+    they do (the derived SOP Instance UID), and gets the same bytes for the same case (creation times and UIDs
+    aside)."""
+    import numpy as np
+
+    from cxr_core.dicom.results import file_name, kind, planned_file_name, result_object, result_objects, to_bytes
+    from cxr_core.dicom.source import read_source
+    from cxr_core.model.folder import ModelFolder
+
+    card = ModelFolder(tiny_model_dir).card()
+    data = inputs.dicom(array=np.full((60, 40), 900, np.uint16))
+    pred = _chosen("PNEUMONIA", "BACTERIAL", True)
+    header = read_source(data)
+
+    def timeless(ds) -> bytes:
+        ds = pydicom.dcmread(io.BytesIO(to_bytes(ds)))
+        for element in list(ds.iterall()):  # creation times, and UIDs (highdicom draws some at random)
+            if element.VR == "UI" or (element.VR in ("DA", "TM", "DT") and element.keyword.startswith(
+                    ("Content", "InstanceCreation", "Contribution", "TimeOfSecondaryCapture", "DateOfSecondaryCapture"))):
+                element.value = ""
+        return to_bytes(ds)
+
+    sent = result_objects(data, pred, card)
+    for ds in sent:
+        which = kind(ds)
+        downloaded = result_object(header, pred, card, which)
+        assert timeless(downloaded) == timeless(ds), which
+        assert planned_file_name(header.SOPInstanceUID, card.model_id, which) == file_name(ds) == file_name(downloaded)
+    viewer = (PROJECT_ROOT / "cxr_app" / "viewer_ui.py").read_text()
+    assert "result_object(header, pred, card, which)" in viewer and "planned_file_name(" in viewer

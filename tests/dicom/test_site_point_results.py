@@ -26,7 +26,8 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     from pydicom import dcmread
     from pydicom.sr.coding import Code
 
-    from cxr_core.dicom.results import CAPTION, captioned, result_line, result_objects
+    from cxr_core.dicom.results import result_objects
+    from cxr_core.dicom.sc import CAPTION, captioned, result_line
     from cxr_core.reports.export import result_row
     from cxr_core.model.gradcam import on_image, overlay
     from cxr_core.model.operating_point import resolve
