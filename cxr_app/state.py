@@ -154,12 +154,12 @@ def point_in_use(entry: ModelEntry, store: CaseStore | None) -> OperatingPoint:
 
 def provenance(entry: ModelEntry) -> str | None:
     """One line for a site-adapted model: its parent, films, date and reader (None for any other model)."""
-    site = entry.card.site_adaptation
-    if not site:
+    adaptation = entry.card.site_adaptation
+    if not adaptation:
         return None
-    counts = site.get("counts") or {}
-    return (f"Site-adapted from `{site.get('parent_model_id')}` on {counts.get('kept', '?')} of this site's labelled "
-            f"films, {str(site.get('created', ''))[:10]}, by {site.get('reader')}.")
+    counts = adaptation.get("counts") or {}
+    return (f"Site-adapted from `{adaptation.get('parent_model_id')}` on {counts.get('kept', '?')} of this site's "
+            f"labelled films, {str(adaptation.get('created', ''))[:10]}, by {adaptation.get('reader')}.")
 
 
 def follow_site_model() -> None:
@@ -207,15 +207,15 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
         if not entries:
             st.warning(f"No model is registered in `{reg.root}`. Train one on the Training page or with `python -m train`.")
             return None
-        current = current_entry(store)
+        in_use = current_entry(store)
         experimental = st.checkbox("Show experimental models", key="show_experimental",
                                    help="Models below their validation gate: for research, never for patients.")
-        entries = [e for e in entries if e.passed_gate or experimental or (current and e.model_id == current.model_id)]
+        entries = [e for e in entries if e.passed_gate or experimental or (in_use and e.model_id == in_use.model_id)]
         if not entries:
             st.warning("Every registered model failed its validation gate: tick 'Show experimental models' to see them.")
             return None
         ids = [e.model_id for e in entries]
-        index = ids.index(current.model_id) if current and current.model_id in ids else 0
+        index = ids.index(in_use.model_id) if in_use and in_use.model_id in ids else 0
         site_model = site_entry(store, reg)
         active = site_model.model_id if site_model else None
         picked = st.selectbox("Model", ids, index=index, key="model_picker",

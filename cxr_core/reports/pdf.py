@@ -17,6 +17,7 @@ from ..model.decision import SUBTYPE_UNCERTAIN, within_pneumonia
 from ..model.operating_point import threshold_wording
 from ..model.predict import Prediction
 from ..safety.intended_use import INTENDED_USE, NOT_ASSESSED, TRAINED_ON, UNKNOWN_ELSEWHERE
+from ..validation.site_point import SiteFigures
 from PIL import Image
 
 
@@ -26,7 +27,7 @@ def report_name(case: dict[str, Any] | None, content_hash: str) -> str:
 
 
 def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
-              case: dict[str, Any] | None = None, site: Any = None, now: str | None = None) -> bytes:
+              case: dict[str, Any] | None = None, site: SiteFigures | None = None, now: str | None = None) -> bytes:
     """PDF bytes for one decoded input (pred.image must hold the pixels), traceable to its case (`case`: the
     case store's JSON object) when it is one. An input that was not assessed gets its reasons, no probability
     and no heatmap. `site`: the site's figures (cxr_core.validation.site_point.SiteFigures), quoted before the
