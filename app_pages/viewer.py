@@ -7,7 +7,7 @@ restarts; `?case=N` (the Worklist's "Open") shows a stored case.
 
 import streamlit as st
 
-from cxr_app.state import page_preamble, predictor_for, provenance, site_figures_for
+from cxr_app.state import page_preamble, predictor_for, provenance
 from cxr_app.viewer_ui import SAMPLE_NOTE, Display, csv_bytes, prediction_panel, results_table, sample_films
 from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError
@@ -148,7 +148,7 @@ if c4.button("Clear the Viewer", icon=":material/clear_all:", help="The cases st
     _clear()
     st.rerun()
 
-site = site_figures_for(entry, store)
+site = page.site
 panels = list(enumerate(shown)) if show_all or len(shown) == 1 else [(at, shown[at])]
 for i, (pred, case, digest) in panels:
     prediction_panel(pred, i, entry.card, display, show_ids, case=case, store=store, reader=reader,

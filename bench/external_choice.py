@@ -4,6 +4,10 @@ class probabilities). Ranked by external AUC, then by the specificity at the hig
 >= 0.95 on the site; internal validation is shown, not used (it ranked the project's shipped models in reverse).
 
     python bench/external_choice.py [--site DIR] CANDIDATE ... [--save]
+        [--record-into MODEL_DIR --chosen NAME --reason TEXT]
+
+`--record-into` writes this run's table, the choice and its reason into that model's card (`selection`, rendered
+in MODEL_CARD.md and the README's shipped-model section): how the shipped default's card records why it ships.
 
 A CANDIDATE is a model folder or REV:PATH, a model folder in the project's git history (e.g.
 `ccb7b4d:assets/models/cxrnet-shipped-20261122-031100-e803ba214b`), extracted to a temporary folder. Saved as
@@ -58,7 +62,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("candidates", nargs="+")
     ap.add_argument("--site", default=str(SITE_A))
+    ap.add_argument("--record-into", help="a model folder whose card records this table and the choice")
+    ap.add_argument("--chosen", help="with --record-into: the candidate chosen (one of the table's names)")
+    ap.add_argument("--reason", help="with --record-into: why, in a sentence or two")
     args = ap.parse_args()
+    if args.record_into and not (args.chosen and args.reason):
+        raise SystemExit("--record-into needs --chosen and --reason.")
     if not Path(args.site).is_dir():
         raise SystemExit(f"No site folder at {args.site}: this bench needs a labelled external site "
                          "(../shared/data/kermany-site-a).")
@@ -97,7 +106,29 @@ def main() -> None:
              f"spec@sens>=0.95 {f['spec']:.3f} (threshold {f['threshold']:.3f}, sens {f['sens']:.3f}); "
              f"3-class acc {f['acc3']:.3f}; films in training {'n/a' if in_training is None else in_training}")
     best = max(rows, key=lambda r: (round(r[2]["auc"], 3), r[2]["spec"]))
-    emit("chosen", f"{best[0]} (highest external AUC, then specificity at sensitivity >= 0.95)")
+    emit("best on the site", f"{best[0]} (highest external AUC, then specificity at sensitivity >= 0.95)")
+    if args.record_into:
+        command = " ".join(["python bench/external_choice.py", *args.candidates,
+                            *([] if args.site == str(SITE_A) else ["--site", args.site])])
+        record(Path(args.record_into), Path(args.site).name, rows, args.chosen, args.reason, command)
+
+
+def record(model_dir: Path, site: str, rows: list, chosen: str, reason: str, command: str) -> None:
+    """The card's `selection`: this run's candidates on the site, the choice and its reason."""
+    import time
+
+    from cxr_core.formatting import ci
+    from cxr_core.model.folder import ModelFolder
+
+    if chosen not in [r[0] for r in rows]:
+        raise SystemExit(f"--chosen {chosen!r} is not one of the candidates.")
+    table = [{"candidate": name, "internal": internal, "external_auc": f"{f['auc']:.3f} {ci(f['auc_ci'])}",
+              "spec_at_sens": f"{f['spec']:.3f} ({f['threshold']:.3f}, {f['sens']:.3f})",
+              "three_class": f"{f['acc3']:.3f}"} for name, internal, f, _, _ in rows]
+    ModelFolder(model_dir).update_card(selection={
+        "site": site, "rows": table, "chosen": chosen, "reason": reason, "command": command,
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    print(f"Recorded the choice in {model_dir}'s card.")
 
 
 if __name__ == "__main__":

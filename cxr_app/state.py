@@ -21,7 +21,7 @@ from cxr_core.settings import current
 from cxr_core.site.models import active_entry, sync
 from cxr_core.validation.metrics import wilson_interval
 from cxr_core.validation.external import external_sentence
-from cxr_core.validation.site_point import site_figures
+from cxr_core.validation.site_point import SiteFigures, site_figures
 import numpy as np
 import sys
 
@@ -112,12 +112,14 @@ def reader_name() -> str:
 
 @dataclass(frozen=True)
 class PageStart:
-    """What every page starts from: the case store (None when unavailable, said on the page), the reader's name,
-    the model in use and the operating point that decides for this rerun (both None without a model)."""
+    """What every page starts from, resolved once per rerun: the case store (None when unavailable, said on the
+    page), the reader's name, the model in use, the operating point that decides for this rerun and the site's
+    figures at it (None without a model; `site` also None without a local evaluation)."""
     store: CaseStore | None
     reader: str
     entry: ModelEntry | None
     point: OperatingPoint | None
+    site: SiteFigures | None = None
 
 
 def page_preamble(without_model: str | None = None, needs_store: bool = False) -> PageStart:
@@ -128,19 +130,24 @@ def page_preamble(without_model: str | None = None, needs_store: bool = False) -
     reader = reader_name()
     store = case_store()
     entry = sidebar_model_panel(store)
+    point = figures = None
+    if entry is not None:  # each resolved once for this rerun, then passed to whatever shows or decides with it
+        point = resolve(entry.card, store)
+        figures = site_figures(entry.model_id, point, current().site_policy)
+        sidebar_figures(entry, figures)
+        point_in_use(entry, point)
     if entry is None and without_model:
         st.warning(f"No model is available, so {without_model}. Train one on the Training page.")
         st.stop()
     if store is None and needs_store:
         st.stop()
-    return PageStart(store, reader, entry, point_in_use(entry, store) if entry is not None else None)
+    return PageStart(store, reader, entry, point, figures)
 
 
-def point_in_use(entry: ModelEntry, store: CaseStore | None) -> OperatingPoint:
-    """The operating point that decides for this request (resolved now, never stored on a shared object), said
-    in the sidebar: the site's governed point, or the model's own threshold."""
+def point_in_use(entry: ModelEntry, point: OperatingPoint) -> None:
+    """Say in the sidebar which operating point decides for this request: the site's governed point, or the
+    model's own threshold."""
 
-    point = resolve(entry.card, store)
     with st.sidebar:
         if point.source == "site":
             ev = point.evidence_dict
@@ -230,24 +237,22 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
             st.caption(line)
         if not entry.passed_gate:
             st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
-        _local_figures(entry, store)
-        _external_figures(entry)
-        _internal_figures(entry)
-        st.info(BANNER, icon=":material/info:")
         return entry
 
 
-def site_figures_for(entry: ModelEntry, store):
-    """The site's figures for this model at the point in use (cxr_core.validation.site_point.site_figures): shown
-    only where a local evaluation meets the site-point rules; None without any local evaluation."""
+def sidebar_figures(entry: ModelEntry, figures: SiteFigures | None) -> None:
+    """Below the picker, each labelled with where it comes from: the site's figures (or why there are none), the
+    external validation, the model's own figures; then the intended-use banner."""
+    with st.sidebar:
+        _local_figures(entry, figures)
+        _external_figures(entry)
+        _internal_figures(entry)
+        st.info(BANNER, icon=":material/info:")
 
-    return site_figures(entry.model_id, resolve(entry.card, store), current().site_policy)
 
-
-def _local_figures(entry: ModelEntry, store) -> None:
+def _local_figures(entry: ModelEntry, figures: SiteFigures | None) -> None:
     """The site's figures first, with where their labels came from; or why there are none, with a pointer to
     local validation."""
-    figures = site_figures_for(entry, store)
     if figures is not None and figures.reportable:
         st.markdown(f"**At this site** (local evaluation, n = {figures.n})")
         st.caption(figures.sentence().removeprefix("At this site "))

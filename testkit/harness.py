@@ -79,7 +79,9 @@ def start_app(env: dict[str, str] | None = None, log_path: Path | None = None, t
     raise RuntimeError(f"the app did not start; see {log_path}")
 
 
-def make_browser(width: int = 1280, height: int = 800) -> Any:
+def make_browser(width: int = 1280, height: int = 800, offline: bool = False) -> Any:
+    """Headless chromium. `offline`: every host but this machine is unreachable, as on a hospital network, and the
+    browser keeps its network log (`outside_requests`)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -87,10 +89,28 @@ def make_browser(width: int = 1280, height: int = 800) -> Any:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}", "--disable-gpu"):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failure messages
+    logs = {"browser": "ALL"}  # the page's console, for failure messages
+    if offline:
+        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost")
+        logs["performance"] = "ALL"
+    options.set_capability("goog:loggingPrefs", logs)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_window_size(width, height)
     return driver
+
+
+def outside_requests(driver: Any) -> list[str]:
+    """The URLs an `offline` browser asked for beyond this machine since the last call (its network log)."""
+    import json
+    from urllib.parse import urlparse
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return [u for u in urls if urlparse(u).scheme in ("http", "https", "ws", "wss")
+            and urlparse(u).hostname not in ("127.0.0.1", "localhost")]
 
 
 READER_BOX = "input[aria-label='Your name (reviews and audit)']"  # the sidebar's reader name box
@@ -120,6 +140,11 @@ def sign_in(driver: Any, name: str) -> None:
     wait_for(driver, lambda: driver.find_element("css selector", READER_BOX).get_attribute("value") == name,
              what="the reader's name")
     time.sleep(0.5)
+
+
+def nav(driver: Any, page: str) -> None:
+    """Open `page` ("Worklist", "Training"...) from the sidebar's navigation, as a user clicks it."""
+    next(a for a in driver.find_elements("css selector", "[data-testid=stSidebarNav] a") if page in a.text).click()
 
 
 def body_text(driver: Any) -> str:

@@ -138,3 +138,11 @@ def dicom(photometric: str = "MONOCHROME2", window: tuple[float, float] | None =
         fp.is_little_endian, fp.is_implicit_VR = True, True  # as written without file meta
         write_dataset(fp, ds)
     return buf.getvalue()
+
+
+def training_like(data_dir, i: int) -> bytes:
+    """The bytes of film `i` of a Kaggle-layout folder (even: NORMAL, odd: PNEUMONIA): a film the tiny model assesses."""
+    from pathlib import Path
+
+    folder = "NORMAL" if i % 2 == 0 else "PNEUMONIA"
+    return sorted((Path(data_dir) / folder).iterdir())[i // 2].read_bytes()

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                                                                                 block["at_card_threshold"])):
         print(f"at {name} ({point['threshold']:.3f}): sensitivity {with_ci(point['sensitivity'], point['sensitivity_ci95'])}"
               f", specificity {with_ci(point['specificity'], point['specificity_ci95'])}, accuracy {point['accuracy']:.3f}")
-    print(f"3-class accuracy {with_ci(t['accuracy'], t['accuracy_ci95'])}, bacterial-vs-viral AUC "
+    print(f"3-class accuracy {at['three_class_accuracy']:.3f} at {at['threshold']:.3f}, "
+          f"{with_ci(t['accuracy'], t['accuracy_ci95'])} at the card's threshold then; bacterial-vs-viral AUC "
           f"{t['bacterial_vs_viral_auc']:.3f}; the threshold's 95 % CI {ci(at['threshold_ci95'])}")
     print(f"Card updated: {folder.card_file}" + (f"; operating threshold now {card.threshold:.3f} "
                                                  "(external_sensitivity)" if args.adopt_threshold else ""))

@@ -30,7 +30,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _TYPED = {"threshold_evidence": ThresholdEvidence, "stress": StressReport}  # evidence blocks read as types
 _MAPPINGS = ("input", "guard_calibration", "appearance_check", "population_check", "internal_validation",
              "data", "config", "gradcam", "subtype_policy", "validation_gate", "ensemble", "site_adaptation", "distribution",
-             "external_validation")
+             "external_validation", "selection")
 
 
 def model_id_is_valid(model_id: Any) -> bool:
@@ -72,6 +72,7 @@ class ModelCard:
     internal_validation: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     internal_validation_kind: str = "Internal validation (patient-grouped split of the official training set)"
     external_validation: Mapping[str, Any] | None = None  # validate-external: a site it never trained on (validation.external)
+    selection: Mapping[str, Any] | None = None  # why this model ships: the candidates on an external site, the choice
     stress: StressReport | None = None
     ensemble: Mapping[str, Any] | None = None
     site_adaptation: Mapping[str, Any] | None = None  # a site-adapted model: parent, site films, local evidence

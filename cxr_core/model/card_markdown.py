@@ -60,6 +60,7 @@ def render_markdown(card: ModelCard) -> str:
         "CIs: percentile bootstrap over images (1,000 resamples).",
         "",
         *external_section(card),
+        *selection_section(card),
         *_stress_lines(card),
         *_guard_section(card),
         "## Training data",
@@ -127,12 +128,13 @@ def readme_section(card: ModelCard, model_dir: str) -> str:
     if stress:
         worst = lambda w: ", ".join(f"{m} {e.value:.3f} (`{e.condition}`)" for m, e in w.shown())  # noqa: E731
         acquisition = stress.worst_acquisition_moderate
-        lines += ["", f"Stress suite ({stress.note or 'held-out images'}, at the operating threshold), worst case "
+        lines += ["", f"Stress suite ({stress.note or 'held-out images'}, at the threshold chosen in training, "
+                  f"{trained_threshold(card):.3f}), worst case "
                   f"up to moderate severity: over every shift, {worst(stress.worst_moderate)}"
                   + (f"; over the realistic acquisition family (soft, glare, unsharp, tone_curve, annotation), "
                      f"{worst(acquisition)}" if acquisition is not None else "")
                   + ". The full table is in the model card and on the Dashboards page (Robustness)."]
-    lines += ["", *external_section(card, "###"), f"Operating threshold **{card.threshold:.3f}** (policy "
+    lines += ["", *external_section(card, "###"), *selection_section(card, "###"), f"Operating threshold **{card.threshold:.3f}** (policy "
               f"`{card.threshold_policy}`):", "", *policy_lines(card),
               "", "How results are presented (`python -m cxr_core fit-presentation`, on held-out data):", "",
               *subtype_lines(card)]
@@ -165,6 +167,14 @@ def gradcam_lines(card: ModelCard) -> list[str]:
             f"(1.0 = {g['scale']:.4g}, {g['fitted_on']})."]
 
 
+def trained_threshold(card: ModelCard) -> float:
+    """The threshold the training chose (the stress suite was scored at it): the card's, unless an external one
+    replaced it."""
+    if card.threshold_policy == "external_sensitivity":
+        return float(((card.external_validation or {}).get("internal_threshold") or {}).get("threshold", card.threshold))
+    return card.threshold
+
+
 def external_section(card: ModelCard, heading: str = "##") -> list[str]:
     """The external validation's figures (validate-external), beside the internal ones; [] without one."""
     e = card.external_validation
@@ -177,7 +187,8 @@ def external_section(card: ModelCard, heading: str = "##") -> list[str]:
         rows += [(f"{name} {point['threshold']:.3f}: sensitivity", with_ci(point["sensitivity"], point["sensitivity_ci95"])),
                  ("specificity", with_ci(point["specificity"], point["specificity_ci95"])),
                  ("accuracy", f"{point['accuracy']:.3f}")]
-    rows += [("3-class accuracy", with_ci(t["accuracy"], t.get("accuracy_ci95"))),
+    rows += [(f"3-class accuracy at {at['threshold']:.3f}", f"{at.get('three_class_accuracy', float('nan')):.3f}"),
+             (f"3-class accuracy at {card_at['threshold']:.3f}", with_ci(t["accuracy"], t.get("accuracy_ci95"))),
              ("bacterial-vs-viral AUC", f"{t['bacterial_vs_viral_auc']:.3f}")]
     if t.get("subtype_stated_fraction") is not None:
         rows.append(("subtype stated (past the margin) / its precision",
@@ -191,14 +202,28 @@ def external_section(card: ModelCard, heading: str = "##") -> list[str]:
             "", "| metric | value [95 % CI] |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
 
 
+def selection_section(card: ModelCard, heading: str = "##") -> list[str]:
+    """Why this model ships: the candidates' figures on an external site (bench/external_choice.py) and the choice."""
+    sel = card.selection
+    if not sel:
+        return []
+    return [f"{heading} Why this model ships (chosen on {sel['site']})",
+            f"Candidates scored on {sel['site']} (`{sel['command']}`, {sel['measured'][:10]}; internal AUC shown, not "
+            "used: it ranked the project's shipped models in reverse):", "",
+            "| candidate | internal AUC [95 % CI] | external AUC [95 % CI] | spec @ sens >= 0.95 (threshold, sens) | "
+            "3-class accuracy there |", "|---|---|---|---|---|",
+            *(f"| {r['candidate']} | {r['internal']} | {r['external_auc']} | {r['spec_at_sens']} | {r['three_class']} |"
+              for r in sel["rows"]),
+            "", f"**Choice: {sel['chosen']}.** {sel['reason']}", ""]
+
+
 def policy_lines(card: ModelCard) -> list[str]:
     """Markdown bullets: the threshold policy, what it trades, and Youden's threshold for comparison."""
     ev = card.threshold_evidence
-    external, own = [], card.threshold  # own: the threshold the internal policy chose
+    external, own = [], trained_threshold(card)
     if card.threshold_policy == "external_sensitivity" and card.external_validation:
         e = card.external_validation
         was = e.get("internal_threshold") or {}
-        own = was.get("threshold", own)
         external = [f"- Threshold policy `external_sensitivity`: the highest threshold with sensitivity >= "
                     f"{e['at_target_sensitivity']['target_sensitivity']:.2f} on {e['n']} films of {e['site']}, an "
                     f"external site the model never trained on (internal validation could not rank models for the "
@@ -271,7 +296,8 @@ def _stress_lines(card: ModelCard) -> list[str]:
     if not stress:
         return []
     lines = ["## Stress suite (acquisition shifts)", "",
-             f"Scores on {stress.note or 'the validation images'}, at the operating threshold. "
+             f"Scores on {stress.note or 'the validation images'}, at the threshold chosen in training "
+             f"({trained_threshold(card):.3f}). "
              "'in aug.' says whether training augmentation varies that property; 'no' is held out. The "
              "acquisition family (soft, glare, unsharp, tone_curve, annotation) models another X-ray unit's film. "
              "'chose threshold' marks the conditions the threshold policy was fitted on: their sensitivity and "

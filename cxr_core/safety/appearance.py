@@ -60,20 +60,27 @@ class AutoencoderRecipe:
     min_steps: int = 240  # a tiny training set still gets this many updates
     learning_rate: float = 2e-3
     seed: int = 0
+    equalize: bool = True  # thumbnails equalised (`thumbnails`); checks saved before it existed read False
 
     def __post_init__(self) -> None:
         if self.size % (2 ** len(self.filters)):
             raise ValueError(f"size = {self.size}: must be divisible by 2 ** {len(self.filters)} (one halving per stage)")
 
 
-def thumbnails(images: np.ndarray, size: int) -> np.ndarray:
-    """(n, H, W[, 1]) model inputs in [0, 1] -> (n, size, size, 1) float32 (area interpolation)."""
+def thumbnails(images: np.ndarray, size: int, equalize: bool = False) -> np.ndarray:
+    """(n, H, W[, 1]) model inputs in [0, 1] -> (n, size, size, 1) float32 (area interpolation); `equalize`: each
+    thumbnail's histogram equalised, so that the check sees the film's layout whatever the model's intensity policy
+    (a model without one passes the unit's tone curve through to it)."""
     images = np.asarray(images, np.float32)
     if images.ndim == 4:
         images = images[..., 0]
     if images.ndim == 2:
         images = images[None]
-    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])[..., None]
+    small = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
+    if equalize:
+        small = [cv2.equalizeHist((np.clip(im, 0, 1) * 255).round().astype(np.uint8)).astype(np.float32) / 255.0
+                 for im in small]
+    return np.stack(small)[..., None]
 
 
 def build_autoencoder(recipe: AutoencoderRecipe) -> Any:
@@ -125,6 +132,7 @@ class AppearanceCheck:
     code_precision: np.ndarray
     thresholds: dict[str, float]  # signal -> refusal threshold (RULES' keys)
     size: int
+    equalize: bool = False
 
     def __post_init__(self) -> None:
         import keras  # lazy: heavy
@@ -143,7 +151,7 @@ class AppearanceCheck:
         from sklearn.covariance import LedoitWolf  # lazy: heavy
 
         keras.utils.set_random_seed(recipe.seed)
-        x = thumbnails(fit_images, recipe.size)
+        x = thumbnails(fit_images, recipe.size, recipe.equalize)
         net = build_autoencoder(recipe)
         updates = recipe.epochs * cls._steps(len(x), recipe)
         net.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
@@ -158,7 +166,7 @@ class AppearanceCheck:
                 steps_per_epoch=cls._steps(len(x), recipe), epochs=recipe.epochs, callbacks=callbacks, shuffle=False,
                 verbose=0)
         check = cls(net, np.zeros(recipe.code, np.float64), np.eye(recipe.code), {k: math.inf for k in RULES},
-                    recipe.size)
+                    recipe.size, recipe.equalize)
         _, codes = check._reconstruct(fit_images)
         lw = LedoitWolf().fit(codes.astype(np.float64))
         check.code_mean, check.code_precision = lw.location_, lw.precision_
@@ -173,7 +181,7 @@ class AppearanceCheck:
     # ---- scoring
     def _reconstruct(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(per-image reconstruction error at the anatomy's scale, codes) for model inputs."""
-        x = thumbnails(images, self.size)
+        x = thumbnails(images, self.size, self.equalize)
         errors, codes = [], []
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size]
@@ -220,7 +228,8 @@ class AppearanceCheck:
             self.network.save(staged)
             write_atomic(network_file, staged.read_bytes())
         write_npz_atomic(stats_file, code_mean=self.code_mean, code_precision=self.code_precision,
-                         size=self.size, **{f"threshold_{k}": v for k, v in self.thresholds.items()})
+                         size=self.size, equalize=int(self.equalize),
+                         **{f"threshold_{k}": v for k, v in self.thresholds.items()})
 
     @classmethod
     def load(cls, stats_file: Path, network_file: Path,
@@ -231,4 +240,5 @@ class AppearanceCheck:
         if z is None or not network_file.is_file() or any(f"threshold_{k}" not in z for k in RULES):
             return None
         return cls(load_network(network_file), z["code_mean"], z["code_precision"],
-                   {k: float(z[f"threshold_{k}"]) for k in RULES}, int(z["size"]))
+                   {k: float(z[f"threshold_{k}"]) for k in RULES}, int(z["size"]),
+                   bool(int(z["equalize"])) if "equalize" in z else False)

@@ -22,7 +22,7 @@ from ..formatting import ci, with_ci
 from ..model.card import ModelCard
 from ..model.decision import pneumonia_probability, subtype_margin
 from ..settings import SitePointPolicy
-from .metrics import choose_threshold, operating_point_evidence
+from .metrics import choose_threshold, operating_point_evidence, three_class
 
 EXTERNAL_POLICY = "external_sensitivity"  # the card's threshold_policy once the threshold is chosen on external films
 DEFAULT_TARGET_SENSITIVITY = 0.95
@@ -84,10 +84,15 @@ def external_validation(summary: Mapping[str, Any], y: np.ndarray, probs: np.nda
                               "accuracy_ci95": b["accuracy_ci95"], "policy": card.threshold_policy},
         "at_target_sensitivity": {**operating_point_evidence(yb, p, chosen), "target_sensitivity": target,
                                   "accuracy": float(np.mean((p >= chosen) == yb)),
+                                  "three_class_accuracy": three_class(y, probs, chosen)["accuracy"],
                                   "threshold_ci95": threshold_ci(yb, p, target, n_boot)},
         "three_class": {"accuracy": t["accuracy"], "accuracy_ci95": t["accuracy_ci95"],
                         "bacterial_vs_viral_auc": t["bacterial_vs_viral_auc"],
                         **_subtype_figures(y, probs, card.subtype_margin)},
+        # validated again after its threshold was adopted: the internal threshold it replaced stays on record
+        **({"internal_threshold": card.external_validation["internal_threshold"]}
+           if card.threshold_policy == EXTERNAL_POLICY and (card.external_validation or {}).get("internal_threshold")
+           else {}),
     }
 
 
@@ -123,4 +128,4 @@ def external_sentence(block: Mapping[str, Any]) -> str:
             f"{block.get('label_source') or 'the folder names'}): AUC {with_ci(block['auc'], block.get('auc_ci95'))}; "
             f"at sensitivity >= {at['target_sensitivity']:.2f} (threshold {at['threshold']:.3f}) sensitivity "
             f"{at['sensitivity']:.3f} {ci(at['sensitivity_ci95'])}, specificity {at['specificity']:.3f} "
-            f"{ci(at['specificity_ci95'])}; 3-class accuracy {block['three_class']['accuracy']:.3f}.")
+            f"{ci(at['specificity_ci95'])}, 3-class accuracy {at['three_class_accuracy']:.3f}.")

@@ -387,3 +387,25 @@ def test_a_case_link_is_the_viewer_s_own_address(app_env):
     source = (PROJECT_ROOT / "app.py").read_text()
     assert 'url_path="viewer"' in source and "switch_page(viewer, query_params=st.query_params.to_dict())" in source
     assert "url_path" in inspect.signature(StreamlitPage.__init__).parameters
+
+
+def test_a_viewer_rerun_resolves_the_point_and_the_site_figures_once(app_env, monkeypatch):
+    """The preamble resolves them once per rerun and passes them on (the sidebar, the Viewer and the PDF read the
+    same objects), so no two surfaces of one page can disagree."""
+    import cxr_app.state as state
+
+    calls = {"resolve": 0, "site_figures": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(state, "resolve", counted("resolve", state.resolve))
+    monkeypatch.setattr(state, "site_figures", counted("site_figures", state.site_figures))
+    at = _run()
+    assert not at.exception
+    calls.update(resolve=0, site_figures=0)
+    at.run()  # one rerun of the Viewer
+    assert calls == {"resolve": 1, "site_figures": 1}

@@ -20,11 +20,6 @@ from tests.conftest import PROJECT_ROOT, cli_env, run_cli
 from testkit.reviews import consistent_decision, own_label, other_label, review_as
 
 
-def _training_like(tiny_data, i: int) -> bytes:
-    folder = "NORMAL" if i % 2 == 0 else "PNEUMONIA"
-    return sorted((tiny_data / folder).iterdir())[i // 2].read_bytes()
-
-
 def _database_bytes(home) -> bytes:
     """Everything SQLite holds on disk, the write-ahead log included."""
     return b"".join(p.read_bytes() for p in home.glob("cases.db*"))
@@ -223,7 +218,7 @@ def test_reviewed_cases_export_as_a_folder_that_evaluates(store, tiny_predictor,
     from cxr_core.validation.evaluation import evaluate_folder
 
     for i in range(8):
-        data = _training_like(tiny_data, i)
+        data = inputs.training_like(tiny_data, i)
         case_id, _ = store.add(tiny_predictor.predict(data), data, "model-x")
         review_as(store, case_id, "NORMAL" if i % 2 == 0 else ("BACTERIAL" if i % 4 == 1 else "VIRAL"), "Dr A")
     other = inputs.jpeg_gray()
@@ -241,7 +236,7 @@ def _cli_round_trip(tiny_registry, tiny_data, tmp_path, env) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(4):
-        (folder / f"img{i}.jpeg").write_bytes(_training_like(tiny_data, i))
+        (folder / f"img{i}.jpeg").write_bytes(inputs.training_like(tiny_data, i))
     saved = run_cli(["predict", str(folder), "--save", "--json"], env)
     assert saved.returncode == 0, saved.stderr
     listed = [json.loads(line) for line in run_cli(["cases", "list", "--json"], env).stdout.splitlines()]
@@ -280,7 +275,7 @@ def test_kill_9_during_predict_save_leaves_every_case_complete_or_absent(tiny_re
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(40):  # 40 distinct images
-        img = cv2.imdecode(np.frombuffer(_training_like(tiny_data, i % 32), np.uint8), cv2.IMREAD_GRAYSCALE)
+        img = cv2.imdecode(np.frombuffer(inputs.training_like(tiny_data, i % 32), np.uint8), cv2.IMREAD_GRAYSCALE)
         noisy = np.clip(img.astype(int) + rng.integers(-3, 4, img.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(str(folder / f"{i:02d}.png"), noisy)
     env = cli_env(tiny_registry)
@@ -320,7 +315,7 @@ def test_a_case_made_on_one_workstation_is_listed_opened_reviewed_and_exported_o
     base = cli_env(tiny_registry, CXR_DATABASE_URL=url)
     env_a, env_b = ({**base, "CXR_HOME": str(tmp_path / name)} for name in ("a", "b"))
     film = tmp_path / "film.jpeg"
-    film.write_bytes(_training_like(tiny_data, 1))
+    film.write_bytes(inputs.training_like(tiny_data, 1))
     made = run_cli(["predict", str(film), "--save", "--json"], env_a)
     assert made.returncode == 0, made.stderr
     [listed] = [json.loads(line) for line in run_cli(["cases", "list", "--json"], env_b).stdout.splitlines()]

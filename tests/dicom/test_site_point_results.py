@@ -12,11 +12,6 @@ from testkit import inputs
 from testkit.readers import pdf_text
 
 
-def _training_like(tiny_data, i: int) -> bytes:
-    folder = "NORMAL" if i % 2 == 0 else "PNEUMONIA"
-    return sorted((tiny_data / folder).iterdir())[i // 2].read_bytes()
-
-
 @pytest.mark.parametrize("side", ["above", "below"])
 def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store, tiny_model_dir, tiny_data, side):
     """Just above an image's P(pneumonia) the site point reads NORMAL, just below PNEUMONIA: in the JSON, the
@@ -34,7 +29,7 @@ def test_a_site_point_either_side_of_p_flips_the_decision_on_every_surface(store
     from cxr_core.model.predict import Predictor
     from cxr_core.reports.pdf import build_pdf
 
-    film = cv2.imdecode(np.frombuffer(_training_like(tiny_data, 1), np.uint8), cv2.IMREAD_GRAYSCALE)
+    film = cv2.imdecode(np.frombuffer(inputs.training_like(tiny_data, 1), np.uint8), cv2.IMREAD_GRAYSCALE)
     source = inputs.dicom(array=film.astype(np.uint16) * 16)
     predictor = Predictor(tiny_model_dir)
     p = predictor.predict(source).pneumonia_probability

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from testkit import inputs
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, READER_BOX, body_text, make_browser, results_shown,
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, READER_BOX, body_text, make_browser, nav, results_shown,
                              sign_in, start_app, tick_row, upload, wait_for)
 from tests.system.test_browser import screenshot
 from testkit.reviews import review_as
@@ -54,12 +54,6 @@ def _click(browser, text: str, tries: int = 5) -> None:
             if attempt == tries - 1:
                 raise
             time.sleep(0.5)
-
-
-def _nav(browser, page: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    next(a for a in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a") if page in a.text).click()
 
 
 def _store_case(store, predictor, seed: int, label: str | None = None, p: float | None = None) -> int:
@@ -116,9 +110,9 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
         # a page switch: nothing ticked, nothing said selected
         tick_row(browser, 0)
         wait_for(browser, lambda: "Selected: case " in body_text(browser), what="a selection")
-        _nav(browser, "Viewer")
+        nav(browser, "Viewer")
         wait_for(browser, lambda: "Chest X-ray viewer" in body_text(browser), what="the viewer")
-        _nav(browser, "Worklist")
+        nav(browser, "Worklist")
         wait_for(browser, lambda: "To read (3)" in body_text(browser), what="the worklist again")
         time.sleep(1.5)
         assert "Selected:" not in body_text(browser)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from testkit import inputs
-from testkit.harness import (CHROMEDRIVER, CHROMIUM, READER_BOX, body_text, make_browser, results_shown, sign_in,
+from testkit.harness import (CHROMEDRIVER, CHROMIUM, READER_BOX, body_text, make_browser, nav, results_shown, sign_in,
                              start_app, upload, wait_for)
 from tests.system.test_browser import screenshot, show_every_case
 
@@ -27,12 +27,6 @@ def _click_text(browser, text: str, tag: str = "*") -> None:
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
     time.sleep(0.2)
     element.click()
-
-
-def _nav(browser, page: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    next(a for a in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a") if page in a.text).click()
 
 
 def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site_point_is_refused(
@@ -87,11 +81,11 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         wait_for(browser, lambda: results_shown(browser, 1) and "1 image(s) this session" in body_text(browser),
                  what="only the new film")
         # (4) switch pages: the name is still there, on the Worklist and the Dashboards
-        _nav(browser, "Worklist")
+        nav(browser, "Worklist")
         wait_for(browser, lambda: "most in need of a read first" in body_text(browser), what="the worklist")
         assert browser.find_element(By.CSS_SELECTOR, READER_BOX).get_attribute("value") == "Dr Kept"
         screenshot(browser, "reader_kept_on_worklist")
-        _nav(browser, "Dashboards")
+        nav(browser, "Dashboards")
         wait_for(browser, lambda: "Operating threshold on P(pneumonia)" in body_text(browser), what="the dashboards")
         assert browser.find_element(By.CSS_SELECTOR, READER_BOX).get_attribute("value") == "Dr Kept"
         # (2) the 10 + 10 evaluation: a site point from it is refused, with the rule and the numbers

@@ -97,6 +97,9 @@ def test_the_card_round_trips_and_the_threshold_policy_chooses_on_the_external_s
     assert adopted.threshold == block["at_target_sensitivity"]["threshold"] and adopted.threshold_policy == EXTERNAL_POLICY
     assert adopted.external_validation["internal_threshold"] == {"threshold": C.THRESHOLD, "policy": card.threshold_policy}
     assert adopt_external_threshold(adopted).external_validation["internal_threshold"]["threshold"] == C.THRESHOLD
+    again = external_validation(result.summary, result.labels, result.probs, adopted, "site A", _policy(12), n_boot=100)
+    assert adopt_external_threshold(adopted.with_fields(external_validation=again)).external_validation[
+        "internal_threshold"]["threshold"] == C.THRESHOLD  # validated again: the replaced threshold stays on record
     markdown = render_markdown(adopted)
     assert f"**{adopted.threshold:.3f}** (policy `external_sensitivity`, chosen on 24 films of site A (external))" in markdown
     assert "## External (site A, another period's patients)" in markdown
