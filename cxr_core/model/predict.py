@@ -193,8 +193,14 @@ class Predictor:
                        pooled: np.ndarray, model_input: np.ndarray, appearance_refusals: list[str],
                        point: OperatingPoint) -> Prediction:
         refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
+        population = self._population_warning(image, model_input)
+        if population and not refusals:
+            # An adult chest film is a chest film: the chest-appearance check, built on children's films, would
+            # call its anatomy unlike theirs. It gets the population warning, not the foreign-input refusal (the
+            # model's own feature and layout checks, which refuse foreign inputs, still apply).
+            appearance_refusals = []
         refusals = [*appearance_refusals, *refusals]
-        verdict = assess(image, refusals, unusual, self._population_warning(image, model_input))
+        verdict = assess(image, refusals, unusual, population)
         p = float(pneumonia_probability(probs[None])[0])
         decided = label(p, point.threshold) if verdict.assessed else None
         three = self.num_classes == 3

@@ -322,3 +322,23 @@ def test_result_uids_depend_on_the_model_and_another_models_analysis_is_not_skip
     assert again[0].skipped and "already analysed" in again[0].skipped
     first = list(analyse_study(FakePacs([source, *mine]), source.StudyInstanceUID, other, point))
     assert first[0].skipped is None and first[0].prediction.label == "PNEUMONIA"
+
+
+def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_refusal(controlled_model_dir):
+    """The chest-appearance check is built on children's films and may call an adult's anatomy unlike them: a film
+    the population check flags as adult is assessed with the population warning; the same refusal still stands for a
+    child's film, and for anything the model's own layout and feature checks refuse."""
+    from cxr_core.model.predict import Predictor
+
+    class RefusesEverything:  # an appearance check that refuses every film
+        def refusals(self, batch):
+            return [["This does not look like a chest radiograph (test)."] for _ in batch]
+
+    predictor = Predictor(controlled_model_dir)  # this test's own: the shared one is never changed
+    predictor.appearance = RefusesEverything()
+    adult = predictor.predict(C.png16(C.film(C.target(0.2), adult=True, seed=7)))
+    assert adult.assessed and adult.label == "NORMAL" and any("adult" in w for w in adult.warnings)
+    child = predictor.predict(C.png16(C.film(C.target(0.2), seed=7)))
+    assert not child.assessed and child.not_assessed_reasons == ["This does not look like a chest radiograph (test)."]
+    noise = np.random.default_rng(0).random((64, 64))  # refused by the model's own checks, adult-looking or not
+    assert not predictor.predict(C.png16(noise)).assessed
