@@ -17,7 +17,7 @@ from train.run_folder import RunFolder
 from cxr_app.state import follow_site_model
 from cxr_core.site.activation import (activate_model, activation_refusals, adaptation_evidence, local_comparison,
                                       revert_active_model, standing_refusals)
-from cxr_core.site.models import active_choice, active_entry, find_entry
+from cxr_core.site.models import ActiveChoice, active_choice, active_entry, find_entry
 from train.launcher import list_runs, start_site_adaptation
 
 
@@ -29,10 +29,10 @@ def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) ->
     if store is None:
         st.warning("The case database is unavailable: the site's model cannot be changed.")
         return
-    said = st.session_state.pop(f"{key}_done", None)
-    if said:
-        st.success(said, icon=":material/check_circle:")
     choice = active_choice(store)
+    said = st.session_state.get(f"{key}_done")  # (the change it confirms, the words): kept while that change stands,
+    if said and choice is not None and said[0] == choice.created:  # through the panel's own refreshes
+        st.success(said[1], icon=":material/check_circle:")
     if choice is not None and choice.model_id:
         st.caption(f"The site's model: `{choice.model_id}`, set by {choice.author} on {choice.created[:10]}.")
     current_id = choice.model_id if choice is not None else None
@@ -55,8 +55,8 @@ def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) ->
             if c2.button("Make the site's model", icon=":material/check_circle:", disabled=not (confirmed and reader),
                          key=f"{key}_activate", help=None if reader else "Type your name in the sidebar first."):
                 try:
-                    activate_model(store, Registry(), target, reader, current().site_policy, evidence)
-                    _changed(key, f"{target} is now the site's model, set by {reader} (audited; revertible). This "
+                    made = activate_model(store, Registry(), target, reader, current().site_policy, evidence)
+                    _changed(key, made, f"{target} is now the site's model, set by {reader} (audited; revertible). This "
                                   "session uses it now.")
                 except CXRError as exc:
                     st.error(str(exc))
@@ -65,7 +65,7 @@ def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) ->
         try:
             back = revert_active_model(store, Registry(), reader)
             now = back.model_id or f"the default, {getattr(active_entry(store, Registry()), 'model_id', 'none')}"
-            _changed(key, f"Reverted by {reader}: the site's model is {now} again (audited). This session uses it now.")
+            _changed(key, back, f"Reverted by {reader}: the site's model is {now} again (audited). This session uses it now.")
         except CXRError as exc:
             st.error(str(exc))
 
@@ -119,13 +119,14 @@ def _show_comparison(evidence: dict, key: str) -> None:
                                     for r in roles}), key=key)
 
 
-def _changed(key: str, message: str) -> None:
-    """After a change of the site's model: this session follows it (its own pick dropped), the confirmation is
-    said once on the next run, and the whole page reruns, so that the sidebar and every panel agree."""
+def _changed(key: str, change: ActiveChoice, message: str) -> None:
+    """After a change of the site's model: this session follows it (its own pick dropped), the confirmation is said
+    for as long as this change is the site's latest (the panel refreshes itself every few seconds), and the whole
+    page reruns, so that the sidebar and every panel agree."""
     follow_site_model()
     for stale in (f"{key}_confirm", f"{key}_evidence"):
         st.session_state.pop(stale, None)
-    st.session_state[f"{key}_done"] = message
+    st.session_state[f"{key}_done"] = (change.created, message)
     st.rerun()
 
 

@@ -243,6 +243,9 @@ def test_the_site_model_is_changed_only_on_local_evidence_by_a_named_reader(app_
     assert [s.value for s in at.success] == ["good-model is now the site's model, set by Dr App (audited; revertible). "
                                              "This session uses it now."]
     assert next(s for s in at.sidebar.selectbox if s.label == "Model").value == "good-model"  # followed at once
+    at.run()  # the panel refreshes itself every few seconds: the confirmation stays while the change stands
+    assert [s.value for s in at.success] == ["good-model is now the site's model, set by Dr App (audited; revertible). "
+                                             "This session uses it now."]
     assert not any("Not the site's model" in w.value for w in at.sidebar.warning)
     store = CaseStore.open()
     activated = [e for e in store.audit() if e["action"] == "model-activate"]

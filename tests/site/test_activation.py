@@ -79,3 +79,31 @@ def test_films_a_model_trained_on_or_too_few_are_not_evidence(tmp_path, films, c
     ModelFolder(registry / C.MODEL_ID).hashes_file.unlink()
     r = run_cli(args, _env(tmp_path, registry))
     assert r.returncode == 2 and "no training hash list" in r.stderr
+
+
+def test_the_training_page_refuses_a_worse_model_on_local_films(tmp_path, films, controlled_model_dir, tiny_model_dir,
+                                                                  monkeypatch):
+    """The panel's "Compare on local films": the tiny run ranks the site's films worse than the site's model (the
+    controlled one), so it is refused with the rule's numbers and no confirmation is offered."""
+    from streamlit.testing.v1 import AppTest
+
+    from cxr_core.model.folder import ModelFolder
+    from tests.conftest import PROJECT_ROOT
+    from train.run_folder import RunFolder
+
+    registry = _registry(tmp_path / "registry", controlled_model_dir, tiny_model_dir, active="controlled")
+    tiny_id = ModelFolder(tiny_model_dir).card().model_id
+    RunFolder(tmp_path / "runs" / tiny_id).path.mkdir(parents=True)
+    RunFolder(tmp_path / "runs" / tiny_id).write_status(state="finished", model_id=tiny_id, epoch=1, epochs=1)
+    for key, value in {"CXR_REGISTRY": str(registry), "CXR_RUNS_DIR": str(tmp_path / "runs"), **RULES}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(PROJECT_ROOT)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/training.py").run()
+    at.text_input(key="trained_films").set_value(str(films)).run()
+    at.button(key="trained_compare").click().run()
+    assert not at.exception
+    refused = [e.value for e in at.error if e.value.startswith(f"{tiny_id} cannot become the site's model")]
+    assert refused and "the paired difference is -" in refused[0]
+    assert not [c for c in at.checkbox if c.key == "trained_confirm"]  # nothing to confirm

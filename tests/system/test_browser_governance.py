@@ -20,13 +20,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     reason="Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")]
 
 
-def _registry(tiny_registry, tmp_path):
-    """The tiny model as the site's default, a reduced-budget run and a full run, both finished runs."""
+def _registry(tiny_registry, controlled_model_dir, tmp_path):
+    """The tiny model as the site's default; finished runs: a reduced-budget copy of it, a full copy, and a worse
+    model (the controlled one, which cannot read these films: it answers by a code they do not carry)."""
     from cxr_core.model.folder import ModelFolder
     from train.run_folder import RunFolder
 
     shipped = tmp_path / "registry"
     shutil.copytree(tiny_registry.root, shipped)
+    worse = ModelFolder(shutil.copytree(controlled_model_dir, shipped / "worse-run"))
+    worse.write_card(worse.card().with_fields(model_id="worse-run"))
+    shutil.copy(ModelFolder(tiny_registry.active().path).hashes_file, worse.hashes_file)  # none of the site's films
+    RunFolder(tmp_path / "runs" / "worse-run").path.mkdir(parents=True)
+    RunFolder(tmp_path / "runs" / "worse-run").write_status(state="finished", model_id="worse-run", epoch=1, epochs=1)
     for model_id, budget in (("tiny-run", "tiny"), ("full-run", "")):
         copy = ModelFolder(shutil.copytree(tiny_registry.active().path, shipped / model_id))
         copy.write_card(copy.card().with_fields(model_id=model_id, config={**copy.card().config,
@@ -46,10 +52,11 @@ def _click(browser, xpath: str) -> None:
     element.click()
 
 
-def test_links_reload_layout_governed_panel_and_no_outside_request(tiny_registry, site_data, tmp_path):
+def test_links_reload_layout_governed_panel_and_no_outside_request(tiny_registry, controlled_model_dir, site_data,
+                                                                   tmp_path):
     from selenium.webdriver.common.by import By
 
-    env = {"CXR_REGISTRY": str(_registry(tiny_registry, tmp_path)), "CXR_HOME": str(tmp_path / "home"),
+    env = {"CXR_REGISTRY": str(_registry(tiny_registry, controlled_model_dir, tmp_path)), "CXR_HOME": str(tmp_path / "home"),
            "CXR_RUNS_DIR": str(tmp_path / "runs"), "CXR_SITE_MIN_PER_CLASS": "10", "CXR_SITE_SENSITIVITY_FLOOR": "0.3"}
     server = start_app(env, log_path=tmp_path / "app.log")
     browser = make_browser(1280, 800, offline=True)
@@ -111,6 +118,20 @@ def test_links_reload_layout_governed_panel_and_no_outside_request(tiny_registry
                  what="the ROC curves")
         screenshot(browser, "governance-comparison", full_page=True)
         assert "I confirm: every user and workstation" in body_text(browser)
+
+        # a worse model, compared on the same films, is refused with the rule's numbers and nothing to confirm
+        _click(browser, "//*[@data-testid='stSelectbox'][.//p[text()='Model for the whole site']]")
+        _click(browser, "//*[@role='option'][contains(normalize-space(.), 'worse-run')]")
+        wait_for(browser, lambda: "worse-run" in body_text(browser) and "Compare on local films" in body_text(browser),
+                 what="the worse model picked")
+        _click(browser, "//button[.//p[text()='Compare on local films']]")
+        wait_for(browser, lambda: "the paired difference is" in body_text(browser), timeout=180,
+                 what="the worse model's refusal on its comparison")
+        text = body_text(browser)
+        refusal = next(line for line in text.splitlines() if "worse-run cannot become the site's model" in line)
+        assert "the paired difference is -" in refusal, refusal
+        assert "I confirm: every user and workstation" not in text
+        screenshot(browser, "governance-worse-refused", full_page=True)
 
         assert outside_requests(browser) == []  # a hospital network is offline: nothing was asked of it
     finally:

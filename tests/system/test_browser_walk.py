@@ -246,14 +246,14 @@ def test_the_worklist_and_the_pacs_page_lead_with_what_matters_at_1280_by_800(ti
         server.stop()
 
 
-def _model_copy(source, dest, model_id: str, auc: float, min_val_auc: float) -> None:
-    """A copy of the tiny model under `model_id`, its card's validation gate as the test says."""
+def _model_copy(source, dest, model_id: str, budget: str = "") -> None:
+    """A copy of the tiny model under `model_id`; `budget`: the reduced budget its card says it ran with."""
     from cxr_core.model.folder import ModelFolder
 
     shutil.copytree(source, dest / model_id)
     folder = ModelFolder(dest / model_id)
     folder.write_card(folder.card().with_fields(model_id=model_id,
-                                                validation_gate={"min_val_auc": min_val_auc, "auc": auc, "passed": True}))
+                                                config={**folder.card().config, "reduced_budget": budget}))
 
 
 def _finished_run(runs, name: str, model_id: str) -> None:
@@ -266,7 +266,7 @@ def _finished_run(runs, name: str, model_id: str) -> None:
 
 
 def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_the_default_on_another(
-        tiny_registry, tmp_path):
+        tiny_registry, site_data, tmp_path):
     from selenium.webdriver.common.by import By
 
     from cxr_core.cases.store import CaseStore
@@ -274,25 +274,26 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
     shipped = tmp_path / "shipped"
     shutil.copytree(tiny_registry.root, shipped)
     default = json.loads((shipped / "ACTIVE").read_text())["model_id"]
-    _model_copy(tiny_registry.active().path, shipped, "tiny-budget-run", auc=0.62, min_val_auc=0.0)  # its own gate: 0
-    _model_copy(tiny_registry.active().path, shipped, "good-run", auc=0.95, min_val_auc=0.9)
+    _model_copy(tiny_registry.active().path, shipped, "tiny-budget-run", budget="tiny")
+    _model_copy(tiny_registry.active().path, shipped, "good-run")
     runs = tmp_path / "runs"
     _finished_run(runs, "tiny", "tiny-budget-run")
     _finished_run(runs, "good", "good-run")
     db = f"sqlite:///{tmp_path / 'site.db'}"
-    common = {"CXR_REGISTRY": str(shipped), "CXR_DATABASE_URL": db}
+    common = {"CXR_REGISTRY": str(shipped), "CXR_DATABASE_URL": db, "CXR_SITE_MIN_PER_CLASS": "10",
+              "CXR_SITE_SENSITIVITY_FLOOR": "0.3"}
     a = start_app({**common, "CXR_HOME": str(tmp_path / "home-a"), "CXR_RUNS_DIR": str(runs)}, log_path=tmp_path / "a.log")
     b = start_app({**common, "CXR_HOME": str(tmp_path / "home-b"), "CXR_RUNS_DIR": str(tmp_path / "runs-b")},
                   log_path=tmp_path / "b.log")
     browser = make_browser(1280, 800)
     try:
         browser.get(f"{a.url}/training")
-        wait_for(browser, lambda: "Make the site's model" in body_text(browser), what="the governed panel")
+        wait_for(browser, lambda: "Compare on local films" in body_text(browser), what="the governed panel")
         sign_in(browser, "Dr Governor")
         text = body_text(browser)
-        # the tiny run is refused, with the gate named; only the good run is offered
+        # the tiny run is refused, with the rule named; only the good run is offered
         assert "tiny-budget-run cannot become the site's model" in text
-        assert "is below the gate for the site's model (0.90)" in text
+        assert "It is a reduced-budget run (tiny): never the site's model" in text
         panel = browser.find_element(By.XPATH, "//*[@data-testid='stSelectbox'][.//p[text()='Model for the whole site']]")
         panel.click()
         wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "[role=option]"), timeout=20,
@@ -301,6 +302,14 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
         assert offered == ["good-run"], offered
         browser.find_element(By.CSS_SELECTOR, "[role=option]").click()
         time.sleep(0.5)
+        # without evidence on the site's films it is refused; compared on them (paired with the site's model), offered
+        assert "no evidence on this site's own films" in body_text(browser)
+        films = browser.find_element(By.CSS_SELECTOR, "input[aria-label^='Local films to compare on']")
+        films.send_keys(str(site_data) + "\n")
+        time.sleep(1)
+        browser.find_element(By.XPATH, "//button[.//p[text()='Compare on local films']]").click()
+        wait_for(browser, lambda: "Paired AUC difference (candidate - current, same films)" in body_text(browser),
+                 timeout=180, what="the paired comparison")
         refused = browser.find_element(By.XPATH, "//p[contains(., 'cannot become the site')]")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", refused)
         time.sleep(0.5)
@@ -313,8 +322,8 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
         wait_for(browser, lambda: browser.find_element(By.XPATH, button).is_enabled(), timeout=30,
                  what="the activation button, enabled by the confirmation")
         browser.find_element(By.XPATH, button).click()
-        wait_for(browser, lambda: "good-run is now the site's model (audited; revertible)." in body_text(browser),
-                 what="the activation")
+        wait_for(browser, lambda: "good-run is now the site's model, set by Dr Governor (audited; revertible)."
+                 in body_text(browser), what="the activation")
         screenshot(browser, "training_activated")
         assert [(e["action"], e["actor"]) for e in CaseStore.open(db).audit() if e["action"] == "model-activate"] == \
             [("model-activate", "Dr Governor")]
