@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,19 +39,23 @@ VARIANT = re.compile(r"variant (?P<name>.+?): epoch (?P<epoch>\d+)/(?P<epochs>\d
                      r"(?P<xsens>[\d.]+) spec (?P<xspec>[\d.]+); (?P<s>\d+) s")
 
 
-def variant_table(lines: list[str]) -> list[str]:
-    """The recipe variants of a real site (bench/site_adaptation.py --site) as a table; nothing for other benches."""
-    rows = [m for m in (VARIANT.match(line) for line in lines) if m]
+def table(lines: list[str], pattern: re.Pattern, header: list[str], row: Callable[[re.Match], list[str]]) -> list[str]:
+    """The lines `pattern` matches as a Markdown table (`row`: a match's cells); nothing where none matches."""
+    rows = [m for m in (pattern.match(line) for line in lines) if m]
     if not rows:
         return []
-    out = ["| variant | epoch | out-of-fold AUC [95 % CI] | vs parent, paired [95 % CI] | spec @ sens >= 0.95 | "
-           "rule threshold: sens (lower bound), spec | cross-checked: sens, spec | time |",
-           "|---|---|---|---|---|---|---|---|"]
-    for m in rows:
-        out.append(f"| {m['name']} | {m['epoch']}/{m['epochs']} | {m['auc']} {m['auc_ci']} | {m['diff']} {m['diff_ci']} | "
-                   f"{m['oracle']} | {m['t']}: {m['sens']} ({m['low']}), {m['spec']} | {m['xsens']}, {m['xspec']} | "
-                   f"{m['s']} s |")
-    return out + [""]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row(m)) + " |" for m in rows), ""]
+
+
+def variant_table(lines: list[str]) -> list[str]:
+    """The recipe variants of a real site (bench/site_adaptation.py --site)."""
+    return table(lines, VARIANT, ["variant", "epoch", "out-of-fold AUC [95 % CI]", "vs parent, paired [95 % CI]",
+                                  "spec @ sens >= 0.95", "rule threshold: sens (lower bound), spec",
+                                  "cross-checked: sens, spec", "time"],
+                 lambda m: [m["name"], f"{m['epoch']}/{m['epochs']}", f"{m['auc']} {m['auc_ci']}",
+                            f"{m['diff']} {m['diff_ci']}", m["oracle"], f"{m['t']}: {m['sens']} ({m['low']}), {m['spec']}",
+                            f"{m['xsens']}, {m['xspec']}", f"{m['s']} s"])
 
 
 CANDIDATE = re.compile(r"candidate (?P<name>.+?): internal AUC (?P<internal>.+?); external AUC (?P<auc>[\d.]+) "
@@ -59,16 +64,11 @@ CANDIDATE = re.compile(r"candidate (?P<name>.+?): internal AUC (?P<internal>.+?)
 
 
 def candidate_table(lines: list[str]) -> list[str]:
-    """The shipped default's candidates on an external site (bench/external_choice.py) as a table."""
-    rows = [m for m in (CANDIDATE.match(line) for line in lines) if m]
-    if not rows:
-        return []
-    out = ["| candidate | internal AUC [95 % CI] | external AUC [95 % CI] | spec @ sens >= 0.95 (threshold, sens) | "
-           "3-class accuracy there | films in training |", "|---|---|---|---|---|---|"]
-    for m in rows:
-        out.append(f"| {m['name']} | {m['internal']} | {m['auc']} {m['auc_ci']} | {m['spec']} ({m['t']}, {m['sens']}) | "
-                   f"{m['acc3']} | {m['seen']} |")
-    return out + [""]
+    """The shipped default's candidates on an external site (bench/external_choice.py)."""
+    return table(lines, CANDIDATE, ["candidate", "internal AUC [95 % CI]", "external AUC [95 % CI]",
+                                    "spec @ sens >= 0.95 (threshold, sens)", "3-class accuracy there", "films in training"],
+                 lambda m: [m["name"], m["internal"], f"{m['auc']} {m['auc_ci']}", f"{m['spec']} ({m['t']}, {m['sens']})",
+                            m["acc3"], m["seen"]])
 
 
 def render() -> str:
