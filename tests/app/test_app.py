@@ -412,3 +412,21 @@ def test_a_viewer_rerun_resolves_the_point_and_the_site_figures_once(app_env, mo
     calls.update(resolve=0, site_figures=0)
     at.run()  # one rerun of the Viewer
     assert calls == {"resolve": 1, "site_figures": 1}
+
+
+def test_a_review_that_contradicts_itself_is_refused_in_the_form(app_env, store):
+    """"Agree" with a label that is not the model's: the form says which rule and saves nothing."""
+    from testkit.reviews import stored_result
+
+    case_id = stored_result(store, "PNEUMONIA", "BACTERIAL", seed=3)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["case"] = str(case_id)
+    at.run()
+    _named(at)
+    at.radio(key="decision_0").set_value("agree")
+    at.selectbox(key="final_0").set_value("NORMAL")
+    next(b for b in at.button if b.label == "Save review").click().run()
+    assert not at.exception
+    assert any("An agreement records the model's own finding (PNEUMONIA), not NORMAL: choose Disagree." in e.value
+               for e in at.error)
+    assert store.get(case_id)["review"] is None
