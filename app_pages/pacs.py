@@ -88,7 +88,7 @@ if st.button(f"Analyse {len(chosen)} selected stud{'y' if len(chosen) == 1 else 
     for k, study_uid in enumerate(chosen):
         try:
             for result in analyse_study(server(), study_uid, predictor, point, send=send, store=store,
-                                        actor=reader or "unsigned", reanalyse=reanalyse,
+                                        actor=reader, reanalyse=reanalyse,
                                         progress=lambda done, total: bar.progress(
                                             (k + done / total) / len(chosen), text=f"Study {k + 1} of {len(chosen)}: "
                                                                                   f"{done} of {total} instance(s)")):

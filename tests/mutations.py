@@ -209,6 +209,9 @@ MUTATIONS = (
     Mutation("an adult-looking film is assessed past the model's own layout check", "cxr_core/model/predict.py",
              (("        if population and not refusals:\n", "        if population:\n            refusals = []\n"),),
              ("tests/model/test_controlled.py::-k population_warning_not",)),
+    Mutation("a record keeps the reader's name unstripped", "cxr_core/readers.py",
+             (('    return (name or "").strip() or UNSIGNED', '    return name or UNSIGNED'),),
+             ("tests/test_readers.py",)),
     Mutation("revert goes to the previously active model instead of the parent", "cxr_core/site/activation.py",
              (('target = entry.card.parent_model_id or choice.details.get("previous_model_id")',
                'target = choice.details.get("previous_model_id")'),),
@@ -220,8 +223,8 @@ MUTATIONS = (
              (("if hashlib.sha256(data).hexdigest() != key:", "if not data:"),),
              ("tests/site/test_site_models.py::-k swapped_in",)),
     Mutation("storing a model writes no audit row", "cxr_core/site/models.py",
-             (('        session.add(AuditEvent(actor=stored_by.strip() or "unsigned", action="model-store", case_id=None,',
-               '        session.add(AuditEvent(actor=stored_by.strip() or "unsigned", action="model-kept", case_id=None,'),),
+             (('        session.add(AuditEvent(actor=stored_by, action="model-store", case_id=None,',
+               '        session.add(AuditEvent(actor=stored_by, action="model-kept", case_id=None,'),),
              ("tests/site/test_site_models.py::-k is_audited",)),
 )
 

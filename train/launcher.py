@@ -23,6 +23,7 @@ from cxr_core.errors import CXRError
 from cxr_core.settings import PROJECT_ROOT, current
 from train.run_folder import LOCK_FD_ENV, RunFolder, acquire_run_lock, run_dir_for
 from cxr_core.validation.dataset import index_dataset
+from cxr_core.readers import named
 
 CONFIG_DIR = PROJECT_ROOT / "train" / "configs"
 _CHILDREN: list[subprocess.Popen] = []  # runs this process started: polled, so an ended child never lingers as a zombie
@@ -133,8 +134,7 @@ def start_site_adaptation(parent_model_id: str, data_dir: str | None, from_revie
     """The Training page's "Adapt to this site": `python -m cxr_core site-model adapt` in its own process (it
     survives a page reload; one adaptation at a time); its folder, which `list_runs(current().site_runs)` reads.
     Cheap checks first, so a bad folder or no reader never looks started."""
-    if not reader.strip():
-        raise CXRError("Site adaptation needs the reader's name (the sidebar's box).")
+    reader = named(reader, "Site adaptation needs the reader's name (the sidebar's box).")
     if not from_reviews:
         root = Path(data_dir or "").expanduser()
         if not (root / "NORMAL").is_dir() or not (root / "PNEUMONIA").is_dir():
@@ -143,12 +143,12 @@ def start_site_adaptation(parent_model_id: str, data_dir: str | None, from_revie
     runs_dir = current().site_runs
     work = runs_dir / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=False)
-    RunFolder(work).write_status(state="starting", started=time.time(), reader=reader.strip(),
+    RunFolder(work).write_status(state="starting", started=time.time(), reader=reader,
                                  source="reviews" if from_reviews else "folder")
     try:
         _spawn([sys.executable, "-m", "cxr_core", "site-model", "adapt", *(["--from-reviews"] if from_reviews
                                                                           else [str(data_dir)]),
-                "--reader", reader.strip(), "--model", parent_model_id, "--seed", str(seed), "--json",
+                "--reader", reader, "--model", parent_model_id, "--seed", str(seed), "--json",
                 "--work-dir", str(work)], work, runs_dir)
     except CXRError:
         shutil.rmtree(work, ignore_errors=True)  # refused (one at a time): no folder that looks started

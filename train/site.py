@@ -41,6 +41,7 @@ from cxr_core.model.card import ModelCard
 from cxr_core.model.evidence import ThresholdEvidence
 from cxr_core.model.folder import ModelFolder
 from cxr_core.model.predict import Predictor
+from cxr_core.readers import named
 from cxr_core.safety.overlap import training_hashes
 from cxr_core.settings import current
 from cxr_core.site.data import (ScreenedFilms, SiteFilm, films_from_folder, films_from_reviews, folds, label_counts,
@@ -115,11 +116,12 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     """Screen, cross-fit, train the final model, judge and keep (see the module docstring); the result
     `site-model adapt --json` prints. Refusals are CXRErrors naming the rule. `left_out_reviews`: reviews the
     source left out as contradicting themselves (counted in the card)."""
+    reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
     settings = current()
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
     work_dir = Path(work_dir or settings.site_runs / time.strftime("%Y%m%d-%H%M%S"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader.strip(),
+    run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader,
                                     "source": source})
     try:
         return _adapt(parent_dir, films, reader, source, seed, recipe, store, run, command, min_per_class,
@@ -191,7 +193,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     write_atomic(folder.hashes_file, ("\n".join(known) + "\n").encode())
     counts = {**screened.counts, "contradictory reviews left out": left_out_reviews, "local_validation": label_counts(screened, np.arange(len(yb))),
               "folds": [label_counts(screened, held) for held in parts]}
-    site = {"parent_model_id": parent.card.model_id, "reader": reader.strip(), "source": source,
+    site = {"parent_model_id": parent.card.model_id, "reader": reader, "source": source,
             "labels_from": ("the worklist's reader reviews (readers saw the model's answer)" if source == "reviews"
                             else "the labelled folder's NORMAL/ and PNEUMONIA/ (and Kaggle file names)"),
             "seed": seed, "recipe": asdict(recipe), "epoch": epoch, "counts": counts, "manifest": films_manifest,

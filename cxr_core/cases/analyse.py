@@ -11,6 +11,7 @@ from ..errors import StorageError, plain_cause
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Prediction, Predictor
 from .store import CaseStore
+from ..readers import UNSIGNED
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Analysis:
     new: bool = False  # False when this image was already a case of this model: the first result stands
 
 
-def keep_case(pred: Prediction, data: bytes, predictor: Predictor, store: CaseStore | None, actor: str = "unsigned",
+def keep_case(pred: Prediction, data: bytes, predictor: Predictor, store: CaseStore | None, actor: str = UNSIGNED,
               cam_settings: dict[str, Any] | None = None) -> Analysis:
     """Store a decoded prediction as a case of `predictor`'s model; a read error is not a case. A store that
     cannot write (lost connection, full disk) raises StorageError, which names no patient or file."""
@@ -29,7 +30,7 @@ def keep_case(pred: Prediction, data: bytes, predictor: Predictor, store: CaseSt
     if store is None or pred.error is not None:
         return Analysis(pred)
     try:
-        case_id, new = store.add(pred, data, predictor.card.model_id, actor=actor.strip() or "unsigned",
+        case_id, new = store.add(pred, data, predictor.card.model_id, actor=actor,
                                  cam_settings=cam_settings)
     except SQLAlchemyError as exc:
         raise StorageError(f"The case could not be kept: the case database failed ({plain_cause(exc)}).") from None
@@ -37,6 +38,6 @@ def keep_case(pred: Prediction, data: bytes, predictor: Predictor, store: CaseSt
 
 
 def analyse_and_store(data: bytes, name: str, predictor: Predictor, point: OperatingPoint, store: CaseStore | None = None,
-                      actor: str = "unsigned", cam_settings: dict[str, Any] | None = None) -> Analysis:
+                      actor: str = UNSIGNED, cam_settings: dict[str, Any] | None = None) -> Analysis:
     """Predict `data` at `point` (the intended-use rule included) and keep it as a case when a store is given."""
     return keep_case(predictor.predict(data, name=name, point=point), data, predictor, store, actor, cam_settings)

@@ -33,6 +33,7 @@ from ..inputs.imaging import LoadedImage
 from ..model.operating_point import valid_threshold
 from ..model.predict import Prediction
 from ..settings import current
+from ..readers import UNSIGNED, named, signed
 import json
 
 REVIEW_LABELS = ("NORMAL", "BACTERIAL", "VIRAL", "OTHER", "UNREADABLE")
@@ -82,10 +83,11 @@ class CaseStore:
             folder.rmdir()
 
     # ---- writing
-    def add(self, pred: Prediction, data: bytes, model_id: str, actor: str = "unsigned",
+    def add(self, pred: Prediction, data: bytes, model_id: str, actor: str = UNSIGNED,
             cam_settings: dict[str, Any] | None = None, _retrying: bool = False) -> tuple[int, bool]:
         """Store one decoded prediction; (case id, True) when new, (existing id, False) when this image was
         already analysed by this model (the first result stands)."""
+        actor = signed(actor)
         if pred.error or pred.image is None:
             raise CXRError("Only a decoded image can become a case (this input failed to load).")
         digest = hashlib.sha256(data).hexdigest()
@@ -136,19 +138,18 @@ class CaseStore:
             raise CXRError(f"label {label!r} is invalid: expected one of {REVIEW_LABELS}.")
         if decision == "subtype" and label not in ("BACTERIAL", "VIRAL"):
             raise CXRError(f"A subtype-only disagreement needs the subtype as its label (BACTERIAL or VIRAL), not {label!r}.")
-        if not reader.strip():
-            raise CXRError("A review needs the reader's name.")
+        reader = named(reader, "A review needs the reader's name.")
         with Session(self.engine) as session, session.begin():
             case = self._case(session, case_id)
             problem = _contradiction(case, decision, label)
             if problem:
                 raise CXRError(f"Refused: {problem}")
             previous = case.reviews[-1] if case.reviews else None
-            session.add(Review(case_id=case.id, decision=decision, label=label, reader=reader.strip(), comment=comment))
+            session.add(Review(case_id=case.id, decision=decision, label=label, reader=reader, comment=comment))
             details = {"decision": decision, "label": label, "comment": comment}
             if previous is not None:
                 details["previous"] = {"decision": previous.decision, "label": previous.label, "reader": previous.reader}
-            session.add(AuditEvent(actor=reader.strip(), action="change" if previous else "review", case_id=case.id,
+            session.add(AuditEvent(actor=reader, action="change" if previous else "review", case_id=case.id,
                                    model_id=case.model_id, details=details))
 
     def delete(self, case_id: int, actor: str) -> None:
@@ -207,12 +208,11 @@ class CaseStore:
         threshold. Only `cxr_core.validation.site_point` calls this, after the deployment's rules have passed."""
         if threshold is not None:
             threshold = valid_threshold(threshold)
-        if not author.strip():
-            raise CXRError("A site operating point needs its author's name.")
+        author = named(author, "A site operating point needs its author's name.")
         with Session(self.engine) as session, session.begin():
             session.add(SiteOperatingPoint(model_id=model_id, threshold=None if threshold is None else float(threshold),
-                                           author=author.strip(), evidence=_jsonable(evidence or {})))
-            session.add(AuditEvent(actor=author.strip(), action="site-threshold", case_id=None, model_id=model_id,
+                                           author=author, evidence=_jsonable(evidence or {})))
+            session.add(AuditEvent(actor=author, action="site-threshold", case_id=None, model_id=model_id,
                                    details={"threshold": threshold, **_jsonable(evidence or {})}))
 
     def site_threshold(self, model_id: str) -> dict[str, Any] | None:
@@ -235,14 +235,14 @@ class CaseStore:
             return [{"time": e.time.isoformat(), "actor": e.actor, "action": e.action, "case_id": e.case_id,
                      "model_id": e.model_id, "details": e.details} for e in events]
 
-    def export(self, folder: str | Path, reviewed_only: bool = False, actor: str = "unsigned") -> dict[str, int]:
+    def export(self, folder: str | Path, reviewed_only: bool = False, actor: str = UNSIGNED) -> dict[str, int]:
         """A Kaggle-layout folder (NORMAL/, PNEUMONIA/) that `evaluate` reads: readers' labels where reviewed,
         else the model's (skipped with `reviewed_only`, which local validation needs); OTHER, UNREADABLE and
         unassessed unreviewed cases are left out, and so are reviews that contradict themselves (counted apart). A relative `folder` goes under $CXR_HOME/exports
         (`paths.export_folder`); the folder says where its labels came from (`dataset.write_label_source`).
         A folder that cannot be written is a StorageError in plain words."""
 
-        folder = export_folder(folder)
+        folder, actor = export_folder(folder), signed(actor)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

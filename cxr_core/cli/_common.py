@@ -48,13 +48,6 @@ def add_model_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument("--model", help=prefix + MODEL_HELP)
 
 
-def require_reader(reader: str, message: str) -> str:
-    """The reader's name, stripped; a CXRError with `message` when it is empty."""
-    if not reader.strip():
-        raise CXRError(message)
-    return reader.strip()
-
-
 def confirm(question: str, yes: bool, change: str = "A site-wide change") -> bool:
     """A site-wide change is confirmed: --yes, or y at a terminal (never silently without one)."""
     if yes:

@@ -94,7 +94,7 @@ def run_review(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     folder = export_folder(args.folder)  # a relative path goes under $CXR_HOME/exports, never the working folder
-    counts = CaseStore.open().export(folder, args.reviewed_only, actor=args.reader.strip() or "unsigned")
+    counts = CaseStore.open().export(folder, args.reviewed_only, actor=args.reader)
     print(f"{export_sentence(counts, folder)}; evaluate with: python -m cxr_core evaluate {folder}")
     return 0
 

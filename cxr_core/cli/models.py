@@ -15,7 +15,8 @@ from ..formatting import ci
 from ..site.activation import (activate_model, activation_refusals, local_comparison, revert_active_model,
                                standing_refusals)
 from ..site.models import active_entry, find_entry, quiet_store, sync
-from ._common import EXIT_FAILED, EXIT_NOT_CONFIRMED, confirm, require_reader
+from ._common import EXIT_FAILED, EXIT_NOT_CONFIRMED, confirm
+from ..readers import named
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 def activate(model_id: str, reader: str, yes: bool, evidence_dir: str | None) -> int:
     """Make `model_id` the site's active model, as `reader`, on evidence from the site's own films: the paired
     comparison is printed, and a refusal names the rule (exit 2) before anything is asked."""
-    reader = require_reader(reader, "Changing the site's active model needs --reader NAME (it is audited).")
+    reader = named(reader, "Changing the site's active model needs --reader NAME (it is audited).")
     store, registry = CaseStore.open(), Registry()
     entry = find_entry(store, registry, model_id)
     policy = current().site_policy
@@ -108,7 +109,7 @@ def print_comparison(evidence: dict) -> None:
 def revert(reader: str) -> int:
     """Undo the site's latest activation, as `reader` (revert_active_model says when a name is missing)."""
     store, registry = CaseStore.open(), Registry()
-    revert_active_model(store, registry, reader)
+    reverted = revert_active_model(store, registry, reader)
     entry = active_entry(store, registry)
-    print(f"Active model for the site: {entry.model_id if entry else 'none'} (reverted by {reader.strip()}; audited).")
+    print(f"Active model for the site: {entry.model_id if entry else 'none'} (reverted by {reverted.author}; audited).")
     return 0

@@ -17,8 +17,9 @@ from ..model.registry import Registry
 from ..settings import PROJECT_ROOT
 from ..site.models import active_choice, active_entry, resolve_model_dir, stored_models
 from ..formatting import ci
-from ._common import add_model_option, print_json, require_reader
+from ._common import add_model_option, print_json
 from .models import activate, revert
+from ..readers import named
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_adapt(args: argparse.Namespace) -> int:
     if bool(args.data_dir) == bool(args.from_reviews):
         raise CXRError("Give either a labelled folder (DATA_DIR) or --from-reviews.")
-    require_reader(args.reader, "Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
+    named(args.reader, "Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
     code, result = _adapt_in_process(resolve_model_dir(args.model), args)
     if result is None:
         return code  # the adaptation said why on stderr

@@ -14,6 +14,7 @@ from .source import MANUFACTURER
 from ..model.operating_point import OperatingPoint
 from ..cases.store import CaseStore
 from ..model.predict import Prediction, Predictor
+from ..readers import UNSIGNED
 
 
 @dataclass
@@ -57,7 +58,7 @@ def skip_reason(ds: Dataset) -> str | None:
 
 
 def analyse_instance(ds: Dataset, predictor: Predictor, point: OperatingPoint, store: CaseStore | None = None,
-                     actor: str = "unsigned") -> AnalysedInstance:
+                     actor: str = UNSIGNED) -> AnalysedInstance:
     """Predict one instance at `point`, store it as a case (when a store is given), and build its results."""
     out = AnalysedInstance(sop_uid=str(ds.get("SOPInstanceUID", "?")))
     out.skipped = skip_reason(ds)

@@ -19,6 +19,7 @@ from ..safety.intended_use import PROJECTION_MODALITIES
 from ..cases.store import CaseStore
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Predictor
+from ..readers import UNSIGNED
 
 STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "StudyDescription",
                 "NumberOfStudyRelatedInstances")
@@ -122,7 +123,7 @@ def find_studies(server: PacsServer, since: date | None = None, limit: int = 200
 
 
 def analyse_study(server: PacsServer, study_uid: str, predictor: Predictor, point: OperatingPoint, send: bool = False,
-                  store: CaseStore | None = None, progress: Callable[[int, int], None] | None = None, actor: str = "unsigned",
+                  store: CaseStore | None = None, progress: Callable[[int, int], None] | None = None, actor: str = UNSIGNED,
                   reanalyse: bool = False) -> Iterator[AnalysedInstance]:
     """Retrieve a study, analyse each instance at `point` and (with `send`) store its SR, PM and SC back into the
     study. Idempotent: an image whose SR from this model the study already holds is skipped, unless `reanalyse`,

@@ -29,6 +29,7 @@ from ..validation.evaluation import evaluate_folder
 from ..validation.metrics import pneumonia_probability
 from .evidence import NON_INFERIORITY_MARGIN, compare
 from .models import ActiveChoice, active_choice, active_entry, find_entry, record_choice, store_model
+from ..readers import named
 
 EVIDENCE_HINT = ("compare it with the site's model on a labelled folder of this site's films (NORMAL/ and "
                  "PNEUMONIA/, or a reviewed worklist export): `python -m cxr_core models --activate ID --reader NAME "
@@ -143,9 +144,7 @@ def activate_model(store: CaseStore, registry: Registry, model_id: str, reader: 
     """Make `model_id` the site's active model for every user and workstation: refused (CXRError naming the
     rule and its numbers) without a reader or past the rule; the model's files and the evidence go into the
     database; audited."""
-    reader = reader.strip()
-    if not reader:
-        raise CXRError("Changing the site's active model needs the name of the reader who does it.")
+    reader = named(reader, "Changing the site's active model needs the name of the reader who does it.")
     entry = find_entry(store, registry, model_id)
     refusals = activation_refusals(entry.card, policy, evidence)
     if refusals:
@@ -162,9 +161,7 @@ def activate_model(store: CaseStore, registry: Registry, model_id: str, reader: 
 def revert_active_model(store: CaseStore, registry: Registry, reader: str) -> ActiveChoice:
     """Undo the latest activation: a site-adapted model gives way to its parent; any other model to the model
     that was active before it (or the registry's default). Audited."""
-    reader = reader.strip()
-    if not reader:
-        raise CXRError("Reverting the site's active model needs the reader's name.")
+    reader = named(reader, "Reverting the site's active model needs the reader's name.")
     choice = active_choice(store)
     if choice is None or choice.model_id is None:
         raise CXRError("The site uses the registry's default model: there is no activation to revert.")

@@ -34,7 +34,8 @@ from ..fileio import fsync_dir
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..model.registry import ModelEntry, Registry, model_dir
-from ..settings import SitePointPolicy, current
+from ..settings import current
+from ..readers import signed
 
 _ARCHIVE_MARK = ".archive-sha256"  # in an unpacked copy: the archive it came from
 
@@ -63,7 +64,7 @@ def archive_folder(folder: Path) -> bytes:
 
 def store_model(store: CaseStore, folder: Path, stored_by: str) -> str:
     """Keep the model folder in the case database (idempotent: a model id is stored once); its id."""
-    folder = Path(folder)
+    folder, stored_by = Path(folder), signed(stored_by)
     card = ModelFolder(folder).card()
     with Session(store.engine) as session, session.begin():
         if session.get(StoredModel, card.model_id) is not None:
@@ -75,8 +76,8 @@ def store_model(store: CaseStore, folder: Path, stored_by: str) -> str:
             session.add(ModelArchive(sha256=key, data=data))
             session.flush()
         session.add(StoredModel(model_id=card.model_id, archive_sha256=key, card=card.to_dict(),
-                                parent_model_id=card.parent_model_id, stored_by=stored_by.strip() or "unsigned"))
-        session.add(AuditEvent(actor=stored_by.strip() or "unsigned", action="model-store", case_id=None,
+                                parent_model_id=card.parent_model_id, stored_by=stored_by))
+        session.add(AuditEvent(actor=stored_by, action="model-store", case_id=None,
                                model_id=card.model_id, details={"archive_sha256": key, "bytes": len(data),
                                                                 "parent_model_id": card.parent_model_id}))
     return card.model_id

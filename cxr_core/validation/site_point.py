@@ -21,6 +21,7 @@ from ..settings import SitePointPolicy
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import EvaluationFolder, read_scores
 from .metrics import operating_point_evidence, pneumonia_probability, safe_auc
+from ..readers import named
 
 
 class SitePointStore(SitePoints, Protocol):
@@ -80,8 +81,7 @@ def set_site_point(store: SitePointStore, card: ModelCard, threshold: float, sco
                    policy: SitePointPolicy) -> dict[str, Any]:
     """Check the proposed point on the evaluation behind `scores` and save it for every user of the model;
     the evidence saved. Raises CXRError naming the failed rule."""
-    if not reader.strip():
-        raise CXRError("A site operating point needs the name of the reader who sets it.")
+    reader = named(reader, "A site operating point needs the name of the reader who sets it.")
     threshold = valid_threshold(threshold)
     _, y, probs = read_scores(scores)
     summary = _summary(scores)
@@ -91,16 +91,15 @@ def set_site_point(store: SitePointStore, card: ModelCard, threshold: float, sco
                     data_fingerprint=summary.get("data_fingerprint"),
                     overlap_warning=(summary.get("overlap") or {}).get("warning"),
                     rules={"min_per_class": policy.min_per_class, "sensitivity_floor": policy.sensitivity_floor})
-    store.record_site_point(card.model_id, threshold, reader.strip(), evidence)
+    store.record_site_point(card.model_id, threshold, reader, evidence)
     return evidence
 
 
 def revert_site_point(store: SitePointStore, card: ModelCard, reader: str) -> float | None:
     """Return every user of the model to its own threshold (audited); the site threshold that was in use."""
-    if not reader.strip():
-        raise CXRError("Reverting the site operating point needs the reader's name.")
+    reader = named(reader, "Reverting the site operating point needs the reader's name.")
     current = store.site_threshold(card.model_id)
-    store.record_site_point(card.model_id, None, reader.strip(),
+    store.record_site_point(card.model_id, None, reader,
                             {"reverted_from": current["threshold"] if current else None})
     return current["threshold"] if current else None
 
