@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cxr_core.cases.store import CaseStore
+from cxr_core.cli.native_logs import keep_native_logs_off_the_terminal
 from cxr_core.config import AugmentConfig, config_from_dict
 from cxr_core.errors import ConfigError, CXRError, report_errors
 from cxr_core.fileio import write_atomic, write_json_atomic
@@ -466,4 +467,5 @@ def _short_hash(films_manifest: list[dict[str, Any]], seed: int, recipe: Recipe)
 __all__ = ["CrossFit", "Recipe", "adapt", "adapt_from_cli", "cross_fit", "fine_tune", "main"]
 
 if __name__ == "__main__":
+    keep_native_logs_off_the_terminal()  # TensorFlow's native lines stay off the caller's terminal
     sys.exit(main())
