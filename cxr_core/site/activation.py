@@ -27,10 +27,11 @@ from ..model.registry import ModelEntry, Registry
 from ..settings import SitePointPolicy
 from ..validation.evaluation import evaluate_folder
 from ..validation.metrics import pneumonia_probability
-from .evidence import NON_INFERIORITY_MARGIN, compare
+from .evidence import NON_INFERIORITY_MARGIN, bootstrap_aucs, compare, model_evidence
 from .models import ActiveChoice, active_choice, active_entry, find_entry, record_choice, store_model
 from ..readers import named
 
+CROSS_FITTED = "cross-fitted site adaptation"  # a site-adapted model's own evidence: screened by its adaptation
 EVIDENCE_HINT = ("compare it with the site's model on a labelled folder of this site's films (NORMAL/ and "
                  "PNEUMONIA/, or a reviewed worklist export): `python -m cxr_core models --activate ID --reader NAME "
                  "--evidence DATA_DIR`, or 'Compare on local films' on the Training page")
@@ -44,14 +45,14 @@ def adaptation_evidence(card: ModelCard) -> dict[str, Any] | None:
         return None
     return {"n": lv.get("n"), "n_positive": lv.get("n_positive"), "n_negative": lv.get("n_negative"),
             "current": {**lv["parent"], "model_id": card.parent_model_id}, "difference": lv.get("difference") or {},
-            "candidate": {**lv["adapted"], "model_id": card.model_id}, "source": "cross-fitted site adaptation"}
+            "candidate": {**lv["adapted"], "model_id": card.model_id}, "source": CROSS_FITTED}
 
 
 def evidence_refusals(evidence: Mapping[str, Any], policy: SitePointPolicy) -> list[str]:
     """What the local evidence fails of the rule (empty: it passes)."""
     reasons = []
     pos, neg = int(evidence.get("n_positive") or 0), int(evidence.get("n_negative") or 0)
-    if evidence.get("source") != "cross-fitted site adaptation" and min(pos, neg) < policy.min_per_class:
+    if evidence.get("source") != CROSS_FITTED and min(pos, neg) < policy.min_per_class:
         reasons.append(f"Too few local films: {pos} pneumonia and {neg} normal; the site needs at least "
                        f"{policy.min_per_class} of each (CXR_SITE_MIN_PER_CLASS).")
     difference = evidence.get("difference") or {}
@@ -130,9 +131,10 @@ def local_comparison(store: CaseStore | None, registry: Registry, candidate: Mod
                      point.threshold, n_boot=n_boot, names=("current", "candidate"))
         ev["current"]["model_id"] = other.model_id
     else:  # a registry without a default: the candidate's own figures only
-        ev = compare(yb, pneumonia_probability(probs), point.threshold, pneumonia_probability(probs),
-                     point.threshold, n_boot=n_boot, names=("current", "candidate"))
-        ev.pop("current"), ev.pop("difference")
+        p = pneumonia_probability(probs)
+        draws = np.random.default_rng(0).integers(0, len(yb), (n_boot, len(yb)))
+        ev = {"n": int(len(yb)), "n_positive": int(yb.sum()), "n_negative": int((1 - yb).sum()),
+              "candidate": model_evidence(yb, p, point.threshold, bootstrap_aucs(yb, p, draws))}
     ev["candidate"]["model_id"] = candidate.model_id
     ev.update(source="local films", data=summary["data"], data_fingerprint=summary["data_fingerprint"],
               label_source=summary.get("label_source"), evaluated=summary["evaluated"])
