@@ -63,7 +63,7 @@ def real_site(args: argparse.Namespace) -> None:
 
     from cxr_core.model.predict import Predictor
     from cxr_core.settings import current
-    from cxr_core.site.data import films_from_folder, folds, screen
+    from cxr_core.site.films import films_from_folder, folds, screen
     from cxr_core.site.evidence import compare, site_threshold, threshold_cross_check
     from cxr_core.site.models import resolve_model_dir
     from cxr_core.model import decision as D
@@ -179,7 +179,7 @@ def main() -> None:
     from cxr_core.site.models import resolve_model_dir
     from cxr_core.model.predict import Predictor
     from cxr_core.validation.dataset import held_out_split
-    from cxr_core.site.data import SiteFilm
+    from cxr_core.site.films import SiteFilm
     from cxr_core.validation.dataset import parse_name
     from cxr_core.validation.metrics import binary_at_threshold, safe_auc
     from train.site import adapt

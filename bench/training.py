@@ -75,7 +75,7 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 import keras
 from cxr_core.config import load_config
 from cxr_core.model.architecture import build_model
-from train.distribute import TrainingLoop, local
+from cxr_core.fitting.distribute import TrainingLoop, local
 
 config = load_config("train/configs/single.toml")
 size, batch, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

@@ -1,11 +1,14 @@
-"""Reviews that tests write: the decision that records a given label without contradicting the model
-(cxr_core.cases.store.review_problem), and the labels that agree or disagree with a stored case."""
+"""Cases and reviews that tests write: a case stored as the Viewer stores one, the decision that records a given
+label without contradicting the model (cxr_core.cases.store.review_problem), and the labels that agree or disagree
+with a stored case."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cxr_core.cases.store import DECISIONS, CaseStore, review_problem
+
+from . import inputs
 
 
 def own_label(case: dict[str, Any]) -> str:
@@ -49,3 +52,13 @@ def stored_result(store: CaseStore, label: str | None, subtype: str | None = Non
                                         metadata={}, identifiers={}))
     case_id, _ = store.add(pred, f"chosen {label} {subtype} {seed}".encode(), "chosen-model")
     return case_id
+
+
+def stored_case(store: CaseStore, predictor: Any, seed: int, label: str | None = None, p: float | None = None) -> int:
+    """A synthetic film analysed by `predictor` and stored as the Viewer stores one; `label` / `p` force its result
+    (a case that sorts where the test needs it). Its id."""
+    data = inputs.png_gray8(seed=seed)
+    pred = predictor.predict(data, name="x.png")
+    if label is not None:
+        pred.label, pred.pneumonia_probability, pred.assessed, pred.subtype = label, p, True, None
+    return store.add(pred, data, predictor.card.model_id, actor="Dr Test")[0]

@@ -7,6 +7,7 @@ of the real training data (tests that need it skip with a message where it is ab
 from __future__ import annotations
 
 import gc
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,27 @@ def tiny_config(root: Path, **sections):
         else:
             raw[section] = values
     return config_from_dict(raw)
+
+
+def tiny_config_file(path: Path, root: Path, **sections) -> Path:
+    """tiny_config's settings as the TOML file a training command reads (`python -m train --config PATH`)."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
+    raw["data"]["root"] = str(root)
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+
+    def value(v) -> str:
+        return json.dumps(v) if isinstance(v, (str, list)) else repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            lines += [f"[{section}]", *(f"{k} = {value(v)}" for k, v in values.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def shared_data_or_skip() -> Path:

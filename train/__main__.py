@@ -16,7 +16,7 @@ from pathlib import Path
 from cxr_core.config import apply_budget, apply_overrides, load_config, parse_override
 from cxr_core.errors import ConfigError, report_errors
 from cxr_core.model.registry import Registry
-from train.distribute import cluster_spec
+from cxr_core.fitting.distribute import cluster_spec
 from train.run_folder import default_runs_dir, run_dir_for
 from train.workers import MAX_WORKERS, run_local_cluster
 

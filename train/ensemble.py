@@ -26,7 +26,7 @@ from cxr_core.model.architecture import logit_function, merge_members
 from cxr_core.model.registry import Registry
 from cxr_core.validation.dataset import class_counts, fingerprint, index_dataset, split_for
 from cxr_core.validation.stress import CLEAN
-from train.distribute import current
+from cxr_core.fitting.distribute import current
 from train.evidence import stress_logits
 from train.finish import Evidence, finish_model
 from train.pipeline import RunResult, failure_message, headline, register_if_passed, run_dir_for, single_run_lock, train

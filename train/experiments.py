@@ -31,7 +31,7 @@ from cxr_core.errors import ConfigError
 from cxr_core.model.registry import Registry
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.validation.dataset import grouped_folds, index_dataset, subset
-from train.distribute import current
+from cxr_core.fitting.distribute import current
 from train.pipeline import train
 from train.run_folder import RunFolder, read_history
 

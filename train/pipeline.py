@@ -5,7 +5,7 @@ A run lives in `runs/<name>-<config fingerprint>/`, whose layout train.run_folde
 Rerunning the same command continues the same run. The active model is never changed here unless
 `activate=True`, and then only after the run finished and passed its validation gate.
 
-Training runs under the process's tf.distribute strategy (train.distribute: one device, several GPUs, or the
+Training runs under the process's tf.distribute strategy (cxr_core.fitting.distribute: one device, several GPUs, or the
 workers of a TF_CONFIG cluster), with one custom step for all. Only the chief writes the run folder, the model,
 its card (with its `distribution` block) and the registry entry.
 """
@@ -38,7 +38,7 @@ from cxr_core.model.architecture import build_model, logit_function, predict_log
 from cxr_core.validation.stress import CLEAN
 from train.augment import build_augmenter
 from train.callbacks import LearningRateLogger, StatusWriter, StopFile, ValidationMetrics
-from train.distribute import Checkpoints, TrainingLoop, current, dataset_options, per_replica_batch
+from cxr_core.fitting.distribute import Checkpoints, TrainingLoop, current, dataset_options, per_replica_batch
 from train.evidence import needs_stress, stress_logits
 from train.finish import Evidence, finish_model
 import csv
@@ -212,7 +212,7 @@ def steps_per_epoch(config: TrainConfig, y: np.ndarray) -> int:
 def make_train_dataset(config: TrainConfig, x: np.ndarray, y: np.ndarray, input_context: Any = None) -> Any:
     """tf.data for one worker: balanced/oversampled indices -> shuffle -> repeat -> this worker's shard -> batch ->
     gather -> augment -> prefetch. Sharding is by input pipeline on the index stream, before any gather or
-    augmentation, and tf.data's auto-sharding is off (see train.distribute). Without `input_context` (one
+    augmentation, and tf.data's auto-sharding is off (see cxr_core.fitting.distribute). Without `input_context` (one
     pipeline, one replica) the batch is the config's; with one it is the per-replica share of that global batch."""
     import tensorflow as tf  # lazy: heavy
 
@@ -256,7 +256,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- fit
 def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
          y_val: np.ndarray, started: float, log: Callable[[str], None], dist: Any) -> tuple[Any, int]:
-    """Train with the one custom step (train.distribute) under the process's strategy; resume from the run's
+    """Train with the one custom step (cxr_core.fitting.distribute) under the process's strategy; resume from the run's
     checkpoint. The chief returns a plain (undistributed) model holding the best epoch's weights; another
     worker returns None. Every worker runs the same steps, checkpoint saves and stop decisions."""
     import keras  # lazy: heavy
@@ -279,9 +279,9 @@ def _fit(config: TrainConfig, run_dir: Path, x_train: np.ndarray, y_train: np.nd
         optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=t.weight_decay)
         optimizer.build(model.trainable_variables)  # before a restore: every slot exists
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing, reduction=None)
-        model.compile(optimizer=optimizer)  # model.optimizer, for the callbacks (the loop is train.distribute's)
+        model.compile(optimizer=optimizer)  # model.optimizer, for the callbacks (the loop is cxr_core.fitting.distribute's)
     loop = TrainingLoop(dist, model, optimizer, loss)
-    checkpoints = Checkpoints(dist, run_dir, model, optimizer)
+    checkpoints = Checkpoints(dist, RunFolder(run_dir).checkpoints_dir, model=model, optimizer=optimizer)
     start = checkpoints.restore()
     if start:
         log(f"Resuming from the checkpoint after epoch {start}.")

@@ -45,7 +45,7 @@ from cxr_core.model.predict import Predictor
 from cxr_core.readers import named
 from cxr_core.safety.overlap import training_hashes
 from cxr_core.settings import current
-from cxr_core.site.data import (ScreenedFilms, SiteFilm, films_from_folder, films_from_reviews, folds, label_counts,
+from cxr_core.site.films import (ScreenedFilms, SiteFilm, films_from_folder, films_from_reviews, folds, label_counts,
                                 manifest, screen)
 from cxr_core.site.evidence import compare, site_threshold, threshold_cross_check
 from cxr_core.site.activation import activation_refusals

@@ -114,7 +114,7 @@ def test_a_contradictory_review_kept_from_before_is_flagged_and_left_out_of_adap
 
     from cxr_core.cases.db import Review
     from cxr_core.cases.worklist import WorklistFilter, filter_cases
-    from cxr_core.site.data import films_from_reviews
+    from cxr_core.site.films import films_from_reviews
 
     old = stored_result(store, "PNEUMONIA", "BACTERIAL", seed=1)
     good = stored_result(store, "NORMAL", seed=2)

@@ -68,14 +68,14 @@ def test_a_reader_and_one_source_are_required(tmp_path, tiny_model_dir):
 
 # ---------------------------------------------------------------------------------------------- split and screening
 def _screened(films: list, x: np.ndarray | None = None):
-    from cxr_core.site.data import ScreenedFilms
+    from cxr_core.site.films import ScreenedFilms
 
     n = len(films)
     return ScreenedFilms(films, np.zeros((n, 4, 4, 1)) if x is None else x, np.zeros((n, 3)), ["h"] * n, {})
 
 
 def test_each_patient_is_in_one_fold_and_every_fold_holds_both_classes():
-    from cxr_core.site.data import SiteFilm, folds
+    from cxr_core.site.films import SiteFilm, folds
 
     rng = np.random.default_rng(0)
     films = []
@@ -92,7 +92,7 @@ def test_each_patient_is_in_one_fold_and_every_fold_holds_both_classes():
 
 def test_a_fold_of_one_class_is_refused():
     from cxr_core.errors import CXRError
-    from cxr_core.site.data import SiteFilm, folds
+    from cxr_core.site.films import SiteFilm, folds
 
     films = [SiteFilm(b"x", 1, 1, f"p{i}", True) for i in range(10)] + [SiteFilm(b"x", 0, 0, "one", True)] * 3
     with pytest.raises(CXRError, match="holds one class only"):
@@ -103,7 +103,7 @@ def test_a_fold_of_one_class_is_refused():
 def test_each_class_needs_the_minimum(normal, pneumonia, refused):
     """Both classes at least at the minimum: one class there is not enough, whichever it is."""
     from cxr_core.errors import CXRError
-    from cxr_core.site.data import SiteFilm, _refuse_unless_enough
+    from cxr_core.site.films import SiteFilm, _refuse_unless_enough
 
     kept = [SiteFilm(b"x", 0, 0, "n", True)] * normal + [SiteFilm(b"x", 1, 1, "p", True)] * pneumonia
     counts = {"given": len(kept), "unreadable": 0, "outside the intended use": 0,
@@ -118,7 +118,7 @@ def test_each_class_needs_the_minimum(normal, pneumonia, refused):
 def test_a_site_whose_sensitivity_bound_can_never_reach_the_floor_is_refused_before_training(tmp_path,
                                                                                          tiny_predictor):
     from cxr_core.errors import CXRError
-    from cxr_core.site.data import films_from_folder, screen
+    from cxr_core.site.films import films_from_folder, screen
 
     films = films_from_folder(_site(tmp_path, per_class=10))  # 20 pneumonia films: 35 are needed for 0.90
     with pytest.raises(CXRError, match="at least 35 pneumonia films are needed"):
@@ -130,7 +130,7 @@ def test_cross_fitting_never_tunes_on_the_fold_it_scores(monkeypatch):
     """Each fold's model is tuned on the other folds' films only, and scores exactly its own fold; the logits kept
     for a film are its own fold model's (a stand-in fine-tuning answers with the fold's number)."""
     import train.site as site_module
-    from cxr_core.site.data import SiteFilm
+    from cxr_core.site.films import SiteFilm
     from train.site import Recipe, cross_fit
 
     films = [SiteFilm(b"x", int(i % 3 > 0), i % 3, f"p{i // 2}", True) for i in range(40)]
@@ -158,7 +158,7 @@ def test_cross_fitting_never_tunes_on_the_fold_it_scores(monkeypatch):
 def test_fine_tuning_draws_its_batches_from_its_own_films_only(tmp_path, tiny_predictor):
     """The held-out fold's films are poisoned (NaN pixels): one of them in a batch would make the loss and the
     weights NaN."""
-    from cxr_core.site.data import films_from_folder, screen
+    from cxr_core.site.films import films_from_folder, screen
     from train.site import Recipe, fine_tune
 
     screened = screen(films_from_folder(_site(tmp_path, per_class=6)), tiny_predictor, min_per_class=4)
@@ -175,7 +175,7 @@ def test_fine_tuning_draws_its_batches_from_its_own_films_only(tmp_path, tiny_pr
 
 
 def test_duplicates_count_once_and_patients_come_from_file_names(tmp_path, tiny_predictor):
-    from cxr_core.site.data import films_from_folder, screen
+    from cxr_core.site.films import films_from_folder, screen
 
     site = _site(tmp_path, per_class=10)
     first = sorted((site / "NORMAL").iterdir())[0]
@@ -190,7 +190,7 @@ def test_duplicates_count_once_and_patients_come_from_file_names(tmp_path, tiny_
 
 
 def test_dicom_patients_are_grouped_by_a_hash_never_the_id(tmp_path):
-    from cxr_core.site.data import films_from_folder
+    from cxr_core.site.films import films_from_folder
 
     from testkit.inputs import dicom
 
@@ -221,7 +221,7 @@ def _with_identified_dicom(site: Path, n: int = 3) -> Path:
 @pytest.fixture(scope="module")
 def site_films(tmp_path_factory) -> tuple[Path, list]:
     """A site's films (three of them identified DICOM) and a folder for its adaptations."""
-    from cxr_core.site.data import films_from_folder
+    from cxr_core.site.films import films_from_folder
 
     base = tmp_path_factory.mktemp("adapt")
     return base, films_from_folder(_with_identified_dicom(_site(base, per_class=18)))  # 36 pneumonia: 35 needed

@@ -17,7 +17,7 @@ from testkit import inputs
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, READER_BOX, body_text, make_browser, nav, results_shown,
                              sign_in, start_app, tick_row, upload, wait_for)
 from tests.system.test_browser import screenshot
-from testkit.reviews import review_as
+from testkit.reviews import review_as, stored_case
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
@@ -56,17 +56,6 @@ def _click(browser, text: str, tries: int = 5) -> None:
             time.sleep(0.5)
 
 
-def _store_case(store, predictor, seed: int, label: str | None = None, p: float | None = None) -> int:
-    """A case stored as the Viewer stores one; `label` / `p` force its result (a case that sorts where the test
-    needs it)."""
-    data = inputs.png_gray8(seed=seed)
-    pred = predictor.predict(data, name="x.png")
-    if label is not None:
-        pred.label, pred.pneumonia_probability, pred.assessed = label, p, True
-        pred.subtype = None
-    return store.add(pred, data, predictor.card.model_id, actor="Dr Test")[0]
-
-
 def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tiny_registry, tiny_predictor, home,
                                                                              tmp_path):
     from cxr_core.cases.store import CaseStore
@@ -74,7 +63,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
 
     store = CaseStore.open()
     for seed, p in ((1, 0.30), (2, 0.20), (3, 0.10)):
-        _store_case(store, tiny_predictor, seed, "NORMAL", p)
+        stored_case(store, tiny_predictor, seed, "NORMAL", p)
     order = [c["case_id"] for c in triage_order(store.list())]
     server = _server(tiny_registry, home, tmp_path, refresh="2")
     browser = make_browser(1280, 800)
@@ -87,7 +76,7 @@ def test_the_worklist_selection_is_a_case_id_and_remove_asks_naming_the_case(tin
         wait_for(browser, lambda: f"Selected: case {chosen} (NORMAL, P 0.100" in body_text(browser), what="the selection")
         screenshot(browser, "worklist_selected")
         # a case that sorts above it arrives; the 2-s refresh runs
-        inserted = _store_case(store, tiny_predictor, 4, "PNEUMONIA", 0.99)
+        inserted = stored_case(store, tiny_predictor, 4, "PNEUMONIA", 0.99)
         wait_for(browser, lambda: "To read (4)" in body_text(browser), timeout=30, what="the refreshed worklist")
         time.sleep(1)
         text = body_text(browser)
@@ -137,7 +126,7 @@ def test_the_viewer_at_1280_by_800_reads_now_and_steps_between_cases(tiny_regist
     store = CaseStore.open()
     model_id = tiny_predictor.card.model_id
     for i in range(8):  # 8 reviewed cases, exported and evaluated: too few for site figures
-        case_id = _store_case(store, tiny_predictor, 60 + i)
+        case_id = stored_case(store, tiny_predictor, 60 + i)
         review_as(store, case_id, "NORMAL" if i % 2 else "BACTERIAL", "Dr Site")
     store.export("eight", reviewed_only=True, actor="Dr Site")
     evaluate_folder(tiny_registry.active().path, exports_dir() / "eight", n_boot=0)

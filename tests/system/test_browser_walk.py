@@ -16,7 +16,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from testkit import inputs
+from testkit.reviews import stored_case
 from testkit.harness import (CHROMEDRIVER, CHROMIUM, FILM_CANVAS, body_text, film_control, make_browser,
                              results_shown, shown_tables, sign_in, start_app, wait_for)
 from .test_browser import screenshot as _screenshot
@@ -44,11 +44,6 @@ def screenshot(browser, name: str) -> None:
     _page_area(browser)
 
 
-def _store_case(home_store, predictor, seed: int) -> int:
-    data = inputs.png_gray8(seed=seed)
-    return home_store.add(predictor.predict(data, name="x.png"), data, predictor.card.model_id, actor="Dr Test")[0]
-
-
 def _film(browser) -> dict:
     """The film canvas's state (cxr_app.film_component): level, width, zoom, x, y, transform, draws."""
     return browser.execute_script(f"return Object.assign({{}}, ({FILM_CANVAS}).dataset)")
@@ -65,7 +60,7 @@ def one_film(tiny_registry, tiny_predictor, tmp_path_factory):
     saved = os.environ.get("CXR_HOME")
     os.environ["CXR_HOME"] = str(home)
     try:
-        case_id = _store_case(CaseStore.open(), tiny_predictor, 11)
+        case_id = stored_case(CaseStore.open(), tiny_predictor, 11)
     finally:
         os.environ.pop("CXR_HOME") if saved is None else os.environ.__setitem__("CXR_HOME", saved)
     server = start_app({"CXR_REGISTRY": str(tiny_registry.root), "CXR_HOME": str(home)},
@@ -164,7 +159,7 @@ def test_the_worklist_and_the_pacs_page_lead_with_what_matters_at_1280_by_800(ti
     monkeypatch.setenv("CXR_HOME", str(tmp_path / "home"))
     store = CaseStore.open()
     for seed in range(3):
-        _store_case(store, tiny_predictor, 40 + seed)
+        stored_case(store, tiny_predictor, 40 + seed)
     ds = pydicom.dcmread(io.BytesIO(_training_like_dicom(tiny_data)))
     ds.StudyDate = date.today().strftime("%Y%m%d")  # within the page's default "since" (the last 7 days)
     buf = io.BytesIO()

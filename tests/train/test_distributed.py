@@ -19,32 +19,12 @@ import pytest
 from cxr_core.errors import ConfigError
 from cxr_core.model.registry import Registry
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, tiny_config_file
 
 
 def _config_file(tmp_path: Path, data: Path, epochs: int, batch_size: int = 8) -> Path:
-    path = tmp_path / "tiny-dist.toml"
-    path.write_text(f"""
-name = "tinydist"
-[data]
-root = "{data}"
-image_size = 48
-val_fraction = 0.25
-split_seed = 0
-[model]
-filters = [8, 16, 16]
-[augment]
-strength = 0.5
-[train]
-epochs = {epochs}
-batch_size = {batch_size}
-learning_rate = 3e-3
-lr_schedule = "constant"
-[guards]
-appearance_epochs = 2
-appearance_min_steps = 20
-""")
-    return path
+    return tiny_config_file(tmp_path / "tiny-dist.toml", data, name="tinydist",
+                            train={"epochs": epochs, "batch_size": batch_size})
 
 
 def _train_command(config: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -74,7 +54,7 @@ def _run_dir(tmp_path: Path) -> Path:
     (json.dumps({"cluster": {"worker": ["localhost:1"]}}), "task"),
 ])
 def test_a_malformed_tf_config_is_a_clear_error(monkeypatch, value, message):
-    from train.distribute import tf_config
+    from cxr_core.fitting.distribute import tf_config
 
     monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(ConfigError, match=message):
@@ -82,7 +62,7 @@ def test_a_malformed_tf_config_is_a_clear_error(monkeypatch, value, message):
 
 
 def test_the_chief_is_worker_0_unless_the_cluster_names_one(monkeypatch):
-    from train.distribute import Distribution
+    from cxr_core.fitting.distribute import Distribution
 
     two = {"worker": ["localhost:1", "localhost:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two, "task": {"type": "worker", "index": 0}}))
@@ -93,7 +73,7 @@ def test_the_chief_is_worker_0_unless_the_cluster_names_one(monkeypatch):
 
 
 def test_the_global_batch_must_split_evenly_over_the_replicas():
-    from train.distribute import per_replica_batch
+    from cxr_core.fitting.distribute import per_replica_batch
 
     assert per_replica_batch(32, 2) == 16
     with pytest.raises(ConfigError, match="train.batch_size = 9 .* 2 replicas"):
@@ -230,7 +210,7 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 import keras
 from cxr_core.config import ModelConfig
 from cxr_core.model.architecture import build_model
-from train.distribute import TrainingLoop, local
+from cxr_core.fitting.distribute import TrainingLoop, local
 
 rng = np.random.default_rng(0)
 half = 4  # each replica's batch; the global batch repeats it, so BatchNorm's batch statistics are the same
@@ -283,14 +263,14 @@ def _checkpoints(run_dir: Path, task_index: int, monkeypatch):
     import keras
     import tensorflow as tf
 
-    from train.distribute import Checkpoints, Distribution
+    from cxr_core.fitting.distribute import Checkpoints, Distribution
 
     two = {"worker": ["localhost:1", "localhost:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two, "task": {"type": "worker", "index": task_index}}))
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     optimizer = keras.optimizers.SGD(0.1)
     dist = Distribution(tf.distribute.get_strategy(), "x", 2, "worker", task_index)
-    return Checkpoints(dist, run_dir, model, optimizer)
+    return Checkpoints(dist, run_dir / "checkpoints", model=model, optimizer=optimizer)
 
 
 def test_a_non_chief_s_save_leaves_the_shared_run_folder_untouched(tmp_path, monkeypatch):

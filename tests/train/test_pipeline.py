@@ -17,7 +17,7 @@ from cxr_core.model.registry import Registry
 from train.pipeline import train
 from train.run_folder import RunFolder, run_dir_for, training_in_progress
 
-from tests.conftest import PROJECT_ROOT, tiny_config
+from tests.conftest import PROJECT_ROOT, tiny_config, tiny_config_file
 
 
 def test_finished_run_has_logs_card_and_scores(tiny_registry, tiny_data, tmp_path):
@@ -109,24 +109,8 @@ def test_sigkill_mid_training_then_rerun_resumes(tiny_data, tmp_path):
     """Kill -9 during epoch 3 of 4: the registry and active model are untouched; the rerun resumes."""
     registry = Registry(tmp_path / "reg")
     registry.root.mkdir()
-    config_path = tmp_path / "slow.toml"
-    config_path.write_text(f"""
-name = "killme"
-[data]
-root = "{tiny_data}"
-image_size = 48
-val_fraction = 0.25
-split_seed = 0
-[model]
-filters = [8, 16, 16]
-[train]
-epochs = 4
-batch_size = 4
-lr_schedule = "constant"
-[guards]
-appearance_epochs = 2
-appearance_min_steps = 20
-""")
+    config_path = tiny_config_file(tmp_path / "slow.toml", tiny_data, name="killme",
+                                   train={"epochs": 4, "batch_size": 4})
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "train", "--config", str(config_path), "--runs-dir", str(runs),
            "--registry", str(registry.root), "--activate"]

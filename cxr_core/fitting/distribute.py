@@ -30,8 +30,6 @@ and ReduceLROnPlateau agree).
 
 from __future__ import annotations
 
-from train.run_folder import RunFolder
-
 import functools
 import json
 import os
@@ -254,19 +252,18 @@ class TrainingLoop:
 
 
 class Checkpoints:
-    """Fault tolerance through `tf.train.CheckpointManager`: the model, the optimizer and the next epoch, saved at
-    every epoch end by every worker (saving is collective), kept only in the chief's `run_dir/checkpoints/`;
-    a non-chief saves into a temporary folder that is removed at once. A restarted cluster restores the chief's
-    latest checkpoint (the run folder is shared)."""
+    """Fault tolerance through `tf.train.CheckpointManager`: the given objects (a model, its optimizers) and the next
+    epoch, saved at every epoch end by every worker (saving is collective), kept only in the chief's `directory` (a
+    run folder's checkpoints); a non-chief saves into a temporary folder that is removed at once. A restarted
+    cluster restores the chief's latest checkpoint (the run folder is shared)."""
 
-    def __init__(self, dist: Distribution, run_dir: Path, model: Any, optimizer: Any):
+    def __init__(self, dist: Distribution, directory: Path, **objects: Any):
         import tensorflow as tf  # lazy: heavy
 
-        self.dist = dist
-        self.directory = RunFolder(run_dir).checkpoints_dir
+        self.dist, self.directory = dist, Path(directory)
         with dist.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
+        self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, **objects)
         self.manager = (tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=2)
                         if dist.is_chief else None)
 
