@@ -33,7 +33,8 @@ from cxr_core.cases.store import CaseStore
 from cxr_core.cli.native_logs import keep_native_logs_off_the_terminal
 from cxr_core.config import AugmentConfig, config_from_dict
 from cxr_core.errors import ConfigError, CXRError, report_errors
-from cxr_core.fileio import write_atomic, write_json_atomic
+from cxr_core.fileio import read_npz, write_atomic, write_json_atomic, write_npz_atomic
+from cxr_core.fitting import distribute
 from cxr_core.fitting.guards import fit_guards
 from cxr_core.fitting.presentation import fit_presentation
 from cxr_core.model import decision as D
@@ -120,7 +121,7 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
     settings = current()
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
-    work_dir = Path(work_dir or settings.site_runs / time.strftime("%Y%m%d-%H%M%S"))
+    work_dir = Path(work_dir or settings.site_runs / _run_name(parent_dir, films, seed, recipe))
     work_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader,
                                     "source": source})
@@ -166,7 +167,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     run.stage("training", counts=screened.counts, parent_model_id=parent.card.model_id)
     yb, y3 = screened.binary, _labels3(screened)
 
-    crossfit = cross_fit(parent, screened, parts, recipe, seed, run.epoch)
+    crossfit = cross_fit(parent, screened, parts, recipe, seed, run.epoch, run.folder.checkpoints_dir)
     run.stage("choosing the epoch and the threshold")
     epoch = crossfit.best_epoch(yb)
     logits = crossfit.logits[epoch - 1]
@@ -180,7 +181,8 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     cross_check = threshold_cross_check(yb, p_oof, parts, target)
 
     model, _ = fine_tune(parent, screened, np.arange(len(yb)), recipe, seed + len(parts), epoch, None,
-                         lambda row: run.epoch({**row, "fold": "final", "folds": len(parts)}))
+                         lambda row: run.epoch({**row, "fold": "final", "folds": len(parts)}),
+                         run.folder.checkpoints_dir / f"final-{epoch}")
     films_manifest = manifest(screened, parts)
     model_id = f"{parent.card.model_id}-site-{_short_hash(films_manifest, seed, recipe)}"
     folder = ModelFolder(run.folder.path / model_id)
@@ -242,6 +244,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
               "time_s": round(time.time() - started, 1), "stored": store is not None,
               "model_dir": str(unpack(store, model_id) if store is not None else folder.path)}
     run.stage("finished", result=result)
+    shutil.rmtree(run.folder.checkpoints_dir, ignore_errors=True)  # done: nothing left to resume
     return result
 
 
@@ -299,9 +302,10 @@ class _Bar:
 
 # ------------------------------------------------------------------------------------------------ cross-fitting
 def cross_fit(parent: Predictor, screened: ScreenedFilms, parts: list[np.ndarray], recipe: Recipe, seed: int,
-              on_epoch: Progress | None = None) -> CrossFit:
+              on_epoch: Progress | None = None, checkpoints: Path | None = None) -> CrossFit:
     """For each fold, the parent fine-tuned on the other folds' films for `recipe.epochs`, scoring the fold's films
-    after every epoch: every film's out-of-fold logits, epoch by epoch (what the bench and `adapt` choose on)."""
+    after every epoch: every film's out-of-fold logits, epoch by epoch (what the bench and `adapt` choose on).
+    `checkpoints`: a folder for each fold's checkpoints (fold-1/, ...), so a rerun resumes where it stopped."""
     logits = np.zeros((0,))  # (epochs, films, classes) once the first fold's first epoch says how many classes
     history: list[dict[str, Any]] = []
     yb = screened.binary
@@ -320,83 +324,140 @@ def cross_fit(parent: Predictor, screened: ScreenedFilms, parts: list[np.ndarray
             if on_epoch:
                 on_epoch(row)
 
-        fine_tune(parent, screened, tune, recipe, seed + k, recipe.epochs, held, row_done)
+        fine_tune(parent, screened, tune, recipe, seed + k, recipe.epochs, held, row_done,
+                  checkpoints / f"fold-{k + 1}" if checkpoints is not None else None)
     return CrossFit(parts, logits, history)
 
 
 def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, recipe: Recipe, seed: int, epochs: int,
-              watch: np.ndarray | None, on_epoch: Progress | None = None) -> tuple[Any, list[dict[str, Any]]]:
-    """The parent's weights trained on the films `tune` (and only those) for `epochs` epochs by `recipe`; after
-    each epoch `on_epoch` gets a row (with the logits of the films `watch`, when given). The model and the rows."""
+              watch: np.ndarray | None, on_epoch: Progress | None = None,
+              checkpoint_dir: Path | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """The parent's weights trained on the films `tune` (and only those) for `epochs` epochs by `recipe`, through the
+    one training loop (cxr_core.fitting.distribute: this process's strategy, a GPU where present); after each epoch
+    `on_epoch` gets a row (with the logits of the films `watch`, when given). With `checkpoint_dir`, every epoch is
+    checkpointed there with its rows, and a rerun resumes after the last one (its rows replayed to `on_epoch`).
+    The model and the rows."""
     import keras  # lazy: heavy
     import tensorflow as tf  # lazy: heavy
 
     keras.utils.set_random_seed(seed)
+    dist = distribute.current()
     x, yb = screened.x, screened.binary.astype(np.float32)
     y3 = _labels3(screened) if recipe.loss == "3-class" else np.full(len(yb), -1)
-    model = keras.models.clone_model(parent.model)
-    model.set_weights(parent.model.get_weights())
-    for layer in model.layers:  # frozen: BatchNorm keeps the parent's statistics (inference mode when not trainable)
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = recipe.batchnorm == "adapt"
-    augmenter = _augmenter(parent, recipe, seed)
+    with dist.strategy.scope():
+        model = keras.models.clone_model(parent.model)
+        model.set_weights(parent.model.get_weights())
+        for layer in model.layers:  # frozen: BatchNorm keeps the parent's statistics (inference mode when not trainable)
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = recipe.batchnorm == "adapt"
+        logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)  # shares the model's weights
+        head = list(model.get_layer(LOGITS_LAYER).trainable_variables)
+        head_epochs = min(recipe.head_epochs, epochs)
+        stages = [("head", 0, head_epochs, keras.optimizers.Adam(recipe.head_learning_rate), head,
+                   recipe.head_learning_rate),
+                  ("whole network", head_epochs, epochs, keras.optimizers.Adam(recipe.learning_rate),
+                   list(model.trainable_variables), recipe.learning_rate)]
+        for _, _, _, optimizer, variables, _ in stages:
+            optimizer.build(variables)  # before a restore, so the checkpoint's slots have somewhere to go
     smoothing = recipe.label_smoothing
     counts = np.bincount(yb[tune].astype(int), minlength=2)
-    class_weight = tf.constant((len(tune) / (2.0 * np.maximum(counts, 1))).astype(np.float32))
+    class_weight = (len(tune) / (2.0 * np.maximum(counts, 1))).astype(np.float32)
+    targets = np.stack([y3.astype(np.float32), yb], axis=1)  # per film: the 3-class label (-1: none), the binary one
+    weights = class_weight[yb.astype(int)]
 
-    def loss_fn(logits: Any, y3b: Any, ybb: Any) -> Any:
+    def per_film_loss(target: Any, logits: Any) -> Any:
+        y3b, ybb = tf.cast(target[:, 0], tf.int32), target[:, 1]
         has3 = tf.cast(y3b >= 0, tf.float32)
         onehot = tf.one_hot(tf.maximum(y3b, 0), 3) * (1 - smoothing) + smoothing / 3
         ce3 = tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
         p = tf.clip_by_value(1.0 - tf.nn.softmax(logits)[:, 0], 1e-6, 1 - 1e-6)
-        target = ybb * (1 - smoothing) + smoothing / 2
-        bce = -(target * tf.math.log(p) + (1 - target) * tf.math.log(1 - p))
-        weight = tf.gather(class_weight, tf.cast(ybb, tf.int32))
-        return tf.reduce_mean(weight * (has3 * ce3 + (1 - has3) * bce))
+        soft = ybb * (1 - smoothing) + smoothing / 2
+        bce = -(soft * tf.math.log(p) + (1 - soft) * tf.math.log(1 - p))
+        return has3 * ce3 + (1 - has3) * bce
 
-    # One trace per stage: batches differ in size, and each retrace costs seconds.
-    signature = [tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype)), tf.TensorSpec([None], tf.int64),
-                 tf.TensorSpec([None], tf.float32)]
-
-    def make_step(optimizer: Any, variables: list[Any]) -> Any:
-        @tf.function(input_signature=signature, reduce_retracing=True)
-        def step(xb: Any, y3b: Any, ybb: Any) -> Any:
-            if augmenter is not None:
-                xb = tf.clip_by_value(augmenter(xb, training=True), 0.0, 1.0)
-            with tf.GradientTape() as tape:
-                loss = loss_fn(model(xb, training=True), y3b, ybb)
-            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
-        return step
-
-    logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
-    infer = tf.function(lambda xb: logit_model(xb, training=False), input_signature=signature[:1],
-                        reduce_retracing=True)
-    head = list(model.get_layer(LOGITS_LAYER).trainable_variables)
-    plan = [("head", min(recipe.head_epochs, epochs), recipe.head_learning_rate, head),
-            ("whole network", epochs - min(recipe.head_epochs, epochs), recipe.learning_rate, None)]
     rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = []
-    y3 = y3.astype(np.int64)
-    for stage, stage_epochs, lr, variables in plan:
-        if not stage_epochs:
+    orders = [tune[rng.permutation(len(tune))] for _ in range(epochs)]  # fixed up front: a resumed run sees the same
+    steps = max(1, int(np.ceil(len(tune) / recipe.batch_size)))
+    augmenter = _augmenter(parent, recipe, seed)
+    checkpoints = (distribute.Checkpoints(dist, checkpoint_dir, model=logit_model, head=stages[0][3], whole=stages[1][3])
+                   if checkpoint_dir is not None else None)
+    done = checkpoints.restore() if checkpoints is not None else 0
+    rows = _replay(checkpoint_dir, done, on_epoch) if done else []
+    logits_so_far = [r.pop("logits") for r in rows] if watch is not None else []
+    infer = tf.function(lambda xb: logit_model(xb, training=False), reduce_retracing=True)
+    for stage, first, last, optimizer, variables, lr in stages:
+        if last <= max(first, done):
             continue
-        step = make_step(keras.optimizers.Adam(learning_rate=lr), variables or model.trainable_variables)
-        for _ in range(stage_epochs):
+        loop = distribute.TrainingLoop(dist, logit_model, optimizer, per_film_loss,
+                                       variables=variables if stage == "head" else None, accuracy=False)
+        iterator = loop.distribute(lambda context, first=max(first, done), last=last: _batches(
+            x, targets, weights, [orders[e] for e in range(first, last)], steps, context, augmenter))
+        for epoch in range(max(first, done), last):
             t0 = time.time()
-            order = tune[rng.permutation(len(tune))]
-            batches = np.array_split(order, max(1, int(np.ceil(len(order) / recipe.batch_size))))
-            losses = [float(step(tf.constant(x[b]), tf.constant(y3[b]), tf.constant(yb[b]))) for b in batches]
-            row: dict[str, Any] = {"epoch": len(rows) + 1, "epochs": epochs, "stage": stage,
-                                   "loss": float(np.mean(losses)), "learning_rate": lr}
+            loop.reset_metrics()
+            for _ in range(steps):
+                loop.step(iterator)
+            loop.sync_statistics()
+            row: dict[str, Any] = {"epoch": epoch + 1, "epochs": epochs, "stage": stage,
+                                   "loss": loop.epoch_logs()["loss"], "learning_rate": lr}
             if watch is not None:
-                row["logits"] = np.concatenate([np.asarray(infer(tf.constant(x[watch[i:i + 64]])), np.float64)
-                                                for i in range(0, len(watch), 64)])
+                logits_so_far.append(np.concatenate([np.asarray(infer(tf.constant(x[watch[i:i + 64]])), np.float64)
+                                                     for i in range(0, len(watch), 64)]))
             row["seconds"] = round(time.time() - t0, 2)
+            rows.append(row)
+            if checkpoints is not None:
+                _keep_rows(checkpoint_dir, rows, logits_so_far)  # first: a checkpoint never outruns its rows
+                checkpoints.save(epoch + 1)
             if on_epoch:
-                on_epoch(row)
-            rows.append({k: v for k, v in row.items() if k != "logits"})
+                on_epoch({**row, **({"logits": logits_so_far[-1]} if watch is not None else {})})
     return model, rows
+
+
+def _batches(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, orders: list[np.ndarray], steps: int,
+             context: Any, augmenter: Any) -> Any:
+    """One input pipeline's batches for the epochs `orders`: each epoch's order cut into `steps` global batches,
+    each split evenly over the replicas, this pipeline taking its replicas' shares (every worker runs the same
+    number of steps)."""
+    import tensorflow as tf  # lazy: heavy
+
+    local = max(1, context.num_replicas_in_sync // context.num_input_pipelines)
+    mine = range(context.input_pipeline_id * local, (context.input_pipeline_id + 1) * local)
+
+    def batches():
+        for order in orders:
+            for batch in np.array_split(order, steps):
+                parts = np.array_split(batch, context.num_replicas_in_sync)
+                for r in mine:
+                    yield x[parts[r]], targets[parts[r]], weights[parts[r]]
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)), tf.TensorSpec((None, 2), tf.float32),
+        tf.TensorSpec((None,), tf.float32)))
+    if augmenter is not None:
+        ds = ds.map(lambda a, b, c: (tf.clip_by_value(augmenter(a, training=True), 0.0, 1.0), b, c))
+    return ds.prefetch(2).with_options(distribute.dataset_options())
+
+
+def _keep_rows(folder: Path, rows: list[dict[str, Any]], logits: list[np.ndarray]) -> None:
+    """The epochs' rows (and the watched films' logits) beside the checkpoints, so a resumed fold has its history."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "rows.json", rows)
+    if logits:
+        write_npz_atomic(folder / "logits.npz", logits=np.stack(logits))
+
+
+def _replay(folder: Path, done: int, on_epoch: Progress | None) -> list[dict[str, Any]]:
+    """The rows of the `done` epochs a checkpoint holds (with their logits, where kept), each given to `on_epoch`
+    again, as when it first ran."""
+    rows = json.loads((folder / "rows.json").read_text())[:done]
+    kept = read_npz(folder / "logits.npz")
+    if kept is not None:
+        for row, logits in zip(rows, kept["logits"][:done]):
+            row["logits"] = logits
+    for row in rows:
+        if on_epoch:
+            on_epoch(dict(row))
+    return rows
 
 
 def _augmenter(parent: Predictor, recipe: Recipe, seed: int) -> Any:
@@ -457,6 +518,16 @@ def _fit_presentation(folder: ModelFolder, parent_card: ModelCard, screened: Scr
         return
     write_scores(folder.scores_file, [f"site-{i}" for i in range(int(known.sum()))], y3[known], probs[known])
     fit_presentation(folder.path, held_out=(screened.x[known], y3[known]))
+
+
+def _run_name(parent_dir: Path, films: list[SiteFilm], seed: int, recipe: Recipe) -> str:
+    """The folder of an adaptation: the same parent, films, seed and recipe name the same folder, so rerunning a
+    stopped adaptation resumes from its checkpoints."""
+    digest = hashlib.sha256()
+    for film in sorted(films, key=lambda f: hashlib.sha256(f.data).hexdigest()):
+        digest.update(hashlib.sha256(film.data).digest() + f"{film.binary},{film.label3},{film.group}".encode())
+    digest.update(json.dumps([seed, asdict(recipe)], sort_keys=True).encode())
+    return f"{ModelFolder(parent_dir).card().model_id}-{digest.hexdigest()[:10]}"
 
 
 def _short_hash(films_manifest: list[dict[str, Any]], seed: int, recipe: Recipe) -> str:

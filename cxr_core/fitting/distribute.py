@@ -1,5 +1,6 @@
 """Distributed training with TensorFlow's own engine, `tf.distribute`: the process's one strategy, chosen from the
-environment, and the one training step every training path runs (single run, ensemble members, experiments).
+environment, and the one training step every training path runs (single run, ensemble members, experiments, site
+fine-tuning, the chest-appearance autoencoder).
 
 The strategy (`current()`, one per process: TensorFlow's collectives can be set up only once):
 - `TF_CONFIG` naming a cluster of several workers: `MultiWorkerMirroredStrategy` (synchronous data parallelism
@@ -163,9 +164,14 @@ def per_replica_batch(global_batch: int, replicas: int) -> int:
 class TrainingLoop:
     """The one training step (strategy.run: forward, per-example loss scaled by the global batch, gradients that
     the optimizer all-reduces across replicas), its metrics, the BatchNormalization sync and agreement on
-    stopping. Build the model, optimizer and loss under `dist.strategy.scope()` first."""
+    stopping. Every training path runs it: the classifier (train.pipeline), site fine-tuning (train.site) and the
+    chest-appearance autoencoder (cxr_core.fitting.appearance). Build the model, optimizer and loss under
+    `dist.strategy.scope()` first. `loss(y, outputs)` gives one loss per example (weighted by the batch's `w`);
+    `variables`: the ones trained (default: all trainable); `accuracy`: track categorical accuracy (outputs are
+    class probabilities)."""
 
-    def __init__(self, dist: Distribution, model: Any, optimizer: Any, loss: Any):
+    def __init__(self, dist: Distribution, model: Any, optimizer: Any, loss: Any, variables: list[Any] | None = None,
+                 accuracy: bool = True):
         import keras  # lazy: heavy
         import tensorflow as tf  # lazy: heavy
 
@@ -173,8 +179,9 @@ class TrainingLoop:
         strategy = dist.strategy
         with strategy.scope():
             self.loss_metric = keras.metrics.Mean(name="loss")
-            self.accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+            self.accuracy = keras.metrics.CategoricalAccuracy(name="accuracy") if accuracy else None
         self._moving = [v for v in model.non_trainable_variables if "moving_" in v.path]
+        trained = list(variables) if variables is not None else None
 
         def replica_step(x: Any, y: Any, w: Any, stop: Any) -> Any:
             with tf.GradientTape() as tape:
@@ -183,10 +190,12 @@ class TrainingLoop:
                 scaled = tf.nn.compute_average_loss(per_example)
                 if model.losses:
                     scaled += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            weights = trained if trained is not None else model.trainable_variables
+            grads = tape.gradient(scaled, weights)
+            optimizer.apply_gradients(zip(grads, weights))
             self.loss_metric.update_state(per_example)
-            self.accuracy.update_state(y, probs)
+            if self.accuracy is not None:
+                self.accuracy.update_state(y, probs)
             ctx = tf.distribute.get_replica_context()
             # (tf.identity: an all-reduce needs a tensor made in the replica, not one passed in)
             return ctx.all_reduce(tf.distribute.ReduceOp.SUM, [scaled, tf.identity(stop)])
@@ -240,10 +249,14 @@ class TrainingLoop:
 
     def reset_metrics(self) -> None:
         self.loss_metric.reset_state()
-        self.accuracy.reset_state()
+        if self.accuracy is not None:
+            self.accuracy.reset_state()
 
     def epoch_logs(self) -> dict[str, float]:
-        return {"loss": float(self.loss_metric.result()), "accuracy": float(self.accuracy.result())}
+        logs = {"loss": float(self.loss_metric.result())}
+        if self.accuracy is not None:
+            logs["accuracy"] = float(self.accuracy.result())
+        return logs
 
     def predict(self, x: Any, batch_size: int = 64) -> Any:
         """Softmax outputs of `x` on this process alone (no collective): the validation callback's scores."""

@@ -30,6 +30,7 @@ from ..safety.overlap import write_training_hashes
 from ..safety.population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
 from ..settings import current
 from ..validation.dataset import held_out_split
+from .appearance import fit_appearance
 
 
 def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_out: np.ndarray,
@@ -51,7 +52,7 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_ou
         shutil.copyfile(appearance_of.folder.appearance_model_file, folder.appearance_model_file)
         appearance_record = {**appearance_of.card.appearance_check, "inherited_from": appearance_of.card.model_id}
     else:
-        appearance = AppearanceCheck.fit(x_fit, x_held_out, recipe, backup_dir=backup_dir, log=log)
+        appearance = fit_appearance(x_fit, x_held_out, recipe, checkpoint_dir=backup_dir, log=log)
         appearance.save(folder.appearance_file, folder.appearance_model_file)
         appearance_record = appearance.describe(recipe)
     check, population = fit_for_model(x_fit, fit_patients, preprocess, adult_dir)

@@ -13,7 +13,8 @@ back looking like a chest; three one-class signals then measure what it could no
   background, air) that the model's intensity standardisation amplifies.
 
 Each earns its place in bench/ood.py (each refuses foreign kinds the others miss). Every threshold is calibrated
-on held-out pediatric films (`ThresholdRule`, like the other guards), never on the training films' own scores.
+on held-out pediatric films (`ThresholdRule`, like the other guards), never on the training films' own scores
+(cxr_core.fitting.appearance fits it, through the one training loop).
 It refuses: a chest film with tubes, leads or markers is explained at this scale and is assessed. Stored as
 `appearance.keras` (the network, loaded with safe_mode=True) and `appearance.npz` (thresholds and code
 statistics, allow_pickle=False) beside the model, at the paths the model folder gives.
@@ -21,7 +22,6 @@ statistics, allow_pickle=False) beside the model, at the paths the model folder 
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,10 +42,6 @@ RULES = {"reconstruction": ThresholdRule(0.999, 1.1), "code": ThresholdRule(0.99
 # The code distance is a Mahalanobis distance with a long held-out tail (as the model features' is): its margin is
 # wider, so that a real child's film with an arm over the chest (bench/checksets) stays assessed.
 ANATOMY_SIGMA = 3.0  # px at the autoencoder's 64 px: the scale at which the reconstruction error is measured
-# XLA's compile (about 5 s on 2 CPU cores) pays for itself only over enough updates: 48 updates of 64 films took
-# 9.1 s with it and 11.7 s without; a tiny run's 20 updates took 12.7 s with it and 6.3 s without (both while
-# other tests ran).
-XLA_MIN_UPDATES = 40
 
 
 @dataclass(frozen=True)
@@ -102,20 +98,6 @@ def build_autoencoder(recipe: AutoencoderRecipe) -> Any:
     return keras.Model(inp, out, name="chest_appearance_autoencoder")
 
 
-def _augmented_batches(x: np.ndarray, batch_size: int, rng: np.random.Generator):
-    """Endless (input, target) batches: small rotations, shifts and zooms, as chest films are positioned."""
-    n, size = len(x), x.shape[1]
-    while True:
-        idx = rng.choice(n, size=min(batch_size, n), replace=n < batch_size)
-        out = np.empty((len(idx), size, size, 1), np.float32)
-        for j, i in enumerate(idx):
-            m = cv2.getRotationMatrix2D((size / 2 + rng.normal(0, size * 0.03), size / 2 + rng.normal(0, size * 0.03)),
-                                        rng.normal(0, 4), rng.uniform(0.92, 1.08))
-            out[j, ..., 0] = cv2.warpAffine(x[i, ..., 0], m, (size, size), flags=cv2.INTER_LINEAR,
-                                            borderMode=cv2.BORDER_REFLECT)
-        yield out, out
-
-
 def detail_energy(images: np.ndarray) -> np.ndarray:
     """Mean absolute Laplacian of each model input at its own resolution."""
     images = np.asarray(images, np.float32)
@@ -141,45 +123,8 @@ class AppearanceCheck:
         both = keras.Model(self.network.inputs, [self.network.output, self.network.get_layer("code").output])
         self._run = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
 
-    # ---- fitting
-    @classmethod
-    def fit(cls, fit_images: np.ndarray, held_out_images: np.ndarray, recipe: AutoencoderRecipe = AutoencoderRecipe(),
-            backup_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> "AppearanceCheck":
-        """Train on the training films' inputs, calibrate every threshold on held-out films' scores.
-        `backup_dir`: where an interrupted fit keeps its state (a rerun resumes from its last epoch)."""
-        import keras  # lazy: heavy
-        from sklearn.covariance import LedoitWolf  # lazy: heavy
-
-        keras.utils.set_random_seed(recipe.seed)
-        x = thumbnails(fit_images, recipe.size, recipe.equalize)
-        net = build_autoencoder(recipe)
-        updates = recipe.epochs * cls._steps(len(x), recipe)
-        net.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-            recipe.learning_rate, updates, alpha=0.05)), loss="mse", jit_compile=updates >= XLA_MIN_UPDATES)
-        callbacks: list[Any] = []
-        if backup_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
-        if log is not None:
-            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: log(
-                f"appearance autoencoder epoch {e + 1}/{recipe.epochs}: loss {logs['loss']:.5f}")))
-        net.fit(_augmented_batches(x, recipe.batch_size, np.random.default_rng(recipe.seed)),
-                steps_per_epoch=cls._steps(len(x), recipe), epochs=recipe.epochs, callbacks=callbacks, shuffle=False,
-                verbose=0)
-        check = cls(net, np.zeros(recipe.code, np.float64), np.eye(recipe.code), {k: math.inf for k in RULES},
-                    recipe.size, recipe.equalize)
-        _, codes = check._reconstruct(fit_images)
-        lw = LedoitWolf().fit(codes.astype(np.float64))
-        check.code_mean, check.code_precision = lw.location_, lw.precision_
-        held = check.scores(held_out_images)
-        check.thresholds = {k: rule.calibrate(held[k]) for k, rule in RULES.items()}
-        return check
-
-    @staticmethod
-    def _steps(n: int, recipe: AutoencoderRecipe) -> int:
-        return max(math.ceil(n / recipe.batch_size), math.ceil(recipe.min_steps / recipe.epochs))
-
     # ---- scoring
-    def _reconstruct(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    def reconstruct(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(per-image reconstruction error at the anatomy's scale, codes) for model inputs."""
         x = thumbnails(images, self.size, self.equalize)
         errors, codes = [], []
@@ -193,7 +138,7 @@ class AppearanceCheck:
 
     def scores(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Per model input, each signal's score (RULES' keys); higher = less like a chest film."""
-        errors, codes = self._reconstruct(images)
+        errors, codes = self.reconstruct(images)
         d = codes.astype(np.float64) - self.code_mean
         return {"reconstruction": errors, "code": np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.code_precision, d), 0.0)),
                 "detail": detail_energy(images)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cxr_core.fitting.appearance import fit_appearance
 from cxr_core.safety.appearance import AppearanceCheck, AutoencoderRecipe
 
 from tests.conftest import SHIPPED_REGISTRY
@@ -23,7 +24,7 @@ def _films(n: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
 @pytest.fixture(scope="module")
 def quick_check():
     rng = np.random.default_rng(0)
-    return AppearanceCheck.fit(_films(96, rng), _films(48, rng), QUICK), rng
+    return fit_appearance(_films(96, rng), _films(48, rng), QUICK), rng
 
 
 def test_it_refuses_what_it_cannot_explain_and_keeps_chest_films(quick_check):

@@ -138,7 +138,7 @@ def test_cross_fitting_never_tunes_on_the_fold_it_scores(monkeypatch):
     parts = [np.arange(k, 40, 4) for k in range(4)]
     calls = []
 
-    def fake_fine_tune(parent, screened, tune, recipe, seed, epochs, watch, on_epoch):
+    def fake_fine_tune(parent, screened, tune, recipe, seed, epochs, watch, on_epoch, checkpoint_dir=None):
         k = len(calls)
         calls.append((set(tune.tolist()), set(watch.tolist())))
         for e in range(1, epochs + 1):
@@ -172,6 +172,29 @@ def test_fine_tuning_draws_its_batches_from_its_own_films_only(tmp_path, tiny_pr
     assert [r["epoch"] for r in rows] == [1, 2] and len(seen) == 2
     assert all(np.isfinite(r["loss"]) for r in rows)
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_a_stopped_fine_tuning_resumes_after_its_last_checkpoint(tmp_path, tiny_predictor):
+    """Stopped after epoch 1 of 3 (the listener raises): the rerun restores that checkpoint, replays epoch 1's row
+    (with the watched films' logits) and trains epochs 2 and 3 only."""
+    from cxr_core.site.films import films_from_folder, screen
+    from train.site import Recipe, fine_tune
+
+    screened = screen(films_from_folder(_site(tmp_path, per_class=6)), tiny_predictor, min_per_class=4)
+    watch, tune = np.arange(0, len(screened.films), 3), np.arange(len(screened.films))
+    recipe, folder, first = Recipe(epochs=3, batch_size=4), tmp_path / "checkpoints", []
+
+    def stop_after_one(row):
+        first.append(row)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(tiny_predictor, screened, tune, recipe, 0, 3, watch, stop_after_one, folder)
+    again = []
+    _, rows = fine_tune(tiny_predictor, screened, tune, recipe, 0, 3, watch, again.append, folder)
+    assert [r["epoch"] for r in again] == [1, 2, 3] and [r["epoch"] for r in rows] == [1, 2, 3]
+    assert again[0]["loss"] == first[0]["loss"] and np.array_equal(again[0]["logits"], first[0]["logits"])
+    assert all(r["logits"].shape == (len(watch), 3) for r in again)
 
 
 def test_duplicates_count_once_and_patients_come_from_file_names(tmp_path, tiny_predictor):
