@@ -8,6 +8,7 @@ from cxr_app import charts
 from cxr_app.robustness import robustness_view
 from cxr_app.site_point import site_operating_point_form
 from cxr_app.state import data_dir_default, page_preamble, predictor_for, registry, resolve_data_dir
+from cxr_core.site.models import model_for
 from cxr_core import CLASSES
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
@@ -19,13 +20,13 @@ from cxr_core.model.gradcam import overlay
 @st.cache_data(max_entries=64, show_spinner=False)
 def _cam_picture(model_dir: str, model_id: str, path: str):
     """(Grad-CAM overlay, raw P(pneumonia)) of one evaluated image; cached so slider moves never re-predict."""
-    pred = predictor_for(registry().get(model_id)).predict(path, name=path)
+    pred = predictor_for(model_for(model_dir, None)).predict(path, name=path)
     return None if pred.error else (overlay(pred.image.pixels, pred.heatmap), pred.raw_pneumonia_probability)
 
 
 st.title("Dashboards")
 page = page_preamble(without_model="there is nothing to show")
-store, reader, entry, point = page.store, page.reader, page.entry, page.point
+store, entry, point = page.store, page.entry, page.point
 
 if entry.card.external_validation:  # beside the internal figures below: how the model did on a site it never saw
     st.markdown(f"**{entry.card.external_label}**")
@@ -85,7 +86,7 @@ else:
         robustness_view(entry.card)
 
     if name != "internal validation":
-        site_operating_point_form(store, entry, yb, p, threshold, summary, reader, evals[name])
+        site_operating_point_form(page, yb, p, threshold, summary, evals[name])
 
     # ---- misclassified images (needs the images: the folder an evaluation was run on)
     data_root = summary.get("data") if summary else entry.card.data_root
@@ -140,14 +141,12 @@ if st.button("Evaluate", icon=":material/play_arrow:"):
 
 st.divider()
 st.subheader("Compare models")
-reg = registry()
-entries = reg.list()
-chosen = st.multiselect("Models (internal validation)", [e.model_id for e in entries],
-                        default=[e.model_id for e in entries][:2], max_selections=4)
+entries = {e.model_id: e for e in registry().list()}
+chosen = st.multiselect("Models (internal validation)", list(entries), default=list(entries)[:2], max_selections=4)
 if chosen:
     curves, table = {}, []
     for model_id in chosen:
-        e = reg.get(model_id)
+        e = entries[model_id]
         scores = saved_evaluations(e.path, e.model_id).get("internal validation")
         if scores is None:
             continue

@@ -91,7 +91,7 @@ elif submitted:
         overrides = launcher.changed_fields(base, form)
         launcher.check_data(launcher.resolve_config(launcher.CONFIG_DIR / picked, overrides, budget))
         run_dir = launcher.start(launcher.CONFIG_DIR / picked, overrides, RUNS_DIR, registry().write_root,
-                                 activate=False, budget=budget)
+                                 budget=budget)
         st.session_state["followed_run"] = str(run_dir)
         st.success(f"Started {run_dir.name}" + (f" with {', '.join(f'{k} = {v}' for k, v in overrides.items())}"
                                                 if overrides else ""))
@@ -175,7 +175,7 @@ def run_history() -> None:
                     "governed change: evidence on this site's own films (the model and the site's model compared on "
                     "the same local films), a named reader and a confirmation, the audit trail; revertible. A "
                     "reduced-budget run never does.")
-        activation_panel(store, entries, reader, key="trained")
+        activation_panel(page, entries, key="trained")
     if training_in_progress(RUNS_DIR):
         st.caption(f"A run is in progress ({time.strftime('%H:%M:%S')}); starting another is refused until it ends.")
 
@@ -183,4 +183,4 @@ def run_history() -> None:
 run_history()
 
 st.divider()
-adaptation_section(store, entry, reader)
+adaptation_section(page)

@@ -9,7 +9,6 @@ import streamlit as st
 
 from cxr_app.state import page_preamble, predictor_for, provenance
 from cxr_app.viewer_ui import SAMPLE_NOTE, Display, csv_bytes, prediction_panel, results_table, sample_films
-from cxr_core.cases.analyse import keep_case
 from cxr_core.errors import CXRError
 from cxr_core.reports.export import FILE_NAME_NOTE, content_hash, utc_now
 from cxr_core.safety.intended_use import INTENDED_INPUTS, RESEARCH_ONLY
@@ -19,7 +18,7 @@ SAMPLES = "viewer_samples"  # the sample films asked for this session: [(display
 AT = "viewer_at"  # the position of the case shown (one at a time)
 
 page = page_preamble(without_model="nothing can be predicted")
-store, reader, entry, point = page.store, page.reader, page.entry, page.point
+store, entry, point = page.store, page.entry, page.point
 generation = st.session_state.setdefault("uploader_generation", 0)  # Clear starts a fresh, empty uploader
 busy = bool(st.session_state.get(SESSION_CASES) or st.session_state.get("unstored") or st.query_params.get("case"))
 # With results on screen the title, the drop zone and the display settings share one row, so the verdict, P and
@@ -70,7 +69,7 @@ if todo:
     for i, (digest, name, data) in enumerate(todo):
         pred, case_id = predictor.predict(data, name=name, point=point), None
         try:
-            case_id = keep_case(pred, data, predictor, store, actor=reader,
+            case_id = page.keep(pred, data, predictor,
                                 cam_settings={"opacity": display.opacity, "colormap": display.colormap}).case_id
         except CXRError as exc:  # e.g. a full disk or a lost database connection
             st.error(f"{name} was analysed but could not be kept as a case ({exc}); it is shown for this "
@@ -148,12 +147,10 @@ if c4.button("Clear the Viewer", icon=":material/clear_all:", help="The cases st
     _clear()
     st.rerun()
 
-site = page.site
 panels = list(enumerate(shown)) if show_all or len(shown) == 1 else [(at, shown[at])]
 for i, (pred, case, digest) in panels:
-    prediction_panel(pred, i, entry.card, display, show_ids, case=case, store=store, reader=reader,
-                     dicom_source=sources.get(case["case_id"]) if case else None, digest=digest, point=point,
-                     model_in_use=entry.model_id, site=site if site is not None and site.reportable else None)
+    prediction_panel(pred, i, entry.card, display, show_ids, case=case,
+                     dicom_source=sources.get(case["case_id"]) if case else None, digest=digest, request=page)
     st.divider()
 
 if len(shown) > 1:

@@ -4,13 +4,14 @@ validation; the audit trail. The same case store as `python -m cxr_core cases`."
 import pandas as pd
 import streamlit as st
 
-from cxr_app.state import page_preamble, registry
+from cxr_app.state import page_preamble
 from cxr_core.cases.store import STATUSES, export_sentence
 from cxr_core.cases.worklist import WorklistFilter, describe_audit, filter_cases, not_chest_film, readings_now
 from cxr_core.errors import CXRError
 from cxr_core.safety.intended_use import RESEARCH_ONLY
 from cxr_core.settings import current
 from cxr_core.model.operating_point import resolve
+from cxr_core.site.models import model_for
 
 st.title("Worklist")
 st.caption("Every analysed image is a case, kept across page switches, restarts and workstations sharing the "
@@ -27,10 +28,10 @@ def _points_now(cases: list[dict]) -> dict:
     """Each listed model's operating point in use now (the site's, else its own); a model no longer registered
     has none."""
 
-    reg, out = registry(), {}
+    out = {}
     for model_id in {c["model_id"] for c in cases}:
         try:
-            out[model_id] = resolve(reg.get(model_id).card, store)
+            out[model_id] = resolve(model_for(model_id, store, page.registry).card, store)
         except CXRError:
             continue
     return out
@@ -166,7 +167,7 @@ def _confirm_removal(case: dict) -> None:
                    "its image, result and audit trail are kept.", icon=":material/delete:")
         c1, c2 = st.columns(2)
         if c1.button(f"Yes, remove case {case['case_id']}", type="primary", key="wl_remove_yes"):
-            if not reader:
+            if not page.signed_in:
                 st.error("Enter your name at the top of the sidebar first: every change is signed and audited.")
                 return
             store.delete(case["case_id"], reader)
@@ -200,7 +201,7 @@ if st.button("Export", icon=":material/download:", key="wl_export"):
     from cxr_core.paths import export_folder
 
     try:
-        if not reader:
+        if not page.signed_in:
             raise CXRError("Enter your name at the top of the sidebar first: every export is signed and audited.")
         if not folder.strip():
             raise CXRError("Enter the folder to export to.")

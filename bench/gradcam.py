@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=80)
     args = ap.parse_args()
 
-    from cxr_core.site.models import resolve_model_dir
+    from cxr_core.request import Request
+    from cxr_core.site.models import quiet_store
     from cxr_core.model.gradcam import cam_from_features, evidence_weights, layer_cam_model
     from cxr_core.validation.dataset import held_out_split
     from cxr_core.model.architecture import CAM_LAYER, LOGITS_LAYER
@@ -54,7 +55,7 @@ def main() -> None:
 
     import keras
 
-    model_dir = resolve_model_dir(args.model)
+    model_dir = Request.resolve(quiet_store(), args.model).model_dir
     predictor = Predictor(model_dir)
     _, held = held_out_split(model_dir)
     sick = [r for r in held if r.label > 0]

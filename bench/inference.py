@@ -21,9 +21,10 @@ from _common import ROOT, emit, peak_rss_mb, pct, sample_images  # noqa: E402
 COLD = """
 import time, sys
 t0 = time.perf_counter()
-from cxr_core.site.models import resolve_model_dir
+from cxr_core.request import Request
+from cxr_core.site.models import quiet_store
 from cxr_core.model.predict import Predictor
-p = Predictor(resolve_model_dir(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None))
+p = Predictor(Request.resolve(quiet_store(), sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None).model_dir)
 r = p.predict(sys.argv[2])
 assert r.error is None and r.heatmap is not None
 print(time.perf_counter() - t0, time.time())
@@ -67,10 +68,11 @@ def main() -> None:
     emit("cold_start_in_process_s", pct(in_process, 50), "s")
     emit("cold_start_process_spawn_to_exit_s", pct(to_exit, 50), "s")
 
-    from cxr_core.site.models import resolve_model_dir
+    from cxr_core.request import Request
+    from cxr_core.site.models import quiet_store
     from cxr_core.model.predict import Predictor
 
-    predictor = Predictor(resolve_model_dir(args.model or None), jit_compile=args.jit)
+    predictor = Predictor(Request.resolve(quiet_store(), args.model or None).model_dir, jit_compile=args.jit)
     emit("model", predictor.card.model_id)
     predictor.predict(files[0])  # warm-up
 

@@ -62,10 +62,11 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder or registered id (default: the active model)")
     ap.add_argument("--per-kind", type=int, default=24, help="foreign images of each kind")
     args = ap.parse_args()
-    from cxr_core.site.models import resolve_model_dir
+    from cxr_core.request import Request
+    from cxr_core.site.models import quiet_store
     from cxr_core.model.predict import Predictor
 
-    predictor = Predictor(resolve_model_dir(args.model))
+    predictor = Predictor(Request.resolve(quiet_store(), args.model).model_dir)
     if predictor.ood is None or predictor.appearance is None:
         raise SystemExit("the model lacks its image guards; run python -m cxr_core fit-ood")
     emit("model", predictor.card.model_id)

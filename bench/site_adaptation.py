@@ -65,12 +65,13 @@ def real_site(args: argparse.Namespace) -> None:
     from cxr_core.settings import current
     from cxr_core.site.films import films_from_folder, folds, screen
     from cxr_core.site.evidence import compare, site_threshold, threshold_cross_check
-    from cxr_core.site.models import resolve_model_dir
+    from cxr_core.request import Request
+    from cxr_core.site.models import quiet_store
     from cxr_core.model import decision as D
     from cxr_core.validation import metrics as M
     from train.site import cross_fit
 
-    parent = Predictor(resolve_model_dir(args.model))
+    parent = Predictor(Request.resolve(quiet_store(), args.model).model_dir)
     screened = screen(films_from_folder(args.site), parent, current().site_min_per_class,
                       current().site_policy.sensitivity_floor)
     yb = screened.binary
@@ -176,7 +177,8 @@ def main() -> None:
     if not SHARED_TRAIN.is_dir():
         raise SystemExit(f"The training data is not at {SHARED_TRAIN}: this bench needs it.")
     use_temporary_home("cxr-bench-site-")
-    from cxr_core.site.models import resolve_model_dir
+    from cxr_core.request import Request
+    from cxr_core.site.models import quiet_store
     from cxr_core.model.predict import Predictor
     from cxr_core.validation.dataset import held_out_split
     from cxr_core.site.films import SiteFilm
@@ -184,7 +186,7 @@ def main() -> None:
     from cxr_core.validation.metrics import binary_at_threshold, safe_auc
     from train.site import adapt
 
-    parent_dir = resolve_model_dir(args.model)
+    parent_dir = Request.resolve(quiet_store(), args.model).model_dir
     parent = Predictor(parent_dir)
     _, held = held_out_split(parent_dir)
     emit("parent", parent.card.model_id)

@@ -10,19 +10,19 @@ from typing import Any, Callable
 import numpy as np
 import streamlit as st
 
-from cxr_core.cases.store import CaseStore
-from cxr_core.model.registry import ModelEntry
 from cxr_core.validation import metrics
 from cxr_core.errors import CXRError
 from cxr_core.formatting import ci
-from cxr_core.settings import current
+from cxr_core.request import Request
 from cxr_core.validation.site_point import revert_site_point, set_site_point
 
 MESSAGE = "site_point_message"
 
 
-def site_operating_point_form(store: CaseStore | None, entry: ModelEntry, yb: np.ndarray, p: np.ndarray, threshold: float,
-                              summary: dict[str, Any], reader: str, scores: Path) -> None:
+def site_operating_point_form(request: Request, yb: np.ndarray, p: np.ndarray, threshold: float,
+                              summary: dict[str, Any], scores: Path) -> None:
+    store, entry, reader = request.store, request.entry, request.reader
+    assert entry is not None
     with st.container(border=True):
         st.markdown("**Site operating point**")
         if message := st.session_state.pop(MESSAGE, None):
@@ -30,7 +30,7 @@ def site_operating_point_form(store: CaseStore | None, entry: ModelEntry, yb: np
         if store is None:
             st.caption("Needs the case database, which is unavailable (see the message above).")
             return
-        policy = current().site_policy
+        policy = request.policy
         ev = metrics.operating_point_evidence(yb, p, threshold)
         st.caption(f"At {threshold:.3f} on this evaluation (n = {ev['n']}: {ev['n_positive']} pneumonia, "
                    f"{ev['n_negative']} normal): sensitivity {ev['sensitivity']:.3f} {ci(ev['sensitivity_ci95'])}, "
@@ -42,7 +42,7 @@ def site_operating_point_form(store: CaseStore | None, entry: ModelEntry, yb: np
             st.warning("This folder overlaps the model's training data: a threshold chosen on it is not a site's "
                        "independent operating point.", icon=":material/warning:")
         current_point = store.site_threshold(entry.model_id)
-        confirmed = st.checkbox(f"I, {reader or '(enter your name in the sidebar)'}, set {threshold:.3f} as the "
+        confirmed = st.checkbox(f"I, {reader if request.signed_in else '(enter your name in the sidebar)'}, set {threshold:.3f} as the "
                                 "operating point for every user of this model", key="site_confirm")
         c1, c2 = st.columns(2)
         if c1.button(f"Save {threshold:.3f} as the site's operating point", icon=":material/save:", key="site_save",

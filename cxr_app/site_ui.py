@@ -10,22 +10,23 @@ import streamlit as st
 
 from cxr_core.errors import CXRError
 from cxr_core.formatting import ci
-from cxr_core.model.registry import ModelEntry, Registry
+from cxr_core.model.registry import ModelEntry
 from cxr_app import charts
 from cxr_core.settings import current
 from train.run_folder import RunFolder
 from cxr_app.state import follow_site_model
-from cxr_core.site.activation import (activate_model, activation_refusals, adaptation_evidence, local_comparison,
-                                      revert_active_model, standing_refusals)
-from cxr_core.site.models import ActiveChoice, active_choice, active_entry, find_entry
+from cxr_core.request import Request
+from cxr_core.site.activation import activation_refusals, adaptation_evidence, local_comparison, standing_refusals
+from cxr_core.site.models import ActiveChoice, active_choice, model_for
 from train.launcher import list_runs, start_site_adaptation
 
 
-def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) -> None:
+def activation_panel(request: Request, entries: list[ModelEntry], key: str) -> None:
     """Make a model the site's active one, on evidence from the site's own films (a named reader, the paired
     comparison shown, then the confirmation), or revert the latest change. One confirmation after each change, and
     this session follows it at once."""
 
+    store, reader = request.store, request.reader
     if store is None:
         st.warning("The case database is unavailable: the site's model cannot be changed.")
         return
@@ -44,33 +45,33 @@ def activation_panel(store, entries: list[ModelEntry], reader: str, key: str) ->
     if candidates:
         target = st.selectbox("Model for the whole site", [e.model_id for e in candidates], key=f"{key}_target")
         entry = next(e for e in candidates if e.model_id == target)
-        evidence = _evidence(store, entry, key)
-        refusals = activation_refusals(entry.card, current().site_policy, evidence)
+        evidence = _evidence(request, entry, key)
+        refusals = activation_refusals(entry.card, request.policy, evidence)
         if refusals:
             st.error(f"{target} cannot become the site's model: " + " ".join(refusals), icon=":material/block:")
         else:
             c1, c2 = st.columns([3, 1])
             confirmed = c1.checkbox(f"I confirm: every user and workstation of this site will get {target} by "
                                     "default", key=f"{key}_confirm")
-            if c2.button("Make the site's model", icon=":material/check_circle:", disabled=not (confirmed and reader),
-                         key=f"{key}_activate", help=None if reader else "Type your name in the sidebar first."):
+            if c2.button("Make the site's model", icon=":material/check_circle:", disabled=not (confirmed and request.signed_in),
+                         key=f"{key}_activate", help=None if request.signed_in else "Type your name in the sidebar first."):
                 try:
-                    made = activate_model(store, Registry(), target, reader, current().site_policy, evidence)
+                    made = request.activate(target, evidence)
                     _changed(key, made, f"{target} is now the site's model, set by {reader} (audited; revertible). This "
                                   "session uses it now.")
                 except CXRError as exc:
                     st.error(str(exc))
     if choice is not None and choice.model_id and st.button("Revert the site's model", key=f"{key}_revert",
-                                                             icon=":material/undo:", disabled=not reader):
+                                                             icon=":material/undo:", disabled=not request.signed_in):
         try:
-            back = revert_active_model(store, Registry(), reader)
-            now = back.model_id or f"the default, {getattr(active_entry(store, Registry()), 'model_id', 'none')}"
+            back = request.revert()
+            now = back.model_id or f"the default, {getattr(model_for(None, store, request.registry), 'model_id', 'none')}"
             _changed(key, back, f"Reverted by {reader}: the site's model is {now} again (audited). This session uses it now.")
         except CXRError as exc:
             st.error(str(exc))
 
 
-def _evidence(store, entry: ModelEntry, key: str) -> dict | None:
+def _evidence(request: Request, entry: ModelEntry, key: str) -> dict | None:
     """The evidence `entry` is judged on: a site-adapted model's own, else a comparison with the site's model on a
     labelled folder of local films, run on request and kept for this session only."""
     own = adaptation_evidence(entry.card)
@@ -86,7 +87,7 @@ def _evidence(store, entry: ModelEntry, key: str) -> dict | None:
                  disabled=not folder.strip()):
         try:
             with st.spinner("Scoring both models on the local films..."):
-                kept[entry.model_id] = local_comparison(store, Registry(), entry, folder.strip())
+                kept[entry.model_id] = local_comparison(request.store, request.registry, entry, folder.strip())
         except CXRError as exc:
             kept.pop(entry.model_id, None)
             st.error(str(exc))
@@ -130,13 +131,14 @@ def _changed(key: str, change: ActiveChoice, message: str) -> None:
     st.rerun()
 
 
-def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
+def adaptation_section(request: Request) -> None:
     """ "Adapt to this site": the source, Start, then the live curves and the parent-vs-adapted comparison."""
 
     st.subheader("Adapt to this site")
     st.caption("Fine-tune the model in use on this site's own labelled films, cross-fitted: each film is scored by "
                "a model fine-tuned without its patient, and the parent on the same films. The model is kept in the "
                "case database and used only once a named reader activates it past the gate.")
+    entry = request.entry
     if entry is None:
         return
     source = st.radio("Films", ["A labelled folder (NORMAL/ and PNEUMONIA/)", "The worklist's reviewed cases"],
@@ -146,19 +148,19 @@ def adaptation_section(store, entry: ModelEntry | None, reader: str) -> None:
                                                    placeholder="/data/site-films (NORMAL/ and PNEUMONIA/ inside)")
     if from_reviews:
         st.caption("Labels come from readers' reviews: the readers saw the model's answer when they labelled.")
-    if st.button("Start the adaptation", icon=":material/play_arrow:", key="adapt_start", disabled=not reader,
-                  help=None if reader else "Type your name in the sidebar first."):
+    if st.button("Start the adaptation", icon=":material/play_arrow:", key="adapt_start", disabled=not request.signed_in,
+                  help=None if request.signed_in else "Type your name in the sidebar first."):
         try:
-            st.session_state["adapt_run"] = str(start_site_adaptation(entry.model_id, folder, from_reviews, reader))
+            st.session_state["adapt_run"] = str(start_site_adaptation(entry.model_id, folder, from_reviews, request.reader))
             st.success("Started: the films are checked, then one model per fold and the final model train "
                        "(a few minutes).")
         except CXRError as exc:
             st.error(str(exc))
-    _live_adaptation(store, reader)
+    _live_adaptation(request)
 
 
 @st.fragment(run_every=3)
-def _live_adaptation(store, reader: str) -> None:
+def _live_adaptation(request: Request) -> None:
     runs = list_runs(current().site_runs)
     followed = st.session_state.get("adapt_run")
     run = next((r for r in runs if str(r.run_dir) == followed), runs[0] if runs else None)
@@ -186,13 +188,13 @@ def _live_adaptation(store, reader: str) -> None:
     result = status.get("result")
     if state != "finished" or not result:
         return
-    _comparison(store, result, reader)
+    _comparison(request, result)
 
 
-def _comparison(store, result: dict, reader: str) -> None:
+def _comparison(request: Request, result: dict) -> None:
     """A finished adaptation: how optimistic its threshold is, then the governed panel with its paired evidence."""
     try:
-        entry = find_entry(store, Registry(), result["model_id"])
+        entry = model_for(result["model_id"], request.store, request.registry)
     except CXRError as exc:
         st.error(str(exc))
         return
@@ -201,4 +203,4 @@ def _comparison(store, result: dict, reader: str) -> None:
                f"patient. Its threshold rule ({check.get('rule', 'out-of-fold sensitivity')}) judged on folds it did "
                f"not see: sensitivity {check.get('sensitivity', float('nan')):.3f}, specificity "
                f"{check.get('specificity', float('nan')):.3f}.")
-    activation_panel(store, [entry], reader, key="adapted")
+    activation_panel(request, [entry], key="adapted")

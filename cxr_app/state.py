@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -13,15 +12,16 @@ from cxr_core.formatting import ci, with_ci
 from cxr_core.model.registry import ModelEntry, Registry
 from cxr_core.cases.db import database_url
 from cxr_core.cases.store import CaseStore
-from cxr_core.model.operating_point import OperatingPoint, resolve
+from cxr_core.model.operating_point import OperatingPoint
 from cxr_core.model.predict import Predictor
 from cxr_core.paths import app_home
 from cxr_core.safety.intended_use import BANNER
 from cxr_core.settings import current
-from cxr_core.site.models import active_entry, sync
+from cxr_core.request import Request
+from cxr_core.site.models import sync
 from cxr_core.validation.metrics import wilson_interval
 from cxr_core.validation.external import external_sentence
-from cxr_core.validation.site_point import SiteFigures, site_figures
+from cxr_core.validation.site_point import SiteFigures
 import numpy as np
 import sys
 
@@ -110,38 +110,24 @@ def reader_name() -> str:
     return st.session_state[READER]
 
 
-@dataclass(frozen=True)
-class PageStart:
-    """What every page starts from, resolved once per rerun: the case store (None when unavailable, said on the
-    page), the reader's name, the model in use, the operating point that decides for this rerun and the site's
-    figures at it (None without a model; `site` also None without a local evaluation)."""
-    store: CaseStore | None
-    reader: str
-    entry: ModelEntry | None
-    point: OperatingPoint | None
-    site: SiteFigures | None = None
-
-
-def page_preamble(without_model: str | None = None, needs_store: bool = False) -> PageStart:
-    """The start every page shares, in one order: the reader's name first in the sidebar, the case store, the model
-    panel and the threshold in use. `without_model`: what the page cannot do without a model ("nothing can be
-    analysed"); said, and the page stops. `needs_store`: the page stops without the case store (its reason is
-    already shown)."""
+def page_preamble(without_model: str | None = None, needs_store: bool = False) -> Request:
+    """The request every page starts from (cxr_core.request.Request), in one order: the reader's name first in the
+    sidebar, the case store, the model panel and the threshold in use; each resolved once for this rerun, then
+    passed to whatever shows or decides with it. `without_model`: what the page cannot do without a model
+    ("nothing can be analysed"); said, and the page stops. `needs_store`: the page stops without the case store
+    (its reason is already shown)."""
     reader = reader_name()
     store = case_store()
-    entry = sidebar_model_panel(store)
-    point = figures = None
-    if entry is not None:  # each resolved once for this rerun, then passed to whatever shows or decides with it
-        point = resolve(entry.card, store)
-        figures = site_figures(entry.model_id, point, current().site_policy)
-        sidebar_figures(entry, figures)
-        point_in_use(entry, point)
-    if entry is None and without_model:
+    request = sidebar_model_panel(store, reader)
+    if request.entry is not None:
+        sidebar_figures(request.entry, request.site)
+        point_in_use(request.entry, request.point)
+    if request.entry is None and without_model:
         st.warning(f"No model is available, so {without_model}. Train one on the Training page.")
         st.stop()
     if store is None and needs_store:
         st.stop()
-    return PageStart(store, reader, entry, point, figures)
+    return request
 
 
 def point_in_use(entry: ModelEntry, point: OperatingPoint) -> None:
@@ -176,59 +162,54 @@ def follow_site_model() -> None:
     st.session_state.pop("model_picker", None)
 
 
-def current_entry(store=None) -> ModelEntry | None:
-    """This session's model: the one picked in the sidebar, else the site's model (its governed choice, read on
-    every rerun so a change on any workstation applies at once; else the registry's default)."""
-    reg = registry()
-    chosen = st.session_state.get(SESSION_MODEL)
-    if chosen:
-        try:
-            return reg.get(chosen)
-        except CXRError:
-            st.session_state.pop(SESSION_MODEL, None)
-    return site_entry(store, reg)
-
-
-def site_entry(store, reg: Registry) -> ModelEntry | None:
-    """The site's model for every user (None, said on the page, where it cannot be had)."""
-
+def _request(store: CaseStore | None, reader: str) -> Request:
+    """This session's request: its model is the one picked in the sidebar (this run's pick, else the session's
+    last), else the site's model (its governed choice, read on every rerun so a change on any workstation applies
+    at once; else the registry's default). A pick no longer registered falls back to the site's model; a site model
+    that cannot be had is said on the page, and the request has no model."""
+    picked = st.session_state.get("model_picker") or st.session_state.get(SESSION_MODEL)
     try:
-        return active_entry(store, reg)
-    except CXRError as exc:  # a damaged pointer or stored model: say so, and let the user pick a model
+        return Request.resolve(store, picked, reader)
+    except CXRError as exc:
+        if picked:
+            follow_site_model()
+            return _request(store, reader)
         st.error(str(exc), icon=":material/error:")
-        return None
+        return Request.without_model(store, reader)
 
 
-def sidebar_model_panel(store=None) -> ModelEntry | None:
-    """The model in use, always visible: name, version, a switcher; the site's own figures first where it has
-    a local evaluation (else a pointer to local validation), then the internal figures, labelled as such."""
-
+def sidebar_model_panel(store: CaseStore | None, reader: str) -> Request:
+    """The model in use, always visible: name, version, a switcher (the site's model marked); returns the request
+    it resolved, whose figures the sidebar shows next."""
     reg = registry()
     try:
         sync(store)  # the models kept in the case database, unpacked here once
     except CXRError as exc:
         st.sidebar.error(str(exc), icon=":material/error:")
+    request = _request(store, reader)
     entries = reg.list()
     with st.sidebar:
         st.markdown("### Model in use")
         if not entries:
             st.warning(f"No model is registered in `{reg.root}`. Train one on the Training page or with `python -m train`.")
-            return None
-        in_use = current_entry(store)
+            return Request.without_model(store, reader)
+        in_use = request.entry
         experimental = st.checkbox("Show experimental models", key="show_experimental",
                                    help="Models below their validation gate: for research, never for patients.")
         entries = [e for e in entries if e.passed_gate or experimental or (in_use and e.model_id == in_use.model_id)]
         if not entries:
             st.warning("Every registered model failed its validation gate: tick 'Show experimental models' to see them.")
-            return None
-        ids = [e.model_id for e in entries]
+            return Request.without_model(store, reader)
+        names = {e.model_id: e.display_name for e in entries}
+        ids = list(names)
         index = ids.index(in_use.model_id) if in_use and in_use.model_id in ids else 0
-        site_model = site_entry(store, reg)
-        active = site_model.model_id if site_model else None
+        active = request.site_model.model_id if request.site_model else None
         picked = st.selectbox("Model", ids, index=index, key="model_picker",
-                              format_func=lambda i: reg.get(i).display_name + (SITE_MARK if i == active else ""))
+                              format_func=lambda i: names[i] + (SITE_MARK if i == active else ""))
         st.session_state[SESSION_MODEL] = picked
-        entry = reg.get(picked)
+        if in_use is None or picked != in_use.model_id:  # the first run's default, or a filtered-out pick
+            request = Request.resolve(store, picked, reader)
+        entry = request.entry
         st.caption(f"`{entry.model_id}`")
         if active and picked != active:
             st.warning(f"Not the site's model (`{active}`): for comparison in this session only.",
@@ -237,7 +218,7 @@ def sidebar_model_panel(store=None) -> ModelEntry | None:
             st.caption(line)
         if not entry.passed_gate:
             st.error("Experimental: this model failed its validation gate. Not for patient care.", icon=":material/science:")
-        return entry
+        return request
 
 
 def sidebar_figures(entry: ModelEntry, figures: SiteFigures | None) -> None:

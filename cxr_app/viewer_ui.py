@@ -19,7 +19,8 @@ from cxr_core.model.gradcam import overlay, shown_by_default
 from cxr_core.reports.export import result_row
 from cxr_core.model.predict import Prediction
 from cxr_core.model.decision import within_pneumonia
-from cxr_core.model.operating_point import OperatingPoint, reading_now, threshold_wording
+from cxr_core.model.operating_point import reading_now, threshold_wording
+from cxr_core.request import Request
 from cxr_core.safety.intended_use import INTENDED_INPUTS, NOT_ASSESSED
 from cxr_core.settings import PROJECT_ROOT
 from cxr_core.reports.pdf import build_pdf, report_name, verdict_line
@@ -64,13 +65,12 @@ SAMPLE_NOTE = "From the training set: for trying the interface, not for judging 
 
 
 def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Display,
-                     show_identifiers: bool, case: dict[str, Any] | None = None, store: CaseStore | None = None,
-                     reader: str = "", dicom_source: bytes | None = None, digest: str = "",
-                     point: OperatingPoint | None = None, model_in_use: str | None = None, site: SiteFigures | None = None) -> None:
+                     show_identifiers: bool, case: dict[str, Any] | None = None, dicom_source: bytes | None = None,
+                     digest: str = "", request: Request | None = None) -> None:
     """One input: the result (verdict, P against the threshold) beside the radiograph (zoom, pan, its own
     window/level, Grad-CAM with its colour scale); for a stored case, what it would read now, the review form and
-    its audit trail. `point` and `model_in_use`: the operating point and model in use now; `site`: the site's
-    figures for the PDF."""
+    its audit trail. `request`: the page's (the operating point and model in use now, the site's figures for the PDF,
+    the store and the reader a review is kept with)."""
     title = (f"Case {case['case_id']}" + ("" if pred.file == f"Case {case['case_id']}" else f": {pred.file}")
              if case else pred.file)
     st.markdown(f"**{title}**")
@@ -78,8 +78,10 @@ def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Dis
         st.error(f"Could not read this file: {pred.error}", icon=":material/error:")
         return
     assert pred.image is not None and pred.heatmap is not None
-    now = None
-    if point is not None and model_in_use:
+    now = point = model_in_use = site = None
+    if request is not None and request.entry is not None and request.point is not None:
+        point, model_in_use = request.point, request.entry.model_id
+        site = request.site if request.site is not None and request.site.reportable else None
         now = reading_now(pred.assessed, pred.pneumonia_probability, pred.label,
                           case["model_id"] if case else model_in_use, point, model_in_use)
     col_img, col_info = st.columns([1.2, 1], gap="medium")
@@ -89,9 +91,9 @@ def prediction_panel(pred: Prediction, index: int, card: ModelCard, display: Dis
         film_view(pred, index, display, digest or title)
     with col_info:
         _tags(pred, show_identifiers)
-        if case is not None and store is not None:
-            review_form(case, store, reader, index)
-            case_audit(case, store)
+        if case is not None and request is not None and request.store is not None:
+            review_form(case, request, index)
+            case_audit(case, request.store)
         _downloads(pred, index, card, display, case, digest, site, now)
         if pred.image.format == "DICOM":
             _dicom_downloads(pred, index, card, dicom_source)
@@ -172,7 +174,7 @@ def _tags(pred: Prediction, show_identifiers: bool) -> None:
             st.caption(f"{len(pred.image.identifiers)} identifying tag(s) hidden.")
 
 
-def review_form(case: dict[str, Any], store: CaseStore, reader: str, index: int) -> None:
+def review_form(case: dict[str, Any], request: Request, index: int) -> None:
     """Agree / disagree, the final label and a comment, signed with the sidebar's reader name: one review (audited)."""
 
     review = case.get("review")
@@ -194,12 +196,13 @@ def review_form(case: dict[str, Any], store: CaseStore, reader: str, index: int)
         label = st.selectbox("Final label", REVIEW_LABELS, index=None, key=f"final_{index}",
                              placeholder="Choose the final label")
         comment = st.text_input("Comment", key=f"comment_{index}")
-        st.caption(f"Reader: {reader}" if reader else "Enter your name in the sidebar: every review is signed and audited.")
+        st.caption(f"Reader: {request.reader}" if request.signed_in else
+                   "Enter your name in the sidebar: every review is signed and audited.")
         if st.form_submit_button("Save review", icon=":material/save:"):
             try:
                 if decision is None or label is None:
                     raise CXRError("Choose whether you agree, and the final label, before saving.")
-                store.review(case["case_id"], decision, label, reader, comment)
+                request.review(case["case_id"], decision, label, comment)
                 st.session_state["review_message"] = f"Case {case['case_id']}: review saved."
                 st.rerun()
             except CXRError as exc:

@@ -15,8 +15,9 @@ def signed(name: str | None) -> str:
 
 
 def named(name: str | None, message: str) -> str:
-    """The name, stripped, for an action that must be signed; CXRError(`message`) without one."""
+    """The name, stripped, for an action that must be signed; CXRError(`message`) without one (UNSIGNED, what a
+    request without a reader carries, is no name)."""
     name = (name or "").strip()
-    if not name:
+    if not name or name == UNSIGNED:
         raise CXRError(message)
     return name

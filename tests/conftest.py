@@ -232,7 +232,7 @@ def controlled_registry(tmp_path_factory):
 
     def make(folder: Path) -> None:
         registry = Registry(folder / "registry")
-        registry.activate(registry.register(write_model_folder(folder / "build" / "model")).model_id)
+        registry.set_default(registry.register(write_model_folder(folder / "build" / "model")).model_id)
 
     return Registry(made_once(tmp_path_factory, "controlled-registry", make) / "registry")
 

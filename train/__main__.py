@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default=None, help="register into this folder only (default: $CXR_HOME/models, beside the shipped models; "
                         "`--registry assets/models` is how the shipped default is made)")
     parser.add_argument("--no-register", action="store_true", help="do not add the finished model to the registry")
-    parser.add_argument("--activate", action="store_true", help="make the model active if it passes its validation gate")
+    parser.add_argument("--activate", action="store_true",
+                        help="with --registry: make the model that registry's default if it passes its validation gate (the "
+                             "release of a shipped default); a site changes its model with `python -m cxr_core models "
+                             "--activate`")
     parser.add_argument("--fold", type=int, default=None,
                         help="for a config with data.folds >= 2: train only this member (0-based fold index)")
     parser.add_argument("--reevaluate", action="store_true",
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         parser.error(f"--workers {args.workers} is invalid: expected an integer from 1 to {MAX_WORKERS}.")
+    if args.activate and not args.registry:
+        parser.error("--activate sets the default of a registry named with --registry (a release). A site changes its "
+                     "model by a named reader on its own films: python -m cxr_core models --activate MODEL_ID --reader "
+                     "NAME --evidence DATA_DIR.")
 
     # The command that reproduces the model: --reevaluate only redoes the last stage of the same run.
     command = "python -m train " + " ".join(shlex.quote(a) for a in argv if a != "--reevaluate")

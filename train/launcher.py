@@ -83,7 +83,7 @@ def check_data(config: TrainConfig) -> None:
 
 
 def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Path, registry: str | Path,
-          activate: bool = False, budget: str | None = None) -> Path:
+          budget: str | None = None) -> Path:
     """Launch a run in a new process session. The run's own lock decides (a second run exits at once
     with "already in progress"); the check here only gives the message without starting a process."""
     runs_dir = Path(runs_dir)
@@ -95,8 +95,6 @@ def start(config_path: str | Path, overrides: dict[str, Any], runs_dir: str | Pa
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={_toml_value(value)}"]
     cmd += ["--registry", str(Path(registry).resolve())]  # explicit: the child never guesses from its environment
-    if activate:
-        cmd.append("--activate")
     run_dir = run_dir_for(config, runs_dir)
     _spawn(cmd, run_dir, runs_dir)
     return run_dir

@@ -177,8 +177,8 @@ def register_if_passed(card: ModelCard, model_dir: Path, config: TrainConfig, re
             "experiment (hidden from the model picker; never active).")
         return model_id, passed
     if activate:
-        registry.activate(model_id)
-    log(f"Registered {model_id} in {registry.write_root}" + (" and made it active." if activate else "."))
+        registry.set_default(model_id)
+    log(f"Registered {model_id} in {registry.write_root}" + (" as its default." if activate else "."))
     return model_id, passed
 
 # ---------------------------------------------------------------------------------------------- data

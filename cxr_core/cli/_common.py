@@ -1,5 +1,5 @@
 """What every command shares: exit statuses and error reporting, JSON output, the reader and the confirmation a
-site-wide change needs, the model option, the case store and operating point a command decides with, folders it
+site-wide change needs, the model option, the request a command works in (store, model, point, reader), folders it
 writes, a progress bar and the confidence-interval format."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any, Callable
 from ..cases.store import CaseStore
 from ..dicom.pacs import PacsServer
 from ..errors import CXRError, report_errors
-from ..model.card import ModelCard
-from ..model.operating_point import OperatingPoint, resolve
+from ..request import Request
 from ..settings import current
 
 # Exit statuses: 0 success; 1 a confirmation was declined (nothing changed); 2 an input failed or the arguments
@@ -44,7 +43,7 @@ def print_json(value: Any, indent: int | None = None, flush: bool = False) -> No
 
 
 def add_model_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """--model: a folder, an id or (absent) the site's active model (cxr_core.site.models.resolve_model_dir)."""
+    """--model: a folder, an id or (absent) the site's active model (cxr_core.site.models.model_for)."""
     parser.add_argument("--model", help=prefix + MODEL_HELP)
 
 
@@ -57,15 +56,19 @@ def confirm(question: str, yes: bool, change: str = "A site-wide change") -> boo
     return input(question).strip().lower() in ("y", "yes")
 
 
-def store_and_point(card: ModelCard) -> tuple[CaseStore | None, OperatingPoint]:
-    """The case store (or None, said on stderr, where it does not open) and the operating point that decides
-    for this command: the site's governed point, if one is set, else the model's threshold."""
+NOT_KEPT = "Results are not kept as cases; the model's own threshold decides."
+
+
+def command_request(model: str | None, reader: str = "", note: str | None = NOT_KEPT) -> Request:
+    """The request a command works in (cxr_core.request): the case store (or None, said on stderr with `note`,
+    where it does not open; None: silently, for a command that keeps no cases), the model (--model, else the site's), the point that decides with it and the reader."""
     try:
         store = CaseStore.open()
     except CXRError as exc:
-        print(f"Note: {exc} Results are not kept as cases; the model's own threshold decides.", file=sys.stderr)
-        return None, OperatingPoint.of_model(card)
-    return store, resolve(card, store)
+        if note is not None:
+            print(f"Note: {exc} {note}", file=sys.stderr)
+        store = None
+    return Request.resolve(store, model, reader)
 
 
 def pacs_server(url: str, user: str | None) -> PacsServer:

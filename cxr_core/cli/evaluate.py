@@ -10,10 +10,9 @@ from ..errors import CXRError
 from ..fileio import write_json_atomic
 from ..model.operating_point import threshold_wording
 from ..model.predict import Predictor
-from ..site.models import resolve_model_dir
 from ..validation.evaluation import evaluate_folder
 from ..formatting import ci
-from ._common import Progress, add_model_option, print_json, status, store_and_point
+from ._common import Progress, add_model_option, print_json, status, command_request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
         raise CXRError(f"--bootstrap {args.bootstrap!r} must be >= 0.")
     if not Path(args.data_dir).is_dir():  # cheap checks before the model loads
         raise CXRError(f"{args.data_dir!r} is not a folder.")
-    model_dir = resolve_model_dir(args.model)
+    request = command_request(args.model)
+    model_dir, point = request.model_dir, request.point
     predictor = Predictor(model_dir)
-    _, point = store_and_point(predictor.card)
     result = evaluate_folder(model_dir, args.data_dir, n_boot=args.bootstrap,
                              progress=None if args.json else Progress, predictor=predictor, point=point)
     summary = result.summary

@@ -10,8 +10,7 @@ from pathlib import Path
 from ..dicom.results import result_objects, write_objects
 from ..errors import CXRError
 from ..model.predict import Predictor
-from ..site.models import resolve_model_dir
-from ._common import add_model_option, prepare_dir, store_and_point
+from ._common import add_model_option, prepare_dir, command_request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise CXRError(f"{args.file!r} is not a file.")
     out = prepare_dir(args.out)  # cheap checks before the model loads
-    predictor = Predictor(resolve_model_dir(args.model))
-    _, point = store_and_point(predictor.card)
+    request = command_request(args.model)
+    predictor, point = Predictor(request.model_dir), request.point
     data = source.read_bytes()
     pred = predictor.predict(data, name=source.name, point=point)
     if pred.error:

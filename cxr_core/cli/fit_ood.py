@@ -7,8 +7,7 @@ import argparse
 import sys
 
 from ..fitting.guards import refit_model_guards
-from ..site.models import resolve_model_dir
-from ._common import add_model_option, print_json
+from ._common import command_request, add_model_option, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model_dir = resolve_model_dir(args.model)
+    model_dir = command_request(args.model, note=None).model_dir
     report = refit_model_guards(model_dir, args.data, args.adult_data,
                                 log=lambda line: print(line, file=sys.stderr, flush=True))
     print_json(report, indent=2)

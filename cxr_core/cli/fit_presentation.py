@@ -8,8 +8,7 @@ from pathlib import Path
 
 from ..errors import CXRError
 from ..fitting.presentation import fit_presentation
-from ..site.models import resolve_model_dir
-from ._common import add_model_option, print_json
+from ._common import command_request, add_model_option, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0.5 <= args.precision < 1.0:
         raise CXRError(f"--precision {args.precision!r} is invalid: expected a number from 0.5 to below 1.")
-    fields = fit_presentation(resolve_model_dir(args.model), data_dir=Path(args.data) if args.data else None,
+    fields = fit_presentation(command_request(args.model, note=None).model_dir, data_dir=Path(args.data) if args.data else None,
                               precision=args.precision)
     print_json(fields, indent=2)
     return 0

@@ -8,8 +8,7 @@ import logging
 
 from ..dicom.listener import Listener, ListenerConfig
 from ..model.predict import Predictor
-from ..site.models import resolve_model_dir
-from ._common import add_model_option, pacs_server, store_and_point
+from ._common import add_model_option, pacs_server, command_request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = ListenerConfig(port=args.port, ae_title=args.aet, address=args.address)
     forward = pacs_server(args.forward, args.forward_user) if args.forward else None
-    predictor = Predictor(resolve_model_dir(args.model))
-    store, _ = store_and_point(predictor.card)  # the listener resolves the point for each instance it receives
+    request = command_request(args.model)  # the listener resolves a request for each association it accepts
+    predictor, store = Predictor(request.model_dir), request.store
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     Listener(config, predictor, store, forward).serve_forever()

@@ -10,11 +10,11 @@ from ..cases.store import CaseStore
 from ..errors import CXRError
 from ..model.card_markdown import readme_section
 from ..model.registry import Registry
-from ..settings import PROJECT_ROOT, current
+from ..settings import PROJECT_ROOT
 from ..formatting import ci
-from ..site.activation import (activate_model, activation_refusals, local_comparison, revert_active_model,
-                               standing_refusals)
-from ..site.models import active_entry, find_entry, quiet_store, sync
+from ..request import Request
+from ..site.activation import activation_refusals, local_comparison, standing_refusals
+from ..site.models import model_for, quiet_store, sync
 from ._common import EXIT_FAILED, EXIT_NOT_CONFIRMED, confirm
 from ..readers import named
 
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     registry = Registry(args.registry) if args.registry else Registry()
     if args.markdown:
-        entry = registry.active()
+        entry = model_for(None, None, registry)  # the registry's own default: the shipped model
         if entry is None:
             raise CXRError(f"No model is registered in {str(registry.root)!r}.")
         shown = entry.path.relative_to(PROJECT_ROOT) if PROJECT_ROOT in entry.path.parents else entry.path
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     store = None if args.registry else quiet_store()
     sync(store)
     try:
-        active = active_entry(store, registry)
+        active = model_for(None, store, registry)
     except CXRError as exc:
         print(f"warning: {exc}", file=sys.stderr)
         active = None
@@ -70,23 +70,22 @@ def run(args: argparse.Namespace) -> int:
 def activate(model_id: str, reader: str, yes: bool, evidence_dir: str | None) -> int:
     """Make `model_id` the site's active model, as `reader`, on evidence from the site's own films: the paired
     comparison is printed, and a refusal names the rule (exit 2) before anything is asked."""
-    reader = named(reader, "Changing the site's active model needs --reader NAME (it is audited).")
-    store, registry = CaseStore.open(), Registry()
-    entry = find_entry(store, registry, model_id)
-    policy = current().site_policy
+    named(reader, "Changing the site's active model needs --reader NAME (it is audited).")
+    request = Request.resolve(CaseStore.open(), None, reader)
+    entry = model_for(model_id, request.store, request.registry)
     evidence = None
     if evidence_dir is not None and not standing_refusals(entry.card):  # no films can make up for those
-        evidence = local_comparison(store, registry, entry, evidence_dir)
+        evidence = local_comparison(request.store, request.registry, entry, evidence_dir)
         print_comparison(evidence)
-    refusals = activation_refusals(entry.card, policy, evidence)
+    refusals = activation_refusals(entry.card, request.policy, evidence)
     if refusals:  # refused before asking
         print(f"{model_id} cannot be the site's active model: " + " ".join(refusals), file=sys.stderr)
         return EXIT_FAILED
-    if not confirm(f"Make {model_id} the active model for every user of this site, as {reader}? [y/N] ", yes):
+    if not confirm(f"Make {model_id} the active model for every user of this site, as {request.reader}? [y/N] ", yes):
         print("Not changed.", file=sys.stderr)
         return EXIT_NOT_CONFIRMED
-    activate_model(store, registry, model_id, reader, policy, evidence)
-    print(f"Active model for the site: {model_id} (by {reader}; audited, with its evidence). Revert with "
+    request.activate(model_id, evidence)
+    print(f"Active model for the site: {model_id} (by {request.reader}; audited, with its evidence). Revert with "
           "`models --revert`.")
     return 0
 
@@ -108,8 +107,8 @@ def print_comparison(evidence: dict) -> None:
 
 def revert(reader: str) -> int:
     """Undo the site's latest activation, as `reader` (revert_active_model says when a name is missing)."""
-    store, registry = CaseStore.open(), Registry()
-    reverted = revert_active_model(store, registry, reader)
-    entry = active_entry(store, registry)
+    request = Request.resolve(CaseStore.open(), None, reader)
+    reverted = request.revert()
+    entry = model_for(None, request.store, request.registry)
     print(f"Active model for the site: {entry.model_id if entry else 'none'} (reverted by {reverted.author}; audited).")
     return 0

@@ -9,8 +9,7 @@ from datetime import date
 from ..dicom.pacs import analyse_study, find_studies
 from ..errors import CXRError
 from ..model.predict import Predictor
-from ..site.models import resolve_model_dir
-from ._common import add_model_option, pacs_server, print_json, status, store_and_point
+from ._common import add_model_option, pacs_server, print_json, status, command_request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,8 +52,8 @@ def run_analyse(args: argparse.Namespace) -> int:
     server = pacs_server(args.url, args.user)
     if not args.study_uid.strip():  # cheap checks before the model loads
         raise CXRError("A study UID is needed.")
-    predictor = Predictor(resolve_model_dir(args.model))
-    store, point = store_and_point(predictor.card)
+    request = command_request(args.model)
+    predictor, store, point = Predictor(request.model_dir), request.store, request.point
     counts = {"analysed": 0, "not assessed": 0, "skipped": 0, "failed": 0, "sent": 0}
     for result in analyse_study(server, args.study_uid, predictor, point, send=args.send, store=store,
                                 reanalyse=args.reanalyse):

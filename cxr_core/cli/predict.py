@@ -6,15 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cases.analyse import keep_case
 from ..errors import CXRError
 from ..inputs.discovery import collect_inputs
 from ..model.gradcam import overlay
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Prediction, Predictor
 from ..safety.intended_use import RESEARCH_USE_ONLY
-from ..site.models import resolve_model_dir
-from ._common import Progress, add_model_option, prepare_dir, print_json, status, store_and_point
+from ._common import Progress, add_model_option, prepare_dir, print_json, status, command_request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise CXRError(f"No image files found in the given folders ({found.skipped} other file(s) skipped).")
     cam_dir = prepare_dir(args.cam_out) if args.cam_out else None
-    predictor = Predictor(resolve_model_dir(args.model))
-    store, point = store_and_point(predictor.card)  # the site's operating point, if one was set; --save's cases
+    request = command_request(args.model, args.reader)  # the site's operating point, if one was set; --save's cases
+    predictor, store, point = Predictor(request.model_dir), request.store, request.point
     if args.save and store is None:
         raise CXRError("--save needs the case database, which is unavailable (see the note above).")
     if point.source == "site":
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         failed += pred.error is not None
         refused += pred.error is None and not pred.assessed
         if args.save:
-            keep_case(pred, inputs[i][1].read_bytes(), predictor, store, actor=args.reader)
+            request.keep(pred, inputs[i][1].read_bytes(), predictor)
         if cam_dir is not None and pred.assessed:  # no heatmap for an input outside the intended use
             write_cam(cam_dir, i, pred)
         pred.image = None

@@ -15,9 +15,9 @@ from ..cases.store import CaseStore
 from ..errors import CXRError
 from ..model.registry import Registry
 from ..settings import PROJECT_ROOT
-from ..site.models import active_choice, active_entry, resolve_model_dir, stored_models
+from ..site.models import active_choice, model_for, stored_models
 from ..formatting import ci
-from ._common import add_model_option, print_json
+from ._common import add_model_option, command_request, print_json
 from .models import activate, revert
 from ..readers import named
 
@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_option(sa, prefix="the parent: ")
     sa.add_argument("--seed", type=int, default=0, help="the split's and the training's seed (default 0)")
     sa.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    sa.add_argument("--work-dir", help="the adaptation's folder (default: a new one under $CXR_HOME/site-runs)")
+    sa.add_argument("--work-dir", help="the adaptation's folder (default: one under $CXR_HOME/site-runs named after the parent, "
+                                        "the films, the seed and the recipe: rerunning a stopped adaptation resumes there)")
     sa.set_defaults(func=run_adapt)
     sv = smsub.add_parser("activate", help="make a site-adapted (or any) model the site's active one (governed)")
     sv.add_argument("model_id")
@@ -54,7 +55,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     if bool(args.data_dir) == bool(args.from_reviews):
         raise CXRError("Give either a labelled folder (DATA_DIR) or --from-reviews.")
     named(args.reader, "Site adaptation needs --reader NAME (it is recorded in the model card and the audit).")
-    code, result = _adapt_in_process(resolve_model_dir(args.model), args)
+    code, result = _adapt_in_process(command_request(args.model, note=None).model_dir, args)
     if result is None:
         return code  # the adaptation said why on stderr
     if args.json:
@@ -105,7 +106,7 @@ def run_activate(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     store, registry = CaseStore.open(), Registry()
-    entry, choice = active_entry(store, registry), active_choice(store)
+    entry, choice = model_for(None, store, registry), active_choice(store)
     adapted = [m for m in stored_models(store) if m["parent_model_id"]]
     out = {"active_model_id": entry.model_id if entry else None,
            "parent_model_id": entry.card.parent_model_id if entry else None,

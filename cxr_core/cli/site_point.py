@@ -11,7 +11,7 @@ from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..model.operating_point import resolve, valid_threshold
 from ..settings import current
-from ..site.models import resolve_model_dir
+from ._common import command_request
 from ..validation.site_point import find_evaluation, revert_site_point, set_site_point
 from ..formatting import ci
 from ._common import EXIT_NOT_CONFIRMED, add_model_option, confirm, print_json
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _context(args: argparse.Namespace) -> tuple[CaseStore, ModelCard]:
     """The case store (it must open: the site point lives there) and the model's card."""
-    card = ModelFolder(resolve_model_dir(args.model)).card()
+    card = ModelFolder(command_request(args.model, note=None).model_dir).card()
     return CaseStore.open(), card
 
 

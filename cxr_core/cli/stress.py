@@ -9,9 +9,8 @@ from pathlib import Path
 from ..errors import CXRError
 from ..model.evidence import stress_rows
 from ..model.predict import Predictor
-from ..site.models import resolve_model_dir
 from ..validation.stress import conditions, stress_folder
-from ._common import add_model_option, print_json, status, store_and_point
+from ._common import add_model_option, print_json, status, command_request
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise CXRError(f"{args.data_dir!r} is not a folder.")
-    predictor = Predictor(resolve_model_dir(args.model))
-    _, point = store_and_point(predictor.card)
+    request = command_request(args.model)
+    predictor, point = Predictor(request.model_dir), request.point
     note = None if args.json else (lambda key: print(f"  scoring {key} ...", file=sys.stderr, flush=True))
     result = stress_folder(predictor, data_dir, shifts, severities, progress=note, point=point)
     if args.json:

@@ -11,10 +11,9 @@ from ..formatting import ci, with_ci
 from ..model.folder import ModelFolder
 from ..model.predict import Predictor
 from ..settings import current
-from ..site.models import resolve_model_dir
 from ..validation.evaluation import evaluate_folder
 from ..validation.external import adopt_external_threshold, external_validation
-from ._common import Progress, print_json
+from ._common import command_request, Progress, print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise CXRError(f"{args.data_dir!r} is not a folder.")
     if not args.site.strip():
         raise CXRError("--site must name the site, e.g. 'site A'.")
-    folder = ModelFolder(resolve_model_dir(args.model))
+    folder = ModelFolder(command_request(args.model, note=None).model_dir)
     predictor = Predictor(folder.path)
     result = evaluate_folder(folder.path, args.data_dir, n_boot=args.bootstrap, predictor=predictor,
                              point=predictor.model_point, progress=None if args.json else Progress)

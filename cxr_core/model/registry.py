@@ -1,11 +1,11 @@
 """The model registry: a folder of model folders plus a pointer to the active one.
 
 Three folders are read: the shipped models (`CXR_REGISTRY`, default assets/models in the checkout, never written
-by the app) and the user's own ($CXR_HOME/models), where the Training page and `python -m train` register and
-where `python -m train --activate` writes its pointer, and this workstation's copies of the models kept in the
-case database ($CXR_HOME/site-models, unpacked by cxr_core.site.models, which also owns the site's governed
-active model: that choice, when made, outranks the pointers here). A Registry given one explicit root reads and writes that root only
-(`python -m train --registry assets/models` is how the shipped model is made).
+by the app) and the user's own ($CXR_HOME/models), where the Training page and `python -m train` register, and
+this workstation's copies of the models kept in the case database ($CXR_HOME/site-models, unpacked by cxr_core.site.models, which also owns the site's governed
+active model: that choice, when made, outranks the pointers here; it is the only way a site changes its model). A
+Registry given one explicit root reads and writes that root only, and only there is a default set (`python -m train
+--registry assets/models --activate` is how the shipped model is made and made the default).
 
     <root>/<model_id>/   a model folder (cxr_core.model.folder.ModelFolder owns its layout); the folder's name is
                          its card's model_id, the one identity cases, evaluations and DICOM results carry
@@ -13,7 +13,7 @@ active model: that choice, when made, outranks the pointers here). A Registry gi
 
 Writes are atomic: a model folder is assembled under a hidden temporary name, fsynced and then
 renamed into place; ACTIVE is replaced with os.replace. A half-written model is never listed and
-the active model only changes by an explicit `activate`. Models load with `safe_mode=True`.
+the active model only changes by an explicit `set_default`. Models load with `safe_mode=True`.
 A registered folder is never written to afterwards (evaluations live under $CXR_HOME), except by
 the explicit maintenance commands `fit-ood` and `fit-presentation`.
 """
@@ -72,7 +72,7 @@ class Registry:
         else:
             self.root, self.user_root = default_registry_root(), current().user_models
             self.site_root = current().site_models
-        self.write_root = self.user_root or self.root  # where register and activate write
+        self.write_root = self.user_root or self.root  # where register writes
 
     # ---- reading
     def list(self) -> list[ModelEntry]:
@@ -99,14 +99,13 @@ class Registry:
         raise ModelError(f"No model {model_id!r} in the registry at {where} (registered: {known}).")
 
     def active_id(self) -> str | None:
-        """The ACTIVE pointer's model: the user's pointer, else the shipped one. Without a pointer: the most
-        recently created model that passed its gate (None when there is none). A damaged or dangling pointer is
-        an error, never a silent substitute."""
-        pointers = [r / ACTIVE_FILE for r in (self.user_root, self.root) if r is not None and (r / ACTIVE_FILE).exists()]
-        if not pointers:
+        """The registry's default: the model its ACTIVE pointer names (the shipped registry's, set at release).
+        Without a pointer: the most recently created model that passed its gate (None when there is none). A damaged
+        or dangling pointer is an error, never a silent substitute."""
+        pointer = self.root / ACTIVE_FILE
+        if not pointer.exists():
             listed = sorted((e for e in self.list() if e.passed_gate), key=lambda e: e.card.created)
             return listed[-1].model_id if listed else None
-        pointer = pointers[0]
         try:
             model_id = json.loads(pointer.read_text(encoding="utf-8")).get("model_id")
         except (OSError, ValueError, AttributeError):
@@ -156,34 +155,26 @@ class Registry:
             raise RegistryError(os_message(exc, root) if isinstance(exc, OSError) else str(exc)) from None
         return self.get(model_id)
 
-    def activate(self, model_id: str) -> None:
-        """Point the active model at `model_id`; a model that failed its validation gate cannot be."""
+    def set_default(self, model_id: str) -> None:
+        """Make `model_id` this registry's default (its ACTIVE pointer): a release step for a registry named by its
+        folder (`python -m train --registry assets/models --activate` ships the default model). A site changes the
+        model it uses only by the governed action (cxr_core.site.activation), so the deployment's own registry is
+        refused here. A model that failed its validation gate cannot be the default."""
+        if self.user_root is not None or self.site_root is not None:  # the deployment's registry
+            raise RegistryError("The site's model is changed by a named reader on evidence from the site's own films: "
+                                "`python -m cxr_core models --activate MODEL_ID --reader NAME --evidence DATA_DIR`.")
         entry = self.get(model_id)  # must exist and be complete
         if not entry.passed_gate:
             gate = entry.card.validation_gate or {}
             raise RegistryError(f"{model_id} failed its validation gate (AUC {gate.get('auc', float('nan')):.3f} < "
                                 f"{gate.get('min_val_auc')}): it cannot be the active model.")
         try:
-            self.write_root.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.write_root / ACTIVE_FILE, {"model_id": model_id})
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.root / ACTIVE_FILE, {"model_id": model_id})
         except StorageError as exc:
             raise RegistryError(f"The active model cannot be changed: {exc}") from None
         except OSError as exc:
-            raise RegistryError(os_message(exc, self.write_root)) from None
-
-
-def model_dir(model: str | None, registry: Registry | None = None) -> Path:
-    """The plain registry lookup of a model folder: a folder path as given, a registered model id, or (None) the
-    registry's active model. The site's governed choice is not consulted here: cxr_core.site.models.resolve_model_dir
-    is the lookup every command and script uses, and falls back to this one."""
-    if model and Path(model).is_dir():
-        return Path(model)
-    registry = registry or Registry()
-    entry = registry.get(model) if model else registry.active()
-    if entry is None:
-        raise ModelError(f"No model is registered in {str(registry.root)!r}; pass --model DIR or train one with "
-                         "`python -m train`.")
-    return entry.path
+            raise RegistryError(os_message(exc, self.root)) from None
 
 
 def _read_card(folder: Path) -> ModelCard | None:

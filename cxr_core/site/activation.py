@@ -28,7 +28,7 @@ from ..settings import SitePointPolicy
 from ..validation.evaluation import evaluate_folder
 from ..validation.metrics import pneumonia_probability
 from .evidence import NON_INFERIORITY_MARGIN, bootstrap_aucs, compare, model_evidence
-from .models import ActiveChoice, active_choice, active_entry, find_entry, record_choice, store_model
+from .models import ActiveChoice, active_choice, model_for, record_choice, store_model
 from ..readers import named
 
 CROSS_FITTED = "cross-fitted site adaptation"  # a site-adapted model's own evidence: screened by its adaptation
@@ -102,7 +102,7 @@ def local_comparison(store: CaseStore | None, registry: Registry, candidate: Mod
     """The candidate and the site's current model scored on the same labelled local films, each at the point it
     would decide with: the paired evidence `activation_refusals` judges. CXRError where the films cannot be
     evidence (either model trained on any of them, or cannot say it did not)."""
-    current = active_entry(store, registry)
+    current = model_for(None, store, registry)
     if current is not None and current.model_id == candidate.model_id:
         raise CXRError(f"{candidate.model_id} is already the site's model.")
     scored = {}
@@ -147,7 +147,7 @@ def activate_model(store: CaseStore, registry: Registry, model_id: str, reader: 
     rule and its numbers) without a reader or past the rule; the model's files and the evidence go into the
     database; audited."""
     reader = named(reader, "Changing the site's active model needs the name of the reader who does it.")
-    entry = find_entry(store, registry, model_id)
+    entry = model_for(model_id, store, registry)
     refusals = activation_refusals(entry.card, policy, evidence)
     if refusals:
         raise CXRError(f"{model_id} cannot be the site's active model: " + " ".join(refusals))
@@ -167,6 +167,6 @@ def revert_active_model(store: CaseStore, registry: Registry, reader: str) -> Ac
     choice = active_choice(store)
     if choice is None or choice.model_id is None:
         raise CXRError("The site uses the registry's default model: there is no activation to revert.")
-    entry = find_entry(store, registry, choice.model_id)
+    entry = model_for(choice.model_id, store, registry)
     target = entry.card.parent_model_id or choice.details.get("previous_model_id")
     return record_choice(store, target, reader, {"previous_model_id": choice.model_id, "action": "revert"})

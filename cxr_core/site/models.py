@@ -5,10 +5,10 @@ A model folder is stored as one deterministic zip keyed by its sha256 (`model_ar
 $CXR_HOME/site-models (a cache, verified by the hash), so nobody copies files. A site-adapted model lives only here.
 
 The site's active model is changed by one governed action for every kind of model (cxr_core.site.activation), which
-appends to `active_model_changes` and the audit trail here (`record_choice`). `active_entry` is what every surface asks for "the model in use when none is chosen": the
-latest governed choice, else the registry's own default; read on each request, so a change made on one
-workstation is every server's default at once, without a restart. `resolve_model_dir` turns a command's or script's
-model argument (a folder, an id, or none: the active model) into a folder. A site operating point stays with the model
+appends to `active_model_changes` and the audit trail here (`record_choice`). `model_for` is the one lookup of
+"which model for this request": the model asked for, else the latest governed choice, else the registry's own
+default; read on each request, so a change made on one workstation is every server's default at once, without a
+restart. A site operating point stays with the model
 it was set for (keyed by model id), so it never carries over to another model.
 """
 
@@ -33,7 +33,7 @@ from ..errors import CXRError, ModelError
 from ..fileio import fsync_dir
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
-from ..model.registry import ModelEntry, Registry, model_dir
+from ..model.registry import ModelEntry, Registry
 from ..settings import current
 from ..readers import signed
 
@@ -148,26 +148,40 @@ def active_choice(store: CaseStore | None) -> ActiveChoice | None:
         return ActiveChoice(row.model_id, row.author, row.created.isoformat(), dict(row.details or {}))
 
 
-def find_entry(store: CaseStore | None, registry: Registry, model_id: str) -> ModelEntry:
-    """A model by id, from the registry's folders or, failing that, from the case database (unpacked here)."""
+def model_for(requested: str | None, store: CaseStore | None, registry: Registry | None = None) -> ModelEntry | None:
+    """Which model a request uses, the one lookup every surface calls: `requested` as given (a model folder's
+    path, or a model id, registered or kept in the case database and unpacked here), else the site's governed
+    choice, else the registry's default (its ACTIVE pointer; None where no model is registered). `store`: the case
+    store to consult (None: the registry alone decides)."""
+    registry = registry or Registry()
+    if requested and Path(requested).is_dir():
+        folder = Path(requested)
+        return ModelEntry(ModelFolder(folder).card().model_id, folder, ModelFolder(folder).card())
+    if not requested:
+        choice = active_choice(store)
+        if choice is None or choice.model_id is None:
+            return registry.active()
+        requested = choice.model_id
     try:
-        return registry.get(model_id)
+        return registry.get(requested)
     except ModelError:
         if store is None or registry.site_root is None:
             raise
         with Session(store.engine) as session:
-            if session.get(StoredModel, model_id) is None:
+            if session.get(StoredModel, requested) is None:
                 raise
-        unpack(store, model_id)
-        return registry.get(model_id)
+        unpack(store, requested)
+        return registry.get(requested)
 
 
-def active_entry(store: CaseStore | None, registry: Registry) -> ModelEntry | None:
-    """The site's model in use: the governed choice, else the registry's default (its ACTIVE pointer)."""
-    choice = active_choice(store)
-    if choice is not None and choice.model_id is not None:
-        return find_entry(store, registry, choice.model_id)
-    return registry.active()
+def model_folder(requested: str | None, store: CaseStore | None) -> Path:
+    """The folder of `model_for(requested, store)`: what scripts and benches load (a ModelError where no model is
+    registered)."""
+    entry = model_for(requested, store)
+    if entry is None:
+        raise ModelError(f"No model is registered in {str(current().registry)!r}; pass --model DIR or train one with "
+                         "`python -m train`.")
+    return entry.path
 
 
 def quiet_store() -> CaseStore | None:
@@ -176,21 +190,6 @@ def quiet_store() -> CaseStore | None:
         return CaseStore.open()
     except CXRError:
         return None
-
-
-def resolve_model_dir(model: str | None, store: CaseStore | None = None) -> Path:
-    """The model folder a command or script means: a folder path as given, a model id (registered, or kept in the
-    case database), or (None) the site's active model. `store`: the case store to consult (default: opened here;
-    where it does not open, the registry alone decides, as cxr_core.model.registry.model_dir)."""
-    if model and Path(model).is_dir():
-        return Path(model)
-    registry = Registry()
-    store = store if store is not None else quiet_store()
-    if store is not None:
-        entry = find_entry(store, registry, model) if model else active_entry(store, registry)
-        if entry is not None:
-            return entry.path
-    return model_dir(model, registry)
 
 
 def record_choice(store: CaseStore, model_id: str | None, reader: str, details: dict[str, Any]) -> ActiveChoice:

@@ -395,7 +395,7 @@ def test_a_case_link_is_the_viewer_s_own_address(app_env):
 def test_a_viewer_rerun_resolves_the_point_and_the_site_figures_once(app_env, monkeypatch):
     """The preamble resolves them once per rerun and passes them on (the sidebar, the Viewer and the PDF read the
     same objects), so no two surfaces of one page can disagree."""
-    import cxr_app.state as state
+    import cxr_core.request as request
 
     calls = {"resolve": 0, "site_figures": 0}
 
@@ -405,8 +405,8 @@ def test_a_viewer_rerun_resolves_the_point_and_the_site_figures_once(app_env, mo
             return function(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(state, "resolve", counted("resolve", state.resolve))
-    monkeypatch.setattr(state, "site_figures", counted("site_figures", state.site_figures))
+    monkeypatch.setattr(request, "resolve", counted("resolve", request.resolve))
+    monkeypatch.setattr(request, "site_figures", counted("site_figures", request.site_figures))
     at = _run()
     assert not at.exception
     calls.update(resolve=0, site_figures=0)

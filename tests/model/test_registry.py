@@ -23,19 +23,19 @@ def test_tiny_model_is_registered_and_active(tiny_registry):
     assert (entries[0].path / "MODEL_CARD.md").read_text().startswith("# Model card")
 
 
-def test_register_copy_and_activate_is_explicit(tiny_registry, tmp_path):
+def test_register_copy_and_set_default_is_explicit(tiny_registry, tmp_path):
     reg = Registry(tmp_path / "reg")
     src = tiny_registry.active().path
     reg.register(src, "m1")
-    reg.activate("m1")
+    reg.set_default("m1")
     reg.register(src, "m2")
     assert reg.active_id() == "m1"  # registering m2 did not switch
-    reg.activate("m2")
+    reg.set_default("m2")
     assert reg.active_id() == "m2"
     with pytest.raises(RegistryError, match="already registered"):
         reg.register(src, "m1")
     with pytest.raises(ModelError, match="No model 'nope'"):
-        reg.activate("nope")
+        reg.set_default("nope")
 
 
 def test_half_written_models_are_never_listed(tiny_registry, tmp_path):
@@ -52,7 +52,7 @@ def test_half_written_models_are_never_listed(tiny_registry, tmp_path):
 def test_disk_full_or_read_only_give_clear_errors_and_change_nothing(tiny_registry, tmp_path, monkeypatch, code, message):
     reg = Registry(tmp_path / "reg")
     reg.register(tiny_registry.active().path, "m1")
-    reg.activate("m1")
+    reg.set_default("m1")
     before = sorted(os.listdir(reg.root))
 
     def fail(*a, **k):
@@ -63,7 +63,7 @@ def test_disk_full_or_read_only_give_clear_errors_and_change_nothing(tiny_regist
     with pytest.raises(RegistryError, match=message):
         reg.register(tiny_registry.active().path, "m2")
     with pytest.raises(RegistryError, match=message):
-        reg.activate("m1")
+        reg.set_default("m1")
     monkeypatch.undo()
     assert sorted(os.listdir(reg.root)) == before and reg.active_id() == "m1"
 

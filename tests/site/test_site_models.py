@@ -186,7 +186,7 @@ def test_a_worse_adapted_model_is_refused_activation(site):
 def test_a_site_point_stays_with_its_model(site, monkeypatch):
     from cxr_core.cases.store import CaseStore
     from cxr_core.model.operating_point import resolve
-    from cxr_core.site.models import find_entry
+    from cxr_core.site.models import model_for
     from cxr_core.model.registry import Registry
 
     store = CaseStore.open(site["db"])
@@ -195,9 +195,9 @@ def test_a_site_point_stays_with_its_model(site, monkeypatch):
     assert run_cli(["site-model", "activate", site["child"], "--reader", "Dr A", "--yes"], env=env).returncode == 0
     monkeypatch.setenv("CXR_HOME", env["CXR_HOME"])
     monkeypatch.setenv("CXR_REGISTRY", env["CXR_REGISTRY"])
-    child = find_entry(store, Registry(), site["child"])
+    child = model_for(site["child"], store, Registry())
     assert resolve(child.card, store).source == "model"  # the parent's site point does not carry over
-    parent = find_entry(store, Registry(), site["parent"])
+    parent = model_for(site["parent"], store, Registry())
     assert resolve(parent.card, store).threshold == pytest.approx(0.3)
 
 

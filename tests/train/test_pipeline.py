@@ -66,8 +66,10 @@ def test_a_run_below_the_validation_gate_is_an_experiment_never_active(tiny_data
     assert entry.model_id == result.model_id and not entry.passed_gate and entry.path.parent == tmp_path / "mine"
     assert entry.card.validation_gate["min_val_auc"] == pytest.approx(1.01 - 1e-9)
     assert registry.active_id() is None and not (tmp_path / "shipped").exists()  # nothing written there
+    with pytest.raises(RegistryError, match="named reader"):  # the deployment's registry: only the governed path
+        registry.set_default(entry.model_id)
     with pytest.raises(RegistryError, match="failed its validation gate"):
-        registry.activate(entry.model_id)
+        Registry(tmp_path / "mine").set_default(entry.model_id)
 
 
 def test_the_app_lists_shipped_and_user_models_and_hides_experiments(tiny_registry, tmp_path, monkeypatch):

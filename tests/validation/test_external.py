@@ -139,7 +139,7 @@ def test_the_sidebar_and_the_dashboards_show_the_external_figures_beside_the_int
         result.summary, result.labels, result.probs, card, "site A", _policy(12), about="another period's patients",
         n_boot=100))
     registry = Registry(tmp_path / "registry")
-    registry.activate(registry.register(model).model_id)
+    registry.set_default(registry.register(model).model_id)
     monkeypatch.setenv("CXR_REGISTRY", str(registry.root))
     monkeypatch.chdir(PROJECT_ROOT)
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)

@@ -1,0 +1,108 @@
+"""One request's context: what a page run, a CLI command or a listener association works with, each resolved once.
+
+    store      the case store (None where it does not open: results are then not kept)
+    reader     who acts, normalised once (cxr_core.readers.signed: a name, or "unsigned")
+    entry      the model this request uses, by the one lookup (cxr_core.site.models.model_for): the model asked for,
+               else the site's governed choice, else the registry's default
+    site_model the site's model for every user (what `entry` is when nothing was asked for)
+    point      the operating point that decides with `entry` (the site's governed point for it, else its own)
+    site       the site's figures at that point, with where their labels came from (None without a local evaluation)
+
+The surfaces read these fields and act through the request's methods (keep a case, review, activate or revert the
+site's model, the DICOM results), so no surface looks a model, a point or a reader up again, and every site-wide
+change carries the request's reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .cases.analyse import Analysis, analyse_and_store, keep_case
+from .cases.store import CaseStore
+from .errors import ModelError
+from .model.operating_point import OperatingPoint, resolve
+from .model.predict import Prediction, Predictor
+from .model.registry import ModelEntry, Registry
+from .readers import UNSIGNED, signed
+from .settings import SitePointPolicy, current
+from .site.activation import activate_model, revert_active_model
+from .site.models import ActiveChoice, model_for
+from .validation.site_point import SiteFigures, site_figures
+
+
+@dataclass(frozen=True)
+class Request:
+    """The context of one request (see the module docstring); build it with `Request.resolve`."""
+
+    store: CaseStore | None
+    reader: str
+    registry: Registry
+    entry: ModelEntry | None
+    site_model: ModelEntry | None
+    point: OperatingPoint | None
+    site: SiteFigures | None
+    policy: SitePointPolicy
+
+    @classmethod
+    def resolve(cls, store: CaseStore | None, model: str | None = None, reader: str = "",
+                registry: Registry | None = None) -> "Request":
+        """Resolve each once: `model` (a folder, an id, or None for the site's model), its point and the site's
+        figures at it. A model that cannot be had raises CXRError (ModelError, RegistryError)."""
+        registry = registry or Registry()
+        policy = current().site_policy
+        site_model = model_for(None, store, registry)
+        same = not model or (site_model is not None and model == site_model.model_id)
+        entry = site_model if same else model_for(model, store, registry)
+        point = resolve(entry.card, store) if entry is not None else None
+        figures = site_figures(entry.model_id, point, policy) if entry is not None and point is not None else None
+        return cls(store, signed(reader), registry, entry, site_model, point, figures, policy)
+
+    @classmethod
+    def without_model(cls, store: CaseStore | None, reader: str = "") -> "Request":
+        """A request where no model can be had (none registered, or the site's cannot be loaded: said elsewhere)."""
+        return cls(store, signed(reader), Registry(), None, None, None, None, current().site_policy)
+
+    @property
+    def model_dir(self) -> Path:
+        """The folder of the model in use (ModelError where no model is registered)."""
+        if self.entry is None:
+            raise ModelError(f"No model is registered in {str(self.registry.root)!r}; pass --model DIR or train one "
+                             "with `python -m train`.")
+        return self.entry.path
+
+    @property
+    def signed_in(self) -> bool:
+        """Whether a reader named themself (an action that must be signed is refused otherwise)."""
+        return self.reader != UNSIGNED
+
+    @property
+    def is_site_model(self) -> bool:
+        """Whether this request uses the site's model (not a model picked for comparison)."""
+        return self.entry is not None and self.site_model is not None and self.entry.model_id == self.site_model.model_id
+
+    # ---- actions, each as this request's reader
+    def analyse(self, data: bytes, name: str, predictor: Predictor,
+                cam_settings: dict[str, Any] | None = None) -> Analysis:
+        """Predict at this request's point and keep the case (where the store is open)."""
+        assert self.point is not None, "a request without a model analyses nothing"
+        return analyse_and_store(data, name, predictor, self.point, self.store, self.reader, cam_settings)
+
+    def keep(self, pred: Prediction, data: bytes, predictor: Predictor,
+             cam_settings: dict[str, Any] | None = None) -> Analysis:
+        """Keep an already made prediction as a case."""
+        return keep_case(pred, data, predictor, self.store, self.reader, cam_settings)
+
+    def review(self, case_id: int, decision: str, label: str, comment: str = "") -> None:
+        assert self.store is not None, "reviews need the case store"
+        self.store.review(case_id, decision, label, self.reader, comment)
+
+    def activate(self, model_id: str, evidence: Mapping[str, Any] | None = None) -> ActiveChoice:
+        """Make `model_id` the site's model (the one governed path: refused past the rule or without a name)."""
+        assert self.store is not None, "the site's model is kept in the case store"
+        return activate_model(self.store, self.registry, model_id, self.reader, self.policy, evidence)
+
+    def revert(self) -> ActiveChoice:
+        assert self.store is not None, "the site's model is kept in the case store"
+        return revert_active_model(self.store, self.registry, self.reader)
