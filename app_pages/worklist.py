@@ -198,14 +198,13 @@ reviewed_only = c2.toggle("Reviewed cases only", value=True, key="wl_reviewed_on
                           help="Local validation needs the readers' labels; off: unreviewed cases carry the model's "
                                "own answers, and no site figures are reported from such a folder.")
 if st.button("Export", icon=":material/download:", key="wl_export"):
-    from cxr_core.paths import export_folder
 
     try:
         if not page.signed_in:
             raise CXRError("Enter your name at the top of the sidebar first: every export is signed and audited.")
         if not folder.strip():
             raise CXRError("Enter the folder to export to.")
-        target = export_folder(folder)
+        target = current().layout.export_folder(folder)
         counts = store.export(target, reviewed_only, actor=reader)
         st.session_state["evaluation_path"] = str(target)  # pre-fills the Dashboards' evaluation field
         st.success(f"{export_sentence(counts, target)}. Evaluate it on the Dashboards page.")

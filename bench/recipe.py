@@ -17,7 +17,7 @@ import sys
 
 from _common import ROOT, emit
 
-from cxr_core.paths import app_home
+from cxr_core.settings import current
 from cxr_core.inputs.shifts import ACQUISITION
 
 _MILD_BLUR = ["augment.blur=0.3", "augment.blur_sigma=1.0"]  # the previous recipes' 3 x 3 blur
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--budget", default="candidate")
     parser.add_argument("--config", default=str(ROOT / "train" / "configs" / "shipped.toml"))
     args = parser.parse_args()
-    runs_dir = app_home() / "recipe-runs"
+    runs_dir = current().home / "recipe-runs"
     for name in args.candidates.split(","):
         sets = [a for s in CANDIDATES[name] for a in ("--set", s)]
         cmd = [sys.executable, "-m", "train", "--config", args.config, "--budget", args.budget, *sets,

@@ -161,7 +161,7 @@ def adaptation_section(request: Request) -> None:
 
 @st.fragment(run_every=3)
 def _live_adaptation(request: Request) -> None:
-    runs = list_runs(current().site_runs)
+    runs = list_runs(current().layout.site_runs)
     followed = st.session_state.get("adapt_run")
     run = next((r for r in runs if str(r.run_dir) == followed), runs[0] if runs else None)
     if run is None:

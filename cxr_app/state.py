@@ -14,7 +14,6 @@ from cxr_core.cases.db import database_url
 from cxr_core.cases.store import CaseStore
 from cxr_core.model.operating_point import OperatingPoint
 from cxr_core.model.predict import Predictor
-from cxr_core.paths import app_home
 from cxr_core.safety.intended_use import BANNER
 from cxr_core.settings import current
 from cxr_core.request import Request
@@ -72,7 +71,7 @@ def case_store():
     """The worklist's case store, or None with the reason shown (results are then not kept)."""
 
     try:
-        return _open_store(database_url(), str(app_home()))
+        return _open_store(database_url(), str(current().home))
     except CXRError as exc:  # an unreachable or damaged database must not take the Viewer down
         st.error(f"{exc} Results are shown but not kept: fix CXR_DATABASE_URL or $CXR_HOME and reload.",
                  icon=":material/error:")

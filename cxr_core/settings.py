@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import ConfigError
+from .paths import Home
 import platformdirs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: the one anchor for its files
@@ -73,24 +74,9 @@ class Settings:
         return SitePointPolicy(self.site_min_per_class, self.site_sensitivity_floor)
 
     @property
-    def user_models(self) -> Path:
-        """The user's own trained models (the Training page and `python -m train` register here)."""
-        return self.home / "models"
-
-    @property
-    def site_models(self) -> Path:
-        """This workstation's unpacked copies of the models kept in the case database (a cache: the database
-        holds the models; any copy here can be deleted and comes back)."""
-        return self.home / "site-models"
-
-    @property
-    def runs(self) -> Path:
-        return self.runs_dir or self.home / "runs"
-
-    @property
-    def site_runs(self) -> Path:
-        """One folder per site adaptation (a RunFolder: status, history, log, and the model it made)."""
-        return self.home / "site-runs"
+    def layout(self) -> Home:
+        """$CXR_HOME's folders (cxr_core.paths.Home owns them)."""
+        return Home(self.home, self.runs_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -111,7 +97,7 @@ class Settings:
         if flag not in ("", "0", "1"):
             raise ConfigError(f"CXR_STORE_IDENTIFIERS {flag!r} is invalid: expected 1 (keep identifiers) or 0.")
         return cls(home=home,
-                   database_url=env.get("CXR_DATABASE_URL") or f"sqlite:///{home / 'cases.db'}",
+                   database_url=env.get("CXR_DATABASE_URL") or f"sqlite:///{Home(home).cases_db}",
                    store_identifiers=flag == "1",
                    registry=Path(env["CXR_REGISTRY"]) if env.get("CXR_REGISTRY") else SHIPPED_MODELS,
                    runs_dir=Path(env["CXR_RUNS_DIR"]) if env.get("CXR_RUNS_DIR") else None,

@@ -15,11 +15,11 @@ PACKAGES = ("cxr_core", "train", "cxr_app", "app_pages")
 LAYERS = (
     ("cxr_core", "cxr_core.errors", "cxr_core.fileio", "cxr_core.settings", "cxr_core.paths", "cxr_core.formatting"),
     ("cxr_core.inputs",), ("cxr_core.config",), ("cxr_core.safety",), ("cxr_core.model",), ("cxr_core.validation",),
-    ("cxr_core.fitting",), ("cxr_core.cases",), ("cxr_core.site",), ("cxr_core.dicom",), ("cxr_core.reports",), ("cxr_core.request",),
+    ("cxr_core.fitting",), ("cxr_core.cases",), ("cxr_core.site",), ("cxr_core.request",), ("cxr_core.dicom",), ("cxr_core.reports",),
     ("cxr_core.cli", "cxr_core.__main__"), ("train",), ("cxr_app",), ("app_pages", "app"),
 )
 ORDER_SENTENCE = ("Layers, lowest first: errors/fileio/settings/paths/formatting, inputs, config, safety, model, validation, "
-                  "fitting, cases, site, dicom, reports, request, cli, train, cxr_app, app_pages")
+                  "fitting, cases, site, request, dicom, reports, cli, train, cxr_app, app_pages")
 
 
 def layer_of(module: str) -> int:

@@ -130,7 +130,7 @@ def _spawn(cmd: list[str], run_dir: Path, runs_dir: Path) -> None:
 def start_site_adaptation(parent_model_id: str, data_dir: str | None, from_reviews: bool, reader: str,
                           seed: int = 0) -> Path:
     """The Training page's "Adapt to this site": `python -m cxr_core site-model adapt` in its own process (it
-    survives a page reload; one adaptation at a time); its folder, which `list_runs(current().site_runs)` reads.
+    survives a page reload; one adaptation at a time); its folder, which `list_runs(current().layout.site_runs)` reads.
     Cheap checks first, so a bad folder or no reader never looks started."""
     reader = named(reader, "Site adaptation needs the reader's name (the sidebar's box).")
     if not from_reviews:
@@ -138,7 +138,7 @@ def start_site_adaptation(parent_model_id: str, data_dir: str | None, from_revie
         if not (root / "NORMAL").is_dir() or not (root / "PNEUMONIA").is_dir():
             raise CXRError(f"{str(data_dir)!r} is not a labelled folder: it needs NORMAL/ and PNEUMONIA/ subfolders.")
         data_dir = str(root.resolve())
-    runs_dir = current().site_runs
+    runs_dir = current().layout.site_runs
     work = runs_dir / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=False)
     RunFolder(work).write_status(state="starting", started=time.time(), reader=reader,

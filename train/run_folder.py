@@ -120,7 +120,7 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 def default_runs_dir() -> Path:
     """Runs are user data: `$CXR_HOME/runs` (or `$CXR_RUNS_DIR`), never the checkout."""
-    return current().runs
+    return current().layout.runs
 
 
 def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:

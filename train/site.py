@@ -121,7 +121,7 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
     settings = current()
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
-    work_dir = Path(work_dir or settings.site_runs / _run_name(parent_dir, films, seed, recipe))
+    work_dir = Path(work_dir or settings.layout.site_runs / _run_name(parent_dir, films, seed, recipe))
     work_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader,
                                     "source": source})
@@ -350,7 +350,7 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
         for layer in model.layers:  # frozen: BatchNorm keeps the parent's statistics (inference mode when not trainable)
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = recipe.batchnorm == "adapt"
-        logit_model = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)  # shares the model's weights
+        logit_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)  # shares the model's weights
         head = list(model.get_layer(LOGITS_LAYER).trainable_variables)
         head_epochs = min(recipe.head_epochs, epochs)
         stages = [("head", 0, head_epochs, keras.optimizers.Adam(recipe.head_learning_rate), head,

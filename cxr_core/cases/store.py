@@ -28,7 +28,6 @@ from .db import (AuditEvent, Case, Picture, Review, SiteOperatingPoint, adopt_pi
 from ..validation.dataset import kaggle_name, write_label_source
 from ..errors import CXRError, StorageError
 from ..fileio import os_message, write_atomic
-from ..paths import export_folder, legacy_images_dir
 from ..inputs.imaging import LoadedImage
 from ..model.operating_point import valid_threshold
 from ..model.predict import Prediction
@@ -70,7 +69,7 @@ class CaseStore:
 
     def _adopt_local_picture_files(self) -> None:
         """Pre-0004 picture files of this workstation move into the database, then leave the disk."""
-        folder = legacy_images_dir()
+        folder = current().layout.legacy_images
         if not folder.is_dir():
             return
         with self.engine.begin() as connection:
@@ -239,10 +238,10 @@ class CaseStore:
         """A Kaggle-layout folder (NORMAL/, PNEUMONIA/) that `evaluate` reads: readers' labels where reviewed,
         else the model's (skipped with `reviewed_only`, which local validation needs); OTHER, UNREADABLE and
         unassessed unreviewed cases are left out, and so are reviews that contradict themselves (counted apart). A relative `folder` goes under $CXR_HOME/exports
-        (`paths.export_folder`); the folder says where its labels came from (`dataset.write_label_source`).
+        (`paths.Home.export_folder`); the folder says where its labels came from (`dataset.write_label_source`).
         A folder that cannot be written is a StorageError in plain words."""
 
-        folder, actor = export_folder(folder), signed(actor)
+        folder, actor = current().layout.export_folder(folder), signed(actor)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

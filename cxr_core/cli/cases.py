@@ -7,9 +7,9 @@ import sys
 
 from ..cases.store import CaseStore, export_sentence
 from ..cases.worklist import triage_order
+from ..settings import current
 from ..fileio import write_atomic
 from ..model.gradcam import overlay
-from ..paths import export_folder
 from ._common import prepare_dir, print_json
 
 
@@ -93,7 +93,7 @@ def run_review(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    folder = export_folder(args.folder)  # a relative path goes under $CXR_HOME/exports, never the working folder
+    folder = current().layout.export_folder(args.folder)  # a relative path goes under $CXR_HOME/exports, never the working folder
     counts = CaseStore.open().export(folder, args.reviewed_only, actor=args.reader)
     print(f"{export_sentence(counts, folder)}; evaluate with: python -m cxr_core evaluate {folder}")
     return 0

@@ -2,8 +2,10 @@
 
 Each received projection radiograph (intended_use.PROJECTION_MODALITIES) is analysed, stored as a case and,
 with a forward URL, its SR, Parametric Map and Secondary Capture are sent to that DICOMweb server (STOW-RS).
-Other modalities are refused with a logged reason and a failure status; nothing crashes the node. Associations are served concurrently (one thread each; one
-prediction at a time). SIGTERM or SIGINT stops it cleanly.
+Other modalities are refused with a logged reason and a failure status; nothing crashes the node. Associations are
+served concurrently (one thread each; one prediction at a time). Each association works in one request
+(cxr_core.request), resolved at its first instance: the site's operating point then, the sender as the actor; a point
+set or reverted applies from the next association. SIGTERM or SIGINT stops it cleanly.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from ..errors import CXRError
 from .instance import AnalysedInstance, analyse_instance
 from ..safety.intended_use import PROJECTION_MODALITIES
 from ..cases.store import CaseStore
-from ..model.operating_point import resolve
 from ..model.predict import Predictor
+from ..request import Request
 from .pacs import PacsServer
 
 log = logging.getLogger("cxr.listener")
@@ -50,6 +52,7 @@ class Listener:
         self.config, self.predictor, self.store, self.forward = config, predictor, store, forward
         self.on_result = on_result
         self._predict_lock = threading.Lock()
+        self._requests: dict[int, Request] = {}  # per open association
         self._server: Any = None
         self._stopped = threading.Event()
 
@@ -63,10 +66,8 @@ class Listener:
             return REFUSED
         try:
             with self._predict_lock:
-                sender = event.assoc.requestor.ae_title
-                point = resolve(self.predictor.card, self.store)  # a site point set or reverted applies at once
-                result = analyse_instance(ds, self.predictor, point, self.store,
-                                          actor=f"unsigned (listener, from {sender})")
+                request = self._request(event.assoc)
+                result = analyse_instance(ds, self.predictor, request.point, request.store, actor=request.reader)
             if self.forward is not None and result.results:
                 self.forward.store(result.results, str(ds.StudyInstanceUID))
         except Exception as exc:  # a bad instance or an unreachable forward target must not stop the node
@@ -77,6 +78,17 @@ class Listener:
             self.on_result(result)
         return SUCCESS
 
+    def _request(self, assoc: Any) -> Request:
+        """The association's request, resolved at its first instance."""
+        if id(assoc) not in self._requests:
+            self._requests[id(assoc)] = Request.resolve(self.store, str(self.predictor.folder.path),
+                                                        f"unsigned (listener, from {assoc.requestor.ae_title})")
+        return self._requests[id(assoc)]
+
+    def _forget(self, event: Any) -> None:
+        with self._predict_lock:
+            self._requests.pop(id(event.assoc), None)
+
     def start(self) -> "Listener":
         from pynetdicom import AE, AllStoragePresentationContexts, evt  # lazy: heavy
 
@@ -85,7 +97,9 @@ class Listener:
         ae.maximum_associations = 16
         try:
             self._server = ae.start_server((self.config.address, self.config.port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._handle_store)])
+                                           evt_handlers=[(evt.EVT_C_STORE, self._handle_store),
+                                                         (evt.EVT_RELEASED, self._forget),
+                                                         (evt.EVT_ABORTED, self._forget)])
         except OSError as exc:
             raise CXRError(f"Cannot listen on port {self.config.port}: {exc.strerror}.") from None
         log.info("listening as %s on %s:%d", self.config.ae_title, self.config.address, self.config.port)

@@ -70,8 +70,8 @@ class Registry:
         if root is not None:
             self.root, self.user_root = Path(root), Path(user_root) if user_root is not None else None
         else:
-            self.root, self.user_root = default_registry_root(), current().user_models
-            self.site_root = current().site_models
+            self.root, self.user_root = default_registry_root(), current().layout.models
+            self.site_root = current().layout.site_models
         self.write_root = self.user_root or self.root  # where register writes
 
     # ---- reading

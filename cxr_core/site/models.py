@@ -93,7 +93,7 @@ def stored_models(store: CaseStore) -> list[dict[str, Any]]:
 
 def unpack(store: CaseStore, model_id: str) -> Path:
     """This workstation's copy of a stored model (unpacked once, atomically, checked against its hash)."""
-    root = current().site_models
+    root = current().layout.site_models
     target = root / model_id
     with Session(store.engine) as session:
         row = session.get(StoredModel, model_id)
@@ -131,7 +131,7 @@ def sync(store: CaseStore | None) -> None:
     with Session(store.engine) as session:
         rows = session.execute(select(StoredModel.model_id, StoredModel.archive_sha256)).all()
     for model_id, key in rows:
-        mark = current().site_models / model_id / _ARCHIVE_MARK
+        mark = current().layout.site_models / model_id / _ARCHIVE_MARK
         if not (mark.is_file() and mark.read_text().strip() == key):
             unpack(store, model_id)
 

@@ -19,8 +19,8 @@ import numpy as np
 from .. import CLASSES
 from .dataset import fingerprint, index_dataset, label_source
 from ..errors import CXRError, StorageError, plain_cause
+from ..settings import current
 from ..model.folder import ModelFolder
-from ..paths import evaluations_dir
 from ..fileio import write_atomic, write_json_atomic
 from ..model.operating_point import OperatingPoint
 from ..model.predict import Predictor
@@ -92,7 +92,7 @@ def saved_evaluations(model_dir: str | Path, model_id: str | None = None) -> dic
     if ModelFolder(model_dir).scores_file.is_file():
         out["internal validation"] = ModelFolder(model_dir).scores_file
     saved = []
-    for scores in evaluations_dir(model_id or ModelFolder(model_dir).card().model_id).glob(f"*/{EvaluationFolder.SCORES}"):
+    for scores in current().layout.evaluations(model_id or ModelFolder(model_dir).card().model_id).glob(f"*/{EvaluationFolder.SCORES}"):
         s = EvaluationFolder(scores.parent).summary()
         try:
             saved.append((s["evaluated"], f"{s['data']} ({s['evaluated'][:16].replace('T', ' ')} UTC, n = {s['n']})", scores))
@@ -143,7 +143,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, n_boot: int = 1
                    evaluated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     saved_to = None
     if save:
-        folder = evaluations_dir(summary["model"]) / f"{data_dir.name}-{summary['data_fingerprint']}"
+        folder = current().layout.evaluations(summary["model"]) / f"{data_dir.name}-{summary['data_fingerprint']}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             write_scores(EvaluationFolder(folder).scores_file, files, y, P)

@@ -16,8 +16,7 @@ from ..formatting import with_ci
 from ..model.card import ModelCard
 from ..model.folder import ModelFolder
 from ..model.operating_point import OperatingPoint, SitePoints, valid_threshold
-from ..paths import evaluations_dir
-from ..settings import SitePointPolicy
+from ..settings import SitePointPolicy, current
 from .dataset import CIRCULAR_SOURCES, LABEL_SOURCES
 from .evaluation import EvaluationFolder, read_scores
 from .metrics import operating_point_evidence, pneumonia_probability, safe_auc
@@ -67,12 +66,12 @@ def find_evaluation(model_id: str, path_or_id: str) -> Path:
     $CXR_HOME/evaluations/<model id>/), its folder, or its scores.csv."""
     given = Path(path_or_id).expanduser()
     for candidate in (given, EvaluationFolder(given).scores_file,
-                      EvaluationFolder(evaluations_dir(model_id) / path_or_id).scores_file):
+                      EvaluationFolder(current().layout.evaluations(model_id) / path_or_id).scores_file):
         if candidate.is_file() and candidate.name == EvaluationFolder.SCORES:
             return candidate
     if given.name == ModelFolder.SCORES:
         raise CXRError("The internal validation is not a local evaluation: a site point needs the site's own images.")
-    known = sorted(p.parent.name for p in evaluations_dir(model_id).glob("*/scores.csv"))
+    known = sorted(p.parent.name for p in current().layout.evaluations(model_id).glob("*/scores.csv"))
     raise CXRError(f"No saved evaluation {path_or_id!r} of model {model_id}. Saved: {', '.join(known) or 'none'} "
                    "(run `python -m cxr_core evaluate FOLDER` first).")
 
@@ -157,7 +156,7 @@ def site_figures(model_id: str, point: OperatingPoint, policy: SitePointPolicy) 
     the site point itself passes), else the newest one with the reason it is not reported. None: no local
     evaluation at all."""
 
-    folders = sorted((EvaluationFolder(p.parent) for p in evaluations_dir(model_id).glob(f"*/{EvaluationFolder.SCORES}")),
+    folders = sorted((EvaluationFolder(p.parent) for p in current().layout.evaluations(model_id).glob(f"*/{EvaluationFolder.SCORES}")),
                      key=lambda f: f.summary().get("evaluated", ""), reverse=True)
     behind = point.evidence_dict.get("evaluation") if point.source == "site" else None
     if behind:

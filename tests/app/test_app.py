@@ -317,7 +317,7 @@ def test_a_running_adaptation_shows_its_fold_and_per_fold_curves_from_epoch_one(
     from cxr_core.settings import current
     from train.run_folder import RunFolder
 
-    run = RunFolder(current().site_runs / "20261207-090000")
+    run = RunFolder(current().layout.site_runs / "20261207-090000")
     run.path.mkdir(parents=True)
     run.write_status(state="training", started=time.time(), reader="Dr App", source="folder", fold=2, folds=5,
                      epoch=3, epochs=8, val_auc=0.951)

@@ -193,9 +193,9 @@ def test_site_figures_only_from_an_evaluation_meeting_the_rules_with_their_label
 
 
 def _exported(name: str):
-    from cxr_core.paths import exports_dir
+    from cxr_core.settings import current
 
-    return exports_dir() / name
+    return current().layout.exports / name
 
 
 def test_a_relative_export_goes_under_cxr_home_exports(app_env, tiny_predictor, own_app_home):

@@ -107,3 +107,32 @@ def test_the_training_page_refuses_a_worse_model_on_local_films(tmp_path, films,
     refused = [e.value for e in at.error if e.value.startswith(f"{tiny_id} cannot become the site's model")]
     assert refused and "the paired difference is -" in refused[0]
     assert not [c for c in at.checkbox if c.key == "trained_confirm"]  # nothing to confirm
+
+
+def test_a_request_uses_the_model_asked_for_else_the_governed_choice_else_the_default(tmp_path, monkeypatch,
+                                                                                      controlled_model_dir,
+                                                                                      tiny_model_dir):
+    """cxr_core.site.models.model_for, through Request.resolve: a folder or an id as asked; nothing asked, the
+    site's governed choice; none made (or reverted to none), the registry's default (its ACTIVE pointer)."""
+    from cxr_core.cases.store import CaseStore
+    from cxr_core.errors import ModelError
+    from cxr_core.request import Request
+    from cxr_core.site.models import record_choice
+
+    registry = _registry(tmp_path / "registry", controlled_model_dir, tiny_model_dir, active="tiny")
+    tiny_id = ModelFolder(tiny_model_dir).card().model_id
+    monkeypatch.setenv("CXR_REGISTRY", str(registry))
+    store = CaseStore.open()
+    assert Request.resolve(store).entry.model_id == tiny_id  # the registry's default
+    assert Request.resolve(store, C.MODEL_ID).entry.model_id == C.MODEL_ID  # asked for by id
+    asked = Request.resolve(store, str(registry / C.MODEL_ID))  # asked for by folder
+    assert asked.entry.path == registry / C.MODEL_ID and not asked.is_site_model
+    record_choice(store, C.MODEL_ID, "Dr Site", {"action": "activate"})
+    governed = Request.resolve(store, reader="  Dr Site ")
+    assert governed.entry.model_id == governed.site_model.model_id == C.MODEL_ID and governed.reader == "Dr Site"
+    assert governed.point.threshold == governed.entry.card.threshold  # no site point: the model's own
+    record_choice(store, None, "Dr Site", {"action": "revert"})
+    assert Request.resolve(store).entry.model_id == tiny_id
+    with pytest.raises(ModelError, match="No model 'nope'"):
+        Request.resolve(store, "nope")
+    assert not Request.resolve(store).signed_in and Request.resolve(store).reader == "unsigned"

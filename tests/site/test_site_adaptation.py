@@ -174,9 +174,10 @@ def test_fine_tuning_draws_its_batches_from_its_own_films_only(tmp_path, tiny_pr
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
-def test_a_stopped_fine_tuning_resumes_after_its_last_checkpoint(tmp_path, tiny_predictor):
+def test_a_stopped_fine_tuning_resumes_after_its_last_checkpoint(tmp_path, tiny_predictor, monkeypatch):
     """Stopped after epoch 1 of 3 (the listener raises): the rerun restores that checkpoint, replays epoch 1's row
     (with the watched films' logits) and trains epochs 2 and 3 only."""
+    from cxr_core.fitting.distribute import TrainingLoop
     from cxr_core.site.films import films_from_folder, screen
     from train.site import Recipe, fine_tune
 
@@ -190,8 +191,11 @@ def test_a_stopped_fine_tuning_resumes_after_its_last_checkpoint(tmp_path, tiny_
 
     with pytest.raises(KeyboardInterrupt):
         fine_tune(tiny_predictor, screened, tune, recipe, 0, 3, watch, stop_after_one, folder)
-    again = []
+    again, steps = [], []
+    real_step = TrainingLoop.step
+    monkeypatch.setattr(TrainingLoop, "step", lambda loop, *a, **k: steps.append(1) or real_step(loop, *a, **k))
     _, rows = fine_tune(tiny_predictor, screened, tune, recipe, 0, 3, watch, again.append, folder)
+    assert len(steps) == 2 * -(-len(tune) // recipe.batch_size)  # epochs 2 and 3 trained, epoch 1 not again
     assert [r["epoch"] for r in again] == [1, 2, 3] and [r["epoch"] for r in rows] == [1, 2, 3]
     assert again[0]["loss"] == first[0]["loss"] and np.array_equal(again[0]["logits"], first[0]["logits"])
     assert all(r["logits"].shape == (len(watch), 3) for r in again)

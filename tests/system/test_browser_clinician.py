@@ -120,7 +120,7 @@ def test_the_viewer_at_1280_by_800_reads_now_and_steps_between_cases(tiny_regist
     from selenium.webdriver.common.by import By
     
     from cxr_core.cases.store import CaseStore
-    from cxr_core.paths import exports_dir
+    from cxr_core.settings import current
     from cxr_core.validation.evaluation import evaluate_folder
 
     store = CaseStore.open()
@@ -129,7 +129,7 @@ def test_the_viewer_at_1280_by_800_reads_now_and_steps_between_cases(tiny_regist
         case_id = stored_case(store, tiny_predictor, 60 + i)
         review_as(store, case_id, "NORMAL" if i % 2 else "BACTERIAL", "Dr Site")
     store.export("eight", reviewed_only=True, actor="Dr Site")
-    evaluate_folder(tiny_registry.active().path, exports_dir() / "eight", n_boot=0)
+    evaluate_folder(tiny_registry.active().path, current().layout.exports / "eight", n_boot=0)
     data = inputs.png_gray8(seed=90)
     pred = tiny_predictor.predict(data, name="x.png")
     stale, _ = store.add(pred, data, model_id, actor="Dr Test")

@@ -72,6 +72,15 @@ def test_a_run_below_the_validation_gate_is_an_experiment_never_active(tiny_data
         Registry(tmp_path / "mine").set_default(entry.model_id)
 
 
+def test_activate_sets_only_a_named_registry_s_default_and_names_the_governed_command(capsys):
+    """`python -m train --activate` without --registry would change the site's model ungoverned: refused at once."""
+    from train.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", "train/configs/shipped.toml", "--activate"])
+    assert stopped.value.code == 2 and "models --activate MODEL_ID --reader" in capsys.readouterr().err
+
+
 def test_the_app_lists_shipped_and_user_models_and_hides_experiments(tiny_registry, tmp_path, monkeypatch):
     """The app's registry reads the shipped folder and $CXR_HOME/models; its picker hides a model below its gate."""
     import shutil

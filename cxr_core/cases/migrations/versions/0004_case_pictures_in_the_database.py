@@ -20,7 +20,7 @@ depends_on = None
 
 def upgrade() -> None:
     from cxr_core.cases.db import adopt_picture_files
-    from cxr_core.paths import legacy_images_dir
+    from cxr_core.settings import current
 
     op.create_table("pictures", sa.Column("sha256", sa.String(64), primary_key=True),
                     sa.Column("data", sa.LargeBinary, nullable=False))
@@ -30,7 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("heatmap_sha256", sa.String(64), sa.ForeignKey("pictures.sha256",
                                                                                   name="fk_cases_heatmap_picture")))
         batch.alter_column("image_file", existing_type=sa.String(200), nullable=True)
-    adopt_picture_files(op.get_bind(), legacy_images_dir())
+    adopt_picture_files(op.get_bind(), current().layout.legacy_images)
 
 
 def downgrade() -> None:
