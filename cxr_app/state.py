@@ -210,7 +210,7 @@ def sidebar_model_panel(store: CaseStore | None, reader: str) -> Request:
             request = Request.resolve(store, picked, reader)
         entry = request.entry
         st.caption(f"`{entry.model_id}`")
-        if active and picked != active:
+        if active and not request.is_site_model:
             st.warning(f"Not the site's model (`{active}`): for comparison in this session only.",
                        icon=":material/compare_arrows:")
         if line := provenance(entry):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cases.analyse import Analysis, analyse_and_store, keep_case
+from .cases.analyse import Analysis, keep_case
 from .cases.store import CaseStore
 from .errors import ModelError
 from .model.operating_point import OperatingPoint, resolve
@@ -83,15 +83,9 @@ class Request:
         return self.entry is not None and self.site_model is not None and self.entry.model_id == self.site_model.model_id
 
     # ---- actions, each as this request's reader
-    def analyse(self, data: bytes, name: str, predictor: Predictor,
-                cam_settings: dict[str, Any] | None = None) -> Analysis:
-        """Predict at this request's point and keep the case (where the store is open)."""
-        assert self.point is not None, "a request without a model analyses nothing"
-        return analyse_and_store(data, name, predictor, self.point, self.store, self.reader, cam_settings)
-
     def keep(self, pred: Prediction, data: bytes, predictor: Predictor,
              cam_settings: dict[str, Any] | None = None) -> Analysis:
-        """Keep an already made prediction as a case."""
+        """Keep a prediction (made at this request's point) as a case, where the store is open."""
         return keep_case(pred, data, predictor, self.store, self.reader, cam_settings)
 
     def review(self, case_id: int, decision: str, label: str, comment: str = "") -> None:
