@@ -29,9 +29,8 @@ TINY_CONFIG = {
 }
 
 
-def tiny_config(root: Path, **sections):
-    from cxr_core.config import config_from_dict
-
+def _tiny_raw(root: Path, **sections) -> dict:
+    """TINY_CONFIG on the data at `root`, each of `sections` merged into its table (or replacing a top-level value)."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
     raw["data"]["root"] = str(root)
     for section, values in sections.items():
@@ -39,18 +38,18 @@ def tiny_config(root: Path, **sections):
             raw.setdefault(section, {}).update(values)
         else:
             raw[section] = values
-    return config_from_dict(raw)
+    return raw
+
+
+def tiny_config(root: Path, **sections):
+    from cxr_core.config import config_from_dict
+
+    return config_from_dict(_tiny_raw(root, **sections))
 
 
 def tiny_config_file(path: Path, root: Path, **sections) -> Path:
     """tiny_config's settings as the TOML file a training command reads (`python -m train --config PATH`)."""
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG.items()}
-    raw["data"]["root"] = str(root)
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            raw.setdefault(section, {}).update(values)
-        else:
-            raw[section] = values
+    raw = _tiny_raw(root, **sections)
 
     def value(v) -> str:
         return json.dumps(v) if isinstance(v, (str, list)) else repr(v)
