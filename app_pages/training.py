@@ -17,7 +17,6 @@ RUNS_DIR = default_runs_dir()
 
 st.title("Training")
 page = page_preamble()
-store, reader, entry = page.store, page.reader, page.entry
 configs = launcher.list_configs()
 if not configs:
     st.error("No configs found under train/configs/.")

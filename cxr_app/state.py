@@ -180,12 +180,12 @@ def _request(store: CaseStore | None, reader: str) -> Request:
 def sidebar_model_panel(store: CaseStore | None, reader: str) -> Request:
     """The model in use, always visible: name, version, a switcher (the site's model marked); returns the request
     it resolved, whose figures the sidebar shows next."""
-    reg = registry()
     try:
         sync(store)  # the models kept in the case database, unpacked here once
     except CXRError as exc:
         st.sidebar.error(str(exc), icon=":material/error:")
     request = _request(store, reader)
+    reg = request.registry
     entries = reg.list()
     with st.sidebar:
         st.markdown("### Model in use")
@@ -206,8 +206,12 @@ def sidebar_model_panel(store: CaseStore | None, reader: str) -> Request:
         picked = st.selectbox("Model", ids, index=index, key="model_picker",
                               format_func=lambda i: names[i] + (SITE_MARK if i == active else ""))
         st.session_state[SESSION_MODEL] = picked
-        if in_use is None or picked != in_use.model_id:  # the first run's default, or a filtered-out pick
-            request = Request.resolve(store, picked, reader)
+        if in_use is None or picked != in_use.model_id:  # the site's model could not be had: the first listed
+            try:
+                request = Request.resolve(store, picked, reader)
+            except CXRError as exc:
+                st.error(str(exc), icon=":material/error:")
+                return Request.without_model(store, reader)
         entry = request.entry
         st.caption(f"`{entry.model_id}`")
         if active and not request.is_site_model:

@@ -8,20 +8,22 @@
     point      the operating point that decides with `entry` (the site's governed point for it, else its own)
     site       the site's figures at that point, with where their labels came from (None without a local evaluation)
 
-The surfaces read these fields and act through the request's methods (keep a case, review, activate or revert the
-site's model, the DICOM results), so no surface looks a model, a point or a reader up again, and every site-wide
-change carries the request's reader.
+The surfaces read these and act through the request's methods (keep a case, review, activate or revert the site's
+model), so no surface looks a model, a point or a reader up again, and every site-wide change carries the request's
+reader. `site_model` and `site` are resolved when first read, so a request that never shows them (a command, a
+listener association) never pays for them, and a model asked for never fails on a site model that cannot be had.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
 from .cases.analyse import Analysis, keep_case
 from .cases.store import CaseStore
-from .errors import ModelError
+from .errors import CXRError, ModelError
 from .model.operating_point import OperatingPoint, resolve
 from .model.predict import Prediction, Predictor
 from .model.registry import ModelEntry, Registry
@@ -40,29 +42,42 @@ class Request:
     reader: str
     registry: Registry
     entry: ModelEntry | None
-    site_model: ModelEntry | None
     point: OperatingPoint | None
-    site: SiteFigures | None
     policy: SitePointPolicy
+    asked: str | None = None  # the model asked for (None: the site's)
 
     @classmethod
     def resolve(cls, store: CaseStore | None, model: str | None = None, reader: str = "",
                 registry: Registry | None = None) -> "Request":
-        """Resolve each once: `model` (a folder, an id, or None for the site's model), its point and the site's
-        figures at it. A model that cannot be had raises CXRError (ModelError, RegistryError)."""
+        """Resolve `model` (a folder, an id, or None for the site's model) and its point, each once. A model that
+        cannot be had raises CXRError (ModelError, RegistryError); a model asked for never depends on the site's."""
         registry = registry or Registry()
-        policy = current().site_policy
-        site_model = model_for(None, store, registry)
-        same = not model or (site_model is not None and model == site_model.model_id)
-        entry = site_model if same else model_for(model, store, registry)
+        entry = model_for(model, store, registry)
         point = resolve(entry.card, store) if entry is not None else None
-        figures = site_figures(entry.model_id, point, policy) if entry is not None and point is not None else None
-        return cls(store, signed(reader), registry, entry, site_model, point, figures, policy)
+        return cls(store, signed(reader), registry, entry, point, current().site_policy, model or None)
+
+    @cached_property
+    def site_model(self) -> ModelEntry | None:
+        """The site's model for every user: the entry itself where none was asked for; None where it cannot be
+        had (a request for another model goes on without it)."""
+        if not self.asked:
+            return self.entry
+        try:
+            return model_for(None, self.store, self.registry)
+        except CXRError:
+            return None
+
+    @cached_property
+    def site(self) -> SiteFigures | None:
+        """The site's figures at this request's point (read once, when first shown)."""
+        if self.entry is None or self.point is None:
+            return None
+        return site_figures(self.entry.model_id, self.point, self.policy)
 
     @classmethod
     def without_model(cls, store: CaseStore | None, reader: str = "") -> "Request":
         """A request where no model can be had (none registered, or the site's cannot be loaded: said elsewhere)."""
-        return cls(store, signed(reader), Registry(), None, None, None, None, current().site_policy)
+        return cls(store, signed(reader), Registry(), None, None, current().site_policy)
 
     @property
     def model_dir(self) -> Path:

@@ -2,8 +2,9 @@
 
 A run lives in `runs/<name>-<config fingerprint>/`, whose layout train.run_folder.RunFolder owns.
 
-Rerunning the same command continues the same run. The active model is never changed here unless
-`activate=True`, and then only after the run finished and passed its validation gate.
+Rerunning the same command continues the same run. The site's model is never changed here (that is the governed
+`models --activate` alone); `activate=True` makes the model the default of a registry named by its folder (a
+release), and only after the run finished and passed its validation gate.
 
 Training runs under the process's tf.distribute strategy (cxr_core.fitting.distribute: one device, several GPUs, or the
 workers of a TF_CONFIG cluster), with one custom step for all. Only the chief writes the run folder, the model,

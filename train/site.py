@@ -121,10 +121,13 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
     settings = current()
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
-    work_dir = Path(work_dir or settings.layout.site_runs / _run_name(parent_dir, films, seed, recipe))
+    name = _run_name(parent_dir, films, seed, recipe)
+    work_dir = Path(work_dir or settings.layout.site_runs / name)
     work_dir.mkdir(parents=True, exist_ok=True)
+    if RunFolder(work_dir).read_status().get("adaptation") != name:  # other films, parent, seed or recipe
+        shutil.rmtree(RunFolder(work_dir).checkpoints_dir, ignore_errors=True)  # nothing of theirs to resume
     run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader,
-                                    "source": source})
+                                    "source": source, "adaptation": name})
     try:
         return _adapt(parent_dir, films, reader, source, seed, recipe, store, run, command, min_per_class,
                       left_out_reviews)
@@ -342,6 +345,7 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
 
     keras.utils.set_random_seed(seed)
     dist = distribute.current()
+    distribute.per_replica_batch(recipe.batch_size, dist.replicas)  # every replica an equal, non-empty share
     x, yb = screened.x, screened.binary.astype(np.float32)
     y3 = _labels3(screened) if recipe.loss == "3-class" else np.full(len(yb), -1)
     with dist.strategy.scope():
@@ -524,7 +528,7 @@ def _run_name(parent_dir: Path, films: list[SiteFilm], seed: int, recipe: Recipe
     """The folder of an adaptation: the same parent, films, seed and recipe name the same folder, so rerunning a
     stopped adaptation resumes from its checkpoints."""
     digest = hashlib.sha256()
-    for film in sorted(films, key=lambda f: hashlib.sha256(f.data).hexdigest()):
+    for film in films:  # in the order given: the folds and the batches follow it
         digest.update(hashlib.sha256(film.data).digest() + f"{film.binary},{film.label3},{film.group}".encode())
     digest.update(json.dumps([seed, asdict(recipe)], sort_keys=True).encode())
     return f"{ModelFolder(parent_dir).card().model_id}-{digest.hexdigest()[:10]}"

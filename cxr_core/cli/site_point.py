@@ -7,11 +7,9 @@ import argparse
 import sys
 
 from ..cases.store import CaseStore
-from ..model.card import ModelCard
-from ..model.folder import ModelFolder
-from ..model.operating_point import resolve, valid_threshold
-from ..settings import current
-from ._common import command_request
+from ..errors import ModelError
+from ..model.operating_point import valid_threshold
+from ..request import Request
 from ..validation.site_point import find_evaluation, revert_site_point, set_site_point
 from ..formatting import ci
 from ._common import EXIT_NOT_CONFIRMED, add_model_option, confirm, print_json
@@ -36,15 +34,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sr.set_defaults(func=run_revert)
 
 
-def _context(args: argparse.Namespace) -> tuple[CaseStore, ModelCard]:
-    """The case store (it must open: the site point lives there) and the model's card."""
-    card = ModelFolder(command_request(args.model, note=None).model_dir).card()
-    return CaseStore.open(), card
+def _context(args: argparse.Namespace) -> Request:
+    """The command's request: the case store must open (the site point lives there); the model's card and point."""
+    request = Request.resolve(CaseStore.open(), args.model, args.reader if "reader" in args else "")
+    if request.entry is None:
+        raise ModelError("No model is registered; pass --model DIR.")
+    return request
 
 
 def run_show(args: argparse.Namespace) -> int:
-    store, card = _context(args)
-    point = resolve(card, store)
+    request = _context(args)
+    card, point = request.entry.card, request.point
     if args.json:
         print_json({"model_id": card.model_id, "threshold": point.threshold, "threshold_source": point.source,
                     "set_by": point.set_by, "set_on": point.set_on, "evidence": point.evidence_dict})
@@ -59,14 +59,15 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_set(args: argparse.Namespace) -> int:
-    store, card = _context(args)
+    request = _context(args)
+    store, card = request.store, request.entry.card
     threshold = valid_threshold(args.threshold)
     scores = find_evaluation(card.model_id, args.evaluation)
     question = f"Set {threshold:.3f} as the operating point of {card.model_id} for every user, as {args.reader}? [y/N] "
     if not confirm(question, args.yes, change="Setting the site operating point"):
         print("Not set.", file=sys.stderr)
         return EXIT_NOT_CONFIRMED
-    ev = set_site_point(store, card, threshold, scores, args.reader, current().site_policy)
+    ev = set_site_point(store, card, threshold, scores, request.reader, request.policy)
     if ev.get("overlap_warning"):
         print(f"Warning: {ev['overlap_warning']}", file=sys.stderr)
     print(f"Site operating point set: {threshold:.3f} for {card.model_id} (n = {ev['n']}, sensitivity "
@@ -75,8 +76,9 @@ def run_set(args: argparse.Namespace) -> int:
 
 
 def run_revert(args: argparse.Namespace) -> int:
-    store, card = _context(args)
-    was = revert_site_point(store, card, args.reader)
+    request = _context(args)
+    card = request.entry.card
+    was = revert_site_point(request.store, card, request.reader)
     print(f"The model's own threshold decides again: {card.threshold:.3f}"
           + (f" (the site's was {was:.3f})." if was is not None else " (no site point was set)."))
     return 0

@@ -1,11 +1,12 @@
 """Fitting the chest-appearance check (cxr_core.safety.appearance): its autoencoder trains through the one training
 loop (cxr_core.fitting.distribute.TrainingLoop), with a checkpoint after every epoch where a folder is given, so an
-interrupted fit resumes; then the code statistics are fitted on the training films and every threshold calibrated on
+interrupted fit resumes (the folder goes once it finished); then the code statistics are fitted on the training films and every threshold calibrated on
 held-out films' scores, never on the training films' own."""
 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +51,8 @@ def fit_appearance(fit_images: np.ndarray, held_out_images: np.ndarray, recipe: 
             checkpoints.save(epoch + 1)
         if log is not None:
             log(f"appearance autoencoder epoch {epoch + 1}/{recipe.epochs}: loss {loop.epoch_logs()['loss']:.5f}")
+    if checkpoint_dir:  # trained: a later fit (other films, another recipe) starts afresh
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     check = AppearanceCheck(net, np.zeros(recipe.code, np.float64), np.eye(recipe.code), {k: math.inf for k in RULES},
                             recipe.size, recipe.equalize)
     _, codes = check.reconstruct(fit_images)

@@ -1,9 +1,9 @@
-"""The model registry: a folder of model folders plus a pointer to the active one.
+"""The model registry: a folder of model folders plus a pointer to its default one.
 
 Three folders are read: the shipped models (`CXR_REGISTRY`, default assets/models in the checkout, never written
 by the app) and the user's own ($CXR_HOME/models), where the Training page and `python -m train` register, and
 this workstation's copies of the models kept in the case database ($CXR_HOME/site-models, unpacked by cxr_core.site.models, which also owns the site's governed
-active model: that choice, when made, outranks the pointers here; it is the only way a site changes its model). A
+active model: that choice, when made, outranks the pointer here; it is the only way a site changes its model). A
 Registry given one explicit root reads and writes that root only, and only there is a default set (`python -m train
 --registry assets/models --activate` is how the shipped model is made and made the default).
 
@@ -63,7 +63,7 @@ class ModelEntry:
 
 
 class Registry:
-    """List, register, activate and load models: the shipped folder and the user's own (see above)."""
+    """List, register and load models, and set a release's default: the shipped folder and the user's own (see above)."""
 
     def __init__(self, root: str | Path | None = None, user_root: str | Path | None = None):
         self.site_root: Path | None = None  # models unpacked from the case database (cxr_core.site.models)
@@ -98,26 +98,28 @@ class Registry:
         where = " or ".join(repr(str(r)) for r in (self.root, self.user_root) if r is not None)
         raise ModelError(f"No model {model_id!r} in the registry at {where} (registered: {known}).")
 
-    def active_id(self) -> str | None:
+    def active(self) -> ModelEntry | None:
         """The registry's default: the model its ACTIVE pointer names (the shipped registry's, set at release).
         Without a pointer: the most recently created model that passed its gate (None when there is none). A damaged
-        or dangling pointer is an error, never a silent substitute."""
+        or dangling pointer is an error, never a silent substitute. One listing of the folders."""
+        entries = {e.model_id: e for e in self.list()}
         pointer = self.root / ACTIVE_FILE
         if not pointer.exists():
-            listed = sorted((e for e in self.list() if e.passed_gate), key=lambda e: e.card.created)
-            return listed[-1].model_id if listed else None
+            listed = sorted((e for e in entries.values() if e.passed_gate), key=lambda e: e.card.created)
+            return listed[-1] if listed else None
         try:
             model_id = json.loads(pointer.read_text(encoding="utf-8")).get("model_id")
         except (OSError, ValueError, AttributeError):
             model_id = None
-        if isinstance(model_id, str) and model_id in {e.model_id for e in self.list()}:
-            return model_id
+        if isinstance(model_id, str) and model_id in entries:
+            return entries[model_id]
         raise RegistryError(f"The active-model pointer {str(pointer)!r} is damaged or names a model that is not registered "
-                            f"({model_id!r}). Choose one with `python -m cxr_core models --activate MODEL_ID`.")
+                            f"({model_id!r}). Repair it (a release sets it with `python -m train --registry DIR --activate`), or "
+                            "pass --model.")
 
-    def active(self) -> ModelEntry | None:
-        model_id = self.active_id()
-        return self.get(model_id) if model_id else None
+    def active_id(self) -> str | None:
+        entry = self.active()
+        return entry.model_id if entry else None
 
     # ---- writing
     def register(self, source_dir: str | Path, model_id: str | None = None) -> ModelEntry:

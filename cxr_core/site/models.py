@@ -156,7 +156,8 @@ def model_for(requested: str | None, store: CaseStore | None, registry: Registry
     registry = registry or Registry()
     if requested and Path(requested).is_dir():
         folder = Path(requested)
-        return ModelEntry(ModelFolder(folder).card().model_id, folder, ModelFolder(folder).card())
+        card = ModelFolder(folder).card()
+        return ModelEntry(card.model_id, folder, card)
     if not requested:
         choice = active_choice(store)
         if choice is None or choice.model_id is None:
@@ -172,16 +173,6 @@ def model_for(requested: str | None, store: CaseStore | None, registry: Registry
                 raise
         unpack(store, requested)
         return registry.get(requested)
-
-
-def model_folder(requested: str | None, store: CaseStore | None) -> Path:
-    """The folder of `model_for(requested, store)`: what scripts and benches load (a ModelError where no model is
-    registered)."""
-    entry = model_for(requested, store)
-    if entry is None:
-        raise ModelError(f"No model is registered in {str(current().registry)!r}; pass --model DIR or train one with "
-                         "`python -m train`.")
-    return entry.path
 
 
 def quiet_store() -> CaseStore | None:

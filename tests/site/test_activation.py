@@ -136,3 +136,8 @@ def test_a_request_uses_the_model_asked_for_else_the_governed_choice_else_the_de
     with pytest.raises(ModelError, match="No model 'nope'"):
         Request.resolve(store, "nope")
     assert not Request.resolve(store).signed_in and Request.resolve(store).reader == "unsigned"
+    record_choice(store, "a-model-nobody-has", "Dr Site", {"action": "activate"})  # the site's cannot be had
+    with pytest.raises(ModelError):
+        Request.resolve(store)
+    compared = Request.resolve(store, C.MODEL_ID)  # a model asked for goes on without it
+    assert compared.entry.model_id == C.MODEL_ID and compared.site_model is None and not compared.is_site_model

@@ -201,6 +201,25 @@ def test_a_stopped_fine_tuning_resumes_after_its_last_checkpoint(tmp_path, tiny_
     assert all(r["logits"].shape == (len(watch), 3) for r in again)
 
 
+def test_a_work_folder_reused_for_other_films_resumes_nothing_of_theirs(tmp_path, tiny_model_dir):
+    """Checkpoints left by another adaptation (other films, parent, seed or recipe) are dropped before anything
+    trains; the same adaptation's are kept for its resume (both runs here stop at the per-class minimum)."""
+    from cxr_core.errors import CXRError
+    from cxr_core.site.films import films_from_folder
+    from train.run_folder import RunFolder
+
+    films, work = films_from_folder(_site(tmp_path, per_class=3)), tmp_path / "work"
+    (work / "checkpoints" / "fold-1").mkdir(parents=True)
+    RunFolder(work).write_status(state="failed", adaptation="another adaptation")
+    with pytest.raises(CXRError, match="each class"):
+        _adapt(tiny_model_dir, films, work_dir=work)
+    assert not (work / "checkpoints").exists()
+    (work / "checkpoints" / "fold-1").mkdir(parents=True)  # as this adaptation would have left them
+    with pytest.raises(CXRError, match="each class"):
+        _adapt(tiny_model_dir, films, work_dir=work)
+    assert (work / "checkpoints" / "fold-1").is_dir()
+
+
 def test_duplicates_count_once_and_patients_come_from_file_names(tmp_path, tiny_predictor):
     from cxr_core.site.films import films_from_folder, screen
 
