@@ -42,6 +42,7 @@ from cxr_core.model.architecture import LOGITS_LAYER
 from cxr_core.model.card import ModelCard
 from cxr_core.model.evidence import ThresholdEvidence
 from cxr_core.model.folder import ModelFolder
+from cxr_core.model.keras_import import load_keras_model
 from cxr_core.model.predict import Predictor
 from cxr_core.readers import named
 from cxr_core.safety.overlap import training_hashes
@@ -55,6 +56,7 @@ from cxr_core.validation import metrics as M
 from cxr_core.validation.evaluation import write_scores
 from train.augment import build_augmenter
 from train.run_folder import RunFolder
+from train.workers import MAX_WORKERS, run_local_cluster
 
 BATCHNORM = ("adapt", "frozen")
 AUGMENT = ("none", "light", "parent")
@@ -114,20 +116,22 @@ class CrossFit:
 def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int = 0,
           recipe: Recipe = Recipe(), store: CaseStore | None = None, work_dir: Path | None = None,
           progress: Progress | None = None, command: str = "", min_per_class: int | None = None,
-          left_out_reviews: int = 0) -> dict[str, Any]:
+          left_out_reviews: int = 0) -> dict[str, Any] | None:
     """Screen, cross-fit, train the final model, judge and keep (see the module docstring); the result
-    `site-model adapt --json` prints. Refusals are CXRErrors naming the rule. `left_out_reviews`: reviews the
+    `site-model adapt --json` prints (None on a cluster's other workers: the chief keeps the model). Refusals are CXRErrors naming the rule. `left_out_reviews`: reviews the
     source left out as contradicting themselves (counted in the card)."""
     reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
-    settings = current()
+    settings, chief = current(), distribute.current().is_chief
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
     name = _run_name(parent_dir, films, seed, recipe)
     work_dir = Path(work_dir or settings.layout.site_runs / name)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    if RunFolder(work_dir).read_status().get("adaptation") != name:  # other films, parent, seed or recipe
-        shutil.rmtree(RunFolder(work_dir).checkpoints_dir, ignore_errors=True)  # nothing of theirs to resume
-    run = _Run(work_dir, progress, {"state": "checking the films", "started": time.time(), "reader": reader,
-                                    "source": source, "adaptation": name})
+    if chief:  # the chief alone writes the folder (the other workers of a cluster read its checkpoints)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        if RunFolder(work_dir).read_status().get("adaptation") != name:  # other films, parent, seed or recipe
+            shutil.rmtree(RunFolder(work_dir).checkpoints_dir, ignore_errors=True)  # nothing of theirs to resume
+    run = _Run(work_dir, progress if chief else None, {"state": "checking the films", "started": time.time(),
+                                                       "reader": reader, "source": source, "adaptation": name},
+               writes=chief)
     try:
         return _adapt(parent_dir, films, reader, source, seed, recipe, store, run, command, min_per_class,
                       left_out_reviews)
@@ -140,29 +144,34 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
 class _Run:
     """The adaptation's folder (a RunFolder: status, history) and its listener, told of each stage and epoch."""
 
-    def __init__(self, folder: Path, progress: Progress | None, status: dict[str, Any]):
-        self.folder, self.progress, self.status, self.rows = RunFolder(folder), progress, status, []
-        self.folder.write_status(**status)
+    def __init__(self, folder: Path, progress: Progress | None, status: dict[str, Any], writes: bool = True):
+        self.folder, self.progress, self.status, self.rows, self.writes = RunFolder(folder), progress, status, [], writes
+        self._write()
+
+    def _write(self) -> None:
+        if self.writes:
+            self.folder.write_status(**self.status)
 
     def stage(self, state: str, **fields: Any) -> None:
         self.status.update(state=state, **fields)
-        self.folder.write_status(**self.status)
+        self._write()
         if self.progress:
             self.progress({"stage": state})
 
     def epoch(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        _write_history(self.folder, self.rows)
+        if self.writes:
+            _write_history(self.folder, self.rows)
         self.status.update(fold=row["fold"], folds=row["folds"], epoch=row["epoch"], epochs=row["epochs"],
                            val_auc=row.get("val_auc"))
-        self.folder.write_status(**self.status)
+        self._write()
         if self.progress:
             self.progress(row)
 
 
 def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, seed: int, recipe: Recipe,
            store: CaseStore | None, run: _Run, command: str, min_per_class: int,
-           left_out_reviews: int) -> dict[str, Any]:
+           left_out_reviews: int) -> dict[str, Any] | None:
     started, settings = run.status["started"], current()
     parent = Predictor(parent_dir)
     screened = screen(films, parent, min_per_class, settings.site_policy.sensitivity_floor)
@@ -186,6 +195,10 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     model, _ = fine_tune(parent, screened, np.arange(len(yb)), recipe, seed + len(parts), epoch, None,
                          lambda row: run.epoch({**row, "fold": "final", "folds": len(parts)}),
                          run.folder.checkpoints_dir / f"final-{epoch}")
+    dist = distribute.current()
+    if not dist.is_chief:  # the chief writes the model; this worker waits for it, so the cluster ends together
+        dist.barrier()
+        return None
     films_manifest = manifest(screened, parts)
     model_id = f"{parent.card.model_id}-site-{_short_hash(films_manifest, seed, recipe)}"
     folder = ModelFolder(run.folder.path / model_id)
@@ -193,6 +206,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
         shutil.rmtree(folder.path)
     folder.path.mkdir(parents=True)
     model.save(folder.model_file)
+    model = load_keras_model(folder.model_file)  # the saved model, off the training strategy's variables
     run.stage("fitting the guards")
     guards = _fit_guards(model, screened, parts, parent, folder.path)
     known = sorted((training_hashes(parent.folder.hashes_file) or set()) | set(screened.hashes))
@@ -205,7 +219,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
             "seed": seed, "recipe": asdict(recipe), "epoch": epoch, "counts": counts, "manifest": films_manifest,
             "local_validation": {**evidence, "kind": "out-of-fold"}, "threshold_cross_check": cross_check,
             "out_of_fold_auc_by_epoch": crossfit.auc_by_epoch(yb), "history": crossfit.history,
-            "warnings": screened.warnings, "command": command,
+            "warnings": screened.warnings, "command": command, "distribution": dist.describe(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "note": f"Every site film was scored by a model fine-tuned without its patient ({len(parts)} patient-grouped "
                     "folds); the parent is scored on the same films. The epoch and the threshold were chosen on these "
@@ -248,15 +262,23 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
               "model_dir": str(unpack(store, model_id) if store is not None else folder.path)}
     run.stage("finished", result=result)
     shutil.rmtree(run.folder.checkpoints_dir, ignore_errors=True)  # done: nothing left to resume
+    dist.barrier()
     return result
 
 
-def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, reader: str, seed: int,
-                   work_dir: Path | None = None) -> dict[str, Any]:
-    """`python -m cxr_core site-model adapt` (through `main`): the source, a progress bar on stderr, the case
-    database."""
+def _source(data_dir: str | None, from_reviews: bool) -> tuple[CaseStore, list[SiteFilm], int]:
+    """The case database, the site's films (a labelled folder, or the worklist's reviews) and the contradictory
+    reviews left out."""
     store = CaseStore.open()
     films, contradictory = films_from_reviews(store) if from_reviews else (films_from_folder(data_dir or ""), 0)
+    return store, films, contradictory
+
+
+def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, reader: str, seed: int,
+                   work_dir: Path | None = None) -> dict[str, Any] | None:
+    """`python -m cxr_core site-model adapt` (through `main`): the source, a progress bar on stderr, the case
+    database."""
+    store, films, contradictory = _source(data_dir, from_reviews)
     command = "python -m cxr_core site-model adapt " + ("--from-reviews" if from_reviews else "DATA_DIR") + \
               f" --reader NAME --seed {seed}"
     return adapt(parent_dir, films, reader, "reviews" if from_reviews else "folder", seed, store=store,
@@ -265,8 +287,11 @@ def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, r
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m train.site PARENT_DIR (DATA_DIR | --from-reviews) --reader NAME --seed N --result FILE
-    [--work-dir DIR]`: the process `python -m cxr_core site-model adapt` runs (cxr_core never imports train/); the
-    result is written to FILE as JSON. Errors are one line on stderr, exit status 2."""
+    [--work-dir DIR] [--workers N]`: the process `python -m cxr_core site-model adapt` runs (cxr_core never imports
+    train/); the result is written to FILE as JSON. Errors are one line on stderr, exit status 2. `--workers N`
+    starts N processes of this command on loopback (train.workers), one TF_CONFIG each; on real machines each sets
+    its own TF_CONFIG. Under a cluster every worker screens the films and trains its share of each batch; the chief
+    alone writes the folder, the model and the result."""
     parser = argparse.ArgumentParser(prog="python -m train.site", description="site adaptation (run by cxr_core)")
     parser.add_argument("parent_dir")
     parser.add_argument("data_dir", nargs="?")
@@ -275,15 +300,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--result", required=True, help="where the result's JSON is written")
     parser.add_argument("--work-dir")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help=f"train with N worker processes on this machine's loopback (1 to {MAX_WORKERS})")
     args = parser.parse_args(argv)
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers {args.workers} is invalid: expected an integer from 1 to {MAX_WORKERS}.")
 
     def run() -> int:
+        if args.workers and args.workers > 1 and distribute.tf_config() is None:
+            return _run_cluster(args, list(sys.argv[1:] if argv is None else argv))
+        dist = distribute.current()  # first: a cluster's collectives are set up before any other TensorFlow work
         result = adapt_from_cli(Path(args.parent_dir), args.data_dir, args.from_reviews, args.reader, args.seed,
                                 work_dir=Path(args.work_dir) if args.work_dir else None)
-        write_json_atomic(Path(args.result), result)
+        if dist.is_chief:
+            write_json_atomic(Path(args.result), result)
         return 0
 
     return report_errors(run)
+
+
+def _run_cluster(args: argparse.Namespace, argv: list[str]) -> int:
+    """`--workers N` without a TF_CONFIG: N processes of this command on loopback, all told the same folder
+    (named from the films here, as `adapt` would), their live status in its workers.json."""
+    _, films, _ = _source(args.data_dir, args.from_reviews)  # the case database is made ready before any worker
+    work_dir = Path(args.work_dir or current().layout.site_runs / _run_name(Path(args.parent_dir), films, args.seed,
+                                                                          Recipe()))
+    kept = [a for i, a in enumerate(argv) if not (a.startswith("--workers") or (i and argv[i - 1] == "--workers"))]
+    kept = [a for i, a in enumerate(kept) if not (a.startswith("--work-dir") or (i and kept[i - 1] == "--work-dir"))]
+    code = run_local_cluster([*kept, "--work-dir", str(work_dir)], args.workers, work_dir,
+                             current().layout.site_runs, log=lambda line: print(line, file=sys.stderr),
+                             module="train.site", out=sys.stderr)
+    if code:
+        raise CXRError("A worker of the adaptation stopped; the others were stopped too. Rerun the same command to "
+                       "resume from the last finished epoch.")
+    return 0
 
 
 class _Bar:
@@ -409,7 +459,7 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
                                                      for i in range(0, len(watch), 64)]))
             row["seconds"] = round(time.time() - t0, 2)
             rows.append(row)
-            if checkpoints is not None:
+            if checkpoints is not None and dist.is_chief:
                 _keep_rows(checkpoint_dir, rows, logits_so_far)  # first: a checkpoint never outruns its rows
                 checkpoints.save(epoch + 1)
             if on_epoch:

@@ -49,8 +49,9 @@ def worker_tf_config(addresses: list[str], index: int) -> str:
 
 
 def run_local_cluster(argv: list[str], workers: int, run_dir: Path, runs_dir: Path,
-                      log: Callable[[str], None] = print) -> int:
-    """Start `workers` processes of `python -m train *argv`, wait for all; 0 when every one finished."""
+                      log: Callable[[str], None] = print, module: str = "train", out: Any = None) -> int:
+    """Start `workers` processes of `python -m MODULE *argv` (a training run, or a site adaptation: train.site),
+    wait for all; 0 when every one finished. Their output, prefixed, goes to `out` (default stdout)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     addresses = [f"localhost:{p}" for p in free_ports(workers)]
     procs: list[subprocess.Popen] = []
@@ -64,13 +65,14 @@ def run_local_cluster(argv: list[str], workers: int, run_dir: Path, runs_dir: Pa
                 pass_fds: tuple[int, ...] = ()
                 if i == 0:  # the chief writes the run folder: it holds the lock (shared with this launcher)
                     env[LOCK_FD_ENV], pass_fds = str(lock.fh.fileno()), (lock.fh.fileno(),)
-                proc = subprocess.Popen([sys.executable, "-m", "train", *argv], cwd=PROJECT_ROOT, env=env,
+                proc = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=PROJECT_ROOT, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         pass_fds=pass_fds)
                 procs.append(proc)
                 records.append({"task": f"worker:{i}", "role": "chief" if i == 0 else "worker", "pid": proc.pid,
                                 "address": address, "state": "running"})
-                relays.append(threading.Thread(target=_relay, args=(proc, f"[worker {i}] "), daemon=True))
+                relays.append(threading.Thread(target=_relay, args=(proc, f"[worker {i}] ", out or sys.stdout),
+                                               daemon=True))
                 relays[-1].start()
             _write(run_dir, records)
             log(f"Started {workers} workers on {', '.join(addresses)} (worker 0 is the chief).")
@@ -120,11 +122,11 @@ def _stop(procs: list[subprocess.Popen], records: list[dict[str, Any]], run_dir:
         _write(run_dir, records)
 
 
-def _relay(proc: subprocess.Popen, prefix: str) -> None:
+def _relay(proc: subprocess.Popen, prefix: str, out: Any) -> None:
     assert proc.stdout is not None
     for line in iter(proc.stdout.readline, b""):
-        sys.stdout.write(prefix + line.decode(errors="replace"))
-        sys.stdout.flush()
+        out.write(prefix + line.decode(errors="replace"))
+        out.flush()
 
 
 def _write(run_dir: Path, records: list[dict[str, Any]]) -> None:

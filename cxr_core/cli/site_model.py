@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_option(sa, prefix="the parent: ")
     sa.add_argument("--seed", type=int, default=0, help="the split's and the training's seed (default 0)")
     sa.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    sa.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="train with N worker processes on this machine's loopback (tf.distribute); on real machines "
+                         "set TF_CONFIG on each instead")
     sa.add_argument("--work-dir", help="the adaptation's folder (default: one under $CXR_HOME/site-runs named after the parent, "
                                         "the films, the seed and the recipe: rerunning a stopped adaptation resumes there)")
     sa.set_defaults(func=run_adapt)
@@ -89,7 +92,8 @@ def _adapt_in_process(parent_dir: Path, args: argparse.Namespace) -> tuple[int, 
         command = [sys.executable, "-m", "train.site", str(parent_dir),
                    *(["--from-reviews"] if args.from_reviews else [str(Path(args.data_dir).expanduser().resolve())]),
                    "--reader", args.reader, "--seed", str(args.seed), "--result", str(result_file),
-                   *(["--work-dir", str(args.work_dir)] if args.work_dir else [])]
+                   *(["--work-dir", str(args.work_dir)] if args.work_dir else []),
+                   *(["--workers", str(args.workers)] if args.workers else [])]
         with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
             assert child.stderr is not None
             for chunk in iter(lambda: child.stderr.read1(4096), b""):  # type: ignore[union-attr]

@@ -356,3 +356,29 @@ def test_the_manifest_holds_hashes_and_labels_and_no_identifier(adapted):
     assert {e["label"] for e in entries} == {"NORMAL", "BACTERIAL", "VIRAL"}
     for secret in ("ID-12345", "Secret", "IM-0", "person", ".jpeg", ".dcm"):
         assert secret not in text
+
+
+@pytest.mark.slow  # two worker processes train a whole adaptation
+def test_an_adaptation_trains_on_two_workers_and_the_chief_alone_writes(tmp_path, tiny_model_dir):
+    """`site-model adapt --workers 2`: two processes on loopback (MultiWorkerMirroredStrategy) run every fold and
+    the final model in step; the chief writes the folder, the model and the result, the other worker nothing (its
+    checkpoint copies go at once); the model is kept in the case database."""
+    from cxr_core.settings import Settings
+
+    site, home, scratch = _site(tmp_path, per_class=18), tmp_path / "home", tmp_path / "tmp"
+    scratch.mkdir()
+    env = cli_env(CXR_HOME=str(home), CXR_SITE_MIN_PER_CLASS="8", TMPDIR=str(scratch))
+    r = run_cli(["site-model", "adapt", str(site), "--reader", "Dr Site", "--model", str(tiny_model_dir),
+                 "--workers", "2", "--json"], env=env, process=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    [run] = [p for p in Settings.from_env(env).layout.site_runs.iterdir() if p.is_dir()]
+    workers = json.loads((run / "workers.json").read_text())["workers"]
+    assert [(w["role"], w["state"]) for w in workers] == [("chief", "finished"), ("worker", "finished")]
+    rows = (run / "history.csv").read_text().splitlines()[1:]
+    assert len(rows) == 5 * 8 + result["epoch"]  # every fold's epochs, then the final model's
+    assert not (run / "checkpoints").exists() and list(scratch.glob("cxr-train-worker*")) == []
+    assert result["stored"] and (Path(result["model_dir"]) / "model.keras").is_file()
+    card = json.loads((Path(result["model_dir"]) / "model_card.json").read_text())
+    assert card["site_adaptation"]["distribution"] == {"strategy": "MultiWorkerMirroredStrategy", "workers": 2,
+                                                       "replicas": 2}
