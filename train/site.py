@@ -118,17 +118,16 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
           progress: Progress | None = None, command: str = "", min_per_class: int | None = None,
           left_out_reviews: int = 0) -> dict[str, Any] | None:
     """Screen, cross-fit, train the final model, judge and keep (see the module docstring); the result
-    `site-model adapt --json` prints (None on a cluster's other workers: the chief keeps the model). Refusals are CXRErrors naming the rule. `left_out_reviews`: reviews the
-    source left out as contradicting themselves (counted in the card)."""
+    `site-model adapt --json` prints (None on a cluster's other workers: the chief keeps the model). Refusals are
+    CXRErrors naming the rule. `left_out_reviews`: reviews the source left out as contradicting themselves (counted
+    in the card)."""
     reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
     settings, chief = current(), distribute.current().is_chief
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
     name = _run_name(parent_dir, films, seed, recipe)
     work_dir = Path(work_dir or settings.layout.site_runs / name)
     if chief:  # the chief alone writes the folder (the other workers of a cluster read its checkpoints)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        if RunFolder(work_dir).read_status().get("adaptation") != name:  # other films, parent, seed or recipe
-            shutil.rmtree(RunFolder(work_dir).checkpoints_dir, ignore_errors=True)  # nothing of theirs to resume
+        _clear_stale(work_dir, name)
     run = _Run(work_dir, progress if chief else None, {"state": "checking the films", "started": time.time(),
                                                        "reader": reader, "source": source, "adaptation": name},
                writes=chief)
@@ -266,6 +265,14 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     return result
 
 
+def _clear_stale(work_dir: Path, name: str) -> None:
+    """The adaptation's folder, without checkpoints another adaptation (other films, parent, seed or recipe) left
+    there: nothing of theirs is resumed."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if RunFolder(work_dir).read_status().get("adaptation") != name:
+        shutil.rmtree(RunFolder(work_dir).checkpoints_dir, ignore_errors=True)
+
+
 def _source(data_dir: str | None, from_reviews: bool) -> tuple[CaseStore, list[SiteFilm], int]:
     """The case database, the site's films (a labelled folder, or the worklist's reviews) and the contradictory
     reviews left out."""
@@ -323,8 +330,9 @@ def _run_cluster(args: argparse.Namespace, argv: list[str]) -> int:
     """`--workers N` without a TF_CONFIG: N processes of this command on loopback, all told the same folder
     (named from the films here, as `adapt` would), their live status in its workers.json."""
     _, films, _ = _source(args.data_dir, args.from_reviews)  # the case database is made ready before any worker
-    work_dir = Path(args.work_dir or current().layout.site_runs / _run_name(Path(args.parent_dir), films, args.seed,
-                                                                          Recipe()))
+    name = _run_name(Path(args.parent_dir), films, args.seed, Recipe())
+    work_dir = Path(args.work_dir or current().layout.site_runs / name)
+    _clear_stale(work_dir, name)  # before any worker starts: every worker resumes from the same epoch
     kept = [a for i, a in enumerate(argv) if not (a.startswith("--workers") or (i and argv[i - 1] == "--workers"))]
     kept = [a for i, a in enumerate(kept) if not (a.startswith("--work-dir") or (i and kept[i - 1] == "--work-dir"))]
     code = run_local_cluster([*kept, "--work-dir", str(work_dir)], args.workers, work_dir,
