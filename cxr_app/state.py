@@ -8,7 +8,6 @@ from pathlib import Path
 import streamlit as st
 
 from cxr_core.errors import CXRError
-from cxr_core.formatting import ci, with_ci
 from cxr_core.model.registry import ModelEntry, Registry
 from cxr_core.cases.db import database_url
 from cxr_core.cases.store import CaseStore
@@ -18,8 +17,8 @@ from cxr_core.safety.intended_use import BANNER
 from cxr_core.settings import current
 from cxr_core.request import Request
 from cxr_core.site.models import sync
-from cxr_core.validation.metrics import wilson_interval
 from cxr_core.validation.external import external_sentence
+from cxr_core.validation.figures import own_figures
 from cxr_core.validation.site_point import SiteFigures
 import numpy as np
 import sys
@@ -260,27 +259,10 @@ def _external_figures(entry: ModelEntry) -> None:
 
 
 def _internal_figures(entry: ModelEntry) -> None:
-    """The model's own figures, labelled for what they are, with 95 % CIs: internal (same hospital), or this site's
-    for a site-adapted model (out-of-fold local validation)."""
-
-    b, t = entry.card.binary_metrics, entry.card.three_class_metrics
-    kind = entry.card.internal_validation_kind
-    local = bool(entry.card.site_adaptation)  # a site-adapted model's own figures are this site's
-    st.markdown("**At this site (out-of-fold local validation)**" if local else "**Internal (same hospital as training)**")
-    lines = []
-    if b.get("auc") is not None:
-        lines.append(f"AUC {with_ci(b['auc'], b.get('auc_ci95'))}")
-    cm = b.get("confusion_matrix")
-    if cm:  # [[TN, FP], [FN, TP]]
-        (tn, fp), (fn, tp) = cm
-        lines.append(f"sensitivity {tp / max(1, tp + fn):.3f} {ci(wilson_interval(tp, tp + fn))}")
-        lines.append(f"specificity {tn / max(1, tn + fp):.3f} {ci(wilson_interval(tn, tn + fp))}")
-    if t.get("accuracy") is not None:
-        lines.append(f"3-class accuracy {t['accuracy']:.3f}")
-    where = ("The threshold was chosen on these same scores, so they are slightly optimistic." if local else
-             "Same hospital and period as the training films: expect lower figures elsewhere.")
-    st.caption(", ".join(lines) + f" at threshold {b.get('threshold', entry.card.threshold):.3f}; "
-               f"{kind[0].lower() + kind[1:]} (95 % CIs). {where}")
+    """The model's own figures, labelled for what they are (cxr_core.validation.figures: the PDF's words too)."""
+    own = own_figures(entry.card)
+    st.markdown(f"**{own.heading}**")
+    st.caption(own.sentence)
 
 
 def data_dir_default() -> str:

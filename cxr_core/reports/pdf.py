@@ -17,6 +17,8 @@ from ..model.decision import SUBTYPE_UNCERTAIN, within_pneumonia
 from ..model.operating_point import threshold_wording
 from ..model.predict import Prediction
 from ..safety.intended_use import INTENDED_USE, NOT_ASSESSED, TRAINED_ON, UNKNOWN_ELSEWHERE
+from ..validation.external import external_sentence
+from ..validation.figures import own_figures
 from ..validation.site_point import SiteFigures
 from PIL import Image
 
@@ -99,17 +101,16 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
         f"final label {review['label']}" + (f". {review['comment']}" if review["comment"] else "") if review else
         "Reader review: none recorded yet."), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
-    iv = model_card.binary_metrics
     pdf.set_font("Helvetica", "", 9)
     if site is not None and site.reportable:
         pdf.multi_cell(0, 4.5, _latin1(site.sentence()), new_x="LMARGIN", new_y="NEXT")
-    pdf.multi_cell(0, 4.5, (
-        f"Model: {model_card.name} version {model_card.version} ({model_card.model_id}). "
-        f"Internal validation (same hospital as the training data, held-out patients; flatters what another "
-        f"site sees): "
-        f"AUC {iv.get('auc', float('nan')):.3f}, accuracy {iv.get('accuracy', float('nan')):.3f}, "
-        f"sensitivity {iv.get('sensitivity', float('nan')):.3f}, specificity {iv.get('specificity', float('nan')):.3f}."),
-        new_x="LMARGIN", new_y="NEXT")
+    own = own_figures(model_card)  # the sidebar's words: a site-adapted model's own figures are this site's
+    pdf.multi_cell(0, 4.5, _latin1(f"Model: {model_card.name} version {model_card.version} ({model_card.model_id}). "
+                                   f"{own.heading}: {own.sentence}"), new_x="LMARGIN", new_y="NEXT")
+    if model_card.external_validation:
+        pdf.multi_cell(0, 4.5, _latin1(f"{model_card.external_label}: "
+                                       f"{external_sentence(model_card.external_validation)}"),
+                       new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)
     pdf.multi_cell(0, 4.5, f"{TRAINED_ON}. {UNKNOWN_ELSEWHERE} Not a diagnosis.", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(-15)

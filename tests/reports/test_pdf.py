@@ -80,8 +80,24 @@ def test_the_site_figures_come_before_the_internal_ones_only_when_reportable(con
 
     pred = _predict(controlled_predictor, 0.9)
     words = pdf_words(build_pdf(pred, OVERLAY, controlled_predictor.card, site=Site(True)))
-    assert words.index("At this site (local evaluation of 120 films).") < words.index("Internal validation")
+    assert words.index("At this site (local evaluation of 120 films).") < words.index("Internal (same hospital")
     assert "At this site" not in pdf_words(build_pdf(pred, OVERLAY, controlled_predictor.card, site=Site(False)))
+
+
+def test_the_model_s_own_figures_say_where_they_come_from_as_the_sidebar_does(controlled_predictor):
+    """One rule for the sidebar and the PDF (cxr_core.validation.figures.own_figures): a site-adapted model's own
+    figures are this site's out-of-fold figures, never "internal"; a model validated on an external site says so."""
+    from cxr_core.validation.figures import own_figures
+
+    pred, card = _predict(controlled_predictor, 0.9), controlled_predictor.card
+    internal = own_figures(card)
+    assert internal.heading == "Internal (same hospital as training)"
+    assert f"{internal.heading}: {internal.sentence}"[:80] in pdf_words(build_pdf(pred, OVERLAY, card))
+    adapted = card.with_fields(site_adaptation={"parent_model_id": "parent", "counts": {"kept": 120}},
+                               internal_validation_kind="Local validation at this site, out-of-fold: 120 films")
+    words = pdf_words(build_pdf(pred, OVERLAY, adapted))
+    assert "At this site (out-of-fold local validation): " in words and "Internal (same hospital" not in words
+    assert "slightly optimistic" in words
 
 
 def test_the_acquisition_note_from_known_tags_only():
