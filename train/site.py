@@ -122,12 +122,15 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     CXRErrors naming the rule. `left_out_reviews`: reviews the source left out as contradicting themselves (counted
     in the card)."""
     reader = named(reader, "Site adaptation needs the reader's name (it is recorded in the model card and the audit).")
-    settings, chief = current(), distribute.current().is_chief
+    settings, dist = current(), distribute.current()
+    chief = dist.is_chief
     min_per_class = settings.site_min_per_class if min_per_class is None else min_per_class
     name = _run_name(parent_dir, films, seed, recipe)
     work_dir = Path(work_dir or settings.layout.site_runs / name)
     if chief:  # the chief alone writes the folder (the other workers of a cluster read its checkpoints)
         _clear_stale(work_dir, name)
+    dist.barrier()  # no worker restores a checkpoint the chief is about to clear
+    dist.agree(int(name.rsplit("-", 1)[1][:12], 16), "the films, the parent, the seed and the recipe")
     run = _Run(work_dir, progress if chief else None, {"state": "checking the films", "started": time.time(),
                                                        "reader": reader, "source": source, "adaptation": name},
                writes=chief)
@@ -174,6 +177,8 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     started, settings = run.status["started"], current()
     parent = Predictor(parent_dir)
     screened = screen(films, parent, min_per_class, settings.site_policy.sensitivity_floor)
+    distribute.current().agree(int(hashlib.sha256("".join(screened.hashes).encode()).hexdigest()[:12], 16),
+                               "the films kept")
     parts = folds(screened, recipe.folds, seed)
     run.stage("training", counts=screened.counts, parent_model_id=parent.card.model_id)
     yb, y3 = screened.binary, _labels3(screened)
@@ -181,6 +186,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
     crossfit = cross_fit(parent, screened, parts, recipe, seed, run.epoch, run.folder.checkpoints_dir)
     run.stage("choosing the epoch and the threshold")
     epoch = crossfit.best_epoch(yb)
+    distribute.current().agree(epoch, "the epoch the folds chose")  # a near tie may fall apart on other hardware
     logits = crossfit.logits[epoch - 1]
     temperature = _temperature(logits, y3, parent.card.temperature)
     probs = M.as_three_class(D.softmax(logits, temperature))
@@ -239,7 +245,7 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
                                                             "patient",
                                 "stress": None, "ensemble": None, "site_adaptation": site, **guards,
                                 "external_validation": None,  # the parent's: this model trained on site films
-                                "reproduce_command": command, "epochs_run": epoch,
+                                "reproduce_command": command, "epochs_run": epoch, "distribution": dist.describe(),
                                 "parameters": int(model.count_params())})
     gate = {"auc": evidence["adapted"]["auc"], "rule": "cxr_core.site.activation.activation_refusals"}
     refusals = activation_refusals(card.with_fields(validation_gate={**gate, "passed": True}), settings.site_policy)
@@ -295,7 +301,8 @@ def adapt_from_cli(parent_dir: Path, data_dir: str | None, from_reviews: bool, r
 def main(argv: list[str] | None = None) -> int:
     """`python -m train.site PARENT_DIR (DATA_DIR | --from-reviews) --reader NAME --seed N --result FILE
     [--work-dir DIR] [--workers N]`: the process `python -m cxr_core site-model adapt` runs (cxr_core never imports
-    train/); the result is written to FILE as JSON. Errors are one line on stderr, exit status 2. `--workers N`
+    train/); the result is written to FILE as JSON. Errors are one line on stderr (each worker's, prefixed, with
+    `--workers`), exit status 2. `--workers N`
     starts N processes of this command on loopback (train.workers), one TF_CONFIG each; on real machines each sets
     its own TF_CONFIG. Under a cluster every worker screens the films and trains its share of each batch; the chief
     alone writes the folder, the model and the result."""
@@ -312,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         parser.error(f"--workers {args.workers} is invalid: expected an integer from 1 to {MAX_WORKERS}.")
+    if args.workers and Recipe().batch_size % args.workers:
+        parser.error(f"--workers {args.workers} is invalid: the batch of {Recipe().batch_size} films must split "
+                     "evenly over the workers.")
 
     def run() -> int:
         if args.workers and args.workers > 1 and distribute.tf_config() is None:
@@ -339,8 +349,8 @@ def _run_cluster(args: argparse.Namespace, argv: list[str]) -> int:
                              current().layout.site_runs, log=lambda line: print(line, file=sys.stderr),
                              module="train.site", out=sys.stderr)
     if code:
-        raise CXRError("A worker of the adaptation stopped; the others were stopped too. Rerun the same command to "
-                       "resume from the last finished epoch.")
+        raise CXRError("A worker of the adaptation stopped (its reason is above); the others were stopped too. Where "
+                       "it stopped mid-training, rerunning the same command resumes from the last finished epoch.")
     return 0
 
 
@@ -440,10 +450,14 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
     rng = np.random.default_rng(seed)
     orders = [tune[rng.permutation(len(tune))] for _ in range(epochs)]  # fixed up front: a resumed run sees the same
     steps = max(1, int(np.ceil(len(tune) / recipe.batch_size)))
+    if len(tune) // steps < dist.replicas:
+        raise ConfigError(f"{len(tune)} films in batches of {recipe.batch_size} leave some of the {dist.replicas} "
+                          "replicas without a film: use fewer workers.")
     augmenter = _augmenter(parent, recipe, seed)
     checkpoints = (distribute.Checkpoints(dist, checkpoint_dir, model=logit_model, head=stages[0][3], whole=stages[1][3])
                    if checkpoint_dir is not None else None)
     done = checkpoints.restore() if checkpoints is not None else 0
+    dist.agree(done, "the epochs already trained")
     rows = _replay(checkpoint_dir, done, on_epoch) if done else []
     logits_so_far = [r.pop("logits") for r in rows] if watch is not None else []
     infer = tf.function(lambda xb: logit_model(xb, training=False), reduce_retracing=True)
@@ -467,9 +481,10 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
                                                      for i in range(0, len(watch), 64)]))
             row["seconds"] = round(time.time() - t0, 2)
             rows.append(row)
-            if checkpoints is not None and dist.is_chief:
-                _keep_rows(checkpoint_dir, rows, logits_so_far)  # first: a checkpoint never outruns its rows
-                checkpoints.save(epoch + 1)
+            if checkpoints is not None:
+                if dist.is_chief:
+                    _keep_rows(checkpoint_dir, rows, logits_so_far)  # first: a checkpoint never outruns its rows
+                checkpoints.save(epoch + 1)  # every worker (a non-chief's copy goes at once)
             if on_epoch:
                 on_epoch({**row, **({"logits": logits_so_far[-1]} if watch is not None else {})})
     return model, rows

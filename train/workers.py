@@ -1,5 +1,5 @@
-"""`python -m train --config C --workers N`: N worker processes on this machine's loopback, one TF_CONFIG each, to
-run and test multi-worker training without a cluster. On real machines each one sets its own TF_CONFIG and runs
+"""`python -m train --config C --workers N` (and `python -m train.site ... --workers N`, a site adaptation): N worker
+processes on this machine's loopback, one TF_CONFIG each, to run and test multi-worker training without a cluster. On real machines each one sets its own TF_CONFIG and runs
 the same command without `--workers` (README "Data and training").
 
 Every worker runs the same command line with `TF_CONFIG = {"cluster": {"worker": [N loopback addresses]},
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -123,9 +124,18 @@ def _stop(procs: list[subprocess.Popen], records: list[dict[str, Any]], run_dir:
 
 
 def _relay(proc: subprocess.Popen, prefix: str, out: Any) -> None:
+    """The worker's output, each line prefixed; a progress bar's redraws (ended by a carriage return) too."""
     assert proc.stdout is not None
-    for line in iter(proc.stdout.readline, b""):
-        out.write(prefix + line.decode(errors="replace"))
+    pending = b""
+    for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
+        pending += chunk
+        *done, pending = re.split(rb"(?<=[\r\n])", pending)
+        for piece in done:
+            if piece.strip():
+                out.write(prefix + piece.decode(errors="replace"))
+        out.flush()
+    if pending.strip():
+        out.write(prefix + pending.decode(errors="replace") + "\n")
         out.flush()
 
 

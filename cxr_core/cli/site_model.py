@@ -93,13 +93,13 @@ def _adapt_in_process(parent_dir: Path, args: argparse.Namespace) -> tuple[int, 
                    *(["--from-reviews"] if args.from_reviews else [str(Path(args.data_dir).expanduser().resolve())]),
                    "--reader", args.reader, "--seed", str(args.seed), "--result", str(result_file),
                    *(["--work-dir", str(args.work_dir)] if args.work_dir else []),
-                   *(["--workers", str(args.workers)] if args.workers else [])]
+                   *(["--workers", str(args.workers)] if args.workers is not None else [])]
         with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
             assert child.stderr is not None
             for chunk in iter(lambda: child.stderr.read1(4096), b""):  # type: ignore[union-attr]
                 sys.stderr.write(chunk.decode("utf-8", "replace"))
                 sys.stderr.flush()
-        if child.returncode != 0:
+        if child.returncode != 0 or not result_file.is_file():  # failed, or a cluster's other worker: done
             return child.returncode, None
         return 0, json.loads(result_file.read_text(encoding="utf-8"))
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cxr_core.errors import ConfigError
+from cxr_core.errors import ConfigError, CXRError
 import numpy as np
 
 WORKER_TEMP_PREFIX = "cxr-train-worker"  # a non-chief's checkpoint folder, removed after every save
@@ -80,6 +80,15 @@ class Distribution:
         if self.workers > 1:
             _barrier(self.strategy)()
 
+    def agree(self, value: int, what: str) -> None:
+        """Raise unless every worker holds the same `value` (a collective: every worker calls it at the same point),
+        so a cluster whose workers would run different numbers of steps stops with the reason instead of hanging."""
+        if self.workers > 1:
+            total, squares = (float(v) for v in _sums(self.strategy)(float(value)))
+            if abs(squares * self.replicas - total * total) > 1e-6 * max(1.0, total * total):  # equal iff all equal
+                raise CXRError(f"The workers disagree on {what}: they do not share the run folder, or read different "
+                               "films. Give every worker the same folder and data, then rerun.")
+
     def describe(self) -> dict[str, Any]:
         """The model card's and the status file's `distribution` block."""
         return {"strategy": self.name, "workers": self.workers, "replicas": self.replicas}
@@ -95,6 +104,20 @@ def _barrier(strategy: Any) -> Any:
         return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
 
     return barrier
+
+
+@functools.cache
+def _sums(strategy: Any) -> Any:
+    import tensorflow as tf  # lazy: heavy
+
+    @tf.function
+    def sums(value: Any) -> Any:
+        def replica() -> Any:
+            v = tf.identity(value)  # (an all-reduce needs a tensor made in the replica)
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, [v, v * v])
+        return strategy.experimental_local_results(strategy.run(replica))[0]
+
+    return lambda value: sums(tf.constant(value, tf.float64))
 
 
 def cluster_spec() -> dict[str, list[str]]:

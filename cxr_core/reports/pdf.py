@@ -33,7 +33,7 @@ def build_pdf(pred: Prediction, overlay_rgb: np.ndarray, model_card: ModelCard,
     """PDF bytes for one decoded input (pred.image must hold the pixels), traceable to its case (`case`: the
     case store's JSON object) when it is one. An input that was not assessed gets its reasons, no probability
     and no heatmap. `site`: the site's figures (cxr_core.validation.site_point.SiteFigures), quoted before the
-    internal ones when reportable; `now`: how a stored decision would read now (operating_point.reading_now)."""
+    model's own when reportable; `now`: how a stored decision would read now (operating_point.reading_now)."""
     from fpdf import FPDF  # lazy: heavy
 
     if pred.error or pred.image is None:

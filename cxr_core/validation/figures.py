@@ -21,9 +21,11 @@ def own_figures(card: ModelCard) -> OwnFigures:
     """The card's own figures: a site-adapted model's are this site's (out-of-fold), any other model's internal."""
     b, t = card.binary_metrics, card.three_class_metrics
     local = bool(card.site_adaptation)
+    adapted = ((card.site_adaptation or {}).get("local_validation") or {}).get("adapted") or {}
+    auc_ci = b.get("auc_ci95") or (adapted.get("auc_ci95") if local else None)  # a site model's bootstrap CI
     parts = []
     if b.get("auc") is not None:
-        parts.append(f"AUC {with_ci(b['auc'], b.get('auc_ci95'))}")
+        parts.append(f"AUC {with_ci(b['auc'], auc_ci)}")
     cm = b.get("confusion_matrix")
     if cm:  # [[TN, FP], [FN, TP]]
         (tn, fp), (fn, tp) = cm
@@ -34,6 +36,7 @@ def own_figures(card: ModelCard) -> OwnFigures:
     kind = card.internal_validation_kind
     where = ("The threshold was chosen on these same scores, so they are slightly optimistic." if local else
              "Same hospital and period as the training films: expect lower figures elsewhere.")
+    cis = " (95 % CIs)" if cm or auc_ci else ""
     return OwnFigures("At this site (out-of-fold local validation)" if local else "Internal (same hospital as training)",
                       (", ".join(parts) or "No figures recorded") + f" at threshold {b.get('threshold', card.threshold):.3f}; "
-                      f"{kind[0].lower() + kind[1:]} (95 % CIs). {where}")
+                      f"{kind[0].lower() + kind[1:]}{cis}. {where}")

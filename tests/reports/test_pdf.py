@@ -86,7 +86,7 @@ def test_the_site_figures_come_before_the_internal_ones_only_when_reportable(con
 
 def test_the_model_s_own_figures_say_where_they_come_from_as_the_sidebar_does(controlled_predictor):
     """One rule for the sidebar and the PDF (cxr_core.validation.figures.own_figures): a site-adapted model's own
-    figures are this site's out-of-fold figures, never "internal"; a model validated on an external site says so."""
+    figures are this site's out-of-fold figures, never "internal"."""
     from cxr_core.validation.figures import own_figures
 
     pred, card = _predict(controlled_predictor, 0.9), controlled_predictor.card
