@@ -51,8 +51,9 @@ def test_the_reader_is_kept_the_review_is_unprimed_clear_empties_and_a_weak_site
         wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, READER_BOX), what="the reader's name box")
         # (3) the sidebar: internal figures labelled as such; the small local evaluation is too small to report
         wait_for(browser, lambda: "too few local films to report (n = " in body_text(browser), what="the site figures")
-        text = body_text(browser)
-        assert "Internal (same hospital as training)" in text
+        # the sidebar streams in order: the internal figures come after the site's
+        wait_for(browser, lambda: "Internal (same hospital as training)" in body_text(browser), timeout=30,
+                 what="the internal figures, labelled as such")
         # (4) the reader, typed once on the Viewer
         sign_in(browser, "Dr Kept")
         films = []
