@@ -130,7 +130,7 @@ def adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, see
     if chief:  # the chief alone writes the folder (the other workers of a cluster read its checkpoints)
         _clear_stale(work_dir, name)
     dist.barrier()  # no worker restores a checkpoint the chief is about to clear
-    dist.agree(int(name.rsplit("-", 1)[1][:12], 16), "the films, the parent, the seed and the recipe")
+    dist.agree(int(name.rsplit("-", 1)[1], 16), "the films, the parent, the seed and the recipe")
     run = _Run(work_dir, progress if chief else None, {"state": "checking the films", "started": time.time(),
                                                        "reader": reader, "source": source, "adaptation": name},
                writes=chief)
@@ -302,10 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m train.site PARENT_DIR (DATA_DIR | --from-reviews) --reader NAME --seed N --result FILE
     [--work-dir DIR] [--workers N]`: the process `python -m cxr_core site-model adapt` runs (cxr_core never imports
     train/); the result is written to FILE as JSON. Errors are one line on stderr (each worker's, prefixed, with
-    `--workers`), exit status 2. `--workers N`
-    starts N processes of this command on loopback (train.workers), one TF_CONFIG each; on real machines each sets
-    its own TF_CONFIG. Under a cluster every worker screens the films and trains its share of each batch; the chief
-    alone writes the folder, the model and the result."""
+    `--workers`), exit status 2. `--workers N` starts N processes of this command on loopback (train.workers), one
+    TF_CONFIG each; on real machines each sets its own TF_CONFIG. Under a cluster every worker screens the films and
+    trains its share of each batch; the chief alone writes the folder, the model and the result."""
     parser = argparse.ArgumentParser(prog="python -m train.site", description="site adaptation (run by cxr_core)")
     parser.add_argument("parent_dir")
     parser.add_argument("data_dir", nargs="?")
@@ -319,12 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         parser.error(f"--workers {args.workers} is invalid: expected an integer from 1 to {MAX_WORKERS}.")
-    if args.workers and Recipe().batch_size % args.workers:
-        parser.error(f"--workers {args.workers} is invalid: the batch of {Recipe().batch_size} films must split "
-                     "evenly over the workers.")
 
     def run() -> int:
         if args.workers and args.workers > 1 and distribute.tf_config() is None:
+            distribute.per_replica_batch(Recipe().batch_size, args.workers)  # refused before any worker starts
             return _run_cluster(args, list(sys.argv[1:] if argv is None else argv))
         dist = distribute.current()  # first: a cluster's collectives are set up before any other TensorFlow work
         result = adapt_from_cli(Path(args.parent_dir), args.data_dir, args.from_reviews, args.reader, args.seed,
@@ -413,7 +410,7 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
 
     keras.utils.set_random_seed(seed)
     dist = distribute.current()
-    distribute.per_replica_batch(recipe.batch_size, dist.replicas)  # every replica an equal, non-empty share
+    distribute.per_replica_batch(recipe.batch_size, dist.replicas)  # the batch splits evenly over the replicas
     x, yb = screened.x, screened.binary.astype(np.float32)
     y3 = _labels3(screened) if recipe.loss == "3-class" else np.full(len(yb), -1)
     with dist.strategy.scope():
@@ -464,8 +461,7 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
     for stage, first, last, optimizer, variables, lr in stages:
         if last <= max(first, done):
             continue
-        loop = distribute.TrainingLoop(dist, logit_model, optimizer, per_film_loss,
-                                       variables=variables if stage == "head" else None, accuracy=False)
+        loop = distribute.TrainingLoop(dist, logit_model, optimizer, per_film_loss, variables, accuracy=False)
         iterator = loop.distribute(lambda context, first=max(first, done), last=last: _batches(
             x, targets, weights, [orders[e] for e in range(first, last)], steps, context, augmenter))
         for epoch in range(max(first, done), last):

@@ -60,8 +60,9 @@ NOT_KEPT = "Results are not kept as cases; the model's own threshold decides."
 
 
 def command_request(model: str | None, reader: str = "", note: str | None = NOT_KEPT) -> Request:
-    """The request a command works in (cxr_core.request): the case store (or None, said on stderr with `note`,
-    where it does not open; None: silently, for a command that keeps no cases), the model (--model, else the site's), the point that decides with it and the reader."""
+    """The request a command works in (cxr_core.request): the case store (or None where it does not open, said on
+    stderr with `note`; `note=None`: silently, for a command that keeps no cases), the model (--model, else the
+    site's), the point that decides with it, and the reader."""
     try:
         store = CaseStore.open()
     except CXRError as exc:

@@ -71,8 +71,8 @@ def activate(model_id: str, reader: str, yes: bool, evidence_dir: str | None) ->
     """Make `model_id` the site's active model, as `reader`, on evidence from the site's own films: the paired
     comparison is printed, and a refusal names the rule (exit 2) before anything is asked."""
     named(reader, "Changing the site's active model needs --reader NAME (it is audited).")
-    request = Request.resolve(CaseStore.open(), None, reader)
-    entry = model_for(model_id, request.store, request.registry)
+    request = Request.resolve(CaseStore.open(), model_id, reader)  # the candidate: it need not be the site's model
+    entry = request.entry
     evidence = None
     if evidence_dir is not None and not standing_refusals(entry.card):  # no films can make up for those
         evidence = local_comparison(request.store, request.registry, entry, evidence_dir)

@@ -1,7 +1,7 @@
 """Fitting the chest-appearance check (cxr_core.safety.appearance): its autoencoder trains through the one training
 loop (cxr_core.fitting.distribute.TrainingLoop), with a checkpoint after every epoch where a folder is given, so an
-interrupted fit resumes (the folder goes once it finished); then the code statistics are fitted on the training films and every threshold calibrated on
-held-out films' scores, never on the training films' own."""
+interrupted fit resumes (the folder goes once it finished); then the code statistics are fitted on the training
+films and every threshold calibrated on held-out films' scores, never on the training films' own."""
 
 from __future__ import annotations
 
