@@ -117,6 +117,7 @@ class OptimConfig:
     early_stopping_patience: int = 0  # 0 = off
     plateau_patience: int = 2
     seed: int = 1
+    seeds: list[int] = field(default_factory=list)  # >= 2 seeds: an ensemble of this recipe, one member per seed
     threshold_policy: str = "youden"
     target_sensitivity: float = 0.95
     shifted_sensitivity_floor: float = 0.90  # sensitivity_then_specificity: the floor under held-out shifts
@@ -134,6 +135,9 @@ class OptimConfig:
         _check(0.5 <= self.target_sensitivity < 1.0, "train.target_sensitivity", self.target_sensitivity, "a number in [0.5, 1)")
         _check(0.5 <= self.shifted_sensitivity_floor <= self.target_sensitivity, "train.shifted_sensitivity_floor",
                self.shifted_sensitivity_floor, f"a number from 0.5 to train.target_sensitivity ({self.target_sensitivity})")
+        _check(not self.seeds or (2 <= len(self.seeds) <= 20 and len(set(self.seeds)) == len(self.seeds)
+                                  and all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)),
+               "train.seeds", self.seeds, "[] (one model) or 2 to 20 distinct integers (an ensemble, one member per seed)")
 
 
 @dataclass
@@ -171,7 +175,13 @@ class TrainConfig:
         )
         for part in (self.data, self.model, self.augment, self.train, self.guards):
             part.validate()
+        _check(not (self.train.seeds and self.data.folds), "train.seeds", self.train.seeds,
+               "[] when data.folds is set: an ensemble has members per fold or per seed, not both")
         return self
+
+    def member_count(self) -> int:
+        """How many members its ensemble has (train.ensemble): k folds, one per seed, or 0 for a single model."""
+        return self.data.folds if self.data.folds >= 2 else len(self.train.seeds)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -184,6 +194,8 @@ class TrainConfig:
         d.pop("name"), d.pop("description")
         if not d["reduced_budget"]:
             d.pop("reduced_budget")  # a full run's fingerprint as before the field existed
+        if not d["train"]["seeds"]:
+            d["train"].pop("seeds")  # likewise for a single model
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "augment": AugmentConfig, "train": OptimConfig,

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --registry: make the model that registry's default if it passes its validation gate (the "
                              "release of a shipped default); a site changes its model with `python -m cxr_core models "
                              "--activate`")
-    parser.add_argument("--fold", type=int, default=None,
-                        help="for a config with data.folds >= 2: train only this member (0-based fold index)")
+    parser.add_argument("--member", "--fold", type=int, default=None, dest="member",
+                        help="for an ensemble config (data.folds >= 2 or train.seeds): train only this member (0-based)")
     parser.add_argument("--reevaluate", action="store_true",
                         help="for a finished run: redo only calibration, threshold, OOD fit and model card from its best "
                              "checkpoint, and register the result as a new model")
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if spec is not None:
             experiments.run_experiment(spec, config, runs_dir=runs_dir, registry=registry, command=command)
             return 0
-        if args.fold is not None:
-            result = train(member_config(config, args.fold), runs_dir=runs_dir, register=False, command=command)
-        elif config.data.folds >= 2:
+        if args.member is not None:
+            result = train(member_config(config, args.member), runs_dir=runs_dir, register=False, command=command)
+        elif config.member_count():
             result = train_ensemble(config, runs_dir=runs_dir, registry=registry, register=not args.no_register,
                                     activate=args.activate, command=command)
         else:

@@ -165,7 +165,7 @@ def estimate_minutes(config: TrainConfig, runs: list[RunInfo]) -> float | None:
     seconds = sorted(r.status["epoch_s"] for r in runs if r.status.get("epoch_s") and same(r))
     if not seconds:
         return None
-    return seconds[len(seconds) // 2] * config.train.epochs * max(1, config.data.folds) / 60
+    return seconds[len(seconds) // 2] * config.train.epochs * max(1, config.member_count()) / 60
 
 
 def stop(run_dir: str | Path) -> None:

@@ -31,6 +31,9 @@ def test_every_shipped_config_is_valid(path):
     ({"guards": {"appearance_epochs": 0}}, "guards.appearance_epochs = 0"),
     ({"guards": {"appearance_min_steps": 100_001}}, "100001"),
     ({"guards": {"appearance_epoch": 3}}, "appearance_epoch"),
+    ({"train": {"seeds": [1]}}, "train.seeds = [1]"),
+    ({"train": {"seeds": [1, 1]}}, "[1, 1]"),
+    ({"train": {"seeds": [1, 2]}, "data": {"folds": 2}}, "not both"),
 ])
 def test_bad_values_are_rejected_with_the_value_quoted(raw, quoted):
     with pytest.raises(ConfigError) as err:
@@ -58,3 +61,21 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("name = [unclosed")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_seeded_ensembles_members_are_the_recipes_single_runs(tiny_data):
+    """Member i is the recipe with train.seed = seeds[i]: the member with the recipe's own seed has the single
+    run's name and fingerprint (an already trained single run is reused), the others differ by seed alone."""
+    from train.ensemble import member_config
+
+    single = config_from_dict({"name": "r", "train": {"seed": 1}})
+    ensemble = apply_overrides(single, {"train.seeds": [1, 7]})
+    assert ensemble.member_count() == 2 and single.member_count() == 0
+    assert ensemble.fingerprint() != single.fingerprint()
+    first, second = member_config(ensemble, 0), member_config(ensemble, 1)
+    assert (first.name, first.fingerprint()) == ("r", single.fingerprint())
+    assert (second.name, second.fingerprint()) == ("r-seed7", apply_overrides(single, {"train.seed": 7}).fingerprint())
+    with pytest.raises(ConfigError, match="--member 2"):
+        member_config(ensemble, 2)
+    with pytest.raises(ConfigError, match="an ensemble config"):
+        member_config(single, 0)

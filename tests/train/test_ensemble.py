@@ -48,6 +48,34 @@ def test_member_config_rejects_a_fold_outside_the_folds(tiny_data, fold):
         member_config(tiny_config(tiny_data, data={"folds": 2}), fold)
 
 
+def test_a_tiny_seeded_ensemble_reuses_the_single_run_and_is_judged_on_the_shared_held_out_split(tiny_data, tmp_path):
+    from cxr_core.model.architecture import predict_logits
+    from cxr_core.validation.dataset import index_dataset, split_for
+    from train.ensemble import member_config, train_ensemble
+    from train.pipeline import train
+    from train.run_folder import RunFolder
+
+    config = tiny_config(tiny_data, train={"epochs": 1, "seeds": [1, 2]})
+    runs, registry = tmp_path / "runs", Registry(tmp_path / "reg")
+    single = train(member_config(config, 0), runs_dir=runs, register=False, command="pytest", log=lambda s: None)
+    log: list[str] = []
+    result = train_ensemble(config, runs_dir=runs, registry=registry, command="pytest", log=log.append)
+    assert f"Run {single.run_dir.name} already finished" in " ".join(log)  # the single run is member 1, not redone
+    entry = registry.get(result.model_id)
+    card = entry.card
+    assert card.ensemble["members"] == 2 and card.ensemble["seeds"] == [1, 2]
+    assert card.ensemble["member_runs"][0] == single.run_dir.name
+    _, val = split_for(index_dataset(tiny_data), config.data.__dict__)
+    assert card.internal_validation["n"] == card.data["n_val"] == len(val)  # the one split, not out-of-fold
+    assert card.data["n_train"] == len(index_dataset(tiny_data)) - len(val)
+    # The evidence is the served model's: the merged graph's logits are the mean of the members' saved ones.
+    members = [np.load(RunFolder(runs / name).val_logits_file) for name in card.ensemble["member_runs"]]
+    x_val = np.stack([config.data.preprocess().load(r.path) for r in val])
+    np.testing.assert_allclose(predict_logits(entry.folder.load_model(), x_val), np.mean(members, axis=0), atol=1e-4)
+    assert "mean of 2 members' logits" in card.internal_validation_kind
+    assert list(card.member_commands) == ["pytest --member 0", "pytest --member 1"]
+
+
 def test_a_single_split_run_chooses_a_stress_policy_threshold_on_its_held_out_images(tiny_data, tmp_path):
     from train.pipeline import train
 
