@@ -44,6 +44,7 @@ def save_as(name: str) -> None:
     """With --save, write this run's figures to bench/results/<name>.txt (a mode with a table of its own)."""
     _RESULT_NAME.append(name)
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "kermany-cxr-224" / "train"
+SITE_A = ROOT.parent / "shared" / "data" / "kermany-site-a"  # the external site (its README)
 
 
 def use_temporary_home(prefix: str, keep_database_url: bool = False) -> Path:

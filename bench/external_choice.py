@@ -23,9 +23,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, emit, save_as, use_temporary_home  # noqa: E402
+from _common import ROOT, SITE_A, emit, save_as, use_temporary_home  # noqa: E402
 
-SITE_A = ROOT.parent / "shared" / "data" / "kermany-site-a"
 
 
 def extract(candidate: str) -> Path:

@@ -6,6 +6,7 @@
   (cxr_core.fitting.guards.held_out_flags);
 - the hard pediatric check set (bench/checksets/hard_pediatric.txt: tubes, leads, rotation, markers, picked by
   eye; most are training films), predicted as a user would;
+- site A's films (`../shared/data/kermany-site-a`, children of another period), predicted as a user would;
 - the adult reference films: the image guards with the model's thresholds (never fitted on adults), the
   population check by patient-grouped cross-validation (its out-of-fold verdict per film);
 - the held-out pediatric films under each realistic acquisition shift at severity 2 (cxr_core.inputs.shifts),
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np  # noqa: E402
-from _common import ROOT, SHARED_TRAIN, emit  # noqa: E402
+from _common import ROOT, SHARED_TRAIN, SITE_A, emit  # noqa: E402
 
 CHECK_SET = ROOT / "bench" / "checksets" / "hard_pediatric.txt"
 COLUMNS = ("layout", "appearance", "features", "adult", "refused", "flagged")
@@ -141,6 +142,7 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
             cell(flags["refused_appearance"] & ~flags["refused_layout"]))]
 
     check_set(predictor, {r.path.relative_to(SHARED_TRAIN).as_posix() for r in held})
+    external_site(predictor)
 
     clean = scores(x)
     for name in ACQUISITION:
@@ -175,23 +177,41 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
 
 def check_set(predictor, held_out_names: set[str]) -> None:
     """Predict every film of the hard pediatric check set, as a user would; none may be refused."""
-    from cxr_core.safety.appearance import REASON
-
     names = [line.split("\t")[0] for line in CHECK_SET.read_text().splitlines() if line and not line.startswith("#")]
-    preds = [predictor.predict(SHARED_TRAIN / name) for name in names]
-    found = predictor.ood.findings(np.stack([predictor.preprocess.load(SHARED_TRAIN / n) for n in names]),
-                                   np.stack([predictor.forward(predictor.preprocess.load(SHARED_TRAIN / n)[None],
-                                                               heatmaps=False)[2][0] for n in names]))
-    new = REASON.split("(")[0]
-    row(f"hard check set ({sum(n in held_out_names for n in names)} held out)", {
-        "layout": found["refused"],
-        "appearance": np.array([any(r.startswith(new) for r in p.not_assessed_reasons) for p in preds]),
-        "features": found["unusual"] | found["very_unusual"],
-        "adult": np.array([any("adult" in w for w in p.warnings) for p in preds]),
-        "refused": np.array([not p.assessed for p in preds]),
-        "flagged": np.array([not p.assessed or any("nusual" in w or "adult" in w for w in p.warnings) for p in preds])})
+    flags, preds = as_a_user_would(predictor, [SHARED_TRAIN / name for name in names])
+    row(f"hard check set ({sum(n in held_out_names for n in names)} held out)", flags)
     emit("check_set_refused", str([n for n, p in zip(names, preds) if not p.assessed]))
 
+
+def external_site(predictor) -> None:
+    """Every film of site A (pediatric, another period's patients), as a user would: the population check's
+    false alarms on children the model never saw, and the guards' on another site."""
+    files = sorted(f for f in SITE_A.glob("*/*") if f.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    if not files:
+        emit("site_a", f"skipped: {SITE_A} not found")
+        return
+    flags, _ = as_a_user_would(predictor, files)
+    row("site A (external pediatric)", flags)
+    emit("site_a_flagged_adult", ", ".join(f"{f.parent.name}/{f.name}" for f, a in zip(files, flags["adult"]) if a))
+
+
+def as_a_user_would(predictor, paths: list) -> tuple[dict[str, np.ndarray], list]:
+    """Each film through Predictor.predict; each guard's finding on it (the model's layout and feature checks on
+    its input, the others from the answer)."""
+    from cxr_core.safety.appearance import REASON
+
+    preds = [predictor.predict(path) for path in paths]
+    x = np.stack([predictor.preprocess.load(path) for path in paths])
+    found = predictor.ood.findings(x, np.concatenate([predictor.forward(x[i:i + 64], heatmaps=False)[2]
+                                                      for i in range(0, len(x), 64)]))
+    new = REASON.split("(")[0]
+    return {"layout": found["refused"],
+            "appearance": np.array([any(r.startswith(new) for r in p.not_assessed_reasons) for p in preds]),
+            "features": found["unusual"] | found["very_unusual"],
+            "adult": np.array([any("adult" in w for w in p.warnings) for p in preds]),
+            "refused": np.array([not p.assessed for p in preds]),
+            "flagged": np.array([not p.assessed or any("nusual" in w or "adult" in w for w in p.warnings)
+                                 for p in preds])}, preds
 
 if __name__ == "__main__":
     main()

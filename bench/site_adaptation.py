@@ -33,9 +33,8 @@ from pathlib import Path
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import ROOT, SHARED_TRAIN, emit, save_as, use_temporary_home  # noqa: E402
+from _common import SHARED_TRAIN, SITE_A, emit, save_as, use_temporary_home  # noqa: E402
 
-SITE_A = ROOT.parent / "shared" / "data" / "kermany-site-a"
 
 
 def variants() -> dict[str, object]:
