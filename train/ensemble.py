@@ -144,6 +144,8 @@ def shared_split_evidence(config: TrainConfig, member_dirs: list[Any], merged: A
         logits.update(stress_logits([load_image(r.path).pixels for r in val], config, logit_function(merged)))
     return {"labels": np.array([r.label for r in val]), "files": [f"{r.path.parent.name}/{r.path.name}" for r in val],
             "logits": logits, "records": records, "n_train": len(train_recs),
+            "split_counts": {"train_counts": class_counts(train_recs), "val_counts": class_counts(val),
+                             "val_patients": len({r.patient for r in val})},
             "guard_fit": train_recs, "guard_check": val, "guard_fold": 0,
             "kind": f"Internal (held-out): a patient-grouped validation split of {len(val)} images, scored by the "
                     f"mean of {len(member_dirs)} members' logits",
@@ -181,7 +183,7 @@ def write_ensemble_model(config: TrainConfig, run_dir: Any, member_dirs: list[An
               "fold": evidence["guard_fold"],  # the input guards' held-out fold (fit-ood and bench/ood.py use it)
               "n_train": evidence["n_train"], "n_val": len(evidence["labels"]), "val_fraction": config.data.val_fraction,
               "subset_fraction": config.data.subset_fraction,
-              "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs)},
+              "ood_fit_images": len(fit_recs), "ood_check_images": len(check_recs), **evidence.get("split_counts", {})},
         kind=evidence["kind"], stress_note=evidence["stress_note"],
         training_time_s=sum(float(RunFolder(d).read_status().get("elapsed_s", 0.0)) for d in member_dirs) + assembly_s,
         epochs_run=int(np.mean([c.epochs_run or 0 for c in member_cards])),

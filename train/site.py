@@ -38,7 +38,7 @@ from cxr_core.fitting import distribute
 from cxr_core.fitting.guards import fit_guards
 from cxr_core.fitting.presentation import fit_presentation
 from cxr_core.model import decision as D
-from cxr_core.model.architecture import LOGITS_LAYER
+from cxr_core.model.architecture import LOGITS_LAYER, all_layers
 from cxr_core.model.card import ModelCard
 from cxr_core.model.evidence import ThresholdEvidence
 from cxr_core.model.folder import ModelFolder
@@ -222,6 +222,9 @@ def _adapt(parent_dir: Path, films: list[SiteFilm], reader: str, source: str, se
             "labels_from": ("the worklist's reader reviews (readers saw the model's answer)" if source == "reviews"
                             else "the labelled folder's NORMAL/ and PNEUMONIA/ (and Kaggle file names)"),
             "seed": seed, "recipe": asdict(recipe), "epoch": epoch, "counts": counts, "manifest": films_manifest,
+            **({"members_adapted": f"all {parent.card.ensemble['members']} members of the parent's ensemble, "
+                                   "together: the merged graph is fine-tuned as one, on the mean of their logits"}
+               if parent.card.ensemble else {}),
             "local_validation": {**evidence, "kind": "out-of-fold"}, "threshold_cross_check": cross_check,
             "out_of_fold_auc_by_epoch": crossfit.auc_by_epoch(yb), "history": crossfit.history,
             "warnings": screened.warnings, "command": command, "distribution": dist.describe(),
@@ -416,7 +419,8 @@ def fine_tune(parent: Predictor, screened: ScreenedFilms, tune: np.ndarray, reci
     with dist.strategy.scope():
         model = keras.models.clone_model(parent.model)
         model.set_weights(parent.model.get_weights())
-        for layer in model.layers:  # frozen: BatchNorm keeps the parent's statistics (inference mode when not trainable)
+        for layer in all_layers(model):  # frozen: BatchNorm keeps the parent's statistics (inference mode when not
+            # trainable); an ensemble's members are nested models, adapted together through their mean
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = recipe.batchnorm == "adapt"
         logit_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)  # shares the model's weights

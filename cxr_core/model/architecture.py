@@ -124,6 +124,14 @@ def merge_members(members: list[Any], name: str = "ensemble") -> Any:
     return keras.Model(inputs, outputs, name=name)
 
 
+def all_layers(model: Any) -> list[Any]:
+    """Every layer of `model`, depth first, the layers of nested models (an ensemble's members) included."""
+    out = []
+    for layer in model.layers:
+        out += [layer, *(all_layers(layer) if hasattr(layer, "layers") else [])]
+    return out
+
+
 def trainable_parameter_count(model: Any) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 

@@ -15,15 +15,21 @@ def render_markdown(card: ModelCard) -> str:
     m = card.internal_validation
     b, t = m.get("binary", {}), m.get("three_class", {})
     data = card.data
-    members = (card.ensemble or {}).get("members")
-    evidence = (f"out-of-fold scores of {members} patient-grouped folds" if members else "internal validation")
+    ensemble = card.ensemble or {}
+    members = ensemble.get("members")
+    cross_validated = bool(members) and (data.get("folds") or 0) >= 2
+    evidence = (f"out-of-fold scores of {members} patient-grouped folds" if cross_validated else
+                f"internal validation, scored by the mean of {members} members" if members else "internal validation")
     chosen_on = (f"{card.external_validation['n']} films of {card.external_validation['site']} (external)"
                  if card.threshold_policy == "external_sensitivity" and card.external_validation else evidence)
     split = ([f"- {data.get('n')} images {data.get('counts')} in {data.get('folds')} patient-grouped, stratified folds "
               f"(seed {data.get('split_seed')}): each member trained on {data.get('folds', 1) - 1} folds; every image "
-              "is scored once, out-of-fold, by the member that never trained on it."] if members else
+              "is scored once, out-of-fold, by the member that never trained on it."] if cross_validated else
              [f"- Train: {data.get('n_train')} images {data.get('train_counts')}; validation: {data.get('n_val')} "
-              f"images {data.get('val_counts')}; split seed {data.get('split_seed')}, grouped by patient."])
+              f"images {data.get('val_counts')}; split seed {data.get('split_seed')}, grouped by patient."] +
+             ([f"- {members} members, the same recipe with seeds {ensemble.get('seeds')}, each trained on the same "
+               "training images; the model averages their logits, and every figure is the average's."]
+              if members else []))
     lines = [
         f"# Model card: {card.name} v{card.version}",
         "",
@@ -31,6 +37,9 @@ def render_markdown(card: ModelCard) -> str:
         "",
         *([f"**Reduced-budget run (`{card.reduced_budget}`)**: an experiment, never the site's model, whatever its "
            "figures.", ""] if card.reduced_budget else []),
+        *([f"**Site-adapted** from `{card.parent_model_id}`: {card.description}"
+           + (f" It adapts {card.site_adaptation['members_adapted']}." if card.site_adaptation.get("members_adapted")
+              else ""), ""] if card.site_adaptation else []),
         f"{TRAINED_ON} (Guangzhou Women and Children's Medical Center, via the Kermany et al. 2018 release). "
         f"{UNKNOWN_ELSEWHERE}",
         "",

@@ -76,3 +76,32 @@ def test_the_stress_table_marks_the_conditions_the_policy_chose_on(shipped_json)
     assert (clean.family, clean.in_augmentation) == ("-", "-")
     assert {r.in_augmentation for r in rows[1:]} == {"yes", "no"}
     assert {r.condition for r in stress_rows(card.stress) if r.chose_threshold} == {"clean"}  # no policy: clean alone
+
+
+def test_the_card_says_how_an_ensemble_was_judged_and_which_members_a_site_model_adapts(shipped_json):
+    card = ModelFolder(SHIPPED).card()
+    single = render_markdown(card.with_fields(ensemble=None, site_adaptation=None))
+    assert "scored by the mean of" not in single and "**Site-adapted**" not in single
+    seeded = card.with_fields(ensemble={"members": 2, "seeds": [1, 2]}, data={**card.data, "folds": 0})
+    text = render_markdown(seeded)
+    assert "chosen on" in text and "scored by the mean of 2 members" in text
+    assert "the same recipe with seeds [1, 2]" in text and "out-of-fold scores of 2" not in text
+    folds = render_markdown(card.with_fields(ensemble={"members": 5}, data={**card.data, "folds": 5}))
+    assert "out-of-fold scores of 5 patient-grouped folds" in folds and "the same recipe with seeds" not in folds
+    adapted = render_markdown(seeded.with_fields(site_adaptation={
+        "parent_model_id": "parent-id", "members_adapted": "all 2 members of the parent's ensemble, together"}))
+    assert "**Site-adapted** from `parent-id`" in adapted and "It adapts all 2 members" in adapted
+
+
+def test_every_layer_of_an_ensemble_is_reached_members_included():
+    """Site adaptation freezes BatchNorm through all_layers: a member's layers sit inside a nested model."""
+    import keras
+
+    from cxr_core.config import ModelConfig
+    from cxr_core.model.architecture import all_layers, build_model, merge_members
+
+    merged = merge_members([build_model(ModelConfig(filters=[4, 8]), 32) for _ in range(2)])
+    norms = [layer for layer in all_layers(merged) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 2 * sum(isinstance(layer, keras.layers.BatchNormalization)
+                                 for layer in merged.get_layer("member1").layers) > 0
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in merged.layers)  # why it is needed
