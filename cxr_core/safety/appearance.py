@@ -8,9 +8,9 @@ back looking like a chest; three one-class signals then measure what it could no
   Gaussian sigma 3 px at 64 px): lung fields, mediastinum and diaphragm where a chest film has them. The error
   at full resolution is dominated by fine detail that no autoencoder reproduces, and separates poorly;
 - code: how far the code lies from the training films' codes (Mahalanobis, Ledoit-Wolf covariance);
-- detail: the fine-structure energy of the model input (mean absolute Laplacian at the model's resolution),
-  above anything held-out chest films have: printed text, drawn edges, and the noise of flat areas (paper, a
-  background, air) that the model's intensity standardisation amplifies.
+- detail: the fine-structure energy of the model input, histogram equalised (mean absolute Laplacian at the
+  model's resolution), above anything held-out chest films have: printed text, drawn edges, and the noise of flat
+  areas (paper, a background, air) that equalisation amplifies, whatever the model's own intensity policy.
 
 Each earns its place in bench/ood.py (each refuses foreign kinds the others miss). Every threshold is calibrated
 on held-out pediatric films (`ThresholdRule`, like the other guards), never on the training films' own scores
@@ -57,6 +57,7 @@ class AutoencoderRecipe:
     learning_rate: float = 2e-3
     seed: int = 0
     equalize: bool = True  # thumbnails equalised (`thumbnails`); checks saved before it existed read False
+    detail_equalize: bool = True  # the detail signal's input equalised (`detail_energy`); older checks read False
 
     def __post_init__(self) -> None:
         if self.size % (2 ** len(self.filters)):
@@ -74,8 +75,7 @@ def thumbnails(images: np.ndarray, size: int, equalize: bool = False) -> np.ndar
         images = images[None]
     small = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
     if equalize:
-        small = [cv2.equalizeHist((np.clip(im, 0, 1) * 255).round().astype(np.uint8)).astype(np.float32) / 255.0
-                 for im in small]
+        small = [_equalized(im) for im in small]
     return np.stack(small)[..., None]
 
 
@@ -98,11 +98,20 @@ def build_autoencoder(recipe: AutoencoderRecipe) -> Any:
     return keras.Model(inp, out, name="chest_appearance_autoencoder")
 
 
-def detail_energy(images: np.ndarray) -> np.ndarray:
-    """Mean absolute Laplacian of each model input at its own resolution."""
+def detail_energy(images: np.ndarray, equalize: bool = False) -> np.ndarray:
+    """Mean absolute Laplacian of each model input at its own resolution; `equalize`: of the input histogram
+    equalised first, so that the signal is the same whatever the model's intensity policy (without one, the flat
+    noisy areas of a foreign image, such as a background or paper, stay flat and pass)."""
     images = np.asarray(images, np.float32)
     images = images[..., 0] if images.ndim == 4 else images[None] if images.ndim == 2 else images
+    if equalize:
+        images = [_equalized(im) for im in images]
     return np.array([float(np.abs(cv2.Laplacian(im, cv2.CV_32F)).mean()) for im in images])
+
+
+def _equalized(image: np.ndarray) -> np.ndarray:
+    """One image in [0, 1], histogram equalised (256 levels), in [0, 1]."""
+    return cv2.equalizeHist((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).astype(np.float32) / 255.0
 
 
 @dataclass
@@ -115,6 +124,7 @@ class AppearanceCheck:
     thresholds: dict[str, float]  # signal -> refusal threshold (RULES' keys)
     size: int
     equalize: bool = False
+    detail_equalize: bool = False
 
     def __post_init__(self) -> None:
         import keras  # lazy: heavy
@@ -141,7 +151,7 @@ class AppearanceCheck:
         errors, codes = self.reconstruct(images)
         d = codes.astype(np.float64) - self.code_mean
         return {"reconstruction": errors, "code": np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.code_precision, d), 0.0)),
-                "detail": detail_energy(images)}
+                "detail": detail_energy(images, self.detail_equalize)}
 
     def findings(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Per model input: refused by each signal, and `refused` by any."""
@@ -173,7 +183,7 @@ class AppearanceCheck:
             self.network.save(staged)
             write_atomic(network_file, staged.read_bytes())
         write_npz_atomic(stats_file, code_mean=self.code_mean, code_precision=self.code_precision,
-                         size=self.size, equalize=int(self.equalize),
+                         size=self.size, equalize=int(self.equalize), detail_equalize=int(self.detail_equalize),
                          **{f"threshold_{k}": v for k, v in self.thresholds.items()})
 
     @classmethod
@@ -186,4 +196,5 @@ class AppearanceCheck:
             return None
         return cls(load_network(network_file), z["code_mean"], z["code_precision"],
                    {k: float(z[f"threshold_{k}"]) for k in RULES}, int(z["size"]),
-                   bool(int(z["equalize"])) if "equalize" in z else False)
+                   bool(int(z["equalize"])) if "equalize" in z else False,
+                   bool(int(z["detail_equalize"])) if "detail_equalize" in z else False)

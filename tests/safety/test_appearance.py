@@ -58,11 +58,27 @@ def test_the_equalise_flag_is_kept_with_the_check_and_older_checks_read_without(
 
     check, _ = quick_check
     stats, network = tmp_path / "appearance.npz", tmp_path / "appearance.keras"
-    replace(check, equalize=True).save(stats, network)
-    assert AppearanceCheck.load(stats, network, load_keras_model).equalize is True
-    older = {k: v for k, v in read_npz(stats).items() if k != "equalize"}  # saved before the flag existed
+    replace(check, equalize=True, detail_equalize=True).save(stats, network)
+    loaded = AppearanceCheck.load(stats, network, load_keras_model)
+    assert loaded.equalize is True and loaded.detail_equalize is True
+    # Saved before the flags existed: its thresholds were calibrated on raw inputs, and are read that way.
+    older = {k: v for k, v in read_npz(stats).items() if k not in ("equalize", "detail_equalize")}
     write_npz_atomic(stats, **older)
-    assert AppearanceCheck.load(stats, network, load_keras_model).equalize is False
+    loaded = AppearanceCheck.load(stats, network, load_keras_model)
+    assert loaded.equalize is False and loaded.detail_equalize is False
+
+
+def test_the_detail_signal_on_equalised_inputs_is_the_same_whatever_the_intensity_policy():
+    """A model without an intensity policy passes a flat, dim rendering through; its raw fine structure is a fraction
+    of the same film standardised, and a threshold on it would pass a foreign image's flat noisy background."""
+    from cxr_core.safety.appearance import detail_energy
+
+    film = phantom_cxr(96, np.random.default_rng(5), 1)
+    film = (film - film.min()) / (film.max() - film.min())
+    dim = 0.2 + 0.15 * film
+    raw, equalised = detail_energy(np.stack([film, dim])), detail_energy(np.stack([film, dim]), equalize=True)
+    assert raw[1] < 0.25 * raw[0]
+    assert equalised[1] == pytest.approx(equalised[0], rel=0.25) and AutoencoderRecipe().detail_equalize
 
 
 def test_thresholds_come_from_held_out_scores_not_the_training_films(quick_check):
