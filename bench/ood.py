@@ -115,7 +115,7 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
 def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     from cxr_core.inputs.imaging import load_image
     from cxr_core.safety.appearance import RULES
-    from cxr_core.fitting.guards import held_out_flags
+    from cxr_core.fitting.guards import held_out_flags, refused_by_chest_checks
     from cxr_core.validation.dataset import held_out_split
     from cxr_core.safety.ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL
     from cxr_core.safety.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
@@ -153,7 +153,7 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
             ("very", "feature", FEATURE_VERY_UNUSUAL), *((k, k, rule) for k, rule in RULES.items()))}
         appearance = np.logical_or.reduce([over[k] for k in RULES])
         adult = predictor.adult_check.flags(shifted) if predictor.adult_check is not None else np.zeros(len(x), bool)
-        refused = over["pixel"] | appearance
+        refused = refused_by_chest_checks(over["pixel"], appearance, adult)
         row(f"held-out pediatric, {name}:2", {"layout": over["pixel"], "appearance": appearance,
                                               "features": over["unusual"] | over["very"], "adult": adult,
                                               "refused": refused,
@@ -167,12 +167,12 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     population = oof[y == 1] > np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE)
     found = predictor.ood.findings(adults, features(adults))
     appearance = predictor.appearance.findings(adults)["refused"]
-    refused = found["refused"] | appearance
+    refused = refused_by_chest_checks(found["refused"], appearance, population)  # the product's rule, CV population
     warned = found["unusual"] | found["very_unusual"]
     row("adult reference (CV)", {"layout": found["refused"], "appearance": appearance, "features": warned,
                                  "adult": population, "refused": refused, "flagged": refused | warned | population})
-    return out + [("adult_films_refused_by_the_appearance_check (they are chest films: a cost, not a catch)",
-                   cell(appearance))]
+    return out + [("adult_films_refused (chest films: a cost, not a catch; refused only where both chest checks "
+                   "refuse a film the population check calls adult)", cell(refused))]
 
 
 def check_set(predictor, held_out_names: set[str]) -> None:

@@ -27,6 +27,7 @@ from ..safety.appearance import AppearanceCheck, AutoencoderRecipe
 from ..safety.ood import (FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags,
                           fold_count)
 from ..safety.overlap import write_training_hashes
+from ..safety.intended_use import chest_check_refusals
 from ..safety.population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
 from ..settings import current
 from ..validation.dataset import held_out_split
@@ -90,12 +91,18 @@ def held_out_flags(ood: OODDetector, appearance: AppearanceCheck | None, check: 
         scores = appearance.scores(x_held_out)
         out["refused_appearance"] = np.logical_or.reduce([cross_fitted_flags(scores[k], patients, rule)
                                                          for k, rule in APPEARANCE_RULES.items()])
-    out["refused"] = out["refused_layout"] | out["refused_appearance"]
     out |= {"unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
             "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
             "population": check.flags(x_held_out) if check is not None else none}
+    out["refused"] = refused_by_chest_checks(out["refused_layout"], out["refused_appearance"], out["population"])
     out["flagged"] = out["refused"] | out["unusual"] | out["very_unusual"] | out["population"]
     return out
+
+
+def refused_by_chest_checks(layout: np.ndarray, appearance: np.ndarray, outside_population: np.ndarray) -> np.ndarray:
+    """Per film, whether the product refuses it from these flags (safety.intended_use.chest_check_refusals)."""
+    return np.array([bool(chest_check_refusals(["layout"] * bool(l), ["appearance"] * bool(a), bool(p)))
+                     for l, a, p in zip(layout, appearance, outside_population)], bool)
 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,

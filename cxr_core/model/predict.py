@@ -28,7 +28,7 @@ from .keras_import import load_keras_model
 from ..safety.appearance import AppearanceCheck
 from ..safety.ood import OODDetector
 from ..safety.population import ADULT_IMAGE_REASON, AdultImageCheck, age_warning
-from ..safety.intended_use import assess
+from ..safety.intended_use import assess, chest_check_refusals
 from .architecture import CAM_LAYER, LOGITS_LAYER, POOL_LAYER, has_linear_head
 from .gradcam import (cam_from_features, detail_layer, evidence_weights, fuse, gradcam_reference, layer_cam_model,
                       to_display)
@@ -192,14 +192,9 @@ class Predictor:
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray, appearance_refusals: list[str],
                        point: OperatingPoint) -> Prediction:
-        refusals, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
+        layout, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         population = self._population_warning(image, model_input)
-        if population and not refusals:
-            # An adult chest film is a chest film: the chest-appearance check, built on children's films, would
-            # call its anatomy unlike theirs. It gets the population warning, not the foreign-input refusal (the
-            # model's own feature and layout checks, which refuse foreign inputs, still apply).
-            appearance_refusals = []
-        refusals = [*appearance_refusals, *refusals]
+        refusals = chest_check_refusals(layout, appearance_refusals, population is not None)
         verdict = assess(image, refusals, unusual, population)
         p = float(pneumonia_probability(probs[None])[0])
         decided = label(p, point.threshold) if verdict.assessed else None

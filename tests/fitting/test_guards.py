@@ -76,3 +76,14 @@ def test_the_held_out_split_is_the_models_own_with_no_patient_on_both_sides(tiny
     assert sorted(str(r.path) for r in train + held) == sorted(str(r.path) for r in index_dataset(tiny_data))
     again = held_out_split(tiny_model_dir, tiny_data)  # the same split when the folder is named
     assert [r.path for r in again[1]] == [r.path for r in held]
+
+
+def test_held_out_rates_count_a_refusal_as_the_product_decides_it():
+    """refused_by_chest_checks applies the product's one rule (safety.intended_use.chest_check_refusals): a child's
+    film is refused by either chest check, an adult-looking one only by both."""
+    from cxr_core.fitting.guards import refused_by_chest_checks
+
+    layout = np.array([1, 0, 1, 1, 0], bool)
+    appearance = np.array([0, 1, 1, 0, 0], bool)
+    adult = np.array([0, 0, 1, 1, 1], bool)
+    assert refused_by_chest_checks(layout, appearance, adult).tolist() == [True, True, True, False, False]

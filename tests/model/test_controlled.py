@@ -324,21 +324,32 @@ def test_result_uids_depend_on_the_model_and_another_models_analysis_is_not_skip
     assert first[0].skipped is None and first[0].prediction.label == "PNEUMONIA"
 
 
-def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_refusal(controlled_model_dir):
-    """The chest-appearance check is built on children's films and may call an adult's anatomy unlike them: a film
-    the population check flags as adult is assessed with the population warning; the same refusal still stands for a
-    child's film, and for anything the model's own layout and feature checks refuse."""
+@pytest.mark.parametrize("layout, appearance", [(True, False), (False, True), (True, True)])
+def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_refusal(controlled_model_dir, layout,
+                                                                                        appearance):
+    """Both chest checks (the thumbnail's layout, the chest-appearance autoencoder) are built on children's films and
+    either may call an adult's anatomy unlike theirs: a film the population check flags as adult is refused only when
+    both refuse it, and otherwise assessed with the population warning; a child's film is refused by either."""
     from cxr_core.model.predict import Predictor
+    from cxr_core.safety.ood import PIXEL_REASON
 
-    class RefusesEverything:  # an appearance check that refuses every film
+    looks = "This does not look like a chest radiograph (test)."
+
+    class Appearance:
         def refusals(self, batch):
-            return [["This does not look like a chest radiograph (test)."] for _ in batch]
+            return [[looks] if appearance else [] for _ in batch]
+
+    class Layout:  # the model's layout check; its feature check has nothing to say here
+        def check(self, image, pooled):
+            return ([PIXEL_REASON] if layout else []), []
 
     predictor = Predictor(controlled_model_dir)  # this test's own: the shared one is never changed
-    predictor.appearance = RefusesEverything()
+    predictor.appearance, predictor.ood = Appearance(), Layout()
+    expected = [looks] * appearance + [PIXEL_REASON] * layout
     adult = predictor.predict(C.png16(C.film(C.target(0.2), adult=True, seed=7)))
-    assert adult.assessed and adult.label == "NORMAL" and any("adult" in w for w in adult.warnings)
+    if layout and appearance:
+        assert not adult.assessed and adult.not_assessed_reasons == expected
+    else:
+        assert adult.assessed and adult.label == "NORMAL" and any("adult" in w for w in adult.warnings)
     child = predictor.predict(C.png16(C.film(C.target(0.2), seed=7)))
-    assert not child.assessed and child.not_assessed_reasons == ["This does not look like a chest radiograph (test)."]
-    noise = np.random.default_rng(0).random((64, 64))  # refused by the model's own checks, adult-looking or not
-    assert not predictor.predict(C.png16(noise)).assessed
+    assert not child.assessed and child.not_assessed_reasons == expected
