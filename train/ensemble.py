@@ -69,11 +69,14 @@ def train_members(config: TrainConfig, runs_dir: Any, command: str, log: Callabl
 
 def train_ensemble(config: TrainConfig, runs_dir: str | Path, registry: Registry | None = None, register: bool = True,
                    activate: bool = False, command: str = "", log: Callable[[str], None] = print) -> RunResult:
-    """Every member (resumable), then the ensemble assembled from OOF evidence, registered as one model."""
+    """Every member (resumable), then the ensemble assembled from held-out evidence, registered as one model. A
+    seeded ensemble's model is named `<recipe>-x<k>` (its first member has the recipe's own name)."""
 
     members = train_members(config, runs_dir, command, log)
     if len(members) < config.member_count() or members[-1].state != "finished" or not current().is_chief:
         return RunResult(members[-1].run_dir, members[-1].state, None, {})  # only the chief assembles
+    if config.train.seeds:
+        config = apply_overrides(config, {"name": f"{config.name}-x{len(members)}"})
     run_dir = run_dir_for(config, Path(runs_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     with single_run_lock(Path(runs_dir)):

@@ -63,7 +63,7 @@ def test_a_tiny_seeded_ensemble_reuses_the_single_run_and_is_judged_on_the_share
     assert f"Run {single.run_dir.name} already finished" in " ".join(log)  # the single run is member 1, not redone
     entry = registry.get(result.model_id)
     card = entry.card
-    assert card.ensemble["members"] == 2 and card.ensemble["seeds"] == [1, 2]
+    assert card.ensemble["members"] == 2 and card.ensemble["seeds"] == [1, 2] and card.name == "tiny-x2"
     assert card.ensemble["member_runs"][0] == single.run_dir.name
     _, val = split_for(index_dataset(tiny_data), config.data.__dict__)
     assert card.internal_validation["n"] == card.data["n_val"] == len(val)  # the one split, not out-of-fold
