@@ -94,15 +94,19 @@ def held_out_flags(ood: OODDetector, appearance: AppearanceCheck | None, check: 
     out |= {"unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
             "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
             "population": check.flags(x_held_out) if check is not None else none}
-    out["refused"] = refused_by_chest_checks(out["refused_layout"], out["refused_appearance"], out["population"])
+    out["refused"] = refused_by_chest_checks(out["refused_layout"], out["refused_appearance"] if appearance else None,
+                                             out["population"])
     out["flagged"] = out["refused"] | out["unusual"] | out["very_unusual"] | out["population"]
     return out
 
 
-def refused_by_chest_checks(layout: np.ndarray, appearance: np.ndarray, outside_population: np.ndarray) -> np.ndarray:
-    """Per film, whether the product refuses it from these flags (safety.intended_use.chest_check_refusals)."""
-    return np.array([bool(chest_check_refusals(["layout"] * bool(l), ["appearance"] * bool(a), bool(p)))
-                     for l, a, p in zip(layout, appearance, outside_population)], bool)
+def refused_by_chest_checks(layout: np.ndarray, appearance: np.ndarray | None,
+                            outside_population: np.ndarray) -> np.ndarray:
+    """Per film, whether the product refuses it from these flags (safety.intended_use.chest_check_refusals);
+    `appearance` None: the model has no chest-appearance check."""
+    each = [None] * len(layout) if appearance is None else [["appearance"] * bool(a) for a in appearance]
+    return np.array([bool(chest_check_refusals(["layout"] * bool(l), a, bool(p)))
+                     for l, a, p in zip(layout, each, outside_population)], bool)
 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,

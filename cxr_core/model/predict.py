@@ -194,7 +194,8 @@ class Predictor:
                        point: OperatingPoint) -> Prediction:
         layout, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
         population = self._population_warning(image, model_input)
-        refusals = chest_check_refusals(layout, appearance_refusals, population is not None)
+        refusals = chest_check_refusals(layout, appearance_refusals if self.appearance is not None else None,
+                                        population is not None)
         verdict = assess(image, refusals, unusual, population)
         p = float(pneumonia_probability(probs[None])[0])
         decided = label(p, point.threshold) if verdict.assessed else None

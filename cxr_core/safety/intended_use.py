@@ -56,14 +56,16 @@ def not_a_chest_film(reasons: Sequence[str]) -> bool:
     return any(r != FAILED_EXPOSURE for r in reasons)
 
 
-def chest_check_refusals(layout: Sequence[str], appearance: Sequence[str], outside_population: bool) -> list[str]:
+def chest_check_refusals(layout: Sequence[str], appearance: Sequence[str] | None,
+                         outside_population: bool) -> list[str]:
     """The refusals of the two image checks of "is this a chest film at all?" (the layout of its thumbnail and the
-    chest-appearance autoencoder), both fitted on children's films. An adult's chest film is a chest film whose
-    anatomy either check may find unlike a child's: a film the population check places outside the validated ages
-    is refused only when both refuse it, and otherwise gets the population warning; any other film by either."""
-    if outside_population and not (layout and appearance):
+    chest-appearance autoencoder; `appearance` None: the model has no such check), both fitted on children's films.
+    An adult's chest film is a chest film whose anatomy either check may find unlike a child's: a film the population
+    check places outside the validated ages is refused only when both refuse it, and otherwise gets the population
+    warning. Any other film, and every film of a model with one check, is refused by either."""
+    if outside_population and appearance is not None and not (layout and appearance):
         return []
-    return [*appearance, *layout]
+    return [*(appearance or []), *layout]
 
 
 @dataclass(frozen=True)

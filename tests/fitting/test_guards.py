@@ -87,3 +87,5 @@ def test_held_out_rates_count_a_refusal_as_the_product_decides_it():
     appearance = np.array([0, 1, 1, 0, 0], bool)
     adult = np.array([0, 0, 1, 1, 1], bool)
     assert refused_by_chest_checks(layout, appearance, adult).tolist() == [True, True, True, False, False]
+    # A model without the appearance check has one chest check: it refuses adult-looking films too.
+    assert refused_by_chest_checks(layout, None, adult).tolist() == [True, False, True, True, False]

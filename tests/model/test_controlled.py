@@ -324,12 +324,13 @@ def test_result_uids_depend_on_the_model_and_another_models_analysis_is_not_skip
     assert first[0].skipped is None and first[0].prediction.label == "PNEUMONIA"
 
 
-@pytest.mark.parametrize("layout, appearance", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("layout, appearance", [(True, False), (False, True), (True, True), (True, None)])
 def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_refusal(controlled_model_dir, layout,
                                                                                         appearance):
     """Both chest checks (the thumbnail's layout, the chest-appearance autoencoder) are built on children's films and
     either may call an adult's anatomy unlike theirs: a film the population check flags as adult is refused only when
-    both refuse it, and otherwise assessed with the population warning; a child's film is refused by either."""
+    both refuse it, and otherwise assessed with the population warning; a child's film is refused by either. A model
+    without the appearance check (None) has one chest check, which refuses adult-looking films too."""
     from cxr_core.model.predict import Predictor
     from cxr_core.safety.ood import PIXEL_REASON
 
@@ -344,10 +345,10 @@ def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_r
             return ([PIXEL_REASON] if layout else []), []
 
     predictor = Predictor(controlled_model_dir)  # this test's own: the shared one is never changed
-    predictor.appearance, predictor.ood = Appearance(), Layout()
-    expected = [looks] * appearance + [PIXEL_REASON] * layout
+    predictor.appearance, predictor.ood = Appearance() if appearance is not None else None, Layout()
+    expected = [looks] * bool(appearance) + [PIXEL_REASON] * layout
     adult = predictor.predict(C.png16(C.film(C.target(0.2), adult=True, seed=7)))
-    if layout and appearance:
+    if layout and appearance is not False:
         assert not adult.assessed and adult.not_assessed_reasons == expected
     else:
         assert adult.assessed and adult.label == "NORMAL" and any("adult" in w for w in adult.warnings)
