@@ -1,6 +1,6 @@
 """Choosing the shipped default on an external site: each candidate model scored on a labelled site it never trained
 on, with its internal figures beside, and the mean of every group of two or more candidates (an ensemble of their
-class probabilities). Ranked by external AUC, then by the specificity at the highest threshold with sensitivity
+class probabilities); every other candidate's AUC minus the first's, paired on the same films. Ranked by external AUC, then by the specificity at the highest threshold with sensitivity
 >= 0.95 on the site; internal validation is shown, not used (it ranked the project's shipped models in reverse).
 
     python bench/external_choice.py [--site DIR] CANDIDATE ... [--save]
@@ -74,6 +74,7 @@ def main() -> None:
     use_temporary_home("cxr_bench_external_")
     from cxr_core.formatting import ci
     from cxr_core.model.predict import Predictor
+    from cxr_core.site.evidence import compare
     from cxr_core.validation.evaluation import evaluate_folder
 
     scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -104,6 +105,14 @@ def main() -> None:
         emit(f"candidate {name}", f"internal AUC {internal}; external AUC {f['auc']:.3f} {ci(f['auc_ci'])}; "
              f"spec@sens>=0.95 {f['spec']:.3f} (threshold {f['threshold']:.3f}, sens {f['sens']:.3f}); "
              f"3-class acc {f['acc3']:.3f}; films in training {'n/a' if in_training is None else in_training}")
+    first, y = names[0], (scored[names[0]][0] > 0).astype(int)
+    for name in names[1:] + [" + ".join(g) for k in range(2, len(names) + 1) for g in itertools.combinations(names, k)]:
+        members = name.split(" + ")
+        if all(np.array_equal(scored[m][0], scored[first][0]) for m in members):
+            d = compare(y, 1.0 - scored[first][1][:, 0], 0.5, 1.0 - np.mean([scored[m][1] for m in members], 0)[:, 0],
+                        0.5)["difference"]
+            emit(f"paired {name} - {first}", f"AUC difference {d['auc']:+.3f} {ci(d['auc_ci95'])} (the same films, "
+                                             "1000 paired resamples)")
     best = max(rows, key=lambda r: (round(r[2]["auc"], 3), r[2]["spec"]))
     emit("best on the site", f"{best[0]} (highest external AUC, then specificity at sensitivity >= 0.95)")
     if args.record_into:
