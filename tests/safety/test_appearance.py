@@ -161,13 +161,7 @@ def shipped():
     return Predictor(entry.path)
 
 
-# A known gap of the shipped 192-px model (no intensity policy): limb radiographs without a DICOM header (a JPEG or a
-# PNG) are often assessed; a DICOM's body part refuses them. Strict: this fails the suite once they are refused.
-LIMB_GAP = pytest.mark.xfail(strict=True, reason="the shipped cxrnet-r192 model's guards assess some limb radiographs "
-                                                 "given without a DICOM header (see the shipped model's note)")
-
-
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=LIMB_GAP) if k == "limb_film" else k for k in FOREIGN_KINDS])
+@pytest.mark.parametrize("kind", FOREIGN_KINDS)
 def test_each_foreign_kind_is_refused_by_the_shipped_model(shipped, kind):
     """Seeds other than bench/ood.py's: new draws of each kind, through the product's own decision."""
     assert shipped.appearance is not None
