@@ -54,7 +54,7 @@ def fit_appearance(fit_images: np.ndarray, held_out_images: np.ndarray, recipe: 
     if checkpoint_dir:  # trained: a later fit (other films, another recipe) starts afresh
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     check = AppearanceCheck(net, np.zeros(recipe.code, np.float64), np.eye(recipe.code), {k: math.inf for k in RULES},
-                            recipe.size, recipe.equalize, recipe.detail_equalize)
+                            recipe.size, recipe.equalize, recipe.detail_version)
     _, codes = check.reconstruct(fit_images)
     lw = LedoitWolf().fit(codes.astype(np.float64))
     check.code_mean, check.code_precision = lw.location_, lw.precision_

@@ -8,9 +8,10 @@ back looking like a chest; three one-class signals then measure what it could no
   Gaussian sigma 3 px at 64 px): lung fields, mediastinum and diaphragm where a chest film has them. The error
   at full resolution is dominated by fine detail that no autoencoder reproduces, and separates poorly;
 - code: how far the code lies from the training films' codes (Mahalanobis, Ledoit-Wolf covariance);
-- detail: the fine-structure energy of the model input, histogram equalised (mean absolute Laplacian at the
-  model's resolution), above anything held-out chest films have: printed text, drawn edges, and the noise of flat
-  areas (paper, a background, air) that equalisation amplifies, whatever the model's own intensity policy.
+- detail: the fine-structure energy of the model input, histogram equalised (absolute Laplacian at the model's
+  resolution, over the busier quarter of an 8 x 8 grid of blocks), above anything held-out chest films have:
+  printed text, drawn edges, and the noise of flat areas (paper, a background, air) that equalisation amplifies,
+  whatever the model's own intensity policy; a chest film's burned-in label fills a few blocks, not a quarter.
 
 Each earns its place in bench/ood.py (each refuses foreign kinds the others miss). Every threshold is calibrated
 on held-out pediatric films (`ThresholdRule`, like the other guards), never on the training films' own scores
@@ -59,7 +60,7 @@ class AutoencoderRecipe:
     learning_rate: float = 2e-3
     seed: int = 0
     equalize: bool = True  # thumbnails equalised (`thumbnails`); checks saved before it existed read False
-    detail_equalize: bool = True  # the detail signal's input equalised (`detail_energy`); older checks read False
+    detail_version: int = 2  # how the detail signal is measured (`detail_energy`); older checks read 1
 
     def __post_init__(self) -> None:
         if self.size % (2 ** len(self.filters)):
@@ -100,15 +101,27 @@ def build_autoencoder(recipe: AutoencoderRecipe) -> Any:
     return keras.Model(inp, out, name="chest_appearance_autoencoder")
 
 
-def detail_energy(images: np.ndarray, equalize: bool = False) -> np.ndarray:
-    """Mean absolute Laplacian of each model input at its own resolution; `equalize`: of the input histogram
-    equalised first, so that the signal is the same whatever the model's intensity policy (without one, the flat
-    noisy areas of a foreign image, such as a background or paper, stay flat and pass)."""
+DETAIL_GRID = 8  # version 2: blocks per side
+DETAIL_QUANTILE = 75  # version 2: the busier quarter of the blocks
+
+
+def detail_energy(images: np.ndarray, version: int = 1) -> np.ndarray:
+    """Fine-structure energy of each model input, at its own resolution. Version 1 (checks fitted before version 2):
+    the mean absolute Laplacian. Version 2: of the input histogram equalised (the same whatever the model's intensity
+    policy: without one, a foreign image's flat noisy background stays flat and would pass), over a grid of blocks,
+    the 75th percentile of their means: a document, a screenshot or a noisy background is busy over most of the film,
+    a chest film's burned-in label or marker over a few blocks (a mean over the film refused annotated films)."""
     images = np.asarray(images, np.float32)
     images = images[..., 0] if images.ndim == 4 else images[None] if images.ndim == 2 else images
-    if equalize:
-        images = [_equalized(im) for im in images]
-    return np.array([float(np.abs(cv2.Laplacian(im, cv2.CV_32F)).mean()) for im in images])
+    if version == 1:
+        return np.array([float(np.abs(cv2.Laplacian(im, cv2.CV_32F)).mean()) for im in images])
+    out = []
+    for im in images:
+        lap = np.abs(cv2.Laplacian(_equalized(im), cv2.CV_32F))
+        h, w = (n // DETAIL_GRID * DETAIL_GRID for n in lap.shape)
+        blocks = lap[:h, :w].reshape(DETAIL_GRID, h // DETAIL_GRID, DETAIL_GRID, w // DETAIL_GRID).mean(axis=(1, 3))
+        out.append(float(np.percentile(blocks, DETAIL_QUANTILE)))
+    return np.array(out)
 
 
 def _equalized(image: np.ndarray) -> np.ndarray:
@@ -126,7 +139,7 @@ class AppearanceCheck:
     thresholds: dict[str, float]  # signal -> refusal threshold (RULES' keys)
     size: int
     equalize: bool = False
-    detail_equalize: bool = False
+    detail_version: int = 1
 
     def __post_init__(self) -> None:
         import keras  # lazy: heavy
@@ -153,7 +166,7 @@ class AppearanceCheck:
         errors, codes = self.reconstruct(images)
         d = codes.astype(np.float64) - self.code_mean
         return {"reconstruction": errors, "code": np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.code_precision, d), 0.0)),
-                "detail": detail_energy(images, self.detail_equalize)}
+                "detail": detail_energy(images, self.detail_version)}
 
     def findings(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Per model input: refused by each signal, and `refused` by any."""
@@ -185,7 +198,7 @@ class AppearanceCheck:
             self.network.save(staged)
             write_atomic(network_file, staged.read_bytes())
         write_npz_atomic(stats_file, code_mean=self.code_mean, code_precision=self.code_precision,
-                         size=self.size, equalize=int(self.equalize), detail_equalize=int(self.detail_equalize),
+                         size=self.size, equalize=int(self.equalize), detail_version=self.detail_version,
                          **{f"threshold_{k}": v for k, v in self.thresholds.items()})
 
     @classmethod
@@ -199,4 +212,4 @@ class AppearanceCheck:
         return cls(load_network(network_file), z["code_mean"], z["code_precision"],
                    {k: float(z[f"threshold_{k}"]) for k in RULES}, int(z["size"]),
                    bool(int(z["equalize"])) if "equalize" in z else False,
-                   bool(int(z["detail_equalize"])) if "detail_equalize" in z else False)
+                   int(z["detail_version"]) if "detail_version" in z else 1)

@@ -58,27 +58,35 @@ def test_the_equalise_flag_is_kept_with_the_check_and_older_checks_read_without(
 
     check, _ = quick_check
     stats, network = tmp_path / "appearance.npz", tmp_path / "appearance.keras"
-    replace(check, equalize=True, detail_equalize=True).save(stats, network)
+    replace(check, equalize=True, detail_version=2).save(stats, network)
     loaded = AppearanceCheck.load(stats, network, load_keras_model)
-    assert loaded.equalize is True and loaded.detail_equalize is True
-    # Saved before the flags existed: its thresholds were calibrated on raw inputs, and are read that way.
-    older = {k: v for k, v in read_npz(stats).items() if k not in ("equalize", "detail_equalize")}
+    assert loaded.equalize is True and loaded.detail_version == 2
+    # Saved before the fields existed: its thresholds were calibrated on raw inputs, and are read that way.
+    older = {k: v for k, v in read_npz(stats).items() if k not in ("equalize", "detail_version")}
     write_npz_atomic(stats, **older)
     loaded = AppearanceCheck.load(stats, network, load_keras_model)
-    assert loaded.equalize is False and loaded.detail_equalize is False
+    assert loaded.equalize is False and loaded.detail_version == 1
 
 
-def test_the_detail_signal_on_equalised_inputs_is_the_same_whatever_the_intensity_policy():
-    """A model without an intensity policy passes a flat, dim rendering through; its raw fine structure is a fraction
-    of the same film standardised, and a threshold on it would pass a foreign image's flat noisy background."""
+def test_the_detail_signal_is_the_same_whatever_the_intensity_policy_and_a_label_does_not_make_a_film_busy():
+    """Version 2 (new checks): a model without an intensity policy passes a flat, dim rendering through, whose raw
+    fine structure is a fraction of the same film standardised (a threshold on it would pass a foreign image's flat
+    noisy background); equalised, they match. A burned-in label fills a few blocks of the grid: the film's detail
+    barely moves, while a mean over the film rises with it."""
     from cxr_core.safety.appearance import detail_energy
 
     film = phantom_cxr(96, np.random.default_rng(5), 1)
     film = (film - film.min()) / (film.max() - film.min())
     dim = 0.2 + 0.15 * film
-    raw, equalised = detail_energy(np.stack([film, dim])), detail_energy(np.stack([film, dim]), equalize=True)
+    raw, equalised = detail_energy(np.stack([film, dim])), detail_energy(np.stack([film, dim]), version=2)
     assert raw[1] < 0.25 * raw[0]
-    assert equalised[1] == pytest.approx(equalised[0], rel=0.25) and AutoencoderRecipe().detail_equalize
+    assert equalised[1] == pytest.approx(equalised[0], rel=0.25) and AutoencoderRecipe().detail_version == 2
+    labelled = film.copy()
+    stripes = (np.indices((12, 24)).sum(0) % 2).astype(np.float32)  # a dense block of "text" in one corner
+    labelled[4:16, 4:28] = stripes
+    before, after = detail_energy(np.stack([film, labelled]), version=2)
+    raw_before, raw_after = detail_energy(np.stack([film, labelled]))
+    assert after < 1.1 * before and raw_after > 1.3 * raw_before
 
 
 def test_thresholds_come_from_held_out_scores_not_the_training_films(quick_check):
