@@ -80,8 +80,9 @@ def test_the_stress_table_marks_the_conditions_the_policy_chose_on(shipped_json)
 
 def test_the_card_says_how_an_ensemble_was_judged_and_which_members_a_site_model_adapts(shipped_json):
     card = ModelFolder(SHIPPED).card()
-    single = render_markdown(card.with_fields(ensemble=None, site_adaptation=None))
-    assert "scored by the mean of" not in single and "**Site-adapted**" not in single
+    single = render_markdown(card.with_fields(ensemble=None, site_adaptation=None, data={**card.data, "folds": 0}))
+    assert "internal validation, scored by the mean of" not in single and "**Site-adapted**" not in single
+    assert "the same recipe with seeds" not in single and "out-of-fold scores of" not in single
     seeded = card.with_fields(ensemble={"members": 2, "seeds": [1, 2]}, data={**card.data, "folds": 0})
     text = render_markdown(seeded)
     assert "chosen on" in text and "scored by the mean of 2 members" in text
