@@ -186,10 +186,12 @@ def check_set(predictor, held_out_names: set[str]) -> None:
 def external_site(predictor) -> None:
     """Every film of site A (pediatric, another period's patients), as a user would: the population check's
     false alarms on children the model never saw, and the guards' on another site."""
-    files = sorted(f for f in SITE_A.glob("*/*") if f.suffix.lower() in (".jpeg", ".jpg", ".png"))
-    if not files:
+    from cxr_core.validation.dataset import index_dataset
+
+    if not SITE_A.is_dir():
         emit("site_a", f"skipped: {SITE_A} not found")
         return
+    files = [r.path for r in index_dataset(SITE_A)]
     flags, _ = as_a_user_would(predictor, files)
     row("site A (external pediatric)", flags)
     emit("site_a_flagged_adult", ", ".join(f"{f.parent.name}/{f.name}" for f, a in zip(files, flags["adult"]) if a))
