@@ -45,17 +45,29 @@ def row(name: str, flags: dict[str, np.ndarray | None]) -> None:
     emit(f"{name:28s}", " | ".join(f"{cell(flags.get(c)):>24s}" for c in COLUMNS))
 
 
-def cross_fitted_over(reference: np.ndarray, target: np.ndarray, groups: list[str], rule) -> np.ndarray:
+def cross_fitted_excess(reference: np.ndarray, target: np.ndarray, groups: list[str], rule) -> np.ndarray:
     """`target[i]` over `rule`'s threshold calibrated on the `reference` scores of the other patient-grouped folds
-    (reference = target gives cxr_core.safety.ood.cross_fitted_flags)."""
-    from sklearn.model_selection import GroupKFold
+    (above 1: over it; reference = target gives cxr_core.safety.ood.cross_fitted_flags)."""
+    from cxr_core.safety.ood import cross_fitted_thresholds, excess
 
-    from cxr_core.safety.ood import fold_count
+    return excess(target, cross_fitted_thresholds(reference, groups, rule))
 
-    over = np.zeros(len(target), bool)
-    for fit, check in GroupKFold(fold_count(groups)).split(reference, groups=groups):
-        over[check] = target[check] > rule.calibrate(reference[fit])
-    return over
+
+def layout_excess(predictor, x: np.ndarray) -> np.ndarray:
+    """Per model input, the layout check's excess (cxr_core.safety.ood.excess over the model's threshold)."""
+    from cxr_core.safety.ood import excess
+
+    return excess(predictor.ood.pixel_scores(x), predictor.ood.pixel_threshold)
+
+
+def appearance_excess(predictor, x: np.ndarray) -> np.ndarray:
+    """Per model input, the chest-appearance check's excess (cxr_core.safety.appearance.AppearanceCheck.checks)."""
+    return np.array([c.excess for c in predictor.appearance.checks(x)])
+
+
+def joint_excess(layout: np.ndarray, appearance: np.ndarray) -> np.ndarray:
+    """Where both chest checks refuse, the product of their excesses (ADULT_FOREIGN_MARGIN's measure), else 0."""
+    return np.where((layout > 1) & (appearance > 1), layout * appearance, 0.0)
 
 
 def main() -> None:
@@ -82,13 +94,16 @@ def main() -> None:
 
 
 def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
-    """Per kind: each guard on the model input, and the product's answer through Predictor.predict."""
+    """Per kind: each guard on the model input, and the product's answer through Predictor.predict; of the images
+    the population check calls adult, how far both chest checks place them outside (the adult rule's measure)."""
     from cxr_core.inputs.imaging import load_image
+    from cxr_core.safety.intended_use import ADULT_FOREIGN_MARGIN
+    from cxr_core.safety.ood import PIXEL_REASON
     from cxr_core.safety.appearance import REASON
     from testkit.foreign import FOREIGN_KINDS, foreign_set
 
     new = REASON.split("(")[0]
-    alone, without, total = [], [], []
+    alone, without, total, joint = [], [], [], []
     for kind in FOREIGN_KINDS:
         items = [data for _, data in foreign_set(per_kind, seed=0, kinds=(kind,))]
         x = np.stack([predictor.preprocess(load_image(data).pixels) for data in items])
@@ -102,6 +117,12 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
                  "refused": np.array([not p.assessed for p in preds]),
                  "flagged": np.array([not p.assessed or bool(p.warnings) for p in preds])}
         row(f"foreign: {kind}", flags)
+        if flags["adult"] is not None:  # what the adult rule weighs: both chest checks' excess, on the adult-looking
+            both = joint_excess(layout_excess(predictor, x),
+                                appearance_excess(predictor, x))
+            elsewhere = np.array([any(not r.startswith(new) and r != PIXEL_REASON for r in p.not_assessed_reasons)
+                                  for p in preds])  # refused before the chest checks (colour, blank)
+            joint.append(both[flags["adult"] & ~elsewhere & (both > 0)])
         alone.append(flags["refused"] & ~others)
         without.append(others)
         total.append(flags["refused"])
@@ -109,7 +130,13 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
     row("foreign: all kinds", {"refused": refused})
     return [("foreign_refused_with_the_appearance_check", cell(refused)),
             ("foreign_refused_without_it (colour, blank and layout rules alone)", cell(without_it)),
-            ("foreign_refused_by_the_appearance_check_alone", cell(only))]
+            ("foreign_refused_by_the_appearance_check_alone", cell(only)),
+            ("foreign_called_adult_refused_by_both_chest_checks: lowest product of their excesses "
+             f"(ADULT_FOREIGN_MARGIN {ADULT_FOREIGN_MARGIN:g})", lowest(np.concatenate(joint or [np.zeros(0)])))]
+
+
+def lowest(values: np.ndarray) -> str:
+    return f"{values.min():.2f} (n {len(values)})" if len(values) else "none (n 0)"
 
 
 def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
@@ -148,13 +175,14 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     for name in ACQUISITION:
         shifted = np.stack([predictor.preprocess(SHIFTS[name](g, 2, image_rng(name, 2, i))) for i, g in enumerate(gray)])
         s = scores(shifted)
-        over = {k: cross_fitted_over(clean[key], s[key], patients, rule) for k, key, rule in (
+        excess = {k: cross_fitted_excess(clean[key], s[key], patients, rule) for k, key, rule in (
             ("pixel", "pixel", PIXEL_REFUSAL), ("unusual", "feature", FEATURE_UNUSUAL),
             ("very", "feature", FEATURE_VERY_UNUSUAL), *((k, k, rule) for k, rule in RULES.items()))}
-        appearance = np.logical_or.reduce([over[k] for k in RULES])
+        over = {k: v > 1 for k, v in excess.items()}
+        looks = np.max([excess[k] for k in RULES], axis=0)
         adult = predictor.adult_check.flags(shifted) if predictor.adult_check is not None else np.zeros(len(x), bool)
-        refused = refused_by_chest_checks(over["pixel"], appearance, adult)
-        row(f"held-out pediatric, {name}:2", {"layout": over["pixel"], "appearance": appearance,
+        refused = refused_by_chest_checks(excess["pixel"], looks, adult)
+        row(f"held-out pediatric, {name}:2", {"layout": over["pixel"], "appearance": looks > 1,
                                               "features": over["unusual"] | over["very"], "adult": adult,
                                               "refused": refused,
                                               "flagged": refused | over["unusual"] | over["very"] | adult})
@@ -166,13 +194,16 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     _, y, oof = cross_validated_scores(x_train, [r.patient for r in train], adults, groups)
     population = oof[y == 1] > np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE)
     found = predictor.ood.findings(adults, features(adults))
-    appearance = predictor.appearance.findings(adults)["refused"]
-    refused = refused_by_chest_checks(found["refused"], appearance, population)  # the product's rule, CV population
+    layout, looks = layout_excess(predictor, adults), appearance_excess(predictor, adults)
+    refused = refused_by_chest_checks(layout, looks, population)  # the product's rule, CV population
     warned = found["unusual"] | found["very_unusual"]
-    row("adult reference (CV)", {"layout": found["refused"], "appearance": appearance, "features": warned,
+    row("adult reference (CV)", {"layout": found["refused"], "appearance": looks > 1, "features": warned,
                                  "adult": population, "refused": refused, "flagged": refused | warned | population})
+    both = joint_excess(layout, looks)
     return out + [("adult_films_refused (chest films: a cost, not a catch; refused only where both chest checks "
-                   "refuse a film the population check calls adult)", cell(refused))]
+                   "refuse a film the population check calls adult, together by ADULT_FOREIGN_MARGIN)", cell(refused)),
+                  ("adult_films_refused_by_both_chest_checks: highest product of their excesses",
+                   f"{both.max():.2f} (n {int(np.sum(both > 0))})" if np.any(both > 0) else "none (n 0)")]
 
 
 def check_set(predictor, held_out_names: set[str]) -> None:

@@ -52,13 +52,15 @@ def test_each_image_guard_threshold_flags_above_it_and_not_at_it(controlled_pred
     x = controlled_predictor.preprocess(C.film(C.target(0.3)))
     pooled = controlled_predictor.forward(x[None], heatmaps=False)[2][0]
     pixel, feature = float(det.pixel_scores(x[None, ..., 0])[0]), float(det.feature_scores(pooled[None])[0])
-    assert det.check(x[..., 0], pooled) == ([], [])  # a film like the guards' own: neither refused nor warned
+    layout, warnings = det.check(x[..., 0], pooled)
+    assert layout.reasons == () and warnings == []  # a film like the guards' own: neither refused nor warned
     # just above and just below each score (float32 pixel scores: a relative step of 1e-6, not one float64 ulp)
     up, down = (lambda v: v * (1 + 1e-6)), (lambda v: v * (1 - 1e-6))
     at = dataclasses.replace(det, pixel_threshold=up(pixel), feature_threshold=up(feature),
                              feature_threshold_strong=up(feature))
-    assert at.check(x[..., 0], pooled) == ([], [])
-    assert dataclasses.replace(det, pixel_threshold=down(pixel)).check(x[..., 0], pooled)[0] == [PIXEL_REASON]
+    layout, warnings = at.check(x[..., 0], pooled)
+    assert layout.reasons == () and warnings == []
+    assert dataclasses.replace(det, pixel_threshold=down(pixel)).check(x[..., 0], pooled)[0].reasons == (PIXEL_REASON,)
     unusual = dataclasses.replace(det, feature_threshold=down(feature), feature_threshold_strong=up(feature))
     assert unusual.check(x[..., 0], pooled)[1] == [UNUSUAL_WARNING]
     very = dataclasses.replace(det, feature_threshold=down(feature), feature_threshold_strong=down(feature))

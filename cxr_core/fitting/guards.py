@@ -25,9 +25,9 @@ from ..model.predict import Predictor
 from ..safety.appearance import RULES as APPEARANCE_RULES
 from ..safety.appearance import AppearanceCheck, AutoencoderRecipe
 from ..safety.ood import (FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags,
-                          fold_count)
+                          cross_fitted_thresholds, excess, fold_count)
 from ..safety.overlap import write_training_hashes
-from ..safety.intended_use import chest_check_refusals
+from ..safety.intended_use import ChestCheck, chest_check_refusals
 from ..safety.population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
 from ..settings import current
 from ..validation.dataset import held_out_split
@@ -81,32 +81,37 @@ def fit_guards(model: Any, x_fit: np.ndarray, fit_patients: list[str], x_held_ou
 
 def held_out_flags(ood: OODDetector, appearance: AppearanceCheck | None, check: AdultImageCheck | None,
                    x_held_out: np.ndarray, features: np.ndarray, patients: list[str]) -> dict[str, np.ndarray]:
-    """Per held-out pediatric film, each guard's verdict with thresholds that did not see it: `refused` by any
-    image guard (`refused_layout`, the pixel check; `refused_appearance`, the autoencoder), the graded warnings,
-    the population check, and `flagged` (refused or any warning). bench/ood.py measures the same with this."""
+    """Per held-out pediatric film, each guard's verdict with thresholds that did not see it: `refused` by the
+    chest checks as the product decides (`refused_layout`, the pixel check; `refused_appearance`, the autoencoder),
+    the graded warnings, the population check, and `flagged` (refused or any warning). bench/ood.py measures the
+    same with this."""
     pixel, feature = ood.pixel_scores(x_held_out), ood.feature_scores(features)
-    none = np.zeros(len(x_held_out), bool)
-    out = {"refused_layout": cross_fitted_flags(pixel, patients, PIXEL_REFUSAL), "refused_appearance": none}
+    layout = excess(pixel, cross_fitted_thresholds(pixel, patients, PIXEL_REFUSAL))
+    looks = None
     if appearance is not None:
         scores = appearance.scores(x_held_out)
-        out["refused_appearance"] = np.logical_or.reduce([cross_fitted_flags(scores[k], patients, rule)
-                                                         for k, rule in APPEARANCE_RULES.items()])
-    out |= {"unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
-            "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
-            "population": check.flags(x_held_out) if check is not None else none}
-    out["refused"] = refused_by_chest_checks(out["refused_layout"], out["refused_appearance"] if appearance else None,
-                                             out["population"])
+        looks = np.max([excess(scores[k], cross_fitted_thresholds(scores[k], patients, rule))
+                        for k, rule in APPEARANCE_RULES.items()], axis=0)
+    out = {"refused_layout": layout > 1.0,
+           "refused_appearance": looks > 1.0 if looks is not None else np.zeros(len(x_held_out), bool),
+           "unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
+           "very_unusual": cross_fitted_flags(feature, patients, FEATURE_VERY_UNUSUAL),
+           "population": check.flags(x_held_out) if check is not None else np.zeros(len(x_held_out), bool)}
+    out["refused"] = refused_by_chest_checks(layout, looks, out["population"])
     out["flagged"] = out["refused"] | out["unusual"] | out["very_unusual"] | out["population"]
     return out
 
 
 def refused_by_chest_checks(layout: np.ndarray, appearance: np.ndarray | None,
                             outside_population: np.ndarray) -> np.ndarray:
-    """Per film, whether the product refuses it from these flags (safety.intended_use.chest_check_refusals);
-    `appearance` None: the model has no chest-appearance check."""
-    each = [None] * len(layout) if appearance is None else [["appearance"] * bool(a) for a in appearance]
-    return np.array([bool(chest_check_refusals(["layout"] * bool(l), a, bool(p)))
-                     for l, a, p in zip(layout, each, outside_population)], bool)
+    """Per film, whether the product refuses it (safety.intended_use.chest_check_refusals), from each chest check's
+    excess (score over threshold, above 1: it refuses); `appearance` None: the model has no chest-appearance check."""
+    def answer(excess: float, name: str) -> ChestCheck:
+        return ChestCheck((name,) * bool(excess > 1.0), float(excess))
+
+    looks = [None] * len(layout) if appearance is None else [answer(a, "appearance") for a in appearance]
+    return np.array([bool(chest_check_refusals(answer(l, "layout"), a, bool(p)))
+                     for l, a, p in zip(layout, looks, outside_population)], bool)
 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,

@@ -28,7 +28,7 @@ from .keras_import import load_keras_model
 from ..safety.appearance import AppearanceCheck
 from ..safety.ood import OODDetector
 from ..safety.population import ADULT_IMAGE_REASON, AdultImageCheck, age_warning
-from ..safety.intended_use import assess, chest_check_refusals
+from ..safety.intended_use import ChestCheck, assess, chest_check_refusals
 from .architecture import CAM_LAYER, LOGITS_LAYER, POOL_LAYER, has_linear_head
 from .gradcam import (cam_from_features, detail_layer, evidence_weights, fuse, gradcam_reference, layer_cam_model,
                       to_display)
@@ -182,20 +182,21 @@ class Predictor:
         probs, heat, pooled, batch, looks = self._run([self.preprocess(image.pixels)])
         return self._to_prediction(name, image, probs[0], heat[0], pooled[0], batch[0], looks[0], point)
 
-    def _run(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
-        """The forward pass of a batch, and each input's chest-appearance refusals (one pass for the batch)."""
+    def _run(self, inputs: list[np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[ChestCheck | None]]:
+        """The forward pass of a batch, and each input's chest-appearance check (one pass for the batch; None: the
+        model has no such check)."""
         batch = np.stack(inputs)
         probs, heat, pooled = self.forward(batch)
-        looks = self.appearance.refusals(batch) if self.appearance is not None else [[] for _ in batch]
+        looks = self.appearance.checks(batch) if self.appearance is not None else [None for _ in batch]
         return probs, heat, pooled, batch, looks
 
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
-                       pooled: np.ndarray, model_input: np.ndarray, appearance_refusals: list[str],
+                       pooled: np.ndarray, model_input: np.ndarray, appearance: ChestCheck | None,
                        point: OperatingPoint) -> Prediction:
-        layout, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else ([], [])
+        layout, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else (ChestCheck(), [])
         population = self._population_warning(image, model_input)
-        refusals = chest_check_refusals(layout, appearance_refusals if self.appearance is not None else None,
-                                        population is not None)
+        refusals = chest_check_refusals(layout, appearance, population is not None)
         verdict = assess(image, refusals, unusual, population)
         p = float(pneumonia_probability(probs[None])[0])
         decided = label(p, point.threshold) if verdict.assessed else None

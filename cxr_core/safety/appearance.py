@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 
 from ..fileio import read_npz, write_atomic, write_npz_atomic
-from .ood import ThresholdRule
+from .intended_use import ChestCheck
+from .ood import ThresholdRule, excess
 
 REASON = "This does not look like a chest radiograph ({why})."
 WHY = {"reconstruction": "a model of what chest films look like cannot reproduce its layout",
@@ -175,11 +176,13 @@ class AppearanceCheck:
         out["refused"] = np.logical_or.reduce([out[k] for k in RULES])
         return out
 
-    def refusals(self, images: np.ndarray) -> list[list[str]]:
-        """Per model input, its refusal reason (empty: it looks like a chest film); the first signal that refuses
-        says why."""
-        found = self.findings(images)
-        return [[REASON.format(why=WHY[k]) for k in RULES if found[k][i]][:1] for i in range(len(found["refused"]))]
+    def checks(self, images: np.ndarray) -> list[ChestCheck]:
+        """Per model input, this check's answer: the first signal that refuses says why (none: it looks like a chest
+        film); the excess is the highest of the signals' score-to-threshold ratios."""
+        scores = self.scores(images)
+        over = np.max([excess(scores[k], self.thresholds[k]) for k in RULES], axis=0)
+        return [ChestCheck(tuple(REASON.format(why=WHY[k]) for k in RULES if scores[k][i] > self.thresholds[k])[:1],
+                           float(over[i])) for i in range(len(over))]
 
     def describe(self, recipe: AutoencoderRecipe) -> dict[str, Any]:
         """The card's record of this check."""

@@ -8,7 +8,8 @@ when it is unusual. A guard that silences the sickest children (lines, tubes, le
 - refused ("not assessed", label null, with reasons): DICOM that is not a projection radiograph
   (by Modality, else SOP class), of another body part, or a lateral view; colour photographs;
   blank images; images whose global layout is not a chest radiograph's (cxr_core.safety.ood pixel check) or
-  that a model of what chest films look like cannot explain (cxr_core.safety.appearance autoencoder);
+  that a model of what chest films look like cannot explain (cxr_core.safety.appearance autoencoder); an
+  adult-looking film only where both refuse it clearly (`chest_check_refusals`);
 - assessed with warnings: films the model finds unusual or very unusual (cxr_core.safety.ood feature
   check, graded), films outside the validated population (cxr_core.safety.population: adult-looking or a
   DICOM age), and loader warnings.
@@ -56,16 +57,33 @@ def not_a_chest_film(reasons: Sequence[str]) -> bool:
     return any(r != FAILED_EXPOSURE for r in reasons)
 
 
-def chest_check_refusals(layout: Sequence[str], appearance: Sequence[str] | None,
-                         outside_population: bool) -> list[str]:
+# An adult-looking film both chest checks refuse is still refused as a foreign input only when, together, they
+# place it clearly outside: the product of their excesses at least this (each check at 1.41 x its threshold, or one
+# at 2 x while the other just refuses). The adult reference films (children's thresholds, never fitted on adults)
+# reach 1.6 at most, the foreign kinds the population check calls adult 2.9 at least (bench/ood.py prints both).
+ADULT_FOREIGN_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class ChestCheck:
+    """One image check's answer to "is this a chest film at all?": why it refuses (empty: it passes), and its
+    excess, the highest ratio of one of its scores to that score's threshold (above 1 where it refuses)."""
+
+    reasons: tuple[str, ...] = ()
+    excess: float = 0.0
+
+
+def chest_check_refusals(layout: ChestCheck, appearance: ChestCheck | None, outside_population: bool) -> list[str]:
     """The refusals of the two image checks of "is this a chest film at all?" (the layout of its thumbnail and the
     chest-appearance autoencoder; `appearance` None: the model has no such check), both fitted on children's films.
-    An adult's chest film is a chest film whose anatomy either check may find unlike a child's: a film the population
-    check places outside the validated ages is refused only when both refuse it, and otherwise gets the population
-    warning. Any other film, and every film of a model with one check, is refused by either."""
-    if outside_population and appearance is not None and not (layout and appearance):
+    An adult's chest film is a chest film whose anatomy either check may find a little unlike a child's: a film the
+    population check places outside the validated ages is refused only when both refuse it, by
+    ADULT_FOREIGN_MARGIN together, and otherwise gets the population warning. Any other film, and every film of a
+    model with one check, is refused by either."""
+    if outside_population and appearance is not None and not (
+            layout.reasons and appearance.reasons and layout.excess * appearance.excess >= ADULT_FOREIGN_MARGIN):
         return []
-    return [*(appearance or []), *layout]
+    return [*(appearance.reasons if appearance is not None else ()), *layout.reasons]
 
 
 @dataclass(frozen=True)

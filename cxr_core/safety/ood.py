@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..fileio import read_npz, write_npz_atomic
+from .intended_use import ChestCheck
 
 THUMB = 32
 
@@ -66,18 +67,33 @@ FEATURE_UNUSUAL = ThresholdRule(0.995)
 FEATURE_VERY_UNUSUAL = ThresholdRule(1.0, 1.25)
 
 
-def cross_fitted_flags(scores: np.ndarray, groups: Sequence[str], rule: ThresholdRule, folds: int = 5) -> np.ndarray:
-    """Per held-out film: over `rule`'s threshold when that threshold comes from the other patient-grouped
-    folds. Their mean is the false-alarm rate new films will see, not the rate the quantile was set to."""
+def excess(scores: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
+    """Each score over its threshold: above 1 where the threshold flags it (a zero threshold: infinite over a
+    positive score, else 0), how far outside its guard places a film."""
+    scores = np.asarray(scores, np.float64)
+    thresholds = np.broadcast_to(np.asarray(thresholds, np.float64), scores.shape)
+    return np.divide(scores, thresholds, out=np.where(scores > thresholds, np.inf, 0.0), where=thresholds > 0)
+
+
+def cross_fitted_thresholds(scores: np.ndarray, groups: Sequence[str], rule: ThresholdRule,
+                            folds: int = 5) -> np.ndarray:
+    """Per held-out film, `rule`'s threshold calibrated on the other patient-grouped folds' scores: what a new film
+    of its kind would be judged by."""
     from sklearn.model_selection import GroupKFold  # lazy: heavy
 
     scores = np.asarray(scores, np.float64)
     if len(set(groups)) < 2:  # one patient: nothing to hold out from it (the card says how many folds were used)
-        return scores > rule.calibrate(scores)
-    over = np.zeros(len(scores), bool)
+        return np.full(len(scores), rule.calibrate(scores))
+    thresholds = np.zeros(len(scores))
     for fit, check in GroupKFold(fold_count(groups, folds)).split(scores, groups=list(groups)):
-        over[check] = scores[check] > rule.calibrate(scores[fit])
-    return over
+        thresholds[check] = rule.calibrate(scores[fit])
+    return thresholds
+
+
+def cross_fitted_flags(scores: np.ndarray, groups: Sequence[str], rule: ThresholdRule, folds: int = 5) -> np.ndarray:
+    """Per held-out film: over `rule`'s threshold when that threshold comes from the other patient-grouped
+    folds. Their mean is the false-alarm rate new films will see, not the rate the quantile was set to."""
+    return np.asarray(scores, np.float64) > cross_fitted_thresholds(scores, groups, rule, folds)
 
 
 def fold_count(groups: Sequence[str], folds: int = 5) -> int:
@@ -141,12 +157,16 @@ class OODDetector:
                 "unusual": feature > self.feature_threshold,
                 "very_unusual": feature > self.feature_threshold_strong}
 
-    def check(self, image: np.ndarray, features: np.ndarray) -> tuple[list[str], list[str]]:
-        """(refusals, warnings) for one model-input image; both empty when it looks like the training films."""
-        found = {k: bool(v[0]) for k, v in self.findings(image[None], np.asarray(features)[None]).items()}
-        refusals = [PIXEL_REASON] if found["refused"] else []
-        warnings = [VERY_UNUSUAL_WARNING] if found["very_unusual"] else [UNUSUAL_WARNING] if found["unusual"] else []
-        return refusals, warnings
+    def check(self, image: np.ndarray, features: np.ndarray) -> tuple[ChestCheck, list[str]]:
+        """(the layout check's answer, graded warnings) for one model-input image; the layout passes and the warnings
+        are empty when it looks like the training films."""
+        score = float(self.pixel_scores(image[None])[0])
+        feature = float(self.feature_scores(np.asarray(features)[None])[0])
+        layout = ChestCheck((PIXEL_REASON,) if score > self.pixel_threshold else (),
+                            float(excess(score, self.pixel_threshold)))
+        warnings = ([VERY_UNUSUAL_WARNING] if feature > self.feature_threshold_strong
+                    else [UNUSUAL_WARNING] if feature > self.feature_threshold else [])
+        return layout, warnings
 
     def save(self, path: Path) -> Path:
         return write_npz_atomic(path, pca_mean=self.pca_mean, pca_components=self.pca_components,

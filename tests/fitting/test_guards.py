@@ -79,13 +79,14 @@ def test_the_held_out_split_is_the_models_own_with_no_patient_on_both_sides(tiny
 
 
 def test_held_out_rates_count_a_refusal_as_the_product_decides_it():
-    """refused_by_chest_checks applies the product's one rule (safety.intended_use.chest_check_refusals): a child's
-    film is refused by either chest check, an adult-looking one only by both."""
+    """refused_by_chest_checks applies the product's one rule (safety.intended_use.chest_check_refusals) to each
+    check's excess (above 1: it refuses): a child's film is refused by either chest check, an adult-looking one only
+    by both, together by ADULT_FOREIGN_MARGIN."""
     from cxr_core.fitting.guards import refused_by_chest_checks
 
-    layout = np.array([1, 0, 1, 1, 0], bool)
-    appearance = np.array([0, 1, 1, 0, 0], bool)
-    adult = np.array([0, 0, 1, 1, 1], bool)
-    assert refused_by_chest_checks(layout, appearance, adult).tolist() == [True, True, True, False, False]
+    layout = np.array([1.5, 0.5, 1.5, 1.5, 0.5, 1.2, 1.6])
+    appearance = np.array([0.5, 1.5, 1.5, 0.5, 0.5, 1.2, 1.6])
+    adult = np.array([0, 0, 1, 1, 1, 1, 1], bool)
+    assert refused_by_chest_checks(layout, appearance, adult).tolist() == [True, True, True, False, False, False, True]
     # A model without the appearance check has one chest check: it refuses adult-looking films too.
-    assert refused_by_chest_checks(layout, None, adult).tolist() == [True, False, True, True, False]
+    assert refused_by_chest_checks(layout, None, adult).tolist() == [True, False, True, True, False, True, True]

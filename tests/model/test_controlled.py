@@ -324,33 +324,47 @@ def test_result_uids_depend_on_the_model_and_another_models_analysis_is_not_skip
     assert first[0].skipped is None and first[0].prediction.label == "PNEUMONIA"
 
 
-@pytest.mark.parametrize("layout, appearance", [(True, False), (False, True), (True, True), (True, None)])
+AT_MARGIN = 2.0 / 1.25  # with a layout excess of 1.25: a product of exactly ADULT_FOREIGN_MARGIN (asserted below)
+
+
+@pytest.mark.parametrize("layout, appearance, adult_refused", [
+    (3.0, 0.5, False), (0.5, 3.0, False),  # one check refuses: an adult's anatomy, assessed with the warning
+    (1.25, 1.2, False),  # both refuse, a little: still an adult's chest film
+    (1.25, AT_MARGIN * (1 - 1e-9), False), (1.25, AT_MARGIN, True),  # just under, exactly at the joint margin
+    (2.0, 1.5, True),  # both refuse, clearly: not a chest film
+    (3.0, None, True), (0.5, None, False)])  # a model with one chest check: it refuses adults too
 def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_refusal(controlled_model_dir, layout,
-                                                                                        appearance):
+                                                                                        appearance, adult_refused):
     """Both chest checks (the thumbnail's layout, the chest-appearance autoencoder) are built on children's films and
     either may call an adult's anatomy unlike theirs: a film the population check flags as adult is refused only when
-    both refuse it, and otherwise assessed with the population warning; a child's film is refused by either. A model
-    without the appearance check (None) has one chest check, which refuses adult-looking films too."""
+    both refuse it and, together, clearly (the product of their excesses at least ADULT_FOREIGN_MARGIN), and
+    otherwise assessed with the population warning; a child's film is refused by either. A model without the
+    appearance check (None) has one chest check, which refuses adult-looking films too."""
     from cxr_core.model.predict import Predictor
+    from cxr_core.safety.intended_use import ADULT_FOREIGN_MARGIN, ChestCheck
     from cxr_core.safety.ood import PIXEL_REASON
 
+    assert 1.25 * AT_MARGIN == ADULT_FOREIGN_MARGIN
     looks = "This does not look like a chest radiograph (test)."
 
+    def answer(excess: float, reason: str) -> ChestCheck:
+        return ChestCheck((reason,) * (excess > 1), excess)
+
     class Appearance:
-        def refusals(self, batch):
-            return [[looks] if appearance else [] for _ in batch]
+        def checks(self, batch):
+            return [answer(appearance, looks) for _ in batch]
 
     class Layout:  # the model's layout check; its feature check has nothing to say here
         def check(self, image, pooled):
-            return ([PIXEL_REASON] if layout else []), []
+            return answer(layout, PIXEL_REASON), []
 
     predictor = Predictor(controlled_model_dir)  # this test's own: the shared one is never changed
     predictor.appearance, predictor.ood = Appearance() if appearance is not None else None, Layout()
-    expected = [looks] * bool(appearance) + [PIXEL_REASON] * layout
+    expected = [looks] * bool(appearance and appearance > 1) + [PIXEL_REASON] * (layout > 1)
     adult = predictor.predict(C.png16(C.film(C.target(0.2), adult=True, seed=7)))
-    if layout and appearance is not False:
+    if adult_refused:
         assert not adult.assessed and adult.not_assessed_reasons == expected
     else:
         assert adult.assessed and adult.label == "NORMAL" and any("adult" in w for w in adult.warnings)
     child = predictor.predict(C.png16(C.film(C.target(0.2), seed=7)))
-    assert not child.assessed and child.not_assessed_reasons == expected
+    assert child.assessed == (not expected) and child.not_assessed_reasons == expected

@@ -85,19 +85,21 @@ def test_the_image_guards_refuse_a_non_chest_layout_and_only_warn_for_an_unusual
 
     det, rng = _fitted_detector()
     chest, typical = _chest_like(rng), rng.standard_normal(6)
-    assert det.check(chest, typical) == ([], [])
-    refusals, _ = det.check(non_xray("document", 48, rng).astype(np.float32), typical)
-    assert refusals == [PIXEL_REASON]
+    layout, warnings = det.check(chest, typical)
+    assert layout.reasons == () and layout.excess < 1 and warnings == []
+    layout, _ = det.check(non_xray("document", 48, rng).astype(np.float32), typical)
+    assert layout.reasons == (PIXEL_REASON,) and layout.excess > 1
     checker = (np.indices((48, 48)).sum(0) // 6 % 2).astype(np.float32)
-    assert det.check(checker, typical)[0] == [PIXEL_REASON]
+    assert det.check(checker, typical)[0].reasons == (PIXEL_REASON,)
     # A chest film whose features sit at the edge, then far outside: assessed with a graded warning.
     direction = rng.standard_normal(6)
     direction /= np.linalg.norm(direction)
     scale = lambda t: det.feat_mean + direction / np.sqrt(direction @ det.feat_precision @ direction) * t  # noqa: E731
     mild = scale((det.feature_threshold + det.feature_threshold_strong) / 2)
-    assert det.check(chest, mild) == ([], [UNUSUAL_WARNING])
-    assert det.check(chest, scale(det.feature_threshold_strong * 1.5)) == ([], [VERY_UNUSUAL_WARNING])
-    verdict = assess(load_image(inputs.png_gray8()), *det.check(chest, scale(det.feature_threshold_strong * 2)))
+    assert det.check(chest, mild)[1] == [UNUSUAL_WARNING]
+    assert det.check(chest, scale(det.feature_threshold_strong * 1.5))[1] == [VERY_UNUSUAL_WARNING]
+    layout, warnings = det.check(chest, scale(det.feature_threshold_strong * 2))
+    verdict = assess(load_image(inputs.png_gray8()), layout.reasons, warnings)
     assert verdict.assessed and verdict.warnings == (VERY_UNUSUAL_WARNING,)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cxr_core.safety.ood import (PIXEL_REASON, UNUSUAL_WARNING, VERY_UNUSUAL_WARNING, OODDetector, ThresholdRule,
-                                 cross_fitted_flags, fold_count, thumbnails)
+                                 cross_fitted_flags, cross_fitted_thresholds, excess, fold_count, thumbnails)
 from testkit.synthetic import non_xray, phantom_cxr
 
 SIZE = 48
@@ -46,6 +46,15 @@ def test_cross_fitted_flags_judge_each_film_by_a_threshold_set_without_its_patie
     assert flags.tolist() == [False, False, False, False, True, True]  # only c is over the max of a and b
     assert fold_count(groups, 5) == 3 and fold_count(["x"] * 4) == 1
     assert cross_fitted_flags(scores, ["x"] * 6, rule).tolist() == [False] * 6  # one patient: in-sample
+    thresholds = cross_fitted_thresholds(scores, groups, rule, folds=3)
+    assert thresholds.tolist() == [5.1, 5.1, 5.1, 5.1, 1.3, 1.3]  # each patient's: the others' maximum
+    np.testing.assert_allclose(excess(scores, thresholds), scores / thresholds)
+
+
+def test_the_excess_is_a_score_over_its_threshold_above_one_only_where_flagged():
+    assert excess(np.array([1.0, 2.0, 3.0]), 2.0).tolist() == [0.5, 1.0, 1.5]  # at the threshold: 1, not over
+    assert excess(np.array([0.0, 0.5]), 0.0).tolist() == [0.0, np.inf]  # a zero threshold: over any positive score
+    assert excess(np.array([1.0, 4.0]), np.array([2.0, 2.0])).tolist() == [0.5, 2.0]
 
 
 def test_thumbnails_are_32_by_32_and_contrast_normalised():
@@ -64,11 +73,11 @@ def detector():
 
 def test_the_detector_keeps_chest_films_and_refuses_what_is_not_laid_out_like_one(detector):
     films, zero = _films(20, 3), np.zeros(4)
-    assert sum(bool(detector.check(f, zero)[0]) for f in films) <= 1
+    assert sum(bool(detector.check(f, zero)[0].reasons) for f in films) <= 1
     rng = np.random.default_rng(4)
     for kind in ("noise", "document", "checker"):
-        refusals, _ = detector.check(non_xray(kind, SIZE, rng), zero)
-        assert refusals == [PIXEL_REASON], kind
+        layout, _ = detector.check(non_xray(kind, SIZE, rng), zero)
+        assert layout.reasons == (PIXEL_REASON,) and layout.excess > 1, kind
 
 
 def test_far_features_warn_in_two_grades_and_are_still_assessed(detector):
@@ -77,9 +86,9 @@ def test_far_features_warn_in_two_grades_and_are_still_assessed(detector):
     scores = detector.feature_scores(np.stack([direction * s for s in np.linspace(0, 50, 501)]))
     unusual = direction * np.linspace(0, 50, 501)[np.argmax(scores > detector.feature_threshold)]
     very = direction * np.linspace(0, 50, 501)[np.argmax(scores > detector.feature_threshold_strong)]
-    assert detector.check(film, np.zeros(4)) == ([], [])
-    assert detector.check(film, unusual) == ([], [UNUSUAL_WARNING])
-    assert detector.check(film, very * 1.01) == ([], [VERY_UNUSUAL_WARNING])
+    assert [detector.check(film, f)[1] for f in (np.zeros(4), unusual, very * 1.01)] == [
+        [], [UNUSUAL_WARNING], [VERY_UNUSUAL_WARNING]]
+    assert detector.check(film, very * 1.01)[0].reasons == ()  # warned, not refused
     assert detector.feature_threshold_strong >= detector.feature_threshold
 
 
