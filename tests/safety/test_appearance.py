@@ -3,6 +3,8 @@ explain. Unit tests on tiny inputs, the tiny model end to end, and the shipped m
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -37,8 +39,15 @@ def test_it_refuses_what_it_cannot_explain_and_keeps_chest_films(quick_check):
     assert answers[0].reasons == () and answers[0].excess <= 1
     assert all(len(a.reasons) == 1 and a.reasons[0].startswith("This does not look like a chest radiograph (")
                and a.excess > 1 for a in answers[1:])
-    scores = check.scores(foreign[:1])  # the excess is the signal furthest over its threshold
-    assert answers[1].excess == pytest.approx(max(scores[k][0] / check.thresholds[k] for k in scores))
+    # the excess is the signal furthest over its threshold, whichever it is: here the first, then (its threshold
+    # raised a hundredfold) another
+    scores = check.scores(foreign)
+    for thresholds in (check.thresholds, {**check.thresholds, "reconstruction": check.thresholds["reconstruction"] * 100}):
+        skewed = copy.copy(check)
+        skewed.thresholds = thresholds
+        ratios = np.array([scores[k] / thresholds[k] for k in scores])
+        assert [a.excess for a in skewed.checks(foreign)] == pytest.approx(ratios.max(axis=0).tolist())
+    assert ratios.argmax(axis=0).min() > 0
 
 
 def test_equalised_thumbnails_see_the_layout_whatever_the_tone_curve():
