@@ -53,21 +53,9 @@ def cross_fitted_excess(reference: np.ndarray, target: np.ndarray, groups: list[
     return excess(target, cross_fitted_thresholds(reference, groups, rule))
 
 
-def layout_excess(predictor, x: np.ndarray) -> np.ndarray:
-    """Per model input, the layout check's excess (cxr_core.safety.ood.excess over the model's threshold)."""
-    from cxr_core.safety.ood import excess
-
-    return excess(predictor.ood.pixel_scores(x), predictor.ood.pixel_threshold)
-
-
 def appearance_excess(predictor, x: np.ndarray) -> np.ndarray:
     """Per model input, the chest-appearance check's excess (cxr_core.safety.appearance.AppearanceCheck.checks)."""
     return np.array([c.excess for c in predictor.appearance.checks(x)])
-
-
-def joint_excess(layout: np.ndarray, appearance: np.ndarray) -> np.ndarray:
-    """Where both chest checks refuse, the product of their excesses (ADULT_FOREIGN_MARGIN's measure), else 0."""
-    return np.where((layout > 1) & (appearance > 1), layout * appearance, 0.0)
 
 
 def main() -> None:
@@ -97,6 +85,7 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
     """Per kind: each guard on the model input, and the product's answer through Predictor.predict; of the images
     the population check calls adult, how far both chest checks place them outside (the adult rule's measure)."""
     from cxr_core.inputs.imaging import load_image
+    from cxr_core.fitting.guards import joint_excesses
     from cxr_core.safety.intended_use import ADULT_FOREIGN_MARGIN
     from cxr_core.safety.ood import PIXEL_REASON
     from cxr_core.safety.appearance import REASON
@@ -118,8 +107,7 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
                  "flagged": np.array([not p.assessed or bool(p.warnings) for p in preds])}
         row(f"foreign: {kind}", flags)
         if flags["adult"] is not None:  # what the adult rule weighs: both chest checks' excess, on the adult-looking
-            both = joint_excess(layout_excess(predictor, x),
-                                appearance_excess(predictor, x))
+            both = joint_excesses(predictor.ood.layout_excess(x), appearance_excess(predictor, x))
             elsewhere = np.array([any(not r.startswith(new) and r != PIXEL_REASON for r in p.not_assessed_reasons)
                                   for p in preds])  # refused before the chest checks (colour, blank)
             joint.append(both[flags["adult"] & ~elsewhere & (both > 0)])
@@ -141,10 +129,10 @@ def lowest(values: np.ndarray) -> str:
 
 def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     from cxr_core.inputs.imaging import load_image
-    from cxr_core.safety.appearance import RULES
-    from cxr_core.fitting.guards import held_out_flags, refused_by_chest_checks
+    from cxr_core.safety.appearance import RULES, furthest
+    from cxr_core.fitting.guards import held_out_flags, joint_excesses, refused_by_chest_checks
     from cxr_core.validation.dataset import held_out_split
-    from cxr_core.safety.ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL
+    from cxr_core.safety.ood import FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, cross_fitted_thresholds
     from cxr_core.safety.population import DEFAULT_ADULT_REFERENCE, PEDIATRIC_FALSE_ALARM_QUANTILE
     from cxr_core.safety.population import cross_validated_scores, load_adult_reference
     from cxr_core.inputs.shifts import ACQUISITION, SHIFTS, image_rng
@@ -175,13 +163,13 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     for name in ACQUISITION:
         shifted = np.stack([predictor.preprocess(SHIFTS[name](g, 2, image_rng(name, 2, i))) for i, g in enumerate(gray)])
         s = scores(shifted)
-        excess = {k: cross_fitted_excess(clean[key], s[key], patients, rule) for k, key, rule in (
+        beyond = {k: cross_fitted_excess(clean[key], s[key], patients, rule) for k, key, rule in (
             ("pixel", "pixel", PIXEL_REFUSAL), ("unusual", "feature", FEATURE_UNUSUAL),
-            ("very", "feature", FEATURE_VERY_UNUSUAL), *((k, k, rule) for k, rule in RULES.items()))}
-        over = {k: v > 1 for k, v in excess.items()}
-        looks = np.max([excess[k] for k in RULES], axis=0)
+            ("very", "feature", FEATURE_VERY_UNUSUAL))}
+        over = {k: v > 1 for k, v in beyond.items()}
+        looks = furthest(s, {k: cross_fitted_thresholds(clean[k], patients, rule) for k, rule in RULES.items()})
         adult = predictor.adult_check.flags(shifted) if predictor.adult_check is not None else np.zeros(len(x), bool)
-        refused = refused_by_chest_checks(excess["pixel"], looks, adult)
+        refused = refused_by_chest_checks(beyond["pixel"], looks, adult)
         row(f"held-out pediatric, {name}:2", {"layout": over["pixel"], "appearance": looks > 1,
                                               "features": over["unusual"] | over["very"], "adult": adult,
                                               "refused": refused,
@@ -194,12 +182,12 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     _, y, oof = cross_validated_scores(x_train, [r.patient for r in train], adults, groups)
     population = oof[y == 1] > np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE)
     found = predictor.ood.findings(adults, features(adults))
-    layout, looks = layout_excess(predictor, adults), appearance_excess(predictor, adults)
+    layout, looks = predictor.ood.layout_excess(adults), appearance_excess(predictor, adults)
     refused = refused_by_chest_checks(layout, looks, population)  # the product's rule, CV population
     warned = found["unusual"] | found["very_unusual"]
     row("adult reference (CV)", {"layout": found["refused"], "appearance": looks > 1, "features": warned,
                                  "adult": population, "refused": refused, "flagged": refused | warned | population})
-    both = joint_excess(layout, looks)
+    both = joint_excesses(layout, looks)
     return out + [("adult_films_refused (chest films: a cost, not a catch; refused only where both chest checks "
                    "refuse a film the population check calls adult, together by ADULT_FOREIGN_MARGIN)", cell(refused)),
                   ("adult_films_refused_by_both_chest_checks: highest product of their excesses",

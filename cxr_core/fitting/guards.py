@@ -23,11 +23,11 @@ from ..model.architecture import pooled_features
 from ..model.folder import ModelFolder
 from ..model.predict import Predictor
 from ..safety.appearance import RULES as APPEARANCE_RULES
-from ..safety.appearance import AppearanceCheck, AutoencoderRecipe
+from ..safety.appearance import AppearanceCheck, AutoencoderRecipe, furthest
 from ..safety.ood import (FEATURE_UNUSUAL, FEATURE_VERY_UNUSUAL, PIXEL_REFUSAL, OODDetector, cross_fitted_flags,
                           cross_fitted_thresholds, excess, fold_count)
 from ..safety.overlap import write_training_hashes
-from ..safety.intended_use import ChestCheck, chest_check_refusals
+from ..safety.intended_use import ChestCheck, chest_check_refusals, joint_excess
 from ..safety.population import DEFAULT_ADULT_REFERENCE, AdultImageCheck, fit_for_model
 from ..settings import current
 from ..validation.dataset import held_out_split
@@ -90,8 +90,8 @@ def held_out_flags(ood: OODDetector, appearance: AppearanceCheck | None, check: 
     looks = None
     if appearance is not None:
         scores = appearance.scores(x_held_out)
-        looks = np.max([excess(scores[k], cross_fitted_thresholds(scores[k], patients, rule))
-                        for k, rule in APPEARANCE_RULES.items()], axis=0)
+        looks = furthest(scores, {k: cross_fitted_thresholds(scores[k], patients, rule)
+                                  for k, rule in APPEARANCE_RULES.items()})
     out = {"refused_layout": layout > 1.0,
            "refused_appearance": looks > 1.0 if looks is not None else np.zeros(len(x_held_out), bool),
            "unusual": cross_fitted_flags(feature, patients, FEATURE_UNUSUAL),
@@ -106,12 +106,19 @@ def refused_by_chest_checks(layout: np.ndarray, appearance: np.ndarray | None,
                             outside_population: np.ndarray) -> np.ndarray:
     """Per film, whether the product refuses it (safety.intended_use.chest_check_refusals), from each chest check's
     excess (score over threshold, above 1: it refuses); `appearance` None: the model has no chest-appearance check."""
-    def answer(excess: float, name: str) -> ChestCheck:
-        return ChestCheck((name,) * bool(excess > 1.0), float(excess))
-
-    looks = [None] * len(layout) if appearance is None else [answer(a, "appearance") for a in appearance]
-    return np.array([bool(chest_check_refusals(answer(l, "layout"), a, bool(p)))
+    looks = [None] * len(layout) if appearance is None else [_answer(a, "appearance") for a in appearance]
+    return np.array([bool(chest_check_refusals(_answer(l, "layout"), a, bool(p)))
                      for l, a, p in zip(layout, looks, outside_population)], bool)
+
+
+def joint_excesses(layout: np.ndarray, appearance: np.ndarray) -> np.ndarray:
+    """Per film, the two chest checks' joint excess (safety.intended_use.joint_excess) from their excesses."""
+    return np.array([joint_excess(_answer(l, "layout"), _answer(a, "appearance")) for l, a in zip(layout, appearance)])
+
+
+def _answer(over: float, name: str) -> ChestCheck:
+    """A chest check's answer from its excess alone (above 1: it refuses, named `name`)."""
+    return ChestCheck((name,) * bool(over > 1.0), float(over))
 
 
 def refit_model_guards(model_dir: str | Path, data_dir: str | Path | None = None,

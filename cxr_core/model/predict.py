@@ -194,7 +194,7 @@ class Predictor:
     def _to_prediction(self, name: str, image: LoadedImage | None, probs: np.ndarray, heat: np.ndarray,
                        pooled: np.ndarray, model_input: np.ndarray, appearance: ChestCheck | None,
                        point: OperatingPoint) -> Prediction:
-        layout, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else (ChestCheck(), [])
+        layout, unusual = self.ood.check(model_input[..., 0], pooled) if self.ood is not None else (None, [])
         population = self._population_warning(image, model_input)
         refusals = chest_check_refusals(layout, appearance, population is not None)
         verdict = assess(image, refusals, unusual, population)

@@ -48,6 +48,12 @@ RULES = {"reconstruction": ThresholdRule(0.999, 1.25), "code": ThresholdRule(0.9
 ANATOMY_SIGMA = 3.0  # px at the autoencoder's 64 px: the scale at which the reconstruction error is measured
 
 
+def furthest(scores: dict[str, np.ndarray], thresholds: dict[str, np.ndarray | float]) -> np.ndarray:
+    """Per image, the check's excess: the highest of its signals' scores over their thresholds (a NaN signal does
+    not hide another's)."""
+    return np.fmax.reduce([excess(scores[k], thresholds[k]) for k in RULES])
+
+
 @dataclass(frozen=True)
 class AutoencoderRecipe:
     """How the autoencoder is built and trained (recorded in the card)."""
@@ -180,7 +186,7 @@ class AppearanceCheck:
         """Per model input, this check's answer: the first signal that refuses says why (none: it looks like a chest
         film); the excess is the highest of the signals' score-to-threshold ratios."""
         scores = self.scores(images)
-        over = np.max([excess(scores[k], self.thresholds[k]) for k in RULES], axis=0)
+        over = furthest(scores, self.thresholds)
         return [ChestCheck(tuple(REASON.format(why=WHY[k]) for k in RULES if scores[k][i] > self.thresholds[k])[:1],
                            float(over[i])) for i in range(len(over))]
 

@@ -157,13 +157,16 @@ class OODDetector:
                 "unusual": feature > self.feature_threshold,
                 "very_unusual": feature > self.feature_threshold_strong}
 
+    def layout_excess(self, images: np.ndarray) -> np.ndarray:
+        """Per image, its layout score over the refusal threshold (above 1: refused)."""
+        return excess(self.pixel_scores(images), self.pixel_threshold)
+
     def check(self, image: np.ndarray, features: np.ndarray) -> tuple[ChestCheck, list[str]]:
         """(the layout check's answer, graded warnings) for one model-input image; the layout passes and the warnings
         are empty when it looks like the training films."""
-        score = float(self.pixel_scores(image[None])[0])
+        over = float(self.layout_excess(image[None])[0])
         feature = float(self.feature_scores(np.asarray(features)[None])[0])
-        layout = ChestCheck((PIXEL_REASON,) if score > self.pixel_threshold else (),
-                            float(excess(score, self.pixel_threshold)))
+        layout = ChestCheck((PIXEL_REASON,) if over > 1.0 else (), over)
         warnings = ([VERY_UNUSUAL_WARNING] if feature > self.feature_threshold_strong
                     else [UNUSUAL_WARNING] if feature > self.feature_threshold else [])
         return layout, warnings

@@ -49,11 +49,12 @@ def test_each_guards_verdict_is_cross_fitted_and_combined(ood):
     features = np.zeros((12, 4))
     features[3] = 100.0  # one film's model features far from every other's
     appearance = Appearance([1.0] * 8 + [50.0, 50.0] + [1.0, 1.0])  # patient p4 is unlike every other patient
-    population = [False] * 5 + [True] + [False] * 6
+    population = [False] * 5 + [True] + [False] * 4 + [True, False]  # film 10: refused by the layout alone, adult-looking
     flags = held_out_flags(ood, appearance, Population(population), held, features, patients)
     assert flags["refused_layout"][10:].all() and not flags["refused_layout"][:10].any()
     assert flags["refused_appearance"].tolist() == [False] * 8 + [True, True] + [False, False]
-    assert np.array_equal(flags["refused"], flags["refused_layout"] | flags["refused_appearance"])
+    either = flags["refused_layout"] | flags["refused_appearance"]
+    assert flags["refused"].tolist() == [bool(r) and i != 10 for i, r in enumerate(either)]  # the adult rule waives 10
     assert flags["unusual"][3] and flags["very_unusual"][3] and flags["unusual"].sum() == 1
     assert flags["population"].tolist() == population
     assert flags["flagged"].tolist() == [i in (3, 5, 8, 9, 10, 11) for i in range(12)]

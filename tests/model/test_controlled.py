@@ -328,18 +328,19 @@ AT_MARGIN = 2.0 / 1.25  # with a layout excess of 1.25: a product of exactly ADU
 
 
 @pytest.mark.parametrize("layout, appearance, adult_refused", [
-    (3.0, 0.5, False), (0.5, 3.0, False),  # one check refuses: an adult's anatomy, assessed with the warning
+    (3.0, 0.5, False), (0.5, 3.0, False), (4.0, 0.6, False),  # one check refuses: an adult's anatomy, assessed
     (1.25, 1.2, False),  # both refuse, a little: still an adult's chest film
     (1.25, AT_MARGIN * (1 - 1e-9), False), (1.25, AT_MARGIN, True),  # just under, exactly at the joint margin
     (2.0, 1.5, True),  # both refuse, clearly: not a chest film
-    (3.0, None, True), (0.5, None, False)])  # a model with one chest check: it refuses adults too
+    (3.0, None, True), (0.5, None, False),  # a model with one chest check: it refuses adults too
+    (None, 3.0, True), (None, 0.5, False)])
 def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_refusal(controlled_model_dir, layout,
                                                                                         appearance, adult_refused):
     """Both chest checks (the thumbnail's layout, the chest-appearance autoencoder) are built on children's films and
     either may call an adult's anatomy unlike theirs: a film the population check flags as adult is refused only when
     both refuse it and, together, clearly (the product of their excesses at least ADULT_FOREIGN_MARGIN), and
-    otherwise assessed with the population warning; a child's film is refused by either. A model without the
-    appearance check (None) has one chest check, which refuses adult-looking films too."""
+    otherwise assessed with the population warning; a child's film is refused by either. A model without one of
+    the checks (None) has one chest check, which refuses adult-looking films too."""
     from cxr_core.model.predict import Predictor
     from cxr_core.safety.intended_use import ADULT_FOREIGN_MARGIN, ChestCheck
     from cxr_core.safety.ood import PIXEL_REASON
@@ -359,8 +360,9 @@ def test_an_adult_chest_film_gets_the_population_warning_not_the_foreign_input_r
             return answer(layout, PIXEL_REASON), []
 
     predictor = Predictor(controlled_model_dir)  # this test's own: the shared one is never changed
-    predictor.appearance, predictor.ood = Appearance() if appearance is not None else None, Layout()
-    expected = [looks] * bool(appearance and appearance > 1) + [PIXEL_REASON] * (layout > 1)
+    predictor.appearance = Appearance() if appearance is not None else None
+    predictor.ood = Layout() if layout is not None else None
+    expected = [looks] * bool(appearance and appearance > 1) + [PIXEL_REASON] * bool(layout and layout > 1)
     adult = predictor.predict(C.png16(C.film(C.target(0.2), adult=True, seed=7)))
     if adult_refused:
         assert not adult.assessed and adult.not_assessed_reasons == expected

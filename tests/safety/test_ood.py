@@ -76,8 +76,10 @@ def test_the_detector_keeps_chest_films_and_refuses_what_is_not_laid_out_like_on
     assert sum(bool(detector.check(f, zero)[0].reasons) for f in films) <= 1
     rng = np.random.default_rng(4)
     for kind in ("noise", "document", "checker"):
-        layout, _ = detector.check(non_xray(kind, SIZE, rng), zero)
+        image = non_xray(kind, SIZE, rng)
+        layout, _ = detector.check(image, zero)
         assert layout.reasons == (PIXEL_REASON,) and layout.excess > 1, kind
+        assert layout.excess == pytest.approx(detector.pixel_scores(image[None])[0] / detector.pixel_threshold)
 
 
 def test_far_features_warn_in_two_grades_and_are_still_assessed(detector):

@@ -68,10 +68,17 @@ def show_every_case(driver) -> None:
     """The Viewer's Display setting "Show every case at once" (it shows one case at a time by default)."""
     from selenium.webdriver.common.by import By
 
+    switch = "//label[.//p[text()='Show every case at once']]"
     driver.find_element(By.XPATH, "//summary[.//p[text()='Display']]").click()
-    wait_for(driver, lambda: driver.find_element(By.XPATH, "//label[.//p[text()='Show every case at once']]").is_displayed(),
-             what="the display settings")
-    driver.find_element(By.XPATH, "//label[.//p[text()='Show every case at once']]").click()
+    wait_for(driver, lambda: driver.find_element(By.XPATH, switch).is_displayed(), what="the display settings")
+
+    def switched_on() -> bool:  # a click during a rerun of a busy machine can be lost: click until the switch holds
+        if not driver.find_element(By.XPATH, switch + "//input").is_selected():
+            driver.find_element(By.XPATH, switch).click()
+            time.sleep(1)
+        return driver.find_element(By.XPATH, switch + "//input").is_selected()
+
+    wait_for(driver, switched_on, what="'Show every case at once' on")
     time.sleep(1)
     driver.find_element(By.XPATH, "//summary[.//p[text()='Display']]").click()
 
