@@ -58,6 +58,26 @@ def figures(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
             "sens": at["sensitivity"], "spec": at["specificity"], "acc3": three_class(y, probs, threshold)["accuracy"]}
 
 
+def internal_of_mean(folders: list[Path]) -> str:
+    """The internal AUC [95 % CI] (n) of the mean of these candidates where each was validated on the same held-out
+    films (their validation_scores.csv), else why it is not given."""
+    from cxr_core.formatting import ci
+    from cxr_core.model.folder import ModelFolder
+    from cxr_core.validation.evaluation import read_scores
+
+    read = []
+    for folder in folders:
+        if not ModelFolder(folder).scores_file.is_file():
+            return "n/a (a candidate has no validation scores)"
+        files, y, probs = read_scores(ModelFolder(folder).scores_file)
+        order = np.argsort(files)
+        read.append((np.asarray(files)[order], y[order], probs[order]))
+    if any(not np.array_equal(files, read[0][0]) for files, _, _ in read):
+        return "n/a (validated on different films)"
+    f = figures(read[0][1], np.mean([probs for _, _, probs in read], 0))
+    return f"{f['auc']:.3f} {ci(f['auc_ci'])} (n {len(read[0][1])})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("candidates", nargs="+")
@@ -79,6 +99,7 @@ def main() -> None:
     from cxr_core.validation.evaluation import evaluate_folder
 
     scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    folders: dict[str, Path] = {}
     emit("site", f"{Path(args.site).name} ({Path(args.site).resolve()})")
     rows = []
     for candidate in args.candidates:
@@ -89,7 +110,7 @@ def main() -> None:
                                  point=predictor.model_point)
         order = np.argsort(result.files)
         y, probs = result.labels[order], result.probs[order]
-        scored[card.model_id] = (y, probs)
+        scored[card.model_id], folders[card.model_id] = (y, probs), folder
         b = card.binary_metrics
         internal = f"{b.get('auc', float('nan')):.3f} {ci(b.get('auc_ci95'))} (n {card.internal_validation.get('n')})"
         rows.append((card.model_id, internal, figures(y, probs), result.summary["overlap"]["images_in_training"],
@@ -100,8 +121,8 @@ def main() -> None:
             y = scored[group[0]][0]
             if any(not np.array_equal(scored[g][0], y) for g in group):
                 continue  # a film failed for one member: not the same films
-            rows.append((" + ".join(group), "n/a (different splits)", figures(y, np.mean([scored[g][1] for g in group], 0)),
-                         None, None))
+            rows.append((" + ".join(group), internal_of_mean([folders[g] for g in group]),
+                         figures(y, np.mean([scored[g][1] for g in group], 0)), None, None))
     for name, internal, f, in_training, size in rows:
         emit(f"candidate {name}", f"internal AUC {internal}; external AUC {f['auc']:.3f} {ci(f['auc_ci'])}; "
              f"spec@sens>=0.95 {f['spec']:.3f} (threshold {f['threshold']:.3f}, sens {f['sens']:.3f}); "
