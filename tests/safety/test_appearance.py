@@ -219,5 +219,6 @@ def test_the_shipped_model_refuses_at_most_one_percent_of_held_out_pediatric_fil
     rates = calibration["held_out_rates"]
     assert calibration["held_out_images"] >= 500 and "without its patient" in calibration["note"]
     assert rates["refused"] <= 0.01 and rates["flagged"] <= 0.02
-    assert rates["refused_appearance"] <= rates["refused"]
+    # a refusal needs a chest check that refuses; an adult-looking child's film one check refuses may be assessed
+    assert rates["refused"] <= rates["refused_layout"] + rates["refused_appearance"]
     assert card.appearance_check["thresholds"] == pytest.approx(shipped.appearance.thresholds)
