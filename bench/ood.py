@@ -98,19 +98,19 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
         x = np.stack([predictor.preprocess(load_image(data).pixels) for data in items])
         preds = [predictor.predict(data) for data in items]
         pooled = predictor.forward(x, heatmaps=False)[2]
-        found = predictor.ood.findings(x, pooled)
+        found, looks = predictor.ood.findings(x, pooled), appearance_excess(predictor, x)  # the autoencoder once
         others = np.array([any(not r.startswith(new) for r in p.not_assessed_reasons) for p in preds])
-        flags = {"layout": found["refused"], "appearance": predictor.appearance.findings(x)["refused"],
+        flags = {"layout": found["refused"], "appearance": looks > 1,
                  "features": found["unusual"] | found["very_unusual"],
                  "adult": predictor.adult_check.flags(x) if predictor.adult_check is not None else None,
                  "refused": np.array([not p.assessed for p in preds]),
                  "flagged": np.array([not p.assessed or bool(p.warnings) for p in preds])}
         row(f"foreign: {kind}", flags)
         if flags["adult"] is not None:  # what the adult rule weighs: both chest checks' excess, on the adult-looking
-            both = joint_excesses(predictor.ood.layout_excess(x), appearance_excess(predictor, x))
+            both = joint_excesses(predictor.ood.layout_excess(x), looks)
             elsewhere = np.array([any(not r.startswith(new) and r != PIXEL_REASON for r in p.not_assessed_reasons)
                                   for p in preds])  # refused before the chest checks (colour, blank)
-            joint.append(both[flags["adult"] & ~elsewhere & (both > 0)])
+            joint.append(both[flags["adult"] & ~elsewhere])
         alone.append(flags["refused"] & ~others)
         without.append(others)
         total.append(flags["refused"])
@@ -120,11 +120,13 @@ def foreign(predictor, per_kind: int) -> list[tuple[str, str]]:
             ("foreign_refused_without_it (colour, blank and layout rules alone)", cell(without_it)),
             ("foreign_refused_by_the_appearance_check_alone", cell(only)),
             ("foreign_called_adult_refused_by_both_chest_checks: lowest product of their excesses "
-             f"(ADULT_FOREIGN_MARGIN {ADULT_FOREIGN_MARGIN:g})", lowest(np.concatenate(joint or [np.zeros(0)])))]
+             f"(ADULT_FOREIGN_MARGIN {ADULT_FOREIGN_MARGIN:g})", extreme(np.concatenate(joint or [np.zeros(0)])))]
 
 
-def lowest(values: np.ndarray) -> str:
-    return f"{values.min():.2f} (n {len(values)})" if len(values) else "none (n 0)"
+def extreme(values: np.ndarray, pick=np.min) -> str:
+    """The lowest (or, with pick=np.max, highest) joint excess of the films where both chest checks refuse (> 0)."""
+    values = values[values > 0]
+    return f"{pick(values):.2f} (n {len(values)})" if len(values) else "none (n 0)"
 
 
 def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
@@ -187,11 +189,10 @@ def pediatric_and_adults(predictor) -> list[tuple[str, str]]:
     warned = found["unusual"] | found["very_unusual"]
     row("adult reference (CV)", {"layout": found["refused"], "appearance": looks > 1, "features": warned,
                                  "adult": population, "refused": refused, "flagged": refused | warned | population})
-    both = joint_excesses(layout, looks)
     return out + [("adult_films_refused (chest films: a cost, not a catch; refused only where both chest checks "
                    "refuse a film the population check calls adult, together by ADULT_FOREIGN_MARGIN)", cell(refused)),
                   ("adult_films_refused_by_both_chest_checks: highest product of their excesses",
-                   f"{both.max():.2f} (n {int(np.sum(both > 0))})" if np.any(both > 0) else "none (n 0)")]
+                   extreme(joint_excesses(layout, looks), np.max))]
 
 
 def check_set(predictor, held_out_names: set[str]) -> None:
