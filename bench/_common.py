@@ -93,3 +93,14 @@ def emit(name: str, value: float | str, unit: str = "") -> None:
     line = f"{name}: {value:.4g}{(' ' + unit) if unit else ''}" if isinstance(value, float) else f"{name}: {value}"
     _RECORDED.append(line)
     print(line, flush=True)
+
+
+def cell(flags: np.ndarray | None) -> str:
+    """How many of a set of films a rule flags: "k/n rate [Wilson 95 %]" ("-" where not measured)."""
+    from cxr_core.validation.metrics import wilson_interval
+
+    if flags is None:
+        return "-"
+    k, n = int(np.sum(flags)), len(flags)
+    low, high = wilson_interval(k, n)
+    return f"{k}/{n} {k / n:.1%} [{low:.1%}, {high:.1%}]"

@@ -25,20 +25,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np  # noqa: E402
-from _common import ROOT, SHARED_TRAIN, SITE_A, emit  # noqa: E402
+from _common import ROOT, SHARED_TRAIN, SITE_A, cell, emit  # noqa: E402
 
 CHECK_SET = ROOT / "bench" / "checksets" / "hard_pediatric.txt"
 COLUMNS = ("layout", "appearance", "features", "adult", "refused", "flagged")
-
-
-def cell(flags: np.ndarray | None) -> str:
-    from cxr_core.validation.metrics import wilson_interval
-
-    if flags is None:
-        return "-"
-    k, n = int(np.sum(flags)), len(flags)
-    low, high = wilson_interval(k, n)
-    return f"{k}/{n} {k / n:.1%} [{low:.1%}, {high:.1%}]"
 
 
 def row(name: str, flags: dict[str, np.ndarray | None]) -> None:

@@ -74,7 +74,9 @@ class AdultImageCheck:
                    float(z["intercept"]), float(z["threshold"]))
 
 
-def _fit_pipeline(x: np.ndarray, y: np.ndarray, n_components: int, c: float) -> Any:
+def fit_pipeline(x: np.ndarray, y: np.ndarray, n_components: int = 32, c: float = 0.01) -> Any:
+    """The check's classifier (PCA -> standardise -> logistic regression) on rows of features `x`, labels `y`
+    (0 pediatric / 1 adult)."""
     from sklearn.decomposition import PCA  # lazy: heavy
     from sklearn.linear_model import LogisticRegression  # lazy: heavy
     from sklearn.pipeline import make_pipeline  # lazy: heavy
@@ -89,7 +91,7 @@ def fit_adult_check(pediatric: np.ndarray, pediatric_groups: list[str], adult: n
     """Fit on all images; threshold and the reported rates from patient-grouped cross-validation."""
     x, y, oof = cross_validated_scores(pediatric, pediatric_groups, adult, adult_groups, folds, n_components, c)
     threshold = float(np.quantile(oof[y == 0], PEDIATRIC_FALSE_ALARM_QUANTILE))
-    pipe = _fit_pipeline(x, y, min(n_components, len(x) - 1), c)
+    pipe = fit_pipeline(x, y, min(n_components, len(x) - 1), c)
     pca, scaler, lr = pipe.steps[0][1], pipe.steps[1][1], pipe.steps[2][1]
     check = AdultImageCheck(pca.mean_.astype(np.float32), pca.components_.astype(np.float32), scaler.mean_,
                             scaler.scale_, lr.coef_[0], float(lr.intercept_[0]), threshold)
@@ -106,17 +108,23 @@ def fit_adult_check(pediatric: np.ndarray, pediatric_groups: list[str], adult: n
 def cross_validated_scores(pediatric: np.ndarray, pediatric_groups: list[str], adult: np.ndarray,
                            adult_groups: list[str], folds: int = 5, n_components: int = 32,
                            c: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thumbnails, labels 0 pediatric / 1 adult, out-of-fold scores): each film scored by a check fitted
-    without its patient (stratified, patient-grouped folds)."""
-    from sklearn.model_selection import StratifiedGroupKFold  # lazy: heavy
-
+    """(thumbnails, labels 0 pediatric / 1 adult, out-of-fold scores) of model inputs."""
     x = np.concatenate([thumbnails(pediatric), thumbnails(adult)])
     y = np.r_[np.zeros(len(pediatric)), np.ones(len(adult))].astype(int)
-    groups = np.array([f"P:{g}" for g in pediatric_groups] + [f"A:{g}" for g in adult_groups])
+    groups = [f"P:{g}" for g in pediatric_groups] + [f"A:{g}" for g in adult_groups]
+    return x, y, out_of_fold_scores(x, y, groups, folds, n_components, c)
+
+
+def out_of_fold_scores(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5, n_components: int = 32,
+                       c: float = 0.01) -> np.ndarray:
+    """Each film's score from a check fitted without its patient (stratified, patient-grouped folds); `x` holds
+    one row of features per film (thumbnails in the product; bench/population.py measures others)."""
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: heavy
+
     oof = np.zeros(len(y))
-    for tr, te in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y, groups):
-        oof[te] = _fit_pipeline(x[tr], y[tr], min(n_components, len(x) - 1), c).decision_function(x[te])
-    return x, y, oof
+    for tr, te in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y, np.asarray(groups)):
+        oof[te] = fit_pipeline(x[tr], y[tr], min(n_components, len(x) - 1), c).decision_function(x[te])
+    return oof
 
 
 def load_adult_reference(folder: str | Path, preprocess: Preprocess) -> tuple[np.ndarray, list[str]]:
