@@ -10,7 +10,8 @@ import pytest
 from cxr_core.model.folder import ModelFolder
 from cxr_core.safety.intended_use import VALIDATED_AGES
 from cxr_core.safety.population import (PEDIATRIC_FALSE_ALARM_QUANTILE, AdultImageCheck, age_warning, fit_adult_check,
-                                        fit_for_model)
+                                        fit_for_model, out_of_fold_scores)
+from cxr_core.validation.metrics import safe_auc
 from testkit.synthetic import phantom_cxr
 
 SIZE = 48
@@ -69,3 +70,14 @@ def test_the_check_round_trips_through_the_model_folder(fitted, tmp_path):
 def test_without_the_adult_reference_no_check_is_fitted_and_the_report_says_why(tmp_path):
     check, report = fit_for_model(np.zeros((4, SIZE, SIZE)), ["a", "b", "c", "d"], lambda x: x, tmp_path / "none")
     assert check is None and report["fitted"] is False and "No adult reference set" in report["reason"]
+
+
+def test_out_of_fold_scores_keep_a_patients_films_together():
+    """Each patient has two identical films and the labels are noise: a check that saw a patient's other film
+    would score it by memory (AUC near 1). Scored without the patient, it can do no better than chance."""
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((60, 200))
+    x, y = np.repeat(rows, 2, axis=0), np.repeat(rng.permutation(np.r_[np.zeros(40), np.ones(20)]).astype(int), 2)
+    groups = [f"p{i // 2}" for i in range(120)]
+    oof = out_of_fold_scores(x, y, groups, folds=4, n_components=80, c=100.0)
+    assert safe_auc(y, oof) < 0.75
