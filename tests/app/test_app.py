@@ -218,7 +218,9 @@ def test_the_site_model_is_changed_only_on_local_evidence_by_a_named_reader(app_
         RunFolder(tmp_path / "runs" / model_id).write_status(state="finished", model_id=model_id, epoch=1, epochs=1)
     monkeypatch.setenv("CXR_REGISTRY", str(shipped))
     monkeypatch.setenv("CXR_SITE_MIN_PER_CLASS", "10")
-    monkeypatch.setenv("CXR_SITE_SENSITIVITY_FLOOR", "0.3")
+    # The floor is low: a copy of the tiny model must pass it, and its sensitivity on these films varies by machine
+    # (the floor itself is tested with chosen answers in tests/site).
+    monkeypatch.setenv("CXR_SITE_SENSITIVITY_FLOOR", "0.05")
 
     at = _run("app_pages/training.py")
     assert not at.exception

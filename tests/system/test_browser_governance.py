@@ -56,8 +56,10 @@ def test_links_reload_layout_governed_panel_and_no_outside_request(tiny_registry
                                                                    tmp_path):
     from selenium.webdriver.common.by import By
 
+    # The floor is low: a copy of the tiny model must pass it, and its sensitivity on these films varies by machine
+    # (the floor itself is tested with chosen answers in tests/site).
     env = {"CXR_REGISTRY": str(_registry(tiny_registry, controlled_model_dir, tmp_path)), "CXR_HOME": str(tmp_path / "home"),
-           "CXR_RUNS_DIR": str(tmp_path / "runs"), "CXR_SITE_MIN_PER_CLASS": "10", "CXR_SITE_SENSITIVITY_FLOOR": "0.3"}
+           "CXR_RUNS_DIR": str(tmp_path / "runs"), "CXR_SITE_MIN_PER_CLASS": "10", "CXR_SITE_SENSITIVITY_FLOOR": "0.05"}
     server = start_app(env, log_path=tmp_path / "app.log")
     browser = make_browser(1280, 800, offline=True)
     try:

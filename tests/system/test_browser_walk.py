@@ -275,8 +275,10 @@ def test_a_tiny_model_is_refused_by_the_gate_and_an_activation_on_one_server_is_
     _finished_run(runs, "tiny", "tiny-budget-run")
     _finished_run(runs, "good", "good-run")
     db = f"sqlite:///{tmp_path / 'site.db'}"
+    # The floor is low: a copy of the tiny model must pass it, and its sensitivity on these films varies by machine
+    # (the floor itself is tested with chosen answers in tests/site).
     common = {"CXR_REGISTRY": str(shipped), "CXR_DATABASE_URL": db, "CXR_SITE_MIN_PER_CLASS": "10",
-              "CXR_SITE_SENSITIVITY_FLOOR": "0.3"}
+              "CXR_SITE_SENSITIVITY_FLOOR": "0.05"}
     a = start_app({**common, "CXR_HOME": str(tmp_path / "home-a"), "CXR_RUNS_DIR": str(runs)}, log_path=tmp_path / "a.log")
     b = start_app({**common, "CXR_HOME": str(tmp_path / "home-b"), "CXR_RUNS_DIR": str(tmp_path / "runs-b")},
                   log_path=tmp_path / "b.log")
