@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from testkit import inputs
 from tests.conftest import PROJECT_ROOT
-from testkit.reviews import review_as
+from testkit.reviews import other_label, review_as
 
 APP = str(PROJECT_ROOT / "app.py")
 FORBIDDEN = [
@@ -85,7 +85,7 @@ def _cases(tiny_predictor) -> dict[str, int]:
     films = {"film": inputs.png_gray8(seed=1), "reviewed": inputs.png_gray8(seed=2), "dicom": inputs.dicom(),
              "photo": inputs.photo_like()}
     ids = {k: store.add(tiny_predictor.predict(d, name=f"{k}.x"), d, model_id)[0] for k, d in films.items()}
-    store.review(ids["reviewed"], "disagree", "VIRAL", "Dr Words", "patchy")
+    store.review(ids["reviewed"], "disagree", other_label(store.get(ids["reviewed"])), "Dr Words", "patchy")
     return ids
 
 

@@ -11,6 +11,7 @@ from cxr_core.errors import CXRError
 from cxr_core.cases.worklist import WorklistFilter, filter_cases, triage_order
 
 from testkit import inputs
+from testkit.reviews import other_label
 from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -97,13 +98,14 @@ def test_cases_survive_page_switches_and_new_sessions_and_open_in_the_viewer(app
     assert not viewer.exception, viewer.exception
     assert any(f"Case {ids[1]}" in m.value for m in viewer.markdown)
     viewer.sidebar.text_input(key="reader_input").input("Dr Review").run()
+    other = other_label(store.get(ids[1]))  # a finding the model did not give, whichever it gave
     viewer.radio(key="decision_0").set_value("disagree")
-    viewer.selectbox(key="final_0").set_value("VIRAL")
+    viewer.selectbox(key="final_0").set_value(other)
     viewer.text_input(key="comment_0").input("patchy")
     next(b for b in viewer.button if b.label == "Save review").click().run()
     assert not viewer.exception, viewer.exception
     review = store.get(ids[1])["review"]
-    assert (review["decision"], review["label"], review["reader"], review["comment"]) == ("disagree", "VIRAL", "Dr Review", "patchy")
+    assert (review["decision"], review["label"], review["reader"], review["comment"]) == ("disagree", other, "Dr Review", "patchy")
     assert store.audit()[-1]["action"] == "review" and store.audit()[-1]["actor"] == "Dr Review"
     at.run()
     assert dict(zip(at.dataframe[0].value["case"], at.dataframe[0].value["status"]))[ids[1]] == "disagreed"
@@ -128,7 +130,7 @@ def test_the_site_operating_point_is_governed_confirmed_and_revertible(app_env, 
     at.switch_page("app_pages/dashboards.py").run()
     box = next(s for s in at.selectbox if s.label == "Evaluation")
     box.set_value(next(o for o in box.options if o != "internal validation")).run()
-    at.slider(key="threshold").set_value(0.6).run()
+    at.slider(key="threshold").set_value(0.3).run()  # low: most pneumonia films of the tiny model pass it
     assert at.button(key="site_save").disabled  # not before the reader confirms
     at.checkbox(key="site_confirm").check().run()
     at.button(key="site_save").click().run()
@@ -144,7 +146,7 @@ def test_the_site_operating_point_is_governed_confirmed_and_revertible(app_env, 
     at.button(key="site_save").click().run()
     assert not at.exception, at.exception
     point = CaseStore.open().site_threshold(model_id)
-    assert point["threshold"] == pytest.approx(0.6) and point["author"] == "Dr Site" and point["evidence"]["n"] == n
+    assert point["threshold"] == pytest.approx(0.3) and point["author"] == "Dr Site" and point["evidence"]["n"] == n
     assert point["evidence"]["rules"] == {"min_per_class": 16, "sensitivity_floor": 0.05}
     assert any("site's operating point" in c.value for c in at.sidebar.caption)
     at.button(key="site_revert").click().run()

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 def _registry(tiny_registry, controlled_model_dir, tmp_path):
     """The tiny model as the site's default; finished runs: a reduced-budget copy of it, a full copy, and a worse
-    model (the controlled one, which cannot read these films: it answers by a code they do not carry)."""
+    model (the controlled one, which answers by a code in the film: see `_backwards`)."""
     from cxr_core.model.folder import ModelFolder
     from train.run_folder import RunFolder
 
@@ -42,6 +42,14 @@ def _registry(tiny_registry, controlled_model_dir, tmp_path):
     return shipped
 
 
+def _backwards(root):
+    """Local films the controlled model reads backwards (normal ones at P 0.9, pneumonia ones at 0.1: AUC 0), so that
+    it is worse than the tiny model there, however the tiny model was trained."""
+    from testkit import controlled as C
+
+    return C.labelled_folder(root, [("NORMAL", 0.9)] * 12 + [("BACTERIAL", 0.1)] * 12)
+
+
 def _click(browser, xpath: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -55,6 +63,7 @@ def _click(browser, xpath: str) -> None:
 def test_links_reload_layout_governed_panel_and_no_outside_request(tiny_registry, controlled_model_dir, site_data,
                                                                    tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     # The floor is low: a copy of the tiny model must pass it, and its sensitivity on these films varies by machine
     # (the floor itself is tested with chosen answers in tests/site).
@@ -121,11 +130,15 @@ def test_links_reload_layout_governed_panel_and_no_outside_request(tiny_registry
         screenshot(browser, "governance-comparison", full_page=True)
         assert "I confirm: every user and workstation" in body_text(browser)
 
-        # a worse model, compared on the same films, is refused with the rule's numbers and nothing to confirm
+        # a worse model, compared on films it reads backwards, is refused with the rule's numbers and nothing to confirm
         _click(browser, "//*[@data-testid='stSelectbox'][.//p[text()='Model for the whole site']]")
         _click(browser, "//*[@role='option'][contains(normalize-space(.), 'worse-run')]")
         wait_for(browser, lambda: "worse-run" in body_text(browser) and "Compare on local films" in body_text(browser),
                  what="the worse model picked")
+        films = browser.find_element(By.CSS_SELECTOR, "input[aria-label^='Local films to compare on']")
+        films.send_keys(Keys.CONTROL, "a")
+        films.send_keys(str(_backwards(tmp_path / "backwards")) + "\n")
+        time.sleep(1)
         _click(browser, "//button[.//p[text()='Compare on local films']]")
         wait_for(browser, lambda: "the paired difference is" in body_text(browser), timeout=180,
                  what="the worse model's refusal on its comparison")
