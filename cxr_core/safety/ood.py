@@ -151,9 +151,10 @@ class OODDetector:
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.feat_precision, d), 0.0))
 
     def findings(self, images: np.ndarray, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Per image: refused (pixel layout), unusual and very_unusual (model features), as boolean arrays."""
+        """Per image: refused (pixel layout, as `check` refuses), unusual and very_unusual (model features), as
+        boolean arrays."""
         feature = self.feature_scores(features)
-        return {"refused": self.pixel_scores(images) > self.pixel_threshold,
+        return {"refused": self.layout_excess(images) > 1.0,
                 "unusual": feature > self.feature_threshold,
                 "very_unusual": feature > self.feature_threshold_strong}
 
